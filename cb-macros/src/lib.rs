@@ -1,1 +1,83 @@
+//! The `#[circuit_breaker]` attribute for [`cb-runtime`](https://docs.rs/cb-runtime).
+//!
+//! Depend on `cb-runtime`, which re-exports the attribute as `cb_runtime::circuit_breaker`;
+//! the expansion names paths under `::cb_runtime::__private`, so this crate is not meant to be
+//! used alone.
+//!
+//! The crate is laid out like `tokio-macros` and `tracing-attributes`: this file only hands the
+//! attribute to `expand`, arguments are parsed in `args`, durations in
+//! `duration`, and key suggestions in `suggest`.
+
 extern crate proc_macro;
+
+mod args;
+mod duration;
+mod expand;
+mod suggest;
+
+use proc_macro::TokenStream;
+
+/// Protects an `async fn` returning `Result<T, E>` with a circuit breaker from the global
+/// registry.
+///
+/// ```
+/// use cb_runtime::{circuit_breaker, BreakerError};
+///
+/// #[derive(Debug)]
+/// enum LlmError {
+///     Breaker(BreakerError),
+///     Provider(String),
+/// }
+///
+/// impl From<BreakerError> for LlmError {
+///     fn from(e: BreakerError) -> Self {
+///         LlmError::Breaker(e)
+///     }
+/// }
+///
+/// struct Provider;
+///
+/// impl Provider {
+///     #[circuit_breaker(name = "doc-openai", preset = "llm", call_timeout = "20s", fallback = cached)]
+///     async fn complete(&self, prompt: &str) -> Result<String, LlmError> {
+///         Ok(format!("answer to {prompt}"))
+///     }
+///
+///     async fn cached(&self, _prompt: &str) -> Result<String, LlmError> {
+///         Ok("cached answer".to_string())
+///     }
+/// }
+/// ```
+///
+/// The signature does not change: only the body is wrapped. The breaker is created on the
+/// first call, in [`cb_runtime::registry()`](https://docs.rs/cb-runtime) under `name`; one
+/// breaker serves the function whatever its generic parameters. A refused or timed-out call
+/// returns `Err(E::from(BreakerError))`, so `E` must implement `From<BreakerError>`.
+///
+/// # Keys
+///
+/// | key | value | meaning |
+/// |---|---|---|
+/// | `name` | string, required | the breaker's name in the registry |
+/// | `preset` | `"llm"`, `"http_api"` (default), `"database"`, `"cache"`, `"notification"` | starting configuration |
+/// | `failure_threshold`, `minimum_calls`, `half_open_max_calls`, `success_threshold` | integer | builder overrides |
+/// | `failure_rate_threshold`, `slow_call_rate_threshold` | number in `[0, 1]` | builder overrides |
+/// | `open_duration`, `slow_call_duration`, `call_timeout` | duration string: `"250ms"`, `"30s"`, `"2m"`, `"1m30s"` | builder overrides |
+/// | `sliding_window` | integer (last N calls) or duration string (calls of the last duration) | builder override |
+/// | `fallback` | path to an `async fn` with the same parameters and return type | awaited instead of the body when the breaker refuses the call |
+/// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
+/// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted |
+/// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
+///
+/// Durations take the units `ns`, `us`, `ms`, `s`, `m` (or `min`) and `h`, with an optional
+/// decimal part (`"1.5s"`), and may be chained (`"1m30s"`).
+///
+/// On a method, a one-word `fallback` names a sibling method (`fallback = cached` calls
+/// `Self::cached(self, ...)`); a longer path is called as written, with the receiver first.
+///
+/// Every argument is checked at compile time, and a mistake is reported at the offending
+/// token.
+#[proc_macro_attribute]
+pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::circuit_breaker(args.into(), item.into()).into()
+}

@@ -1,0 +1,435 @@
+//! Expanding `#[circuit_breaker]`: the signature is kept and only the body is wrapped.
+//!
+//! ```text
+//! async fn complete(&self, prompt: &str) -> Result<String, LlmError> {
+//!     static SLOT: __private::Slot = __private::Slot::new();
+//!     let breaker = SLOT.get("openai", "my_crate::complete", || /* config */);
+//!     let result = match breaker.try_acquire() {
+//!         Ok(permit) => permit.run(async move { /* fake return */ { /* body */ } }).await,
+//!         Err(_) => return Self::cached_answer(self, prompt).await, // with `fallback`
+//!         Err(e) => Err(__private::CallError::Rejected(e)),         // without
+//!     };
+//!     __private::finish(result) // Err(E::from(BreakerError)) on refusal or timeout
+//! }
+//! ```
+//!
+//! Admission is checked before the body's `async move` block exists, so a refused call still
+//! has every argument to hand to the fallback.
+
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned as _;
+use syn::token::Brace;
+use syn::{
+    Attribute, FnArg, GenericArgument, Ident, Pat, PatIdent, PathArguments, ReturnType, Signature,
+    Token, Type, Visibility,
+};
+
+use crate::args::{self, Args, Classify, Value};
+
+/// The entry point: the item, rewritten, or as it was with the errors appended.
+pub(crate) fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: MaybeItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            return with_error(
+                item,
+                syn::Error::new(
+                    Span::call_site(),
+                    "#[circuit_breaker] goes on an `async fn` returning `Result<T, E>`",
+                ),
+            )
+        }
+    };
+    let checked_args = args::parse(args);
+    let checked_fn = check_fn(&function);
+    match (checked_args, checked_fn) {
+        (Ok(args), Ok(shape)) => expand(&function, &args, &shape),
+        (Err(mut error), Err(fn_error)) => {
+            error.combine(fn_error);
+            with_error(item, error)
+        }
+        (Err(error), _) | (_, Err(error)) => with_error(item, error),
+    }
+}
+
+/// When the attribute cannot be applied, the item is still emitted unchanged, so that the
+/// mistake gives one error instead of a second one about a missing function.
+fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}
+
+/// A function whose body is kept as tokens (it may not even parse); like `syn::ItemFn`, but it
+/// also takes a function without a body, to say what is wrong with it.
+struct MaybeItemFn {
+    outer_attrs: Vec<Attribute>,
+    inner_attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    /// `Err` holds the `;` of a function without a body.
+    body: Result<(Brace, TokenStream), Token![;]>,
+}
+
+impl Parse for MaybeItemFn {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let outer_attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        if input.peek(Token![;]) {
+            return Ok(MaybeItemFn {
+                outer_attrs,
+                inner_attrs: Vec::new(),
+                vis,
+                sig,
+                body: Err(input.parse()?),
+            });
+        }
+        let content;
+        let brace = syn::braced!(content in input);
+        let inner_attrs = content.call(Attribute::parse_inner)?;
+        let block: TokenStream = content.parse()?;
+        Ok(MaybeItemFn {
+            outer_attrs,
+            inner_attrs,
+            vis,
+            sig,
+            body: Ok((brace, block)),
+        })
+    }
+}
+
+/// What the expansion needs to know about the signature.
+struct Shape {
+    /// The declared return type.
+    ret: Type,
+    /// Where a missing `From<BreakerError>` is reported: `E` in `Result<T, E>`, or the whole
+    /// return type when it is an alias such as `io::Result<T>`.
+    error_span: Span,
+}
+
+fn check_fn(function: &MaybeItemFn) -> syn::Result<Shape> {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        let message = if looks_like_async_trait(sig) {
+            "#[circuit_breaker] cannot wrap a method that #[async_trait] has already rewritten \
+             into a fn returning `Pin<Box<dyn Future>>`; use a native `async fn` in the trait \
+             (without #[async_trait]), or put #[circuit_breaker] on an inherent `async fn` and \
+             call it from this method"
+        } else {
+            "#[circuit_breaker] works on `async fn`; the `async` keyword is missing"
+        };
+        return Err(syn::Error::new(sig.fn_token.span, message));
+    }
+    if let Err(semicolon) = &function.body {
+        return Err(syn::Error::new(
+            semicolon.span,
+            "#[circuit_breaker] needs a function body to wrap; put it on the function in the \
+             `impl` block, not on the trait's declaration",
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new(
+            variadic.span(),
+            "#[circuit_breaker] does not support variadic functions",
+        ));
+    }
+    let ret =
+        match &sig.output {
+            ReturnType::Default => return Err(syn::Error::new(
+                sig.paren_token.span.close(),
+                "#[circuit_breaker] needs a function returning `Result<T, E>`, so that a refused \
+                 call can return `Err(E::from(BreakerError))`; add `-> Result<T, E>`",
+            )),
+            ReturnType::Type(_, ty) => &**ty,
+        };
+    let error_span = result_error_span(ret)?;
+    Ok(Shape {
+        ret: ret.clone(),
+        error_span,
+    })
+}
+
+/// The span of `E` in `Result<T, E>`, the whole type for a `...Result` alias, or an error when
+/// the type is certainly not a `Result`.
+fn result_error_span(ty: &Type) -> syn::Result<Span> {
+    let not_result = || {
+        syn::Error::new(
+            ty.span(),
+            "#[circuit_breaker] needs a function returning `Result<T, E>`, so that a refused \
+             call can return `Err(E::from(BreakerError))`",
+        )
+    };
+    match ty {
+        Type::Paren(inner) => result_error_span(&inner.elem),
+        Type::Group(inner) => result_error_span(&inner.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last() else {
+                return Err(not_result());
+            };
+            let name = last.ident.to_string();
+            if name == "Result" {
+                if let PathArguments::AngleBracketed(generics) = &last.arguments {
+                    let types: Vec<&Type> = generics
+                        .args
+                        .iter()
+                        .filter_map(|arg| match arg {
+                            GenericArgument::Type(ty) => Some(ty),
+                            _ => None,
+                        })
+                        .collect();
+                    if let [_, error] = types[..] {
+                        return Ok(error.span());
+                    }
+                }
+                Ok(ty.span())
+            } else if NOT_RESULTS.contains(&name.as_str()) {
+                Err(not_result())
+            } else {
+                // An alias (`io::Result<T>`, `LlmResult<T>`, ...): the type checker decides.
+                Ok(ty.span())
+            }
+        }
+        _ => Err(not_result()),
+    }
+}
+
+/// Common types that are certainly not a `Result`.
+const NOT_RESULTS: &[&str] = &[
+    "Option", "String", "Vec", "Box", "Rc", "Arc", "HashMap", "BTreeMap", "Self", "bool", "char",
+    "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+    "f32", "f64", "Pin",
+];
+
+/// `fn ... -> Pin<Box<dyn Future<...> + ...>>`: what #[async_trait] leaves of an `async fn`.
+fn looks_like_async_trait(sig: &Signature) -> bool {
+    match &sig.output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => {
+                let text = path.to_token_stream().to_string();
+                path.path
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == "Pin")
+                    && text.contains("Future")
+            }
+            _ => false,
+        },
+        ReturnType::Default => false,
+    }
+}
+
+/// A hidden local: user code cannot name it, whatever it is called.
+fn hidden(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
+    let MaybeItemFn {
+        outer_attrs,
+        inner_attrs,
+        vis,
+        sig,
+        body,
+    } = function;
+    let Ok((brace, block)) = body else {
+        // `check_fn` refuses a function without a body.
+        return TokenStream::new();
+    };
+    let krate = &args.krate;
+    let private = quote!(#krate::__private);
+
+    let slot = hidden("__CB_SLOT");
+    let breaker = hidden("__cb_breaker");
+    let permit = hidden("__cb_permit");
+    let rejected = hidden("__cb_rejected");
+    let result = Ident::new(
+        "__cb_result",
+        Span::mixed_site().located_at(shape.error_span),
+    );
+
+    // With a fallback, every parameter must be nameable; patterns are bound inside the body.
+    let mut sig = sig.clone();
+    let mut rebinds = TokenStream::new();
+    let mut call_args = Vec::new();
+    if args.fallback.is_some() {
+        for (index, input) in sig.inputs.iter_mut().enumerate() {
+            match input {
+                FnArg::Receiver(receiver) => call_args.push(receiver.self_token.to_token_stream()),
+                FnArg::Typed(typed) => match &*typed.pat {
+                    Pat::Ident(PatIdent {
+                        by_ref: None,
+                        subpat: None,
+                        ident,
+                        ..
+                    }) => call_args.push(ident.to_token_stream()),
+                    pattern => {
+                        let arg = format_ident!("__cb_arg{}", index, span = Span::mixed_site());
+                        rebinds.extend(quote!(let #pattern = #arg;));
+                        call_args.push(arg.to_token_stream());
+                        *typed.pat = syn::parse_quote!(#arg);
+                    }
+                },
+            }
+        }
+    }
+
+    // A never-taken return of the declared type, so that the body's type is inferred from the
+    // signature and type errors land on the user's code.
+    let ret_span = Span::call_site().located_at(shape.ret.span());
+    let fake_ret = hidden("__cb_fake_return");
+    let ret_ty = erase_impl_trait(&shape.ret);
+    let fake_return = quote_spanned! {ret_span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #fake_ret: #ret_ty = loop {};
+            return #fake_ret;
+        }
+    };
+    let mut user_block = TokenStream::new();
+    brace.surround(&mut user_block, |tokens| block.to_tokens(tokens));
+    let block_span = Span::call_site().located_at(brace.span.join());
+    let mut async_body = Group::new(Delimiter::Brace, quote!(#fake_return #rebinds #user_block));
+    async_body.set_span(block_span);
+    let async_block = quote_spanned!(block_span=> async move #async_body);
+
+    let run = match &args.classify {
+        None => quote!(#permit.run(#async_block)),
+        Some(Classify::FailureIf(path)) => {
+            quote!(#permit.run_with(#async_block, #private::failure_if(#path)))
+        }
+        Some(Classify::IgnoreIf(path)) => {
+            quote!(#permit.run_with(#async_block, #private::ignore_if(#path)))
+        }
+    };
+
+    let on_rejected = match &args.fallback {
+        None => {
+            quote!(#private::Err(#rejected) => #private::Err(#private::CallError::Rejected(#rejected)),)
+        }
+        Some(path) => {
+            let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
+            let callee = match path.get_ident() {
+                Some(ident) if has_receiver => {
+                    let self_ty = Ident::new("Self", ident.span());
+                    quote!(#self_ty::#ident)
+                }
+                _ => path.to_token_stream(),
+            };
+            let fallback_span = Span::call_site().located_at(path.span());
+            quote_spanned! {fallback_span=>
+                #private::Err(_) => return #callee(#(#call_args),*).await,
+            }
+        }
+    };
+
+    let config = config(args, &private);
+    let name = &args.name;
+    let fn_name = sig.ident.to_string();
+    let fn_name = fn_name.trim_start_matches("r#");
+    let finish_span = Span::call_site().located_at(shape.error_span);
+    let finish = quote_spanned!(finish_span=> #private::finish(#result));
+
+    quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            static #slot: #private::Slot = #private::Slot::new();
+            let #breaker = #slot.get(
+                #name,
+                #private::concat!(#private::module_path!(), "::", #fn_name),
+                || #config,
+            );
+            let #result = match #breaker.try_acquire() {
+                #private::Ok(#permit) => #run.await,
+                #on_rejected
+            };
+            #finish
+        }
+    }
+}
+
+/// The expression building the function's `Config`.
+fn config(args: &Args, private: &TokenStream) -> TokenStream {
+    let preset = &args.preset;
+    let preset = quote!(#private::Preset::#preset);
+    let preset = &preset;
+    if args.overrides.is_empty() {
+        return quote!(#private::preset_config(#preset));
+    }
+    let name = &args.name;
+    let setters = args.overrides.iter().map(|o| {
+        let setter = &o.setter;
+        let value = match o.value {
+            Value::U32(n) => Literal::u32_suffixed(n).to_token_stream(),
+            Value::F64(r) => Literal::f64_suffixed(r).to_token_stream(),
+            Value::Duration(nanos) => {
+                let nanos = Literal::u64_suffixed(nanos);
+                quote!(#private::Duration::from_nanos(#nanos))
+            }
+            Value::WindowCount(n) => {
+                let n = Literal::u32_suffixed(n);
+                quote!(#private::Window::Count(#n))
+            }
+            Value::WindowTime(nanos) => {
+                let nanos = Literal::u64_suffixed(nanos);
+                quote!(#private::Window::Time(#private::Duration::from_nanos(#nanos)))
+            }
+            Value::MinimumCallsWithin(n) => {
+                let n = Literal::u32_suffixed(n);
+                quote!(#private::minimum_calls_within(#preset, #n))
+            }
+        };
+        quote!(.#setter(#value))
+    });
+    let builder = hidden("__cb_builder");
+    quote! {
+        #private::build_config(#name, #preset, |#builder: #private::ConfigBuilder| #builder #(#setters)*)
+    }
+}
+
+/// The type with every `impl Trait` replaced by `_`, for a `let` annotation.
+fn erase_impl_trait(ty: &Type) -> Type {
+    let mut ty = ty.clone();
+    erase_in(&mut ty);
+    ty
+}
+
+fn erase_in(ty: &mut Type) {
+    match ty {
+        Type::ImplTrait(_) => {
+            *ty = Type::Infer(syn::TypeInfer {
+                underscore_token: Default::default(),
+            })
+        }
+        Type::Paren(inner) => erase_in(&mut inner.elem),
+        Type::Group(inner) => erase_in(&mut inner.elem),
+        Type::Reference(inner) => erase_in(&mut inner.elem),
+        Type::Ptr(inner) => erase_in(&mut inner.elem),
+        Type::Slice(inner) => erase_in(&mut inner.elem),
+        Type::Array(inner) => erase_in(&mut inner.elem),
+        Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(erase_in),
+        Type::Path(path) => {
+            for segment in &mut path.path.segments {
+                if let PathArguments::AngleBracketed(generics) = &mut segment.arguments {
+                    for arg in &mut generics.args {
+                        if let GenericArgument::Type(ty) = arg {
+                            erase_in(ty);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}

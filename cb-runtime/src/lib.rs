@@ -1,1 +1,92 @@
-pub fn x(){}
+//! Circuit breakers for async Rust services: exact under concurrency, a few
+//! nanoseconds on the hot path, with presets per kind of dependency and an
+//! attribute that needs no other code.
+//!
+//! ```
+//! use cb_runtime::{circuit_breaker, BreakerError};
+//!
+//! #[derive(Debug)]
+//! enum LlmError {
+//!     Http(String),
+//!     Unavailable(BreakerError),
+//! }
+//!
+//! impl From<BreakerError> for LlmError {
+//!     fn from(e: BreakerError) -> Self {
+//!         LlmError::Unavailable(e)
+//!     }
+//! }
+//!
+//! struct Client;
+//!
+//! impl Client {
+//!     #[circuit_breaker(name = "openai-doc", preset = "llm")]
+//!     async fn complete(&self, prompt: &str) -> Result<String, LlmError> {
+//!         Ok(format!("echo: {prompt}"))
+//!     }
+//! }
+//!
+//! # tokio_test::block_on(async {
+//! let answer = Client.complete("hello").await.unwrap();
+//! assert_eq!(answer, "echo: hello");
+//! assert!(cb_runtime::registry().get("openai-doc").is_some());
+//! # });
+//! ```
+//!
+//! # The pieces
+//!
+//! * [`CircuitBreaker`]: the state machine, [`call`](CircuitBreaker::call) and
+//!   manual control ([`reset`](CircuitBreaker::reset),
+//!   [`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable)).
+//! * [`Config`] and [`ConfigBuilder`]: triggers and recovery, validated.
+//! * [`Preset`]: starting points for LLM, HTTP API, database, cache and
+//!   notification dependencies.
+//! * [`registry()`]: the process-wide [`Registry`] of named breakers.
+//! * [`circuit_breaker`]: the attribute.
+//!
+//! # States
+//!
+//! A breaker starts [`State::Closed`]. Consecutive failures, a failure rate
+//! or a slow-call rate over the sliding window open it; while
+//! [`State::Open`] it refuses calls at once. After the open duration it lets
+//! up to `half_open_max_calls` probes through ([`State::HalfOpen`]):
+//! `success_threshold` successes close it, one failure opens it again.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod breaker;
+mod call;
+pub mod clock;
+mod config;
+mod counters;
+mod error;
+mod intern;
+mod log;
+mod permit;
+mod preset;
+mod registry;
+mod state;
+mod stats;
+mod sync;
+mod transition;
+mod window;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use breaker::{CircuitBreaker, Outcome};
+pub use call::{Call, Classify, ErrIsFailure, FnClassifier};
+pub use cb_macros::circuit_breaker;
+pub use clock::Clock;
+pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES};
+pub use error::{BreakerError, BreakerErrorKind, CallError};
+pub use permit::Permit;
+pub use preset::Preset;
+pub use registry::{registry, Health, Registry};
+pub use state::{ParseStateError, State};
+pub use stats::Stats;
+pub use transition::Transition;
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,747 @@
+//! The circuit breaker: its state machine, admission and outcome recording.
+//!
+//! # How it is built
+//!
+//! Everything admission needs is packed in one atomic word (state, a "dirty"
+//! bit, probes in flight and a generation; see `state::Word`):
+//!
+//! * **Admission** is one atomic load while closed. While half-open it is one
+//!   compare-and-swap that takes a probe slot, so probes in flight never
+//!   exceed `half_open_max_calls` (pitfall 1). While open it reads the clock;
+//!   once the open duration has elapsed exactly one caller wins the
+//!   compare-and-swap to half-open and takes the first probe (pitfall 2).
+//! * **A success while closed** with a clean window (no failure or slow call
+//!   in it, no consecutive failure) adds one to a sharded counter and is done:
+//!   no lock, no allocation, no clock read unless slow-call detection is on.
+//!   The count window catches up with those successes the next time its lock
+//!   is taken.
+//! * **Everything else** (failures, slow calls, probes, transitions, a window
+//!   that holds failures, time windows) takes the breaker's mutex for a few
+//!   dozen nanoseconds. The lock is never held across the protected call, an
+//!   `.await` or user code (pitfall 13).
+//! * **Every transition bumps the generation.** A permit remembers the
+//!   generation it was admitted in, and its outcome only moves the state
+//!   machine if the generation is still current: a call admitted while closed
+//!   that finishes after the circuit opened and half-opened is counted in the
+//!   totals but is not a probe result (pitfall 5).
+//! * **Permits are drop guards**: a call dropped before it finishes gives its
+//!   probe slot back and records no outcome (pitfalls 3 and 4); a panic
+//!   counts as a failure and gives the slot back.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::{duration_nanos, Clock};
+use crate::config::{Config, ConfigError, Window};
+use crate::counters::{Counter, Counters};
+use crate::error::{BreakerError, BreakerErrorKind};
+use crate::log::RejectionLog;
+use crate::permit::{Admission, Permit, Ticket};
+use crate::state::{State, Word, MAX_IN_FLIGHT};
+use crate::stats::Stats;
+use crate::sync::{lock, AtomicU64, Mutex, Ordering};
+use crate::transition::{Observers, Transition};
+use crate::window::{Outcomes, Tally};
+
+/// How a finished call counts against the dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The dependency did its job.
+    Success,
+    /// The dependency failed: counts towards opening the circuit.
+    Failure,
+    /// Neither: the error was the caller's fault (say, a 400 for a prompt that
+    /// is too long). Counted in `Stats::ignored`, and nowhere else.
+    Ignored,
+}
+
+/// How a permit ended, as the breaker records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Success,
+    Failure,
+    Timeout,
+    Ignored,
+    Cancelled,
+}
+
+impl From<Outcome> for Finish {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Success => Finish::Success,
+            Outcome::Failure => Finish::Failure,
+            Outcome::Ignored => Finish::Ignored,
+        }
+    }
+}
+
+/// A circuit breaker guarding one dependency.
+///
+/// It is `Send + Sync`; share it by reference or in an `Arc`, or let the
+/// [`registry`](crate::registry()) hold it.
+///
+/// ```
+/// use cb_runtime::{CallError, CircuitBreaker, Config, State};
+///
+/// # tokio_test::block_on(async {
+/// let breaker = CircuitBreaker::new("inventory", Config::builder().failure_threshold(2).build()?);
+///
+/// let ok: Result<u32, CallError<&str>> = breaker.call(async { Ok(7) }).await;
+/// assert_eq!(ok, Ok(7));
+///
+/// for _ in 0..2 {
+///     let _ = breaker.call(async { Err::<u32, _>("connection refused") }).await;
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+///
+/// // An open breaker fails fast, without polling the future.
+/// let refused = breaker.call(async { Ok::<u32, &str>(1) }).await;
+/// assert!(refused.unwrap_err().is_rejected());
+/// # Ok::<(), cb_runtime::ConfigError>(())
+/// # }).unwrap();
+/// ```
+pub struct CircuitBreaker {
+    /// The packed state word; see `state::Word`.
+    word: AtomicU64,
+    /// While open: the clock reading at which a probe may go through.
+    open_until: AtomicU64,
+    /// `slow_call_duration` in nanoseconds; 0 when slow-call detection is off.
+    slow_nanos: AtomicU64,
+    /// `call_timeout` in nanoseconds; 0 when there is none.
+    timeout_nanos: AtomicU64,
+    /// `half_open_max_calls`.
+    max_probes: AtomicU64,
+    counters: Counters,
+    clock: Clock,
+    name: &'static str,
+    inner: Mutex<Inner>,
+    observers: Observers,
+    rejections: RejectionLog,
+}
+
+/// What the lock guards: the window and everything only slow paths touch.
+struct Inner {
+    config: Config,
+    window: Outcomes,
+    consecutive_failures: u64,
+    /// The `FastSuccess` total the window has caught up with.
+    synced_fast: u64,
+    /// The generation `probe_successes` counts for.
+    probe_generation: u64,
+    probe_successes: u32,
+    /// Reopens since the circuit last closed, for the open-duration backoff.
+    reopens: u32,
+}
+
+impl CircuitBreaker {
+    /// A new, closed breaker.
+    ///
+    /// The name identifies it in errors, logs and metrics. Names are interned
+    /// for the life of the process (a breaker's error carries its name without
+    /// allocating), so create breakers per dependency, not per request.
+    pub fn new(name: impl Into<String>, config: Config) -> Self {
+        let dirty = matches!(config.sliding_window, Window::Time(_));
+        CircuitBreaker {
+            word: AtomicU64::new(Word::new(State::Closed, 0, dirty).0),
+            open_until: AtomicU64::new(0),
+            slow_nanos: AtomicU64::new(config.slow_call_duration.map_or(0, duration_nanos)),
+            timeout_nanos: AtomicU64::new(config.call_timeout.map_or(0, duration_nanos)),
+            max_probes: AtomicU64::new(u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT))),
+            counters: Counters::new(),
+            clock: config.clock.clone(),
+            name: crate::intern::intern(name.into()),
+            inner: Mutex::new(Inner {
+                window: Outcomes::new(config.sliding_window),
+                config,
+                consecutive_failures: 0,
+                synced_fast: 0,
+                probe_generation: 0,
+                probe_successes: 0,
+                reopens: 0,
+            }),
+            observers: Observers::default(),
+            rejections: RejectionLog::default(),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// The breaker's current configuration.
+    pub fn config(&self) -> Config {
+        lock(&self.inner).config.clone()
+    }
+
+    /// Replaces the configuration without losing the state or the totals.
+    ///
+    /// The window keeps its contents when its kind and size are unchanged, and
+    /// starts empty otherwise. The new thresholds are judged from the next
+    /// recorded outcome; an open circuit keeps its current deadline. The
+    /// clock cannot change: a breaker keeps the clock it was created with.
+    pub fn reconfigure(&self, config: Config) -> Result<(), ConfigError> {
+        // Re-validate: a `Config` is valid by construction, but say so here.
+        let config = config.to_builder().clock(self.clock.clone()).build()?;
+        let transition = {
+            let mut inner = lock(&self.inner);
+            if inner.config.sliding_window != config.sliding_window {
+                self.sync_fast_successes(&mut inner);
+                inner.window = Outcomes::new(config.sliding_window);
+            }
+            self.slow_nanos.store(
+                config.slow_call_duration.map_or(0, duration_nanos),
+                Ordering::Release,
+            );
+            self.timeout_nanos
+                .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
+            self.max_probes.store(
+                u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT)),
+                Ordering::Release,
+            );
+            inner.config = config;
+            // A lower threshold may already be met.
+            let w = self.load();
+            if w.state() == State::Closed {
+                self.sync_fast_successes(&mut inner);
+                self.judge_closed(&mut inner, w)
+            } else {
+                None
+            }
+        };
+        self.emit(transition);
+        Ok(())
+    }
+
+    /// The circuit's state.
+    ///
+    /// An open circuit whose open duration has elapsed is moved to half-open
+    /// here, even if no call arrived since (pitfall 11): what this returns,
+    /// and what metrics report, is always what the next call will meet.
+    pub fn state(&self) -> State {
+        loop {
+            let w = self.load();
+            if w.state() != State::Open {
+                return w.state();
+            }
+            match self.open_elapsed(w) {
+                Err(_) => return State::Open,
+                Ok(None) => continue,
+                Ok(Some(half_open)) => {
+                    if self.cas(w, half_open) {
+                        self.emit(Some(self.transition(w, half_open, "open duration elapsed")));
+                        return State::HalfOpen;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A snapshot of the state and every count. The counts are exact.
+    pub fn stats(&self) -> Stats {
+        let state = self.state();
+        let (tally, consecutive, minimum) = {
+            let mut inner = lock(&self.inner);
+            self.sync_fast_successes(&mut inner);
+            let now = self.window_now(&inner);
+            (
+                inner.window.tally(now),
+                inner.consecutive_failures,
+                u64::from(inner.config.minimum_calls),
+            )
+        };
+        let c = |k| self.counters.sum(k);
+        let rate =
+            |n: u64| (tally.calls >= minimum && tally.calls > 0).then(|| n as f64 / tally.calls as f64);
+        let w = self.load();
+        Stats {
+            state,
+            successes: c(Counter::Success) + c(Counter::FastSuccess),
+            failures: c(Counter::Failure),
+            rejected: c(Counter::Rejected),
+            slow_calls: c(Counter::Slow),
+            consecutive_failures: if w.state() == State::Closed {
+                consecutive
+            } else {
+                0
+            },
+            timeouts: c(Counter::Timeout),
+            ignored: c(Counter::Ignored),
+            cancelled: c(Counter::Cancelled),
+            calls_in_window: tally.calls,
+            failures_in_window: tally.failures,
+            slow_calls_in_window: tally.slow,
+            failure_rate: rate(tally.failures),
+            slow_call_rate: rate(tally.slow),
+            half_open_in_flight: u64::from(w.in_flight()),
+        }
+    }
+
+    /// Closes the circuit and clears the window and the consecutive-failure
+    /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
+    pub fn reset(&self) {
+        self.manual(State::Closed, "reset");
+    }
+
+    /// Opens the circuit until [`reset`](Self::reset): every call is refused.
+    pub fn force_open(&self) {
+        self.manual(State::ForcedOpen, "forced open");
+    }
+
+    /// Lets every call through and never opens, until [`reset`](Self::reset).
+    /// Calls are still counted in [`Stats`].
+    pub fn disable(&self) {
+        self.manual(State::Disabled, "disabled");
+    }
+
+    /// Opens the circuit for exactly `duration`, then lets probes through as
+    /// usual: for a dependency that said when to come back (an HTTP 429 or
+    /// 503 with `Retry-After`). A forced-open or disabled breaker is left as
+    /// it is, and `false` returned.
+    pub fn open_for(&self, duration: Duration) -> bool {
+        let transition = {
+            let _inner = lock(&self.inner);
+            let mut w = self.load();
+            loop {
+                if matches!(w.state(), State::ForcedOpen | State::Disabled) {
+                    return false;
+                }
+                let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
+                self.open_until.store(deadline, Ordering::Release);
+                let open = w.next(State::Open, false);
+                match self.cas_from(w, open) {
+                    Ok(()) => break self.transition(w, open, "opened for a given duration"),
+                    Err(now) => w = now,
+                }
+            }
+        };
+        self.emit(Some(transition));
+        true
+    }
+
+    /// Asks for admission, without running anything: `Ok` with a permit to
+    /// run or report one call, or the refusal.
+    ///
+    /// This is the building block of [`call`](Self::call) for code that must
+    /// know whether a call will be let through before it commits to it (the
+    /// attribute checks this before the body takes its arguments). Dropping
+    /// the permit unused gives it back and records nothing.
+    ///
+    /// ```
+    /// use cb_runtime::{CircuitBreaker, Config};
+    ///
+    /// let breaker = CircuitBreaker::new("sync-client", Config::default());
+    /// match breaker.try_acquire() {
+    ///     Ok(permit) => {
+    ///         let reply: Result<u32, ()> = Ok(1); // a blocking call
+    ///         permit.record(reply.is_ok());
+    ///     }
+    ///     Err(refusal) => assert!(refusal.is_rejected()),
+    /// }
+    /// assert_eq!(breaker.stats().successes, 1);
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, BreakerError> {
+        self.admit().map(|ticket| Permit::new(self, ticket))
+    }
+
+    #[inline]
+    pub(crate) fn admit(&self) -> Result<Ticket, BreakerError> {
+        let w = self.load();
+        match w.state() {
+            State::Closed => Ok(self.ticket(w, Admission::Closed)),
+            State::Disabled => Ok(self.ticket(w, Admission::Disabled)),
+            _ => self.admit_slow(w),
+        }
+    }
+
+    #[inline]
+    fn ticket(&self, w: Word, admission: Admission) -> Ticket {
+        let start = if self.slow_nanos.load(Ordering::Relaxed) != 0 {
+            self.clock.now_nanos()
+        } else {
+            Ticket::NO_START
+        };
+        Ticket {
+            generation: w.generation(),
+            admission,
+            start,
+        }
+    }
+
+    #[cold]
+    fn admit_slow(&self, mut w: Word) -> Result<Ticket, BreakerError> {
+        loop {
+            match w.state() {
+                State::Closed => return Ok(self.ticket(w, Admission::Closed)),
+                State::Disabled => return Ok(self.ticket(w, Admission::Disabled)),
+                State::ForcedOpen => return Err(self.reject(BreakerErrorKind::ForcedOpen, None)),
+                State::Open => match self.open_elapsed(w) {
+                    Err(wait) => return Err(self.reject(BreakerErrorKind::Open, Some(wait))),
+                    Ok(None) => {}
+                    Ok(Some(half_open)) => {
+                        // Exactly one caller wins this swap, and its probe is the first.
+                        let probing = half_open.with_in_flight(1);
+                        if self.cas(w, probing) {
+                            self.emit(Some(self.transition(w, half_open, "open duration elapsed")));
+                            return Ok(self.ticket(probing, Admission::HalfOpen));
+                        }
+                    }
+                },
+                State::HalfOpen => {
+                    let n = w.in_flight();
+                    if u64::from(n) >= self.max_probes.load(Ordering::Acquire) {
+                        return Err(self.reject(BreakerErrorKind::HalfOpenFull, None));
+                    }
+                    let taken = w.with_in_flight(n + 1);
+                    if self.cas(w, taken) {
+                        return Ok(self.ticket(taken, Admission::HalfOpen));
+                    }
+                }
+            }
+            w = self.load();
+        }
+    }
+
+    /// For an open word: `Err(wait)` while the open duration runs,
+    /// `Ok(Some(half_open_word))` once it has elapsed, `Ok(None)` if the word
+    /// moved on meanwhile.
+    fn open_elapsed(&self, w: Word) -> Result<Option<Word>, Duration> {
+        let deadline = self.open_until.load(Ordering::Acquire);
+        let now = self.clock.now_nanos();
+        if now < deadline {
+            return Err(Duration::from_nanos(deadline - now));
+        }
+        if self.load() != w {
+            return Ok(None);
+        }
+        Ok(Some(w.next(State::HalfOpen, false)))
+    }
+
+    fn reject(&self, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
+        self.counters.add(Counter::Rejected);
+        self.rejections
+            .first_of_period(self.name, self.load().generation(), kind);
+        BreakerError::new(self.name, kind, wait)
+    }
+
+    /// The `call_timeout` in force, if any.
+    #[inline]
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        match self.timeout_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    pub(crate) fn timeout_error(&self, after: Duration) -> BreakerError {
+        BreakerError::new(self.name, BreakerErrorKind::Timeout, Some(after))
+    }
+
+    /// Records how an admitted call ended.
+    #[inline]
+    pub(crate) fn finish(&self, ticket: Ticket, finish: Finish) {
+        let slow = self.is_slow(ticket);
+        if finish == Finish::Success && !slow && ticket.admission == Admission::Closed {
+            // The hot path: closed, clean window, same generation.
+            if self.load().is_clean_closed(ticket.generation) {
+                self.counters.add(Counter::FastSuccess);
+                return;
+            }
+        }
+        self.finish_slow(ticket, finish, slow);
+    }
+
+    #[inline]
+    fn is_slow(&self, ticket: Ticket) -> bool {
+        if ticket.start == Ticket::NO_START {
+            return false;
+        }
+        let limit = self.slow_nanos.load(Ordering::Relaxed);
+        limit != 0 && self.clock.now_nanos().saturating_sub(ticket.start) >= limit
+    }
+
+    #[cold]
+    fn finish_slow(&self, ticket: Ticket, finish: Finish, slow: bool) {
+        self.counters.add(match finish {
+            Finish::Success => Counter::Success,
+            Finish::Failure => Counter::Failure,
+            Finish::Timeout => Counter::Timeout,
+            Finish::Ignored => Counter::Ignored,
+            Finish::Cancelled => Counter::Cancelled,
+        });
+        if slow && finish != Finish::Cancelled {
+            self.counters.add(Counter::Slow);
+        }
+        let transition = match ticket.admission {
+            Admission::Disabled => None,
+            Admission::Closed => self.finish_closed(ticket, finish, slow),
+            Admission::HalfOpen => self.finish_probe(ticket, finish),
+        };
+        self.emit(transition);
+    }
+
+    fn finish_closed(&self, ticket: Ticket, finish: Finish, slow: bool) -> Option<Transition> {
+        let failure = match finish {
+            Finish::Success => false,
+            Finish::Failure | Finish::Timeout => true,
+            Finish::Ignored | Finish::Cancelled => return None,
+        };
+        let mut inner = lock(&self.inner);
+        let w = self.load();
+        if w.state() != State::Closed || w.generation() != ticket.generation {
+            return None; // a late result from an earlier state
+        }
+        self.sync_fast_successes(&mut inner);
+        let now = self.window_now(&inner);
+        inner.window.record(now, failure, slow);
+        if failure {
+            inner.consecutive_failures += 1;
+        } else {
+            inner.consecutive_failures = 0;
+        }
+        self.judge_closed(&mut inner, w)
+    }
+
+    /// Opens the circuit if a trigger is met, or else updates the dirty bit.
+    fn judge_closed(&self, inner: &mut Inner, w: Word) -> Option<Transition> {
+        let now = self.window_now(inner);
+        let tally = inner.window.tally(now);
+        let cfg = &inner.config;
+        let judged = tally.calls >= u64::from(cfg.minimum_calls);
+        let reason = if inner.consecutive_failures >= u64::from(cfg.failure_threshold) {
+            Some("consecutive failures")
+        } else if judged && tally.failures > 0 && rate(tally.failures, tally) >= cfg.failure_rate_threshold {
+            Some("failure rate")
+        } else if judged
+            && cfg.slow_call_duration.is_some()
+            && tally.slow > 0
+            && rate(tally.slow, tally) >= cfg.slow_call_rate_threshold
+        {
+            Some("slow-call rate")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                inner.reopens = 0;
+                let opened = self.open_locked(inner, w, reason, tally);
+                inner.window.clear();
+                inner.consecutive_failures = 0;
+                opened
+            }
+            None => {
+                let dirty = !(inner.window.is_clean() && inner.consecutive_failures == 0);
+                if dirty != w.dirty() {
+                    // Nothing else changes a closed word without this lock.
+                    let _ = self.cas(w, w.with_dirty(dirty));
+                }
+                None
+            }
+        }
+    }
+
+    fn finish_probe(&self, ticket: Ticket, finish: Finish) -> Option<Transition> {
+        if matches!(finish, Finish::Ignored | Finish::Cancelled) {
+            self.release_probe(ticket.generation);
+            return None;
+        }
+        let mut inner = lock(&self.inner);
+        // The word after giving the slot back; `None` for a late result.
+        let w = self.release_probe(ticket.generation)?;
+        if inner.probe_generation != ticket.generation {
+            inner.probe_generation = ticket.generation;
+            inner.probe_successes = 0;
+        }
+        match finish {
+            Finish::Success => {
+                inner.probe_successes += 1;
+                if inner.probe_successes < inner.config.success_threshold {
+                    return None;
+                }
+                let closed = w.next(
+                    State::Closed,
+                    matches!(inner.config.sliding_window, Window::Time(_)),
+                );
+                let transition = self.swap_locked(w, closed, "probes succeeded")?;
+                inner.reopens = 0;
+                inner.window.clear();
+                inner.consecutive_failures = 0;
+                inner.synced_fast = self.counters.sum(Counter::FastSuccess);
+                Some(transition)
+            }
+            _ => {
+                inner.reopens = inner.reopens.saturating_add(1);
+                let tally = Tally::default();
+                self.open_locked(&mut inner, w, "a probe failed", tally)
+            }
+        }
+    }
+
+    /// Gives a probe slot back if its generation is still current; returns the
+    /// word after, or `None` when the generation has moved on.
+    fn release_probe(&self, generation: u64) -> Option<Word> {
+        let mut w = self.load();
+        loop {
+            if w.state() != State::HalfOpen || w.generation() != generation {
+                return None;
+            }
+            let released = w.with_in_flight(w.in_flight().saturating_sub(1));
+            match self.cas_from(w, released) {
+                Ok(()) => return Some(released),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Moves `w` (of one generation) to open, with the backoff's duration.
+    /// Call with the lock held.
+    fn open_locked(
+        &self,
+        inner: &mut Inner,
+        w: Word,
+        reason: &'static str,
+        tally: Tally,
+    ) -> Option<Transition> {
+        let cfg = &inner.config;
+        let duration = match cfg.open_backoff {
+            Some(b) => b.open_duration(cfg.open_duration, inner.reopens, fastrand::f64()),
+            None => cfg.open_duration,
+        };
+        let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
+        self.open_until.store(deadline, Ordering::Release);
+        let open = w.next(State::Open, false);
+        let mut t = self.swap_locked(w, open, reason)?;
+        t.failures_in_window = tally.failures;
+        t.calls_in_window = tally.calls;
+        t.open_for = Some(duration);
+        Some(t)
+    }
+
+    /// Swaps `from` for `to` while `from`'s generation and state hold (only
+    /// the probe count may move meanwhile). Call with the lock held.
+    fn swap_locked(&self, from: Word, to: Word, reason: &'static str) -> Option<Transition> {
+        let mut w = from;
+        loop {
+            if w.state() != from.state() || w.generation() != from.generation() {
+                return None;
+            }
+            match self.cas_from(w, to) {
+                Ok(()) => return Some(self.transition(w, to, reason)),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    fn manual(&self, to: State, reason: &'static str) {
+        let transition = {
+            let mut inner = lock(&self.inner);
+            let time = matches!(inner.config.sliding_window, Window::Time(_));
+            let mut w = self.load();
+            let next = loop {
+                let next = w.next(to, to == State::Closed && time);
+                match self.cas_from(w, next) {
+                    Ok(()) => break next,
+                    Err(now) => w = now,
+                }
+            };
+            inner.window.clear();
+            inner.consecutive_failures = 0;
+            inner.reopens = 0;
+            inner.synced_fast = self.counters.sum(Counter::FastSuccess);
+            (w.state() != to).then(|| self.transition(w, next, reason))
+        };
+        self.emit(transition);
+    }
+
+    /// Brings the window up to date with the successes that skipped the lock.
+    fn sync_fast_successes(&self, inner: &mut Inner) {
+        let total = self.counters.sum(Counter::FastSuccess);
+        let pending = total.wrapping_sub(inner.synced_fast);
+        if pending != 0 {
+            inner.synced_fast = total;
+            let now = self.window_now(inner);
+            inner.window.record_successes(now, pending);
+            inner.consecutive_failures = 0;
+        }
+    }
+
+    fn window_now(&self, inner: &Inner) -> u64 {
+        match inner.config.sliding_window {
+            Window::Time(_) => self.clock.now_nanos(),
+            Window::Count(_) => 0,
+        }
+    }
+
+    #[inline]
+    fn load(&self) -> Word {
+        Word(self.word.load(Ordering::Acquire))
+    }
+
+    fn cas(&self, from: Word, to: Word) -> bool {
+        self.cas_from(from, to).is_ok()
+    }
+
+    fn cas_from(&self, from: Word, to: Word) -> Result<(), Word> {
+        self.word
+            .compare_exchange(from.0, to.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(Word)
+    }
+
+    fn transition(&self, from: Word, to: Word, reason: &'static str) -> Transition {
+        Transition {
+            name: self.name,
+            from: from.state(),
+            to: to.state(),
+            reason,
+            at: self.clock.now(),
+            wall_time: std::time::SystemTime::now(),
+            open_for: None,
+            failures_in_window: 0,
+            calls_in_window: 0,
+            rejected_while_open: None,
+        }
+    }
+
+    /// Logs a transition and tells the observers, with no lock held.
+    fn emit(&self, transition: Option<Transition>) {
+        if let Some(mut t) = transition {
+            if t.from.is_open() {
+                t.rejected_while_open =
+                    Some(self.rejections.end_period(self.counters.sum(Counter::Rejected)));
+            } else if t.to.is_open() {
+                self.rejections.start_period(self.counters.sum(Counter::Rejected));
+            }
+            crate::log::transition(&t);
+            self.observers.notify(&t);
+        }
+    }
+
+    /// Runs `f` on every transition of this breaker, after it has happened and
+    /// with no lock held.
+    pub fn on_transition(&self, f: impl Fn(&Transition) + Send + Sync + 'static) {
+        self.observers.add(Box::new(f));
+    }
+}
+
+fn rate(n: u64, tally: Tally) -> f64 {
+    n as f64 / tally.calls as f64
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &self.load().state())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl CircuitBreaker {
+    /// Bytes held by one breaker: the struct plus the window's heap.
+    pub(crate) fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + lock(&self.inner).window.heap_bytes()
+    }
+}

@@ -1,0 +1,253 @@
+//! The future of a protected call.
+
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::breaker::{CircuitBreaker, Finish, Outcome};
+use crate::error::CallError;
+use crate::permit::Ticket;
+
+/// Decides how a finished call's result counts against the dependency.
+pub trait Classify<T, E> {
+    /// How `result` counts.
+    fn classify(self, result: &Result<T, E>) -> Outcome;
+}
+
+/// The default classifier: `Ok` is a success, `Err` a failure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrIsFailure;
+
+impl<T, E> Classify<T, E> for ErrIsFailure {
+    #[inline]
+    fn classify(self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// A classifier from a closure `FnOnce(&Result<T, E>) -> Outcome`.
+#[derive(Clone, Copy, Debug)]
+pub struct FnClassifier<C>(pub C);
+
+impl<T, E, C: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for FnClassifier<C> {
+    #[inline]
+    fn classify(self, result: &Result<T, E>) -> Outcome {
+        (self.0)(result)
+    }
+}
+
+pin_project! {
+    /// The future returned by [`CircuitBreaker::call`], [`CircuitBreaker::call_with`]
+    /// and [`Permit::run`](crate::Permit::run).
+    ///
+    /// It asks for admission on its first poll (unless it already holds a
+    /// permit); a refused call never polls the inner future. It finishes on
+    /// its first poll when the inner future does; only a call still pending
+    /// arms the `call_timeout` timer, which needs a tokio runtime. It is `Send`
+    /// when the inner future is.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Call<'a, F, C> {
+        breaker: &'a CircuitBreaker,
+        ticket: Option<Ticket>,
+        started: bool,
+        classify: Option<C>,
+        #[pin]
+        fut: Option<F>,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl<'a, F, C> PinnedDrop for Call<'a, F, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(ticket) = this.ticket.take() {
+                // Dropped before it finished: no outcome (pitfall 4).
+                this.breaker.finish(ticket, Finish::Cancelled);
+            }
+        }
+    }
+}
+
+impl<'a, F, C> Call<'a, F, C> {
+    pub(crate) fn new(breaker: &'a CircuitBreaker, fut: F, classify: C) -> Self {
+        Call {
+            breaker,
+            ticket: None,
+            started: false,
+            classify: Some(classify),
+            fut: Some(fut),
+            sleep: None,
+        }
+    }
+
+    pub(crate) fn admitted(breaker: &'a CircuitBreaker, ticket: Ticket, fut: F, classify: C) -> Self {
+        Call {
+            breaker,
+            ticket: Some(ticket),
+            started: true,
+            classify: Some(classify),
+            fut: Some(fut),
+            sleep: None,
+        }
+    }
+}
+
+/// Records a failure if the inner future panics; forgotten otherwise.
+struct PanicGuard<'a> {
+    breaker: &'a CircuitBreaker,
+    ticket: Ticket,
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        // Only reached while unwinding out of the inner `poll`.
+        self.breaker.finish(self.ticket, Finish::Failure);
+    }
+}
+
+impl<F, T, E, C> Future for Call<'_, F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, CallError<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let breaker = *this.breaker;
+        let ticket = match this.ticket.take() {
+            Some(t) => t,
+            None if !*this.started => {
+                *this.started = true;
+                match breaker.admit() {
+                    Ok(t) => t,
+                    Err(refusal) => {
+                        this.fut.set(None);
+                        return Poll::Ready(Err(CallError::Rejected(refusal)));
+                    }
+                }
+            }
+            None => panic!("`Call` polled after completion"),
+        };
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            panic!("`Call` polled after completion");
+        };
+
+        let guard = PanicGuard { breaker, ticket };
+        let polled = fut.poll(cx);
+        mem::forget(guard);
+
+        match polled {
+            Poll::Ready(result) => {
+                this.fut.set(None);
+                let outcome = match this.classify.take() {
+                    Some(c) => c.classify(&result),
+                    None => Outcome::Failure,
+                };
+                breaker.finish(ticket, Finish::from(outcome));
+                Poll::Ready(result.map_err(CallError::Inner))
+            }
+            Poll::Pending => {
+                if let Some(timeout) = breaker.call_timeout() {
+                    if this.sleep.is_none() {
+                        *this.sleep = arm_timer(timeout);
+                    }
+                    if let Some(sleep) = this.sleep.as_mut() {
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            // Abandon the call: drop it now, count a timeout.
+                            this.fut.set(None);
+                            breaker.finish(ticket, Finish::Timeout);
+                            return Poll::Ready(Err(CallError::Timeout(breaker.timeout_error(timeout))));
+                        }
+                    }
+                }
+                *this.ticket = Some(ticket);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A tokio timer for `timeout`, or `None` (with one warning per process)
+/// outside a tokio runtime, where no timer can be armed.
+fn arm_timer(timeout: std::time::Duration) -> Option<Pin<Box<tokio::time::Sleep>>> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Some(Box::pin(tokio::time::sleep(timeout)));
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target: "cb_runtime",
+            "a call_timeout is configured but the call is polled outside a tokio runtime; the timeout is not enforced"
+        );
+    }
+    None
+}
+
+impl<F, C> fmt::Debug for Call<'_, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("breaker", &self.breaker.name())
+            .field("started", &self.started)
+            .field("finished", &(self.started && self.ticket.is_none()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreaker {
+    /// Runs `fut` through the breaker: `Err` counts as a failure.
+    ///
+    /// The call is refused with [`CallError::Rejected`] (and `fut` never
+    /// polled) while the circuit is open; abandoned with
+    /// [`CallError::Timeout`] at `call_timeout`; and its own error comes back
+    /// as [`CallError::Inner`]. A panic in `fut` counts as a failure, gives
+    /// back the permit and propagates. Dropping the returned future before it
+    /// finishes records nothing.
+    ///
+    /// No runtime is needed unless a `call_timeout` is set and the call does
+    /// not finish on its first poll.
+    #[inline]
+    pub fn call<F, T, E>(&self, fut: F) -> Call<'_, F, ErrIsFailure>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        Call::new(self, fut, ErrIsFailure)
+    }
+
+    /// Like [`call`](Self::call), with `classify` deciding how the result
+    /// counts: an `Ok` HTTP response with status 503 can be a
+    /// [`Outcome::Failure`], a 400 an [`Outcome::Ignored`].
+    ///
+    /// ```
+    /// use cb_runtime::{CircuitBreaker, Config, Outcome};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let breaker = CircuitBreaker::new("call-with-doc", Config::default());
+    /// let status = breaker
+    ///     .call_with(async { Ok::<u16, ()>(503) }, |r| match r {
+    ///         Ok(s) if *s >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .await;
+    /// assert_eq!(status, Ok(503));
+    /// assert_eq!(breaker.stats().failures, 1);
+    /// # });
+    /// ```
+    #[inline]
+    pub fn call_with<F, T, E, C>(&self, fut: F, classify: C) -> Call<'_, F, FnClassifier<C>>
+    where
+        F: Future<Output = Result<T, E>>,
+        C: FnOnce(&Result<T, E>) -> Outcome,
+    {
+        Call::new(self, fut, FnClassifier(classify))
+    }
+}

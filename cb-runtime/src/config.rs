@@ -1,0 +1,684 @@
+//! Breaker configuration: the builder, its defaults and its validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// The sliding window over which failure and slow-call rates are judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// The last `n` calls, exactly. `n` must be in `1..=100_000`.
+    Count(u32),
+    /// The calls of the last duration, in ten buckets that slide by a tenth of
+    /// the duration. The duration must be between 100 ms and 24 h.
+    Time(Duration),
+}
+
+impl Window {
+    /// The largest count window.
+    pub const MAX_COUNT: u32 = 100_000;
+    /// The shortest time window.
+    pub const MIN_TIME: Duration = Duration::from_millis(100);
+    /// The longest time window.
+    pub const MAX_TIME: Duration = Duration::from_secs(24 * 3600);
+    /// How many buckets a time window is cut into.
+    pub const TIME_BUCKETS: u32 = 10;
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Count(n) => write!(f, "the last {n} calls"),
+            Window::Time(d) => write!(f, "the calls of the last {d:?}"),
+        }
+    }
+}
+
+/// Exponential backoff of the open duration when probes keep failing.
+///
+/// After the `k`-th consecutive reopen (a failed probe in half-open), the
+/// circuit stays open `open_duration × multiplier^k`, capped at `max`, then
+/// spread by ± `jitter` (a fraction) so that replicas don't probe in lockstep.
+/// Closing the circuit or [`reset`](crate::CircuitBreaker::reset) starts over.
+///
+/// ```
+/// use std::time::Duration;
+/// use cb_runtime::{Backoff, Config};
+///
+/// let config = Config::builder()
+///     .open_duration(Duration::from_secs(10))
+///     .open_backoff(Backoff::exponential(2.0, Duration::from_secs(300)).jitter(0.1))
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.open_backoff().unwrap().max(), Duration::from_secs(300));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    multiplier: f64,
+    max: Duration,
+    jitter: f64,
+}
+
+impl Backoff {
+    /// Multiply the open duration by `multiplier` at each reopen, up to `max`.
+    pub fn exponential(multiplier: f64, max: Duration) -> Self {
+        Backoff {
+            multiplier,
+            max,
+            jitter: 0.0,
+        }
+    }
+
+    /// Spread each open duration by up to ± `fraction` of itself (in `[0, 1]`).
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction;
+        self
+    }
+
+    /// The growth factor per reopen.
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier
+    }
+
+    /// The cap on the open duration.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// The jitter fraction.
+    pub fn jitter_fraction(&self) -> f64 {
+        self.jitter
+    }
+
+    /// The open duration after `reopens` consecutive reopens, given a jitter
+    /// draw `unit` in `[0, 1)`.
+    pub(crate) fn open_duration(&self, base: Duration, reopens: u32, unit: f64) -> Duration {
+        let grown = base.as_secs_f64() * self.multiplier.powi(reopens.min(1024) as i32);
+        let capped = grown.min(self.max.as_secs_f64());
+        let spread = capped * (1.0 + self.jitter * (2.0 * unit - 1.0));
+        Duration::try_from_secs_f64(spread.max(0.0)).unwrap_or(self.max)
+    }
+}
+
+/// A validated breaker configuration. Build one with [`Config::builder`] or
+/// from a [`Preset`](crate::Preset).
+///
+/// The builder's defaults:
+///
+/// | field | default |
+/// |---|---|
+/// | `failure_threshold` | 5 consecutive failures |
+/// | `failure_rate_threshold` | 0.5 |
+/// | `sliding_window` | `Window::Count(100)` |
+/// | `minimum_calls` | 20 |
+/// | `slow_call_duration` | none: no slow-call trigger |
+/// | `slow_call_rate_threshold` | 1.0 (used once a slow-call duration is set) |
+/// | `open_duration` | 30 s |
+/// | `half_open_max_calls` | 1 |
+/// | `success_threshold` | 1 |
+/// | `call_timeout` | none |
+/// | `open_backoff` | none |
+/// | `clock` | [`Clock::system`] |
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub(crate) failure_threshold: u32,
+    pub(crate) failure_rate_threshold: f64,
+    pub(crate) sliding_window: Window,
+    pub(crate) minimum_calls: u32,
+    pub(crate) slow_call_duration: Option<Duration>,
+    pub(crate) slow_call_rate_threshold: f64,
+    pub(crate) open_duration: Duration,
+    pub(crate) half_open_max_calls: u32,
+    pub(crate) success_threshold: u32,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) open_backoff: Option<Backoff>,
+    pub(crate) clock: Clock,
+}
+
+impl Default for Config {
+    /// The builder's defaults (see the table on [`Config`]).
+    fn default() -> Self {
+        Config {
+            failure_threshold: 5,
+            failure_rate_threshold: 0.5,
+            sliding_window: Window::Count(100),
+            minimum_calls: 20,
+            slow_call_duration: None,
+            slow_call_rate_threshold: 1.0,
+            open_duration: Duration::from_secs(30),
+            half_open_max_calls: 1,
+            success_threshold: 1,
+            call_timeout: None,
+            open_backoff: None,
+            clock: Clock::system(),
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the documented defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
+    /// A builder starting from this configuration, to change a few fields.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder { config: self.clone() }
+    }
+
+    /// Consecutive failures that open the circuit.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+    }
+
+    /// Failure rate in the window that opens the circuit (rate `>=` threshold).
+    pub fn failure_rate_threshold(&self) -> f64 {
+        self.failure_rate_threshold
+    }
+
+    /// The sliding window the rates are judged over.
+    pub fn sliding_window(&self) -> Window {
+        self.sliding_window
+    }
+
+    /// Calls in the window before any rate is judged.
+    pub fn minimum_calls(&self) -> u32 {
+        self.minimum_calls
+    }
+
+    /// A call slower than this is slow; `None` turns slow-call detection off.
+    pub fn slow_call_duration(&self) -> Option<Duration> {
+        self.slow_call_duration
+    }
+
+    /// Slow-call rate in the window that opens the circuit.
+    pub fn slow_call_rate_threshold(&self) -> f64 {
+        self.slow_call_rate_threshold
+    }
+
+    /// How long the circuit stays open before a probe is let through.
+    pub fn open_duration(&self) -> Duration {
+        self.open_duration
+    }
+
+    /// Probes in flight at once in half-open.
+    pub fn half_open_max_calls(&self) -> u32 {
+        self.half_open_max_calls
+    }
+
+    /// Successful probes that close the circuit.
+    pub fn success_threshold(&self) -> u32 {
+        self.success_threshold
+    }
+
+    /// A call still running after this is abandoned and fails with a timeout.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.call_timeout
+    }
+
+    /// Backoff of the open duration on repeated reopens, if any.
+    pub fn open_backoff(&self) -> Option<Backoff> {
+        self.open_backoff
+    }
+
+    /// The clock the breaker reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_nonzero("failure_threshold", self.failure_threshold)?;
+        check_rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        check_rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
+        match self.sliding_window {
+            Window::Count(n) if n == 0 || n > Window::MAX_COUNT => {
+                return Err(ConfigError::new(
+                    "sliding_window",
+                    format!("Window::Count({n})"),
+                    format!("a count window of 1..={} calls", Window::MAX_COUNT),
+                ))
+            }
+            Window::Time(d) if d < Window::MIN_TIME || d > Window::MAX_TIME => {
+                return Err(ConfigError::new(
+                    "sliding_window",
+                    format!("Window::Time({d:?})"),
+                    format!(
+                        "a time window between {:?} and {:?}",
+                        Window::MIN_TIME,
+                        Window::MAX_TIME
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        check_nonzero("minimum_calls", self.minimum_calls)?;
+        if let Window::Count(n) = self.sliding_window {
+            if self.minimum_calls > n {
+                return Err(ConfigError::new(
+                    "minimum_calls",
+                    self.minimum_calls.to_string(),
+                    format!("at most the sliding window's size, 1..={n}"),
+                ));
+            }
+        }
+        if let Some(d) = self.slow_call_duration {
+            check_positive("slow_call_duration", d)?;
+        }
+        check_positive("open_duration", self.open_duration)?;
+        if self.half_open_max_calls == 0 || self.half_open_max_calls > MAX_PROBES {
+            return Err(ConfigError::new(
+                "half_open_max_calls",
+                self.half_open_max_calls.to_string(),
+                format!("1..={MAX_PROBES} probes (zero probes would never close the circuit)"),
+            ));
+        }
+        check_nonzero("success_threshold", self.success_threshold)?;
+        if let Some(d) = self.call_timeout {
+            check_positive("call_timeout", d)?;
+        }
+        if let Some(b) = self.open_backoff {
+            if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+                return Err(ConfigError::new(
+                    "open_backoff",
+                    format!("multiplier {}", b.multiplier),
+                    "a finite multiplier >= 1.0",
+                ));
+            }
+            if b.max < self.open_duration {
+                return Err(ConfigError::new(
+                    "open_backoff",
+                    format!("max {:?}", b.max),
+                    format!("a cap of at least open_duration ({:?})", self.open_duration),
+                ));
+            }
+            if !(0.0..=1.0).contains(&b.jitter) {
+                return Err(ConfigError::new(
+                    "open_backoff",
+                    format!("jitter {}", b.jitter),
+                    "a jitter fraction in [0.0, 1.0]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most probes `half_open_max_calls` may allow.
+pub const MAX_PROBES: u32 = 10_000;
+
+fn check_nonzero(field: &'static str, v: u32) -> Result<(), ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::new(field, "0", "an integer of at least 1"));
+    }
+    Ok(())
+}
+
+fn check_rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if !(0.0..=1.0).contains(&v) {
+        return Err(ConfigError::new(field, v.to_string(), "a rate in [0.0, 1.0]"));
+    }
+    Ok(())
+}
+
+fn check_positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::new(field, "0s", "a duration greater than zero"));
+    }
+    Ok(())
+}
+
+/// Builds a [`Config`]. Each method takes the builder by value, so calls chain;
+/// [`build`](Self::build) validates the whole.
+///
+/// ```
+/// use std::time::Duration;
+/// use cb_runtime::{Config, Window};
+///
+/// let config = Config::builder()
+///     .failure_threshold(3)
+///     .failure_rate_threshold(0.5)
+///     .sliding_window(Window::Count(50))
+///     .minimum_calls(10)
+///     .open_duration(Duration::from_secs(30))
+///     .call_timeout(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(config.failure_threshold(), 3);
+///
+/// let err = Config::builder().failure_rate_threshold(1.5).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_rate_threshold");
+/// # Ok::<(), cb_runtime::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        Config::builder()
+    }
+}
+
+impl ConfigBuilder {
+    /// Consecutive failures that open the circuit (at least 1).
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.config.failure_threshold = n;
+        self
+    }
+
+    /// Failure rate in `[0, 1]` that opens the circuit once `minimum_calls`
+    /// calls are in the window (rate `>=` threshold opens).
+    pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
+        self.config.failure_rate_threshold = rate;
+        self
+    }
+
+    /// The window the rates are judged over.
+    pub fn sliding_window(mut self, window: Window) -> Self {
+        self.config.sliding_window = window;
+        self
+    }
+
+    /// Calls in the window before any rate is judged (at least 1, and at most
+    /// the size of a count window).
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.config.minimum_calls = n;
+        self
+    }
+
+    /// A call slower than this is slow; its result still goes back to the caller.
+    pub fn slow_call_duration(mut self, d: Duration) -> Self {
+        self.config.slow_call_duration = Some(d);
+        self
+    }
+
+    /// Turns slow-call detection off (for instance after starting from a preset).
+    pub fn no_slow_call_detection(mut self) -> Self {
+        self.config.slow_call_duration = None;
+        self
+    }
+
+    /// Slow-call rate in `[0, 1]` that opens the circuit (rate `>=` threshold).
+    pub fn slow_call_rate_threshold(mut self, rate: f64) -> Self {
+        self.config.slow_call_rate_threshold = rate;
+        self
+    }
+
+    /// How long the circuit stays open before a probe is let through.
+    pub fn open_duration(mut self, d: Duration) -> Self {
+        self.config.open_duration = d;
+        self
+    }
+
+    /// Probes in flight at once in half-open (`1..=10_000`); more are rejected.
+    pub fn half_open_max_calls(mut self, n: u32) -> Self {
+        self.config.half_open_max_calls = n;
+        self
+    }
+
+    /// Successful probes that close the circuit; any failed probe reopens it.
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.config.success_threshold = n;
+        self
+    }
+
+    /// A call still running after `d` is abandoned, fails with a timeout and
+    /// counts as a failure. The timer needs a tokio runtime, and is armed only
+    /// when the call does not finish on its first poll.
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.config.call_timeout = Some(d);
+        self
+    }
+
+    /// Removes the call timeout (for instance after starting from a preset).
+    pub fn no_call_timeout(mut self) -> Self {
+        self.config.call_timeout = None;
+        self
+    }
+
+    /// Grows the open duration on repeated reopens.
+    pub fn open_backoff(mut self, backoff: Backoff) -> Self {
+        self.config.open_backoff = Some(backoff);
+        self
+    }
+
+    /// Removes any open-duration backoff.
+    pub fn no_open_backoff(mut self) -> Self {
+        self.config.open_backoff = None;
+        self
+    }
+
+    /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Validates and returns the configuration. The error names the first
+    /// field that is out of range, and the range allowed.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+/// A configuration value out of its allowed range.
+///
+/// Its message names the field, the value given and what is allowed:
+/// ``invalid `failure_rate_threshold`: got 1.5, expected a rate in [0.0, 1.0]``.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    value: String,
+    expected: String,
+    source_hint: Option<String>,
+}
+
+impl ConfigError {
+    /// An error about `field`, which was given `value` where `expected` is allowed.
+    pub fn new(field: &'static str, value: impl Into<String>, expected: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            value: value.into(),
+            expected: expected.into(),
+            source_hint: None,
+        }
+    }
+
+    /// Says where the bad value came from (a file and line, an environment
+    /// variable), to print in front of the message.
+    pub fn at(mut self, origin: impl Into<String>) -> Self {
+        self.source_hint = Some(origin.into());
+        self
+    }
+
+    /// The builder field at fault, named as the builder method.
+    pub fn field(&self) -> &str {
+        self.field
+    }
+
+    /// The value given, as text.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// What the field allows.
+    pub fn expected(&self) -> &str {
+        &self.expected
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(origin) = &self.source_hint {
+            write!(f, "{origin}: ")?;
+        }
+        write!(
+            f,
+            "invalid `{}`: got {}, expected {}",
+            self.field, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(b: ConfigBuilder) -> String {
+        b.build().unwrap_err().field().to_owned()
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::builder().build().unwrap();
+        assert_eq!(c.failure_threshold(), 5);
+        assert_eq!(c.failure_rate_threshold(), 0.5);
+        assert_eq!(c.sliding_window(), Window::Count(100));
+        assert_eq!(c.minimum_calls(), 20);
+        assert_eq!(c.slow_call_duration(), None);
+        assert_eq!(c.open_duration(), Duration::from_secs(30));
+        assert_eq!(c.half_open_max_calls(), 1);
+        assert_eq!(c.success_threshold(), 1);
+        assert_eq!(c.call_timeout(), None);
+        assert_eq!(c.open_backoff(), None);
+    }
+
+    #[test]
+    fn getters_return_what_was_set() {
+        let c = Config::builder()
+            .failure_threshold(7)
+            .failure_rate_threshold(0.25)
+            .sliding_window(Window::Time(Duration::from_secs(60)))
+            .minimum_calls(500)
+            .slow_call_duration(Duration::from_millis(250))
+            .slow_call_rate_threshold(0.75)
+            .open_duration(Duration::from_secs(9))
+            .half_open_max_calls(4)
+            .success_threshold(3)
+            .call_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        assert_eq!(c.failure_threshold(), 7);
+        assert_eq!(c.failure_rate_threshold(), 0.25);
+        assert_eq!(c.sliding_window(), Window::Time(Duration::from_secs(60)));
+        assert_eq!(c.minimum_calls(), 500);
+        assert_eq!(c.slow_call_duration(), Some(Duration::from_millis(250)));
+        assert_eq!(c.slow_call_rate_threshold(), 0.75);
+        assert_eq!(c.open_duration(), Duration::from_secs(9));
+        assert_eq!(c.half_open_max_calls(), 4);
+        assert_eq!(c.success_threshold(), 3);
+        assert_eq!(c.call_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(c.to_builder().build().unwrap(), c);
+    }
+
+    #[test]
+    fn nonsense_is_refused_naming_the_field() {
+        let b = Config::builder;
+        assert_eq!(field_of(b().failure_threshold(0)), "failure_threshold");
+        assert_eq!(
+            field_of(b().failure_rate_threshold(1.01)),
+            "failure_rate_threshold"
+        );
+        assert_eq!(
+            field_of(b().failure_rate_threshold(-0.1)),
+            "failure_rate_threshold"
+        );
+        assert_eq!(
+            field_of(b().failure_rate_threshold(f64::NAN)),
+            "failure_rate_threshold"
+        );
+        assert_eq!(
+            field_of(b().slow_call_rate_threshold(2.0)),
+            "slow_call_rate_threshold"
+        );
+        assert_eq!(field_of(b().sliding_window(Window::Count(0))), "sliding_window");
+        assert_eq!(
+            field_of(b().sliding_window(Window::Count(100_001))),
+            "sliding_window"
+        );
+        assert_eq!(
+            field_of(b().sliding_window(Window::Time(Duration::ZERO))),
+            "sliding_window"
+        );
+        assert_eq!(
+            field_of(b().sliding_window(Window::Time(Duration::from_secs(90_000)))),
+            "sliding_window"
+        );
+        assert_eq!(field_of(b().minimum_calls(0)), "minimum_calls");
+        assert_eq!(
+            field_of(b().sliding_window(Window::Count(10)).minimum_calls(11)),
+            "minimum_calls"
+        );
+        assert_eq!(
+            field_of(b().slow_call_duration(Duration::ZERO)),
+            "slow_call_duration"
+        );
+        assert_eq!(field_of(b().open_duration(Duration::ZERO)), "open_duration");
+        assert_eq!(field_of(b().success_threshold(0)), "success_threshold");
+        assert_eq!(field_of(b().call_timeout(Duration::ZERO)), "call_timeout");
+        assert_eq!(field_of(b().half_open_max_calls(10_001)), "half_open_max_calls");
+        assert_eq!(
+            field_of(b().open_backoff(Backoff::exponential(0.5, Duration::from_secs(60)))),
+            "open_backoff"
+        );
+        assert_eq!(
+            field_of(b().open_backoff(Backoff::exponential(2.0, Duration::from_secs(1)))),
+            "open_backoff"
+        );
+        assert_eq!(
+            field_of(b().open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)).jitter(1.5))),
+            "open_backoff"
+        );
+    }
+
+    /// Pitfall 16: `half_open_max_calls = 0` would never close; refused at build.
+    #[test]
+    fn pitfall_16_zero_probes_refused() {
+        let err = Config::builder().half_open_max_calls(0).build().unwrap_err();
+        assert_eq!(err.field(), "half_open_max_calls");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("half_open_max_calls") && msg.contains("1..=10000"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn message_names_field_value_and_range() {
+        let msg = Config::builder()
+            .failure_rate_threshold(1.5)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "invalid `failure_rate_threshold`: got 1.5, expected a rate in [0.0, 1.0]"
+        );
+        let at =
+            ConfigError::new("open_duration", "0s", "a duration greater than zero").at("CB_X_OPEN_DURATION");
+        assert!(at
+            .to_string()
+            .starts_with("CB_X_OPEN_DURATION: invalid `open_duration`"));
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let b = Backoff::exponential(2.0, Duration::from_secs(100));
+        let base = Duration::from_secs(10);
+        assert_eq!(b.open_duration(base, 0, 0.5), Duration::from_secs(10));
+        assert_eq!(b.open_duration(base, 1, 0.5), Duration::from_secs(20));
+        assert_eq!(b.open_duration(base, 3, 0.5), Duration::from_secs(80));
+        assert_eq!(b.open_duration(base, 4, 0.5), Duration::from_secs(100));
+        assert_eq!(b.open_duration(base, u32::MAX, 0.5), Duration::from_secs(100));
+        let j = b.jitter(0.1);
+        assert_eq!(j.open_duration(base, 0, 0.0), Duration::from_secs(9));
+        assert_eq!(j.open_duration(base, 0, 1.0), Duration::from_secs(11));
+    }
+}

@@ -1,0 +1,265 @@
+//! The errors a protected call can end with.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// Why the breaker itself refused or abandoned a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerErrorKind {
+    /// The circuit is open: the call was refused without being attempted.
+    Open,
+    /// The circuit was forced open by an operator.
+    ForcedOpen,
+    /// The circuit is half-open and every probe slot is taken.
+    HalfOpenFull,
+    /// The call ran longer than the configured `call_timeout` and was abandoned.
+    Timeout,
+}
+
+/// The breaker's own refusal or timeout, as opposed to the protected
+/// dependency's error.
+///
+/// It is `Send + Sync + 'static`, so `?` turns it into an `anyhow::Error` or a
+/// `Box<dyn Error + Send + Sync>`. A retry layer should check
+/// [`is_rejected`](Self::is_rejected) and stop: a rejected call never reached
+/// the dependency, and [`retry_after`](Self::retry_after) says when the circuit
+/// will next let a probe through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BreakerError {
+    name: &'static str,
+    kind: BreakerErrorKind,
+    after: Option<Duration>,
+}
+
+impl BreakerError {
+    pub(crate) fn new(name: &'static str, kind: BreakerErrorKind, after: Option<Duration>) -> Self {
+        BreakerError { name, kind, after }
+    }
+
+    /// The name of the breaker that refused the call.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// Why the call was refused or abandoned.
+    pub fn kind(&self) -> BreakerErrorKind {
+        self.kind
+    }
+
+    /// `true` when the call was refused without being attempted (open,
+    /// forced open, or half-open with every probe slot taken).
+    pub fn is_rejected(&self) -> bool {
+        !self.is_timeout()
+    }
+
+    /// `true` when the call was attempted and abandoned at `call_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == BreakerErrorKind::Timeout
+    }
+
+    /// For a refusal while open: how long until the circuit lets a probe
+    /// through. `None` when unknown (forced open, half-open full, timeout).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            BreakerErrorKind::Timeout => None,
+            _ => self.after,
+        }
+    }
+
+    /// For a timeout: the `call_timeout` that elapsed.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.kind {
+            BreakerErrorKind::Timeout => self.after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BreakerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name;
+        match self.kind {
+            BreakerErrorKind::Open => {
+                write!(f, "circuit breaker `{name}` is open; the call was rejected without being attempted")?;
+                if let Some(after) = self.after {
+                    write!(f, " (a probe is allowed in {after:?})")?;
+                }
+                Ok(())
+            }
+            BreakerErrorKind::ForcedOpen => write!(
+                f,
+                "circuit breaker `{name}` is forced open; the call was rejected without being attempted"
+            ),
+            BreakerErrorKind::HalfOpenFull => write!(
+                f,
+                "circuit breaker `{name}` is half-open and all probe slots are taken; the call was rejected without being attempted"
+            ),
+            BreakerErrorKind::Timeout => match self.after {
+                Some(t) => write!(f, "call through circuit breaker `{name}` timed out after {t:?} and was abandoned"),
+                None => write!(f, "call through circuit breaker `{name}` timed out and was abandoned"),
+            },
+        }
+    }
+}
+
+impl Error for BreakerError {}
+
+/// The result of a protected call that did not succeed: either the breaker
+/// refused or abandoned it, or the call itself returned its own error.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum CallError<E> {
+    /// The breaker refused the call; it was never attempted.
+    Rejected(BreakerError),
+    /// The call outlived `call_timeout` and was abandoned; it counts as a failure.
+    Timeout(BreakerError),
+    /// The call ran and returned this error.
+    Inner(E),
+}
+
+impl<E> CallError<E> {
+    /// `true` when the breaker refused the call without attempting it.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, CallError::Rejected(_))
+    }
+
+    /// `true` when the call was abandoned at `call_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CallError::Timeout(_))
+    }
+
+    /// The call's own error, if it ran and failed.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            CallError::Inner(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The call's own error, by reference.
+    pub fn inner(&self) -> Option<&E> {
+        match self {
+            CallError::Inner(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The breaker's refusal or timeout, if that is what this is.
+    pub fn breaker_error(&self) -> Option<&BreakerError> {
+        match self {
+            CallError::Rejected(b) | CallError::Timeout(b) => Some(b),
+            CallError::Inner(_) => None,
+        }
+    }
+
+    /// Maps the call's own error, keeping the breaker's.
+    pub fn map_inner<F, G: FnOnce(E) -> F>(self, f: G) -> CallError<F> {
+        match self {
+            CallError::Rejected(b) => CallError::Rejected(b),
+            CallError::Timeout(b) => CallError::Timeout(b),
+            CallError::Inner(e) => CallError::Inner(f(e)),
+        }
+    }
+
+    /// Folds the breaker's error into the caller's error type, so that one
+    /// `Result<T, E>` comes back whatever happened.
+    pub fn into_error(self) -> E
+    where
+        E: From<BreakerError>,
+    {
+        match self {
+            CallError::Rejected(b) | CallError::Timeout(b) => E::from(b),
+            CallError::Inner(e) => e,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(b) | CallError::Timeout(b) => b.fmt(f),
+            CallError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            CallError::Rejected(b) | CallError::Timeout(b) => Some(b),
+            CallError::Inner(e) => Some(e),
+        }
+    }
+}
+
+impl<E> From<BreakerError> for CallError<E> {
+    fn from(b: BreakerError) -> Self {
+        if b.is_timeout() {
+            CallError::Timeout(b)
+        } else {
+            CallError::Rejected(b)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn breaker_error_is_a_proper_error() {
+        assert_send_sync_static::<BreakerError>();
+        let e = BreakerError::new("openai", BreakerErrorKind::Open, Some(Duration::from_secs(3)));
+        let boxed: Box<dyn Error + Send + Sync> = e.into();
+        let msg = boxed.to_string();
+        assert!(
+            msg.contains("`openai` is open") && msg.contains("rejected"),
+            "{msg}"
+        );
+    }
+
+    /// Pitfall 15: an open-circuit error must say it is a refusal, so a retry
+    /// layer can stop instead of hammering.
+    #[test]
+    fn pitfall_15_refusal_is_distinguishable_from_timeout() {
+        let open = BreakerError::new("db", BreakerErrorKind::Open, Some(Duration::from_secs(5)));
+        assert!(open.is_rejected() && !open.is_timeout());
+        assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
+        let t = BreakerError::new("db", BreakerErrorKind::Timeout, Some(Duration::from_secs(2)));
+        assert!(t.is_timeout() && !t.is_rejected());
+        assert_eq!(t.retry_after(), None);
+        assert_eq!(t.timeout(), Some(Duration::from_secs(2)));
+        assert!(t.to_string().contains("timed out after 2s"));
+    }
+
+    #[test]
+    fn call_error_accessors() {
+        let e: CallError<&str> = CallError::Inner("boom");
+        assert!(!e.is_rejected() && !e.is_timeout());
+        assert_eq!(e.to_string(), "boom");
+        assert_eq!(e.clone().into_inner(), Some("boom"));
+        let r: CallError<&str> = BreakerError::new("x", BreakerErrorKind::ForcedOpen, None).into();
+        assert!(r.is_rejected());
+        assert_eq!(r.into_inner(), None);
+    }
+
+    #[test]
+    fn into_error_folds_breaker_errors() {
+        #[derive(Debug, PartialEq)]
+        enum MyErr {
+            Breaker(BreakerError),
+            Io,
+        }
+        impl From<BreakerError> for MyErr {
+            fn from(b: BreakerError) -> Self {
+                MyErr::Breaker(b)
+            }
+        }
+        let b = BreakerError::new("x", BreakerErrorKind::Open, None);
+        assert_eq!(CallError::<MyErr>::Rejected(b).into_error(), MyErr::Breaker(b));
+        assert_eq!(CallError::Inner(MyErr::Io).into_error(), MyErr::Io);
+    }
+}

@@ -1,0 +1,86 @@
+//! What the breaker writes to `tracing`.
+//!
+//! * Transitions at INFO, and at WARN when the circuit opens, with the
+//!   breaker's name, the states, the reason and the window's counts as fields.
+//! * Rejections at DEBUG, rate-limited: the first rejection of each open
+//!   period is logged, then one summary with the count when the period ends,
+//!   so an open breaker under load does not flood the log.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::BreakerErrorKind;
+use crate::transition::Transition;
+
+pub(crate) fn transition(t: &Transition) {
+    let rate = if t.calls_in_window > 0 {
+        t.failures_in_window as f64 / t.calls_in_window as f64
+    } else {
+        0.0
+    };
+    if t.to.is_open() {
+        tracing::warn!(
+            target: "cb_runtime",
+            breaker = t.name,
+            from = %t.from,
+            to = %t.to,
+            reason = t.reason,
+            failure_rate = rate,
+            failures_in_window = t.failures_in_window,
+            calls_in_window = t.calls_in_window,
+            open_for = ?t.open_for,
+            "circuit breaker opened"
+        );
+    } else {
+        tracing::info!(
+            target: "cb_runtime",
+            breaker = t.name,
+            from = %t.from,
+            to = %t.to,
+            reason = t.reason,
+            "circuit breaker changed state"
+        );
+    }
+    if let Some(n) = t.rejected_while_open {
+        tracing::debug!(
+            target: "cb_runtime",
+            breaker = t.name,
+            rejected = n,
+            "calls rejected while the circuit was open"
+        );
+    }
+}
+
+/// Rate-limits rejection logging to one line per open period.
+#[derive(Default)]
+pub(crate) struct RejectionLog {
+    /// One more than the generation whose first rejection was logged.
+    logged: AtomicU64,
+    /// The `Rejected` total when the current open period started.
+    mark: AtomicU64,
+}
+
+impl RejectionLog {
+    #[inline]
+    pub(crate) fn first_of_period(&self, name: &'static str, generation: u64, kind: BreakerErrorKind) {
+        if !tracing::enabled!(target: "cb_runtime", tracing::Level::DEBUG) {
+            return;
+        }
+        let tag = generation + 1;
+        if self.logged.load(Ordering::Relaxed) != tag && self.logged.swap(tag, Ordering::Relaxed) != tag {
+            tracing::debug!(
+                target: "cb_runtime",
+                breaker = name,
+                kind = ?kind,
+                "call rejected; further rejections in this period are summarised when it ends"
+            );
+        }
+    }
+
+    pub(crate) fn start_period(&self, rejected_total: u64) {
+        self.mark.store(rejected_total, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end_period(&self, rejected_total: u64) -> u64 {
+        rejected_total.saturating_sub(self.mark.swap(rejected_total, Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,263 @@
+//! Presets tuned per kind of dependency. This module is the only place their
+//! numbers live.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigBuilder, ConfigError, Window};
+
+/// A starting configuration for a kind of dependency.
+///
+/// Every preset uses both triggers: consecutive failures (which catch a dead
+/// dependency even at low traffic) and a failure rate over a count window,
+/// judged once at least 10 calls are in it (which catches a flaky one under
+/// load). Each also sets a slow-call trigger (80 % of the window slower than
+/// the slow-call duration opens the circuit) and a call timeout.
+///
+/// | preset | failure_threshold | success_threshold | open_duration | half_open_max_calls | window | minimum_calls | failure rate | slow call | call_timeout |
+/// |---|---|---|---|---|---|---|---|---|---|
+/// | `llm` | 3 | 2 | 120 s | 2 | last 20 calls | 10 | 0.5 | 30 s | 60 s |
+/// | `http_api` | 5 | 2 | 30 s | 3 | last 50 calls | 10 | 0.5 | 2 s | 10 s |
+/// | `database` | 10 | 3 | 10 s | 5 | last 100 calls | 10 | 0.5 | 1 s | 5 s |
+/// | `cache` | 8 | 3 | 20 s | 4 | last 100 calls | 10 | 0.5 | 50 ms | 250 ms |
+/// | `notification` | 10 | 2 | 60 s | 3 | last 20 calls | 10 | 0.5 | 5 s | 15 s |
+///
+/// An LLM completion takes seconds and its provider's outages last minutes,
+/// so it opens early and stays open long; a cache answers in a millisecond
+/// and a database fails over in seconds, so they tolerate more failures and
+/// probe again sooner.
+///
+/// ```
+/// use std::time::Duration;
+/// use cb_runtime::Preset;
+///
+/// let llm: Preset = "llm".parse()?;
+/// assert_eq!(llm.config().open_duration(), Duration::from_secs(120));
+/// let tuned = Preset::Database.builder().failure_threshold(20).build()?;
+/// assert_eq!(tuned.success_threshold(), 3);
+/// # Ok::<(), cb_runtime::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Preset {
+    /// LLM providers: slow calls, long outages, rate limits.
+    Llm,
+    /// General HTTP APIs. The default preset of the attribute.
+    #[default]
+    HttpApi,
+    /// Databases: fast calls, short failovers.
+    Database,
+    /// Caches: very fast calls; a slow cache is as bad as a dead one.
+    Cache,
+    /// Notification senders (Slack, PagerDuty, e-mail).
+    Notification,
+}
+
+/// One preset's numbers: the table above, as data.
+struct Numbers {
+    failure_threshold: u32,
+    success_threshold: u32,
+    open: Duration,
+    half_open_max_calls: u32,
+    window: u32,
+    minimum_calls: u32,
+    failure_rate: f64,
+    slow_call: Duration,
+    slow_rate: f64,
+    timeout: Duration,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 5] = [
+        Preset::Llm,
+        Preset::HttpApi,
+        Preset::Database,
+        Preset::Cache,
+        Preset::Notification,
+    ];
+
+    /// The preset's name, as the attribute and config files spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Preset::Llm => "llm",
+            Preset::HttpApi => "http_api",
+            Preset::Database => "database",
+            Preset::Cache => "cache",
+            Preset::Notification => "notification",
+        }
+    }
+
+    const fn numbers(self) -> Numbers {
+        match self {
+            Preset::Llm => Numbers {
+                failure_threshold: 3,
+                success_threshold: 2,
+                open: secs(120),
+                half_open_max_calls: 2,
+                window: 20,
+                minimum_calls: 10,
+                failure_rate: 0.5,
+                slow_call: secs(30),
+                slow_rate: 0.8,
+                timeout: secs(60),
+            },
+            Preset::HttpApi => Numbers {
+                failure_threshold: 5,
+                success_threshold: 2,
+                open: secs(30),
+                half_open_max_calls: 3,
+                window: 50,
+                minimum_calls: 10,
+                failure_rate: 0.5,
+                slow_call: secs(2),
+                slow_rate: 0.8,
+                timeout: secs(10),
+            },
+            Preset::Database => Numbers {
+                failure_threshold: 10,
+                success_threshold: 3,
+                open: secs(10),
+                half_open_max_calls: 5,
+                window: 100,
+                minimum_calls: 10,
+                failure_rate: 0.5,
+                slow_call: secs(1),
+                slow_rate: 0.8,
+                timeout: secs(5),
+            },
+            Preset::Cache => Numbers {
+                failure_threshold: 8,
+                success_threshold: 3,
+                open: secs(20),
+                half_open_max_calls: 4,
+                window: 100,
+                minimum_calls: 10,
+                failure_rate: 0.5,
+                slow_call: millis(50),
+                slow_rate: 0.8,
+                timeout: millis(250),
+            },
+            Preset::Notification => Numbers {
+                failure_threshold: 10,
+                success_threshold: 2,
+                open: secs(60),
+                half_open_max_calls: 3,
+                window: 20,
+                minimum_calls: 10,
+                failure_rate: 0.5,
+                slow_call: secs(5),
+                slow_rate: 0.8,
+                timeout: secs(15),
+            },
+        }
+    }
+
+    /// A builder starting from this preset, to override a few fields.
+    pub fn builder(self) -> ConfigBuilder {
+        let n = self.numbers();
+        Config::builder()
+            .failure_threshold(n.failure_threshold)
+            .success_threshold(n.success_threshold)
+            .open_duration(n.open)
+            .half_open_max_calls(n.half_open_max_calls)
+            .sliding_window(Window::Count(n.window))
+            .minimum_calls(n.minimum_calls)
+            .failure_rate_threshold(n.failure_rate)
+            .slow_call_duration(n.slow_call)
+            .slow_call_rate_threshold(n.slow_rate)
+            .call_timeout(n.timeout)
+    }
+
+    /// The preset's configuration.
+    pub fn config(self) -> Config {
+        // Every preset is checked by `every_preset_builds` below.
+        self.builder().build().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Preset {
+    type Err = ConfigError;
+
+    /// Parses `llm`, `http_api`, `database`, `cache` or `notification`; any
+    /// other name is an error listing those.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| ConfigError::new("preset", format!("`{s}`"), known_presets()))
+    }
+}
+
+fn known_presets() -> String {
+    let names: Vec<String> = Preset::ALL.iter().map(|p| format!("`{p}`")).collect();
+    format!("one of {}", names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_builds() {
+        for p in Preset::ALL {
+            p.builder().build().unwrap_or_else(|e| panic!("preset {p}: {e}"));
+        }
+    }
+
+    #[test]
+    fn contract_table() {
+        let rows = [
+            ("llm", 3, 2, 120, 2),
+            ("http_api", 5, 2, 30, 3),
+            ("database", 10, 3, 10, 5),
+            ("cache", 8, 3, 20, 4),
+            ("notification", 10, 2, 60, 3),
+        ];
+        for (name, ft, st, open, hom) in rows {
+            let c = name.parse::<Preset>().unwrap().config();
+            assert_eq!(c.failure_threshold(), ft, "{name}");
+            assert_eq!(c.success_threshold(), st, "{name}");
+            assert_eq!(c.open_duration(), Duration::from_secs(open), "{name}");
+            assert_eq!(c.half_open_max_calls(), hom, "{name}");
+            assert_eq!(c.minimum_calls(), 10, "{name}");
+            assert!(
+                c.call_timeout().is_some() && c.slow_call_duration().is_some(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_the_known_ones() {
+        let err = "redis".parse::<Preset>().unwrap_err();
+        assert_eq!(err.field(), "preset");
+        let msg = err.to_string();
+        for p in Preset::ALL {
+            assert!(msg.contains(p.name()), "{msg}");
+        }
+        assert!(msg.contains("redis"));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in Preset::ALL {
+            assert_eq!(p.to_string().parse::<Preset>().unwrap(), p);
+        }
+        assert_eq!(Preset::default(), Preset::HttpApi);
+    }
+}

@@ -1,0 +1,244 @@
+//! The circuit's states, and how they pack into one atomic word.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a circuit breaker stands.
+///
+/// `Display` and [`State::as_str`] give `closed`, `open`, `half_open`,
+/// `forced_open` and `disabled`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Calls pass through; outcomes are counted.
+    Closed,
+    /// Calls are refused until the open duration has elapsed.
+    Open,
+    /// A limited number of probe calls pass to test the dependency.
+    HalfOpen,
+    /// Every call is refused until [`reset`](crate::CircuitBreaker::reset).
+    ForcedOpen,
+    /// Every call passes and is counted, and the circuit never opens, until
+    /// [`reset`](crate::CircuitBreaker::reset).
+    Disabled,
+}
+
+impl State {
+    /// Every state, in the order of [`State::code`].
+    pub const ALL: [State; 5] = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::ForcedOpen,
+        State::Disabled,
+    ];
+
+    /// The state's snake_case name, as `Display` writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::Disabled => "disabled",
+        }
+    }
+
+    /// The numeric code used by metrics: 0 closed, 1 open, 2 half_open,
+    /// 3 forced_open, 4 disabled.
+    pub const fn code(self) -> u8 {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+            State::Disabled => 4,
+        }
+    }
+
+    /// Whether calls are refused in this state (open or forced open).
+    pub const fn is_open(self) -> bool {
+        matches!(self, State::Open | State::ForcedOpen)
+    }
+
+    #[inline]
+    const fn from_code(code: u64) -> State {
+        match code {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            _ => State::Disabled,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`State`] from an unknown name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseStateError(String);
+
+impl fmt::Display for ParseStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown circuit state `{}`; expected one of closed, open, half_open, forced_open, disabled",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseStateError {}
+
+impl FromStr for State {
+    type Err = ParseStateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| ParseStateError(s.to_owned()))
+    }
+}
+
+/// The breaker's state word: everything admission needs, in one `u64`, so
+/// reading it is one atomic load and every transition is one compare-and-swap.
+///
+/// | bits   | field                                                         |
+/// |--------|---------------------------------------------------------------|
+/// | 0..3   | the [`State`] code                                            |
+/// | 3      | `dirty`: outcomes must go through the window's lock           |
+/// | 4..20  | probes in flight (half-open only)                             |
+/// | 20..64 | generation: bumped by every transition                        |
+///
+/// A permit remembers the generation it was admitted in; a result from an
+/// earlier generation never counts as a probe result (pitfall 5).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(pub(crate) u64);
+
+const STATE_MASK: u64 = 0b111;
+const DIRTY: u64 = 1 << 3;
+const IN_FLIGHT_SHIFT: u32 = 4;
+const IN_FLIGHT_MASK: u64 = 0xFFFF << IN_FLIGHT_SHIFT;
+const GEN_SHIFT: u32 = 20;
+
+/// The most probes the word can count in flight.
+pub(crate) const MAX_IN_FLIGHT: u32 = 0xFFFF;
+
+impl Word {
+    #[inline]
+    pub(crate) const fn new(state: State, generation: u64, dirty: bool) -> Word {
+        Word(state.code() as u64 | if dirty { DIRTY } else { 0 } | (generation << GEN_SHIFT))
+    }
+
+    #[inline]
+    pub(crate) const fn state(self) -> State {
+        State::from_code(self.0 & STATE_MASK)
+    }
+
+    #[inline]
+    pub(crate) const fn dirty(self) -> bool {
+        self.0 & DIRTY != 0
+    }
+
+    #[inline]
+    pub(crate) const fn in_flight(self) -> u32 {
+        ((self.0 & IN_FLIGHT_MASK) >> IN_FLIGHT_SHIFT) as u32
+    }
+
+    #[inline]
+    pub(crate) const fn generation(self) -> u64 {
+        self.0 >> GEN_SHIFT
+    }
+
+    /// `true` when the word is closed, clean, of generation `generation`:
+    /// the only case in which a success may skip the window's lock.
+    #[inline]
+    pub(crate) const fn is_clean_closed(self, generation: u64) -> bool {
+        self.0 & !IN_FLIGHT_MASK == Word::new(State::Closed, generation, false).0
+    }
+
+    /// The next generation's word in `state`.
+    #[inline]
+    pub(crate) const fn next(self, state: State, dirty: bool) -> Word {
+        Word::new(
+            state,
+            self.generation().wrapping_add(1) & (u64::MAX >> GEN_SHIFT),
+            dirty,
+        )
+    }
+
+    #[inline]
+    pub(crate) const fn with_dirty(self, dirty: bool) -> Word {
+        Word(if dirty { self.0 | DIRTY } else { self.0 & !DIRTY })
+    }
+
+    #[inline]
+    pub(crate) const fn with_in_flight(self, n: u32) -> Word {
+        Word((self.0 & !IN_FLIGHT_MASK) | ((n as u64) << IN_FLIGHT_SHIFT))
+    }
+}
+
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Word")
+            .field("state", &self.state())
+            .field("dirty", &self.dirty())
+            .field("in_flight", &self.in_flight())
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names() {
+        let names: Vec<String> = State::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, ["closed", "open", "half_open", "forced_open", "disabled"]);
+        for s in State::ALL {
+            assert_eq!(s.as_str().parse::<State>().unwrap(), s);
+            assert_eq!(State::from_code(s.code() as u64), s);
+        }
+        let err = "ajar".parse::<State>().unwrap_err().to_string();
+        assert!(err.contains("ajar") && err.contains("half_open"), "{err}");
+    }
+
+    #[test]
+    fn word_round_trips_every_field() {
+        for s in State::ALL {
+            for dirty in [false, true] {
+                let w = Word::new(s, 12345, dirty).with_in_flight(MAX_IN_FLIGHT);
+                assert_eq!(w.state(), s);
+                assert_eq!(w.dirty(), dirty);
+                assert_eq!(w.in_flight(), MAX_IN_FLIGHT);
+                assert_eq!(w.generation(), 12345);
+                let n = w.next(State::Open, false);
+                assert_eq!(
+                    (n.state(), n.generation(), n.in_flight(), n.dirty()),
+                    (State::Open, 12346, 0, false)
+                );
+            }
+        }
+        assert!(Word::new(State::Closed, 7, false)
+            .with_in_flight(3)
+            .is_clean_closed(7));
+        assert!(!Word::new(State::Closed, 7, true).is_clean_closed(7));
+        assert!(!Word::new(State::Closed, 7, false).is_clean_closed(8));
+        assert!(!Word::new(State::Disabled, 7, false).is_clean_closed(7));
+    }
+
+    #[test]
+    fn generation_wraps_without_touching_other_fields() {
+        let top = u64::MAX >> GEN_SHIFT;
+        let w = Word::new(State::HalfOpen, top, true).next(State::Closed, false);
+        assert_eq!(w.generation(), 0);
+        assert_eq!(w.state(), State::Closed);
+    }
+}

@@ -376,10 +376,7 @@ fn unknown_key(unknown: &Ident) -> syn::Error {
     let written = unknown.unraw().to_string();
     let message = match suggest::nearest(&written, KEYS) {
         Some(near) => format!("unknown key `{written}`; did you mean `{near}`?"),
-        None => format!(
-            "unknown key `{written}`; the keys are {}",
-            suggest::list(KEYS)
-        ),
+        None => format!("unknown key `{written}`; the keys are {}", suggest::list(KEYS)),
     };
     syn::Error::new(unknown.span(), message)
 }
@@ -403,11 +400,7 @@ fn example(key: &str) -> String {
 fn wrong_type(key: &Key, value: &Expr, wanted: &str) -> syn::Error {
     syn::Error::new(
         value.span(),
-        format!(
-            "`{}` takes {wanted}, like `{}`",
-            key.name,
-            example(key.name)
-        ),
+        format!("`{}` takes {wanted}, like `{}`", key.name, example(key.name)),
     )
 }
 
@@ -490,13 +483,7 @@ fn nanos(key: &Key, value: &Expr, nonzero: bool) -> syn::Result<u64> {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => lit,
-        _ => {
-            return Err(wrong_type(
-                key,
-                value,
-                "a duration in a string, with its unit,",
-            ))
-        }
+        _ => return Err(wrong_type(key, value, "a duration in a string with its unit")),
     };
     match duration::parse_nanos(&lit.value()) {
         Ok(0) if nonzero => Err(syn::Error::new(
@@ -510,9 +497,7 @@ fn nanos(key: &Key, value: &Expr, nonzero: bool) -> syn::Result<u64> {
 
 fn window(key: &Key, value: &Expr) -> syn::Result<Value> {
     match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(_), ..
-        }) => {
+        Expr::Lit(ExprLit { lit: Lit::Str(_), .. }) => {
             let nanos = nanos(key, value, true)?;
             if !(MIN_WINDOW_NANOS..=MAX_WINDOW_NANOS).contains(&nanos) {
                 return Err(syn::Error::new(

@@ -26,15 +26,10 @@ pub(crate) fn parse_nanos(text: &str) -> Result<u64, String> {
             .unwrap_or(rest.len());
         let number = &rest[..number_len];
         if number.is_empty() {
-            return Err(expected(
-                text,
-                &format!("`{rest}` does not start with a number"),
-            ));
+            return Err(expected(text, &format!("`{rest}` does not start with a number")));
         }
         rest = rest[number_len..].trim_start();
-        let unit_len = rest
-            .find(|c: char| !c.is_alphabetic())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| !c.is_alphabetic()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = rest[unit_len..].trim_start();
         let Some(&(_, unit_nanos)) = UNITS.iter().find(|(name, _)| *name == unit) else {
@@ -52,8 +47,7 @@ pub(crate) fn parse_nanos(text: &str) -> Result<u64, String> {
         })?;
         total = total.saturating_add(nanos);
     }
-    u64::try_from(total)
-        .map_err(|_| format!("duration `{text}` is too long (at most about 584 years)"))
+    u64::try_from(total).map_err(|_| format!("duration `{text}` is too long (at most about 584 years)"))
 }
 
 /// `number` (digits with an optional decimal part) times `unit_nanos`, if it is exact.

@@ -22,8 +22,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned as _;
 use syn::token::Brace;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, Pat, PatIdent, PathArguments, ReturnType, Signature,
-    Token, Type, Visibility,
+    Attribute, FnArg, GenericArgument, Ident, Pat, PatIdent, PathArguments, ReturnType, Signature, Token,
+    Type, Visibility,
 };
 
 use crate::args::{self, Args, Classify, Value};
@@ -135,15 +135,16 @@ fn check_fn(function: &MaybeItemFn) -> syn::Result<Shape> {
             "#[circuit_breaker] does not support variadic functions",
         ));
     }
-    let ret =
-        match &sig.output {
-            ReturnType::Default => return Err(syn::Error::new(
+    let ret = match &sig.output {
+        ReturnType::Default => {
+            return Err(syn::Error::new(
                 sig.paren_token.span.close(),
                 "#[circuit_breaker] needs a function returning `Result<T, E>`, so that a refused \
                  call can return `Err(E::from(BreakerError))`; add `-> Result<T, E>`",
-            )),
-            ReturnType::Type(_, ty) => &**ty,
-        };
+            ))
+        }
+        ReturnType::Type(_, ty) => &**ty,
+    };
     let error_span = result_error_span(ret)?;
     Ok(Shape {
         ret: ret.clone(),
@@ -197,9 +198,9 @@ fn result_error_span(ty: &Type) -> syn::Result<Span> {
 
 /// Common types that are certainly not a `Result`.
 const NOT_RESULTS: &[&str] = &[
-    "Option", "String", "Vec", "Box", "Rc", "Arc", "HashMap", "BTreeMap", "Self", "bool", "char",
-    "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
-    "f32", "f64", "Pin",
+    "Option", "String", "Vec", "Box", "Rc", "Arc", "HashMap", "BTreeMap", "Self", "bool", "char", "str",
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
+    "Pin",
 ];
 
 /// `fn ... -> Pin<Box<dyn Future<...> + ...>>`: what #[async_trait] leaves of an `async fn`.
@@ -208,11 +209,7 @@ fn looks_like_async_trait(sig: &Signature) -> bool {
         ReturnType::Type(_, ty) => match &**ty {
             Type::Path(path) => {
                 let text = path.to_token_stream().to_string();
-                path.path
-                    .segments
-                    .last()
-                    .is_some_and(|last| last.ident == "Pin")
-                    && text.contains("Future")
+                path.path.segments.last().is_some_and(|last| last.ident == "Pin") && text.contains("Future")
             }
             _ => false,
         },
@@ -238,16 +235,15 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
         return TokenStream::new();
     };
     let krate = &args.krate;
-    let private = quote!(#krate::__private);
+    // Imported once, so that a wrong `crate = "..."` path is one error.
+    let private_import = hidden("__cb_private");
+    let private = private_import.to_token_stream();
 
     let slot = hidden("__CB_SLOT");
     let breaker = hidden("__cb_breaker");
     let permit = hidden("__cb_permit");
     let rejected = hidden("__cb_rejected");
-    let result = Ident::new(
-        "__cb_result",
-        Span::mixed_site().located_at(shape.error_span),
-    );
+    let result = Ident::new("__cb_result", Span::mixed_site().located_at(shape.error_span));
 
     // With a fallback, every parameter must be nameable; patterns are bound inside the body.
     let mut sig = sig.clone();
@@ -305,11 +301,15 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
 
     let run = match &args.classify {
         None => quote!(#permit.run(#async_block)),
-        Some(Classify::FailureIf(path)) => {
-            quote!(#permit.run_with(#async_block, #private::failure_if(#path)))
-        }
-        Some(Classify::IgnoreIf(path)) => {
-            quote!(#permit.run_with(#async_block, #private::ignore_if(#path)))
+        Some(classify) => {
+            let (helper, path) = match classify {
+                Classify::FailureIf(path) => (quote!(failure_if), path),
+                Classify::IgnoreIf(path) => (quote!(ignore_if), path),
+            };
+            // Called through a closure, so that a wrong signature is one type error at the path.
+            let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
+            let call = quote_spanned!(path.span()=> #path(#error));
+            quote!(#permit.run_with(#async_block, #private::#helper(|#error| #call)))
         }
     };
 
@@ -337,13 +337,15 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
     let name = &args.name;
     let fn_name = sig.ident.to_string();
     let fn_name = fn_name.trim_start_matches("r#");
-    let finish_span = Span::call_site().located_at(shape.error_span);
-    let finish = quote_spanned!(finish_span=> #private::finish(#result));
+    // Every token at `E`, so that a missing `From<BreakerError>` is reported there alone.
+    let private_at_error = Ident::new("__cb_private", Span::mixed_site().located_at(shape.error_span));
+    let finish = quote_spanned!(shape.error_span=> #private_at_error::finish(#result));
 
     quote! {
         #(#outer_attrs)*
         #vis #sig {
             #(#inner_attrs)*
+            use #krate::__private as #private_import;
             static #slot: #private::Slot = #private::Slot::new();
             let #breaker = #slot.get(
                 #name,

@@ -1,0 +1,140 @@
+//! What the `#[circuit_breaker]` expansion names, and nothing more. Not a public API: it may
+//! change in any release.
+
+use std::sync::{Arc, OnceLock};
+
+pub use core::result::Result::{Err, Ok};
+pub use core::time::Duration;
+pub use core::{concat, module_path};
+
+pub use crate::{BreakerError, CallError, CircuitBreaker, Config, ConfigBuilder, Outcome, Preset, Window};
+
+/// The breaker of one annotated function: a `static` in its body, filled on the first call.
+///
+/// A static in a generic function is shared by every instantiation, so one function has one
+/// breaker whatever its type parameters.
+pub struct Slot {
+    breaker: OnceLock<Arc<CircuitBreaker>>,
+}
+
+impl Slot {
+    /// An empty slot: nothing is registered until the first call.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Slot {
+            breaker: OnceLock::new(),
+        }
+    }
+
+    /// The breaker, fetched from (or created in) the global registry on the first call, then
+    /// read with one atomic load.
+    #[inline(always)]
+    pub fn get(
+        &'static self,
+        name: &'static str,
+        origin: &'static str,
+        make: impl FnOnce() -> Config,
+    ) -> &'static CircuitBreaker {
+        match self.breaker.get() {
+            Some(breaker) => breaker,
+            None => self.init(name, origin, make),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn init(
+        &'static self,
+        name: &'static str,
+        origin: &'static str,
+        make: impl FnOnce() -> Config,
+    ) -> &'static CircuitBreaker {
+        self.breaker
+            .get_or_init(|| crate::registry().get_or_insert_at(name, origin, make))
+    }
+}
+
+/// The preset's configuration, unchanged.
+pub fn preset_config(preset: Preset) -> Config {
+    preset.config()
+}
+
+/// The preset with the attribute's overrides applied.
+///
+/// The macro checks each value at compile time; a combination that `build` still refuses
+/// (which the macro cannot see, such as a `minimum_calls` above the preset's window) is logged
+/// as an error naming the breaker, and the preset's configuration is used unchanged.
+pub fn build_config(
+    name: &str,
+    preset: Preset,
+    overrides: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> Config {
+    match overrides(preset.builder()).build() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(
+                breaker = name,
+                preset = preset.name(),
+                "#[circuit_breaker] overrides refused ({error}); using the preset unchanged"
+            );
+            preset.config()
+        }
+    }
+}
+
+/// `minimum_calls` for an attribute that sets a `sliding_window` of `calls` calls but no
+/// `minimum_calls`: the preset's, or the window's size when that is smaller.
+pub fn minimum_calls_within(preset: Preset, calls: u32) -> u32 {
+    preset.config().minimum_calls().min(calls)
+}
+
+/// The error type of a `#[circuit_breaker]` function: what a refused or timed-out call returns.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must implement `From<BreakerError>` to be the error type of a #[circuit_breaker] function",
+    label = "the trait `From<BreakerError>` is not implemented for `{Self}`",
+    note = "a refused or timed-out call returns `Err(E::from(BreakerError))`: add `impl From<cb_runtime::BreakerError> for {Self}`, or a variant `#[error(transparent)] Breaker(#[from] BreakerError)` with thiserror"
+)]
+pub trait FromBreakerError {
+    /// `Self::from(error)`.
+    fn from_breaker_error(error: BreakerError) -> Self;
+}
+
+impl<E: From<BreakerError>> FromBreakerError for E {
+    #[inline(always)]
+    fn from_breaker_error(error: BreakerError) -> Self {
+        E::from(error)
+    }
+}
+
+/// The annotated function's result: the body's own value or error unchanged, and
+/// `E::from(BreakerError)` for a refusal or a timeout.
+#[inline(always)]
+pub fn finish<T, E: FromBreakerError>(result: Result<T, CallError<E>>) -> Result<T, E> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(CallError::Inner(error)) => Err(error),
+        Err(CallError::Rejected(error)) | Err(CallError::Timeout(error)) => Err(E::from_breaker_error(error)),
+    }
+}
+
+/// `failure_if = is_failure`: an error counts against the dependency only when
+/// `is_failure(&error)` is `true`; otherwise the call counts as a success.
+#[inline(always)]
+pub fn failure_if<T, E>(is_failure: impl FnOnce(&E) -> bool) -> impl FnOnce(&Result<T, E>) -> Outcome {
+    move |result| match result {
+        Ok(_) => Outcome::Success,
+        Err(error) if is_failure(error) => Outcome::Failure,
+        Err(_) => Outcome::Success,
+    }
+}
+
+/// `ignore_if = is_ignored`: an error for which `is_ignored(&error)` is `true` is not counted
+/// at all; other errors count as failures.
+#[inline(always)]
+pub fn ignore_if<T, E>(is_ignored: impl FnOnce(&E) -> bool) -> impl FnOnce(&Result<T, E>) -> Outcome {
+    move |result| match result {
+        Ok(_) => Outcome::Success,
+        Err(error) if is_ignored(error) => Outcome::Ignored,
+        Err(_) => Outcome::Failure,
+    }
+}

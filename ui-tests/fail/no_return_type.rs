@@ -1,0 +1,15 @@
+use cb_runtime::{circuit_breaker, BreakerError};
+
+#[derive(Debug)]
+pub struct Error;
+
+impl From<BreakerError> for Error {
+    fn from(_: BreakerError) -> Self {
+        Error
+    }
+}
+
+#[circuit_breaker(name = "fail")]
+async fn notify() {}
+
+fn main() {}

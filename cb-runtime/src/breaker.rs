@@ -117,7 +117,12 @@ pub struct CircuitBreaker {
     inner: Mutex<Inner>,
     observers: Observers,
     rejections: RejectionLog,
+    /// Told each admitted call's duration, when call timing is on (metrics).
+    durations: std::sync::OnceLock<DurationObserver>,
 }
+
+/// Told the duration of each call that finished (not cancelled).
+pub(crate) type DurationObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
 /// What the lock guards: the window and everything only slow paths touch.
 struct Inner {
@@ -161,6 +166,7 @@ impl CircuitBreaker {
             }),
             observers: Observers::default(),
             rejections: RejectionLog::default(),
+            durations: std::sync::OnceLock::new(),
         }
     }
 
@@ -357,7 +363,7 @@ impl CircuitBreaker {
 
     #[inline]
     fn ticket(&self, w: Word, admission: Admission) -> Ticket {
-        let start = if self.slow_nanos.load(Ordering::Relaxed) != 0 {
+        let start = if self.slow_nanos.load(Ordering::Relaxed) != 0 || self.durations.get().is_some() {
             self.clock.now_nanos()
         } else {
             Ticket::NO_START
@@ -441,7 +447,7 @@ impl CircuitBreaker {
     /// Records how an admitted call ended.
     #[inline]
     pub(crate) fn finish(&self, ticket: Ticket, finish: Finish) {
-        let slow = self.is_slow(ticket);
+        let slow = ticket.start != Ticket::NO_START && self.timed(ticket, finish);
         if finish == Finish::Success && !slow && ticket.admission == Admission::Closed {
             // The hot path: closed, clean window, same generation.
             if self.load().is_clean_closed(ticket.generation) {
@@ -452,13 +458,25 @@ impl CircuitBreaker {
         self.finish_slow(ticket, finish, slow);
     }
 
+    /// For a call whose start was read: tells the duration observer, if any,
+    /// and returns whether the call was slow.
     #[inline]
-    fn is_slow(&self, ticket: Ticket) -> bool {
-        if ticket.start == Ticket::NO_START {
-            return false;
+    fn timed(&self, ticket: Ticket, finish: Finish) -> bool {
+        let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
+        if let Some(observe) = self.durations.get() {
+            if finish != Finish::Cancelled {
+                observe(Duration::from_nanos(elapsed));
+            }
         }
         let limit = self.slow_nanos.load(Ordering::Relaxed);
-        limit != 0 && self.clock.now_nanos().saturating_sub(ticket.start) >= limit
+        limit != 0 && elapsed >= limit
+    }
+
+    /// Times every call from now on, telling `observe` each one's duration
+    /// (the metrics' histogram). Only the first observer is kept; `false` when
+    /// one was set already.
+    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
+        self.durations.set(observe).is_ok()
     }
 
     #[cold]

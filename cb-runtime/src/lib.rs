@@ -43,6 +43,9 @@
 //!   notification dependencies.
 //! * [`registry()`]: the process-wide [`Registry`] of named breakers.
 //! * [`circuit_breaker`]: the attribute.
+//! * [`metrics`]: Prometheus metrics; [`Registry::subscribe`]: transition
+//!   [`Events`]; [runtime configuration](Registry#runtime-configuration) from a
+//!   TOML file and `CB_<NAME>_<FIELD>` environment variables.
 //!
 //! # States
 //!
@@ -59,9 +62,13 @@ mod call;
 pub mod clock;
 mod config;
 mod counters;
+mod duration;
 mod error;
+pub mod events;
 mod intern;
 mod log;
+pub mod metrics;
+mod overrides;
 mod permit;
 mod preset;
 mod registry;
@@ -80,7 +87,10 @@ pub use call::{Call, Classify, ErrIsFailure, FnClassifier};
 pub use cb_macros::circuit_breaker;
 pub use clock::Clock;
 pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES};
+pub use duration::parse_duration;
 pub use error::{BreakerError, BreakerErrorKind, CallError};
+pub use events::{Event, EventStream, Events};
+pub use overrides::env_name;
 pub use permit::Permit;
 pub use preset::Preset;
 pub use registry::{registry, Health, Registry};

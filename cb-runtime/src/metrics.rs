@@ -1,0 +1,218 @@
+//! Prometheus metrics for every breaker of a registry, through the
+//! [`prometheus`] crate.
+//!
+//! Counts and states are read from the breakers' own exact counters when
+//! Prometheus scrapes, by a custom [`Collector`](prometheus::core::Collector):
+//! registering the metrics adds nothing to a call. Every metric has a `name`
+//! label, the breaker's name.
+//!
+//! | metric | type | labels | value |
+//! |---|---|---|---|
+//! | `circuit_breaker_state` | gauge | `name` | 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled |
+//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome: `success`, `failure`, `rejected`, `timeout`, `ignored` |
+//! | `circuit_breaker_slow_calls_total` | counter | `name` | calls slower than `slow_call_duration` |
+//! | `circuit_breaker_state_transitions_total` | counter | `name`, `from`, `to` | transitions since the breaker joined the registry |
+//! | `circuit_breaker_consecutive_failures` | gauge | `name` | failures since the last success, while closed |
+//! | `circuit_breaker_failure_rate` | gauge | `name` | the window's failure rate, once it holds `minimum_calls` calls |
+//! | `circuit_breaker_call_duration_seconds` | histogram | `name` | call durations; opt-in, see below |
+//!
+//! The state is what the next call would meet: an open breaker whose open
+//! duration has elapsed is reported half-open (pitfall 11).
+//!
+//! # The duration histogram is opt-in
+//!
+//! Timing a call costs two clock reads and a histogram update per call, so it
+//! is off until [`Registry::record_call_durations`](crate::Registry::record_call_durations)
+//! (or [`register_with_call_durations`]) turns it on. Durations are measured on the
+//! breaker's clock (the coarse monotonic clock by default: millisecond
+//! resolution), from admission to the outcome; rejected and cancelled calls
+//! are not timed. Buckets: [`DURATION_BUCKETS`], 1 ms to 60 s.
+//!
+//! ```
+//! use cb_runtime::{registry, Config};
+//!
+//! let prom = prometheus::Registry::new();
+//! cb_runtime::metrics::register(&prom).unwrap();
+//! registry().get_or_insert("metrics-doc", Config::default);
+//!
+//! let text = cb_runtime::metrics::encode(&prom.gather());
+//! assert!(text.contains(r#"circuit_breaker_state{name="metrics-doc"} 0"#));
+//! ```
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
+};
+
+use crate::registry::{registry, Registry};
+use crate::state::State;
+
+/// The histogram's buckets, in seconds.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+const STATE: &str = "circuit_breaker_state";
+const CALLS: &str = "circuit_breaker_calls_total";
+const SLOW: &str = "circuit_breaker_slow_calls_total";
+const TRANSITIONS: &str = "circuit_breaker_state_transitions_total";
+const CONSECUTIVE: &str = "circuit_breaker_consecutive_failures";
+const RATE: &str = "circuit_breaker_failure_rate";
+const DURATION: &str = "circuit_breaker_call_duration_seconds";
+
+/// Registers the metrics of every breaker in the global [`registry()`] with
+/// `prom`. Registering twice with one `prom` is an error (`AlreadyReg`).
+pub fn register(prom: &prometheus::Registry) -> prometheus::Result<()> {
+    prom.register(Box::new(BreakerCollector::new(registry())))
+}
+
+/// Like [`register`], and turns the call-duration histogram on for the global
+/// registry's breakers.
+pub fn register_with_call_durations(prom: &prometheus::Registry) -> prometheus::Result<()> {
+    registry().record_call_durations();
+    register(prom)
+}
+
+/// Registers the global [`registry()`]'s metrics with the `prometheus`
+/// crate's default registry, the one `prometheus::gather()` reads.
+pub fn register_default() -> prometheus::Result<()> {
+    register(prometheus::default_registry())
+}
+
+/// The Prometheus text exposition of `families` (say, `prom.gather()`).
+pub fn encode(families: &[MetricFamily]) -> String {
+    let mut buf = Vec::new();
+    // Writing to a Vec fails only on a malformed family, which the
+    // collectors here never produce; an empty exposition is then returned.
+    if TextEncoder::new().encode(families, &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// The text exposition of the global registry's breakers alone, for an admin
+/// endpoint that serves nothing else.
+pub fn text() -> String {
+    encode(&BreakerCollector::new(registry()).collect())
+}
+
+/// A Prometheus collector over one [`Registry`]'s breakers, reading their
+/// counts at scrape time.
+pub struct BreakerCollector {
+    registry: &'static Registry,
+    descs: Vec<Desc>,
+}
+
+fn desc(name: &str, help: &str, labels: &[&str]) -> Option<Desc> {
+    Desc::new(
+        name.to_owned(),
+        help.to_owned(),
+        labels.iter().map(|l| (*l).to_owned()).collect(),
+        Default::default(),
+    )
+    .ok()
+}
+
+impl BreakerCollector {
+    /// A collector over `registry` (the global one is [`registry()`]; a
+    /// private one can be leaked with `Box::leak` to make it `'static`).
+    pub fn new(registry: &'static Registry) -> Self {
+        let descs = [
+            desc(STATE, STATE_HELP, &["name"]),
+            desc(CALLS, CALLS_HELP, &["name", "outcome"]),
+            desc(SLOW, SLOW_HELP, &["name"]),
+            desc(TRANSITIONS, TRANSITIONS_HELP, &["name", "from", "to"]),
+            desc(CONSECUTIVE, CONSECUTIVE_HELP, &["name"]),
+            desc(RATE, RATE_HELP, &["name"]),
+            desc(DURATION, DURATION_HELP, &["name"]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        BreakerCollector { registry, descs }
+    }
+}
+
+const STATE_HELP: &str = "Circuit state: 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled.";
+const CALLS_HELP: &str = "Calls through the breaker, by outcome.";
+const SLOW_HELP: &str = "Calls slower than the slow-call duration.";
+const TRANSITIONS_HELP: &str = "State transitions, by from and to state.";
+const CONSECUTIVE_HELP: &str = "Consecutive failures while closed.";
+const RATE_HELP: &str = "Failure rate of the sliding window, once it holds minimum_calls calls.";
+const DURATION_HELP: &str = "Duration of calls admitted by the breaker, in seconds.";
+
+/// The histogram the registry feeds when call durations are on.
+pub(crate) fn duration_histogram() -> Option<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(DURATION, DURATION_HELP).buckets(DURATION_BUCKETS.to_vec()),
+        &["name"],
+    )
+    .ok()
+}
+
+impl Collector for BreakerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        collect(self.registry).unwrap_or_default()
+    }
+}
+
+fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
+    let state = IntGaugeVec::new(Opts::new(STATE, STATE_HELP), &["name"])?;
+    let calls = IntCounterVec::new(Opts::new(CALLS, CALLS_HELP), &["name", "outcome"])?;
+    let slow = IntCounterVec::new(Opts::new(SLOW, SLOW_HELP), &["name"])?;
+    let transitions = IntCounterVec::new(Opts::new(TRANSITIONS, TRANSITIONS_HELP), &["name", "from", "to"])?;
+    let consecutive = IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &["name"])?;
+    let rate = GaugeVec::new(Opts::new(RATE, RATE_HELP), &["name"])?;
+
+    for (breaker, counts) in registry.observed() {
+        let name = breaker.name();
+        let s = breaker.stats();
+        state.with_label_values(&[name]).set(i64::from(s.state.code()));
+        for (outcome, n) in [
+            ("success", s.successes),
+            ("failure", s.failures),
+            ("rejected", s.rejected),
+            ("timeout", s.timeouts),
+            ("ignored", s.ignored),
+        ] {
+            calls.with_label_values(&[name, outcome]).inc_by(n);
+        }
+        slow.with_label_values(&[name]).inc_by(s.slow_calls);
+        consecutive
+            .with_label_values(&[name])
+            .set(i64::try_from(s.consecutive_failures).unwrap_or(i64::MAX));
+        if let Some(r) = s.failure_rate {
+            rate.with_label_values(&[name]).set(r);
+        }
+        for from in State::ALL {
+            for to in State::ALL {
+                let n = counts.transitions(from, to);
+                if n > 0 {
+                    transitions
+                        .with_label_values(&[name, from.as_str(), to.as_str()])
+                        .inc_by(n);
+                }
+            }
+        }
+    }
+
+    let mut families = Vec::new();
+    families.extend(state.collect());
+    families.extend(calls.collect());
+    families.extend(slow.collect());
+    families.extend(transitions.collect());
+    families.extend(consecutive.collect());
+    families.extend(rate.collect());
+    if let Some(durations) = registry.durations() {
+        families.extend(durations.collect());
+    }
+    // An empty vector collects to a family with no metric, which the text
+    // encoder refuses; leave such families out.
+    families.retain(|f| !f.get_metric().is_empty());
+    Ok(families)
+}

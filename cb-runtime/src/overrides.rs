@@ -1,0 +1,529 @@
+//! Runtime configuration: a TOML file and `CB_<NAME>_<FIELD>` environment
+//! variables, layered over the compiled-in configuration.
+//!
+//! The layers, lowest first: the preset, the attribute's arguments (together,
+//! the compiled-in [`Config`]), then the file's `[defaults]`,
+//! `[presets.<preset>]` and `[breakers.<name>]` tables, then the environment.
+//! A `preset = "..."` key (in the environment, `[breakers.<name>]` or
+//! `[defaults]`, the first found) replaces the compiled-in configuration with
+//! that preset's; the fields of every layer then apply on top, in order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{Config, ConfigBuilder, ConfigError, Window};
+use crate::duration::{parse_duration, DURATION_FORMAT};
+use crate::preset::Preset;
+
+/// Every key a file table or an environment variable may set.
+pub(crate) const FIELDS: [&str; 11] = [
+    "preset",
+    "failure_threshold",
+    "failure_rate_threshold",
+    "sliding_window",
+    "minimum_calls",
+    "slow_call_duration",
+    "slow_call_rate_threshold",
+    "open_duration",
+    "half_open_max_calls",
+    "success_threshold",
+    "call_timeout",
+];
+
+/// The variable naming the config file to load at the first breaker's creation.
+pub(crate) const CB_CONFIG: &str = "CB_CONFIG";
+
+/// One parsed value of one field.
+#[derive(Clone, Debug, PartialEq)]
+enum Setting {
+    Preset(Preset),
+    FailureThreshold(u32),
+    FailureRate(f64),
+    Window(Window),
+    MinimumCalls(u32),
+    SlowCall(Option<Duration>),
+    SlowRate(f64),
+    Open(Duration),
+    Probes(u32),
+    Successes(u32),
+    Timeout(Option<Duration>),
+}
+
+impl Setting {
+    fn apply(&self, b: ConfigBuilder) -> ConfigBuilder {
+        match *self {
+            Setting::Preset(_) => b,
+            Setting::FailureThreshold(n) => b.failure_threshold(n),
+            Setting::FailureRate(r) => b.failure_rate_threshold(r),
+            Setting::Window(w) => b.sliding_window(w),
+            Setting::MinimumCalls(n) => b.minimum_calls(n),
+            Setting::SlowCall(Some(d)) => b.slow_call_duration(d),
+            Setting::SlowCall(None) => b.no_slow_call_detection(),
+            Setting::SlowRate(r) => b.slow_call_rate_threshold(r),
+            Setting::Open(d) => b.open_duration(d),
+            Setting::Probes(n) => b.half_open_max_calls(n),
+            Setting::Successes(n) => b.success_threshold(n),
+            Setting::Timeout(Some(d)) => b.call_timeout(d),
+            Setting::Timeout(None) => b.no_call_timeout(),
+        }
+    }
+}
+
+/// What a field accepts, for error messages.
+fn expected(field: &str) -> String {
+    match field {
+        "preset" => "one of `llm`, `http_api`, `database`, `cache`, `notification`".to_owned(),
+        "failure_threshold" | "minimum_calls" | "success_threshold" => {
+            "a whole number of at least 1".to_owned()
+        }
+        "half_open_max_calls" => format!("a whole number of probes in 1..={}", crate::MAX_PROBES),
+        "failure_rate_threshold" | "slow_call_rate_threshold" => "a rate in [0.0, 1.0]".to_owned(),
+        "sliding_window" => format!(
+            "a number of calls (such as 100) or a time window given as {}",
+            DURATION_FORMAT
+        ),
+        "slow_call_duration" | "call_timeout" => format!("{DURATION_FORMAT}, or \"none\""),
+        _ => DURATION_FORMAT.to_owned(),
+    }
+}
+
+/// The static name of a known field.
+fn known_field(key: &str) -> Option<&'static str> {
+    FIELDS.iter().copied().find(|f| *f == key)
+}
+
+fn unknown_key(key: &str, origin: String) -> ConfigError {
+    let mut expected = format!(
+        "one of {}",
+        FIELDS
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(near) = nearest(key) {
+        let _ = write!(expected, " (did you mean `{near}`?)");
+    }
+    ConfigError::new("key", format!("unknown key `{key}`"), expected).at(origin)
+}
+
+/// The known field closest to `key`, if it is close enough to be a typo.
+fn nearest(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    FIELDS
+        .iter()
+        .map(|f| (edit_distance(&key, f), *f))
+        .filter(|(d, f)| *d <= (f.len() / 3).max(2))
+        .min()
+        .map(|(_, f)| f)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Parses `text` as the value of `field`.
+fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Setting, ConfigError> {
+    let t = text.trim();
+    let bad = || ConfigError::new(field, format!("{text:?}"), expected(field)).at(origin);
+    let count = || t.parse::<u32>().map_err(|_| bad());
+    let rate = || t.parse::<f64>().ok().filter(|r| r.is_finite()).ok_or_else(bad);
+    let duration = || parse_duration(t).map_err(|_| bad());
+    let optional = || match t {
+        "none" | "off" => Ok(None),
+        _ => duration().map(Some),
+    };
+    Ok(match field {
+        "preset" => Setting::Preset(t.parse().map_err(|_| bad())?),
+        "failure_threshold" => Setting::FailureThreshold(count()?),
+        "failure_rate_threshold" => Setting::FailureRate(rate()?),
+        "sliding_window" => match t.parse::<u32>() {
+            Ok(n) => Setting::Window(Window::Count(n)),
+            Err(_) => Setting::Window(Window::Time(duration()?)),
+        },
+        "minimum_calls" => Setting::MinimumCalls(count()?),
+        "slow_call_duration" => Setting::SlowCall(optional()?),
+        "slow_call_rate_threshold" => Setting::SlowRate(rate()?),
+        "open_duration" => Setting::Open(duration()?),
+        "half_open_max_calls" => Setting::Probes(count()?),
+        "success_threshold" => Setting::Successes(count()?),
+        "call_timeout" => Setting::Timeout(optional()?),
+        _ => return Err(unknown_key(field, origin.to_owned())),
+    })
+}
+
+/// One setting and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+struct Item {
+    field: &'static str,
+    setting: Setting,
+    origin: String,
+}
+
+/// The settings of one layer: a file table or the environment of one breaker.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Section {
+    items: Vec<Item>,
+}
+
+impl Section {
+    fn preset(&self) -> Option<(Preset, &str)> {
+        self.items.iter().rev().find_map(|i| match i.setting {
+            Setting::Preset(p) => Some((p, i.origin.as_str())),
+            _ => None,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// A parsed config file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct FileConfig {
+    defaults: Section,
+    presets: BTreeMap<&'static str, Section>,
+    breakers: BTreeMap<String, Section>,
+}
+
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    defaults: RawTable,
+    #[serde(default)]
+    presets: BTreeMap<Spanned<String>, RawTable>,
+    #[serde(default)]
+    breakers: BTreeMap<String, RawTable>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+impl FileConfig {
+    /// Parses a config file's text; `source` (the path) goes into every error.
+    pub(crate) fn parse(text: &str, source: &str) -> Result<FileConfig, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let at = match e.span() {
+                Some(span) => format!("{source}, line {}", line_of(text, span.start)),
+                None => source.to_owned(),
+            };
+            let message = e.message().trim().to_owned();
+            let expected =
+                "a TOML file of `[defaults]`, `[presets.<preset>]` and `[breakers.<name>]` tables, \
+                            whose keys are breaker fields";
+            ConfigError::new("file", message, expected).at(at)
+        })?;
+        let table = |raw: RawTable, header: &str| -> Result<Section, ConfigError> {
+            let mut items = Vec::new();
+            for (key, value) in raw {
+                let origin = format!("{source}, line {}, {header}", line_of(text, key.span().start));
+                let Some(field) = known_field(key.get_ref()) else {
+                    return Err(unknown_key(key.get_ref(), origin));
+                };
+                let value_text = match value.get_ref() {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    other => {
+                        return Err(ConfigError::new(
+                            field,
+                            format!("a {}", other.type_str()),
+                            expected(field),
+                        )
+                        .at(origin))
+                    }
+                };
+                let setting = parse_setting(field, &value_text, &origin)?;
+                items.push(Item {
+                    field,
+                    setting,
+                    origin,
+                });
+            }
+            Ok(Section { items })
+        };
+        let mut file = FileConfig {
+            defaults: table(raw.defaults, "[defaults]")?,
+            ..FileConfig::default()
+        };
+        for (preset, raw_table) in raw.presets {
+            let at = format!("{source}, line {}", line_of(text, preset.span().start));
+            let p: Preset = preset.get_ref().parse().map_err(|e: ConfigError| {
+                ConfigError::new(
+                    "preset",
+                    format!("`[presets.{}]`", preset.get_ref()),
+                    e.expected(),
+                )
+                .at(at.clone())
+            })?;
+            let header = format!("[presets.{p}]");
+            let section = table(raw_table, &header)?;
+            if let Some((_, origin)) = section.preset() {
+                return Err(ConfigError::new(
+                    "preset",
+                    format!("a `preset` key in {header}"),
+                    "no `preset` key: a [presets.<preset>] table tunes that preset",
+                )
+                .at(origin.to_owned()));
+            }
+            file.presets.insert(p.name(), section);
+        }
+        for (name, raw_table) in raw.breakers {
+            let header = format!("[breakers.{name}]");
+            let section = table(raw_table, &header)?;
+            file.breakers.insert(name, section);
+        }
+        Ok(file)
+    }
+
+    /// Reads and parses the file at `path`.
+    pub(crate) fn load(path: &str) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("file", format!("`{path}` ({e})"), "a readable TOML config file").at(path)
+        })?;
+        FileConfig::parse(&text, path)
+    }
+}
+
+/// `name` as it appears in environment variables: upper-cased, every
+/// character that is not an ASCII letter or digit turned into `_`.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The environment variables a breaker named `name` reads, one per field.
+pub(crate) fn env_section(name: &str, vars: &[(String, String)]) -> Result<Section, ConfigError> {
+    let prefix = format!("CB_{}_", env_name(name));
+    let mut items = Vec::new();
+    for field in FIELDS {
+        let var = format!("{prefix}{}", field.to_ascii_uppercase());
+        if let Some((_, value)) = vars.iter().rev().find(|(k, _)| *k == var) {
+            let origin = format!("environment variable {var}");
+            let setting = parse_setting(field, value, &origin)?;
+            items.push(Item {
+                field,
+                setting,
+                origin,
+            });
+        }
+    }
+    Ok(Section { items })
+}
+
+/// Checks every `CB_*` variable: it must be `CB_CONFIG` or name a known field
+/// (`CB_<NAME>_<FIELD>`) with a valid value.
+pub(crate) fn validate_env(vars: &[(String, String)]) -> Result<(), ConfigError> {
+    for (var, value) in vars {
+        if !var.starts_with("CB_") || var == CB_CONFIG {
+            continue;
+        }
+        let origin = format!("environment variable {var}");
+        let field = FIELDS
+            .iter()
+            .copied()
+            .filter(|f| {
+                let suffix = format!("_{}", f.to_ascii_uppercase());
+                var.len() > "CB_".len() + suffix.len() && var.ends_with(&suffix)
+            })
+            .max_by_key(|f| f.len());
+        match field {
+            Some(field) => {
+                parse_setting(field, value, &origin)?;
+            }
+            None => {
+                let fields: Vec<String> = FIELDS.iter().map(|f| f.to_ascii_uppercase()).collect();
+                return Err(ConfigError::new(
+                    "key",
+                    format!("`{var}`"),
+                    format!(
+                        "CB_CONFIG or CB_<NAME>_<FIELD> with FIELD one of {}",
+                        fields.join(", ")
+                    ),
+                )
+                .at(origin));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The configuration of breaker `name`: `compiled` (its preset and the
+/// attribute's arguments, or what `reconfigure` was given) with the file's
+/// and the environment's layers on top. The error names the layer at fault.
+pub(crate) fn resolve(
+    name: &str,
+    compiled: &Config,
+    compiled_preset: Option<Preset>,
+    file: Option<&FileConfig>,
+    env: &Section,
+) -> Result<Config, ConfigError> {
+    let empty = Section::default();
+    let defaults = file.map_or(&empty, |f| &f.defaults);
+    let own = file.and_then(|f| f.breakers.get(name)).unwrap_or(&empty);
+    let chosen = env
+        .preset()
+        .or(own.preset())
+        .or(defaults.preset())
+        .map(|(p, _)| p);
+    let preset = chosen.or(compiled_preset);
+    let tuned = match (file, preset) {
+        (Some(f), Some(p)) => f.presets.get(p.name()).unwrap_or(&empty),
+        _ => &empty,
+    };
+    let layers = [defaults, tuned, own, env];
+    if chosen.is_none() && layers.iter().all(|l| l.is_empty()) {
+        return Ok(compiled.clone());
+    }
+    let mut builder = match chosen {
+        Some(p) => p.builder().clock(compiled.clock().clone()),
+        None => compiled.to_builder(),
+    };
+    let mut origins: Vec<(&'static str, &str)> = Vec::new();
+    for item in layers.iter().flat_map(|l| l.items.iter()) {
+        builder = item.setting.apply(builder);
+        origins.push((item.field, &item.origin));
+    }
+    builder.build().map_err(|e| {
+        let origin = origins
+            .iter()
+            .rev()
+            .find(|(f, _)| *f == e.field())
+            .map(|(_, o)| (*o).to_owned())
+            .unwrap_or_else(|| {
+                let all: Vec<&str> = origins.iter().map(|(_, o)| *o).collect();
+                format!("breaker `{name}` with overrides from {}", all.join("; "))
+            });
+        e.at(origin)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_name("openai"), "OPENAI");
+        assert_eq!(env_name("hidden-env"), "HIDDEN_ENV");
+        assert_eq!(env_name("a.b c/d"), "A_B_C_D");
+    }
+
+    #[test]
+    fn every_field_parses_from_text() {
+        let cases = [
+            ("preset", "llm"),
+            ("failure_threshold", "7"),
+            ("failure_rate_threshold", "0.25"),
+            ("sliding_window", "60s"),
+            ("sliding_window", "40"),
+            ("minimum_calls", "5"),
+            ("slow_call_duration", "none"),
+            ("slow_call_rate_threshold", "1"),
+            ("open_duration", "2m"),
+            ("half_open_max_calls", "4"),
+            ("success_threshold", "3"),
+            ("call_timeout", "250ms"),
+        ];
+        for (field, text) in cases {
+            parse_setting(known_field(field).unwrap(), text, "test").unwrap();
+        }
+    }
+
+    #[test]
+    fn near_misses_are_suggested() {
+        assert_eq!(nearest("failure_treshold"), Some("failure_threshold"));
+        assert_eq!(nearest("open_duraton"), Some("open_duration"));
+        assert_eq!(nearest("colour"), None);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let file = FileConfig::parse(
+            "[defaults]\nfailure_threshold = 4\nopen_duration = \"5s\"\n\
+             [presets.llm]\nfailure_threshold = 6\n\
+             [breakers.x]\nsuccess_threshold = 3\n",
+            "cb.toml",
+        )
+        .unwrap();
+        let env = env_section("x", &vars(&[("CB_X_OPEN_DURATION", "9s")])).unwrap();
+        let compiled = Preset::Llm.config();
+        let c = resolve("x", &compiled, Some(Preset::Llm), Some(&file), &env).unwrap();
+        assert_eq!(c.failure_threshold(), 6);
+        assert_eq!(c.open_duration(), Duration::from_secs(9));
+        assert_eq!(c.success_threshold(), 3);
+        // Without a known preset, [presets.llm] does not apply.
+        let c = resolve("x", &compiled, None, Some(&file), &Section::default()).unwrap();
+        assert_eq!(c.failure_threshold(), 4);
+        assert_eq!(c.open_duration(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn no_overrides_is_the_compiled_config() {
+        let compiled = Config::builder().failure_threshold(2).build().unwrap();
+        let c = resolve("y", &compiled, None, None, &Section::default()).unwrap();
+        assert_eq!(c, compiled);
+    }
+
+    #[test]
+    fn a_combination_refused_by_build_names_the_layer() {
+        let env = env_section("z", &vars(&[("CB_Z_MINIMUM_CALLS", "500")])).unwrap();
+        let compiled = Preset::Llm.config();
+        let err = resolve("z", &compiled, None, None, &env).unwrap_err();
+        assert_eq!(err.field(), "minimum_calls");
+        assert!(
+            err.to_string()
+                .starts_with("environment variable CB_Z_MINIMUM_CALLS:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validate_env_checks_every_cb_variable() {
+        assert!(validate_env(&vars(&[("CB_CONFIG", "x.toml"), ("PATH", "/bin")])).is_ok());
+        assert!(validate_env(&vars(&[("CB_MY_DB_OPEN_DURATION", "30s")])).is_ok());
+        let err = validate_env(&vars(&[("CB_MY_DB_OPEN_DURATION", "30")])).unwrap_err();
+        assert!(err.to_string().contains("CB_MY_DB_OPEN_DURATION"), "{err}");
+        let err = validate_env(&vars(&[("CB_MY_DB_OPEN_DURATON", "30s")])).unwrap_err();
+        assert_eq!(err.field(), "key");
+    }
+}

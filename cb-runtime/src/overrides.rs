@@ -152,7 +152,7 @@ fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Settin
         "none" | "off" => Ok(None),
         _ => duration().map(Some),
     };
-    Ok(match field {
+    let setting = match field {
         "preset" => Setting::Preset(t.parse().map_err(|_| bad())?),
         "failure_threshold" => Setting::FailureThreshold(count()?),
         "failure_rate_threshold" => Setting::FailureRate(rate()?),
@@ -168,7 +168,17 @@ fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Settin
         "success_threshold" => Setting::Successes(count()?),
         "call_timeout" => Setting::Timeout(optional()?),
         _ => return Err(unknown_key(field, origin.to_owned())),
-    })
+    };
+    // A value out of its field's own range is refused here, with its origin;
+    // `minimum_calls` depends on the window, so it is judged with the whole.
+    if field != "minimum_calls" {
+        if let Err(e) = setting.apply(Config::builder()).build() {
+            if e.field() == field {
+                return Err(e.at(origin));
+            }
+        }
+    }
+    Ok(setting)
 }
 
 /// One setting and where it came from.

@@ -402,7 +402,7 @@ impl Registry {
         let vars = (self.env)();
         overrides::validate_env(&vars)?;
         if let Some((_, path)) = vars.iter().find(|(k, _)| k == CB_CONFIG) {
-            FileConfig::load(path).map_err(|e| e.at(format!("{CB_CONFIG}={path}")))?;
+            FileConfig::load(path)?;
         }
         Ok(())
     }

@@ -89,7 +89,7 @@ impl fmt::Display for Event {
 ///
 /// Receive with [`recv`](Self::recv) (async), [`try_recv`](Self::try_recv),
 /// [`blocking_recv`](Self::blocking_recv), or turn it into a
-/// [`Stream`](futures_core::Stream) with [`into_stream`](Self::into_stream).
+/// [`Stream`] with [`into_stream`](Self::into_stream).
 #[derive(Debug)]
 pub struct Events {
     rx: broadcast::Receiver<Event>,
@@ -139,7 +139,7 @@ impl Events {
         self.missed
     }
 
-    /// The events as a [`Stream`](futures_core::Stream) (events missed by
+    /// The events as a [`Stream`] (events missed by
     /// falling behind are skipped).
     pub fn into_stream(self) -> EventStream {
         EventStream {

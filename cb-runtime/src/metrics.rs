@@ -2,7 +2,7 @@
 //! [`prometheus`] crate.
 //!
 //! Counts and states are read from the breakers' own exact counters when
-//! Prometheus scrapes, by a custom [`Collector`](prometheus::core::Collector):
+//! Prometheus scrapes, by a custom [`Collector`]:
 //! registering the metrics adds nothing to a call. Every metric has a `name`
 //! label, the breaker's name.
 //!

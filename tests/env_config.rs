@@ -6,36 +6,13 @@
 //! the other tests give their registry its own environment with
 //! `Registry::with_env`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cb_runtime::{circuit_breaker, registry, BreakerError, Config, Preset, Registry};
+mod support;
 
-/// Everything logged while `f` runs on this thread, at DEBUG and above.
-fn logs_of<R>(f: impl FnOnce() -> R) -> (R, String) {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    (out, text)
-}
+use support::logs_of;
+
+use cb_runtime::{circuit_breaker, registry, BreakerError, Config, Preset, Registry};
 
 #[derive(Debug)]
 struct Refused(#[allow(dead_code)] BreakerError);

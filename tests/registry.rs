@@ -1,10 +1,13 @@
 //! The registry on the contract, `reconfigure` under load, and what breakers
 //! write to `tracing`.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
+
+mod support;
+
+use support::logs_of;
 
 use cb_runtime::{registry, Config, Health, Registry, State};
 
@@ -131,35 +134,10 @@ fn register_adds_an_outside_breaker_and_applies_the_environment() {
     assert_eq!(r.transitions("outside", State::Closed, State::ForcedOpen), 1);
 }
 
-/// Everything logged while `f` runs on this thread, at DEBUG and above.
-fn logs_of(f: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    text
-}
-
 #[test]
 fn transitions_are_logged_and_rejections_do_not_flood() {
     let r = Registry::with_env(Vec::new);
-    let logs = logs_of(|| {
+    let ((), logs) = logs_of(|| {
         let b = r.get_or_insert("logged", || config(2));
         b.try_acquire().unwrap().record(false);
         b.try_acquire().unwrap().record(false);

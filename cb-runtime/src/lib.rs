@@ -78,6 +78,11 @@ mod sync;
 mod transition;
 mod window;
 
+#[cfg(feature = "admin")]
+pub mod admin;
+#[cfg(feature = "tower")]
+pub mod tower;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

@@ -1,0 +1,636 @@
+//! An [axum] router to watch and steer the breakers of a registry (feature
+//! `admin`): status, health for Kubernetes probes, Prometheus metrics, and
+//! reset / force-open / disable behind a bearer token.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /circuit-breakers` | 200, every breaker's state, counts and configuration |
+//! | `GET /circuit-breakers/{name}` | 200, one breaker; 404 if there is none by that name |
+//! | `POST /circuit-breakers/{name}/reset` | 200, closes it ([`CircuitBreaker::reset`]) |
+//! | `POST /circuit-breakers/{name}/force-open` | 200, refuses every call until reset ([`CircuitBreaker::force_open`]) |
+//! | `POST /circuit-breakers/{name}/disable` | 200, lets every call through until reset ([`CircuitBreaker::disable`]) |
+//! | `GET /health` | 200 `healthy`, or 503 `degraded` while a breaker is open or forced open, with counts |
+//! | `GET /health/live` | 200 while the process serves HTTP (liveness probe) |
+//! | `GET /health/ready` | 200 while the process serves HTTP (readiness probe; see below) |
+//! | `GET /metrics` | 200, Prometheus text format ([`crate::metrics`]) |
+//!
+//! **Authentication.** The three `POST` routes need `Authorization: Bearer
+//! <token>`, compared with the configured token in constant time. A missing,
+//! malformed or wrong token is a 401 (with `WWW-Authenticate: Bearer`). With
+//! no token configured ([`AdminAuth::disabled`], or an empty token) the
+//! mutations are off: every `POST` is a 403, never open to anyone. The `GET`
+//! routes need no token, so probes and Prometheus can reach them; serve the
+//! router on an internal port.
+//!
+//! **Errors** are JSON, `{"error": {"status": 404, "code": "not_found",
+//! "message": "..."}}`: 400 for a malformed breaker name (empty after
+//! decoding, over 256 bytes, bad percent-encoding or control characters), 401,
+//! 403, 404 for an unknown breaker or route, 405 for a known route with the
+//! wrong method (with an `Allow` header). The authentication check comes before
+//! the name is looked at, so an unauthenticated caller learns nothing about
+//! which breakers exist.
+//!
+//! **Readiness** does not follow the breakers: an open breaker is the
+//! breaker doing its job (failing fast, serving a fallback), and taking every
+//! replica out of the load balancer because a shared dependency is down would
+//! turn a degraded service into a full outage. `/health` reports degradation.
+//!
+//! ```
+//! use cb_runtime::admin::{router, AdminAuth};
+//!
+//! let admin = router(cb_runtime::registry(), AdminAuth::bearer("s3cret"));
+//! // axum::serve(tokio::net::TcpListener::bind("127.0.0.1:9000").await?, admin).await?;
+//! # let _ = admin;
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State as AxumState};
+use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus::core::Collector;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::breaker::CircuitBreaker;
+use crate::config::{Config, Window};
+use crate::metrics::{encode, BreakerCollector};
+use crate::registry::Registry;
+use crate::state::State;
+use crate::stats::Stats;
+
+/// The longest breaker name the API accepts, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Who may use the mutating routes (`reset`, `force-open`, `disable`).
+#[derive(Clone)]
+pub struct AdminAuth {
+    token: Option<Arc<[u8]>>,
+}
+
+impl AdminAuth {
+    /// Mutations need `Authorization: Bearer <token>`. An empty token turns
+    /// them off, as [`disabled`](Self::disabled) does.
+    pub fn bearer(token: impl Into<String>) -> Self {
+        let token = token.into();
+        AdminAuth {
+            token: (!token.is_empty()).then(|| Arc::from(token.into_bytes())),
+        }
+    }
+
+    /// Mutations are off: every `POST` answers 403. The read-only routes work.
+    pub fn disabled() -> Self {
+        AdminAuth { token: None }
+    }
+
+    /// The token from environment variable `var`; mutations are off when it
+    /// is unset, empty or not UTF-8.
+    pub fn from_env(var: &str) -> Self {
+        std::env::var(var).map_or_else(|_| AdminAuth::disabled(), AdminAuth::bearer)
+    }
+
+    /// `true` when a token is configured, so mutations can be authorised.
+    pub fn mutations_enabled(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Checks an `Authorization` header value against the token.
+    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "mutations are disabled: no admin token is configured",
+            ));
+        };
+        let given = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        match given {
+            Some(given) if token_matches(expected, given.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            None => Err(ApiError::unauthorized(
+                "this route needs an `Authorization: Bearer <token>` header",
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the token.
+        f.debug_struct("AdminAuth")
+            .field("mutations_enabled", &self.mutations_enabled())
+            .finish()
+    }
+}
+
+/// Compares in time that depends only on the expected token's length: every
+/// byte of it is compared, whatever the given token holds.
+fn token_matches(expected: &[u8], given: &[u8]) -> bool {
+    let mut same = (expected.len() as u64).ct_eq(&(given.len() as u64));
+    for (i, e) in expected.iter().enumerate() {
+        same &= e.ct_eq(given.get(i).unwrap_or(&0));
+    }
+    same.into()
+}
+
+/// The admin router for `registry` (usually [`registry()`](crate::registry())):
+/// see the [module documentation](self) for its routes.
+///
+/// The registry is `'static` because [`/metrics`](crate::metrics) reads it
+/// when Prometheus scrapes; a private registry can be leaked with
+/// `Box::leak(Box::new(Registry::new()))`.
+pub fn router(registry: &'static Registry, auth: AdminAuth) -> Router {
+    let state = Admin { registry, auth };
+    Router::new()
+        .route("/circuit-breakers", get(list))
+        .route("/circuit-breakers/{name}", get(one))
+        .route("/circuit-breakers/{name}/reset", post(reset))
+        .route("/circuit-breakers/{name}/force-open", post(force_open))
+        .route("/circuit-breakers/{name}/disable", post(disable))
+        .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+#[derive(Clone)]
+struct Admin {
+    registry: &'static Registry,
+    auth: AdminAuth,
+}
+
+// ---- JSON shapes ------------------------------------------------------------
+
+/// One breaker, as `GET /circuit-breakers/{name}` returns it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BreakerView {
+    /// The breaker's name.
+    pub name: String,
+    /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
+    pub state: &'static str,
+    /// Counts since the breaker was created, and of its sliding window.
+    pub stats: StatsView,
+    /// Its configuration.
+    pub config: ConfigView,
+}
+
+impl BreakerView {
+    /// The view of `breaker` now.
+    pub fn of(breaker: &CircuitBreaker) -> Self {
+        let stats = breaker.stats();
+        BreakerView {
+            name: breaker.name().to_owned(),
+            state: stats.state.as_str(),
+            stats: StatsView::from(&stats),
+            config: ConfigView::from(&breaker.config()),
+        }
+    }
+}
+
+/// A breaker's [`Stats`], as JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsView {
+    /// Every call counted (the sum of the six totals below).
+    pub calls: u64,
+    /// Calls that succeeded.
+    pub successes: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Calls abandoned at `call_timeout`.
+    pub timeouts: u64,
+    /// Calls refused without being attempted.
+    pub rejected: u64,
+    /// Calls whose outcome the classifier ignored.
+    pub ignored: u64,
+    /// Calls dropped before they finished.
+    pub cancelled: u64,
+    /// Calls slower than `slow_call_duration`.
+    pub slow_calls: u64,
+    /// Failures since the last success, while closed.
+    pub consecutive_failures: u64,
+    /// Calls in the sliding window.
+    pub calls_in_window: u64,
+    /// Failures in the sliding window.
+    pub failures_in_window: u64,
+    /// The window's failure rate, once it holds `minimum_calls` calls.
+    pub failure_rate: Option<f64>,
+    /// The window's slow-call rate, once it holds `minimum_calls` calls.
+    pub slow_call_rate: Option<f64>,
+    /// Probes in flight (half-open only).
+    pub half_open_in_flight: u64,
+}
+
+impl From<&Stats> for StatsView {
+    fn from(s: &Stats) -> Self {
+        StatsView {
+            calls: s.calls(),
+            successes: s.successes,
+            failures: s.failures,
+            timeouts: s.timeouts,
+            rejected: s.rejected,
+            ignored: s.ignored,
+            cancelled: s.cancelled,
+            slow_calls: s.slow_calls,
+            consecutive_failures: s.consecutive_failures,
+            calls_in_window: s.calls_in_window,
+            failures_in_window: s.failures_in_window,
+            failure_rate: s.failure_rate,
+            slow_call_rate: s.slow_call_rate,
+            half_open_in_flight: s.half_open_in_flight,
+        }
+    }
+}
+
+/// A breaker's [`Config`], as JSON; durations in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigView {
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// The failure rate that opens it.
+    pub failure_rate_threshold: f64,
+    /// `"count"` or `"time"`.
+    pub window_kind: &'static str,
+    /// Calls (count window) or milliseconds (time window).
+    pub window_size: u64,
+    /// Calls in the window before a rate is judged.
+    pub minimum_calls: u32,
+    /// A call slower than this is slow; `null` when off.
+    pub slow_call_duration_ms: Option<u64>,
+    /// The slow-call rate that opens the circuit.
+    pub slow_call_rate_threshold: f64,
+    /// How long the circuit stays open before probes.
+    pub open_duration_ms: u64,
+    /// Probes in flight at once while half-open.
+    pub half_open_max_calls: u32,
+    /// Successful probes that close the circuit.
+    pub success_threshold: u32,
+    /// Calls still running then are abandoned; `null` when none.
+    pub call_timeout_ms: Option<u64>,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<&Config> for ConfigView {
+    fn from(c: &Config) -> Self {
+        let (window_kind, window_size) = match c.sliding_window() {
+            Window::Count(n) => ("count", u64::from(n)),
+            Window::Time(d) => ("time", millis(d)),
+        };
+        ConfigView {
+            failure_threshold: c.failure_threshold(),
+            failure_rate_threshold: c.failure_rate_threshold(),
+            window_kind,
+            window_size,
+            minimum_calls: c.minimum_calls(),
+            slow_call_duration_ms: c.slow_call_duration().map(millis),
+            slow_call_rate_threshold: c.slow_call_rate_threshold(),
+            open_duration_ms: millis(c.open_duration()),
+            half_open_max_calls: c.half_open_max_calls(),
+            success_threshold: c.success_threshold(),
+            call_timeout_ms: c.call_timeout().map(millis),
+        }
+    }
+}
+
+/// `GET /circuit-breakers`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BreakerList {
+    /// How many breakers the registry holds.
+    pub total: usize,
+    /// Every breaker, sorted by name.
+    pub circuit_breakers: Vec<BreakerView>,
+}
+
+/// The answer to a mutation.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionResult {
+    /// The breaker's name.
+    pub name: String,
+    /// `reset`, `force-open` or `disable`.
+    pub action: &'static str,
+    /// The state before.
+    pub previous_state: &'static str,
+    /// The state after.
+    pub state: &'static str,
+}
+
+/// `GET /health`: the registry's health in the shape of the Rust Incident
+/// Manager's circuit-breaker health JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthView {
+    /// `"healthy"` (HTTP 200) or `"degraded"` (HTTP 503).
+    pub status: &'static str,
+    /// `false` while some breaker is open or forced open.
+    pub healthy: bool,
+    /// Each breaker's health: `healthy` (closed or disabled), `degraded`
+    /// (half-open: probing) or `unhealthy` (open or forced open).
+    pub circuit_breakers: BTreeMap<String, &'static str>,
+    /// The counts.
+    pub summary: HealthSummary,
+}
+
+/// The counts of [`HealthView`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HealthSummary {
+    /// Breakers in the registry.
+    pub total: usize,
+    /// Closed or disabled breakers.
+    pub healthy: usize,
+    /// Half-open breakers.
+    pub degraded: usize,
+    /// Open or forced-open breakers.
+    pub unhealthy: usize,
+    /// Closed breakers.
+    pub closed: usize,
+    /// Open breakers.
+    pub open: usize,
+    /// Half-open breakers.
+    pub half_open: usize,
+    /// Forced-open breakers.
+    pub forced_open: usize,
+    /// Disabled breakers.
+    pub disabled: usize,
+}
+
+impl HealthView {
+    /// The health of `registry` now, from one read of each breaker's state.
+    pub fn of(registry: &Registry) -> Self {
+        let mut summary = HealthSummary::default();
+        let mut circuit_breakers = BTreeMap::new();
+        for breaker in registry.breakers() {
+            let state = breaker.state();
+            summary.total += 1;
+            let (by_state, health) = match state {
+                State::Closed => (&mut summary.closed, "healthy"),
+                State::Disabled => (&mut summary.disabled, "healthy"),
+                State::HalfOpen => (&mut summary.half_open, "degraded"),
+                State::Open => (&mut summary.open, "unhealthy"),
+                State::ForcedOpen => (&mut summary.forced_open, "unhealthy"),
+            };
+            *by_state += 1;
+            match health {
+                "healthy" => summary.healthy += 1,
+                "degraded" => summary.degraded += 1,
+                _ => summary.unhealthy += 1,
+            }
+            circuit_breakers.insert(breaker.name().to_owned(), health);
+        }
+        let healthy = summary.unhealthy == 0;
+        HealthView {
+            status: if healthy { "healthy" } else { "degraded" },
+            healthy,
+            circuit_breakers,
+            summary,
+        }
+    }
+}
+
+// ---- errors -----------------------------------------------------------------
+
+/// An error answer: `{"error": {"status", "code", "message"}}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    allow: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    status: u16,
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    fn bad_name(why: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            format!("malformed circuit breaker name: {why}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                status: self.status.as_u16(),
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cb-admin\""),
+            );
+        }
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+/// The name in the path, checked.
+fn breaker_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(name) = path.map_err(|_| ApiError::bad_name("it is not valid percent-encoded UTF-8"))?;
+    if name.is_empty() {
+        return Err(ApiError::bad_name("it is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(ApiError::bad_name("it is longer than 256 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_name("it holds control characters"));
+    }
+    Ok(name)
+}
+
+fn lookup(admin: &Admin, name: &str) -> Result<Arc<CircuitBreaker>, ApiError> {
+    admin.registry.get(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no circuit breaker is named `{name}`"),
+        )
+    })
+}
+
+// ---- handlers ---------------------------------------------------------------
+
+async fn list(AxumState(admin): AxumState<Admin>) -> Json<BreakerList> {
+    let circuit_breakers: Vec<BreakerView> = admin
+        .registry
+        .breakers()
+        .iter()
+        .map(|b| BreakerView::of(b))
+        .collect();
+    Json(BreakerList {
+        total: circuit_breakers.len(),
+        circuit_breakers,
+    })
+}
+
+async fn one(
+    AxumState(admin): AxumState<Admin>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<BreakerView>, ApiError> {
+    let name = breaker_name(path)?;
+    let breaker = lookup(&admin, &name)?;
+    Ok(Json(BreakerView::of(&breaker)))
+}
+
+/// Runs a mutation: authentication first, then the name, then the breaker.
+fn mutate(
+    admin: &Admin,
+    headers: &HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    action: &'static str,
+    apply: fn(&CircuitBreaker),
+) -> Result<Json<ActionResult>, ApiError> {
+    admin.auth.check(headers)?;
+    let name = breaker_name(path)?;
+    let breaker = lookup(admin, &name)?;
+    let previous_state = breaker.state().as_str();
+    apply(&breaker);
+    tracing::info!(target: "cb_runtime", breaker = %name, action, "admin API: {action} circuit breaker `{name}`");
+    Ok(Json(ActionResult {
+        name,
+        action,
+        previous_state,
+        state: breaker.state().as_str(),
+    }))
+}
+
+async fn reset(
+    AxumState(admin): AxumState<Admin>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ActionResult>, ApiError> {
+    mutate(&admin, &headers, path, "reset", CircuitBreaker::reset)
+}
+
+async fn force_open(
+    AxumState(admin): AxumState<Admin>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ActionResult>, ApiError> {
+    mutate(&admin, &headers, path, "force-open", CircuitBreaker::force_open)
+}
+
+async fn disable(
+    AxumState(admin): AxumState<Admin>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ActionResult>, ApiError> {
+    mutate(&admin, &headers, path, "disable", CircuitBreaker::disable)
+}
+
+async fn health(AxumState(admin): AxumState<Admin>) -> (StatusCode, Json<HealthView>) {
+    let view = HealthView::of(admin.registry);
+    let status = if view.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(view))
+}
+
+#[derive(Serialize)]
+struct Probe {
+    status: &'static str,
+}
+
+async fn live() -> Json<Probe> {
+    Json(Probe { status: "alive" })
+}
+
+async fn ready() -> Json<Probe> {
+    Json(Probe { status: "ready" })
+}
+
+async fn metrics(AxumState(admin): AxumState<Admin>) -> Response {
+    let text = encode(&BreakerCollector::new(admin.registry).collect());
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static(prometheus::TEXT_FORMAT))],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for `{}`", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let path = uri.path();
+    // Only the three mutations, `/circuit-breakers/{name}/{action}`, are POST.
+    let action = path.starts_with("/circuit-breakers/") && path.trim_matches('/').split('/').count() == 3;
+    let allow = if action { "POST" } else { "GET, HEAD" };
+    ApiError {
+        allow: Some(allow),
+        ..ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("`{path}` does not accept {method}; use {allow}"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(token_matches(b"s3cret", b"s3cret"));
+        assert!(!token_matches(b"s3cret", b"s3cre"));
+        assert!(!token_matches(b"s3cret", b"s3cret!"));
+        assert!(!token_matches(b"s3cret", b"S3cret"));
+        assert!(!token_matches(b"s3cret", b""));
+    }
+}

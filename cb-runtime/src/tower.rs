@@ -1,0 +1,479 @@
+//! A [tower](::tower) layer that puts a circuit breaker around any
+//! [`Service`] (feature `tower`).
+//!
+//! [`CircuitBreakerLayer`] wraps a service so that every request goes through
+//! one breaker:
+//!
+//! * **Admission happens in [`Service::call`]**, before the inner service is
+//!   called: while the circuit is open the inner service never sees the
+//!   request, and the returned future is already complete with
+//!   [`CallError::Rejected`] holding the [`BreakerError`] (no allocation, no
+//!   timer, no I/O).
+//! * **Classification**: for HTTP services (`Response = http::Response<B>`)
+//!   the default [`HttpClassifier`] counts 5xx and 429 as failures and every
+//!   other status as a success; a transport error (the inner service's `Err`)
+//!   is a failure. Pass your own with [`CircuitBreakerLayer::classifier`]:
+//!   [`HttpClassifier::with`] for another status rule, [`ErrorsOnly`] for a
+//!   service that is not HTTP, or a closure in [`FnClassify`].
+//! * **`Retry-After`**: a 429 or 503 response whose `Retry-After` header says
+//!   when to come back (in seconds, or as an HTTP date) opens the circuit for
+//!   exactly that long ([`CircuitBreaker::open_for`]), bounded by
+//!   [`max_retry_after`](CircuitBreakerLayer::max_retry_after) (5 minutes
+//!   unless set). LLM providers send this hint when they throttle; calling
+//!   them before it has passed only earns more 429s.
+//! * The breaker's `call_timeout` applies to the inner future; a timed-out
+//!   request is dropped and ends with [`CallError::Timeout`]. Dropping the
+//!   response future gives the permit back and records nothing.
+//!
+//! The service's error is [`CallError<S::Error>`](CallError): `Rejected` or
+//! `Timeout` from the breaker, `Inner` from the wrapped service.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use cb_runtime::tower::CircuitBreakerLayer;
+//! use cb_runtime::Preset;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # tokio_test::block_on(async {
+//! // A dependency that is down: every answer is a 503.
+//! let upstream = service_fn(|_req: Request<()>| async {
+//!     Ok::<_, Infallible>(Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(()).unwrap())
+//! });
+//! let layer = CircuitBreakerLayer::named("tower-doc", Preset::Llm); // opens after 3 failures
+//! let service = layer.layer(upstream);
+//!
+//! for _ in 0..3 {
+//!     let response = service.clone().oneshot(Request::new(())).await.unwrap();
+//!     assert_eq!(response.status(), 503); // the response comes back, and counts as a failure
+//! }
+//! let refused = service.clone().oneshot(Request::new(())).await.unwrap_err();
+//! assert!(refused.is_rejected()); // the fourth request never reached the upstream
+//! # });
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use ::tower::{Layer, Service};
+use http::{header::RETRY_AFTER, HeaderMap, Response, StatusCode};
+
+use crate::breaker::{CircuitBreaker, Finish, Outcome};
+use crate::call::{Call, FnClassifier};
+use crate::error::{BreakerError, CallError};
+use crate::permit::Ticket;
+use crate::preset::Preset;
+use crate::registry::{registry, Registry};
+
+/// The longest `Retry-After` honoured unless
+/// [`max_retry_after`](CircuitBreakerLayer::max_retry_after) says otherwise.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Where a layer made from a name registers its breaker from, for the
+/// registry's warning about two configurations of one name.
+const ORIGIN: &str = "cb_runtime::tower::CircuitBreakerLayer";
+
+/// Decides how a response (or the inner service's error) counts against the
+/// dependency, and whether it says when to come back.
+pub trait ClassifyResponse<Res, E> {
+    /// How `result` counts: a success, a failure, or neither.
+    fn classify(&self, result: &Result<Res, E>) -> Outcome;
+
+    /// How long the dependency asked callers to stay away, if it did (say,
+    /// `Retry-After` on a 429). The layer then opens the circuit for that
+    /// long, bounded by its maximum. The default says nothing.
+    fn retry_after(&self, result: &Result<Res, E>) -> Option<Duration> {
+        let _ = result;
+        None
+    }
+}
+
+/// The classifier for HTTP services: a status rule (by default
+/// [`HttpClassifier::default_rule`]: 5xx and 429 are failures), transport
+/// errors are failures, and `Retry-After` on a 429 or 503 is read.
+#[derive(Clone, Copy)]
+pub struct HttpClassifier {
+    rule: fn(StatusCode) -> Outcome,
+}
+
+impl HttpClassifier {
+    /// A classifier with `rule` deciding how each status counts; the inner
+    /// service's errors still count as failures and `Retry-After` is still read.
+    ///
+    /// ```
+    /// use cb_runtime::tower::HttpClassifier;
+    /// use cb_runtime::Outcome;
+    /// use http::StatusCode;
+    ///
+    /// // 5xx are failures; 429 is the caller's own rate limit, not an outage.
+    /// let classifier = HttpClassifier::with(|status| match status {
+    ///     s if s.is_server_error() => Outcome::Failure,
+    ///     StatusCode::TOO_MANY_REQUESTS => Outcome::Ignored,
+    ///     _ => Outcome::Success,
+    /// });
+    /// # let _ = classifier;
+    /// ```
+    pub fn with(rule: fn(StatusCode) -> Outcome) -> Self {
+        HttpClassifier { rule }
+    }
+
+    /// The default rule: 5xx and 429 are failures, every other status a success.
+    pub fn default_rule(status: StatusCode) -> Outcome {
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// How `status` counts under this classifier's rule.
+    pub fn classify_status(&self, status: StatusCode) -> Outcome {
+        (self.rule)(status)
+    }
+}
+
+impl Default for HttpClassifier {
+    fn default() -> Self {
+        HttpClassifier::with(HttpClassifier::default_rule)
+    }
+}
+
+impl fmt::Debug for HttpClassifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClassifier").finish_non_exhaustive()
+    }
+}
+
+impl<B, E> ClassifyResponse<Response<B>, E> for HttpClassifier {
+    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+        match result {
+            Ok(response) => self.classify_status(response.status()),
+            Err(_) => Outcome::Failure,
+        }
+    }
+
+    fn retry_after(&self, result: &Result<Response<B>, E>) -> Option<Duration> {
+        let response = result.as_ref().ok()?;
+        match response.status() {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                retry_after_header(response.headers(), SystemTime::now())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The classifier for services that are not HTTP: `Ok` is a success, `Err`
+/// a failure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrorsOnly;
+
+impl<Res, E> ClassifyResponse<Res, E> for ErrorsOnly {
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// A classifier from a closure `Fn(&Result<Res, E>) -> Outcome`. It reads no
+/// `Retry-After`; use [`HttpClassifier::with`] for a status rule that does.
+#[derive(Clone, Copy, Debug)]
+pub struct FnClassify<F>(pub F);
+
+impl<Res, E, F> ClassifyResponse<Res, E> for FnClassify<F>
+where
+    F: Fn(&Result<Res, E>) -> Outcome,
+{
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        (self.0)(result)
+    }
+}
+
+/// The `Retry-After` of `headers` as a duration from `now`: delay-seconds
+/// (`"120"`) or an HTTP date (`"Wed, 21 Oct 2015 07:28:00 GMT"`). `None` when
+/// the header is absent or malformed, or the date has passed.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use cb_runtime::tower::retry_after_header;
+/// use http::{header::RETRY_AFTER, HeaderMap};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(RETRY_AFTER, "120".parse().unwrap());
+/// assert_eq!(retry_after_header(&headers, SystemTime::now()), Some(Duration::from_secs(120)));
+///
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_460); // 07:27:40
+/// headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+/// assert_eq!(retry_after_header(&headers, now), Some(Duration::from_secs(20)));
+/// ```
+pub fn retry_after_header(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Absurdly long delays saturate; the layer's maximum bounds them anyway.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    at.duration_since(now).ok()
+}
+
+/// A [`Layer`] that puts one [`CircuitBreaker`] around a service; see the
+/// [module documentation](self).
+///
+/// Every service it makes shares the layer's breaker.
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<C = HttpClassifier> {
+    breaker: Arc<CircuitBreaker>,
+    classifier: C,
+    max_retry_after: Option<Duration>,
+}
+
+impl CircuitBreakerLayer<HttpClassifier> {
+    /// A layer around `breaker`, with the [`HttpClassifier`].
+    pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
+        CircuitBreakerLayer {
+            breaker,
+            classifier: HttpClassifier::default(),
+            max_retry_after: Some(DEFAULT_MAX_RETRY_AFTER),
+        }
+    }
+
+    /// A layer around the breaker `name` of the global [`registry()`],
+    /// created from `preset` (then the config file and the environment) if it
+    /// does not exist yet.
+    pub fn named(name: &str, preset: Preset) -> Self {
+        CircuitBreakerLayer::in_registry(registry(), name, preset)
+    }
+
+    /// Like [`named`](Self::named), in `registry`.
+    pub fn in_registry(registry: &Registry, name: &str, preset: Preset) -> Self {
+        CircuitBreakerLayer::new(registry.get_or_insert_preset_at(name, ORIGIN, preset, || preset.config()))
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// The same layer with `classifier` deciding how responses count.
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classifier,
+            max_retry_after: self.max_retry_after,
+        }
+    }
+
+    /// The longest `Retry-After` honoured: a longer hint opens the circuit
+    /// for `max` only.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = Some(max);
+        self
+    }
+
+    /// Ignore `Retry-After`: responses only count as successes or failures.
+    pub fn ignore_retry_after(mut self) -> Self {
+        self.max_retry_after = None;
+        self
+    }
+
+    /// The layer's breaker.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for CircuitBreakerLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("breaker", &self.breaker.name())
+            .field("classifier", &self.classifier)
+            .field("max_retry_after", &self.max_retry_after)
+            .finish()
+    }
+}
+
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreakerService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreakerService {
+            inner,
+            breaker: Arc::clone(&self.breaker),
+            classifier: self.classifier.clone(),
+            max_retry_after: self.max_retry_after,
+        }
+    }
+}
+
+/// A service behind a circuit breaker, made by [`CircuitBreakerLayer`].
+#[derive(Clone)]
+pub struct CircuitBreakerService<S, C = HttpClassifier> {
+    inner: S,
+    breaker: Arc<CircuitBreaker>,
+    classifier: C,
+    max_retry_after: Option<Duration>,
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// The breaker the requests go through.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker.name())
+            .field("classifier", &self.classifier)
+            .field("max_retry_after", &self.max_retry_after)
+            .finish()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
+where
+    S: Service<Req>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+    C: ClassifyResponse<S::Response, S::Error> + Clone + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = CallError<S::Error>;
+    type Future = ResponseFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(CallError::Inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let ticket = match self.breaker.admit() {
+            Ok(ticket) => ticket,
+            Err(refusal) => return ResponseFuture::refused(refusal),
+        };
+        // Gives the permit back if the inner `call` panics or the future is
+        // dropped before its first poll.
+        let admitted = Admitted {
+            breaker: Arc::clone(&self.breaker),
+            ticket,
+            armed: true,
+        };
+        let fut = self.inner.call(req);
+        let classifier = self.classifier.clone();
+        let max_retry_after = self.max_retry_after;
+        ResponseFuture {
+            inner: Kind::Admitted(Box::pin(async move {
+                let (breaker, ticket) = admitted.disarm();
+                let mut hint = None;
+                let hint_slot = &mut hint;
+                let classify = move |result: &Result<S::Response, S::Error>| {
+                    if max_retry_after.is_some() {
+                        *hint_slot = classifier.retry_after(result);
+                    }
+                    classifier.classify(result)
+                };
+                let result = Call::admitted(&breaker, ticket, fut, FnClassifier(classify)).await;
+                if let (Some(hint), Some(max)) = (hint, max_retry_after) {
+                    if !hint.is_zero() {
+                        breaker.open_for(hint.min(max));
+                    }
+                }
+                result
+            })),
+        }
+    }
+}
+
+/// A permit taken in `call`, held until the response future first runs:
+/// dropped armed (the inner `call` panicked, or the future was dropped
+/// unpolled), it gives the permit back.
+struct Admitted {
+    breaker: Arc<CircuitBreaker>,
+    ticket: Ticket,
+    armed: bool,
+}
+
+impl Admitted {
+    /// Hands the permit over to a [`Call`], which guards it from then on.
+    fn disarm(mut self) -> (Arc<CircuitBreaker>, Ticket) {
+        self.armed = false;
+        (Arc::clone(&self.breaker), self.ticket)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if self.armed {
+            let finish = if std::thread::panicking() {
+                Finish::Failure
+            } else {
+                Finish::Cancelled
+            };
+            self.breaker.finish(self.ticket, finish);
+        }
+    }
+}
+
+/// The response future of [`CircuitBreakerService`].
+///
+/// A refused request's future is complete from the start. An admitted one
+/// runs the inner future under the breaker (boxed, which is why the inner
+/// future must be `Send + 'static`).
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture<Res, E> {
+    inner: Kind<Res, E>,
+}
+
+type BoxedCall<Res, E> = Pin<Box<dyn Future<Output = Result<Res, CallError<E>>> + Send>>;
+
+enum Kind<Res, E> {
+    Refused(Option<BreakerError>),
+    Admitted(BoxedCall<Res, E>),
+}
+
+impl<Res, E> ResponseFuture<Res, E> {
+    fn refused(refusal: BreakerError) -> Self {
+        ResponseFuture {
+            inner: Kind::Refused(Some(refusal)),
+        }
+    }
+}
+
+impl<Res, E> Future for ResponseFuture<Res, E> {
+    type Output = Result<Res, CallError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            Kind::Refused(refusal) => match refusal.take() {
+                Some(refusal) => Poll::Ready(Err(CallError::Rejected(refusal))),
+                None => panic!("`ResponseFuture` polled after completion"),
+            },
+            Kind::Admitted(call) => call.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<Res, E> fmt::Debug for ResponseFuture<Res, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.inner {
+            Kind::Refused(_) => "refused",
+            Kind::Admitted(_) => "admitted",
+        };
+        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+    }
+}

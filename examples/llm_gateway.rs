@@ -1,0 +1,498 @@
+//! An LLM gateway protected by `#[circuit_breaker]`, against a real HTTP server.
+//!
+//! Run with `cargo run --example llm_gateway`. It finishes by itself in about
+//! six seconds and needs no network beyond 127.0.0.1.
+//!
+//! * A fake LLM completion API (axum) listens on a random 127.0.0.1 port. It
+//!   answers in ~40 ms, then returns 503s, then hangs, then recovers.
+//! * The gateway's client calls it over HTTP with reqwest. Its `complete`
+//!   method carries `#[circuit_breaker(preset = "llm", call_timeout = ...,
+//!   fallback = ...)]`: a hung call is abandoned at the timeout, three failures
+//!   open the circuit, and while it is open callers get a canned reply at once.
+//! * The admin API (`cb_runtime::admin`) is served on another random port; the
+//!   demo reads `/health` and `/metrics` from it and uses the bearer token to
+//!   force the circuit open and reset it.
+//!
+//! The timeline shows each request's outcome and latency and each state
+//! transition; the summary compares the fail-fast latency while open with the
+//! timeouts callers sat through before the circuit opened.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State as AxumState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use cb_runtime::admin::{router as admin_router, AdminAuth};
+use cb_runtime::{circuit_breaker, registry, BreakerError, State};
+use serde::{Deserialize, Serialize};
+
+/// The breaker's name, in the registry and the admin API.
+const BREAKER: &str = "llm-gateway";
+/// The call timeout and open duration given to the attribute below.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+const OPEN_DURATION: Duration = Duration::from_millis(1500);
+/// The time between two requests while the provider is down.
+const PACE: Duration = Duration::from_millis(250);
+/// The admin API's token in this demo (take it from a secret store in real life).
+const ADMIN_TOKEN: &str = "demo-admin-token";
+
+// ---- the fake LLM provider --------------------------------------------------
+
+/// What the fake provider does with the next request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    Healthy = 0,
+    Failing = 1,
+    Hanging = 2,
+}
+
+#[derive(Clone, Default)]
+struct Provider {
+    mode: Arc<AtomicU8>,
+    served: Arc<AtomicU32>,
+}
+
+impl Provider {
+    fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::SeqCst) {
+            0 => Mode::Healthy,
+            1 => Mode::Failing,
+            _ => Mode::Hanging,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CompletionRequest {
+    model: String,
+    prompt: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CompletionResponse {
+    id: u32,
+    text: String,
+}
+
+/// `POST /v1/completions`, the way a provider behaves on a bad day.
+async fn completions(
+    AxumState(provider): AxumState<Provider>,
+    Json(req): Json<CompletionRequest>,
+) -> Response {
+    let id = provider.served.fetch_add(1, Ordering::SeqCst) + 1;
+    match provider.mode() {
+        Mode::Healthy => {
+            tokio::time::sleep(Duration::from_millis(40)).await; // "thinking"
+            let text = format!(
+                "{} says: {} has {} letters",
+                req.model,
+                req.prompt,
+                req.prompt.len()
+            );
+            Json(CompletionResponse { id, text }).into_response()
+        }
+        Mode::Failing => (StatusCode::SERVICE_UNAVAILABLE, "overloaded, try later").into_response(),
+        Mode::Hanging => {
+            // Accepts the request and never answers, like a provider stuck on a GPU.
+            std::future::pending::<()>().await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+// ---- the gateway's client ---------------------------------------------------
+
+#[derive(Debug)]
+enum LlmError {
+    /// The provider answered with an error status.
+    Status(u16),
+    /// The request did not get through (connection refused, reset, ...).
+    Transport(String),
+    /// The breaker refused the call or abandoned it at `call_timeout`.
+    Breaker(BreakerError),
+}
+
+impl From<BreakerError> for LlmError {
+    fn from(e: BreakerError) -> Self {
+        LlmError::Breaker(e)
+    }
+}
+
+impl fmt::Display for LlmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LlmError::Status(code) => write!(f, "provider answered {code}"),
+            LlmError::Transport(e) => write!(f, "transport error: {e}"),
+            LlmError::Breaker(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A 4xx other than 429 is the caller's fault (a prompt too long, a bad key):
+/// it says nothing about the provider's health.
+fn is_outage(e: &LlmError) -> bool {
+    !matches!(e, LlmError::Status(code) if (400..500).contains(code) && *code != 429)
+}
+
+/// Who wrote the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Model,
+    Fallback,
+}
+
+struct Completion {
+    text: String,
+    source: Source,
+}
+
+struct LlmClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl LlmClient {
+    /// One line protects the call: the `llm` preset (3 consecutive failures
+    /// open the circuit, 2 probes close it), with the timeout and open
+    /// duration shortened so the demo fits in a few seconds.
+    #[circuit_breaker(
+        name = "llm-gateway",
+        preset = "llm",
+        call_timeout = "500ms",
+        open_duration = "1500ms",
+        failure_if = is_outage,
+        fallback = busy_reply
+    )]
+    async fn complete(&self, prompt: &str) -> Result<Completion, LlmError> {
+        let request = CompletionRequest {
+            model: "fake-gpt".into(),
+            prompt: prompt.into(),
+        };
+        let reply = self
+            .http
+            .post(&self.url)
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
+        if !reply.status().is_success() {
+            return Err(LlmError::Status(reply.status().as_u16()));
+        }
+        let body: CompletionResponse = reply
+            .json()
+            .await
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
+        Ok(Completion {
+            text: body.text,
+            source: Source::Model,
+        })
+    }
+
+    /// What callers get while the circuit is open: at once, without touching
+    /// the network.
+    async fn busy_reply(&self, _prompt: &str) -> Result<Completion, LlmError> {
+        Ok(Completion {
+            text: "The assistant is busy; please try again in a minute.".into(),
+            source: Source::Fallback,
+        })
+    }
+}
+
+// ---- the timeline -----------------------------------------------------------
+
+/// How one request ended, for the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Answered,
+    Failed,
+    TimedOut,
+    FellBack,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Answered => "answered by the model",
+            Kind::Failed => "error from the provider",
+            Kind::TimedOut => "timed out (call_timeout)",
+            Kind::FellBack => "fallback, circuit open",
+        }
+    }
+}
+
+struct Timeline {
+    start: Instant,
+    requests: Vec<(Kind, Duration)>,
+}
+
+impl Timeline {
+    fn at(&self) -> String {
+        format!("{:>6.2}s", self.start.elapsed().as_secs_f64())
+    }
+
+    fn note(&self, what: &str) {
+        println!("{}  -- {what}", self.at());
+    }
+
+    /// Sends one prompt through the gateway and prints what happened.
+    async fn ask(&mut self, client: &LlmClient, prompt: &str) -> Kind {
+        let started = Instant::now();
+        let result = client.complete(prompt).await;
+        let took = started.elapsed();
+        let (kind, what) = match &result {
+            Ok(c) if c.source == Source::Model => (Kind::Answered, format!("\"{}\"", c.text)),
+            Ok(c) => (Kind::FellBack, format!("\"{}\"", c.text)),
+            Err(LlmError::Breaker(e)) if e.is_timeout() => (Kind::TimedOut, e.to_string()),
+            Err(e) => (Kind::Failed, e.to_string()),
+        };
+        let tag = match kind {
+            Kind::Answered => "ok      ",
+            Kind::Failed => "FAILED  ",
+            Kind::TimedOut => "TIMEOUT ",
+            Kind::FellBack => "fallback",
+        };
+        let n = self.requests.len() + 1;
+        println!("{}  #{n:02} {tag} {:>9}  {what}", self.at(), latency(took));
+        self.requests.push((kind, took));
+        kind
+    }
+}
+
+fn latency(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+fn state() -> State {
+    registry().get(BREAKER).map_or(State::Closed, |b| b.state())
+}
+
+// ---- the demo ---------------------------------------------------------------
+
+#[tokio::main]
+async fn main() {
+    let provider = Provider::default();
+    let llm_addr = serve(
+        Router::new()
+            .route("/v1/completions", post(completions))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let admin_addr = serve(admin_router(registry(), AdminAuth::bearer(ADMIN_TOKEN))).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client");
+    let client = LlmClient {
+        http: http.clone(),
+        url: format!("http://{llm_addr}/v1/completions"),
+    };
+    let admin = format!("http://{admin_addr}");
+
+    println!("fake LLM provider: http://{llm_addr}/v1/completions");
+    println!("admin API:         {admin}/circuit-breakers, /health, /metrics");
+    println!(
+        "breaker `{BREAKER}`: preset llm, call_timeout {CALL_TIMEOUT:?}, open_duration {OPEN_DURATION:?}\n"
+    );
+
+    let mut t = Timeline {
+        start: Instant::now(),
+        requests: Vec::new(),
+    };
+
+    // The breaker exists after the first call; from then on every transition
+    // is printed the moment it happens, and counted.
+    t.note("the provider is healthy");
+    t.ask(&client, "hello").await;
+    let opens = Arc::new(AtomicU32::new(0));
+    let transitions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (opens, transitions, start) = (Arc::clone(&opens), Arc::clone(&transitions), t.start);
+        let breaker = registry().get(BREAKER).expect("created by the first call");
+        breaker.on_transition(move |tr| {
+            let open_for = tr.open_for.map(|d| format!(", for {d:?}")).unwrap_or_default();
+            println!(
+                "{:>6.2}s  ** breaker {} -> {} ({}{open_for})",
+                start.elapsed().as_secs_f64(),
+                tr.from,
+                tr.to,
+                tr.reason
+            );
+            if tr.to == State::Open {
+                opens.fetch_add(1, Ordering::SeqCst);
+            }
+            transitions
+                .lock()
+                .unwrap()
+                .push(format!("{}->{}", tr.from, tr.to));
+        });
+    }
+    for prompt in ["circuit", "breaker", "tower"] {
+        t.ask(&client, prompt).await;
+    }
+
+    t.note("the provider starts failing with 503s");
+    provider.set(Mode::Failing);
+    for prompt in ["axum", "tokio"] {
+        t.ask(&client, prompt).await;
+    }
+
+    t.note("the provider hangs: calls are abandoned at call_timeout");
+    provider.set(Mode::Hanging);
+    t.ask(&client, "hyper").await;
+
+    t.note("the circuit is open: callers get the fallback at once");
+    for _ in 0..2 {
+        t.ask(&client, "are you there?").await;
+        tokio::time::sleep(PACE).await;
+    }
+    let health = http
+        .get(format!("{admin}/health"))
+        .send()
+        .await
+        .expect("GET /health");
+    let status = health.status();
+    let body: serde_json::Value = health.json().await.expect("health JSON");
+    t.note(&format!(
+        "admin GET /health -> {status}: status {}, {} unhealthy of {}",
+        body["status"], body["summary"]["unhealthy"], body["summary"]["total"]
+    ));
+
+    // Keep asking every 250 ms. After the open duration a probe goes through;
+    // the provider still hangs, so the probe times out and the circuit opens
+    // again. Then the provider recovers, and the next probes close it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut recovered = false;
+    let mut answered_after = 0;
+    while Instant::now() < deadline && answered_after < 3 {
+        let kind = t.ask(&client, "still down?").await;
+        if !recovered && opens.load(Ordering::SeqCst) >= 2 {
+            recovered = true;
+            provider.set(Mode::Healthy);
+            t.note("the provider recovers; the circuit waits out its open duration before probing");
+        }
+        if recovered && kind == Kind::Answered && state() == State::Closed {
+            answered_after += 1;
+        }
+        tokio::time::sleep(PACE).await;
+    }
+
+    t.note("an operator uses the admin API");
+    let force = format!("{admin}/circuit-breakers/{BREAKER}/force-open");
+    let anonymous = http.post(&force).send().await.expect("POST force-open");
+    t.note(&format!(
+        "POST force-open without a token -> {}",
+        anonymous.status()
+    ));
+    let forced = http
+        .post(&force)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("POST force-open");
+    t.note(&format!("POST force-open with the token -> {}", forced.status()));
+    t.ask(&client, "maintenance?").await;
+    let reset = format!("{admin}/circuit-breakers/{BREAKER}/reset");
+    let reset = http
+        .post(&reset)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("POST reset");
+    t.note(&format!("POST reset with the token -> {}", reset.status()));
+    t.ask(&client, "back?").await;
+
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let metrics = metrics.text().await.expect("metrics text");
+    for line in metrics
+        .lines()
+        .filter(|l| l.contains(BREAKER) && !l.starts_with('#'))
+    {
+        if line.starts_with("circuit_breaker_state{") || line.starts_with("circuit_breaker_calls_total") {
+            t.note(&format!("GET /metrics: {line}"));
+        }
+    }
+
+    summary(&t, &transitions.lock().unwrap());
+}
+
+fn summary(t: &Timeline, transitions: &[String]) {
+    println!("\n== summary after {:.1} s", t.start.elapsed().as_secs_f64());
+    let mut kinds: Vec<Kind> = t.requests.iter().map(|(k, _)| *k).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        let mut took: Vec<Duration> = t
+            .requests
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, d)| *d)
+            .collect();
+        took.sort();
+        let total: Duration = took.iter().sum();
+        let n = took.len();
+        println!(
+            "  {:<26} {n:>3} requests   median {:>9}   max {:>9}   avg {:>9}",
+            kind.label(),
+            latency(took[n / 2]),
+            latency(took[n - 1]),
+            latency(total / n as u32),
+        );
+    }
+    println!("  transitions: {}", transitions.join(", "));
+    if let Some(b) = registry().get(BREAKER) {
+        let s = b.stats();
+        println!(
+            "  breaker stats: {} successes, {} failures, {} timeouts, {} rejected (served by the fallback)",
+            s.successes, s.failures, s.timeouts, s.rejected
+        );
+    }
+
+    let worst = |kind| {
+        t.requests
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, d)| *d)
+            .max()
+    };
+    if let (Some(fast), Some(slow)) = (worst(Kind::FellBack), worst(Kind::TimedOut)) {
+        let under = if fast < Duration::from_millis(1) {
+            "under 1 ms"
+        } else {
+            "NOT under 1 ms (a busy machine?)"
+        };
+        println!(
+            "\n  While the circuit was open, every caller had its answer in at most {} ({under}),\n  \
+             instead of waiting {} for a timeout as callers did before it opened.",
+            latency(fast),
+            latency(slow)
+        );
+    }
+}

@@ -75,6 +75,18 @@ use proc_macro::TokenStream;
 /// On a method, a one-word `fallback` names a sibling method (`fallback = cached` calls
 /// `Self::cached(self, ...)`); a longer path is called as written, with the receiver first.
 ///
+/// # Where it works
+///
+/// Free functions; `&self`, `&mut self` and `self` methods; generic functions (one breaker for
+/// every instantiation); functions returning data borrowed from an argument or `self`;
+/// `impl Trait` arguments; native `async fn` in traits and trait impls; recursion through
+/// `Box::pin`; stacked with `#[tracing::instrument]` in either order. The future stays `Send`
+/// when the body's is. Under `#[async_trait]` the method is no longer an `async fn` when this
+/// attribute sees it, and compilation fails saying so: use a native `async fn` in the trait.
+///
+/// The function looks its breaker up in the registry once, on its first call, and keeps it:
+/// removing the name from the registry later does not detach the function from that breaker.
+///
 /// Every argument is checked at compile time, and a mistake is reported at the offending
 /// token.
 #[proc_macro_attribute]

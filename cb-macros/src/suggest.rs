@@ -40,3 +40,27 @@ pub(crate) fn list(names: &[&str]) -> String {
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{edit_distance, list, nearest};
+
+    const KEYS: &[&str] = &["name", "preset", "failure_threshold", "call_timeout", "crate"];
+
+    #[test]
+    fn suggests_the_nearest_key() {
+        assert_eq!(nearest("fail_threshold", KEYS), Some("failure_threshold"));
+        assert_eq!(nearest("threshold", KEYS), Some("failure_threshold"));
+        assert_eq!(nearest("nme", KEYS), Some("name"));
+        assert_eq!(nearest("timeout", KEYS), Some("call_timeout"));
+        assert_eq!(nearest("retries", KEYS), None);
+    }
+
+    #[test]
+    fn distances_and_lists() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(list(&["a"]), "`a`");
+        assert_eq!(list(&["a", "b", "c"]), "`a`, `b` and `c`");
+    }
+}

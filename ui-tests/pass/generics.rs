@@ -53,6 +53,11 @@ async fn first<const N: usize>(values: [u8; N]) -> Result<u8, Error> {
     values.first().copied().ok_or(Error)
 }
 
+#[circuit_breaker(name = "pass-generics-opaque")]
+async fn opaque(n: u8) -> Result<impl Display, Error> {
+    Ok(n)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     assert_eq!(show(1u8).await.unwrap(), "1");
@@ -69,4 +74,5 @@ async fn main() {
     assert_eq!(parse::<u32, ParseError>("42").await.unwrap(), 42);
     assert!(parse::<u32, ParseError>("x").await.is_err());
     assert_eq!(first([9, 8]).await.unwrap(), 9);
+    assert_eq!(opaque(4).await.unwrap().to_string(), "4");
 }

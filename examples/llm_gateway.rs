@@ -401,28 +401,25 @@ async fn main() {
     }
 
     t.note("an operator uses the admin API");
-    let force = format!("{admin}/circuit-breakers/{BREAKER}/force-open");
-    let anonymous = http.post(&force).send().await.expect("POST force-open");
-    t.note(&format!(
-        "POST force-open without a token -> {}",
-        anonymous.status()
-    ));
-    let forced = http
-        .post(&force)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("POST force-open");
-    t.note(&format!("POST force-open with the token -> {}", forced.status()));
+    let action = |action: &str, token: Option<&str>| {
+        let mut request = http.post(format!("{admin}/circuit-breakers/{BREAKER}/{action}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            request
+                .send()
+                .await
+                .map_or(StatusCode::BAD_GATEWAY, |r| r.status())
+        }
+    };
+    let status = action("force-open", None).await;
+    t.note(&format!("POST force-open without a token -> {status}"));
+    let status = action("force-open", Some(ADMIN_TOKEN)).await;
+    t.note(&format!("POST force-open with the token -> {status}"));
     t.ask(&client, "maintenance?").await;
-    let reset = format!("{admin}/circuit-breakers/{BREAKER}/reset");
-    let reset = http
-        .post(&reset)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("POST reset");
-    t.note(&format!("POST reset with the token -> {}", reset.status()));
+    let status = action("reset", Some(ADMIN_TOKEN)).await;
+    t.note(&format!("POST reset with the token -> {status}"));
     t.ask(&client, "back?").await;
 
     let metrics = http
@@ -440,7 +437,18 @@ async fn main() {
         }
     }
 
-    summary(&t, &transitions.lock().unwrap());
+    let transitions = transitions.lock().unwrap().clone();
+    summary(&t, &transitions);
+
+    // A smoke test in CI: the breaker must have protected the calls.
+    let fell_back = t.requests.iter().any(|(k, _)| *k == Kind::FellBack);
+    let cycled = ["closed->open", "half_open->closed"]
+        .iter()
+        .all(|w| transitions.iter().any(|t| t == w));
+    if !(fell_back && cycled) {
+        eprintln!("the breaker did not open, fail fast and close again as expected");
+        std::process::exit(1);
+    }
 }
 
 fn summary(t: &Timeline, transitions: &[String]) {

@@ -96,6 +96,11 @@ fn client() -> impl Service<
     })
 }
 
+/// One request through a clone of `service`.
+async fn send<S: Service<R> + Clone, R>(service: &S, request: R) -> Result<S::Response, S::Error> {
+    service.clone().oneshot(request).await
+}
+
 fn breaker(name: &str, failure_threshold: u32) -> Arc<CircuitBreaker> {
     let config = Config::builder()
         .failure_threshold(failure_threshold)
@@ -112,9 +117,7 @@ async fn server_errors_and_429_are_failures_other_statuses_successes() {
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
 
     for code in [200, 201, 204, 301, 400, 401, 404, 409, 500, 502, 503, 504, 429] {
-        let response = service
-            .clone()
-            .oneshot(format!("http://{addr}/status/{code}"))
+        let response = send(&service, format!("http://{addr}/status/{code}"))
             .await
             .unwrap();
         assert_eq!(
@@ -135,18 +138,12 @@ async fn an_open_circuit_refuses_without_reaching_the_server() {
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
 
     for _ in 0..3 {
-        let response = service
-            .clone()
-            .oneshot(format!("http://{addr}/status/503"))
-            .await
-            .unwrap();
+        let response = send(&service, format!("http://{addr}/status/503")).await.unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     assert_eq!(b.state(), State::Open);
 
-    let refused = service
-        .clone()
-        .oneshot(format!("http://{addr}/status/200"))
+    let refused = send(&service, format!("http://{addr}/status/200"))
         .await
         .unwrap_err();
     assert!(refused.is_rejected());
@@ -194,9 +191,7 @@ async fn a_custom_status_rule() {
         .classifier(classifier)
         .layer(client());
     for code in [404, 429, 200, 500] {
-        service
-            .clone()
-            .oneshot(format!("http://{addr}/status/{code}"))
+        send(&service, format!("http://{addr}/status/{code}"))
             .await
             .unwrap();
     }
@@ -216,16 +211,8 @@ async fn a_closure_classifier() {
     let service = CircuitBreakerLayer::new(Arc::clone(&b))
         .classifier(classify)
         .layer(client());
-    service
-        .clone()
-        .oneshot(format!("http://{addr}/status/418"))
-        .await
-        .unwrap();
-    service
-        .clone()
-        .oneshot(format!("http://{addr}/status/500"))
-        .await
-        .unwrap();
+    send(&service, format!("http://{addr}/status/418")).await.unwrap();
+    send(&service, format!("http://{addr}/status/500")).await.unwrap();
     let stats = b.stats();
     assert_eq!((stats.successes, stats.failures), (1, 1));
 }
@@ -236,9 +223,7 @@ async fn retry_after_in_seconds_opens_the_circuit_for_that_long() {
     let b = breaker("tower-retry-after", 100);
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
 
-    let response = service
-        .clone()
-        .oneshot(format!("http://{addr}/status/429?retry_after=120"))
+    let response = send(&service, format!("http://{addr}/status/429?retry_after=120"))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -248,9 +233,7 @@ async fn retry_after_in_seconds_opens_the_circuit_for_that_long() {
         "one 429 with Retry-After opens it, whatever the threshold"
     );
 
-    let refused = service
-        .clone()
-        .oneshot(format!("http://{addr}/status/200"))
+    let refused = send(&service, format!("http://{addr}/status/200"))
         .await
         .unwrap_err();
     let after = refused.breaker_error().unwrap().retry_after().unwrap();
@@ -268,18 +251,17 @@ async fn retry_after_as_an_http_date_on_a_503() {
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
     let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(90));
 
-    service
-        .clone()
-        .oneshot(format!(
+    send(
+        &service,
+        format!(
             "http://{addr}/status/503?retry_after={}",
             date.replace(' ', "%20")
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(b.state(), State::Open);
-    let refused = service
-        .clone()
-        .oneshot(format!("http://{addr}/status/200"))
+    let refused = send(&service, format!("http://{addr}/status/200"))
         .await
         .unwrap_err();
     let after = refused.breaker_error().unwrap().retry_after().unwrap();
@@ -297,14 +279,10 @@ async fn retry_after_is_bounded_by_the_maximum() {
     let service = CircuitBreakerLayer::new(Arc::clone(&b))
         .max_retry_after(Duration::from_secs(10))
         .layer(client());
-    service
-        .clone()
-        .oneshot(format!("http://{addr}/status/429?retry_after=86400"))
+    send(&service, format!("http://{addr}/status/429?retry_after=86400"))
         .await
         .unwrap();
-    let refused = service
-        .clone()
-        .oneshot(format!("http://{addr}/status/200"))
+    let refused = send(&service, format!("http://{addr}/status/200"))
         .await
         .unwrap_err();
     let after = refused.breaker_error().unwrap().retry_after().unwrap();
@@ -351,11 +329,7 @@ async fn a_transport_error_is_a_failure() {
     let b = breaker("tower-transport", 2);
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
     for _ in 0..2 {
-        let error = service
-            .clone()
-            .oneshot(format!("http://{addr}/"))
-            .await
-            .unwrap_err();
+        let error = send(&service, format!("http://{addr}/")).await.unwrap_err();
         assert!(
             matches!(error, CallError::Inner(ref e) if e.is_connect()),
             "{error:?}"
@@ -375,11 +349,7 @@ async fn a_hung_server_times_out_and_counts_as_a_failure() {
     let b = Arc::new(CircuitBreaker::new("tower-timeout", config));
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
 
-    let error = service
-        .clone()
-        .oneshot(format!("http://{addr}/hang"))
-        .await
-        .unwrap_err();
+    let error = send(&service, format!("http://{addr}/hang")).await.unwrap_err();
     assert!(error.is_timeout());
     assert_eq!(b.stats().timeouts, 1);
     assert_eq!(b.state(), State::Open);
@@ -425,11 +395,8 @@ async fn errors_only_for_a_service_that_is_not_http() {
     let service = CircuitBreakerLayer::new(Arc::clone(&b))
         .classifier(ErrorsOnly)
         .layer(inner);
-    assert_eq!(service.clone().oneshot(2).await.unwrap(), 2);
-    assert_eq!(
-        service.clone().oneshot(3).await.unwrap_err().into_inner(),
-        Some("odd")
-    );
+    assert_eq!(send(&service, 2).await.unwrap(), 2);
+    assert_eq!(send(&service, 3).await.unwrap_err().into_inner(), Some("odd"));
     let stats = b.stats();
     assert_eq!((stats.successes, stats.failures), (1, 1));
 }

@@ -52,7 +52,7 @@ use axum::extract::{Path, State as AxumState};
 use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use prometheus::core::Collector;
 use serde::Serialize;
@@ -154,9 +154,18 @@ pub fn router(registry: &'static Registry, auth: AdminAuth) -> Router {
     Router::new()
         .route("/circuit-breakers", get(list))
         .route("/circuit-breakers/{name}", get(one))
-        .route("/circuit-breakers/{name}/reset", post(reset))
-        .route("/circuit-breakers/{name}/force-open", post(force_open))
-        .route("/circuit-breakers/{name}/disable", post(disable))
+        .route(
+            "/circuit-breakers/{name}/reset",
+            mutation("reset", CircuitBreaker::reset),
+        )
+        .route(
+            "/circuit-breakers/{name}/force-open",
+            mutation("force-open", CircuitBreaker::force_open),
+        )
+        .route(
+            "/circuit-breakers/{name}/disable",
+            mutation("disable", CircuitBreaker::disable),
+        )
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -542,28 +551,15 @@ fn mutate(
     }))
 }
 
-async fn reset(
-    AxumState(admin): AxumState<Admin>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<ActionResult>, ApiError> {
-    mutate(&admin, &headers, path, "reset", CircuitBreaker::reset)
-}
-
-async fn force_open(
-    AxumState(admin): AxumState<Admin>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<ActionResult>, ApiError> {
-    mutate(&admin, &headers, path, "force-open", CircuitBreaker::force_open)
-}
-
-async fn disable(
-    AxumState(admin): AxumState<Admin>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<ActionResult>, ApiError> {
-    mutate(&admin, &headers, path, "disable", CircuitBreaker::disable)
+/// The `POST` route of one mutation.
+fn mutation(action: &'static str, apply: fn(&CircuitBreaker)) -> MethodRouter<Admin> {
+    post(
+        move |AxumState(admin): AxumState<Admin>,
+              headers: HeaderMap,
+              path: Result<Path<String>, PathRejection>| async move {
+            mutate(&admin, &headers, path, action, apply)
+        },
+    )
 }
 
 async fn health(AxumState(admin): AxumState<Admin>) -> (StatusCode, Json<HealthView>) {

@@ -1,4 +1,4 @@
-//! A [tower](::tower) layer that puts a circuit breaker around any
+//! A tower [`Layer`] that puts a circuit breaker around any
 //! [`Service`] (feature `tower`).
 //!
 //! [`CircuitBreakerLayer`] wraps a service so that every request goes through

@@ -29,7 +29,12 @@ struct Inventory {
 impl Inventory {
     /// One line is all it takes: a breaker named "inventory" with the
     /// `http_api` preset, opened after 3 consecutive failures for this demo.
-    #[circuit_breaker(name = "inventory", preset = "http_api", failure_threshold = 3, open_duration = "300ms")]
+    #[circuit_breaker(
+        name = "inventory",
+        preset = "http_api",
+        failure_threshold = 3,
+        open_duration = "300ms"
+    )]
     async fn stock(&self, sku: &str) -> Result<u32, InventoryError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if self.healthy.load(std::sync::atomic::Ordering::SeqCst) {
@@ -49,27 +54,47 @@ async fn main() {
 
     for round in 0..8 {
         if round == 2 {
-            inventory.healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+            inventory
+                .healthy
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             step("-- the inventory service goes down --", started);
         }
         let t = Instant::now();
         let r = inventory.stock("sku-42").await;
-        let state = registry().get("inventory").map(|b| b.state()).unwrap_or(State::Closed);
+        let state = registry()
+            .get("inventory")
+            .map(|b| b.state())
+            .unwrap_or(State::Closed);
         let outcome = match r {
             Ok(n) => format!("ok ({n} in stock)"),
             Err(InventoryError::Down(why)) => format!("failed: {why}"),
             Err(InventoryError::Breaker(e)) => format!("refused: {e}"),
         };
-        step(&format!("call {round}: {outcome}, took {:.1?}, breaker {state}", t.elapsed()), started);
+        step(
+            &format!(
+                "call {round}: {outcome}, took {:.1?}, breaker {state}",
+                t.elapsed()
+            ),
+            started,
+        );
     }
 
     inventory.healthy.store(true, std::sync::atomic::Ordering::SeqCst);
-    step("-- the service recovers; waiting out the open duration --", started);
+    step(
+        "-- the service recovers; waiting out the open duration --",
+        started,
+    );
     tokio::time::sleep(Duration::from_millis(320)).await;
     for round in 8..11 {
         let r = inventory.stock("sku-42").await;
         let state = registry().get("inventory").unwrap().state();
-        step(&format!("call {round}: {:?}, breaker {state}", r.map_err(|e| format!("{e:?}"))), started);
+        step(
+            &format!(
+                "call {round}: {:?}, breaker {state}",
+                r.map_err(|e| format!("{e:?}"))
+            ),
+            started,
+        );
     }
     let stats = registry().get("inventory").unwrap().stats();
     println!(
@@ -80,7 +105,11 @@ async fn main() {
     println!("\n== 2. The same by hand, with CircuitBreaker::call");
     let breaker = CircuitBreaker::new(
         "payments",
-        Config::builder().failure_threshold(2).open_duration(Duration::from_secs(30)).build().unwrap(),
+        Config::builder()
+            .failure_threshold(2)
+            .open_duration(Duration::from_secs(30))
+            .build()
+            .unwrap(),
     );
     for i in 0..4 {
         let r = breaker.call(async { Err::<(), _>("connection refused") }).await;

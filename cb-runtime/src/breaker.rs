@@ -107,6 +107,9 @@ pub struct CircuitBreaker {
     open_until: AtomicU64,
     /// `slow_call_duration` in nanoseconds; 0 when slow-call detection is off.
     slow_nanos: AtomicU64,
+    /// 1 when calls are timed (slow-call detection or the duration
+    /// observer is on): admission then reads the clock. One load decides.
+    timed: AtomicU64,
     /// `call_timeout` in nanoseconds; 0 when there is none.
     timeout_nanos: AtomicU64,
     /// `half_open_max_calls`.
@@ -150,6 +153,7 @@ impl CircuitBreaker {
             word: AtomicU64::new(Word::new(State::Closed, 0, dirty).0),
             open_until: AtomicU64::new(0),
             slow_nanos: AtomicU64::new(config.slow_call_duration.map_or(0, duration_nanos)),
+            timed: AtomicU64::new(u64::from(config.slow_call_duration.is_some())),
             timeout_nanos: AtomicU64::new(config.call_timeout.map_or(0, duration_nanos)),
             max_probes: AtomicU64::new(u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT))),
             counters: Counters::new(),
@@ -199,6 +203,8 @@ impl CircuitBreaker {
                 config.slow_call_duration.map_or(0, duration_nanos),
                 Ordering::Release,
             );
+            let timed = config.slow_call_duration.is_some() || self.durations.get().is_some();
+            self.timed.store(u64::from(timed), Ordering::Release);
             self.timeout_nanos
                 .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
             self.max_probes.store(
@@ -346,12 +352,12 @@ impl CircuitBreaker {
     /// }
     /// assert_eq!(breaker.stats().successes, 1);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, BreakerError> {
         self.admit().map(|ticket| Permit::new(self, ticket))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Ticket, BreakerError> {
         let w = self.load();
         match w.state() {
@@ -361,18 +367,14 @@ impl CircuitBreaker {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn ticket(&self, w: Word, admission: Admission) -> Ticket {
-        let start = if self.slow_nanos.load(Ordering::Relaxed) != 0 || self.durations.get().is_some() {
+        let start = if self.timed.load(Ordering::Relaxed) != 0 {
             self.clock.now_nanos()
         } else {
             Ticket::NO_START
         };
-        Ticket {
-            generation: w.generation(),
-            admission,
-            start,
-        }
+        Ticket::new(w.generation(), admission, start)
     }
 
     #[cold]
@@ -445,12 +447,12 @@ impl CircuitBreaker {
     }
 
     /// Records how an admitted call ended.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn finish(&self, ticket: Ticket, finish: Finish) {
-        let slow = ticket.start != Ticket::NO_START && self.timed(ticket, finish);
-        if finish == Finish::Success && !slow && ticket.admission == Admission::Closed {
+        let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
+        if finish == Finish::Success && !slow && ticket.admission() == Admission::Closed {
             // The hot path: closed, clean window, same generation.
-            if self.load().is_clean_closed(ticket.generation) {
+            if self.load().is_clean_closed(ticket.generation()) {
                 self.counters.add(Counter::FastSuccess);
                 return;
             }
@@ -461,7 +463,7 @@ impl CircuitBreaker {
     /// For a call whose start was read: tells the duration observer, if any,
     /// and returns whether the call was slow.
     #[inline]
-    fn timed(&self, ticket: Ticket, finish: Finish) -> bool {
+    fn measure(&self, ticket: Ticket, finish: Finish) -> bool {
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
         if let Some(observe) = self.durations.get() {
             if finish != Finish::Cancelled {
@@ -476,7 +478,9 @@ impl CircuitBreaker {
     /// (the metrics' histogram). Only the first observer is kept; `false` when
     /// one was set already.
     pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
-        self.durations.set(observe).is_ok()
+        let set = self.durations.set(observe).is_ok();
+        self.timed.store(1, Ordering::Release);
+        set
     }
 
     #[cold]
@@ -491,7 +495,7 @@ impl CircuitBreaker {
         if slow && finish != Finish::Cancelled {
             self.counters.add(Counter::Slow);
         }
-        let transition = match ticket.admission {
+        let transition = match ticket.admission() {
             Admission::Disabled => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
             Admission::HalfOpen => self.finish_probe(ticket, finish),
@@ -507,7 +511,7 @@ impl CircuitBreaker {
         };
         let mut inner = lock(&self.inner);
         let w = self.load();
-        if w.state() != State::Closed || w.generation() != ticket.generation {
+        if w.state() != State::Closed || w.generation() != ticket.generation() {
             return None; // a late result from an earlier state
         }
         self.sync_fast_successes(&mut inner);
@@ -561,14 +565,14 @@ impl CircuitBreaker {
 
     fn finish_probe(&self, ticket: Ticket, finish: Finish) -> Option<Transition> {
         if matches!(finish, Finish::Ignored | Finish::Cancelled) {
-            self.release_probe(ticket.generation);
+            self.release_probe(ticket.generation());
             return None;
         }
         let mut inner = lock(&self.inner);
         // The word after giving the slot back; `None` for a late result.
-        let w = self.release_probe(ticket.generation)?;
-        if inner.probe_generation != ticket.generation {
-            inner.probe_generation = ticket.generation;
+        let w = self.release_probe(ticket.generation())?;
+        if inner.probe_generation != ticket.generation() {
+            inner.probe_generation = ticket.generation();
             inner.probe_successes = 0;
         }
         match finish {
@@ -691,7 +695,7 @@ impl CircuitBreaker {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn load(&self) -> Word {
         Word(self.word.load(Ordering::Acquire))
     }

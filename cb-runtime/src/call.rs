@@ -56,18 +56,17 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct Call<'a, F, C> {
         breaker: &'a CircuitBreaker,
-        ticket: Option<Ticket>,
-        started: bool,
+        phase: Phase,
         classify: Option<C>,
         #[pin]
         fut: Option<F>,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        sleep: Timer,
     }
 
     impl<'a, F, C> PinnedDrop for Call<'a, F, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(ticket) = this.ticket.take() {
+            if let Phase::Running(ticket) = *this.phase {
                 // Dropped before it finished: no outcome (pitfall 4).
                 this.breaker.finish(ticket, Finish::Cancelled);
             }
@@ -75,26 +74,37 @@ pin_project! {
     }
 }
 
+/// Where a [`Call`] stands.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// Not polled yet: admission comes on the first poll.
+    Start,
+    /// Admitted, and holding this permit.
+    Running(Ticket),
+    /// Finished, refused or abandoned.
+    Done,
+}
+
 impl<'a, F, C> Call<'a, F, C> {
+    #[inline]
     pub(crate) fn new(breaker: &'a CircuitBreaker, fut: F, classify: C) -> Self {
         Call {
             breaker,
-            ticket: None,
-            started: false,
+            phase: Phase::Start,
             classify: Some(classify),
             fut: Some(fut),
-            sleep: None,
+            sleep: Timer(None),
         }
     }
 
+    #[inline]
     pub(crate) fn admitted(breaker: &'a CircuitBreaker, ticket: Ticket, fut: F, classify: C) -> Self {
         Call {
             breaker,
-            ticket: Some(ticket),
-            started: true,
+            phase: Phase::Running(ticket),
             classify: Some(classify),
             fut: Some(fut),
-            sleep: None,
+            sleep: Timer(None),
         }
     }
 }
@@ -123,20 +133,20 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let breaker = *this.breaker;
-        let ticket = match this.ticket.take() {
-            Some(t) => t,
-            None if !*this.started => {
-                *this.started = true;
-                match breaker.admit() {
-                    Ok(t) => t,
-                    Err(refusal) => {
-                        this.fut.set(None);
-                        return Poll::Ready(Err(CallError::Rejected(refusal)));
-                    }
+        let ticket = match *this.phase {
+            Phase::Running(t) => t,
+            Phase::Start => match breaker.admit() {
+                Ok(t) => t,
+                Err(refusal) => {
+                    *this.phase = Phase::Done;
+                    this.fut.set(None);
+                    return Poll::Ready(Err(CallError::Rejected(refusal)));
                 }
-            }
-            None => panic!("`Call` polled after completion"),
+            },
+            Phase::Done => panic!("`Call` polled after completion"),
         };
+        // Until the inner future returns, a panic records the outcome.
+        *this.phase = Phase::Done;
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
             panic!("`Call` polled after completion");
         };
@@ -157,10 +167,10 @@ where
             }
             Poll::Pending => {
                 if let Some(timeout) = breaker.call_timeout() {
-                    if this.sleep.is_none() {
-                        *this.sleep = arm_timer(timeout);
+                    if this.sleep.0.is_none() {
+                        this.sleep.0 = arm_timer(timeout);
                     }
-                    if let Some(sleep) = this.sleep.as_mut() {
+                    if let Some(sleep) = this.sleep.0.as_mut() {
                         if sleep.as_mut().poll(cx).is_ready() {
                             // Abandon the call: drop it now, count a timeout.
                             this.fut.set(None);
@@ -169,11 +179,30 @@ where
                         }
                     }
                 }
-                *this.ticket = Some(ticket);
+                *this.phase = Phase::Running(ticket);
                 Poll::Pending
             }
         }
     }
+}
+
+/// The `call_timeout` timer, armed only for a call still pending after its
+/// first poll. Its drop stays out of the hot path: most calls never arm it.
+struct Timer(Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl Drop for Timer {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_timer(self.0.take());
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_timer(timer: Option<Pin<Box<tokio::time::Sleep>>>) {
+    drop(timer);
 }
 
 /// A tokio timer for `timeout`, or `None` (with one warning per process)
@@ -196,8 +225,7 @@ impl<F, C> fmt::Debug for Call<'_, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("breaker", &self.breaker.name())
-            .field("started", &self.started)
-            .field("finished", &(self.started && self.ticket.is_none()))
+            .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }

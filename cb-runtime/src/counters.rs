@@ -1,5 +1,11 @@
 //! Exact event counters, sharded so that threads don't contend on one cache
 //! line; a read sums the shards.
+//!
+//! Each live thread holds a process-wide slot number (given back when the
+//! thread exits). The first `EXCLUSIVE` slots each own a shard outright, so
+//! their owner adds with a plain load and store: no locked instruction, which
+//! on x86 would also wait for every pending store to drain. Threads beyond
+//! those share the last shard and add with `fetch_add`.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -27,10 +33,13 @@ pub(crate) enum Counter {
 
 const COUNTERS: usize = 8;
 
+/// Shards owned by one thread each.
 #[cfg(not(loom))]
-const SHARDS: usize = 4;
+const EXCLUSIVE: usize = 7;
 #[cfg(loom)]
-const SHARDS: usize = 1;
+const EXCLUSIVE: usize = 0;
+/// The exclusive shards plus the shared one.
+const SHARDS: usize = EXCLUSIVE + 1;
 
 /// One cache line of counters.
 #[repr(align(64))]
@@ -50,9 +59,17 @@ impl Counters {
     }
 
     /// Adds one to `c` in this thread's shard.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&self, c: Counter) {
-        self.shards[shard_index()].0[c as usize].fetch_add(1, Ordering::Relaxed);
+        let slot = slot();
+        if slot < EXCLUSIVE {
+            // Only this thread writes this shard: a plain read-modify-write is
+            // exact, and readers see either value.
+            let a = &self.shards[slot].0[c as usize];
+            a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        } else {
+            self.shards[EXCLUSIVE].0[c as usize].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The total of `c` over all shards.
@@ -64,30 +81,61 @@ impl Counters {
     }
 }
 
+/// This thread's slot number: unique among live threads; `usize::MAX` once
+/// the thread's slot has been given back (during thread exit).
 #[cfg(not(loom))]
-#[inline]
-fn shard_index() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX.with(|i| {
-        let mut idx = i.get();
-        if idx == usize::MAX {
-            idx = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
-            i.set(idx);
-        }
-        idx
-    })
+#[inline(always)]
+fn slot() -> usize {
+    SLOT.try_with(|s| s.0).unwrap_or(usize::MAX)
 }
 
 #[cfg(loom)]
 #[inline]
-fn shard_index() -> usize {
-    0
+fn slot() -> usize {
+    usize::MAX
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static SLOT: SlotNumber = SlotNumber::take();
+}
+
+/// Slot numbers given back by exited threads, and the next never-used one.
+#[cfg(not(loom))]
+static FREE_SLOTS: std::sync::Mutex<(Vec<usize>, usize)> = std::sync::Mutex::new((Vec::new(), 0));
+
+/// A thread's slot number, given back when the thread exits.
+#[cfg(not(loom))]
+struct SlotNumber(usize);
+
+#[cfg(not(loom))]
+impl SlotNumber {
+    fn take() -> Self {
+        let mut free = FREE_SLOTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Reuse the lowest free number, so exclusive shards go to live threads.
+        let n = match free.0.iter().enumerate().min_by_key(|(_, n)| **n) {
+            Some((i, _)) => free.0.swap_remove(i),
+            None => {
+                free.1 += 1;
+                free.1 - 1
+            }
+        };
+        SlotNumber(n)
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for SlotNumber {
+    fn drop(&mut self) {
+        // The mutex orders this thread's last writes to its shard before the
+        // next owner's first.
+        let mut free = FREE_SLOTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        free.0.push(self.0);
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -97,8 +145,9 @@ mod tests {
     #[test]
     fn sums_are_exact_across_threads() {
         let c = Counters::new();
+        // More threads than exclusive shards: some share the last one.
         std::thread::scope(|s| {
-            for _ in 0..8 {
+            for _ in 0..(EXCLUSIVE + 5) {
                 s.spawn(|| {
                     for _ in 0..10_000 {
                         c.add(Counter::Success);
@@ -107,9 +156,39 @@ mod tests {
                 });
             }
         });
-        assert_eq!(c.sum(Counter::Success), 80_000);
-        assert_eq!(c.sum(Counter::Rejected), 80_000);
+        let n = (EXCLUSIVE as u64 + 5) * 10_000;
+        assert_eq!(c.sum(Counter::Success), n);
+        assert_eq!(c.sum(Counter::Rejected), n);
         assert_eq!(c.sum(Counter::Failure), 0);
+    }
+
+    #[test]
+    fn slots_are_unique_among_live_threads_and_reused() {
+        let mine = slot();
+        let barrier = std::sync::Barrier::new(4);
+        let slots: Vec<usize> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let n = slot();
+                        barrier.wait();
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = slots.clone();
+        unique.push(mine);
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "{slots:?} and {mine}");
+        // Those threads have exited: a new thread reuses a given-back number.
+        let again = std::thread::spawn(slot).join().unwrap();
+        assert!(
+            slots.contains(&again) || again < *slots.iter().max().unwrap(),
+            "{again}"
+        );
     }
 
     #[test]

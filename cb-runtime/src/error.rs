@@ -29,13 +29,26 @@ pub enum BreakerErrorKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BreakerError {
     name: &'static str,
+    /// `retry_after` or the timeout in nanoseconds; `u64::MAX` for none.
+    /// (A `u64` rather than an `Option<Duration>` keeps the error, and every
+    /// `Result` that carries it, small on the hot path.)
+    after_nanos: u64,
     kind: BreakerErrorKind,
-    after: Option<Duration>,
 }
 
 impl BreakerError {
+    #[inline]
     pub(crate) fn new(name: &'static str, kind: BreakerErrorKind, after: Option<Duration>) -> Self {
-        BreakerError { name, kind, after }
+        let after_nanos = after.map_or(u64::MAX, |d| crate::clock::duration_nanos(d).min(u64::MAX - 1));
+        BreakerError {
+            name,
+            after_nanos,
+            kind,
+        }
+    }
+
+    fn after(&self) -> Option<Duration> {
+        (self.after_nanos != u64::MAX).then(|| Duration::from_nanos(self.after_nanos))
     }
 
     /// The name of the breaker that refused the call.
@@ -64,14 +77,14 @@ impl BreakerError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind {
             BreakerErrorKind::Timeout => None,
-            _ => self.after,
+            _ => self.after(),
         }
     }
 
     /// For a timeout: the `call_timeout` that elapsed.
     pub fn timeout(&self) -> Option<Duration> {
         match self.kind {
-            BreakerErrorKind::Timeout => self.after,
+            BreakerErrorKind::Timeout => self.after(),
             _ => None,
         }
     }
@@ -83,7 +96,7 @@ impl fmt::Display for BreakerError {
         match self.kind {
             BreakerErrorKind::Open => {
                 write!(f, "circuit breaker `{name}` is open; the call was rejected without being attempted")?;
-                if let Some(after) = self.after {
+                if let Some(after) = self.after() {
                     write!(f, " (a probe is allowed in {after:?})")?;
                 }
                 Ok(())
@@ -96,7 +109,7 @@ impl fmt::Display for BreakerError {
                 f,
                 "circuit breaker `{name}` is half-open and all probe slots are taken; the call was rejected without being attempted"
             ),
-            BreakerErrorKind::Timeout => match self.after {
+            BreakerErrorKind::Timeout => match self.after() {
                 Some(t) => write!(f, "call through circuit breaker `{name}` timed out after {t:?} and was abandoned"),
                 None => write!(f, "call through circuit breaker `{name}` timed out and was abandoned"),
             },
@@ -233,6 +246,11 @@ mod tests {
         assert_eq!(t.retry_after(), None);
         assert_eq!(t.timeout(), Some(Duration::from_secs(2)));
         assert!(t.to_string().contains("timed out after 2s"));
+    }
+
+    #[test]
+    fn errors_stay_small() {
+        assert!(std::mem::size_of::<BreakerError>() <= 32);
     }
 
     #[test]

@@ -28,27 +28,35 @@ pub enum BreakerErrorKind {
 /// will next let a probe through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BreakerError {
-    name: &'static str,
-    /// `retry_after` or the timeout in nanoseconds; `u64::MAX` for none.
-    /// (A `u64` rather than an `Option<Duration>` keeps the error, and every
-    /// `Result` that carries it, small on the hot path.)
-    after_nanos: u64,
-    kind: BreakerErrorKind,
+    name: &'static &'static str,
+    /// The kind in the top two bits; below, `retry_after` or the timeout in
+    /// nanoseconds, all ones for none. Two words in all, so every `Result`
+    /// that carries the error stays small on the hot path.
+    packed: u64,
 }
+
+const KIND_SHIFT: u32 = 62;
+const NO_AFTER: u64 = (1 << KIND_SHIFT) - 1;
 
 impl BreakerError {
     #[inline]
-    pub(crate) fn new(name: &'static str, kind: BreakerErrorKind, after: Option<Duration>) -> Self {
-        let after_nanos = after.map_or(u64::MAX, |d| crate::clock::duration_nanos(d).min(u64::MAX - 1));
+    pub(crate) fn new(name: &'static &'static str, kind: BreakerErrorKind, after: Option<Duration>) -> Self {
+        let after = after.map_or(NO_AFTER, |d| crate::clock::duration_nanos(d).min(NO_AFTER - 1));
+        let kind = match kind {
+            BreakerErrorKind::Open => 0,
+            BreakerErrorKind::ForcedOpen => 1,
+            BreakerErrorKind::HalfOpenFull => 2,
+            BreakerErrorKind::Timeout => 3,
+        };
         BreakerError {
             name,
-            after_nanos,
-            kind,
+            packed: kind << KIND_SHIFT | after,
         }
     }
 
     fn after(&self) -> Option<Duration> {
-        (self.after_nanos != u64::MAX).then(|| Duration::from_nanos(self.after_nanos))
+        let nanos = self.packed & NO_AFTER;
+        (nanos != NO_AFTER).then(|| Duration::from_nanos(nanos))
     }
 
     /// The name of the breaker that refused the call.
@@ -58,7 +66,12 @@ impl BreakerError {
 
     /// Why the call was refused or abandoned.
     pub fn kind(&self) -> BreakerErrorKind {
-        self.kind
+        match self.packed >> KIND_SHIFT {
+            0 => BreakerErrorKind::Open,
+            1 => BreakerErrorKind::ForcedOpen,
+            2 => BreakerErrorKind::HalfOpenFull,
+            _ => BreakerErrorKind::Timeout,
+        }
     }
 
     /// `true` when the call was refused without being attempted (open,
@@ -69,13 +82,13 @@ impl BreakerError {
 
     /// `true` when the call was attempted and abandoned at `call_timeout`.
     pub fn is_timeout(&self) -> bool {
-        self.kind == BreakerErrorKind::Timeout
+        self.kind() == BreakerErrorKind::Timeout
     }
 
     /// For a refusal while open: how long until the circuit lets a probe
     /// through. `None` when unknown (forced open, half-open full, timeout).
     pub fn retry_after(&self) -> Option<Duration> {
-        match self.kind {
+        match self.kind() {
             BreakerErrorKind::Timeout => None,
             _ => self.after(),
         }
@@ -83,7 +96,7 @@ impl BreakerError {
 
     /// For a timeout: the `call_timeout` that elapsed.
     pub fn timeout(&self) -> Option<Duration> {
-        match self.kind {
+        match self.kind() {
             BreakerErrorKind::Timeout => self.after(),
             _ => None,
         }
@@ -92,8 +105,8 @@ impl BreakerError {
 
 impl fmt::Display for BreakerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.name;
-        match self.kind {
+        let name = *self.name;
+        match self.kind() {
             BreakerErrorKind::Open => {
                 write!(f, "circuit breaker `{name}` is open; the call was rejected without being attempted")?;
                 if let Some(after) = self.after() {
@@ -225,7 +238,7 @@ mod tests {
     #[test]
     fn breaker_error_is_a_proper_error() {
         assert_send_sync_static::<BreakerError>();
-        let e = BreakerError::new("openai", BreakerErrorKind::Open, Some(Duration::from_secs(3)));
+        let e = BreakerError::new(&"openai", BreakerErrorKind::Open, Some(Duration::from_secs(3)));
         let boxed: Box<dyn Error + Send + Sync> = e.into();
         let msg = boxed.to_string();
         assert!(
@@ -238,10 +251,10 @@ mod tests {
     /// layer can stop instead of hammering.
     #[test]
     fn pitfall_15_refusal_is_distinguishable_from_timeout() {
-        let open = BreakerError::new("db", BreakerErrorKind::Open, Some(Duration::from_secs(5)));
+        let open = BreakerError::new(&"db", BreakerErrorKind::Open, Some(Duration::from_secs(5)));
         assert!(open.is_rejected() && !open.is_timeout());
         assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
-        let t = BreakerError::new("db", BreakerErrorKind::Timeout, Some(Duration::from_secs(2)));
+        let t = BreakerError::new(&"db", BreakerErrorKind::Timeout, Some(Duration::from_secs(2)));
         assert!(t.is_timeout() && !t.is_rejected());
         assert_eq!(t.retry_after(), None);
         assert_eq!(t.timeout(), Some(Duration::from_secs(2)));
@@ -250,7 +263,8 @@ mod tests {
 
     #[test]
     fn errors_stay_small() {
-        assert!(std::mem::size_of::<BreakerError>() <= 32);
+        assert_eq!(std::mem::size_of::<BreakerError>(), 16);
+        assert!(std::mem::size_of::<CallError<()>>() <= 24);
     }
 
     #[test]
@@ -259,7 +273,7 @@ mod tests {
         assert!(!e.is_rejected() && !e.is_timeout());
         assert_eq!(e.to_string(), "boom");
         assert_eq!(e.clone().into_inner(), Some("boom"));
-        let r: CallError<&str> = BreakerError::new("x", BreakerErrorKind::ForcedOpen, None).into();
+        let r: CallError<&str> = BreakerError::new(&"x", BreakerErrorKind::ForcedOpen, None).into();
         assert!(r.is_rejected());
         assert_eq!(r.into_inner(), None);
     }
@@ -276,7 +290,7 @@ mod tests {
                 MyErr::Breaker(b)
             }
         }
-        let b = BreakerError::new("x", BreakerErrorKind::Open, None);
+        let b = BreakerError::new(&"x", BreakerErrorKind::Open, None);
         assert_eq!(CallError::<MyErr>::Rejected(b).into_error(), MyErr::Breaker(b));
         assert_eq!(CallError::Inner(MyErr::Io).into_error(), MyErr::Io);
     }

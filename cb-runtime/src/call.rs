@@ -67,8 +67,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Phase::Running(ticket) = *this.phase {
-                // Dropped before it finished: no outcome (pitfall 4).
-                this.breaker.finish(ticket, Finish::Cancelled);
+                cancel(this.breaker, ticket);
             }
         }
     }
@@ -107,6 +106,14 @@ impl<'a, F, C> Call<'a, F, C> {
             sleep: Timer(None),
         }
     }
+}
+
+/// A call dropped before it finished: no outcome (pitfall 4). Out of line,
+/// so that dropping a finished call, the common case, inlines to one check.
+#[cold]
+#[inline(never)]
+fn cancel(breaker: &CircuitBreaker, ticket: Ticket) {
+    breaker.finish(ticket, Finish::Cancelled);
 }
 
 /// Records a failure if the inner future panics; forgotten otherwise.

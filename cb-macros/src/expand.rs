@@ -3,7 +3,7 @@
 //! ```text
 //! async fn complete(&self, prompt: &str) -> Result<String, LlmError> {
 //!     static SLOT: __private::Slot = __private::Slot::new();
-//!     let breaker = SLOT.get("openai", "my_crate::complete", || /* config */);
+//!     let breaker = SLOT.get("openai", "my_crate::complete", Preset::Llm, || /* config */);
 //!     let result = match breaker.try_acquire() {
 //!         Ok(permit) => permit.run(async move { /* fake return */ { /* body */ } }).await,
 //!         Err(_) => return Self::cached_answer(self, prompt).await, // with `fallback`
@@ -334,6 +334,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
     };
 
     let config = config(args, &private);
+    let preset_ident = &args.preset;
     let name = &args.name;
     let fn_name = sig.ident.to_string();
     let fn_name = fn_name.trim_start_matches("r#");
@@ -350,6 +351,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
             let #breaker = #slot.get(
                 #name,
                 #private::concat!(#private::module_path!(), "::", #fn_name),
+                #private::Preset::#preset_ident,
                 || #config,
             );
             let #result = match #breaker.try_acquire() {

@@ -429,7 +429,7 @@ impl CircuitBreaker {
     fn reject(&self, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
         self.counters.add(Counter::Rejected);
         self.rejections
-            .first_of_period(*self.name, self.load().generation(), kind);
+            .first_of_period(self.name, self.load().generation(), kind);
         BreakerError::new(self.name, kind, wait)
     }
 
@@ -713,7 +713,7 @@ impl CircuitBreaker {
 
     fn transition(&self, from: Word, to: Word, reason: &'static str) -> Transition {
         Transition {
-            name: *self.name,
+            name: self.name,
             from: from.state(),
             to: to.state(),
             reason,

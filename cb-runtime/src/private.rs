@@ -33,11 +33,12 @@ impl Slot {
         &'static self,
         name: &'static str,
         origin: &'static str,
+        preset: Preset,
         make: impl FnOnce() -> Config,
     ) -> &'static CircuitBreaker {
         match self.breaker.get() {
             Some(breaker) => breaker,
-            None => self.init(name, origin, make),
+            None => self.init(name, origin, preset, make),
         }
     }
 
@@ -47,10 +48,13 @@ impl Slot {
         &'static self,
         name: &'static str,
         origin: &'static str,
+        preset: Preset,
         make: impl FnOnce() -> Config,
     ) -> &'static CircuitBreaker {
+        // The preset lets a config file's `[presets.<preset>]` table reach
+        // the breakers the attribute makes.
         self.breaker
-            .get_or_init(|| crate::registry().get_or_insert_at(name, origin, make))
+            .get_or_init(|| crate::registry().get_or_insert_preset_at(name, origin, preset, make))
     }
 }
 

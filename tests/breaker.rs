@@ -3,11 +3,11 @@
 //!
 //! Time is injected ([`ManualClock`]) or paused (tokio); nothing sleeps.
 
-use std::future::Future;
-use std::pin::pin;
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
@@ -15,10 +15,7 @@ use cb_runtime::{
     Backoff, BreakerErrorKind, CallError, CircuitBreaker, Clock, Config, ConfigBuilder, Outcome, Preset,
     State, Window,
 };
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
+use support::{poll_once, secs};
 
 /// A builder on a manual clock, with only the consecutive trigger in play.
 fn manual(clock: &ManualClock) -> ConfigBuilder {
@@ -26,12 +23,6 @@ fn manual(clock: &ManualClock) -> ConfigBuilder {
         .clock(clock.clock())
         .failure_rate_threshold(1.0)
         .open_duration(secs(10))
-}
-
-/// Polls `fut` once with a no-op waker.
-fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
-    pin!(fut).poll(&mut cx)
 }
 
 fn succeed(b: &CircuitBreaker) -> Result<u32, CallError<&'static str>> {

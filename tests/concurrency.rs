@@ -1,20 +1,17 @@
 //! Counts reconcile exactly under concurrency: every call that was made
 //! lands in exactly one total, and the totals match what callers saw.
 
+mod support;
+
 use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{CallError, CircuitBreaker, Clock, Config, Outcome, State, Window};
-
-fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
-    pin!(fut).poll(&mut cx)
-}
+use support::poll_once;
 
 #[derive(Default)]
 struct Seen {

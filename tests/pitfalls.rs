@@ -5,11 +5,11 @@
 //! window's level in `cb-runtime/src/window.rs`; pitfall 16 also in
 //! `cb-runtime/src/config.rs`.
 
-use std::future::Future;
-use std::pin::pin;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
@@ -17,15 +17,7 @@ use cb_runtime::{
     BreakerErrorKind, CallError, CircuitBreaker, Clock, Config, ConfigBuilder, Preset, Registry, State,
     Window,
 };
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
-    pin!(fut).poll(&mut cx)
-}
+use support::{poll_once, secs};
 
 fn manual(clock: &ManualClock) -> ConfigBuilder {
     Config::builder()

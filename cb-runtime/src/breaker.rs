@@ -32,7 +32,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::clock::{duration_nanos, Clock};
-use crate::config::{Config, ConfigError, Window};
+use crate::config::{Config, ConfigError};
 use crate::counters::{Counter, Counters};
 use crate::error::{BreakerError, BreakerErrorKind};
 use crate::log::RejectionLog;
@@ -63,6 +63,18 @@ pub(crate) enum Finish {
     Timeout,
     Ignored,
     Cancelled,
+}
+
+impl Finish {
+    /// How a permit dropped unused ends: a failure while a panic unwinds
+    /// through it, otherwise a cancellation, which records no outcome.
+    pub(crate) fn dropped() -> Finish {
+        if std::thread::panicking() {
+            Finish::Failure
+        } else {
+            Finish::Cancelled
+        }
+    }
 }
 
 impl From<Outcome> for Finish {
@@ -148,14 +160,14 @@ impl CircuitBreaker {
     /// for the life of the process (a breaker's error carries its name without
     /// allocating), so create breakers per dependency, not per request.
     pub fn new(name: impl Into<String>, config: Config) -> Self {
-        let dirty = matches!(config.sliding_window, Window::Time(_));
-        CircuitBreaker {
+        let dirty = config.sliding_window.is_time();
+        let breaker = CircuitBreaker {
             word: AtomicU64::new(Word::new(State::Closed, 0, dirty).0),
             open_until: AtomicU64::new(0),
-            slow_nanos: AtomicU64::new(config.slow_call_duration.map_or(0, duration_nanos)),
-            timed: AtomicU64::new(u64::from(config.slow_call_duration.is_some())),
-            timeout_nanos: AtomicU64::new(config.call_timeout.map_or(0, duration_nanos)),
-            max_probes: AtomicU64::new(u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT))),
+            slow_nanos: AtomicU64::new(0),
+            timed: AtomicU64::new(0),
+            timeout_nanos: AtomicU64::new(0),
+            max_probes: AtomicU64::new(0),
             counters: Counters::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name.into()),
@@ -171,7 +183,26 @@ impl CircuitBreaker {
             observers: Observers::default(),
             rejections: RejectionLog::default(),
             durations: std::sync::OnceLock::new(),
-        }
+        };
+        breaker.publish(&lock(&breaker.inner).config);
+        breaker
+    }
+
+    /// Copies what admission and recording read without the lock out of
+    /// `config`, into their atomics.
+    fn publish(&self, config: &Config) {
+        self.slow_nanos.store(
+            config.slow_call_duration.map_or(0, duration_nanos),
+            Ordering::Release,
+        );
+        let timed = config.slow_call_duration.is_some() || self.durations.get().is_some();
+        self.timed.store(u64::from(timed), Ordering::Release);
+        self.timeout_nanos
+            .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
+        self.max_probes.store(
+            u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT)),
+            Ordering::Release,
+        );
     }
 
     /// The breaker's name.
@@ -199,18 +230,7 @@ impl CircuitBreaker {
                 self.sync_fast_successes(&mut inner);
                 inner.window = Outcomes::new(config.sliding_window);
             }
-            self.slow_nanos.store(
-                config.slow_call_duration.map_or(0, duration_nanos),
-                Ordering::Release,
-            );
-            let timed = config.slow_call_duration.is_some() || self.durations.get().is_some();
-            self.timed.store(u64::from(timed), Ordering::Release);
-            self.timeout_nanos
-                .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
-            self.max_probes.store(
-                u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT)),
-                Ordering::Release,
-            );
+            self.publish(&config);
             inner.config = config;
             // A lower threshold may already be met.
             let w = self.load();
@@ -236,15 +256,10 @@ impl CircuitBreaker {
             if w.state() != State::Open {
                 return w.state();
             }
-            match self.open_elapsed(w) {
+            match self.try_half_open(w, 0) {
                 Err(_) => return State::Open,
                 Ok(None) => continue,
-                Ok(Some(half_open)) => {
-                    if self.cas(w, half_open) {
-                        self.emit(Some(self.transition(w, half_open, "open duration elapsed")));
-                        return State::HalfOpen;
-                    }
-                }
+                Ok(Some(_)) => return State::HalfOpen,
             }
         }
     }
@@ -383,23 +398,17 @@ impl CircuitBreaker {
             match w.state() {
                 State::Closed => return Ok(self.ticket(w, Admission::Closed)),
                 State::Disabled => return Ok(self.ticket(w, Admission::Disabled)),
-                State::ForcedOpen => return Err(self.reject(BreakerErrorKind::ForcedOpen, None)),
-                State::Open => match self.open_elapsed(w) {
-                    Err(wait) => return Err(self.reject(BreakerErrorKind::Open, Some(wait))),
+                State::ForcedOpen => return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
+                State::Open => match self.try_half_open(w, 1) {
+                    Err(wait) => return Err(self.reject(w, BreakerErrorKind::Open, Some(wait))),
                     Ok(None) => {}
-                    Ok(Some(half_open)) => {
-                        // Exactly one caller wins this swap, and its probe is the first.
-                        let probing = half_open.with_in_flight(1);
-                        if self.cas(w, probing) {
-                            self.emit(Some(self.transition(w, half_open, "open duration elapsed")));
-                            return Ok(self.ticket(probing, Admission::HalfOpen));
-                        }
-                    }
+                    // This caller made the move, and its probe is the first.
+                    Ok(Some(probing)) => return Ok(self.ticket(probing, Admission::HalfOpen)),
                 },
                 State::HalfOpen => {
                     let n = w.in_flight();
                     if u64::from(n) >= self.max_probes.load(Ordering::Acquire) {
-                        return Err(self.reject(BreakerErrorKind::HalfOpenFull, None));
+                        return Err(self.reject(w, BreakerErrorKind::HalfOpenFull, None));
                     }
                     let taken = w.with_in_flight(n + 1);
                     if self.cas(w, taken) {
@@ -411,25 +420,29 @@ impl CircuitBreaker {
         }
     }
 
-    /// For an open word: `Err(wait)` while the open duration runs,
-    /// `Ok(Some(half_open_word))` once it has elapsed, `Ok(None)` if the word
-    /// moved on meanwhile.
-    fn open_elapsed(&self, w: Word) -> Result<Option<Word>, Duration> {
+    /// For an open word: `Err(wait)` while the open duration runs. Once it
+    /// has elapsed, moves to half-open with `probes` slots taken, by one
+    /// compare-and-swap so that exactly one caller makes the move (pitfall 2):
+    /// `Ok(Some(new_word))` for that caller, `Ok(None)` when the word had
+    /// moved on (look again).
+    fn try_half_open(&self, w: Word, probes: u32) -> Result<Option<Word>, Duration> {
         let deadline = self.open_until.load(Ordering::Acquire);
         let now = self.clock.now_nanos();
         if now < deadline {
             return Err(Duration::from_nanos(deadline - now));
         }
-        if self.load() != w {
+        let half_open = w.next(State::HalfOpen, false).with_in_flight(probes);
+        if !self.cas(w, half_open) {
             return Ok(None);
         }
-        Ok(Some(w.next(State::HalfOpen, false)))
+        self.emit(Some(self.transition(w, half_open, "open duration elapsed")));
+        Ok(Some(half_open))
     }
 
-    fn reject(&self, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
+    /// Counts and logs a refusal of a call that found the word `w`.
+    fn reject(&self, w: Word, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
         self.counters.add(Counter::Rejected);
-        self.rejections
-            .first_of_period(self.name, self.load().generation(), kind);
+        self.rejections.first_of_period(self.name, w.generation(), kind);
         BreakerError::new(self.name, kind, wait)
     }
 
@@ -581,15 +594,9 @@ impl CircuitBreaker {
                 if inner.probe_successes < inner.config.success_threshold {
                     return None;
                 }
-                let closed = w.next(
-                    State::Closed,
-                    matches!(inner.config.sliding_window, Window::Time(_)),
-                );
+                let closed = w.next(State::Closed, inner.config.sliding_window.is_time());
                 let transition = self.swap_locked(w, closed, "probes succeeded")?;
-                inner.reopens = 0;
-                inner.window.clear();
-                inner.consecutive_failures = 0;
-                inner.synced_fast = self.counters.sum(Counter::FastSuccess);
+                self.start_over(&mut inner);
                 Some(transition)
             }
             _ => {
@@ -658,7 +665,7 @@ impl CircuitBreaker {
     fn manual(&self, to: State, reason: &'static str) {
         let transition = {
             let mut inner = lock(&self.inner);
-            let time = matches!(inner.config.sliding_window, Window::Time(_));
+            let time = inner.config.sliding_window.is_time();
             let mut w = self.load();
             let next = loop {
                 let next = w.next(to, to == State::Closed && time);
@@ -667,13 +674,19 @@ impl CircuitBreaker {
                     Err(now) => w = now,
                 }
             };
-            inner.window.clear();
-            inner.consecutive_failures = 0;
-            inner.reopens = 0;
-            inner.synced_fast = self.counters.sum(Counter::FastSuccess);
+            self.start_over(&mut inner);
             (w.state() != to).then(|| self.transition(w, next, reason))
         };
         self.emit(transition);
+    }
+
+    /// Empties the window, the failure streak and the backoff, and counts the
+    /// successes that skipped the lock so far as already seen.
+    fn start_over(&self, inner: &mut Inner) {
+        inner.window.clear();
+        inner.consecutive_failures = 0;
+        inner.reopens = 0;
+        inner.synced_fast = self.counters.sum(Counter::FastSuccess);
     }
 
     /// Brings the window up to date with the successes that skipped the lock.
@@ -689,9 +702,10 @@ impl CircuitBreaker {
     }
 
     fn window_now(&self, inner: &Inner) -> u64 {
-        match inner.config.sliding_window {
-            Window::Time(_) => self.clock.now_nanos(),
-            Window::Count(_) => 0,
+        if inner.config.sliding_window.is_time() {
+            self.clock.now_nanos()
+        } else {
+            0
         }
     }
 

@@ -24,6 +24,11 @@ impl Window {
     pub const MAX_TIME: Duration = Duration::from_secs(24 * 3600);
     /// How many buckets a time window is cut into.
     pub const TIME_BUCKETS: u32 = 10;
+
+    /// Whether this is a time window, which sees every call under the lock.
+    pub(crate) fn is_time(&self) -> bool {
+        matches!(self, Window::Time(_))
+    }
 }
 
 impl fmt::Display for Window {

@@ -133,12 +133,7 @@ impl<'a> Permit<'a> {
 impl Drop for Permit<'_> {
     #[inline]
     fn drop(&mut self) {
-        let finish = if std::thread::panicking() {
-            Finish::Failure
-        } else {
-            Finish::Cancelled
-        };
-        self.breaker.finish(self.ticket, finish);
+        self.breaker.finish(self.ticket, Finish::dropped());
     }
 }
 

@@ -419,12 +419,7 @@ impl Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         if self.armed {
-            let finish = if std::thread::panicking() {
-                Finish::Failure
-            } else {
-                Finish::Cancelled
-            };
-            self.breaker.finish(self.ticket, finish);
+            self.breaker.finish(self.ticket, Finish::dropped());
         }
     }
 }

@@ -14,13 +14,13 @@
 //!
 //! Run: `cargo bench --bench attribute`.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+mod common;
+
 use cb_runtime::{circuit_breaker, registry, BreakerError, CallError, Config, Preset};
+use common::poll_once;
 use criterion::{criterion_group, Criterion};
 
 /// The error type of the annotated functions.
@@ -41,17 +41,6 @@ async fn annotated_http(x: u64) -> Result<u64, BenchError> {
 #[circuit_breaker(name = "bench-attribute-llm", preset = "llm")]
 async fn annotated_llm(x: u64) -> Result<u64, BenchError> {
     Ok(x)
-}
-
-/// Polls `fut` once with a no-op waker; both sides are driven by this.
-#[inline(always)]
-fn poll_once<F: Future>(fut: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    let fut = pin!(fut);
-    match fut.poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => unreachable!("a ready body must finish on the first poll"),
-    }
 }
 
 fn direct_breaker(name: &str, config: fn() -> Config) -> std::sync::Arc<cb_runtime::CircuitBreaker> {

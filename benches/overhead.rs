@@ -14,15 +14,15 @@
 //!
 //! Run: `cargo bench --bench overhead`.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use cb_runtime::{CallError, CircuitBreaker, Config, Preset, State};
+use common::poll_once;
 use criterion::{criterion_group, criterion_main, Bencher, Criterion};
 use failsafe::futures::CircuitBreaker as _;
 
@@ -33,18 +33,6 @@ const TRIP_AFTER: u32 = 5;
 
 type Failsafe =
     failsafe::StateMachine<failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>, ()>;
-
-/// Polls `fut` once with a no-op waker and returns its output. Every library's
-/// call goes through this, so the driving cost is identical for all of them.
-#[inline(always)]
-fn poll_once<F: Future>(fut: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    let fut = pin!(fut);
-    match fut.poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => unreachable!("a ready future wrapped by a breaker must finish at once"),
-    }
-}
 
 /// The wrapped body: a ready success. `black_box` keeps the value opaque so the
 /// compiler cannot fold the body's result into the breaker's code.

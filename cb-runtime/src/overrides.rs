@@ -15,12 +15,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{Config, ConfigBuilder, ConfigError, Window};
+use crate::config::{Backoff, Config, ConfigBuilder, ConfigError, Window};
 use crate::duration::{parse_duration, DURATION_FORMAT};
 use crate::preset::Preset;
 
 /// Every key a file table or an environment variable may set.
-pub(crate) const FIELDS: [&str; 11] = [
+pub(crate) const FIELDS: [&str; 12] = [
     "preset",
     "failure_threshold",
     "failure_rate_threshold",
@@ -32,6 +32,7 @@ pub(crate) const FIELDS: [&str; 11] = [
     "half_open_max_calls",
     "success_threshold",
     "call_timeout",
+    "open_backoff",
 ];
 
 /// The variable naming the config file to load at the first breaker's creation.
@@ -51,6 +52,7 @@ enum Setting {
     Probes(u32),
     Successes(u32),
     Timeout(Option<Duration>),
+    Backoff(Option<Backoff>),
 }
 
 impl Setting {
@@ -69,6 +71,8 @@ impl Setting {
             Setting::Successes(n) => b.success_threshold(n),
             Setting::Timeout(Some(d)) => b.call_timeout(d),
             Setting::Timeout(None) => b.no_call_timeout(),
+            Setting::Backoff(Some(backoff)) => b.open_backoff(backoff),
+            Setting::Backoff(None) => b.no_open_backoff(),
         }
     }
 }
@@ -87,6 +91,10 @@ fn expected(field: &str) -> String {
             DURATION_FORMAT
         ),
         "slow_call_duration" | "call_timeout" => format!("{DURATION_FORMAT}, or \"none\""),
+        "open_backoff" => format!(
+            "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap given as \
+             {DURATION_FORMAT}, a jitter fraction in [0.0, 1.0]), or \"none\""
+        ),
         _ => DURATION_FORMAT.to_owned(),
     }
 }
@@ -167,18 +175,44 @@ fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Settin
         "half_open_max_calls" => Setting::Probes(count()?),
         "success_threshold" => Setting::Successes(count()?),
         "call_timeout" => Setting::Timeout(optional()?),
+        "open_backoff" => Setting::Backoff(match t {
+            "none" | "off" => None,
+            _ => Some(parse_backoff(t).ok_or_else(bad)?),
+        }),
         _ => return Err(unknown_key(field, origin.to_owned())),
     };
     // A value out of its field's own range is refused here, with its origin;
-    // `minimum_calls` depends on the window, so it is judged with the whole.
+    // `minimum_calls` depends on the window, and a backoff's cap on the open
+    // duration, so those are judged with the whole.
+    let own_range = match &setting {
+        Setting::Backoff(Some(b)) => Setting::Backoff(Some(
+            Backoff::exponential(b.multiplier(), Duration::MAX).jitter(b.jitter_fraction()),
+        )),
+        other => other.clone(),
+    };
     if field != "minimum_calls" {
-        if let Err(e) = setting.apply(Config::builder()).build() {
+        if let Err(e) = own_range.apply(Config::builder()).build() {
             if e.field() == field {
                 return Err(e.at(origin));
             }
         }
     }
     Ok(setting)
+}
+
+/// `"<multiplier> <cap> [<jitter>]"`, such as `"2 5m 0.1"`.
+fn parse_backoff(text: &str) -> Option<Backoff> {
+    let mut parts = text.split_whitespace();
+    let multiplier = parts.next()?.parse::<f64>().ok()?;
+    let cap = parse_duration(parts.next()?).ok()?;
+    let jitter = match parts.next() {
+        Some(j) => j.parse::<f64>().ok()?,
+        None => 0.0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Backoff::exponential(multiplier, cap).jitter(jitter))
 }
 
 /// One setting and where it came from.
@@ -473,10 +507,38 @@ mod tests {
             ("half_open_max_calls", "4"),
             ("success_threshold", "3"),
             ("call_timeout", "250ms"),
+            ("open_backoff", "2 5m 0.1"),
+            ("open_backoff", "1.5 10m"),
+            ("open_backoff", "none"),
         ];
         for (field, text) in cases {
             parse_setting(known_field(field).unwrap(), text, "test").unwrap();
         }
+    }
+
+    #[test]
+    fn open_backoff_from_text() {
+        let file = FileConfig::parse("[breakers.b]\nopen_backoff = \"2 5m 0.1\"\n", "cb.toml").unwrap();
+        let c = resolve("b", &Preset::Llm.config(), None, Some(&file), &Section::default()).unwrap();
+        let b = c.open_backoff().unwrap();
+        assert_eq!(
+            (b.multiplier(), b.max(), b.jitter_fraction()),
+            (2.0, Duration::from_secs(300), 0.1)
+        );
+        let env = env_section("b", &vars(&[("CB_B_OPEN_BACKOFF", "none")])).unwrap();
+        assert_eq!(resolve("b", &c, None, None, &env).unwrap().open_backoff(), None);
+        for bad in ["2", "0.5 5m", "2 5m 1.5", "2 5m 0.1 x", "two 5m"] {
+            let err = parse_setting("open_backoff", bad, "test").unwrap_err();
+            assert_eq!(err.field(), "open_backoff", "{bad}: {err}");
+        }
+        // A cap below the open duration is judged with the whole config.
+        let env = env_section("b", &vars(&[("CB_B_OPEN_BACKOFF", "2 10s")])).unwrap();
+        let err = resolve("b", &Preset::Llm.config(), None, None, &env).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("environment variable CB_B_OPEN_BACKOFF:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -81,6 +81,25 @@ async fn an_override_replaces_the_presets_number() {
     assert_eq!(OVERRIDE_BODY_RUNS.load(Ordering::SeqCst), 2);
 }
 
+#[circuit_breaker(name = "attr-backoff", preset = "cache", open_backoff = "2 5m 0.1")]
+async fn backed_off() -> Result<(), ApiError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn open_backoff_is_an_override_too() {
+    backed_off().await.unwrap();
+    let b = registry()
+        .get("attr-backoff")
+        .unwrap()
+        .config()
+        .open_backoff()
+        .unwrap();
+    assert_eq!(b.multiplier(), 2.0);
+    assert_eq!(b.max(), std::time::Duration::from_secs(300));
+    assert_eq!(b.jitter_fraction(), 0.1);
+}
+
 struct Provider {
     body_runs: AtomicU32,
     fallback_runs: AtomicU32,

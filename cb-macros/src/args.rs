@@ -31,6 +31,7 @@ mod kw {
     syn::custom_keyword!(half_open_max_calls);
     syn::custom_keyword!(success_threshold);
     syn::custom_keyword!(call_timeout);
+    syn::custom_keyword!(open_backoff);
 }
 
 /// The presets the runtime knows: the name users write, and the `Preset` variant.
@@ -64,6 +65,7 @@ const KEYS: &[&str] = &[
     "half_open_max_calls",
     "success_threshold",
     "call_timeout",
+    "open_backoff",
     "fallback",
     "failure_if",
     "ignore_if",
@@ -87,6 +89,8 @@ enum Kind {
     Duration(bool),
     /// `sliding_window`: a count or a duration.
     Window,
+    /// `open_backoff`: `"<multiplier> <cap> [<jitter>]"`.
+    Backoff,
 }
 
 /// A key as written, with its span.
@@ -129,6 +133,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         half_open_max_calls => Kind::Count(MAX_PROBES),
         success_threshold => Kind::Count(u32::MAX),
         call_timeout => Kind::Duration(true),
+        open_backoff => Kind::Backoff,
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
@@ -188,6 +193,8 @@ pub(crate) enum Value {
     /// `minimum_calls` for a count window of this size when the attribute sets none: the
     /// preset's, capped at the window's size.
     MinimumCallsWithin(u32),
+    /// `open_backoff`: the multiplier, the cap in nanoseconds and the jitter fraction.
+    Backoff(f64, u64, f64),
 }
 
 /// A builder method to call, and its value.
@@ -316,6 +323,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 overrides.push(setter(&key, Value::Duration(n)));
             }),
             Kind::Window => window(&key, &value).map(|w| overrides.push(setter(&key, w))),
+            Kind::Backoff => backoff(&key, &value).map(|b| overrides.push(setter(&key, b))),
         };
         if let Err(error) = checked {
             errors.push(error);
@@ -393,6 +401,7 @@ fn example(key: &str) -> String {
         "failure_rate_threshold" | "slow_call_rate_threshold" => format!("{key} = 0.5"),
         "sliding_window" => "sliding_window = 20` or `sliding_window = \"60s\"".into(),
         "slow_call_duration" | "open_duration" | "call_timeout" => format!("{key} = \"30s\""),
+        "open_backoff" => "open_backoff = \"2 5m 0.1\"".into(),
         _ => format!("{key} = 5"),
     }
 }
@@ -493,6 +502,47 @@ fn nanos(key: &Key, value: &Expr, nonzero: bool) -> syn::Result<u64> {
         Ok(n) => Ok(n),
         Err(message) => Err(syn::Error::new(lit.span(), message)),
     }
+}
+
+/// `open_backoff = "<multiplier> <cap> [<jitter>]"`, checked as the runtime's
+/// `Backoff` is: a finite multiplier of at least 1, a cap above zero, a jitter
+/// fraction in `[0, 1]`. (That the cap is at least the open duration is judged
+/// with the whole configuration, at run time.)
+fn backoff(key: &Key, value: &Expr) -> syn::Result<Value> {
+    let lit = string(key, value)?;
+    let text = lit.value();
+    let bad = |why: &str| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "`open_backoff` {why}; it takes \"<multiplier> <cap> [<jitter>]\", like `{}`",
+                example("open_backoff")
+            ),
+        )
+    };
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(bad("needs a multiplier and a cap, then optionally a jitter"));
+    }
+    let multiplier = parts[0]
+        .parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m >= 1.0)
+        .ok_or_else(|| bad("needs a multiplier of at least 1"))?;
+    let cap = match duration::parse_nanos(parts[1]) {
+        Ok(0) => return Err(bad("needs a cap longer than zero")),
+        Ok(n) => n,
+        Err(message) => return Err(syn::Error::new(lit.span(), message)),
+    };
+    let jitter = match parts.get(2) {
+        Some(j) => j
+            .parse::<f64>()
+            .ok()
+            .filter(|j| (0.0..=1.0).contains(j))
+            .ok_or_else(|| bad("needs a jitter fraction between 0 and 1"))?,
+        None => 0.0,
+    };
+    Ok(Value::Backoff(multiplier, cap, jitter))
 }
 
 fn window(key: &Key, value: &Expr) -> syn::Result<Value> {

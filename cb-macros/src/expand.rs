@@ -393,6 +393,11 @@ fn config(args: &Args, private: &TokenStream) -> TokenStream {
                 let n = Literal::u32_suffixed(n);
                 quote!(#private::minimum_calls_within(#preset, #n))
             }
+            Value::Backoff(multiplier, cap, jitter) => {
+                let (multiplier, jitter) = (Literal::f64_suffixed(multiplier), Literal::f64_suffixed(jitter));
+                let cap = Literal::u64_suffixed(cap);
+                quote!(#private::Backoff::exponential(#multiplier, #private::Duration::from_nanos(#cap)).jitter(#jitter))
+            }
         };
         quote!(.#setter(#value))
     });

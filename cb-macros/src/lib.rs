@@ -64,6 +64,7 @@ use proc_macro::TokenStream;
 /// | `failure_rate_threshold`, `slow_call_rate_threshold` | number in `[0, 1]` | builder overrides |
 /// | `open_duration`, `slow_call_duration`, `call_timeout` | duration string: `"250ms"`, `"30s"`, `"2m"`, `"1m30s"` | builder overrides |
 /// | `sliding_window` | integer (last N calls) or duration string (calls of the last duration) | builder override |
+/// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"` | builder override: the open duration grows on each reopen |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited instead of the body when the breaker refuses the call |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
 /// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted |

@@ -7,7 +7,9 @@ pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration;
 pub use core::{concat, module_path};
 
-pub use crate::{BreakerError, CallError, CircuitBreaker, Config, ConfigBuilder, Outcome, Preset, Window};
+pub use crate::{
+    Backoff, BreakerError, CallError, CircuitBreaker, Config, ConfigBuilder, Outcome, Preset, Window,
+};
 
 /// The breaker of one annotated function: a `static` in its body, filled on the first call.
 ///

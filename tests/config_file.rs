@@ -123,7 +123,7 @@ fn bad_values_name_the_key_and_the_allowed_values() {
     assert_eq!(
         msg,
         "cb.toml, line 2, [breakers.x]: invalid `open_duration`: got \"30\", expected a duration: \
-         a number and a unit (`ms`, `s`, `m` or `h`), such as \"250ms\", \"30s\" or \"2m\""
+         a number and a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\" (units: ns, us, ms, s, m, h)"
     );
     let msg = error_of("[defaults]\npreset = \"redis\"\n");
     assert!(
@@ -208,4 +208,29 @@ fn a_bad_cb_config_file_is_reported_and_not_loaded() {
     );
     let b = registry.get_or_insert("unaffected", Config::default);
     assert_eq!(b.config(), Config::default());
+}
+
+/// The file takes every duration the attribute takes, exactly (found by the
+/// `duration` fuzz target: the runtime parsed through `f64` and refused sums).
+#[test]
+fn file_durations_are_spelled_as_in_the_attribute() {
+    let registry = Registry::with_env(Vec::new);
+    registry
+        .load_str(
+            "[breakers.spelled]\nopen_duration = \"1m30s\"\nsliding_window = \"1.5s\"\n\
+             open_backoff = \"2 1h30m\"\ncall_timeout = \"1.001s\"\n",
+            "cb.toml",
+        )
+        .unwrap();
+    let config = registry.get_or_insert("spelled", Config::default).config();
+    assert_eq!(config.open_duration(), Duration::from_secs(90));
+    assert_eq!(
+        config.sliding_window(),
+        cb_runtime::Window::Time(Duration::from_millis(1500))
+    );
+    assert_eq!(config.call_timeout(), Some(Duration::from_millis(1001)));
+    assert_eq!(
+        config.open_backoff().map(|b| b.max()),
+        Some(Duration::from_secs(5400))
+    );
 }

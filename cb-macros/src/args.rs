@@ -13,8 +13,6 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
 use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, Token, UnOp};
 
-use crate::{duration, suggest};
-
 mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(preset);
@@ -51,26 +49,17 @@ const MAX_PROBES: u32 = 10_000;
 const MIN_WINDOW_NANOS: u64 = 100_000_000;
 const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
 
+/// The keys only the attribute takes; the configuration fields
+/// ([`cb_syntax::FIELDS`]) go between `name` and these.
+const ATTRIBUTE_KEYS: [&str; 4] = ["fallback", "failure_if", "ignore_if", "crate"];
+
 /// Every key, in the order the documentation lists them.
-const KEYS: &[&str] = &[
-    "name",
-    "preset",
-    "failure_threshold",
-    "failure_rate_threshold",
-    "sliding_window",
-    "minimum_calls",
-    "slow_call_duration",
-    "slow_call_rate_threshold",
-    "open_duration",
-    "half_open_max_calls",
-    "success_threshold",
-    "call_timeout",
-    "open_backoff",
-    "fallback",
-    "failure_if",
-    "ignore_if",
-    "crate",
-];
+fn keys() -> Vec<&'static str> {
+    let mut keys = vec!["name"];
+    keys.extend(cb_syntax::FIELDS);
+    keys.extend(ATTRIBUTE_KEYS);
+    keys
+}
 
 /// What a key's value must be.
 #[derive(Clone, Copy)]
@@ -382,9 +371,10 @@ fn setter(key: &Key, value: Value) -> Override {
 
 fn unknown_key(unknown: &Ident) -> syn::Error {
     let written = unknown.unraw().to_string();
-    let message = match suggest::nearest(&written, KEYS) {
+    let keys = keys();
+    let message = match cb_syntax::nearest(&written, &keys) {
         Some(near) => format!("unknown key `{written}`; did you mean `{near}`?"),
-        None => format!("unknown key `{written}`; the keys are {}", suggest::list(KEYS)),
+        None => format!("unknown key `{written}`; the keys are {}", cb_syntax::list(&keys)),
     };
     syn::Error::new(unknown.span(), message)
 }
@@ -494,7 +484,7 @@ fn nanos(key: &Key, value: &Expr, nonzero: bool) -> syn::Result<u64> {
         }) => lit,
         _ => return Err(wrong_type(key, value, "a duration in a string with its unit")),
     };
-    match duration::parse_nanos(&lit.value()) {
+    match cb_syntax::parse_nanos(&lit.value()) {
         Ok(0) if nonzero => Err(syn::Error::new(
             lit.span(),
             format!("`{}` must be longer than zero", key.name),
@@ -510,39 +500,16 @@ fn nanos(key: &Key, value: &Expr, nonzero: bool) -> syn::Result<u64> {
 /// with the whole configuration, at run time.)
 fn backoff(key: &Key, value: &Expr) -> syn::Result<Value> {
     let lit = string(key, value)?;
-    let text = lit.value();
-    let bad = |why: &str| {
-        syn::Error::new(
+    match cb_syntax::parse_backoff(&lit.value()) {
+        Ok(b) => Ok(Value::Backoff(b.multiplier, b.cap_nanos, b.jitter)),
+        Err(why) => Err(syn::Error::new(
             lit.span(),
             format!(
                 "`open_backoff` {why}; it takes \"<multiplier> <cap> [<jitter>]\", like `{}`",
                 example("open_backoff")
             ),
-        )
-    };
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    if !(2..=3).contains(&parts.len()) {
-        return Err(bad("needs a multiplier and a cap, then optionally a jitter"));
+        )),
     }
-    let multiplier = parts[0]
-        .parse::<f64>()
-        .ok()
-        .filter(|m| m.is_finite() && *m >= 1.0)
-        .ok_or_else(|| bad("needs a multiplier of at least 1"))?;
-    let cap = match duration::parse_nanos(parts[1]) {
-        Ok(0) => return Err(bad("needs a cap longer than zero")),
-        Ok(n) => n,
-        Err(message) => return Err(syn::Error::new(lit.span(), message)),
-    };
-    let jitter = match parts.get(2) {
-        Some(j) => j
-            .parse::<f64>()
-            .ok()
-            .filter(|j| (0.0..=1.0).contains(j))
-            .ok_or_else(|| bad("needs a jitter fraction between 0 and 1"))?,
-        None => 0.0,
-    };
-    Ok(Value::Backoff(multiplier, cap, jitter))
 }
 
 fn window(key: &Key, value: &Expr) -> syn::Result<Value> {
@@ -574,7 +541,7 @@ fn check_preset(lit: &LitStr) -> syn::Result<Ident> {
         return Ok(Ident::new(variant, lit.span()));
     }
     let names: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
-    let hint = match suggest::nearest(&written.to_lowercase().replace('-', "_"), &names) {
+    let hint = match cb_syntax::nearest(&written.to_lowercase().replace('-', "_"), &names) {
         Some(near) => format!("; did you mean `{near}`?"),
         None => String::new(),
     };
@@ -582,7 +549,24 @@ fn check_preset(lit: &LitStr) -> syn::Result<Ident> {
         lit.span(),
         format!(
             "unknown preset `{written}`: the presets are {}{hint}",
-            suggest::list(&names)
+            cb_syntax::list(&names)
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_key;
+    use syn::parse::Parser as _;
+
+    /// Every field the config file and the environment may set is also a
+    /// key of the attribute: the two lists cannot drift apart.
+    #[test]
+    fn every_config_field_is_a_key() {
+        for field in cb_syntax::FIELDS {
+            let ident = proc_macro2::Ident::new(field, proc_macro2::Span::call_site());
+            let key = parse_key.parse2(quote::quote!(#ident)).unwrap();
+            assert!(key.is_ok(), "`{field}` is not an attribute key");
+        }
+    }
 }

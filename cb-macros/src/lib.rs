@@ -5,15 +5,14 @@
 //! used alone.
 //!
 //! The crate is laid out like `tokio-macros` and `tracing-attributes`: this file only hands the
-//! attribute to `expand`, arguments are parsed in `args`, durations in
-//! `duration`, and key suggestions in `suggest`.
+//! attribute to `expand`, arguments are parsed in `args`. Durations, backoff text, field
+//! names and key suggestions come from `cb-syntax`, which the runtime's config
+//! file and environment layers share, so all accept the same text.
 
 extern crate proc_macro;
 
 mod args;
-mod duration;
 mod expand;
-mod suggest;
 
 use proc_macro::TokenStream;
 

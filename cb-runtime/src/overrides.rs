@@ -16,24 +16,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{Backoff, Config, ConfigBuilder, ConfigError, Window};
-use crate::duration::{parse_duration, DURATION_FORMAT};
-use crate::preset::Preset;
+use cb_syntax::{DURATION_FORMAT, FIELDS};
 
-/// Every key a file table or an environment variable may set.
-pub(crate) const FIELDS: [&str; 12] = [
-    "preset",
-    "failure_threshold",
-    "failure_rate_threshold",
-    "sliding_window",
-    "minimum_calls",
-    "slow_call_duration",
-    "slow_call_rate_threshold",
-    "open_duration",
-    "half_open_max_calls",
-    "success_threshold",
-    "call_timeout",
-    "open_backoff",
-];
+use crate::duration::parse_duration;
+use crate::preset::Preset;
 
 /// The variable naming the config file to load at the first breaker's creation.
 pub(crate) const CB_CONFIG: &str = "CB_CONFIG";
@@ -86,16 +72,13 @@ fn expected(field: &str) -> String {
         }
         "half_open_max_calls" => format!("a whole number of probes in 1..={}", crate::MAX_PROBES),
         "failure_rate_threshold" | "slow_call_rate_threshold" => "a rate in [0.0, 1.0]".to_owned(),
-        "sliding_window" => format!(
-            "a number of calls (such as 100) or a time window given as {}",
-            DURATION_FORMAT
-        ),
-        "slow_call_duration" | "call_timeout" => format!("{DURATION_FORMAT}, or \"none\""),
+        "sliding_window" => format!("a number of calls (such as 100) or a time window: {DURATION_FORMAT}"),
+        "slow_call_duration" | "call_timeout" => format!("a duration: {DURATION_FORMAT}, or \"none\""),
         "open_backoff" => format!(
-            "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap given as \
+            "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
              {DURATION_FORMAT}, a jitter fraction in [0.0, 1.0]), or \"none\""
         ),
-        _ => DURATION_FORMAT.to_owned(),
+        _ => format!("a duration: {DURATION_FORMAT}"),
     }
 }
 
@@ -105,14 +88,7 @@ fn known_field(key: &str) -> Option<&'static str> {
 }
 
 fn unknown_key(key: &str, origin: String) -> ConfigError {
-    let mut expected = format!(
-        "one of {}",
-        FIELDS
-            .iter()
-            .map(|f| format!("`{f}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let mut expected = format!("one of {}", cb_syntax::list(&FIELDS));
     if let Some(near) = nearest(key) {
         let _ = write!(expected, " (did you mean `{near}`?)");
     }
@@ -121,32 +97,7 @@ fn unknown_key(key: &str, origin: String) -> ConfigError {
 
 /// The known field closest to `key`, if it is close enough to be a typo.
 fn nearest(key: &str) -> Option<&'static str> {
-    let key = key.to_ascii_lowercase();
-    FIELDS
-        .iter()
-        .map(|f| (edit_distance(&key, f), *f))
-        .filter(|(d, f)| *d <= (f.len() / 3).max(2))
-        .min()
-        .map(|(_, f)| f)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    cb_syntax::nearest(&key.to_ascii_lowercase(), &FIELDS)
 }
 
 /// Parses `text` as the value of `field`.
@@ -202,17 +153,8 @@ fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Settin
 
 /// `"<multiplier> <cap> [<jitter>]"`, such as `"2 5m 0.1"`.
 fn parse_backoff(text: &str) -> Option<Backoff> {
-    let mut parts = text.split_whitespace();
-    let multiplier = parts.next()?.parse::<f64>().ok()?;
-    let cap = parse_duration(parts.next()?).ok()?;
-    let jitter = match parts.next() {
-        Some(j) => j.parse::<f64>().ok()?,
-        None => 0.0,
-    };
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(Backoff::exponential(multiplier, cap).jitter(jitter))
+    let b = cb_syntax::parse_backoff(text).ok()?;
+    Some(Backoff::exponential(b.multiplier, Duration::from_nanos(b.cap_nanos)).jitter(b.jitter))
 }
 
 /// One setting and where it came from.

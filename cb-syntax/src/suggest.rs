@@ -1,7 +1,7 @@
-//! "Did you mean" suggestions for misspelled keys.
+//! "Did you mean" suggestions for misspelled keys, and lists of names for messages.
 
 /// The candidate nearest to `word`, if it is close enough to be what the user meant.
-pub(crate) fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))
@@ -16,7 +16,7 @@ fn contains_part(word: &str, candidate: &str) -> bool {
 }
 
 /// Levenshtein distance between `a` and `b`, counted in chars.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0; b.len() + 1];
@@ -32,7 +32,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// `a`, `b` and `c` — a list of names for an error message.
-pub(crate) fn list(names: &[&str]) -> String {
+pub fn list(names: &[&str]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     match quoted.split_last() {
         None => String::new(),

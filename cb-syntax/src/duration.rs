@@ -1,4 +1,10 @@
-//! Compile-time parsing of duration strings such as `"250ms"`, `"30s"`, `"2m"` or `"1m30s"`.
+//! Durations as people write them: `"250ms"`, `"30s"`, `"2m"`, `"1m30s"`,
+//! `"1.5s"`. Exact: the value is counted in whole nanoseconds, never through
+//! floating point.
+
+/// What a duration looks like, for the messages of fields that take one.
+pub const DURATION_FORMAT: &str =
+    "a number and a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\" (units: ns, us, ms, s, m, h)";
 
 /// Units accepted in a duration string, with their length in nanoseconds.
 const UNITS: &[(&str, u128)] = &[
@@ -13,7 +19,22 @@ const UNITS: &[(&str, u128)] = &[
 ];
 
 /// Parses `text` into whole nanoseconds, or says what is wrong with it.
-pub(crate) fn parse_nanos(text: &str) -> Result<u64, String> {
+///
+/// A duration is one or more `<number><unit>` parts, summed (`"1m30s"`). A
+/// number is digits with an optional decimal part and `_` separators; a unit
+/// is `ns`, `us` (or `µs`), `ms`, `s`, `m` (or `min`) or `h`. Whitespace around
+/// parts is allowed. A part that is not a whole number of nanoseconds
+/// (`"1.5ns"`) and a total over `u64::MAX` nanoseconds (about 584 years) are
+/// refused. The message of a refusal quotes `text` and says what is expected.
+///
+/// ```
+/// use cb_syntax::parse_nanos;
+///
+/// assert_eq!(parse_nanos("250ms"), Ok(250_000_000));
+/// assert_eq!(parse_nanos("1.5s"), Ok(1_500_000_000));
+/// assert!(parse_nanos("30").unwrap_err().contains("has no unit"));
+/// ```
+pub fn parse_nanos(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(expected(text, "it is empty"));
@@ -76,9 +97,7 @@ fn scale(number: &str, unit_nanos: u128) -> Option<u128> {
 }
 
 fn expected(text: &str, problem: &str) -> String {
-    format!(
-        "invalid duration `{text}`: {problem}; write a number and a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\" (units: ns, us, ms, s, m, h)"
-    )
+    format!("invalid duration `{text}`: {problem}; write {DURATION_FORMAT}")
 }
 
 #[cfg(test)]

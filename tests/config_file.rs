@@ -210,8 +210,9 @@ fn a_bad_cb_config_file_is_reported_and_not_loaded() {
     assert_eq!(b.config(), Config::default());
 }
 
-/// The file takes every duration the attribute takes, exactly (found by the
-/// `duration` fuzz target: the runtime parsed through `f64` and refused sums).
+/// The file takes every duration the attribute takes, exactly (found while
+/// writing the `duration` fuzz target: the runtime parsed through `f64` and
+/// refused sums).
 #[test]
 fn file_durations_are_spelled_as_in_the_attribute() {
     let registry = Registry::with_env(Vec::new);

@@ -182,7 +182,7 @@ fn validate_env_refuses_unknown_fields() {
 
 /// The environment takes every duration the attribute takes: sums, `us` and
 /// `ns`, and decimals counted exactly (the runtime once parsed them through
-/// `f64` and refused `"1m30s"`; found by the `duration` fuzz target).
+/// `f64` and refused `"1m30s"`; found while writing the `duration` fuzz target).
 #[test]
 fn env_durations_are_spelled_as_in_the_attribute() {
     let registry = Registry::with_env(env(&[

@@ -40,8 +40,8 @@ mod tests {
         assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
     }
 
-    /// Found by differential fuzzing (`fuzz/fuzz_targets/duration.rs`): the
-    /// runtime parsed through `f64`, so `"0.3s"` was not 300 ms, and it refused
+    /// Found while writing the `duration` fuzz target, by comparing the
+    /// runtime's parser with the attribute's: the runtime parsed through `f64`, so `"0.3s"` was not 300 ms, and it refused
     /// sums and `ns`/`us` that the attribute accepts.
     #[test]
     fn exact_and_the_same_as_the_attribute() {

@@ -1,0 +1,15 @@
+//! The checks behind the fuzz targets, one module per target. Each takes the
+//! fuzzer's bytes, drives the real code with them, and panics when a
+//! property does not hold; libFuzzer reports that panic as a crash.
+//!
+//! The same functions replay every committed seed on stable in
+//! `tests/fuzz_seeds.rs`, so CI keeps the seeds (and every crash ever found,
+//! once added to `seeds/`) passing.
+
+mod admin;
+mod config;
+mod duration;
+
+pub use admin::admin;
+pub use config::{config_file, layers};
+pub use duration::duration;

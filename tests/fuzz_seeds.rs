@@ -1,7 +1,6 @@
 //! The fuzz targets' checks (`fuzz/src/`), run on stable over every committed
-//! seed in `fuzz/seeds/<target>/`: the hand-written starting inputs, the
-//! corpus the fuzzer grew from them, and every input that ever crashed a
-//! target. Coverage-guided fuzzing itself needs nightly; see `fuzz/README.md`.
+//! seed in `fuzz/seeds/<target>/`: the hand-written starting inputs and
+//! every input that ever crashed a target. Coverage-guided fuzzing itself needs nightly; see `fuzz/README.md`.
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;

@@ -1,6 +1,6 @@
 //! Hostile input never panics: random text into the duration parser, the
-//! TOML config loader and environment values (proptest, on stable; the
-//! coverage-guided fuzz targets of issue 6 need a nightly toolchain).
+//! TOML config loader and environment values (proptest, on stable). The
+//! coverage-guided fuzz targets, with stronger checks, are in `fuzz/`.
 //!
 //! Each property also checks that a refusal says what was wrong.
 

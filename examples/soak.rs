@@ -32,12 +32,17 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{Backoff, CallError, CircuitBreaker, Config, Outcome, State, Stats, Window};
 use futures::FutureExt;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::{silence_deliberate_panics, DELIBERATE_PANIC};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -100,8 +105,6 @@ enum Plan {
     Hang,
 }
 
-const PANIC: &str = "soak: deliberate panic";
-
 fn plan(mood: Mood, rng: &mut fastrand::Rng) -> Plan {
     let (fail, spike, hang, panic) = match mood {
         Mood::Healthy => (0.02, 0.01, 0.002, 0.002),
@@ -146,7 +149,7 @@ async fn request(plan: Plan) -> Result<u32, DepError> {
         Plan::BadRequest => Err(DepError::BadRequest),
         Plan::Panic { after_us } => {
             wait(after_us).await;
-            panic!("{}", PANIC)
+            panic!("{}", DELIBERATE_PANIC)
         }
         Plan::Hang => std::future::pending().await,
     }
@@ -264,23 +267,6 @@ pub fn rss_kib() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4)
-}
-
-fn silence_deliberate_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-            if message != Some(PANIC) {
-                default(info);
-            }
-        }));
-    });
 }
 
 fn ms(n: u64) -> Duration {
@@ -406,7 +392,7 @@ async fn caller(
                         _ => {
                             let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {
                                 let _permit = permit;
-                                panic!("{}", PANIC);
+                                panic!("{}", DELIBERATE_PANIC);
                             }));
                             assert!(unwound.is_err());
                             t.failures += 1;

@@ -40,7 +40,6 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::Once;
 use std::time::Duration;
 
 use cb_runtime::{
@@ -49,6 +48,10 @@ use cb_runtime::{
 use futures::FutureExt;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+
+mod support;
+
+use support::{silence_deliberate_panics, DELIBERATE_PANIC};
 
 // ---------------------------------------------------------------------------
 // The reference model.
@@ -537,27 +540,9 @@ enum Release {
 }
 
 const HELD_MAX: usize = 6;
-const PANIC: &str = "model test: deliberate panic";
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn silence_deliberate_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-            if message != Some(PANIC) {
-                default(info);
-            }
-        }));
-    });
 }
 
 /// What a caller saw, from a call's result.
@@ -589,7 +574,7 @@ fn end(ok: bool) -> End {
 }
 
 fn deliberate_panic() -> Result<(), ()> {
-    panic!("{}", PANIC)
+    panic!("{}", DELIBERATE_PANIC)
 }
 
 /// A future that never finishes.
@@ -735,7 +720,7 @@ async fn run(config: &Config, steps: &[Step]) -> Result<(), TestCaseError> {
                     Release::DropPanicking => {
                         let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {
                             let _permit = permit;
-                            panic!("{}", PANIC);
+                            panic!("{}", DELIBERATE_PANIC);
                         }));
                         prop_assert!(unwound.is_err());
                         model.finish(t, End::Failure);

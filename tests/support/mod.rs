@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -46,4 +46,29 @@ pub fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
 #[allow(dead_code)]
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+/// The message of the panics tests and the soak raise on purpose, to check
+/// that a panicking call counts as a failure.
+#[allow(dead_code)]
+pub const DELIBERATE_PANIC: &str = "deliberate panic (a test of panic handling)";
+
+/// Keeps panics with message [`DELIBERATE_PANIC`] off stderr; every other
+/// panic is reported as usual. Installs the hook once per process.
+#[allow(dead_code)]
+pub fn silence_deliberate_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if message != Some(DELIBERATE_PANIC) {
+                default(info);
+            }
+        }));
+    });
 }

@@ -45,3 +45,8 @@ fn layers_seeds() {
 fn admin_seeds() {
     replay("admin", checks::admin);
 }
+
+#[test]
+fn breaker_seeds() {
+    replay("breaker", checks::breaker);
+}

@@ -7,9 +7,11 @@
 //! once added to `seeds/`) passing.
 
 mod admin;
+mod breaker;
 mod config;
 mod duration;
 
 pub use admin::admin;
+pub use breaker::breaker;
 pub use config::{config_file, layers};
 pub use duration::duration;

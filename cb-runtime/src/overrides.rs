@@ -134,15 +134,10 @@ fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Settin
     };
     // A value out of its field's own range is refused here, with its origin;
     // `minimum_calls` depends on the window, and a backoff's cap on the open
-    // duration, so those are judged with the whole.
-    let own_range = match &setting {
-        Setting::Backoff(Some(b)) => Setting::Backoff(Some(
-            Backoff::exponential(b.multiplier(), Duration::MAX).jitter(b.jitter_fraction()),
-        )),
-        other => other.clone(),
-    };
-    if field != "minimum_calls" {
-        if let Err(e) = own_range.apply(Config::builder()).build() {
+    // duration, so those are judged with the whole. (`cb_syntax::parse_backoff`
+    // has already checked the backoff's own ranges.)
+    if !matches!(field, "minimum_calls" | "open_backoff") {
+        if let Err(e) = setting.apply(Config::builder()).build() {
             if e.field() == field {
                 return Err(e.at(origin));
             }

@@ -41,8 +41,9 @@ mod tests {
     }
 
     /// Found while writing the `duration` fuzz target, by comparing the
-    /// runtime's parser with the attribute's: the runtime parsed through `f64`, so `"0.3s"` was not 300 ms, and it refused
-    /// sums and `ns`/`us` that the attribute accepts.
+    /// runtime's parser with the attribute's: the runtime parsed through
+    /// `f64`, so `"0.3s"` was not 300 ms, and it refused sums and `ns`/`us`
+    /// that the attribute accepts.
     #[test]
     fn exact_and_the_same_as_the_attribute() {
         assert_eq!(parse_duration("0.3s"), Ok(Duration::from_millis(300)));

@@ -16,6 +16,14 @@ fn create(registry: &Registry, name: &str, preset: Preset) -> Arc<CircuitBreaker
     registry.get_or_insert_preset_at(name, "fuzz", preset, || preset.config())
 }
 
+/// The configurations of [`BREAKERS`] in `registry`, creating them if need be.
+fn configs(registry: &Registry) -> Vec<Config> {
+    BREAKERS
+        .iter()
+        .map(|(name, preset)| create(registry, name, *preset).config())
+        .collect()
+}
+
 /// A refusal says where, which field, what was given and what is allowed.
 /// (A combination refused for an existing breaker starts with the breaker:
 /// "breaker `db` with overrides from fuzz.toml, line 2, ...".)
@@ -41,10 +49,7 @@ pub fn config_file(data: &[u8]) {
         return;
     };
     let existing = Registry::with_env(Vec::new);
-    let before: Vec<Config> = BREAKERS
-        .iter()
-        .map(|(name, preset)| create(&existing, name, *preset).config())
-        .collect();
+    let before = configs(&existing);
     let loaded = existing.load_str(text, "fuzz.toml");
 
     let empty = Registry::with_env(Vec::new);
@@ -54,20 +59,18 @@ pub fn config_file(data: &[u8]) {
         assert!(loaded.is_err(), "refused alone ({e}) but accepted with breakers");
     }
 
-    let now = |registry: &Registry| -> Vec<Config> {
-        BREAKERS
-            .iter()
-            .map(|(name, preset)| create(registry, name, *preset).config())
-            .collect()
-    };
     match loaded {
         Err(e) => {
             assert_explained(&e, "fuzz.toml");
-            assert_eq!(now(&existing), before, "the refused file ({e}) changed a breaker");
+            assert_eq!(
+                configs(&existing),
+                before,
+                "the refused file ({e}) changed a breaker"
+            );
         }
         Ok(()) => assert_eq!(
-            now(&existing),
-            now(&empty),
+            configs(&existing),
+            configs(&empty),
             "loading before or after creation differs"
         ),
     }

@@ -16,7 +16,7 @@
 //! timer resolution), and the harness checks after each step that the clock
 //! reads what the model expects.
 //!
-//! Pitfalls covered (see `shared/docs/pitfalls.md`):
+//! Pitfalls covered (see `docs/pitfalls.md`):
 //! * 1, half-open stampede: probes are capped counting those in flight (held
 //!   permits are probes that have not finished).
 //! * 3, leaked permits: dropped, cancelled, ignored and panicking probes give

@@ -19,7 +19,8 @@ pub struct Transition {
     pub to: State,
     /// Why: `"consecutive failures"`, `"failure rate"`, `"slow-call rate"`,
     /// `"a probe failed"`, `"probes succeeded"`, `"open duration elapsed"`,
-    /// `"reset"`, `"forced open"`, `"disabled"`, `"opened for a given duration"`.
+    /// `"slow probes"`, `"reset"`, `"forced open"`, `"disabled"`,
+    /// `"opened for a given duration"`.
     pub reason: &'static str,
     /// When, on the breaker's monotonic clock.
     pub at: Duration,

@@ -299,7 +299,7 @@ fn breakers() -> Vec<(CircuitBreaker, Option<u32>)> {
         .failure_threshold(8)
         .sliding_window(Window::Time(ms(500)))
         .minimum_calls(10)
-        .slow_call_duration(ms(3))
+        .slow_call_duration(ms(10))
         .slow_call_rate_threshold(0.5)
         .open_duration(ms(10))
         .half_open_max_calls(3)

@@ -1,8 +1,10 @@
 //! Parsing and checking the attribute's arguments.
 //!
-//! Keys are `syn::custom_keyword!`s read with a `lookahead1()`; every `key = value` pair is read
-//! first, then each value is checked on its own, so that all mistakes in one attribute are
-//! reported together, each at its own token.
+//! The attribute's own keys are `syn::custom_keyword!`s; the configuration fields, their kinds
+//! and ranges come from the table [`cb_syntax::FIELDS`], which the runtime's validation, config
+//! file, environment and admin view read too. Every `key = value` pair is read first, then each
+//! value is checked on its own, so that all mistakes in one attribute are reported together,
+//! each at its own token.
 
 use std::collections::HashMap;
 
@@ -13,41 +15,14 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
 use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, Token, UnOp};
 
+use cb_syntax::{Field, Kind as FieldKind, Refusal, Value as FieldValue, FIELD_NAMES, PRESETS};
+
 mod kw {
     syn::custom_keyword!(name);
-    syn::custom_keyword!(preset);
     syn::custom_keyword!(fallback);
     syn::custom_keyword!(failure_if);
     syn::custom_keyword!(ignore_if);
-    syn::custom_keyword!(failure_threshold);
-    syn::custom_keyword!(failure_rate_threshold);
-    syn::custom_keyword!(sliding_window);
-    syn::custom_keyword!(minimum_calls);
-    syn::custom_keyword!(slow_call_duration);
-    syn::custom_keyword!(slow_call_rate_threshold);
-    syn::custom_keyword!(open_duration);
-    syn::custom_keyword!(half_open_max_calls);
-    syn::custom_keyword!(success_threshold);
-    syn::custom_keyword!(call_timeout);
-    syn::custom_keyword!(open_backoff);
 }
-
-/// The presets the runtime knows: the name users write, and the `Preset` variant.
-///
-/// `ui-tests/pass/presets.rs` checks this list against `cb_runtime::Preset::ALL`.
-pub(crate) const PRESETS: &[(&str, &str)] = &[
-    ("llm", "Llm"),
-    ("http_api", "HttpApi"),
-    ("database", "Database"),
-    ("cache", "Cache"),
-    ("notification", "Notification"),
-];
-
-/// The runtime's limits (`Window::MAX_COUNT`, `MAX_PROBES`, `Window::MIN_TIME`, `Window::MAX_TIME`).
-const MAX_WINDOW_CALLS: u32 = 100_000;
-const MAX_PROBES: u32 = 10_000;
-const MIN_WINDOW_NANOS: u64 = 100_000_000;
-const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
 
 /// The keys only the attribute takes; the configuration fields
 /// ([`cb_syntax::FIELDS`]) go between `name` and these.
@@ -56,7 +31,7 @@ const ATTRIBUTE_KEYS: [&str; 4] = ["fallback", "failure_if", "ignore_if", "crate
 /// Every key, in the order the documentation lists them.
 fn keys() -> Vec<&'static str> {
     let mut keys = vec!["name"];
-    keys.extend(cb_syntax::FIELDS);
+    keys.extend(FIELD_NAMES);
     keys.extend(ATTRIBUTE_KEYS);
     keys
 }
@@ -65,21 +40,12 @@ fn keys() -> Vec<&'static str> {
 #[derive(Clone, Copy)]
 enum Kind {
     Name,
-    Preset,
     Crate,
     Fallback,
     FailureIf,
     IgnoreIf,
-    /// A `u32` builder field that must be between 1 and the given maximum.
-    Count(u32),
-    /// An `f64` builder field in `[0, 1]`.
-    Rate,
-    /// A `Duration` builder field; `true` when zero is refused.
-    Duration(bool),
-    /// `sliding_window`: a count or a duration.
-    Window,
-    /// `open_backoff`: `"<multiplier> <cap> [<jitter>]"`.
-    Backoff,
+    /// A configuration field: its entry in the table says what it takes.
+    Field(&'static Field),
 }
 
 /// A key as written, with its span.
@@ -111,18 +77,6 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
     let lookahead = input.lookahead1();
     parse_key!(input, lookahead,
         name => Kind::Name,
-        preset => Kind::Preset,
-        failure_threshold => Kind::Count(u32::MAX),
-        failure_rate_threshold => Kind::Rate,
-        sliding_window => Kind::Window,
-        minimum_calls => Kind::Count(MAX_WINDOW_CALLS),
-        slow_call_duration => Kind::Duration(true),
-        slow_call_rate_threshold => Kind::Rate,
-        open_duration => Kind::Duration(true),
-        half_open_max_calls => Kind::Count(MAX_PROBES),
-        success_threshold => Kind::Count(u32::MAX),
-        call_timeout => Kind::Duration(true),
-        open_backoff => Kind::Backoff,
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
@@ -136,7 +90,15 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         }));
     }
     if input.peek(Ident::peek_any) {
-        return Ok(Err(input.call(Ident::parse_any)?));
+        let ident = input.call(Ident::parse_any)?;
+        return Ok(match cb_syntax::field(&ident.to_string()) {
+            Some(field) => Ok(Key {
+                name: field.name,
+                kind: Kind::Field(field),
+                span: ident.span(),
+            }),
+            None => Err(ident),
+        });
     }
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
@@ -148,7 +110,10 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
             ),
         ));
     }
-    Err(lookahead.error())
+    Err(input.error(format!(
+        "expected `key = value` arguments; the keys are {}",
+        cb_syntax::list(&keys())
+    )))
 }
 
 impl Parse for RawArg {
@@ -170,25 +135,18 @@ impl Parse for RawArg {
     }
 }
 
-/// A checked builder override.
+/// A checked configuration override.
 pub(crate) enum Value {
-    U32(u32),
-    F64(f64),
-    /// A duration in nanoseconds.
-    Duration(u64),
-    WindowCount(u32),
-    /// A time window in nanoseconds.
-    WindowTime(u64),
+    /// A value of the field's kind, in its range.
+    Field(FieldValue),
     /// `minimum_calls` for a count window of this size when the attribute sets none: the
     /// preset's, capped at the window's size.
     MinimumCallsWithin(u32),
-    /// `open_backoff`: the multiplier, the cap in nanoseconds and the jitter fraction.
-    Backoff(f64, u64, f64),
 }
 
-/// A builder method to call, and its value.
+/// A field to set, and its value.
 pub(crate) struct Override {
-    /// The builder method, spanned at the key the user wrote.
+    /// The field's name, spanned at the key the user wrote.
     pub(crate) setter: Ident,
     pub(crate) value: Value,
 }
@@ -204,8 +162,9 @@ pub(crate) enum Classify {
 /// The checked arguments.
 pub(crate) struct Args {
     pub(crate) name: LitStr,
-    /// The `Preset` variant, spanned at the value the user wrote (or the call site).
-    pub(crate) preset: Ident,
+    /// The preset: its index in [`cb_syntax::PRESETS`] (and `Preset::ALL`), spanned at the
+    /// value the user wrote (or the call site).
+    pub(crate) preset: (usize, Span),
     /// The path of `cb-runtime`; `::cb_runtime` unless `crate = "..."` says otherwise.
     pub(crate) krate: TokenStream,
     pub(crate) fallback: Option<Path>,
@@ -272,7 +231,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 };
                 Err(syn::Error::new(lit.span(), why))
             }),
-            Kind::Preset => string(&key, &value).and_then(|lit| {
+            Kind::Field(field) if field.kind == FieldKind::Preset => string(&key, &value).and_then(|lit| {
                 preset = Some(check_preset(&lit)?);
                 Ok(())
             }),
@@ -304,17 +263,11 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 classify = Some((key.name, chosen));
                 Ok(())
             }),
-            Kind::Count(max) => count(&key, &value, max).map(|n| {
-                overrides.push(setter(&key, Value::U32(n)));
+            Kind::Field(field) => field_value(&key, field, &value).and_then(|v| {
+                slow_call_floor(&key, &v, &value)?;
+                overrides.push(setter(&key, Value::Field(v)));
+                Ok(())
             }),
-            Kind::Rate => rate(&key, &value).map(|r| {
-                overrides.push(setter(&key, Value::F64(r)));
-            }),
-            Kind::Duration(nonzero) => nanos(&key, &value, nonzero).map(|n| {
-                overrides.push(setter(&key, Value::Duration(n)));
-            }),
-            Kind::Window => window(&key, &value).map(|w| overrides.push(setter(&key, w))),
-            Kind::Backoff => backoff(&key, &value).map(|b| overrides.push(setter(&key, b))),
         };
         if let Err(error) = checked {
             errors.push(error);
@@ -322,11 +275,11 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     }
 
     let window_calls = overrides.iter().find_map(|o| match o.value {
-        Value::WindowCount(n) => Some((n, o.setter.span())),
+        Value::Field(FieldValue::WindowCalls(n)) => Some((n, o.setter.span())),
         _ => None,
     });
     let minimum_calls = overrides.iter().find_map(|o| match o.value {
-        Value::U32(n) if o.setter == "minimum_calls" => Some((n, o.setter.span())),
+        Value::Field(FieldValue::Count(n)) if o.setter == "minimum_calls" => Some((n, o.setter.span())),
         _ => None,
     });
     match (window_calls, minimum_calls) {
@@ -354,9 +307,10 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         // Unreachable: a missing or refused name is an error above.
         return Err(syn::Error::new(Span::call_site(), "missing `name`"));
     };
+    let default_preset = PRESETS.iter().position(|p| *p == cb_syntax::DEFAULT_PRESET);
     Ok(Args {
         name,
-        preset: preset.unwrap_or_else(|| Ident::new("HttpApi", Span::call_site())),
+        preset: preset.unwrap_or((default_preset.unwrap_or(0), Span::call_site())),
         krate: krate.unwrap_or_else(|| quote::quote!(::cb_runtime)),
         fallback,
         classify: classify.map(|(_, c)| c),
@@ -385,16 +339,17 @@ fn unknown_key(unknown: &Ident) -> syn::Error {
 fn example(key: &str) -> String {
     match key {
         "name" => "name = \"openai\"".into(),
-        "preset" => "preset = \"llm\"".into(),
         "crate" => "crate = \"my_cb\"".into(),
         "fallback" => "fallback = cached_answer".into(),
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
-        "failure_rate_threshold" | "slow_call_rate_threshold" => format!("{key} = 0.5"),
-        "sliding_window" => "sliding_window = 20` or `sliding_window = \"60s\"".into(),
-        "slow_call_duration" | "open_duration" | "call_timeout" => format!("{key} = \"30s\""),
-        "open_backoff" => "open_backoff = \"2 5m 0.1\"".into(),
-        _ => format!("{key} = 5"),
+        _ => match cb_syntax::field(key) {
+            Some(field) if field.kind == FieldKind::Window => {
+                format!("{key} = {}` or `{key} = \"60s\"", field.example())
+            }
+            Some(field) => format!("{key} = {}", field.example()),
+            None => format!("{key} = ..."),
+        },
     }
 }
 
@@ -403,6 +358,110 @@ fn wrong_type(key: &Key, value: &Expr, wanted: &str) -> syn::Error {
         value.span(),
         format!("`{}` takes {wanted}, like `{}`", key.name, example(key.name)),
     )
+}
+
+/// How a field's value is written as an attribute argument.
+fn form(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Preset => "a preset's name in a string",
+        FieldKind::Count { .. } => "a whole number",
+        FieldKind::Rate => "a rate between 0 and 1",
+        FieldKind::Duration => "a duration in a string with its unit",
+        FieldKind::OptionalDuration => "a duration in a string with its unit, or \"none\"",
+        FieldKind::Window => "a number of calls or a duration in a string",
+        FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
+    }
+}
+
+/// The value of a configuration field, checked against its entry in the table: a string is
+/// parsed as the config file's text is, a number literal is taken as a count or a rate.
+fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue> {
+    let checked = match (field.kind, value) {
+        (
+            FieldKind::Duration | FieldKind::OptionalDuration | FieldKind::Window | FieldKind::Backoff,
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }),
+        ) => field.parse(&lit.value()),
+        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::Rate, _) => {
+            let Some(parsed) = number(field.kind, value) else {
+                return Err(wrong_type(key, value, form(field.kind)));
+            };
+            parsed.and_then(|v| field.check(&v).map(|()| v))
+        }
+        _ => return Err(wrong_type(key, value, form(field.kind))),
+    };
+    checked.map_err(|refusal| {
+        let message = match refusal {
+            Refusal::Malformed(Some(why)) if field.kind == FieldKind::Backoff => format!(
+                "`{}` {why}; it takes {}, like `{}`",
+                key.name,
+                form(field.kind),
+                example(key.name)
+            ),
+            Refusal::Malformed(Some(why)) => why,
+            Refusal::Malformed(None) => format!(
+                "`{}` takes {}, like `{}`",
+                key.name,
+                form(field.kind),
+                example(key.name)
+            ),
+            Refusal::OutOfRange => format!("`{}` takes {}", key.name, field.range()),
+        };
+        syn::Error::new(value.span(), message)
+    })
+}
+
+/// The attribute's breakers run on the system clock, which cannot time a
+/// `slow_call_duration` under [`cb_syntax::MIN_SLOW_CALL_NANOS`]: refused
+/// here rather than logged at run time.
+fn slow_call_floor(key: &Key, v: &FieldValue, value: &Expr) -> syn::Result<()> {
+    match v {
+        FieldValue::Duration(nanos)
+            if key.name == "slow_call_duration" && *nanos < cb_syntax::MIN_SLOW_CALL_NANOS =>
+        {
+            Err(syn::Error::new(
+                value.span(),
+                "`slow_call_duration` must be at least \"10ms\": the system clock ticks every 1 to 10 ms, \
+                 so a shorter call cannot be timed",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A number literal, possibly negated, as a value of `kind`: `None` when `value` is not a
+/// number literal of a type the kind takes, `Err(OutOfRange)` for a negative or too large one.
+fn number(kind: FieldKind, value: &Expr) -> Option<Result<FieldValue, Refusal>> {
+    let (negative, lit) = match value {
+        Expr::Lit(ExprLit { lit, .. }) => (false, lit),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => match &**expr {
+            Expr::Lit(ExprLit { lit, .. }) => (true, lit),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let out_of_range = Err(Refusal::OutOfRange);
+    Some(match (kind, lit) {
+        (FieldKind::Count { .. } | FieldKind::Window, Lit::Int(int)) => match int.base10_parse::<u32>() {
+            Ok(n) if !negative && kind == FieldKind::Window => Ok(FieldValue::WindowCalls(n)),
+            Ok(n) if !negative => Ok(FieldValue::Count(n)),
+            _ => out_of_range,
+        },
+        (FieldKind::Rate, Lit::Int(int)) => match int.base10_parse::<f64>() {
+            Ok(r) if !negative => Ok(FieldValue::Rate(r)),
+            _ => out_of_range,
+        },
+        (FieldKind::Rate, Lit::Float(float)) => match float.base10_parse::<f64>() {
+            Ok(r) if !negative => Ok(FieldValue::Rate(r)),
+            _ => out_of_range,
+        },
+        _ => return None,
+    })
 }
 
 fn string(key: &Key, value: &Expr) -> syn::Result<LitStr> {
@@ -426,123 +485,13 @@ fn path(key: &Key, value: &Expr) -> syn::Result<Path> {
     }
 }
 
-/// A literal number, possibly negated, as written.
-fn number(value: &Expr) -> Option<(bool, &Lit)> {
-    match value {
-        Expr::Lit(ExprLit { lit, .. }) => Some((false, lit)),
-        Expr::Unary(ExprUnary {
-            op: UnOp::Neg(_),
-            expr,
-            ..
-        }) => match &**expr {
-            Expr::Lit(ExprLit { lit, .. }) => Some((true, lit)),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn count(key: &Key, value: &Expr, max: u32) -> syn::Result<u32> {
-    let Some((negative, Lit::Int(int))) = number(value) else {
-        return Err(wrong_type(key, value, "a whole number"));
-    };
-    let out_of_range = || {
-        syn::Error::new(
-            value.span(),
-            format!("`{}` must be between 1 and {max}", key.name),
-        )
-    };
-    if negative {
-        return Err(out_of_range());
-    }
-    match int.base10_parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(out_of_range()),
-    }
-}
-
-fn rate(key: &Key, value: &Expr) -> syn::Result<f64> {
-    let parsed = match number(value) {
-        Some((negative, Lit::Float(float))) => float.base10_parse::<f64>().map(|f| (negative, f)),
-        Some((negative, Lit::Int(int))) => int.base10_parse::<f64>().map(|f| (negative, f)),
-        _ => return Err(wrong_type(key, value, "a rate between 0 and 1")),
-    };
-    match parsed {
-        Ok((false, r)) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(syn::Error::new(
-            value.span(),
-            format!(
-                "`{}` is a rate and must be between 0 and 1 (0.5 is 50%)",
-                key.name
-            ),
-        )),
-    }
-}
-
-fn nanos(key: &Key, value: &Expr, nonzero: bool) -> syn::Result<u64> {
-    let lit = match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => lit,
-        _ => return Err(wrong_type(key, value, "a duration in a string with its unit")),
-    };
-    match cb_syntax::parse_nanos(&lit.value()) {
-        Ok(0) if nonzero => Err(syn::Error::new(
-            lit.span(),
-            format!("`{}` must be longer than zero", key.name),
-        )),
-        Ok(n) => Ok(n),
-        Err(message) => Err(syn::Error::new(lit.span(), message)),
-    }
-}
-
-/// `open_backoff = "<multiplier> <cap> [<jitter>]"`, checked as the runtime's
-/// `Backoff` is: a finite multiplier of at least 1, a cap above zero, a jitter
-/// fraction in `[0, 1]`. (That the cap is at least the open duration is judged
-/// with the whole configuration, at run time.)
-fn backoff(key: &Key, value: &Expr) -> syn::Result<Value> {
-    let lit = string(key, value)?;
-    match cb_syntax::parse_backoff(&lit.value()) {
-        Ok(b) => Ok(Value::Backoff(b.multiplier, b.cap_nanos, b.jitter)),
-        Err(why) => Err(syn::Error::new(
-            lit.span(),
-            format!(
-                "`open_backoff` {why}; it takes \"<multiplier> <cap> [<jitter>]\", like `{}`",
-                example("open_backoff")
-            ),
-        )),
-    }
-}
-
-fn window(key: &Key, value: &Expr) -> syn::Result<Value> {
-    match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(_), .. }) => {
-            let nanos = nanos(key, value, true)?;
-            if !(MIN_WINDOW_NANOS..=MAX_WINDOW_NANOS).contains(&nanos) {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "a time `sliding_window` must be between 100ms and 24h",
-                ));
-            }
-            Ok(Value::WindowTime(nanos))
-        }
-        _ => match number(value) {
-            Some((_, Lit::Int(_))) => count(key, value, MAX_WINDOW_CALLS).map(Value::WindowCount),
-            _ => Err(wrong_type(
-                key,
-                value,
-                "a number of calls or a duration in a string",
-            )),
-        },
-    }
-}
-
-fn check_preset(lit: &LitStr) -> syn::Result<Ident> {
+/// The preset's index in [`cb_syntax::PRESETS`], spanned at its name.
+fn check_preset(lit: &LitStr) -> syn::Result<(usize, Span)> {
     let written = lit.value();
-    if let Some((_, variant)) = PRESETS.iter().find(|(name, _)| *name == written) {
-        return Ok(Ident::new(variant, lit.span()));
+    if let Some(index) = PRESETS.iter().position(|name| *name == written) {
+        return Ok((index, lit.span()));
     }
-    let names: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+    let names = PRESETS;
     let hint = match cb_syntax::nearest(&written.to_lowercase().replace('-', "_"), &names) {
         Some(near) => format!("; did you mean `{near}`?"),
         None => String::new(),
@@ -565,7 +514,7 @@ mod tests {
     /// key of the attribute: the two lists cannot drift apart.
     #[test]
     fn every_config_field_is_a_key() {
-        for field in cb_syntax::FIELDS {
+        for field in cb_syntax::FIELD_NAMES {
             let ident = proc_macro2::Ident::new(field, proc_macro2::Span::call_site());
             let key = parse_key.parse2(quote::quote!(#ident)).unwrap();
             assert!(key.is_ok(), "`{field}` is not an attribute key");

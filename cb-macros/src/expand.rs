@@ -334,7 +334,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
     };
 
     let config = config(args, &private);
-    let preset_ident = &args.preset;
+    let preset = preset(args, &private);
     let name = &args.name;
     let fn_name = sig.ident.to_string();
     let fn_name = fn_name.trim_start_matches("r#");
@@ -351,7 +351,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
             let #breaker = #slot.get(
                 #name,
                 #private::concat!(#private::module_path!(), "::", #fn_name),
-                #private::Preset::#preset_ident,
+                #preset,
                 || #config,
             );
             let #result = match #breaker.try_acquire() {
@@ -363,47 +363,74 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
     }
 }
 
-/// The expression building the function's `Config`.
+/// The function's `Preset`: `Preset::ALL[i]` is the preset named `cb_syntax::PRESETS[i]`.
+fn preset(args: &Args, private: &TokenStream) -> TokenStream {
+    let (index, span) = args.preset;
+    let index = Literal::usize_unsuffixed(index);
+    quote_spanned!(span=> #private::Preset::ALL[#index])
+}
+
+/// The expression building the function's `Config`: the preset's builder, then
+/// `__private::set(builder, "<field>", <value>)` for each override.
 fn config(args: &Args, private: &TokenStream) -> TokenStream {
-    let preset = &args.preset;
-    let preset = quote!(#private::Preset::#preset);
-    let preset = &preset;
+    let preset = &preset(args, private);
     if args.overrides.is_empty() {
         return quote!(#private::preset_config(#preset));
     }
     let name = &args.name;
-    let setters = args.overrides.iter().map(|o| {
-        let setter = &o.setter;
+    let builder = hidden("__cb_builder");
+    let built = args.overrides.iter().fold(quote!(#builder), |built, o| {
+        let field = syn::LitStr::new(&o.setter.to_string(), o.setter.span());
         let value = match o.value {
-            Value::U32(n) => Literal::u32_suffixed(n).to_token_stream(),
-            Value::F64(r) => Literal::f64_suffixed(r).to_token_stream(),
-            Value::Duration(nanos) => {
-                let nanos = Literal::u64_suffixed(nanos);
-                quote!(#private::Duration::from_nanos(#nanos))
-            }
-            Value::WindowCount(n) => {
-                let n = Literal::u32_suffixed(n);
-                quote!(#private::Window::Count(#n))
-            }
-            Value::WindowTime(nanos) => {
-                let nanos = Literal::u64_suffixed(nanos);
-                quote!(#private::Window::Time(#private::Duration::from_nanos(#nanos)))
-            }
+            Value::Field(value) => field_value(value, private),
             Value::MinimumCallsWithin(n) => {
                 let n = Literal::u32_suffixed(n);
-                quote!(#private::minimum_calls_within(#preset, #n))
-            }
-            Value::Backoff(multiplier, cap, jitter) => {
-                let (multiplier, jitter) = (Literal::f64_suffixed(multiplier), Literal::f64_suffixed(jitter));
-                let cap = Literal::u64_suffixed(cap);
-                quote!(#private::Backoff::exponential(#multiplier, #private::Duration::from_nanos(#cap)).jitter(#jitter))
+                quote!(#private::FieldValue::Count(#private::minimum_calls_within(#preset, #n)))
             }
         };
-        quote!(.#setter(#value))
+        quote!(#private::set(#built, #field, #value))
     });
-    let builder = hidden("__cb_builder");
     quote! {
-        #private::build_config(#name, #preset, |#builder: #private::ConfigBuilder| #builder #(#setters)*)
+        #private::build_config(#name, #preset, |#builder: #private::ConfigBuilder| #built)
+    }
+}
+
+/// A checked field value, as an expression of `__private::FieldValue`.
+fn field_value(value: cb_syntax::Value, private: &TokenStream) -> TokenStream {
+    use cb_syntax::Value as V;
+    match value {
+        V::Preset(name) => quote!(#private::FieldValue::Preset(#name)),
+        V::Count(n) => {
+            let n = Literal::u32_suffixed(n);
+            quote!(#private::FieldValue::Count(#n))
+        }
+        V::Rate(r) => {
+            let r = Literal::f64_suffixed(r);
+            quote!(#private::FieldValue::Rate(#r))
+        }
+        V::Duration(nanos) => {
+            let nanos = Literal::u64_suffixed(nanos);
+            quote!(#private::FieldValue::Duration(#nanos))
+        }
+        V::Off => quote!(#private::FieldValue::Off),
+        V::WindowCalls(n) => {
+            let n = Literal::u32_suffixed(n);
+            quote!(#private::FieldValue::WindowCalls(#n))
+        }
+        V::WindowTime(nanos) => {
+            let nanos = Literal::u64_suffixed(nanos);
+            quote!(#private::FieldValue::WindowTime(#nanos))
+        }
+        V::Backoff(b) => {
+            let multiplier = Literal::f64_suffixed(b.multiplier);
+            let cap_nanos = Literal::u64_suffixed(b.cap_nanos);
+            let jitter = Literal::f64_suffixed(b.jitter);
+            quote!(#private::FieldValue::Backoff(#private::BackoffText {
+                multiplier: #multiplier,
+                cap_nanos: #cap_nanos,
+                jitter: #jitter,
+            }))
+        }
     }
 }
 

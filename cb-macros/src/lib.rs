@@ -61,13 +61,17 @@ use proc_macro::TokenStream;
 /// | `preset` | `"llm"`, `"http_api"` (default), `"database"`, `"cache"`, `"notification"` | starting configuration |
 /// | `failure_threshold`, `minimum_calls`, `half_open_max_calls`, `success_threshold` | integer | builder overrides |
 /// | `failure_rate_threshold`, `slow_call_rate_threshold` | number in `[0, 1]` | builder overrides |
-/// | `open_duration`, `slow_call_duration`, `call_timeout` | duration string: `"250ms"`, `"30s"`, `"2m"`, `"1m30s"` | builder overrides |
+/// | `open_duration`, `slow_call_duration`, `call_timeout` | duration string: `"250ms"`, `"30s"`, `"2m"`, `"1m30s"`; `"none"` turns `slow_call_duration` or `call_timeout` off | builder overrides |
 /// | `sliding_window` | integer (last N calls) or duration string (calls of the last duration) | builder override |
-/// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"` | builder override: the open duration grows on each reopen |
+/// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"`, or `"none"` | builder override: the open duration grows on each reopen |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited instead of the body when the breaker refuses the call |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
 /// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
+///
+/// The configuration keys, their kinds and ranges are those of the field table
+/// `cb_syntax::FIELDS`, which the runtime's config file, environment variables, validation and
+/// admin view read too: a key the file takes, the attribute takes, with the same range.
 ///
 /// Durations take the units `ns`, `us`, `ms`, `s`, `m` (or `min`) and `h`, with an optional
 /// decimal part (`"1.5s"`), and may be chained (`"1m30s"`).

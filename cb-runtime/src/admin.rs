@@ -60,7 +60,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::breaker::CircuitBreaker;
-use crate::config::{Config, Window};
+use crate::config::Config;
 use crate::metrics::{encode, BreakerCollector};
 use crate::registry::Registry;
 use crate::state::State;
@@ -319,56 +319,83 @@ impl From<&Stats> for StatsView {
     }
 }
 
-/// A breaker's [`Config`], as JSON; durations in milliseconds.
-#[derive(Clone, Debug, Serialize)]
+/// A breaker's [`Config`], as a JSON object with one member per field of the
+/// field table ([`cb_syntax::FIELDS`]), in its order, so that every field the
+/// attribute, the config file and the environment take is reported here too.
+///
+/// Counts and rates are numbers; a duration is `<field>_ms`, in whole
+/// milliseconds (`null` when off); `sliding_window` is `{"calls": n}` or
+/// `{"ms": n}`; `open_backoff` is `{"multiplier", "max_ms", "jitter"}` or
+/// `null`; `preset` is the name of the preset the configuration started from,
+/// or `null`.
+///
+/// ```
+/// use cb_runtime::{admin::ConfigView, Preset};
+///
+/// let view = ConfigView::from(&Preset::Llm.config());
+/// assert_eq!(view.get("preset"), Some(&serde_json::json!("llm")));
+/// assert_eq!(view.get("open_duration_ms"), Some(&serde_json::json!(120_000)));
+/// assert_eq!(view.get("sliding_window"), Some(&serde_json::json!({"calls": 20})));
+/// assert_eq!(view.get("open_backoff"), Some(&serde_json::Value::Null));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConfigView {
-    /// Consecutive failures that open the circuit.
-    pub failure_threshold: u32,
-    /// The failure rate that opens it.
-    pub failure_rate_threshold: f64,
-    /// `"count"` or `"time"`.
-    pub window_kind: &'static str,
-    /// Calls (count window) or milliseconds (time window).
-    pub window_size: u64,
-    /// Calls in the window before a rate is judged.
-    pub minimum_calls: u32,
-    /// A call slower than this is slow; `null` when off.
-    pub slow_call_duration_ms: Option<u64>,
-    /// The slow-call rate that opens the circuit.
-    pub slow_call_rate_threshold: f64,
-    /// How long the circuit stays open before probes.
-    pub open_duration_ms: u64,
-    /// Probes in flight at once while half-open.
-    pub half_open_max_calls: u32,
-    /// Successful probes that close the circuit.
-    pub success_threshold: u32,
-    /// Calls still running then are abandoned; `null` when none.
-    pub call_timeout_ms: Option<u64>,
+    /// `(key, value)` in the table's order.
+    members: Vec<(String, serde_json::Value)>,
 }
 
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+impl ConfigView {
+    /// The member `key` (a field's name, or `<field>_ms` for a duration).
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The JSON key of `field`: its name, with `_ms` for a duration.
+    pub fn key(field: &cb_syntax::Field) -> String {
+        match field.kind {
+            cb_syntax::Kind::Duration | cb_syntax::Kind::OptionalDuration => format!("{}_ms", field.name),
+            _ => field.name.to_owned(),
+        }
+    }
+}
+
+impl Serialize for ConfigView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.members.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// Whole milliseconds of `nanos`.
+fn millis(nanos: u64) -> u64 {
+    nanos / 1_000_000
+}
+
+fn field_json(value: Option<cb_syntax::Value>) -> serde_json::Value {
+    use cb_syntax::Value as V;
+    use serde_json::json;
+    match value {
+        None | Some(V::Off) => serde_json::Value::Null,
+        Some(V::Preset(name)) => json!(name),
+        Some(V::Count(n)) => json!(n),
+        Some(V::Rate(r)) => json!(r),
+        Some(V::Duration(nanos)) => json!(millis(nanos)),
+        Some(V::WindowCalls(n)) => json!({ "calls": n }),
+        Some(V::WindowTime(nanos)) => json!({ "ms": millis(nanos) }),
+        Some(V::Backoff(b)) => json!({
+            "multiplier": b.multiplier,
+            "max_ms": millis(b.cap_nanos),
+            "jitter": b.jitter,
+        }),
+    }
 }
 
 impl From<&Config> for ConfigView {
     fn from(c: &Config) -> Self {
-        let (window_kind, window_size) = match c.sliding_window() {
-            Window::Count(n) => ("count", u64::from(n)),
-            Window::Time(d) => ("time", millis(d)),
-        };
-        ConfigView {
-            failure_threshold: c.failure_threshold(),
-            failure_rate_threshold: c.failure_rate_threshold(),
-            window_kind,
-            window_size,
-            minimum_calls: c.minimum_calls(),
-            slow_call_duration_ms: c.slow_call_duration().map(millis),
-            slow_call_rate_threshold: c.slow_call_rate_threshold(),
-            open_duration_ms: millis(c.open_duration()),
-            half_open_max_calls: c.half_open_max_calls(),
-            success_threshold: c.success_threshold(),
-            call_timeout_ms: c.call_timeout().map(millis),
-        }
+        let members = cb_syntax::FIELDS
+            .iter()
+            .map(|field| (ConfigView::key(field), field_json(c.value(field))))
+            .collect();
+        ConfigView { members }
     }
 }
 

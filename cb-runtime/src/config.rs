@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::clock::Clock;
+use cb_syntax::{Field, Value, FIELDS};
+
+use crate::clock::{duration_nanos, Clock};
 
 /// The sliding window over which failure and slow-call rates are judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,11 +19,11 @@ pub enum Window {
 
 impl Window {
     /// The largest count window.
-    pub const MAX_COUNT: u32 = 100_000;
+    pub const MAX_COUNT: u32 = cb_syntax::MAX_WINDOW_CALLS;
     /// The shortest time window.
-    pub const MIN_TIME: Duration = Duration::from_millis(100);
+    pub const MIN_TIME: Duration = Duration::from_nanos(cb_syntax::MIN_WINDOW_NANOS);
     /// The longest time window.
-    pub const MAX_TIME: Duration = Duration::from_secs(24 * 3600);
+    pub const MAX_TIME: Duration = Duration::from_nanos(cb_syntax::MAX_WINDOW_NANOS);
     /// How many buckets a time window is cut into.
     pub const TIME_BUCKETS: u32 = 10;
 
@@ -109,10 +111,14 @@ impl Backoff {
 /// A validated breaker configuration. Build one with [`Config::builder`] or
 /// from a [`Preset`](crate::Preset).
 ///
-/// The builder's defaults:
+/// Each field is described once, in the table [`cb_syntax::FIELDS`] (its
+/// kind, range and messages), which the attribute, [`ConfigBuilder::build`],
+/// the config file, the environment and the admin view all read; the
+/// README lists them. The builder's defaults:
 ///
 /// | field | default |
 /// |---|---|
+/// | `preset` | none (a preset's configuration records its preset) |
 /// | `failure_threshold` | 5 consecutive failures |
 /// | `failure_rate_threshold` | 0.5 |
 /// | `sliding_window` | `Window::Count(100)` |
@@ -127,6 +133,9 @@ impl Backoff {
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The name of the preset this configuration started from, one of
+    /// [`cb_syntax::PRESETS`].
+    pub(crate) preset: Option<&'static str>,
     pub(crate) failure_threshold: u32,
     pub(crate) failure_rate_threshold: f64,
     pub(crate) sliding_window: Window,
@@ -145,6 +154,7 @@ impl Default for Config {
     /// The builder's defaults (see the table on [`Config`]).
     fn default() -> Self {
         Config {
+            preset: None,
             failure_threshold: 5,
             failure_rate_threshold: 0.5,
             sliding_window: Window::Count(100),
@@ -172,6 +182,13 @@ impl Config {
     /// A builder starting from this configuration, to change a few fields.
     pub fn to_builder(&self) -> ConfigBuilder {
         ConfigBuilder { config: self.clone() }
+    }
+
+    /// The name of the preset this configuration started from (see
+    /// [`Config::preset`] for the [`Preset`](crate::Preset)); `None` for a
+    /// configuration built from [`Config::builder`].
+    pub fn preset_name(&self) -> Option<&'static str> {
+        self.preset
     }
 
     /// Consecutive failures that open the circuit.
@@ -234,32 +251,49 @@ impl Config {
         &self.clock
     }
 
+    /// The value of `field` in this configuration, in the units of the
+    /// field table. Every entry of [`FIELDS`] has an arm here and one in
+    /// [`ConfigBuilder::set`]; `tests/fields.rs` fails for an entry without.
+    pub(crate) fn value(&self, field: &Field) -> Option<Value> {
+        let duration = |d: Duration| Value::Duration(duration_nanos(d));
+        let optional = |d: Option<Duration>| d.map_or(Value::Off, duration);
+        Some(match field.name {
+            "preset" => Value::Preset(self.preset?),
+            "failure_threshold" => Value::Count(self.failure_threshold),
+            "failure_rate_threshold" => Value::Rate(self.failure_rate_threshold),
+            "sliding_window" => match self.sliding_window {
+                Window::Count(n) => Value::WindowCalls(n),
+                Window::Time(d) => Value::WindowTime(duration_nanos(d)),
+            },
+            "minimum_calls" => Value::Count(self.minimum_calls),
+            "slow_call_duration" => optional(self.slow_call_duration),
+            "slow_call_rate_threshold" => Value::Rate(self.slow_call_rate_threshold),
+            "open_duration" => duration(self.open_duration),
+            "half_open_max_calls" => Value::Count(self.half_open_max_calls),
+            "success_threshold" => Value::Count(self.success_threshold),
+            "call_timeout" => optional(self.call_timeout),
+            "open_backoff" => self.open_backoff.map_or(Value::Off, |b| {
+                Value::Backoff(cb_syntax::BackoffText {
+                    multiplier: b.multiplier,
+                    cap_nanos: duration_nanos(b.max),
+                    jitter: b.jitter,
+                })
+            }),
+            _ => return None,
+        })
+    }
+
+    /// Checks every field against its range in [`FIELDS`], then the fields
+    /// that depend on each other.
     fn validate(&self) -> Result<(), ConfigError> {
-        check_nonzero("failure_threshold", self.failure_threshold)?;
-        check_rate("failure_rate_threshold", self.failure_rate_threshold)?;
-        check_rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
-        match self.sliding_window {
-            Window::Count(n) if n == 0 || n > Window::MAX_COUNT => {
-                return Err(ConfigError::new(
-                    "sliding_window",
-                    format!("Window::Count({n})"),
-                    format!("a count window of 1..={} calls", Window::MAX_COUNT),
-                ))
+        for field in &FIELDS {
+            let Some(value) = self.value(field) else {
+                continue;
+            };
+            if field.check(&value).is_err() {
+                return Err(ConfigError::new(field.name, value.to_string(), field.range()));
             }
-            Window::Time(d) if d < Window::MIN_TIME || d > Window::MAX_TIME => {
-                return Err(ConfigError::new(
-                    "sliding_window",
-                    format!("Window::Time({d:?})"),
-                    format!(
-                        "a time window between {:?} and {:?}",
-                        Window::MIN_TIME,
-                        Window::MAX_TIME
-                    ),
-                ))
-            }
-            _ => {}
         }
-        check_nonzero("minimum_calls", self.minimum_calls)?;
         if let Window::Count(n) = self.sliding_window {
             if self.minimum_calls > n {
                 return Err(ConfigError::new(
@@ -270,7 +304,6 @@ impl Config {
             }
         }
         if let Some(d) = self.slow_call_duration {
-            check_positive("slow_call_duration", d)?;
             if self.clock.is_system() && d < MIN_SLOW_CALL_DURATION {
                 return Err(ConfigError::new(
                     "slow_call_duration",
@@ -284,38 +317,12 @@ impl Config {
                 ));
             }
         }
-        check_positive("open_duration", self.open_duration)?;
-        if self.half_open_max_calls == 0 || self.half_open_max_calls > MAX_PROBES {
-            return Err(ConfigError::new(
-                "half_open_max_calls",
-                self.half_open_max_calls.to_string(),
-                format!("1..={MAX_PROBES} probes (zero probes would never close the circuit)"),
-            ));
-        }
-        check_nonzero("success_threshold", self.success_threshold)?;
-        if let Some(d) = self.call_timeout {
-            check_positive("call_timeout", d)?;
-        }
         if let Some(b) = self.open_backoff {
-            if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
-                return Err(ConfigError::new(
-                    "open_backoff",
-                    format!("multiplier {}", b.multiplier),
-                    "a finite multiplier >= 1.0",
-                ));
-            }
             if b.max < self.open_duration {
                 return Err(ConfigError::new(
                     "open_backoff",
                     format!("max {:?}", b.max),
                     format!("a cap of at least open_duration ({:?})", self.open_duration),
-                ));
-            }
-            if !(0.0..=1.0).contains(&b.jitter) {
-                return Err(ConfigError::new(
-                    "open_backoff",
-                    format!("jitter {}", b.jitter),
-                    "a jitter fraction in [0.0, 1.0]",
                 ));
             }
         }
@@ -324,35 +331,15 @@ impl Config {
 }
 
 /// The most probes `half_open_max_calls` may allow.
-pub const MAX_PROBES: u32 = 10_000;
-
-fn check_nonzero(field: &'static str, v: u32) -> Result<(), ConfigError> {
-    if v == 0 {
-        return Err(ConfigError::new(field, "0", "an integer of at least 1"));
-    }
-    Ok(())
-}
-
-fn check_rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
-    if !(0.0..=1.0).contains(&v) {
-        return Err(ConfigError::new(field, v.to_string(), "a rate in [0.0, 1.0]"));
-    }
-    Ok(())
-}
+pub const MAX_PROBES: u32 = cb_syntax::MAX_PROBES;
 
 /// The shortest `slow_call_duration` accepted with [`Clock::system`]: its
 /// coarse readings tick every 1 to 10 ms depending on the kernel, and a call
 /// is judged by two readings, so a shorter threshold would count fast calls
 /// as slow whenever a tick fell between them. With this floor a call is never
-/// misjudged by more than one tick.
-pub const MIN_SLOW_CALL_DURATION: Duration = Duration::from_millis(10);
-
-fn check_positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
-    if d.is_zero() {
-        return Err(ConfigError::new(field, "0s", "a duration greater than zero"));
-    }
-    Ok(())
-}
+/// misjudged by more than one tick. The attribute, which always runs on the
+/// system clock, refuses a shorter one at compile time.
+pub const MIN_SLOW_CALL_DURATION: Duration = Duration::from_nanos(cb_syntax::MIN_SLOW_CALL_NANOS);
 
 /// Builds a [`Config`]. Each method takes the builder by value, so calls chain;
 /// [`build`](Self::build) validates the whole.
@@ -480,6 +467,43 @@ impl ConfigBuilder {
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
         self
+    }
+
+    /// Records the preset this configuration starts from (a name of
+    /// [`cb_syntax::PRESETS`]).
+    pub(crate) fn preset_name(mut self, name: &'static str) -> Self {
+        self.config.preset = Some(name);
+        self
+    }
+
+    /// Sets `field` (an entry of [`FIELDS`]) to `value`, a value of the
+    /// field's kind, as the attribute, the config file and the environment
+    /// do; [`build`](Self::build) checks the range. A `preset` value is not
+    /// set here: a preset chooses the builder to start from
+    /// ([`Preset::builder`](crate::Preset::builder)). A value of another kind
+    /// than the field's leaves the builder unchanged.
+    pub(crate) fn set(self, field: &Field, value: Value) -> Self {
+        let nanos = Duration::from_nanos;
+        match (field.name, value) {
+            ("failure_threshold", Value::Count(n)) => self.failure_threshold(n),
+            ("failure_rate_threshold", Value::Rate(r)) => self.failure_rate_threshold(r),
+            ("sliding_window", Value::WindowCalls(n)) => self.sliding_window(Window::Count(n)),
+            ("sliding_window", Value::WindowTime(t)) => self.sliding_window(Window::Time(nanos(t))),
+            ("minimum_calls", Value::Count(n)) => self.minimum_calls(n),
+            ("slow_call_duration", Value::Duration(d)) => self.slow_call_duration(nanos(d)),
+            ("slow_call_duration", Value::Off) => self.no_slow_call_detection(),
+            ("slow_call_rate_threshold", Value::Rate(r)) => self.slow_call_rate_threshold(r),
+            ("open_duration", Value::Duration(d)) => self.open_duration(nanos(d)),
+            ("half_open_max_calls", Value::Count(n)) => self.half_open_max_calls(n),
+            ("success_threshold", Value::Count(n)) => self.success_threshold(n),
+            ("call_timeout", Value::Duration(d)) => self.call_timeout(nanos(d)),
+            ("call_timeout", Value::Off) => self.no_call_timeout(),
+            ("open_backoff", Value::Backoff(b)) => {
+                self.open_backoff(Backoff::exponential(b.multiplier, nanos(b.cap_nanos)).jitter(b.jitter))
+            }
+            ("open_backoff", Value::Off) => self.no_open_backoff(),
+            _ => self,
+        }
     }
 
     /// Validates and returns the configuration. The error names the first
@@ -690,6 +714,39 @@ mod tests {
         assert!(at
             .to_string()
             .starts_with("CB_X_OPEN_DURATION: invalid `open_duration`"));
+    }
+
+    /// The defaults table on [`Config`] lists every field of the table, in
+    /// its order, then the clock.
+    #[test]
+    fn the_defaults_table_lists_every_field() {
+        let source = include_str!("config.rs");
+        let table = &source[source.find("/// | field | default |").unwrap()..];
+        let rows: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .map_while(|line| line.strip_prefix("/// | `"))
+            .map(|row| row.split('`').next().unwrap_or_default())
+            .collect();
+        let mut expected = cb_syntax::FIELD_NAMES.to_vec();
+        expected.push("clock");
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn every_field_is_wired_to_the_config() {
+        let c = Config::default();
+        for field in &FIELDS {
+            if field.name != "preset" {
+                assert!(
+                    c.value(field).is_some(),
+                    "`Config::value` misses `{}`",
+                    field.name
+                );
+            }
+        }
+        let cache = Config::builder().preset_name("cache").build().unwrap();
+        assert_eq!(cache.value(&FIELDS[0]), Some(Value::Preset("cache")));
     }
 
     #[test]

@@ -134,6 +134,30 @@ impl Error for BreakerError {}
 
 /// The result of a protected call that did not succeed: either the breaker
 /// refused or abandoned it, or the call itself returned its own error.
+///
+/// `CallError` is transparent, as thiserror's `#[error(transparent)]` is: its
+/// `Display` is the wrapped error's (the [`BreakerError`] or the call's own
+/// error), and [`source`](Error::source) is that error's source, never the
+/// wrapped error itself. So an error-chain reporter (anyhow's `{:#}`, a loop
+/// over `source()`) prints each message once.
+///
+/// ```
+/// use std::error::Error;
+/// use cb_runtime::CallError;
+///
+/// #[derive(Debug)]
+/// struct Io;
+/// impl std::fmt::Display for Io {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("connection reset")
+///     }
+/// }
+/// impl Error for Io {}
+///
+/// let e: CallError<Io> = CallError::Inner(Io);
+/// assert_eq!(e.to_string(), "connection reset");
+/// assert!(e.source().is_none());
+/// ```
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub enum CallError<E> {
     /// The breaker refused the call; it was never attempted.
@@ -202,6 +226,7 @@ impl<E> CallError<E> {
 }
 
 impl<E: fmt::Display> fmt::Display for CallError<E> {
+    /// The wrapped error's message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Rejected(b) | CallError::Timeout(b) => b.fmt(f),
@@ -210,11 +235,13 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
     }
 }
 
-impl<E: Error + 'static> Error for CallError<E> {
+impl<E: Error> Error for CallError<E> {
+    /// The wrapped error's source: `CallError` is transparent, its message is
+    /// the wrapped error's own.
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            CallError::Rejected(b) | CallError::Timeout(b) => Some(b),
-            CallError::Inner(e) => Some(e),
+            CallError::Rejected(b) | CallError::Timeout(b) => b.source(),
+            CallError::Inner(e) => e.source(),
         }
     }
 }
@@ -276,6 +303,47 @@ mod tests {
         let r: CallError<&str> = BreakerError::new(&"x", BreakerErrorKind::ForcedOpen, None).into();
         assert!(r.is_rejected());
         assert_eq!(r.into_inner(), None);
+    }
+
+    /// The messages of `e` and of every source below it, as an error-chain
+    /// reporter prints them.
+    fn chain(e: &dyn Error) -> Vec<String> {
+        let mut messages = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(source) = next {
+            messages.push(source.to_string());
+            next = source.source();
+        }
+        messages
+    }
+
+    #[test]
+    fn an_error_chain_prints_each_message_once() {
+        #[derive(Debug)]
+        struct Query(std::io::Error);
+        impl fmt::Display for Query {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("query failed")
+            }
+        }
+        impl Error for Query {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = CallError::Inner(Query(std::io::Error::other("connection reset")));
+        assert_eq!(chain(&inner), ["query failed", "connection reset"]);
+
+        let open = BreakerError::new(&"db", BreakerErrorKind::Open, None);
+        let rejected: CallError<Query> = CallError::Rejected(open);
+        assert_eq!(chain(&rejected), [open.to_string()]);
+        let timeout = BreakerError::new(&"db", BreakerErrorKind::Timeout, Some(Duration::from_secs(1)));
+        let timed_out: CallError<Query> = CallError::Timeout(timeout);
+        assert_eq!(chain(&timed_out), [timeout.to_string()]);
+
+        // Boxed as `dyn Error`, as anyhow and `?` into `Box<dyn Error>` keep it.
+        let boxed: Box<dyn Error + Send + Sync> = Box::new(inner);
+        assert_eq!(chain(&*boxed), ["query failed", "connection reset"]);
     }
 
     #[test]

@@ -10,85 +10,41 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{Backoff, Config, ConfigBuilder, ConfigError, Window};
-use cb_syntax::{DURATION_FORMAT, FIELDS};
+use crate::config::{Config, ConfigBuilder, ConfigError};
+use cb_syntax::{Field, Refusal, Value, FIELDS, FIELD_NAMES};
 
-use crate::duration::parse_duration;
 use crate::preset::Preset;
 
 /// The variable naming the config file to load at the first breaker's creation.
 pub(crate) const CB_CONFIG: &str = "CB_CONFIG";
 
-/// One parsed value of one field.
-#[derive(Clone, Debug, PartialEq)]
-enum Setting {
-    Preset(Preset),
-    FailureThreshold(u32),
-    FailureRate(f64),
-    Window(Window),
-    MinimumCalls(u32),
-    SlowCall(Option<Duration>),
-    SlowRate(f64),
-    Open(Duration),
-    Probes(u32),
-    Successes(u32),
-    Timeout(Option<Duration>),
-    Backoff(Option<Backoff>),
+/// One parsed value of one field of the table ([`cb_syntax::FIELDS`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Setting {
+    field: &'static Field,
+    value: Value,
 }
 
 impl Setting {
     fn apply(&self, b: ConfigBuilder) -> ConfigBuilder {
-        match *self {
-            Setting::Preset(_) => b,
-            Setting::FailureThreshold(n) => b.failure_threshold(n),
-            Setting::FailureRate(r) => b.failure_rate_threshold(r),
-            Setting::Window(w) => b.sliding_window(w),
-            Setting::MinimumCalls(n) => b.minimum_calls(n),
-            Setting::SlowCall(Some(d)) => b.slow_call_duration(d),
-            Setting::SlowCall(None) => b.no_slow_call_detection(),
-            Setting::SlowRate(r) => b.slow_call_rate_threshold(r),
-            Setting::Open(d) => b.open_duration(d),
-            Setting::Probes(n) => b.half_open_max_calls(n),
-            Setting::Successes(n) => b.success_threshold(n),
-            Setting::Timeout(Some(d)) => b.call_timeout(d),
-            Setting::Timeout(None) => b.no_call_timeout(),
-            Setting::Backoff(Some(backoff)) => b.open_backoff(backoff),
-            Setting::Backoff(None) => b.no_open_backoff(),
+        b.set(self.field, self.value)
+    }
+
+    /// The preset, for a `preset` setting.
+    fn preset(&self) -> Option<Preset> {
+        match self.value {
+            Value::Preset(name) => Preset::from_name(name),
+            _ => None,
         }
     }
-}
-
-/// What a field accepts, for error messages.
-fn expected(field: &str) -> String {
-    match field {
-        "preset" => "one of `llm`, `http_api`, `database`, `cache`, `notification`".to_owned(),
-        "failure_threshold" | "minimum_calls" | "success_threshold" => {
-            "a whole number of at least 1".to_owned()
-        }
-        "half_open_max_calls" => format!("a whole number of probes in 1..={}", crate::MAX_PROBES),
-        "failure_rate_threshold" | "slow_call_rate_threshold" => "a rate in [0.0, 1.0]".to_owned(),
-        "sliding_window" => format!("a number of calls (such as 100) or a time window: {DURATION_FORMAT}"),
-        "slow_call_duration" | "call_timeout" => format!("a duration: {DURATION_FORMAT}, or \"none\""),
-        "open_backoff" => format!(
-            "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
-             {DURATION_FORMAT}, a jitter fraction in [0.0, 1.0]), or \"none\""
-        ),
-        _ => format!("a duration: {DURATION_FORMAT}"),
-    }
-}
-
-/// The static name of a known field.
-fn known_field(key: &str) -> Option<&'static str> {
-    FIELDS.iter().copied().find(|f| *f == key)
 }
 
 fn unknown_key(key: &str, origin: String) -> ConfigError {
-    let mut expected = format!("one of {}", cb_syntax::list(&FIELDS));
+    let mut expected = format!("one of {}", cb_syntax::list(&FIELD_NAMES));
     if let Some(near) = nearest(key) {
         let _ = write!(expected, " (did you mean `{near}`?)");
     }
@@ -97,65 +53,26 @@ fn unknown_key(key: &str, origin: String) -> ConfigError {
 
 /// The known field closest to `key`, if it is close enough to be a typo.
 fn nearest(key: &str) -> Option<&'static str> {
-    cb_syntax::nearest(&key.to_ascii_lowercase(), &FIELDS)
+    cb_syntax::nearest(&key.to_ascii_lowercase(), &FIELD_NAMES)
 }
 
-/// Parses `text` as the value of `field`.
-fn parse_setting(field: &'static str, text: &str, origin: &str) -> Result<Setting, ConfigError> {
-    let t = text.trim();
-    let bad = || ConfigError::new(field, format!("{text:?}"), expected(field)).at(origin);
-    let count = || t.parse::<u32>().map_err(|_| bad());
-    let rate = || t.parse::<f64>().ok().filter(|r| r.is_finite()).ok_or_else(bad);
-    let duration = || parse_duration(t).map_err(|_| bad());
-    let optional = || match t {
-        "none" | "off" => Ok(None),
-        _ => duration().map(Some),
-    };
-    let setting = match field {
-        "preset" => Setting::Preset(t.parse().map_err(|_| bad())?),
-        "failure_threshold" => Setting::FailureThreshold(count()?),
-        "failure_rate_threshold" => Setting::FailureRate(rate()?),
-        "sliding_window" => match t.parse::<u32>() {
-            Ok(n) => Setting::Window(Window::Count(n)),
-            Err(_) => Setting::Window(Window::Time(duration()?)),
-        },
-        "minimum_calls" => Setting::MinimumCalls(count()?),
-        "slow_call_duration" => Setting::SlowCall(optional()?),
-        "slow_call_rate_threshold" => Setting::SlowRate(rate()?),
-        "open_duration" => Setting::Open(duration()?),
-        "half_open_max_calls" => Setting::Probes(count()?),
-        "success_threshold" => Setting::Successes(count()?),
-        "call_timeout" => Setting::Timeout(optional()?),
-        "open_backoff" => Setting::Backoff(match t {
-            "none" | "off" => None,
-            _ => Some(parse_backoff(t).ok_or_else(bad)?),
-        }),
-        _ => return Err(unknown_key(field, origin.to_owned())),
-    };
-    // A value out of its field's own range is refused here, with its origin;
-    // `minimum_calls` depends on the window, and a backoff's cap on the open
-    // duration, so those are judged with the whole. (`cb_syntax::parse_backoff`
-    // has already checked the backoff's own ranges.)
-    if !matches!(field, "minimum_calls" | "open_backoff") {
-        if let Err(e) = setting.apply(Config::builder()).build() {
-            if e.field() == field {
-                return Err(e.at(origin));
-            }
-        }
-    }
-    Ok(setting)
-}
-
-/// `"<multiplier> <cap> [<jitter>]"`, such as `"2 5m 0.1"`.
-fn parse_backoff(text: &str) -> Option<Backoff> {
-    let b = cb_syntax::parse_backoff(text).ok()?;
-    Some(Backoff::exponential(b.multiplier, Duration::from_nanos(b.cap_nanos)).jitter(b.jitter))
+/// Parses `text` as the value of `field`, in the field's range. (That
+/// `minimum_calls` fits the window and a backoff's cap is at least the open
+/// duration is judged with the whole configuration.)
+fn parse_setting(field: &'static Field, text: &str, origin: &str) -> Result<Setting, ConfigError> {
+    let value = field.parse(text).map_err(|refusal| {
+        let expected = match refusal {
+            Refusal::Malformed(_) => field.expected(),
+            Refusal::OutOfRange => field.range(),
+        };
+        ConfigError::new(field.name, format!("{text:?}"), expected).at(origin)
+    })?;
+    Ok(Setting { field, value })
 }
 
 /// One setting and where it came from.
 #[derive(Clone, Debug, PartialEq)]
 struct Item {
-    field: &'static str,
     setting: Setting,
     origin: String,
 }
@@ -168,10 +85,10 @@ pub(crate) struct Section {
 
 impl Section {
     fn preset(&self) -> Option<(Preset, &str)> {
-        self.items.iter().rev().find_map(|i| match i.setting {
-            Setting::Preset(p) => Some((p, i.origin.as_str())),
-            _ => None,
-        })
+        self.items
+            .iter()
+            .rev()
+            .find_map(|i| Some((i.setting.preset()?, i.origin.as_str())))
     }
 
     fn is_empty(&self) -> bool {
@@ -226,7 +143,7 @@ impl FileConfig {
             let mut items = Vec::new();
             for (key, value) in raw {
                 let origin = format!("{source}, line {}, {header}", line_of(text, key.span().start));
-                let Some(field) = known_field(key.get_ref()) else {
+                let Some(field) = cb_syntax::field(key.get_ref()) else {
                     return Err(unknown_key(key.get_ref(), origin));
                 };
                 let value_text = match value.get_ref() {
@@ -235,19 +152,15 @@ impl FileConfig {
                     toml::Value::Float(f) => f.to_string(),
                     other => {
                         return Err(ConfigError::new(
-                            field,
+                            field.name,
                             format!("a {}", other.type_str()),
-                            expected(field),
+                            field.expected(),
                         )
                         .at(origin))
                     }
                 };
                 let setting = parse_setting(field, &value_text, &origin)?;
-                items.push(Item {
-                    field,
-                    setting,
-                    origin,
-                });
+                items.push(Item { setting, origin });
             }
             Ok(Section { items })
         };
@@ -329,16 +242,12 @@ pub fn env_name(name: &str) -> String {
 pub(crate) fn env_section(name: &str, vars: &[(String, String)]) -> Result<Section, ConfigError> {
     let prefix = format!("CB_{}_", env_name(name));
     let mut items = Vec::new();
-    for field in FIELDS {
-        let var = format!("{prefix}{}", field.to_ascii_uppercase());
+    for field in &FIELDS {
+        let var = format!("{prefix}{}", field.name.to_ascii_uppercase());
         if let Some((_, value)) = vars.iter().rev().find(|(k, _)| *k == var) {
             let origin = format!("environment variable {var}");
             let setting = parse_setting(field, value, &origin)?;
-            items.push(Item {
-                field,
-                setting,
-                origin,
-            });
+            items.push(Item { setting, origin });
         }
     }
     Ok(Section { items })
@@ -354,18 +263,17 @@ pub(crate) fn validate_env(vars: &[(String, String)]) -> Result<(), ConfigError>
         let origin = format!("environment variable {var}");
         let field = FIELDS
             .iter()
-            .copied()
             .filter(|f| {
-                let suffix = format!("_{}", f.to_ascii_uppercase());
+                let suffix = format!("_{}", f.name.to_ascii_uppercase());
                 var.len() > "CB_".len() + suffix.len() && var.ends_with(&suffix)
             })
-            .max_by_key(|f| f.len());
+            .max_by_key(|f| f.name.len());
         match field {
             Some(field) => {
                 parse_setting(field, value, &origin)?;
             }
             None => {
-                let fields: Vec<String> = FIELDS.iter().map(|f| f.to_ascii_uppercase()).collect();
+                let fields: Vec<String> = FIELD_NAMES.iter().map(|f| f.to_ascii_uppercase()).collect();
                 return Err(ConfigError::new(
                     "key",
                     format!("`{var}`"),
@@ -415,7 +323,7 @@ pub(crate) fn resolve(
     let mut origins: Vec<(&'static str, &str)> = Vec::new();
     for item in layers.iter().flat_map(|l| l.items.iter()) {
         builder = item.setting.apply(builder);
-        origins.push((item.field, &item.origin));
+        origins.push((item.setting.field.name, &item.origin));
     }
     builder.build().map_err(|e| {
         let origin = origins
@@ -434,6 +342,7 @@ pub(crate) fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -466,7 +375,7 @@ mod tests {
             ("open_backoff", "none"),
         ];
         for (field, text) in cases {
-            parse_setting(known_field(field).unwrap(), text, "test").unwrap();
+            parse_setting(cb_syntax::field(field).unwrap(), text, "test").unwrap();
         }
     }
 
@@ -482,7 +391,7 @@ mod tests {
         let env = env_section("b", &vars(&[("CB_B_OPEN_BACKOFF", "none")])).unwrap();
         assert_eq!(resolve("b", &c, None, None, &env).unwrap().open_backoff(), None);
         for bad in ["2", "0.5 5m", "2 5m 1.5", "2 5m 0.1 x", "two 5m"] {
-            let err = parse_setting("open_backoff", bad, "test").unwrap_err();
+            let err = parse_setting(cb_syntax::field("open_backoff").unwrap(), bad, "test").unwrap_err();
             assert_eq!(err.field(), "open_backoff", "{bad}: {err}");
         }
         // A cap below the open duration is judged with the whole config.

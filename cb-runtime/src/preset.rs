@@ -1,5 +1,6 @@
 //! Presets tuned per kind of dependency. This module is the only place their
-//! numbers live.
+//! numbers live; their names live in [`cb_syntax::PRESETS`], which the
+//! attribute and the config file read too.
 
 use std::fmt;
 use std::str::FromStr;
@@ -87,13 +88,12 @@ impl Preset {
 
     /// The preset's name, as the attribute and config files spell it.
     pub const fn name(self) -> &'static str {
-        match self {
-            Preset::Llm => "llm",
-            Preset::HttpApi => "http_api",
-            Preset::Database => "database",
-            Preset::Cache => "cache",
-            Preset::Notification => "notification",
-        }
+        cb_syntax::PRESETS[self as usize]
+    }
+
+    /// The preset called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
     }
 
     const fn numbers(self) -> Numbers {
@@ -165,6 +165,7 @@ impl Preset {
     pub fn builder(self) -> ConfigBuilder {
         let n = self.numbers();
         Config::builder()
+            .preset_name(self.name())
             .failure_threshold(n.failure_threshold)
             .success_threshold(n.success_threshold)
             .open_duration(n.open)
@@ -184,6 +185,27 @@ impl Preset {
     }
 }
 
+// `Preset::ALL[i]` is variant `i`, named `cb_syntax::PRESETS[i]`, and the
+// attribute's default is `Preset::default()`.
+const _: () = {
+    assert!(Preset::ALL.len() == cb_syntax::PRESETS.len());
+    let mut i = 0;
+    while i < Preset::ALL.len() {
+        assert!(Preset::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+impl Config {
+    /// The preset this configuration started from: set by
+    /// [`Preset::config`] and [`Preset::builder`] (so by the attribute, and by
+    /// a `preset` key of the config file or the environment); `None` for a
+    /// configuration built from [`Config::builder`].
+    pub fn preset(&self) -> Option<Preset> {
+        self.preset_name().and_then(Preset::from_name)
+    }
+}
+
 impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -193,19 +215,14 @@ impl fmt::Display for Preset {
 impl FromStr for Preset {
     type Err = ConfigError;
 
-    /// Parses `llm`, `http_api`, `database`, `cache` or `notification`; any
+    /// Parses a name of [`cb_syntax::PRESETS`] (`llm`, `http_api`, ...); any
     /// other name is an error listing those.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Preset::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| ConfigError::new("preset", format!("`{s}`"), known_presets()))
+        Preset::from_name(s).ok_or_else(|| {
+            let range = cb_syntax::field("preset").map(|f| f.range()).unwrap_or_default();
+            ConfigError::new("preset", format!("`{s}`"), range)
+        })
     }
-}
-
-fn known_presets() -> String {
-    let names: Vec<String> = Preset::ALL.iter().map(|p| format!("`{p}`")).collect();
-    format!("one of {}", names.join(", "))
 }
 
 #[cfg(test)]
@@ -259,5 +276,10 @@ mod tests {
             assert_eq!(p.to_string().parse::<Preset>().unwrap(), p);
         }
         assert_eq!(Preset::default(), Preset::HttpApi);
+        assert_eq!(Preset::default().name(), cb_syntax::DEFAULT_PRESET);
+        for p in Preset::ALL {
+            assert_eq!(p.config().preset(), Some(p));
+        }
+        assert_eq!(Config::default().preset(), None);
     }
 }

@@ -10,6 +10,7 @@ pub use core::{concat, module_path};
 pub use crate::{
     Backoff, BreakerError, CallError, CircuitBreaker, Config, ConfigBuilder, Outcome, Preset, Window,
 };
+pub use cb_syntax::{BackoffText, Value as FieldValue};
 
 /// The breaker of one annotated function: a `static` in its body, filled on the first call.
 ///
@@ -85,6 +86,15 @@ pub fn build_config(
             );
             preset.config()
         }
+    }
+}
+
+/// `builder` with the attribute's `field = value`: `field` is a name of [`cb_syntax::FIELDS`]
+/// and `value` was checked against that entry at compile time.
+pub fn set(builder: ConfigBuilder, field: &'static str, value: FieldValue) -> ConfigBuilder {
+    match cb_syntax::field(field) {
+        Some(field) => builder.set(field, value),
+        None => builder,
     }
 }
 

@@ -406,13 +406,11 @@ impl Registry {
     /// now in the registry, and to those created later.
     ///
     /// The file has `[defaults]`, `[presets.<preset>]` and `[breakers.<name>]`
-    /// tables, each with an optional `preset = "..."` and any of the fields
-    /// `failure_threshold`, `failure_rate_threshold`, `sliding_window` (a
-    /// number of calls, or a duration for a time window), `minimum_calls`,
-    /// `slow_call_duration`, `slow_call_rate_threshold`, `open_duration`,
-    /// `half_open_max_calls`, `success_threshold` and `call_timeout`. Durations
-    /// are written `"250ms"`, `"30s"`, `"2m"`; `"none"` turns a slow-call
-    /// duration or a call timeout off.
+    /// tables, whose keys are the configuration fields of the table
+    /// [`cb_syntax::FIELDS`] (the README lists them, with their ranges): an
+    /// optional `preset = "..."`, then any field, written as the attribute
+    /// writes it. Durations are written `"250ms"`, `"30s"`, `"2m"`; `"none"`
+    /// turns a slow-call duration, a call timeout or an open backoff off.
     ///
     /// ```toml
     /// [defaults]

@@ -1,21 +1,451 @@
-//! The configuration fields, by the names users write.
+//! The configuration fields: one entry per field, with its name, the kind of
+//! value it takes, that value's range, the "expected ..." text of a refusal
+//! and one line of documentation.
+//!
+//! Every layer reads this table: the `#[circuit_breaker]` attribute (its keys
+//! and their checks), `cb-runtime`'s `ConfigBuilder::build` (its ranges), its
+//! config file and `CB_<NAME>_<FIELD>` environment variables (their keys,
+//! parser and messages), and its admin API's view of a configuration. Adding a
+//! field is adding an entry to [`FIELDS`] and the `Config` field it sets.
+
+use std::fmt;
+
+use crate::backoff::{parse_backoff, BackoffText};
+use crate::duration::{parse_nanos, DURATION_FORMAT};
+
+/// The presets' names, in the order of `cb_runtime::Preset::ALL` (the
+/// runtime checks the order at compile time). The presets' numbers live in
+/// `cb-runtime`'s `preset.rs`, and only there.
+pub const PRESETS: [&str; 5] = ["llm", "http_api", "database", "cache", "notification"];
+
+/// The preset of an attribute that names none.
+pub const DEFAULT_PRESET: &str = "http_api";
+
+/// The shortest `slow_call_duration` on the system clock, in nanoseconds
+/// (10 ms): its coarse readings tick every 1 to 10 ms, so a shorter threshold
+/// would count fast calls as slow. Clocks that are exact (manual, tokio) take
+/// any duration; the attribute always runs on the system clock.
+pub const MIN_SLOW_CALL_NANOS: u64 = 10_000_000;
+
+/// The largest count window (`sliding_window = 100000`).
+pub const MAX_WINDOW_CALLS: u32 = 100_000;
+/// The shortest time window, in nanoseconds (100 ms).
+pub const MIN_WINDOW_NANOS: u64 = 100_000_000;
+/// The longest time window, in nanoseconds (24 h).
+pub const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
+/// The most probes `half_open_max_calls` may allow at once.
+pub const MAX_PROBES: u32 = 10_000;
+
+/// What a field takes, with its range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The name of a preset, one of [`PRESETS`]: the base the other fields
+    /// override.
+    Preset,
+    /// A whole number in `min..=max`.
+    Count {
+        /// The smallest value allowed.
+        min: u32,
+        /// The largest value allowed.
+        max: u32,
+    },
+    /// A fraction in `[0, 1]`.
+    Rate,
+    /// A duration longer than zero.
+    Duration,
+    /// A duration longer than zero, or `"none"` (or `"off"`) for none.
+    OptionalDuration,
+    /// A count window of `1..=`[`MAX_WINDOW_CALLS`] calls (a number), or a
+    /// time window of [`MIN_WINDOW_NANOS`]`..=`[`MAX_WINDOW_NANOS`] (a
+    /// duration).
+    Window,
+    /// `"<multiplier> <cap> [<jitter>]"` ([`parse_backoff`]: a multiplier of
+    /// at least 1, a cap longer than zero, a jitter fraction in `[0, 1]`), or
+    /// `"none"` (or `"off"`) for none.
+    Backoff,
+}
+
+/// One configuration field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The name users write: the attribute's key, the config file's key, the
+    /// `<FIELD>` of `CB_<NAME>_<FIELD>` (upper-cased there), and the
+    /// `ConfigBuilder` method.
+    pub name: &'static str,
+    /// What it takes, with the range.
+    pub kind: Kind,
+    /// One line saying what it does.
+    pub doc: &'static str,
+}
+
+const fn count(max: u32) -> Kind {
+    Kind::Count { min: 1, max }
+}
 
 /// Every field a preset sets and a user may override: as an attribute
 /// argument, as a key of a config file table, or as the `<FIELD>` of a
-/// `CB_<NAME>_<FIELD>` environment variable (upper-cased there).
+/// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [&str; 12] = [
-    "preset",
-    "failure_threshold",
-    "failure_rate_threshold",
-    "sliding_window",
-    "minimum_calls",
-    "slow_call_duration",
-    "slow_call_rate_threshold",
-    "open_duration",
-    "half_open_max_calls",
-    "success_threshold",
-    "call_timeout",
-    "open_backoff",
+pub const FIELDS: [Field; 12] = [
+    Field {
+        name: "preset",
+        kind: Kind::Preset,
+        doc: "The preset the configuration starts from; the other fields override it.",
+    },
+    Field {
+        name: "failure_threshold",
+        kind: count(u32::MAX),
+        doc: "Consecutive failures that open the circuit.",
+    },
+    Field {
+        name: "failure_rate_threshold",
+        kind: Kind::Rate,
+        doc: "Failure rate in the sliding window that opens the circuit (rate >= threshold).",
+    },
+    Field {
+        name: "sliding_window",
+        kind: Kind::Window,
+        doc: "The window the rates are judged over: the last N calls, or the calls of the last duration.",
+    },
+    Field {
+        name: "minimum_calls",
+        kind: count(u32::MAX),
+        doc: "Calls in the window before any rate is judged (at most a count window's size).",
+    },
+    Field {
+        name: "slow_call_duration",
+        kind: Kind::OptionalDuration,
+        doc: "A call slower than this is slow; \"none\" turns slow-call detection off.",
+    },
+    Field {
+        name: "slow_call_rate_threshold",
+        kind: Kind::Rate,
+        doc: "Slow-call rate in the sliding window that opens the circuit (rate >= threshold).",
+    },
+    Field {
+        name: "open_duration",
+        kind: Kind::Duration,
+        doc: "How long the circuit stays open before a probe is let through.",
+    },
+    Field {
+        name: "half_open_max_calls",
+        kind: count(MAX_PROBES),
+        doc: "Probes in flight at once while half-open; more are rejected.",
+    },
+    Field {
+        name: "success_threshold",
+        kind: count(u32::MAX),
+        doc: "Successful probes that close the circuit; any failed probe reopens it.",
+    },
+    Field {
+        name: "call_timeout",
+        kind: Kind::OptionalDuration,
+        doc: "A call still running then is abandoned and counts as a failure; \"none\" for no timeout.",
+    },
+    Field {
+        name: "open_backoff",
+        kind: Kind::Backoff,
+        doc: "Grows the open duration on each reopen, up to the cap (at least `open_duration`), with jitter.",
+    },
 ];
+
+/// The names of [`FIELDS`], in order: for lists in messages and suggestions.
+pub const FIELD_NAMES: [&str; FIELDS.len()] = {
+    let mut names = [""; FIELDS.len()];
+    let mut i = 0;
+    while i < FIELDS.len() {
+        names[i] = FIELDS[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// The field called `name`, if there is one.
+///
+/// ```
+/// let field = cb_syntax::field("half_open_max_calls").unwrap();
+/// assert_eq!(field.range(), "a whole number in 1..=10000");
+/// assert!(cb_syntax::field("retries").is_none());
+/// ```
+pub fn field(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+/// A field's value, in the units the table speaks: whole nanoseconds for
+/// durations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// A preset, by its name in [`PRESETS`].
+    Preset(&'static str),
+    /// A whole number.
+    Count(u32),
+    /// A fraction.
+    Rate(f64),
+    /// A duration, in nanoseconds.
+    Duration(u64),
+    /// `"none"`: no duration, no backoff.
+    Off,
+    /// A count window of this many calls.
+    WindowCalls(u32),
+    /// A time window, in nanoseconds.
+    WindowTime(u64),
+    /// An open-duration backoff.
+    Backoff(BackoffText),
+}
+
+impl fmt::Display for Value {
+    /// The value as it would be written in a config file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Value::Preset(name) => write!(f, "`{name}`"),
+            Value::Count(n) | Value::WindowCalls(n) => write!(f, "{n}"),
+            Value::Rate(r) => write!(f, "{r}"),
+            Value::Duration(nanos) | Value::WindowTime(nanos) => f.write_str(&format_nanos(nanos)),
+            Value::Off => f.write_str("none"),
+            Value::Backoff(b) => write!(
+                f,
+                "\"{} {} {}\"",
+                b.multiplier,
+                format_nanos(b.cap_nanos),
+                b.jitter
+            ),
+        }
+    }
+}
+
+/// `nanos` in the largest unit that writes it exactly: `"5m"`, `"250ms"`, `"0s"`.
+pub fn format_nanos(nanos: u64) -> String {
+    const UNITS: [(u64, &str); 6] = [
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    let (size, unit) = UNITS
+        .into_iter()
+        .find(|(size, _)| nanos % size == 0)
+        .unwrap_or((1, "ns"));
+    format!("{}{unit}", nanos / size)
+}
+
+/// Why a value was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not the kind of value the field takes ([`Field::expected`] says what
+    /// is); the detail says what is wrong, when the parser knows (a duration,
+    /// a backoff).
+    Malformed(Option<String>),
+    /// The right kind of value, outside the field's range ([`Field::range`]).
+    OutOfRange,
+}
+
+impl Field {
+    /// What to write, for a value that is not of the field's kind: the
+    /// "expected ..." of a refusal.
+    pub fn expected(&self) -> String {
+        match self.kind {
+            Kind::Duration => format!("a duration: {DURATION_FORMAT}"),
+            Kind::OptionalDuration => format!("a duration: {DURATION_FORMAT}, or \"none\""),
+            Kind::Window => format!("a number of calls (such as 100) or a time window: {DURATION_FORMAT}"),
+            Kind::Backoff => format!(
+                "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
+                 {DURATION_FORMAT}, a jitter fraction in [0.0, 1.0]), or \"none\""
+            ),
+            Kind::Preset | Kind::Count { .. } | Kind::Rate => self.range(),
+        }
+    }
+
+    /// The values allowed, for a value of the right kind out of range.
+    pub fn range(&self) -> String {
+        match self.kind {
+            Kind::Preset => {
+                let names: Vec<String> = PRESETS.iter().map(|p| format!("`{p}`")).collect();
+                format!("one of {}", names.join(", "))
+            }
+            Kind::Count { min, max: u32::MAX } => format!("a whole number of at least {min}"),
+            Kind::Count { min, max } => format!("a whole number in {min}..={max}"),
+            Kind::Rate => "a rate in [0.0, 1.0]".to_owned(),
+            Kind::Duration => "a duration longer than zero".to_owned(),
+            Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
+            Kind::Window => format!(
+                "a count window of 1..={MAX_WINDOW_CALLS} calls, or a time window between {} and {}",
+                format_nanos(MIN_WINDOW_NANOS),
+                format_nanos(MAX_WINDOW_NANOS)
+            ),
+            Kind::Backoff => "a multiplier of at least 1, a cap longer than zero and an optional jitter \
+                              fraction in [0.0, 1.0], such as \"2 5m 0.1\"; or \"none\""
+                .to_owned(),
+        }
+    }
+
+    /// An example of a value, as an attribute argument or in a TOML file.
+    pub fn example(&self) -> &'static str {
+        match self.kind {
+            Kind::Preset => "\"llm\"",
+            Kind::Count { .. } => "5",
+            Kind::Rate => "0.5",
+            Kind::Duration | Kind::OptionalDuration => "\"30s\"",
+            Kind::Window => "20",
+            Kind::Backoff => "\"2 5m 0.1\"",
+        }
+    }
+
+    /// Parses the text of a value (a config file's value, an environment
+    /// variable, an attribute's string) and checks its range.
+    ///
+    /// ```
+    /// use cb_syntax::{field, Refusal, Value};
+    ///
+    /// let timeout = field("call_timeout").unwrap();
+    /// assert_eq!(timeout.parse("250ms"), Ok(Value::Duration(250_000_000)));
+    /// assert_eq!(timeout.parse("none"), Ok(Value::Off));
+    /// assert_eq!(timeout.parse("0s"), Err(Refusal::OutOfRange));
+    /// let window = field("sliding_window").unwrap();
+    /// assert_eq!(window.parse("40"), Ok(Value::WindowCalls(40)));
+    /// ```
+    pub fn parse(&self, text: &str) -> Result<Value, Refusal> {
+        let t = text.trim();
+        let off = matches!(t, "none" | "off");
+        let duration = || parse_nanos(t).map_err(|why| Refusal::Malformed(Some(why)));
+        let value = match self.kind {
+            Kind::Preset => Value::Preset(PRESETS.into_iter().find(|p| *p == t).ok_or(Refusal::OutOfRange)?),
+            Kind::Count { .. } => Value::Count(t.parse().map_err(|_| Refusal::Malformed(None))?),
+            Kind::Rate => Value::Rate(
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite())
+                    .ok_or(Refusal::Malformed(None))?,
+            ),
+            Kind::Duration => Value::Duration(duration()?),
+            Kind::OptionalDuration if off => Value::Off,
+            Kind::OptionalDuration => Value::Duration(duration()?),
+            Kind::Window => match t.parse::<u32>() {
+                Ok(calls) => Value::WindowCalls(calls),
+                Err(_) => Value::WindowTime(duration()?),
+            },
+            Kind::Backoff if off => Value::Off,
+            Kind::Backoff => Value::Backoff(parse_backoff(t).map_err(|why| Refusal::Malformed(Some(why)))?),
+        };
+        self.check(&value)?;
+        Ok(value)
+    }
+
+    /// Checks that `value` is of the field's kind and in its range.
+    ///
+    /// ```
+    /// use cb_syntax::{field, Refusal, Value};
+    ///
+    /// let rate = field("failure_rate_threshold").unwrap();
+    /// assert_eq!(rate.check(&Value::Rate(0.5)), Ok(()));
+    /// assert_eq!(rate.check(&Value::Rate(1.5)), Err(Refusal::OutOfRange));
+    /// assert_eq!(rate.check(&Value::Count(1)), Err(Refusal::Malformed(None)));
+    /// ```
+    pub fn check(&self, value: &Value) -> Result<(), Refusal> {
+        let in_range = match (self.kind, *value) {
+            (Kind::Preset, Value::Preset(name)) => PRESETS.contains(&name),
+            (Kind::Count { min, max }, Value::Count(n)) => (min..=max).contains(&n),
+            (Kind::Rate, Value::Rate(r)) => (0.0..=1.0).contains(&r),
+            (Kind::Duration | Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
+            (Kind::OptionalDuration | Kind::Backoff, Value::Off) => true,
+            (Kind::Window, Value::WindowCalls(calls)) => (1..=MAX_WINDOW_CALLS).contains(&calls),
+            (Kind::Window, Value::WindowTime(nanos)) => {
+                (MIN_WINDOW_NANOS..=MAX_WINDOW_NANOS).contains(&nanos)
+            }
+            (Kind::Backoff, Value::Backoff(b)) => {
+                b.multiplier.is_finite()
+                    && b.multiplier >= 1.0
+                    && b.cap_nanos > 0
+                    && (0.0..=1.0).contains(&b.jitter)
+            }
+            _ => return Err(Refusal::Malformed(None)),
+        };
+        if in_range {
+            Ok(())
+        } else {
+            Err(Refusal::OutOfRange)
+        }
+    }
+
+    /// The field's row in a Markdown table of `| field | takes | meaning |`,
+    /// as the README and the runtime's docs list the fields.
+    pub fn doc_row(&self) -> String {
+        format!("| `{}` | {} | {} |", self.name, self.range(), self.doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_indexed() {
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert_eq!(FIELD_NAMES[i], f.name);
+            assert_eq!(field(f.name), Some(f));
+            assert_eq!(
+                FIELDS.iter().filter(|g| g.name == f.name).count(),
+                1,
+                "{}",
+                f.name
+            );
+            assert!(!f.doc.is_empty() && !f.doc.contains('|'), "{}", f.name);
+        }
+        assert_eq!(FIELDS[0].kind, Kind::Preset);
+        assert!(PRESETS.contains(&DEFAULT_PRESET));
+    }
+
+    #[test]
+    fn every_field_parses_its_example_and_refuses_nonsense() {
+        for f in FIELDS {
+            let example = f.example().trim_matches('"');
+            let value = f.parse(example).unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
+            assert_eq!(
+                f.parse(&value.to_string().replace(['"', '`'], "")),
+                Ok(value),
+                "{}",
+                f.name
+            );
+            assert!(f.parse("x").is_err(), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        let probes = field("half_open_max_calls").unwrap();
+        assert_eq!(probes.parse("0"), Err(Refusal::OutOfRange));
+        assert_eq!(probes.parse("10001"), Err(Refusal::OutOfRange));
+        assert_eq!(probes.parse("-1"), Err(Refusal::Malformed(None)));
+        let window = field("sliding_window").unwrap();
+        assert_eq!(window.parse("0"), Err(Refusal::OutOfRange));
+        assert_eq!(window.parse("50ms"), Err(Refusal::OutOfRange));
+        assert_eq!(window.parse("60s"), Ok(Value::WindowTime(60_000_000_000)));
+        assert_eq!(
+            field("open_duration").unwrap().parse("none"),
+            Err(Refusal::Malformed(Some(
+                "invalid duration `none`: `none` does not start with a number; write ".to_owned()
+                    + DURATION_FORMAT
+            )))
+        );
+        assert_eq!(field("preset").unwrap().parse("redis"), Err(Refusal::OutOfRange));
+        assert_eq!(
+            field("preset").unwrap().range(),
+            "one of `llm`, `http_api`, `database`, `cache`, `notification`"
+        );
+    }
+
+    #[test]
+    fn nanos_are_written_in_the_largest_exact_unit() {
+        assert_eq!(format_nanos(0), "0s");
+        assert_eq!(format_nanos(300_000_000_000), "5m");
+        assert_eq!(format_nanos(90_000_000_000), "90s");
+        assert_eq!(format_nanos(250_000_000), "250ms");
+        assert_eq!(format_nanos(MAX_WINDOW_NANOS), "24h");
+        assert_eq!(format_nanos(7), "7ns");
+    }
+}

@@ -108,7 +108,7 @@ pub fn layers(data: &[u8]) {
         let Some((field, value)) = line.split_once('=') else {
             continue;
         };
-        let Some(field) = cb_syntax::FIELDS.iter().copied().find(|f| *f == field) else {
+        let Some(field) = cb_syntax::FIELD_NAMES.iter().copied().find(|f| *f == field) else {
             continue;
         };
         settings.retain(|(f, _)| *f != field);

@@ -82,7 +82,8 @@ use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{
-    Backoff, BreakerErrorKind, CircuitBreaker, Config, ConfigBuilder, Outcome, State, Transition, Window,
+    Backoff, BreakerErrorKind, CircuitBreaker, Config, ConfigBuilder, Outcome, State, Stats, Transition,
+    Window,
 };
 use support::{poll_once, secs};
 
@@ -199,6 +200,28 @@ fn open_then_half_open(b: &CircuitBreaker, clock: &ManualClock) {
     assert!(b.open_for(open));
     clock.advance(open);
     assert_eq!(b.state(), State::HalfOpen);
+}
+
+/// The steps of resilience4j's `shouldTransitionToHalfOpenAfter*` tests, on a
+/// breaker just opened with an empty window: refused, `still_open` later open
+/// and refused, `then` later half-open with the caller's call as the probe.
+/// The two refusals are the breaker's first.
+fn refused_then_half_open(b: &CircuitBreaker, clock: &ManualClock, still_open: Duration, then: Duration) {
+    assert_metrics_are_reset(b, 0);
+    assert_eq!(b.state(), State::Open);
+    assert!(b.try_acquire().is_err());
+    clock.advance(still_open);
+    assert_eq!(b.state(), State::Open, "{still_open:?} after opening");
+    assert!(b.try_acquire().is_err());
+    assert_metrics(b, None, 0, 0, 0, 2);
+
+    clock.advance(then);
+    let probe = b.try_acquire().expect("the open period is over");
+    assert_eq!(b.state(), State::HalfOpen);
+    assert_eq!(b.stats().half_open_in_flight, 1);
+    drop(probe);
+    // resilience4j starts a new count of refusals here; ours is a lifetime total.
+    assert_metrics(b, None, 0, 0, 0, 2);
 }
 
 mod circuit_breaker_state_machine_test {
@@ -426,22 +449,12 @@ mod circuit_breaker_state_machine_test {
         let b = breaker("testName", state_machine_config(&clock));
         let seen = transitions(&b);
         b.open_for(b.config().open_duration());
-        assert_metrics_are_reset(&b, 0);
-
-        assert_eq!(b.state(), State::Open);
-        assert!(b.try_acquire().is_err());
-        clock.advance(secs(3));
-        assert_eq!(b.state(), State::Open, "3 s of 5 s");
-        assert!(b.try_acquire().is_err());
-        assert_metrics(&b, None, 0, 0, 0, 2);
-
-        clock.advance(secs(3));
-        let _probe = b.try_acquire().unwrap();
-        assert_eq!(b.state(), State::HalfOpen);
-        // resilience4j starts a new count of refusals here; ours is a lifetime
-        // total, and the transition reports the open period's.
-        assert_metrics(&b, None, 0, 0, 0, 2);
-        assert_eq!(last(&seen).rejected_while_open, Some(2));
+        refused_then_half_open(&b, &clock, secs(3), secs(3));
+        assert_eq!(
+            last(&seen).rejected_while_open,
+            Some(2),
+            "the open period's refusals"
+        );
     }
 
     /// `CircuitBreakerStateMachineTest.shouldTransitionToHalfOpenAfterPassedWaitDuration`.
@@ -451,20 +464,7 @@ mod circuit_breaker_state_machine_test {
         let clock = ManualClock::new();
         let b = breaker("testName", state_machine_config(&clock));
         b.open_for(secs(2 * 3600));
-        assert_metrics_are_reset(&b, 0);
-
-        assert_eq!(b.state(), State::Open);
-        assert!(b.try_acquire().is_err());
-        clock.advance(secs(3600));
-        assert_eq!(b.state(), State::Open, "1 h of 2 h");
-        assert!(b.try_acquire().is_err());
-        assert_metrics(&b, None, 0, 0, 0, 2);
-
-        clock.advance(secs(3600));
-        clock.advance(secs(1));
-        let _probe = b.try_acquire().unwrap();
-        assert_eq!(b.state(), State::HalfOpen);
-        assert_metrics(&b, None, 0, 0, 0, 2);
+        refused_then_half_open(&b, &clock, secs(3600), secs(3600 + 1));
     }
 
     /// `CircuitBreakerStateMachineTest.shouldTransitionToHalfOpenAfterPassedWaitUntil`.
@@ -475,20 +475,13 @@ mod circuit_breaker_state_machine_test {
         let b = breaker("testName", state_machine_config(&clock));
         let wait_until = clock.now() + secs(30 * 60);
         b.open_for(wait_until - clock.now());
-        assert_metrics_are_reset(&b, 0);
-
-        assert_eq!(b.state(), State::Open);
-        assert!(b.try_acquire().is_err());
-        clock.advance(secs(15 * 60));
-        assert_eq!(b.state(), State::Open, "the instant has not passed");
-        assert!(b.try_acquire().is_err());
-        assert_metrics(&b, None, 0, 0, 0, 2);
-
-        clock.advance(wait_until - clock.now());
-        clock.advance(secs(1));
-        let _probe = b.try_acquire().unwrap();
-        assert_eq!(b.state(), State::HalfOpen);
-        assert_metrics(&b, None, 0, 0, 0, 2);
+        let halfway = secs(15 * 60);
+        refused_then_half_open(
+            &b,
+            &clock,
+            halfway,
+            wait_until - (clock.now() + halfway) + secs(1),
+        );
     }
 
     /// `CircuitBreakerStateMachineTest.shouldTransitionToHalfOpenAfterWaitInterval`.
@@ -514,21 +507,9 @@ mod circuit_breaker_state_machine_test {
         );
         let seen = transitions(&b);
         b.open_for(secs(5));
-        assert_metrics_are_reset(&b, 0);
+        refused_then_half_open(&b, &clock, secs(3), secs(3));
 
-        assert_eq!(b.state(), State::Open);
-        assert!(b.try_acquire().is_err());
-        clock.advance(secs(3));
-        assert_eq!(b.state(), State::Open, "3 s of 5 s");
-        assert!(b.try_acquire().is_err());
-        assert_metrics(&b, None, 0, 0, 0, 2);
-
-        clock.advance(secs(3));
-        let probe = b.try_acquire().unwrap();
-        assert_eq!(b.state(), State::HalfOpen);
-        assert_metrics(&b, None, 0, 0, 0, 2);
-
-        probe.record(false);
+        record(&b, Outcome::Failure);
         assert_eq!(b.state(), State::Open);
         assert_eq!(last(&seen).open_for, Some(ms(7500)), "5 s x 1.5");
         clock.advance(secs(6));
@@ -855,32 +836,32 @@ mod scenarios {
         assert_rate(s.slow_call_rate, Some(0.0), "slow_call_rate");
     }
 
-    /// `testRecordError`: one fast failure is a 100 % failure rate, which
-    /// reaches even a threshold of 1.0; the opening reports the window.
-    pub fn test_record_error(window: Window) {
+    /// One call alone in a window judged from one call is a 100 % rate, which
+    /// reaches even a threshold of 1.0: the circuit opens. Returns the opening
+    /// and the stats after it.
+    fn one_call_opens(window: Window, took: Duration, outcome: Outcome) -> (Transition, Stats) {
         let clock = ManualClock::new();
         let b = breaker("window", observing(&clock, window, 1));
         let seen = transitions(&b);
-        timed(&b, &clock, ms(100), Outcome::Failure);
-        let opened = last(&seen);
+        timed(&b, &clock, took, outcome);
+        (last(&seen), b.stats())
+    }
+
+    /// `testRecordError`: one fast failure, a 100 % failure rate.
+    pub fn test_record_error(window: Window) {
+        let (opened, s) = one_call_opens(window, ms(100), Outcome::Failure);
         assert_eq!(opened.reason, "failure rate");
         assert_eq!((opened.calls_in_window, opened.failures_in_window), (1, 1));
-        let s = b.stats();
         assert_eq!((s.successes, s.failures, s.slow_calls), (0, 1, 0));
     }
 
     /// `testRecordSlowSuccess`: one slow success (2 s against a 1 s threshold;
-    /// resilience4j is told the outcome `SLOW_SUCCESS` instead) is a 100 %
+    /// resilience4j is told the outcome `SLOW_SUCCESS` instead), a 100 %
     /// slow-call rate with no failure.
     pub fn test_record_slow_success(window: Window) {
-        let clock = ManualClock::new();
-        let b = breaker("window", observing(&clock, window, 1));
-        let seen = transitions(&b);
-        timed(&b, &clock, secs(2), Outcome::Success);
-        let opened = last(&seen);
+        let (opened, s) = one_call_opens(window, secs(2), Outcome::Success);
         assert_eq!(opened.reason, "slow-call rate");
         assert_eq!((opened.calls_in_window, opened.failures_in_window), (1, 0));
-        let s = b.stats();
         assert_eq!((s.successes, s.failures, s.slow_calls), (1, 0, 1));
     }
 
@@ -906,38 +887,29 @@ mod scenarios {
     }
 }
 
+/// One `#[test]` per method of `$class` that runs the scenario of the same
+/// name on `$window`.
+macro_rules! window_tests {
+    ($class:literal, $window:expr) => {
+        window_tests!(@one $class, $window, check_initial_bucket_creation, "checkInitialBucketCreation");
+        window_tests!(@one $class, $window, test_record_success, "testRecordSuccess");
+        window_tests!(@one $class, $window, test_record_error, "testRecordError");
+        window_tests!(@one $class, $window, test_record_slow_success, "testRecordSlowSuccess");
+        window_tests!(@one $class, $window, test_slow_calls_percentage, "testSlowCallsPercentage");
+    };
+    (@one $class:literal, $window:expr, $name:ident, $java:literal) => {
+        #[doc = concat!("`", $class, ".", $java, "`.")]
+        #[test]
+        fn $name() {
+            scenarios::$name($window);
+        }
+    };
+}
+
 mod fixed_size_sliding_window_metrics_test {
     use super::*;
 
-    /// `FixedSizeSlidingWindowMetricsTest.checkInitialBucketCreation`.
-    #[test]
-    fn check_initial_bucket_creation() {
-        scenarios::check_initial_bucket_creation(Window::Count(5));
-    }
-
-    /// `FixedSizeSlidingWindowMetricsTest.testRecordSuccess`.
-    #[test]
-    fn test_record_success() {
-        scenarios::test_record_success(Window::Count(5));
-    }
-
-    /// `FixedSizeSlidingWindowMetricsTest.testRecordError`.
-    #[test]
-    fn test_record_error() {
-        scenarios::test_record_error(Window::Count(5));
-    }
-
-    /// `FixedSizeSlidingWindowMetricsTest.testRecordSlowSuccess`.
-    #[test]
-    fn test_record_slow_success() {
-        scenarios::test_record_slow_success(Window::Count(5));
-    }
-
-    /// `FixedSizeSlidingWindowMetricsTest.testSlowCallsPercentage`.
-    #[test]
-    fn test_slow_calls_percentage() {
-        scenarios::test_slow_calls_percentage(Window::Count(5));
-    }
+    window_tests!("FixedSizeSlidingWindowMetricsTest", Window::Count(5));
 
     /// `FixedSizeSlidingWindowMetricsTest.testSlidingWindowMetrics`: a window of
     /// 4; the fifth call pushes the failure out. The minimum is 2 calls, so that
@@ -1004,36 +976,9 @@ mod sliding_time_window_metrics_test {
     /// second; the steps below land on the same side of both.
     const FIVE_SECONDS: Window = Window::Time(Duration::from_secs(5));
 
-    /// `SlidingTimeWindowMetricsTest.checkInitialBucketCreation` (the snapshot
-    /// part; the buckets' timestamps are private).
-    #[test]
-    fn check_initial_bucket_creation() {
-        scenarios::check_initial_bucket_creation(FIVE_SECONDS);
-    }
-
-    /// `SlidingTimeWindowMetricsTest.testRecordSuccess`.
-    #[test]
-    fn test_record_success() {
-        scenarios::test_record_success(FIVE_SECONDS);
-    }
-
-    /// `SlidingTimeWindowMetricsTest.testRecordError`.
-    #[test]
-    fn test_record_error() {
-        scenarios::test_record_error(FIVE_SECONDS);
-    }
-
-    /// `SlidingTimeWindowMetricsTest.testRecordSlowSuccess`.
-    #[test]
-    fn test_record_slow_success() {
-        scenarios::test_record_slow_success(FIVE_SECONDS);
-    }
-
-    /// `SlidingTimeWindowMetricsTest.testSlowCallsPercentage`.
-    #[test]
-    fn test_slow_calls_percentage() {
-        scenarios::test_slow_calls_percentage(FIVE_SECONDS);
-    }
+    // `checkInitialBucketCreation` is ported for its snapshot; the buckets'
+    // timestamps it also checks are private.
+    window_tests!("SlidingTimeWindowMetricsTest", FIVE_SECONDS);
 
     /// `SlidingTimeWindowMetricsTest.shouldClearSlidingTimeWindowMetrics`. The
     /// slow failure starts with the first call and ends 800 ms later (over a

@@ -10,7 +10,7 @@
 //!
 //! `tests/soak.rs` runs the same storm for a couple of seconds in CI.
 //!
-//! What it checks, and the pitfalls of `shared/docs/pitfalls.md` it covers:
+//! What it checks, and the pitfalls of `docs/pitfalls.md` it covers:
 //!
 //! * **Counts reconcile exactly.** Each task tallies what it saw (a success,
 //!   its own error, an ignored error, a timeout, a cancellation, a refusal, a

@@ -188,11 +188,11 @@ fn env_durations_are_spelled_as_in_the_attribute() {
     let registry = Registry::with_env(env(&[
         ("CB_SPELLED_OPEN_DURATION", "1m30s"),
         ("CB_SPELLED_CALL_TIMEOUT", "0.3s"),
-        ("CB_SPELLED_SLOW_CALL_DURATION", "2500us"),
+        ("CB_SPELLED_SLOW_CALL_DURATION", "25000us"),
     ]));
     registry.validate_env().unwrap();
     let config = registry.get_or_insert("spelled", Config::default).config();
     assert_eq!(config.open_duration(), Duration::from_secs(90));
     assert_eq!(config.call_timeout(), Some(Duration::from_millis(300)));
-    assert_eq!(config.slow_call_duration(), Some(Duration::from_micros(2500)));
+    assert_eq!(config.slow_call_duration(), Some(Duration::from_micros(25000)));
 }

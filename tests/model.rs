@@ -16,7 +16,7 @@
 //! timer resolution), and the harness checks after each step that the clock
 //! reads what the model expects.
 //!
-//! Pitfalls covered (see `shared/docs/pitfalls.md`):
+//! Pitfalls covered (see `docs/pitfalls.md`):
 //! * 1, half-open stampede: probes are capped counting those in flight (held
 //!   permits are probes that have not finished).
 //! * 3, leaked permits: dropped, cancelled, ignored and panicking probes give
@@ -124,6 +124,10 @@ struct Model {
     open_until: u64,
     in_flight: u64,
     probe_successes: u64,
+    /// Of `probe_successes`, the slow ones.
+    probe_slow: u64,
+    /// The generation of the open period whose window `stats()` still shows.
+    window_open_gen: Option<u64>,
     reopens: u32,
     consecutive: u64,
     calls: Vec<Rec>,
@@ -223,6 +227,8 @@ impl Model {
             open_until: 0,
             in_flight: 0,
             probe_successes: 0,
+            probe_slow: 0,
+            window_open_gen: None,
             reopens: 0,
             consecutive: 0,
             calls: Vec::new(),
@@ -246,6 +252,7 @@ impl Model {
         self.generation += 1;
         self.in_flight = 0;
         self.probe_successes = 0;
+        self.probe_slow = 0;
     }
 
     /// What `state()` does: an open circuit whose time is up is half-open.
@@ -284,7 +291,8 @@ impl Model {
     }
 
     fn finish(&mut self, t: Ticket, end: End) {
-        let slow = self.slow.is_some_and(|s| self.now - t.start >= s);
+        // "Slower than" is strictly longer.
+        let slow = self.slow.is_some_and(|s| self.now - t.start > s);
         match end {
             End::Success => self.successes += 1,
             End::Failure => self.failures += 1,
@@ -327,7 +335,16 @@ impl Model {
                 self.in_flight -= 1;
                 if end == End::Success {
                     self.probe_successes += 1;
-                    if self.probe_successes >= self.success_threshold {
+                    self.probe_slow += u64::from(slow);
+                    let slow_rate = self.probe_slow as f64 / self.probe_successes as f64;
+                    if self.probe_successes >= self.success_threshold
+                        && self.probe_slow > 0
+                        && slow_rate >= self.slow_rate
+                    {
+                        // Slow probes count against closing.
+                        self.reopens += 1;
+                        self.trip();
+                    } else if self.probe_successes >= self.success_threshold {
                         self.go(State::Closed);
                         self.calls.clear();
                         self.consecutive = 0;
@@ -358,7 +375,8 @@ impl Model {
             cover(|c| c.trips[i] += 1);
             self.reopens = 0;
             self.trip();
-            self.calls.clear();
+            // The window that tripped it stays readable while open.
+            self.window_open_gen = Some(self.generation);
             self.consecutive = 0;
         }
     }
@@ -385,12 +403,23 @@ impl Model {
     }
 
     /// `open_for` leaves forced-open and disabled alone; it keeps the window.
+    /// On an open circuit it extends the deadline in place (never shortens
+    /// it), with no transition.
     fn open_for(&mut self, d: Duration) -> bool {
-        if matches!(self.state, State::ForcedOpen | State::Disabled) {
-            return false;
+        let deadline = self.now.saturating_add(nanos(d));
+        match self.state {
+            State::ForcedOpen | State::Disabled => return false,
+            State::Open => self.open_until = self.open_until.max(deadline),
+            State::Closed | State::HalfOpen => {
+                let from = self.state;
+                self.open_until = deadline;
+                self.go(State::Open);
+                if from == State::Closed {
+                    self.window_open_gen = Some(self.generation);
+                    self.consecutive = 0;
+                }
+            }
         }
-        self.open_until = self.now.saturating_add(nanos(d));
-        self.go(State::Open);
         true
     }
 
@@ -415,7 +444,14 @@ impl Model {
     fn snapshot(&mut self) -> Snapshot {
         let state = self.observe();
         cover(|c| c.states[state.code() as usize] += 1);
-        let (calls, failures, slow) = self.tally();
+        // The window shows while closed (and forced open or disabled, where it
+        // is empty), and while open only in the period it tripped.
+        let shown = match state {
+            State::Open => self.window_open_gen == Some(self.generation),
+            State::HalfOpen => false,
+            _ => true,
+        };
+        let (calls, failures, slow) = if shown { self.tally() } else { (0, 0, 0) };
         let rate = |n: u64| (calls >= self.minimum_calls && calls > 0).then(|| n as f64 / calls as f64);
         Snapshot {
             state,
@@ -847,7 +883,10 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 .slow_call_rate_threshold(slow_rate)
                 .open_duration(ms(open))
                 .half_open_max_calls(probes)
-                .success_threshold(successes);
+                .success_threshold(successes)
+                // Exact, so that any slow-call duration is valid; the run
+                // puts the tokio clock in its place.
+                .clock(cb_runtime::clock::ManualClock::new().clock());
             if let Some(s) = slow {
                 b = b.slow_call_duration(ms(s));
             }
@@ -1000,7 +1039,8 @@ impl Raw {
         if self.minimum_calls == 0 || over {
             v.push("minimum_calls");
         }
-        if self.slow == Some(Duration::ZERO) {
+        // Built on the system clock, which cannot time less than 10 ms.
+        if self.slow.is_some_and(|d| d < ms(10)) {
             v.push("slow_call_duration");
         }
         if self.open.is_zero() {

@@ -1,4 +1,4 @@
-//! One test per bug class that peers shipped (`shared/docs/pitfalls.md`).
+//! One test per bug class that peers shipped (`docs/pitfalls.md`).
 //! Each test's name starts with the pitfall's number.
 //!
 //! Pitfalls 7 and 8 (window boundaries, bucket reuse) are also tested at the

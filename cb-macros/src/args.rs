@@ -260,15 +260,17 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         }
         let checked = match key.kind {
             Kind::Name => string(&key, &value).and_then(|lit| {
-                if lit.value().trim().is_empty() {
-                    Err(syn::Error::new(
-                        lit.span(),
-                        "`name` must not be empty: it is the breaker's name in the registry",
-                    ))
-                } else {
-                    name = Some(lit);
-                    Ok(())
-                }
+                let why = match cb_syntax::check_name(&lit.value()) {
+                    Ok(()) => {
+                        name = Some(lit);
+                        return Ok(());
+                    }
+                    Err(cb_syntax::NameError::Empty) => {
+                        "`name` must not be empty: it is the breaker's name in the registry".to_owned()
+                    }
+                    Err(e) => format!("`name` is refused: {e}; expected {}", cb_syntax::NAME_RULE),
+                };
+                Err(syn::Error::new(lit.span(), why))
             }),
             Kind::Preset => string(&key, &value).and_then(|lit| {
                 preset = Some(check_preset(&lit)?);

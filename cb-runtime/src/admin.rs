@@ -23,8 +23,9 @@
 //! router on an internal port.
 //!
 //! **Errors** are JSON, `{"error": {"status": 404, "code": "not_found",
-//! "message": "..."}}`: 400 for a malformed breaker name (empty after
-//! decoding, over 256 bytes, bad percent-encoding or control characters), 401,
+//! "message": "..."}}`: 400 for a malformed breaker name (bad
+//! percent-encoding, or a name no breaker can have: empty or only white
+//! space, over 256 bytes, or with control characters), 401,
 //! 403, 404 for an unknown breaker or route, 405 for a known route with the
 //! wrong method (with an `Allow` header). The authentication check comes before
 //! the name is looked at, so an unauthenticated caller learns nothing about
@@ -65,8 +66,9 @@ use crate::registry::Registry;
 use crate::state::State;
 use crate::stats::Stats;
 
-/// The longest breaker name the API accepts, in bytes.
-pub const MAX_NAME_LEN: usize = 256;
+/// The longest breaker name, in bytes: the API accepts every name a
+/// breaker can have (see [`CircuitBreaker::new`]).
+pub const MAX_NAME_LEN: usize = cb_syntax::MAX_NAME_LEN;
 
 /// Who may use the mutating routes (`reset`, `force-open`, `disable`).
 #[derive(Clone)]
@@ -75,13 +77,50 @@ pub struct AdminAuth {
 }
 
 impl AdminAuth {
-    /// Mutations need `Authorization: Bearer <token>`. An empty token turns
-    /// them off, as [`disabled`](Self::disabled) does.
+    /// Mutations need `Authorization: Bearer <token>`.
+    ///
+    /// The token is trimmed first (a secret mounted from a file often ends in
+    /// a newline). An empty token turns mutations off, as
+    /// [`disabled`](Self::disabled) does. A token no client could send (see
+    /// [`try_bearer`](Self::try_bearer)) also turns them off, failing closed,
+    /// and is logged at ERROR; call `try_bearer` to refuse to start instead.
     pub fn bearer(token: impl Into<String>) -> Self {
+        AdminAuth::try_bearer(token).unwrap_or_else(|error| {
+            tracing::error!(target: "cb_runtime", %error, "admin mutations are disabled: {error}");
+            AdminAuth::disabled()
+        })
+    }
+
+    /// Like [`bearer`](Self::bearer), refusing a token that no HTTP client
+    /// could present: after trimming, every character must be visible ASCII
+    /// (`!` to `~`) or a space, as an `Authorization` header carries it. An empty token
+    /// is accepted and turns mutations off.
+    ///
+    /// ```
+    /// use cb_runtime::admin::AdminAuth;
+    ///
+    /// assert!(AdminAuth::try_bearer("s3cret\n")?.mutations_enabled());
+    /// let refused = AdminAuth::try_bearer("pässword").unwrap_err();
+    /// assert!(refused.to_string().contains("visible ASCII"));
+    /// # Ok::<(), cb_runtime::admin::AdminAuthError>(())
+    /// ```
+    pub fn try_bearer(token: impl Into<String>) -> Result<Self, AdminAuthError> {
         let token = token.into();
-        AdminAuth {
-            token: (!token.is_empty()).then(|| Arc::from(token.into_bytes())),
+        let token = token.trim();
+        if let Some((at, c)) = token
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii_graphic() || c == ' '))
+        {
+            return Err(AdminAuthError {
+                reason: format!(
+                    "the admin token has {c:?} at byte {at}; expected visible ASCII (`!` to `~`) and spaces \
+                     only, which is all an `Authorization: Bearer` header can carry"
+                ),
+            });
         }
+        Ok(AdminAuth {
+            token: (!token.is_empty()).then(|| Arc::from(token.as_bytes())),
+        })
     }
 
     /// Mutations are off: every `POST` answers 403. The read-only routes work.
@@ -89,8 +128,9 @@ impl AdminAuth {
         AdminAuth { token: None }
     }
 
-    /// The token from environment variable `var`; mutations are off when it
-    /// is unset, empty or not UTF-8.
+    /// The token from environment variable `var`, as [`bearer`](Self::bearer)
+    /// takes it; mutations are off when it is unset, empty, not UTF-8 or
+    /// unusable (logged at ERROR).
     pub fn from_env(var: &str) -> Self {
         std::env::var(var).map_or_else(|_| AdminAuth::disabled(), AdminAuth::bearer)
     }
@@ -109,11 +149,13 @@ impl AdminAuth {
                 "mutations are disabled: no admin token is configured",
             ));
         };
+        // The scheme is case-insensitive (RFC 7235, section 2.1).
         let given = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         match given {
             Some(given) if token_matches(expected, given.as_bytes()) => Ok(()),
             Some(_) => Err(ApiError::unauthorized("the bearer token is not valid")),
@@ -123,6 +165,20 @@ impl AdminAuth {
         }
     }
 }
+
+/// An admin token that no client could present; see [`AdminAuth::try_bearer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminAuthError {
+    reason: String,
+}
+
+impl fmt::Display for AdminAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for AdminAuthError {}
 
 impl fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -483,15 +539,8 @@ impl IntoResponse for ApiError {
 /// The name in the path, checked.
 fn breaker_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(name) = path.map_err(|_| ApiError::bad_name("it is not valid percent-encoded UTF-8"))?;
-    if name.is_empty() {
-        return Err(ApiError::bad_name("it is empty"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(ApiError::bad_name("it is longer than 256 bytes"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::bad_name("it holds control characters"));
-    }
+    // The same rule as where names enter, so every breaker is addressable.
+    cb_syntax::check_name(&name).map_err(|e| ApiError::bad_name(&e.to_string()))?;
     Ok(name)
 }
 

@@ -37,7 +37,7 @@ use crate::counters::{Counter, Counters};
 use crate::error::{BreakerError, BreakerErrorKind};
 use crate::log::RejectionLog;
 use crate::permit::{Admission, Permit, Ticket};
-use crate::state::{State, Word, MAX_IN_FLIGHT};
+use crate::state::{next_generation, State, Word, MAX_IN_FLIGHT};
 use crate::stats::Stats;
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 use crate::transition::{Observers, Transition};
@@ -146,9 +146,15 @@ struct Inner {
     consecutive_failures: u64,
     /// The `FastSuccess` total the window has caught up with.
     synced_fast: u64,
-    /// The generation `probe_successes` counts for.
+    /// The generation `probe_successes` and `probe_slow` count for.
     probe_generation: u64,
     probe_successes: u32,
+    /// Of `probe_successes`, the slow ones.
+    probe_slow: u32,
+    /// The open period whose window is still shown (the generation of the
+    /// open word that closed-state judging tripped): `stats()` shows the
+    /// window while closed, and while open in this period only.
+    window_open_generation: Option<u64>,
     /// Reopens since the circuit last closed, for the open-duration backoff.
     reopens: u32,
 }
@@ -156,10 +162,42 @@ struct Inner {
 impl CircuitBreaker {
     /// A new, closed breaker.
     ///
-    /// The name identifies it in errors, logs and metrics. Names are interned
-    /// for the life of the process (a breaker's error carries its name without
-    /// allocating), so create breakers per dependency, not per request.
+    /// The name identifies it in errors, logs, metrics and the admin API.
+    /// Names are interned for the life of the process (a breaker's error
+    /// carries its name without allocating), so create breakers per
+    /// dependency, not per request.
+    ///
+    /// A name must be 1 to 256 bytes, not only white space, with no control
+    /// characters ([`cb_syntax::check_name`]). This constructor cannot fail,
+    /// so it repairs a name that breaks the rule and logs the repair at ERROR
+    /// (control characters become `U+FFFD`, a long name is cut, an empty one
+    /// becomes `<unnamed>`); [`try_new`](Self::try_new) refuses it instead.
     pub fn new(name: impl Into<String>, config: Config) -> Self {
+        let name = name.into();
+        let name = match crate::name::repaired(&name) {
+            std::borrow::Cow::Borrowed(_) => name,
+            std::borrow::Cow::Owned(fixed) => fixed,
+        };
+        CircuitBreaker::with_valid_name(name, config)
+    }
+
+    /// Like [`new`](Self::new), refusing a name that breaks the rule with a
+    /// [`ConfigError`] for the field `name`.
+    ///
+    /// ```
+    /// use cb_runtime::{CircuitBreaker, Config};
+    ///
+    /// assert!(CircuitBreaker::try_new("payments", Config::default()).is_ok());
+    /// let err = CircuitBreaker::try_new("pay\nments", Config::default()).unwrap_err();
+    /// assert_eq!(err.field(), "name");
+    /// ```
+    pub fn try_new(name: impl Into<String>, config: Config) -> Result<Self, ConfigError> {
+        let name = name.into();
+        crate::name::checked(&name)?;
+        Ok(CircuitBreaker::with_valid_name(name, config))
+    }
+
+    fn with_valid_name(name: String, config: Config) -> Self {
         let dirty = config.sliding_window.is_time();
         let breaker = CircuitBreaker {
             word: AtomicU64::new(Word::new(State::Closed, 0, dirty).0),
@@ -170,7 +208,7 @@ impl CircuitBreaker {
             max_probes: AtomicU64::new(0),
             counters: Counters::new(),
             clock: config.clock.clone(),
-            name: crate::intern::intern(name.into()),
+            name: crate::intern::intern(name),
             inner: Mutex::new(Inner {
                 window: Outcomes::new(config.sliding_window),
                 config,
@@ -178,6 +216,8 @@ impl CircuitBreaker {
                 synced_fast: 0,
                 probe_generation: 0,
                 probe_successes: 0,
+                probe_slow: 0,
+                window_open_generation: None,
                 reopens: 0,
             }),
             observers: Observers::default(),
@@ -222,6 +262,15 @@ impl CircuitBreaker {
     /// recorded outcome; an open circuit keeps its current deadline. The
     /// clock cannot change: a breaker keeps the clock it was created with.
     pub fn reconfigure(&self, config: Config) -> Result<(), ConfigError> {
+        let transition = self.reconfigure_deferred(config)?;
+        self.publish_transition(transition);
+        Ok(())
+    }
+
+    /// [`reconfigure`](Self::reconfigure), returning the transition it made
+    /// (a lower threshold may open the circuit) instead of telling the
+    /// observers: the registry tells them once it holds no lock.
+    pub(crate) fn reconfigure_deferred(&self, config: Config) -> Result<Option<Transition>, ConfigError> {
         // Re-validate: a `Config` is valid by construction, but say so here.
         let config = config.to_builder().clock(self.clock.clone()).build()?;
         let transition = {
@@ -241,8 +290,12 @@ impl CircuitBreaker {
                 None
             }
         };
+        Ok(transition)
+    }
+
+    /// Logs `transition` and tells the observers; call it with no lock held.
+    pub(crate) fn publish_transition(&self, transition: Option<Transition>) {
         self.emit(transition);
-        Ok(())
     }
 
     /// The circuit's state.
@@ -271,8 +324,16 @@ impl CircuitBreaker {
             let mut inner = lock(&self.inner);
             self.sync_fast_successes(&mut inner);
             let now = self.window_now(&inner);
+            let shown = match self.load() {
+                w if w.state() == State::Open => inner.window_open_generation == Some(w.generation()),
+                w => w.state() != State::HalfOpen,
+            };
             (
-                inner.window.tally(now),
+                if shown {
+                    inner.window.tally(now)
+                } else {
+                    Tally::default()
+                },
                 inner.consecutive_failures,
                 u64::from(inner.config.minimum_calls),
             )
@@ -321,28 +382,81 @@ impl CircuitBreaker {
         self.manual(State::Disabled, "disabled");
     }
 
-    /// Opens the circuit for exactly `duration`, then lets probes through as
+    /// Opens the circuit for at least `duration`, then lets probes through as
     /// usual: for a dependency that said when to come back (an HTTP 429 or
-    /// 503 with `Retry-After`). A forced-open or disabled breaker is left as
-    /// it is, and `false` returned.
+    /// 503 with `Retry-After`).
+    ///
+    /// * Closed or half-open: the circuit opens for `duration` (one
+    ///   transition, with the reason [`"opened for a given duration"`](Transition::reason)).
+    /// * Already open: the open period is extended in place when `duration`
+    ///   reaches past its deadline, and never shortened. No transition is
+    ///   published, and the period's rejections keep counting as one period.
+    /// * Forced open or disabled: left as it is, and `false` returned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, State};
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = CircuitBreaker::new("open-for-doc", Config::builder().clock(clock.clock()).build()?);
+    /// assert!(breaker.open_for(Duration::from_secs(60)));
+    /// assert!(breaker.open_for(Duration::from_secs(1))); // does not shorten the 60 s
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(breaker.state(), State::Open);
+    /// clock.advance(Duration::from_secs(58));
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// # Ok::<(), cb_runtime::ConfigError>(())
+    /// ```
     pub fn open_for(&self, duration: Duration) -> bool {
+        self.open_for_if(|_| true, duration)
+    }
+
+    /// [`open_for`](Self::open_for), while the state word's generation
+    /// passes `current`; `false` (and nothing changed) otherwise.
+    fn open_for_if(&self, current: impl Fn(u64) -> bool, duration: Duration) -> bool {
         let transition = {
-            let _inner = lock(&self.inner);
+            let mut inner = lock(&self.inner);
             let mut w = self.load();
             loop {
-                if matches!(w.state(), State::ForcedOpen | State::Disabled) {
+                if !current(w.generation()) {
                     return false;
                 }
                 let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
-                self.open_until.store(deadline, Ordering::Release);
-                let open = w.next(State::Open, false);
-                match self.cas_from(w, open) {
-                    Ok(()) => break self.transition(w, open, "opened for a given duration"),
-                    Err(now) => w = now,
+                match w.state() {
+                    State::ForcedOpen | State::Disabled => return false,
+                    State::Open => {
+                        self.open_until.fetch_max(deadline, Ordering::AcqRel);
+                        // A caller may have read the old deadline and moved the
+                        // word to half-open meanwhile: then open it again.
+                        let now = self.load();
+                        if now.state() == State::Open && now.generation() == w.generation() {
+                            break None;
+                        }
+                        w = now;
+                    }
+                    State::Closed | State::HalfOpen => {
+                        // Only this lock's holder moves a closed or half-open
+                        // word to open, so the deadline stored here is the one
+                        // the open word will be read with.
+                        self.open_until.store(deadline, Ordering::Release);
+                        let open = w.next(State::Open, false);
+                        match self.cas_from(w, open) {
+                            Ok(()) => {
+                                if w.state() == State::Closed {
+                                    inner.window_open_generation = Some(open.generation());
+                                    inner.consecutive_failures = 0;
+                                }
+                                let mut t = self.transition(w, open, "opened for a given duration");
+                                t.open_for = Some(duration);
+                                break Some(t);
+                            }
+                            Err(now) => w = now,
+                        }
+                    }
                 }
             }
         };
-        self.emit(Some(transition));
+        self.emit(transition);
         true
     }
 
@@ -473,6 +587,26 @@ impl CircuitBreaker {
         self.finish_slow(ticket, finish, slow);
     }
 
+    /// [`finish`](Self::finish) for a call whose result said when to come
+    /// back (`Retry-After`). The hint opens the circuit for that long
+    /// ([`open_for`](Self::open_for): never shorter than an open period
+    /// already running) only when the call counts as a failure and belongs
+    /// to the current period: it was admitted in the current generation, or
+    /// its own failure just moved the state. A late hint from a call admitted
+    /// before the circuit last moved is ignored (pitfall 5).
+    pub(crate) fn finish_with_hint(&self, ticket: Ticket, finish: Finish, hint: Option<Duration>) {
+        let Some(hint) = hint.filter(|h| !h.is_zero()) else {
+            return self.finish(ticket, finish);
+        };
+        let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
+        let moved = self.finish_slow(ticket, finish, slow);
+        if matches!(finish, Finish::Failure | Finish::Timeout) {
+            let admitted = ticket.generation();
+            let after = next_generation(admitted);
+            self.open_for_if(|g| g == admitted || (moved && g == after), hint);
+        }
+    }
+
     /// For a call whose start was read: tells the duration observer, if any,
     /// and returns whether the call was slow.
     #[inline]
@@ -484,7 +618,8 @@ impl CircuitBreaker {
             }
         }
         let limit = self.slow_nanos.load(Ordering::Relaxed);
-        limit != 0 && elapsed >= limit
+        // "Slower than" is strictly longer, as in resilience4j.
+        limit != 0 && elapsed > limit
     }
 
     /// Times every call from now on, telling `observe` each one's duration
@@ -496,8 +631,10 @@ impl CircuitBreaker {
         set
     }
 
+    /// Records a finish the hot path did not; `true` when it moved the state
+    /// (to the generation after the ticket's).
     #[cold]
-    fn finish_slow(&self, ticket: Ticket, finish: Finish, slow: bool) {
+    fn finish_slow(&self, ticket: Ticket, finish: Finish, slow: bool) -> bool {
         self.counters.add(match finish {
             Finish::Success => Counter::Success,
             Finish::Failure => Counter::Failure,
@@ -511,9 +648,11 @@ impl CircuitBreaker {
         let transition = match ticket.admission() {
             Admission::Disabled => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
-            Admission::HalfOpen => self.finish_probe(ticket, finish),
+            Admission::HalfOpen => self.finish_probe(ticket, finish, slow),
         };
+        let moved = transition.is_some();
         self.emit(transition);
+        moved
     }
 
     fn finish_closed(&self, ticket: Ticket, finish: Finish, slow: bool) -> Option<Transition> {
@@ -561,7 +700,12 @@ impl CircuitBreaker {
             Some(reason) => {
                 inner.reopens = 0;
                 let opened = self.open_locked(inner, w, reason, tally);
-                inner.window.clear();
+                // The window that tripped the circuit stays readable in
+                // `stats()` while open; it is dropped on the move to
+                // half-open, and emptied when the circuit closes again.
+                if opened.is_some() {
+                    inner.window_open_generation = Some(next_generation(w.generation()));
+                }
                 inner.consecutive_failures = 0;
                 opened
             }
@@ -576,7 +720,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn finish_probe(&self, ticket: Ticket, finish: Finish) -> Option<Transition> {
+    fn finish_probe(&self, ticket: Ticket, finish: Finish, slow: bool) -> Option<Transition> {
         if matches!(finish, Finish::Ignored | Finish::Cancelled) {
             self.release_probe(ticket.generation());
             return None;
@@ -587,12 +731,22 @@ impl CircuitBreaker {
         if inner.probe_generation != ticket.generation() {
             inner.probe_generation = ticket.generation();
             inner.probe_successes = 0;
+            inner.probe_slow = 0;
         }
         match finish {
             Finish::Success => {
                 inner.probe_successes += 1;
+                inner.probe_slow += u32::from(slow);
                 if inner.probe_successes < inner.config.success_threshold {
                     return None;
+                }
+                // Slow probes count against closing: a dependency that comes
+                // back slow stays open instead of flapping (as resilience4j
+                // judges its probes' slow-call rate).
+                let slow_rate = f64::from(inner.probe_slow) / f64::from(inner.probe_successes);
+                if inner.probe_slow > 0 && slow_rate >= inner.config.slow_call_rate_threshold {
+                    inner.reopens = inner.reopens.saturating_add(1);
+                    return self.open_locked(&mut inner, w, "slow probes", Tally::default());
                 }
                 let closed = w.next(State::Closed, inner.config.sliding_window.is_time());
                 let transition = self.swap_locked(w, closed, "probes succeeded")?;

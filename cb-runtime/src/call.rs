@@ -6,6 +6,7 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
@@ -17,6 +18,21 @@ use crate::permit::Ticket;
 pub trait Classify<T, E> {
     /// How `result` counts.
     fn classify(self, result: &Result<T, E>) -> Outcome;
+
+    /// How `result` counts, and how long the dependency asked callers to
+    /// stay away if it said so (an HTTP `Retry-After`).
+    ///
+    /// The breaker honours the hint, as [`CircuitBreaker::open_for`] would
+    /// (never shortening an open period already running), only when the
+    /// call counts as a [`Outcome::Failure`] and was admitted in the current
+    /// period: a late answer from a call admitted before the circuit last
+    /// moved says nothing about now. The default gives no hint.
+    fn classify_with_retry_after(self, result: &Result<T, E>) -> (Outcome, Option<Duration>)
+    where
+        Self: Sized,
+    {
+        (self.classify(result), None)
+    }
 }
 
 /// The default classifier: `Ok` is a success, `Err` a failure.
@@ -116,7 +132,8 @@ fn cancel(breaker: &CircuitBreaker, ticket: Ticket) {
     breaker.finish(ticket, Finish::Cancelled);
 }
 
-/// Records a failure if the inner future panics; forgotten otherwise.
+/// Records a failure if the inner future or the classifier panics;
+/// forgotten otherwise.
 struct PanicGuard<'a> {
     breaker: &'a CircuitBreaker,
     ticket: Ticket,
@@ -124,7 +141,7 @@ struct PanicGuard<'a> {
 
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
-        // Only reached while unwinding out of the inner `poll`.
+        // Only reached while unwinding out of the inner `poll` or `classify`.
         self.breaker.finish(self.ticket, Finish::Failure);
     }
 }
@@ -165,11 +182,18 @@ where
         match polled {
             Poll::Ready(result) => {
                 this.fut.set(None);
-                let outcome = match this.classify.take() {
-                    Some(c) => c.classify(&result),
-                    None => Outcome::Failure,
+                // The classifier is user code too: a panic in it counts as a
+                // failure and gives the permit back, as one in the call does.
+                let guard = PanicGuard { breaker, ticket };
+                let (outcome, hint) = match this.classify.take() {
+                    Some(c) => c.classify_with_retry_after(&result),
+                    None => (Outcome::Failure, None),
                 };
-                breaker.finish(ticket, Finish::from(outcome));
+                mem::forget(guard);
+                match hint {
+                    None => breaker.finish(ticket, Finish::from(outcome)),
+                    Some(hint) => breaker.finish_with_hint(ticket, Finish::from(outcome), Some(hint)),
+                }
                 Poll::Ready(result.map_err(CallError::Inner))
             }
             Poll::Pending => {

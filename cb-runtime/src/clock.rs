@@ -59,6 +59,22 @@ impl Clock {
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.now_nanos())
     }
+
+    /// How far apart two distinct readings can be: the system clock's tick
+    /// (a few milliseconds for Linux's coarse clock, as the kernel reports
+    /// it), and one nanosecond for the manual and tokio clocks, which are
+    /// exact. A duration shorter than a few ticks cannot be timed reliably.
+    pub fn resolution(&self) -> Duration {
+        match &self.0 {
+            Kind::System => system_resolution(),
+            Kind::Manual(_) | Kind::Tokio(_) => Duration::from_nanos(1),
+        }
+    }
+
+    /// `true` for [`Clock::system`].
+    pub(crate) fn is_system(&self) -> bool {
+        matches!(self.0, Kind::System)
+    }
 }
 
 impl PartialEq for Clock {
@@ -145,6 +161,18 @@ fn system_nanos() -> u64 {
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
+}
+
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+fn system_resolution() -> Duration {
+    let ts = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
+fn system_resolution() -> Duration {
+    // `Instant` is served by a fine clock on the other platforms.
+    Duration::from_micros(1)
 }
 
 #[cfg(not(all(target_os = "linux", not(loom), not(miri))))]

@@ -271,6 +271,18 @@ impl Config {
         }
         if let Some(d) = self.slow_call_duration {
             check_positive("slow_call_duration", d)?;
+            if self.clock.is_system() && d < MIN_SLOW_CALL_DURATION {
+                return Err(ConfigError::new(
+                    "slow_call_duration",
+                    format!("{d:?}"),
+                    format!(
+                        "at least {MIN_SLOW_CALL_DURATION:?} with the system clock, which ticks every {:?} \
+                         here (up to 10ms on some kernels), so shorter calls cannot be told apart; \
+                         a manual or tokio clock times any duration",
+                        self.clock.resolution()
+                    ),
+                ));
+            }
         }
         check_positive("open_duration", self.open_duration)?;
         if self.half_open_max_calls == 0 || self.half_open_max_calls > MAX_PROBES {
@@ -327,6 +339,13 @@ fn check_rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// The shortest `slow_call_duration` accepted with [`Clock::system`]: its
+/// coarse readings tick every 1 to 10 ms depending on the kernel, and a call
+/// is judged by two readings, so a shorter threshold would count fast calls
+/// as slow whenever a tick fell between them. With this floor a call is never
+/// misjudged by more than one tick.
+pub const MIN_SLOW_CALL_DURATION: Duration = Duration::from_millis(10);
 
 fn check_positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() {

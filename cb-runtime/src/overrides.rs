@@ -294,18 +294,35 @@ impl FileConfig {
     }
 }
 
-/// `name` as it appears in environment variables: upper-cased, every
-/// character that is not an ASCII letter or digit turned into `_`.
+/// `name` as it appears in environment variables (`CB_<NAME>_<FIELD>`):
+///
+/// * ASCII letters are upper-cased, ASCII digits kept;
+/// * every other ASCII character becomes `_`;
+/// * every non-ASCII character becomes `U` and its code point in upper-case
+///   hexadecimal, at least four digits (`ü` is `U00FC`), so names that
+///   differ only outside ASCII still read different variables.
+///
+/// Names that differ only in case or punctuation (`a-b`, `a_b`, `A.B`)
+/// share their variables: the registry warns when two such breakers are
+/// registered, and [`Registry::validate_env`](crate::Registry::validate_env)
+/// refuses a variable that both would read.
+///
+/// ```
+/// assert_eq!(cb_runtime::env_name("openai-chat.v2"), "OPENAI_CHAT_V2");
+/// assert_eq!(cb_runtime::env_name("café"), "CAFU00E9");
+/// ```
 pub fn env_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_uppercase());
+        } else if c.is_ascii() {
+            out.push('_');
+        } else {
+            out.push_str(&format!("U{:04X}", u32::from(c)));
+        }
+    }
+    out
 }
 
 /// The environment variables a breaker named `name` reads, one per field.

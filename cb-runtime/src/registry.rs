@@ -15,6 +15,7 @@ use crate::overrides::{self, FileConfig, CB_CONFIG};
 use crate::preset::Preset;
 use crate::state::State;
 use crate::stats::Stats;
+use crate::transition::Transition;
 
 /// Where a registry reads environment variables: a function returning them all.
 type EnvSource = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
@@ -37,8 +38,9 @@ type EnvSource = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 ///    `CB_CONFIG`, read when the first breaker is created): its `[defaults]`,
 ///    then `[presets.<preset>]` for the breaker's preset, then `[breakers.<name>]`;
 /// 3. the environment: `CB_<NAME>_<FIELD>`, NAME being the breaker's name
-///    upper-cased with every character but ASCII letters and digits turned
-///    into `_` (`CB_OPENAI_FAILURE_THRESHOLD=10`, `CB_HIDDEN_ENV_OPEN_DURATION=250ms`).
+///    as [`env_name`](crate::env_name) spells it: upper-cased, other ASCII
+///    characters turned into `_`, non-ASCII ones into `U<hex>`
+///    (`CB_OPENAI_FAILURE_THRESHOLD=10`, `CB_HIDDEN_ENV_OPEN_DURATION=250ms`).
 ///
 /// A `preset` key (in the environment, `[breakers.<name>]` or `[defaults]`,
 /// the first found) starts the breaker from that preset instead of its
@@ -58,7 +60,10 @@ pub struct Registry {
     /// Serialises configuration changes (creation, reconfigure, load_file).
     config_lock: Mutex<()>,
     file: RwLock<Option<Arc<FileConfig>>>,
-    /// Set once `CB_CONFIG` has been looked at.
+    /// Set once `CB_CONFIG` has been looked at and, when it names a file,
+    /// that file loaded. Creators wait for it (exactly one load), and an
+    /// explicit [`Registry::load_file`] waits for it too, so the explicit
+    /// file always lands last and wins.
     cb_config_read: OnceLock<()>,
     env: EnvSource,
     events: broadcast::Sender<Event>,
@@ -76,6 +81,9 @@ struct Entry {
     preset: Option<Preset>,
     /// Where the breaker was created from, when known.
     origin: Option<&'static str>,
+    /// The other configurations this name was asked for with, already
+    /// warned about: one warning per call site and configuration.
+    warned: Vec<(Option<&'static str>, Option<Preset>, Config)>,
     counts: Arc<Counts>,
 }
 
@@ -159,7 +167,10 @@ impl Registry {
 
     /// The breaker named `name`, created with `make()` (then the config file
     /// and the environment, see [above](Self#runtime-configuration)) if there
-    /// is none yet. The first configuration for a name wins.
+    /// is none yet. The first configuration for a name wins; `make` is
+    /// called every time, and a later call with a different configuration
+    /// is logged as a warning (once per configuration), since both share the
+    /// first one's breaker.
     pub fn get_or_insert(&self, name: &str, make: impl FnOnce() -> Config) -> Arc<CircuitBreaker> {
         self.get_or_insert_inner(name, None, None, make)
     }
@@ -196,26 +207,19 @@ impl Registry {
         preset: Option<Preset>,
         make: impl FnOnce() -> Config,
     ) -> Arc<CircuitBreaker> {
-        if origin.is_none() {
-            if let Some(b) = self.get(name) {
-                return b;
-            }
-        }
-        // Built outside the locks: `make` may itself use the registry.
+        // A name that breaks the rule is repaired (and logged), as
+        // `CircuitBreaker::new` does, so the registry's key is the breaker's name.
+        let name = &*crate::name::repaired(name);
+        // Built outside the locks: `make` may itself use the registry. It is
+        // built even when the name exists, to warn when it differs.
         let requested = make();
+        if let Some(existing) = self.existing(name, origin, preset, &requested) {
+            return existing;
+        }
         self.read_cb_config();
         let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = self.read().get(name) {
-            if existing.requested != requested && existing.origin != origin {
-                tracing::warn!(
-                    target: "cb_runtime",
-                    breaker = name,
-                    first = existing.origin.unwrap_or("<unknown>"),
-                    second = origin.unwrap_or("<unknown>"),
-                    "two call sites configure circuit breaker `{name}` differently; they share one breaker and the first configuration wins"
-                );
-            }
-            return Arc::clone(&existing.breaker);
+        if let Some(existing) = self.existing(name, origin, preset, &requested) {
+            return existing;
         }
         let config = match self.resolve(name, &requested, preset) {
             Ok(config) => config,
@@ -232,18 +236,83 @@ impl Registry {
         };
         let breaker = Arc::new(CircuitBreaker::new(name, config));
         let counts = self.attach(&breaker);
-        self.write().insert(
-            name.to_owned(),
-            Entry {
-                breaker: Arc::clone(&breaker),
-                base: requested.clone(),
-                requested,
-                preset,
-                origin,
-                counts,
-            },
-        );
+        self.insert(Entry {
+            breaker: Arc::clone(&breaker),
+            base: requested.clone(),
+            requested,
+            preset,
+            origin,
+            warned: Vec::new(),
+            counts,
+        });
         breaker
+    }
+
+    /// The breaker named `name` if there is one, after warning (once per
+    /// call site and configuration) when it was asked for with another
+    /// configuration or preset than the one it was made with (pitfall 14).
+    fn existing(
+        &self,
+        name: &str,
+        origin: Option<&'static str>,
+        preset: Option<Preset>,
+        requested: &Config,
+    ) -> Option<Arc<CircuitBreaker>> {
+        {
+            let map = self.read();
+            let entry = map.get(name)?;
+            let same = entry.requested == *requested && (preset.is_none() || entry.preset == preset);
+            let warned = entry
+                .warned
+                .iter()
+                .any(|(o, p, c)| *o == origin && *p == preset && c == requested);
+            if same || warned {
+                return Some(Arc::clone(&entry.breaker));
+            }
+        }
+        let mut map = self.write();
+        let entry = map.get_mut(name)?;
+        if !entry
+            .warned
+            .iter()
+            .any(|(o, p, c)| *o == origin && *p == preset && c == requested)
+        {
+            entry.warned.push((origin, preset, requested.clone()));
+            let first = entry.origin.unwrap_or("<unknown call site>");
+            let second = origin.unwrap_or("<unknown call site>");
+            let preset_of = |p: Option<Preset>| p.map_or("none", Preset::name);
+            tracing::warn!(
+                target: "cb_runtime",
+                breaker = name,
+                first,
+                second,
+                first_preset = preset_of(entry.preset),
+                second_preset = preset_of(preset),
+                "circuit breaker `{name}` is asked for with a different configuration at {second} than at {first}; \
+                 both share the first one's breaker and configuration"
+            );
+        }
+        Some(Arc::clone(&entry.breaker))
+    }
+
+    /// Adds `entry`, warning when another registered name reads the same
+    /// environment variables.
+    fn insert(&self, entry: Entry) {
+        let name = entry.breaker.name().to_owned();
+        let env = overrides::env_name(&name);
+        let mut map = self.write();
+        for other in map.keys() {
+            if overrides::env_name(other) == env {
+                tracing::warn!(
+                    target: "cb_runtime",
+                    breaker = %name,
+                    other = %other,
+                    "circuit breakers `{name}` and `{other}` both read the environment variables CB_{env}_*; \
+                     rename one of them to configure them apart"
+                );
+            }
+        }
+        map.insert(name, entry);
     }
 
     /// Adds a breaker made elsewhere. If its name is taken, the registry keeps
@@ -252,34 +321,37 @@ impl Registry {
     /// any of its fields; a bad value is logged and leaves it unchanged).
     pub fn register(&self, breaker: Arc<CircuitBreaker>) -> Result<(), Arc<CircuitBreaker>> {
         self.read_cb_config();
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = self.read().get(breaker.name()) {
-            return Err(Arc::clone(&existing.breaker));
-        }
-        let base = breaker.config();
-        match self.resolve(breaker.name(), &base, None) {
-            Ok(config) if config != base => {
-                if let Err(error) = breaker.reconfigure(config) {
+        let transition = {
+            let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(existing) = self.read().get(breaker.name()) {
+                return Err(Arc::clone(&existing.breaker));
+            }
+            let base = breaker.config();
+            let transition = match self.resolve(breaker.name(), &base, None) {
+                Ok(config) if config != base => breaker.reconfigure_deferred(config).unwrap_or_else(|error| {
                     tracing::error!(target: "cb_runtime", breaker = breaker.name(), %error, "bad runtime configuration");
+                    None
+                }),
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::error!(target: "cb_runtime", breaker = breaker.name(), %error, "bad runtime configuration");
+                    None
                 }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(target: "cb_runtime", breaker = breaker.name(), %error, "bad runtime configuration");
-            }
-        }
-        let counts = self.attach(&breaker);
-        self.write().insert(
-            breaker.name().to_owned(),
-            Entry {
-                breaker,
+            };
+            let counts = self.attach(&breaker);
+            self.insert(Entry {
+                breaker: Arc::clone(&breaker),
                 requested: base.clone(),
                 base,
                 preset: None,
                 origin: None,
+                warned: Vec::new(),
                 counts,
-            },
-        );
+            });
+            transition
+        };
+        // Observers run with no lock of the registry held: one may call it.
+        breaker.publish_transition(transition);
         Ok(())
     }
 
@@ -289,9 +361,16 @@ impl Registry {
     }
 
     /// Removes and returns the breaker named `name`. Holders of its `Arc`
-    /// keep using it; the next `get_or_insert` makes a new one.
+    /// keep using it; the next `get_or_insert` makes a new one. Its series
+    /// leave the metrics exposition.
     pub fn remove(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
-        self.write().remove(name).map(|e| e.breaker)
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = self.write().remove(name).map(|e| e.breaker)?;
+        if let Some(durations) = self.durations() {
+            // Absent when the breaker never finished a call: nothing to remove.
+            let _ = durations.remove_label_values(&[name]);
+        }
+        Some(removed)
     }
 
     /// Replaces the configuration of breaker `name` with `config`, live,
@@ -302,19 +381,24 @@ impl Registry {
     /// override keeps winning. An unknown name or a bad override is an error,
     /// and the breaker is left unchanged.
     pub fn reconfigure(&self, name: &str, config: Config) -> Result<(), ConfigError> {
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let (breaker, preset) = {
-            let map = self.read();
-            let entry = map.get(name).ok_or_else(|| {
-                ConfigError::new("name", format!("`{name}`"), "the name of a registered breaker")
-            })?;
-            (Arc::clone(&entry.breaker), entry.preset)
+        let (breaker, transition) = {
+            let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let (breaker, preset) = {
+                let map = self.read();
+                let entry = map.get(name).ok_or_else(|| {
+                    ConfigError::new("name", format!("`{name}`"), "the name of a registered breaker")
+                })?;
+                (Arc::clone(&entry.breaker), entry.preset)
+            };
+            let effective = self.resolve(name, &config, preset)?;
+            let transition = breaker.reconfigure_deferred(effective)?;
+            if let Some(entry) = self.write().get_mut(name) {
+                entry.base = config;
+            }
+            (breaker, transition)
         };
-        let effective = self.resolve(name, &config, preset)?;
-        breaker.reconfigure(effective)?;
-        if let Some(entry) = self.write().get_mut(name) {
-            entry.base = config;
-        }
+        // Observers run with no lock of the registry held: one may call it.
+        breaker.publish_transition(transition);
         Ok(())
     }
 
@@ -349,8 +433,6 @@ impl Registry {
     pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<(), ConfigError> {
         let path = path.as_ref().display().to_string();
         let file = FileConfig::load(&path)?;
-        // Setting it now keeps `CB_CONFIG` from replacing it later.
-        let _ = self.cb_config_read.set(());
         self.apply_file(file)
     }
 
@@ -358,12 +440,31 @@ impl Registry {
     /// names it in errors.
     pub fn load_str(&self, toml: &str, source: &str) -> Result<(), ConfigError> {
         let file = FileConfig::parse(toml, source)?;
-        let _ = self.cb_config_read.set(());
         self.apply_file(file)
     }
 
+    /// Makes `file` the registry's config file and applies it. An explicit
+    /// file always wins over `CB_CONFIG`: this waits for a lazy load of
+    /// `CB_CONFIG` under way, or keeps one from ever starting.
     fn apply_file(&self, file: FileConfig) -> Result<(), ConfigError> {
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.cb_config_read.get_or_init(|| ());
+        let mut published = Vec::new();
+        let result = {
+            let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.apply_file_locked(file, &mut published)
+        };
+        // Observers run with no lock of the registry held: one may call it.
+        for (breaker, transition) in published {
+            breaker.publish_transition(transition);
+        }
+        result
+    }
+
+    fn apply_file_locked(
+        &self,
+        file: FileConfig,
+        published: &mut Vec<(Arc<CircuitBreaker>, Option<Transition>)>,
+    ) -> Result<(), ConfigError> {
         let vars = (self.env)();
         let mut changes = Vec::new();
         for (name, entry) in self.read().iter() {
@@ -374,7 +475,8 @@ impl Registry {
         *self.file.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(file));
         for (breaker, config) in changes {
             if config != breaker.config() {
-                breaker.reconfigure(config)?;
+                let transition = breaker.reconfigure_deferred(config)?;
+                published.push((breaker, transition));
             }
         }
         Ok(())
@@ -392,8 +494,35 @@ impl Registry {
     /// let err = registry.validate_env().unwrap_err();
     /// assert!(err.to_string().starts_with("environment variable CB_OPENAI_OPEN_DURATION: "));
     /// ```
+    ///
+    /// It also refuses a variable that two registered breakers would both
+    /// read, their names mapping to the same `NAME` (see [`env_name`](crate::env_name)).
     pub fn validate_env(&self) -> Result<(), ConfigError> {
-        overrides::validate_env(&(self.env)())
+        let vars = (self.env)();
+        overrides::validate_env(&vars)?;
+        self.check_env_collisions(&vars)
+    }
+
+    /// Refuses a `CB_<NAME>_*` variable whose `NAME` two registered breakers share.
+    fn check_env_collisions(&self, vars: &[(String, String)]) -> Result<(), ConfigError> {
+        let names = self.names();
+        let mut by_env: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for name in &names {
+            by_env.entry(overrides::env_name(name)).or_default().push(name);
+        }
+        for (env, sharing) in by_env.iter().filter(|(_, n)| n.len() > 1) {
+            let prefix = format!("CB_{env}_");
+            if let Some((var, _)) = vars.iter().find(|(k, _)| k.starts_with(&prefix)) {
+                let list: Vec<String> = sharing.iter().map(|n| format!("`{n}`")).collect();
+                return Err(ConfigError::new(
+                    "name",
+                    format!("CB_{env}, read by circuit breakers {}", list.join(" and ")),
+                    "a variable prefix that only one breaker reads: rename one of them",
+                )
+                .at(format!("environment variable {var}")));
+            }
+        }
+        Ok(())
     }
 
     /// [`validate_env`](Self::validate_env), and the file named by `CB_CONFIG`
@@ -401,6 +530,7 @@ impl Registry {
     pub fn validate_config(&self) -> Result<(), ConfigError> {
         let vars = (self.env)();
         overrides::validate_env(&vars)?;
+        self.check_env_collisions(&vars)?;
         if let Some((_, path)) = vars.iter().find(|(k, _)| k == CB_CONFIG) {
             FileConfig::load(path)?;
         }
@@ -415,28 +545,24 @@ impl Registry {
         overrides::resolve(name, base, preset, file.as_deref(), &env)
     }
 
-    /// Loads the file named by `CB_CONFIG`, once, unless a file was loaded already.
+    /// Loads the file named by `CB_CONFIG`, exactly once, unless a file was
+    /// loaded explicitly first. Concurrent creators wait for the load, so
+    /// none resolves its configuration without the file.
     fn read_cb_config(&self) {
-        if self.cb_config_read.get().is_some() {
-            return;
-        }
-        let mut first = false;
-        self.cb_config_read.get_or_init(|| first = true);
-        if !first {
-            return;
-        }
-        let vars = (self.env)();
-        let Some((_, path)) = vars.iter().find(|(k, _)| k == CB_CONFIG) else {
-            return;
-        };
-        match FileConfig::load(path) {
-            Ok(file) => *self.file.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(file)),
-            Err(error) => tracing::error!(
-                target: "cb_runtime",
-                %error,
-                "{CB_CONFIG}={path} not loaded: {error}"
-            ),
-        }
+        self.cb_config_read.get_or_init(|| {
+            let vars = (self.env)();
+            let Some((_, path)) = vars.iter().find(|(k, _)| k == CB_CONFIG) else {
+                return;
+            };
+            match FileConfig::load(path) {
+                Ok(file) => *self.file.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(file)),
+                Err(error) => tracing::error!(
+                    target: "cb_runtime",
+                    %error,
+                    "{CB_CONFIG}={path} not loaded: {error}"
+                ),
+            }
+        });
     }
 
     /// Tells the registry about `breaker`'s transitions, and times its calls

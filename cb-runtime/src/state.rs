@@ -165,11 +165,7 @@ impl Word {
     /// The next generation's word in `state`.
     #[inline]
     pub(crate) const fn next(self, state: State, dirty: bool) -> Word {
-        Word::new(
-            state,
-            self.generation().wrapping_add(1) & (u64::MAX >> GEN_SHIFT),
-            dirty,
-        )
+        Word::new(state, next_generation(self.generation()), dirty)
     }
 
     #[inline]
@@ -192,6 +188,12 @@ impl fmt::Debug for Word {
             .field("generation", &self.generation())
             .finish()
     }
+}
+
+/// The generation a transition from generation `g` moves to.
+#[inline]
+pub(crate) const fn next_generation(g: u64) -> u64 {
+    g.wrapping_add(1) & (u64::MAX >> GEN_SHIFT)
 }
 
 #[cfg(test)]

@@ -17,10 +17,15 @@
 //!   service that is not HTTP, or a closure in [`FnClassify`].
 //! * **`Retry-After`**: a 429 or 503 response whose `Retry-After` header says
 //!   when to come back (in seconds, or as an HTTP date) opens the circuit for
-//!   exactly that long ([`CircuitBreaker::open_for`]), bounded by
+//!   that long ([`CircuitBreaker::open_for`]), bounded by
 //!   [`max_retry_after`](CircuitBreakerLayer::max_retry_after) (5 minutes
 //!   unless set). LLM providers send this hint when they throttle; calling
-//!   them before it has passed only earns more 429s.
+//!   them before it has passed only earns more 429s. A hint is honoured only
+//!   from a response that counts as a failure (one your classifier marks
+//!   [`Outcome::Ignored`] opens nothing), from a request admitted since the
+//!   circuit last changed state (a late answer to a request sent before the
+//!   circuit opened is ignored), and it never shortens an open period that
+//!   is already running.
 //! * The breaker's `call_timeout` applies to the inner future; a timed-out
 //!   request is dropped and ends with [`CallError::Timeout`]. Dropping the
 //!   response future gives the permit back and records nothing.
@@ -63,7 +68,7 @@ use ::tower::{Layer, Service};
 use http::{header::RETRY_AFTER, HeaderMap, Response, StatusCode};
 
 use crate::breaker::{CircuitBreaker, Finish, Outcome};
-use crate::call::{Call, FnClassifier};
+use crate::call::{Call, Classify};
 use crate::error::{BreakerError, CallError};
 use crate::permit::Ticket;
 use crate::preset::Preset;
@@ -74,8 +79,11 @@ use crate::registry::{registry, Registry};
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Where a layer made from a name registers its breaker from, for the
-/// registry's warning about two configurations of one name.
-const ORIGIN: &str = "cb_runtime::tower::CircuitBreakerLayer";
+/// registry's warning about two configurations of one name: the layer and
+/// the user's call site.
+fn origin(at: &'static std::panic::Location<'static>) -> &'static str {
+    crate::intern::intern(format!("cb_runtime::tower::CircuitBreakerLayer at {at}"))
+}
 
 /// Decides how a response (or the inner service's error) counts against the
 /// dependency, and whether it says when to come back.
@@ -110,6 +118,8 @@ impl HttpClassifier {
     /// use http::StatusCode;
     ///
     /// // 5xx are failures; 429 is the caller's own rate limit, not an outage.
+    /// // An ignored response does not open the circuit through its
+    /// // `Retry-After` either: only failures' hints are honoured.
     /// let classifier = HttpClassifier::with(|status| match status {
     ///     s if s.is_server_error() => Outcome::Failure,
     ///     StatusCode::TOO_MANY_REQUESTS => Outcome::Ignored,
@@ -245,14 +255,18 @@ impl CircuitBreakerLayer<HttpClassifier> {
 
     /// A layer around the breaker `name` of the global [`registry()`],
     /// created from `preset` (then the config file and the environment) if it
-    /// does not exist yet.
+    /// does not exist yet. When `name` exists already with another
+    /// configuration, the registry warns, naming both call sites.
+    #[track_caller]
     pub fn named(name: &str, preset: Preset) -> Self {
         CircuitBreakerLayer::in_registry(registry(), name, preset)
     }
 
     /// Like [`named`](Self::named), in `registry`.
+    #[track_caller]
     pub fn in_registry(registry: &Registry, name: &str, preset: Preset) -> Self {
-        CircuitBreakerLayer::new(registry.get_or_insert_preset_at(name, ORIGIN, preset, || preset.config()))
+        let origin = origin(std::panic::Location::caller());
+        CircuitBreakerLayer::new(registry.get_or_insert_preset_at(name, origin, preset, || preset.config()))
     }
 }
 
@@ -267,9 +281,10 @@ impl<C> CircuitBreakerLayer<C> {
     }
 
     /// The longest `Retry-After` honoured: a longer hint opens the circuit
-    /// for `max` only.
+    /// for `max` only. `Duration::ZERO` ignores hints, as
+    /// [`ignore_retry_after`](Self::ignore_retry_after) does.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = Some(max);
+        self.max_retry_after = Some(max).filter(|m| !m.is_zero());
         self
     }
 
@@ -379,23 +394,36 @@ where
         ResponseFuture {
             inner: Kind::Admitted(Box::pin(async move {
                 let (breaker, ticket) = admitted.disarm();
-                let mut hint = None;
-                let hint_slot = &mut hint;
-                let classify = move |result: &Result<S::Response, S::Error>| {
-                    if max_retry_after.is_some() {
-                        *hint_slot = classifier.retry_after(result);
-                    }
-                    classifier.classify(result)
+                let classify = WithRetryAfter {
+                    classifier,
+                    max_retry_after,
                 };
-                let result = Call::admitted(&breaker, ticket, fut, FnClassifier(classify)).await;
-                if let (Some(hint), Some(max)) = (hint, max_retry_after) {
-                    if !hint.is_zero() {
-                        breaker.open_for(hint.min(max));
-                    }
-                }
-                result
+                Call::admitted(&breaker, ticket, fut, classify).await
             })),
         }
+    }
+}
+
+/// A layer's classifier with its `Retry-After` bound, as the [`Call`]'s
+/// classifier: the breaker then weighs each hint against the call's
+/// generation (see [`Classify::classify_with_retry_after`]).
+struct WithRetryAfter<C> {
+    classifier: C,
+    max_retry_after: Option<Duration>,
+}
+
+impl<Res, E, C: ClassifyResponse<Res, E>> Classify<Res, E> for WithRetryAfter<C> {
+    fn classify(self, result: &Result<Res, E>) -> Outcome {
+        self.classifier.classify(result)
+    }
+
+    fn classify_with_retry_after(self, result: &Result<Res, E>) -> (Outcome, Option<Duration>) {
+        let outcome = self.classifier.classify(result);
+        let hint = match (outcome, self.max_retry_after) {
+            (Outcome::Failure, Some(max)) => self.classifier.retry_after(result).map(|h| h.min(max)),
+            _ => None,
+        };
+        (outcome, hint)
     }
 }
 

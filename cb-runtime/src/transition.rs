@@ -1,6 +1,7 @@
 //! Transition events, and the observers a breaker tells about them.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +19,8 @@ pub struct Transition {
     pub to: State,
     /// Why: `"consecutive failures"`, `"failure rate"`, `"slow-call rate"`,
     /// `"a probe failed"`, `"probes succeeded"`, `"open duration elapsed"`,
-    /// `"reset"`, `"forced open"`, `"disabled"`, `"opened for a given duration"`.
+    /// `"slow probes"`, `"reset"`, `"forced open"`, `"disabled"`,
+    /// `"opened for a given duration"`.
     pub reason: &'static str,
     /// When, on the breaker's monotonic clock.
     pub at: Duration,
@@ -59,6 +61,13 @@ impl Observers {
     }
 
     /// Calls every observer, holding no lock while they run.
+    ///
+    /// An observer that panics is caught and logged at ERROR with the
+    /// breaker's name; the breaker has already moved and stays as it is, and
+    /// the other observers still run. This holds while another panic unwinds
+    /// too (a panicking call records its failure from a drop guard, and that
+    /// failure may open the circuit), where a second escaping panic would
+    /// abort the process.
     pub(crate) fn notify(&self, t: &Transition) {
         let list: Vec<Observer> = {
             let guard = self.0.read().unwrap_or_else(PoisonError::into_inner);
@@ -68,7 +77,28 @@ impl Observers {
             guard.clone()
         };
         for f in list {
-            f(t);
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(t))) {
+                tracing::error!(
+                    target: "cb_runtime",
+                    breaker = t.name,
+                    from = %t.from,
+                    to = %t.to,
+                    panic = panic_message(&*panic),
+                    "an on_transition observer of circuit breaker `{}` panicked; the breaker is unaffected",
+                    t.name
+                );
+            }
         }
+    }
+}
+
+/// The text of a panic's payload, when it has one.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "<non-string panic payload>"
     }
 }

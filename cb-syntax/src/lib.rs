@@ -1,5 +1,5 @@
 //! How [`cb-runtime`](https://docs.rs/cb-runtime) configuration is spelled:
-//! the names of the fields, durations such as `"1m30s"`, and
+//! the names of the fields, the rule for breaker names, durations such as `"1m30s"`, and
 //! `open_backoff` text such as `"2 5m 0.1"`.
 //!
 //! The `#[circuit_breaker]` attribute checks its arguments with this crate at
@@ -18,9 +18,11 @@
 mod backoff;
 mod duration;
 mod fields;
+mod name;
 mod suggest;
 
 pub use backoff::{parse_backoff, BackoffText};
 pub use duration::{parse_nanos, DURATION_FORMAT};
 pub use fields::FIELDS;
+pub use name::{check_name, NameError, MAX_NAME_LEN, NAME_RULE};
 pub use suggest::{list, nearest};

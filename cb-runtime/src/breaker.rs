@@ -134,6 +134,8 @@ pub struct CircuitBreaker {
     rejections: RejectionLog,
     /// Told each admitted call's duration, when call timing is on (metrics).
     durations: std::sync::OnceLock<DurationObserver>,
+    /// Told each streamed call's time to first item, when that is on (metrics).
+    first_items: std::sync::OnceLock<DurationObserver>,
 }
 
 /// Told the duration of each call that finished (not cancelled).
@@ -183,6 +185,7 @@ impl CircuitBreaker {
             observers: Observers::default(),
             rejections: RejectionLog::default(),
             durations: std::sync::OnceLock::new(),
+            first_items: std::sync::OnceLock::new(),
         };
         breaker.publish(&lock(&breaker.inner).config);
         breaker
@@ -195,7 +198,9 @@ impl CircuitBreaker {
             config.slow_call_duration.map_or(0, duration_nanos),
             Ordering::Release,
         );
-        let timed = config.slow_call_duration.is_some() || self.durations.get().is_some();
+        let timed = config.slow_call_duration.is_some()
+            || self.durations.get().is_some()
+            || self.first_items.get().is_some();
         self.timed.store(u64::from(timed), Ordering::Release);
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
@@ -492,6 +497,45 @@ impl CircuitBreaker {
     /// one was set already.
     pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
         let set = self.durations.set(observe).is_ok();
+        self.timed.store(1, Ordering::Release);
+        set
+    }
+
+    /// Records how a streamed call ended. Its slowness is its time to first
+    /// item, `to_first_item` nanoseconds from admission, or the whole call's
+    /// when it ended before any item; the duration observer is told the
+    /// whole call's duration either way.
+    pub(crate) fn finish_stream(&self, ticket: Ticket, finish: Finish, to_first_item: Option<u64>) {
+        let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
+        let slow = match to_first_item {
+            Some(nanos) => {
+                let limit = self.slow_nanos.load(Ordering::Relaxed);
+                limit != 0 && nanos >= limit
+            }
+            None => whole_slow,
+        };
+        self.finish_slow(ticket, finish, slow);
+    }
+
+    /// A streamed call's first item: the nanoseconds since admission, told
+    /// to the time-to-first-item observer if any; `None` when the call is
+    /// not timed.
+    pub(crate) fn first_item(&self, ticket: Ticket) -> Option<u64> {
+        if ticket.start == Ticket::NO_START {
+            return None;
+        }
+        let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
+        if let Some(observe) = self.first_items.get() {
+            observe(Duration::from_nanos(elapsed));
+        }
+        Some(elapsed)
+    }
+
+    /// Times every call from now on, telling `observe` each streamed call's
+    /// time to first item. Only the first observer is kept; `false` when one
+    /// was set already.
+    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) -> bool {
+        let set = self.first_items.set(observe).is_ok();
         self.timed.store(1, Ordering::Release);
         set
     }

@@ -658,3 +658,357 @@ async fn time_to_first_item_histogram_is_opt_in_and_streams_count_in_calls_total
     }
     assert_eq!(b.stats().cancelled, 1);
 }
+
+/// Over real TCP: a local axum server of server-sent events, consumed with
+/// reqwest, each event's `data` an item.
+mod sse {
+    use super::*;
+    use axum::response::sse::{Event, Sse};
+    use axum::routing::get;
+    use axum::Router;
+
+    type Events = Pin<Box<dyn Stream<Item = Result<Event, std::io::Error>> + Send>>;
+
+    fn tokens(words: &'static [&'static str]) -> impl Stream<Item = Result<Event, std::io::Error>> + Send {
+        stream::iter(words.iter().map(|w| Ok(Event::default().data(*w))))
+    }
+
+    /// The fake provider: `/tokens` streams three tokens, `/stall` two and
+    /// then nothing, `/slow-first` waits 250 ms before its first token,
+    /// `/cut` breaks the connection after one token, `/hang` never answers.
+    async fn serve() -> String {
+        let app = Router::new()
+            .route(
+                "/tokens",
+                get(|| async { Sse::new(Box::pin(tokens(&["a", "b", "c"])) as Events) }),
+            )
+            .route(
+                "/stall",
+                get(|| async { Sse::new(Box::pin(tokens(&["a", "b"]).chain(stream::pending())) as Events) }),
+            )
+            .route(
+                "/slow-first",
+                get(|| async {
+                    let late = stream::once(async {
+                        tokio::time::sleep(ms(250)).await;
+                        Ok(Event::default().data("late"))
+                    });
+                    Sse::new(Box::pin(late.chain(tokens(&["b"]))) as Events)
+                }),
+            )
+            .route(
+                "/cut",
+                get(|| async {
+                    // After the first token has gone out on the wire.
+                    let cut = stream::once(async {
+                        tokio::time::sleep(ms(50)).await;
+                        Err(std::io::Error::other("provider crashed"))
+                    });
+                    Sse::new(Box::pin(tokens(&["a"]).chain(cut)) as Events)
+                }),
+            )
+            .route(
+                "/hang",
+                get(|| async {
+                    std::future::pending::<()>().await;
+                    Sse::new(Box::pin(stream::empty()) as Events)
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    /// The `data` of each event of `response`'s body; a broken body is an `Err` item.
+    fn events(response: reqwest::Response) -> impl Stream<Item = Result<String, String>> + Send {
+        stream::unfold(
+            (response, String::new(), false),
+            |(mut response, mut buf, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if let Some(end) = buf.find("\n\n") {
+                        let event: String = buf.drain(..end + 2).collect();
+                        let data = event
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("data:"))
+                            .map(str::trim_start)
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        return Some((Ok(data), (response, buf, false)));
+                    }
+                    match response.chunk().await {
+                        Ok(Some(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(e.to_string()), (response, buf, true))),
+                    }
+                }
+            },
+        )
+    }
+
+    fn breaker(name: &str) -> CircuitBreaker {
+        CircuitBreaker::new(
+            name,
+            Config::builder()
+                .call_timeout(ms(300))
+                .slow_call_duration(ms(150))
+                .failure_threshold(100)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// One streamed call to `path`: the items the consumer saw.
+    async fn consume(
+        b: &CircuitBreaker,
+        base: &str,
+        path: &str,
+    ) -> Result<Vec<Result<String, CallError<String>>>, CallError<String>> {
+        let client = reqwest::Client::new();
+        let url = format!("{base}{path}");
+        let s = b
+            .call_stream(async move {
+                let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(events(response))
+            })
+            .await?;
+        Ok(s.collect().await)
+    }
+
+    #[tokio::test]
+    async fn a_whole_sse_answer_is_a_success() {
+        let base = serve().await;
+        let b = breaker("sse-tokens");
+        let items = consume(&b, &base, "/tokens").await.unwrap();
+        assert_eq!(items, vec![Ok("a".into()), Ok("b".into()), Ok("c".into())]);
+        assert_eq!(b.stats().successes, 1);
+        assert_eq!(b.stats().calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sse_stream_is_a_timeout() {
+        let base = serve().await;
+        let b = breaker("sse-stall");
+        let items = consume(&b, &base, "/stall").await.unwrap();
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(items[..2], [Ok("a".to_string()), Ok("b".to_string())]);
+        assert!(items[2].as_ref().unwrap_err().is_timeout());
+        assert_eq!(b.stats().timeouts, 1);
+        assert_eq!(b.stats().calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_first_token_is_a_slow_success() {
+        let base = serve().await;
+        let b = breaker("sse-slow-first");
+        let items = consume(&b, &base, "/slow-first").await.unwrap();
+        assert_eq!(items, vec![Ok("late".into()), Ok("b".into())]);
+        let stats = b.stats();
+        assert_eq!(stats.successes, 1);
+        assert_eq!(stats.slow_calls, 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_mid_stream_is_a_failure() {
+        let base = serve().await;
+        let b = breaker("sse-cut");
+        let items = consume(&b, &base, "/cut").await.unwrap();
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(items[0], Ok("a".to_string()));
+        assert!(matches!(items[1], Err(CallError::Inner(_))), "{items:?}");
+        assert_eq!(b.stats().failures, 1);
+        assert_eq!(b.stats().calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_a_timeout() {
+        let base = serve().await;
+        let b = breaker("sse-hang");
+        let error = consume(&b, &base, "/hang").await.unwrap_err();
+        assert!(error.is_timeout());
+        assert_eq!(b.stats().timeouts, 1);
+        assert_eq!(b.stats().calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_stops_after_the_first_token_is_a_success() {
+        let base = serve().await;
+        let b = breaker("sse-stop-early");
+        let client = reqwest::Client::new();
+        let url = format!("{base}/stall");
+        let mut s = Box::pin(
+            b.call_stream(async move {
+                let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(events(response))
+            })
+            .await
+            .unwrap(),
+        );
+        assert_eq!(s.next().await, Some(Ok("a".to_string())));
+        // Never polled again: the stall is not seen; dropping it is a success.
+        tokio::time::sleep(ms(400)).await;
+        drop(s);
+        assert_eq!(b.stats().successes, 1);
+        assert_eq!(b.stats().timeouts, 0);
+    }
+}
+
+/// The tower layer that judges a response by its body (`cb_runtime::tower::body`).
+mod tower_body {
+    use super::*;
+    use axum::body::Body;
+    use cb_runtime::tower::body::BodyCircuitBreakerLayer;
+    use http::{Request, Response, StatusCode};
+    use std::convert::Infallible;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    type Chunks = Pin<Box<dyn Stream<Item = Result<&'static str, std::io::Error>> + Send>>;
+
+    /// A service answering `status` with a body streamed from `chunks`.
+    fn upstream(
+        status: StatusCode,
+        chunks: fn() -> Chunks,
+    ) -> impl tower::Service<Request<()>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+    {
+        service_fn(move |_req: Request<()>| async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from_stream(chunks()))
+                    .unwrap(),
+            )
+        })
+    }
+
+    fn tokens() -> Chunks {
+        Box::pin(stream::iter([Ok("a"), Ok("b")]))
+    }
+
+    fn stalls() -> Chunks {
+        Box::pin(stream::iter([Ok("a")]).chain(stream::pending()))
+    }
+
+    fn cut() -> Chunks {
+        Box::pin(stream::iter([Ok("a"), Err(std::io::Error::other("reset"))]))
+    }
+
+    /// The body's chunks, and whether it ended in a timeout or another error.
+    async fn read(
+        response: Response<cb_runtime::tower::body::JudgedBody<Body>>,
+    ) -> (Vec<String>, Option<bool>) {
+        let mut data = Body::new(response.into_body()).into_data_stream();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = data.next().await {
+            match chunk {
+                Ok(bytes) => chunks.push(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(e) => {
+                    let timeout = e.to_string().contains("timed out") || e.to_string().contains("timeout");
+                    return (chunks, Some(timeout));
+                }
+            }
+        }
+        (chunks, None)
+    }
+
+    fn layer(name: &str) -> BodyCircuitBreakerLayer {
+        BodyCircuitBreakerLayer::new(Arc::new(breaker(name)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_whole_body_is_a_success() {
+        let layer = layer("body-whole");
+        let b = layer.breaker().clone();
+        let response = layer
+            .layer(upstream(StatusCode::OK, tokens))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(b.stats().calls(), 0, "judged by its body, not its head");
+        assert_eq!(read(response).await, (vec!["a".into(), "b".into()], None));
+        assert_eq!(b.stats().successes, 1);
+        one_call(&b.stats());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_is_a_timeout() {
+        let layer = layer("body-stall");
+        let b = layer.breaker().clone();
+        let response = layer
+            .layer(upstream(StatusCode::OK, stalls))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(read(response).await, (vec!["a".into()], Some(true)));
+        assert_eq!(b.stats().timeouts, 1);
+        one_call(&b.stats());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_error_is_a_failure() {
+        let layer = layer("body-cut");
+        let b = layer.breaker().clone();
+        let response = layer
+            .layer(upstream(StatusCode::OK, cut))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(read(response).await, (vec!["a".into()], Some(false)));
+        assert_eq!(b.stats().failures, 1);
+        one_call(&b.stats());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_status_is_judged_by_its_head_and_handed_back() {
+        let layer = layer("body-503");
+        let b = layer.breaker().clone();
+        let response = layer
+            .layer(upstream(StatusCode::SERVICE_UNAVAILABLE, tokens))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(b.stats().failures, 1);
+        assert_eq!(read(response).await, (vec!["a".into(), "b".into()], None));
+        one_call(&b.stats());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_while_open_and_a_probe_holds_its_slot_until_its_body_is_judged() {
+        let layer = layer("body-probe");
+        let b = layer.breaker().clone();
+        let service = layer.layer(upstream(StatusCode::OK, stalls));
+        b.force_open();
+        let refused = service.clone().oneshot(Request::new(())).await.unwrap_err();
+        assert!(refused.is_rejected());
+        b.reset();
+        to_half_open(&b).await;
+        let probe = service.clone().oneshot(Request::new(())).await.unwrap();
+        assert_eq!(b.stats().half_open_in_flight, 1);
+        assert!(service
+            .clone()
+            .oneshot(Request::new(()))
+            .await
+            .unwrap_err()
+            .is_rejected());
+        drop(probe); // before its first frame: cancelled, the slot comes back
+        assert_eq!(b.stats().half_open_in_flight, 0);
+        assert_eq!(b.stats().cancelled, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_never_comes_is_a_timeout() {
+        let layer = layer("body-no-head");
+        let b = layer.breaker().clone();
+        let hang = service_fn(|_req: Request<()>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        });
+        let error = layer.layer(hang).oneshot(Request::new(())).await.unwrap_err();
+        assert!(error.is_timeout());
+        assert_eq!(b.stats().timeouts, 1);
+        one_call(&b.stats());
+    }
+}

@@ -19,6 +19,7 @@ mod kw {
     syn::custom_keyword!(fallback);
     syn::custom_keyword!(failure_if);
     syn::custom_keyword!(ignore_if);
+    syn::custom_keyword!(stream);
     syn::custom_keyword!(failure_threshold);
     syn::custom_keyword!(failure_rate_threshold);
     syn::custom_keyword!(sliding_window);
@@ -51,7 +52,7 @@ const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
 
 /// The keys only the attribute takes; the configuration fields
 /// ([`cb_syntax::FIELDS`]) go between `name` and these.
-const ATTRIBUTE_KEYS: [&str; 4] = ["fallback", "failure_if", "ignore_if", "crate"];
+const ATTRIBUTE_KEYS: [&str; 5] = ["fallback", "failure_if", "ignore_if", "stream", "crate"];
 
 /// Every key, in the order the documentation lists them.
 fn keys() -> Vec<&'static str> {
@@ -70,6 +71,8 @@ enum Kind {
     Fallback,
     FailureIf,
     IgnoreIf,
+    /// `stream`: `true` or `false`.
+    Stream,
     /// A `u32` builder field that must be between 1 and the given maximum.
     Count(u32),
     /// An `f64` builder field in `[0, 1]`.
@@ -126,6 +129,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
+        stream => Kind::Stream,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -210,6 +214,8 @@ pub(crate) struct Args {
     pub(crate) krate: TokenStream,
     pub(crate) fallback: Option<Path>,
     pub(crate) classify: Option<Classify>,
+    /// `stream = true` or `false`, with the value's span; `None` when the return type decides.
+    pub(crate) stream: Option<(bool, Span)>,
     pub(crate) overrides: Vec<Override>,
 }
 
@@ -240,6 +246,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut preset = None;
     let mut krate = None;
     let mut fallback = None;
+    let mut stream = None;
     let mut classify: Option<(&'static str, Classify)> = None;
     let mut overrides = Vec::new();
 
@@ -302,6 +309,15 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 classify = Some((key.name, chosen));
                 Ok(())
             }),
+            Kind::Stream => match &value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(flag), ..
+                }) => {
+                    stream = Some((flag.value, flag.span));
+                    Ok(())
+                }
+                _ => Err(wrong_type(&key, &value, "`true` or `false`")),
+            },
             Kind::Count(max) => count(&key, &value, max).map(|n| {
                 overrides.push(setter(&key, Value::U32(n)));
             }),
@@ -358,6 +374,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         krate: krate.unwrap_or_else(|| quote::quote!(::cb_runtime)),
         fallback,
         classify: classify.map(|(_, c)| c),
+        stream,
         overrides,
     })
 }
@@ -388,6 +405,7 @@ fn example(key: &str) -> String {
         "fallback" => "fallback = cached_answer".into(),
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
+        "stream" => "stream = true".into(),
         "failure_rate_threshold" | "slow_call_rate_threshold" => format!("{key} = 0.5"),
         "sliding_window" => "sliding_window = 20` or `sliding_window = \"60s\"".into(),
         "slow_call_duration" | "open_duration" | "call_timeout" => format!("{key} = \"30s\""),

@@ -77,6 +77,8 @@ use crate::call::{arm_timer_at, PanicGuard, Timer};
 use crate::error::CallError;
 use crate::permit::Ticket;
 
+pub(crate) mod attribute;
+
 pin_project! {
     /// The future returned by [`CircuitBreaker::call_stream`]: admission, then
     /// the future that opens the stream, under the breaker's `call_timeout`.
@@ -85,7 +87,7 @@ pin_project! {
     /// before it resolves gives the permit back and records nothing.
     #[must_use = "futures do nothing unless polled"]
     pub struct CallStream<'a, F> {
-        breaker: &'a CircuitBreaker,
+        breaker: BreakerRef<'a>,
         phase: Phase,
         judge_at_first_item: bool,
         #[pin]
@@ -99,7 +101,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Phase::Running(ticket) = *this.phase {
-                this.breaker.finish_stream(ticket, Finish::Cancelled, None);
+                this.breaker.get().finish_stream(ticket, Finish::Cancelled, None);
             }
         }
     }
@@ -143,7 +145,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let breaker = *this.breaker;
+        let breaker = this.breaker.get();
         let ticket = match *this.phase {
             Phase::Running(t) => t,
             Phase::Start => match breaker.admit() {
@@ -172,7 +174,7 @@ where
             Poll::Ready(Ok(stream)) => {
                 this.open.set(None);
                 Poll::Ready(Ok(BreakerStream {
-                    breaker,
+                    breaker: this.breaker.clone(),
                     phase: StreamPhase::Running(ticket),
                     seen_item: false,
                     to_first_item: None,
@@ -228,7 +230,7 @@ pin_project! {
     /// when the inner stream is.
     #[must_use = "streams do nothing unless polled"]
     pub struct BreakerStream<'a, S> {
-        breaker: &'a CircuitBreaker,
+        breaker: BreakerRef<'a>,
         phase: StreamPhase,
         seen_item: bool,
         // Nanoseconds from admission to the first item, when the call is timed.
@@ -246,7 +248,7 @@ pin_project! {
             let this = this.project();
             if let StreamPhase::Running(ticket) = *this.phase {
                 let finish = if *this.seen_item { Finish::Success } else { Finish::Cancelled };
-                this.breaker.finish_stream(ticket, finish, *this.to_first_item);
+                this.breaker.get().finish_stream(ticket, finish, *this.to_first_item);
             }
         }
     }
@@ -266,12 +268,18 @@ enum StreamPhase {
 impl<S> BreakerStream<'_, S> {
     /// The breaker that judges this stream.
     pub fn breaker(&self) -> &CircuitBreaker {
-        self.breaker
+        self.breaker.get()
     }
 
     /// Whether the call is still to be judged: no error, no end, no timeout yet.
     pub fn is_pending_judgement(&self) -> bool {
         matches!(self.phase, StreamPhase::Running(_))
+    }
+
+    /// The inner stream, until it ends.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn inner_mut(self: Pin<&mut Self>) -> Option<Pin<&mut S>> {
+        self.project().stream.as_pin_mut()
     }
 }
 
@@ -283,7 +291,7 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
-        let breaker = *this.breaker;
+        let breaker = this.breaker.get();
         let phase = *this.phase;
         let Some(stream) = this.stream.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
@@ -361,7 +369,7 @@ where
 impl<F> fmt::Debug for CallStream<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallStream")
-            .field("breaker", &self.breaker.name())
+            .field("breaker", &self.breaker.get().name())
             .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
@@ -370,7 +378,7 @@ impl<F> fmt::Debug for CallStream<'_, F> {
 impl<S> fmt::Debug for BreakerStream<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerStream")
-            .field("breaker", &self.breaker.name())
+            .field("breaker", &self.breaker.get().name())
             .field("phase", &self.phase)
             .field("seen_item", &self.seen_item)
             .finish_non_exhaustive()
@@ -391,7 +399,7 @@ impl CircuitBreaker {
         S: Stream<Item = Result<T, E>>,
     {
         CallStream {
-            breaker: self,
+            breaker: BreakerRef::Borrowed(self),
             phase: Phase::Start,
             judge_at_first_item: false,
             open: Some(open),
@@ -411,13 +419,40 @@ impl<'a> crate::Permit<'a> {
         S: Stream<Item = Result<T, E>>,
     {
         let (breaker, ticket) = self.into_parts();
+        CallStream::admitted(BreakerRef::Borrowed(breaker), ticket, open)
+    }
+}
+
+impl<'a, F> CallStream<'a, F> {
+    /// A streamed call admitted with `ticket` already.
+    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, open: F) -> Self {
+        let deadline = breaker.get().call_timeout().map(|d| (Instant::now() + d, d));
         CallStream {
             breaker,
             phase: Phase::Running(ticket),
             judge_at_first_item: false,
             open: Some(open),
             timer: Timer(None),
-            deadline: breaker.call_timeout().map(|d| (Instant::now() + d, d)),
+            deadline,
+        }
+    }
+}
+
+/// The breaker a streamed call reports to: borrowed, or shared (the tower
+/// layer's, which outlives no borrow).
+#[derive(Clone)]
+pub(crate) enum BreakerRef<'a> {
+    Borrowed(&'a CircuitBreaker),
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    Shared(std::sync::Arc<CircuitBreaker>),
+}
+
+impl BreakerRef<'_> {
+    #[inline]
+    fn get(&self) -> &CircuitBreaker {
+        match self {
+            BreakerRef::Borrowed(b) => b,
+            BreakerRef::Shared(b) => b,
         }
     }
 }

@@ -151,6 +151,9 @@ impl<B: Body> Stream for Frames<B> {
     }
 }
 
+/// Where a failing head waits for the service future.
+type HeadSlot<B, E> = Arc<Mutex<Option<Result<Response<B>, E>>>>;
+
 /// The response future of [`BodyCircuitBreakerService`].
 pub type ResponseFuture<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<JudgedBody<B>>, CallError<E>>> + Send>>;
@@ -185,7 +188,7 @@ where
         // A failing head (its status, or the service's error), handed back to
         // the caller after the breaker has counted it. Never locked across an
         // `.await`.
-        let head_failure: Arc<Mutex<Option<Result<Response<B>, S::Error>>>> = Arc::default();
+        let head_failure: HeadSlot<B, S::Error> = Arc::default();
         let slot = Arc::clone(&head_failure);
         let hinted = Arc::clone(&breaker);
         let open = async move {

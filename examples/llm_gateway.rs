@@ -1,7 +1,7 @@
 //! An LLM gateway protected by `#[circuit_breaker]`, against a real HTTP server.
 //!
 //! Run with `cargo run --example llm_gateway`. It finishes by itself in about
-//! six seconds and needs no network beyond 127.0.0.1.
+//! eight seconds and needs no network beyond 127.0.0.1.
 //!
 //! * A fake LLM completion API (axum) listens on a random 127.0.0.1 port. It
 //!   answers in ~40 ms, then returns 503s, then hangs, then recovers.
@@ -16,6 +16,16 @@
 //! The timeline shows each request's outcome and latency and each state
 //! transition; the summary compares the fail-fast latency while open with the
 //! timeouts callers sat through before the circuit opened.
+//!
+//! Then the gateway **streams** (`Result<impl Stream<...>, E>` under the same
+//! attribute, `cb_runtime::stream`): the provider serves tokens as server-sent
+//! events through axum's `Sse`, and the gateway reads them over HTTP. The
+//! timeline shows each stream's time to first token (TTFT). A slow first token
+//! under the timeout is counted slow; a stream that stalls mid-answer and one
+//! whose first token never comes in time are both timeouts, and open the
+//! circuit; while it is open, callers get a canned stream at once; after the
+//! provider recovers, probes close it. The example exits non-zero if the
+//! breaker does not react so, since CI runs it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,17 +33,22 @@ use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::Query;
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use cb_runtime::admin::{router as admin_router, AdminAuth};
 use cb_runtime::{circuit_breaker, registry, BreakerError, State};
+use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 /// The breaker's name, in the registry and the admin API.
 const BREAKER: &str = "llm-gateway";
+/// The streaming client's breaker.
+const STREAM_BREAKER: &str = "llm-gateway-stream";
 /// The call timeout and open duration given to the attribute below.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 const OPEN_DURATION: Duration = Duration::from_millis(1500);
@@ -109,6 +124,45 @@ async fn completions(
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
     }
+}
+
+/// `GET /v1/stream?prompt=..&mode=..`: the answer as server-sent events, one
+/// token each, the way a provider streams on a good day (`tokens`), with a
+/// slow first token (`slow-first`, `very-slow-first`), or stalling halfway
+/// (`stall`).
+#[derive(Deserialize)]
+struct StreamQuery {
+    prompt: String,
+    mode: String,
+}
+
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, std::convert::Infallible>> + Send>>;
+
+async fn stream_completion(Query(q): Query<StreamQuery>) -> Sse<Events> {
+    let words: Vec<String> = format!("fake-gpt streams an answer to {}", q.prompt)
+        .split(' ')
+        .map(|w| format!("{w} "))
+        .collect();
+    let first_token_after = match q.mode.as_str() {
+        "slow-first" => Duration::from_millis(300),
+        "very-slow-first" => Duration::from_secs(30),
+        _ => Duration::from_millis(20),
+    };
+    let stall_after = if q.mode == "stall" { 3 } else { usize::MAX };
+    let tokens = stream::iter(words.into_iter().enumerate()).then(move |(i, word)| async move {
+        let wait = if i == 0 {
+            first_token_after
+        } else {
+            Duration::from_millis(15)
+        };
+        tokio::time::sleep(wait).await;
+        if i >= stall_after {
+            // Connection open, headers sent, tokens so far delivered: then nothing.
+            std::future::pending::<()>().await;
+        }
+        Ok(Event::default().data(word))
+    });
+    Sse::new(Box::pin(tokens) as Events)
 }
 
 async fn serve(app: Router) -> SocketAddr {
@@ -218,6 +272,230 @@ impl LlmClient {
     }
 }
 
+/// The streaming client: the same attribute on a function returning a stream.
+/// The breaker judges the stream, not the response headers: time to first
+/// token is the slow-call signal, `call_timeout` bounds the wait for the first
+/// token and between tokens, and a stream cut or stalled halfway is a failure.
+struct StreamClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+type Tokens = std::pin::Pin<Box<dyn Stream<Item = Result<String, LlmError>> + Send>>;
+
+impl StreamClient {
+    #[circuit_breaker(
+        name = "llm-gateway-stream",
+        preset = "llm",
+        call_timeout = "400ms",
+        slow_call_duration = "200ms",
+        failure_threshold = 2,
+        open_duration = "500ms",
+        fallback = busy_stream
+    )]
+    async fn stream(
+        &self,
+        prompt: &str,
+        mode: &str,
+    ) -> Result<impl Stream<Item = Result<String, LlmError>>, LlmError> {
+        let response = self
+            .http
+            .get(&self.url)
+            .query(&[("prompt", prompt), ("mode", mode)])
+            .send()
+            .await
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(LlmError::Status(response.status().as_u16()));
+        }
+        Ok(sse_data(response))
+    }
+
+    /// While the circuit is open: a canned answer, streamed at once.
+    async fn busy_stream(
+        &self,
+        _prompt: &str,
+        _mode: &str,
+    ) -> Result<impl Stream<Item = Result<String, LlmError>>, LlmError> {
+        Ok(stream::iter(
+            ["The assistant is busy; ", "please try again."].map(|t| Ok(t.to_string())),
+        ))
+    }
+}
+
+/// The `data` of each server-sent event of `response`, read over HTTP as it
+/// arrives; a broken connection is an `Err` item.
+fn sse_data(response: reqwest::Response) -> Tokens {
+    let events = stream::unfold(
+        (response, String::new(), false),
+        |(mut response, mut buf, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(end) = buf.find("\n\n") {
+                    let event: String = buf.drain(..end + 2).collect();
+                    let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                    return Some((Ok(data), (response, buf, false)));
+                }
+                match response.chunk().await {
+                    Ok(Some(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+                    Ok(None) => return None,
+                    Err(e) => return Some((Err(LlmError::Transport(e.to_string())), (response, buf, true))),
+                }
+            }
+        },
+    );
+    Box::pin(events)
+}
+
+/// How one streamed request went.
+#[derive(Debug, Default)]
+struct Streamed {
+    tokens: usize,
+    time_to_first_token: Option<Duration>,
+    timed_out: bool,
+    refused: bool,
+    error: Option<String>,
+}
+
+/// Streams one answer through the gateway and prints it as it comes.
+async fn ask_stream(t: &Timeline, client: &StreamClient, mode: &str) -> Streamed {
+    let started = Instant::now();
+    let mut out = Streamed::default();
+    let breaker = registry().get(STREAM_BREAKER);
+    let rejected_before = breaker.as_ref().map_or(0, |b| b.stats().rejected);
+    match client.stream("streams", mode).await {
+        Err(e) => {
+            out.timed_out = matches!(&e, LlmError::Breaker(b) if b.is_timeout());
+            out.error = Some(e.to_string());
+        }
+        Ok(tokens) => {
+            let mut tokens = std::pin::pin!(tokens);
+            let mut text = String::new();
+            while let Some(token) = tokens.next().await {
+                match token {
+                    Ok(token) => {
+                        out.time_to_first_token.get_or_insert(started.elapsed());
+                        out.tokens += 1;
+                        text.push_str(&token);
+                    }
+                    Err(e) => {
+                        out.timed_out = matches!(&e, LlmError::Breaker(b) if b.is_timeout());
+                        out.error = Some(e.to_string());
+                    }
+                }
+            }
+            if !text.is_empty() {
+                println!("{}      {mode:<16} \"{}\"", t.at(), text.trim_end());
+            }
+        }
+    }
+    let rejected_after = registry().get(STREAM_BREAKER).map_or(0, |b| b.stats().rejected);
+    out.refused = rejected_after > rejected_before;
+    let ttft = out
+        .time_to_first_token
+        .map_or("no token".to_string(), |d| format!("TTFT {}", latency(d)));
+    let verdict = if out.refused {
+        "fallback, circuit open".to_string()
+    } else if out.timed_out {
+        format!(
+            "TIMEOUT after {} tokens: {}",
+            out.tokens,
+            out.error.as_deref().unwrap_or("")
+        )
+    } else if let Some(e) = &out.error {
+        format!("FAILED: {e}")
+    } else {
+        format!("{} tokens in {}", out.tokens, latency(started.elapsed()))
+    };
+    println!("{}  >> {mode:<16} {ttft:>16}  {verdict}", t.at());
+    out
+}
+
+/// The streaming half of the demo; `Err` says what the breaker failed to do.
+async fn streaming_demo(t: &mut Timeline, client: &StreamClient) -> Result<(), String> {
+    println!("\n== streamed calls: breaker `{STREAM_BREAKER}` (call_timeout 400ms, slow_call_duration 200ms, 2 failures open it)\n");
+    t.note("the provider streams tokens");
+    let ok = ask_stream(t, client, "tokens").await;
+    let breaker = registry()
+        .get(STREAM_BREAKER)
+        .ok_or("the attribute made no breaker")?;
+    let opened = Arc::new(AtomicU32::new(0));
+    let closed = Arc::new(AtomicU32::new(0));
+    {
+        let (opened, closed, start) = (Arc::clone(&opened), Arc::clone(&closed), t.start);
+        breaker.on_transition(move |tr| {
+            println!(
+                "{:>6.2}s  ** breaker {} -> {} ({})",
+                start.elapsed().as_secs_f64(),
+                tr.from,
+                tr.to,
+                tr.reason
+            );
+            match tr.to {
+                State::Open => opened.fetch_add(1, Ordering::SeqCst),
+                State::Closed => closed.fetch_add(1, Ordering::SeqCst),
+                _ => 0,
+            };
+        });
+    }
+    if ok.tokens == 0 || ok.error.is_some() {
+        return Err(format!("a healthy stream did not come through: {ok:?}"));
+    }
+
+    t.note("a slow first token (300 ms), under the timeout: answered, and counted slow");
+    let slow = ask_stream(t, client, "slow-first").await;
+    if slow.error.is_some() || breaker.stats().slow_calls != 1 {
+        return Err(format!(
+            "the slow first token was not counted slow: {slow:?}, {:?}",
+            breaker.stats()
+        ));
+    }
+
+    t.note("the provider stalls mid-stream: tokens, then nothing");
+    let stall = ask_stream(t, client, "stall").await;
+    if !(stall.timed_out && stall.tokens > 0) {
+        return Err(format!("the stall was not caught mid-stream: {stall:?}"));
+    }
+
+    t.note("the first token takes 30 s: abandoned at call_timeout, before any token");
+    let very_slow = ask_stream(t, client, "very-slow-first").await;
+    if !(very_slow.timed_out && very_slow.tokens == 0) {
+        return Err(format!("the slow first token was not caught: {very_slow:?}"));
+    }
+    if breaker.state() != State::Open || opened.load(Ordering::SeqCst) != 1 {
+        return Err(format!(
+            "two stream timeouts did not open the circuit: {:?}",
+            breaker.stats()
+        ));
+    }
+
+    t.note("the circuit is open: a canned stream at once, the provider is not called");
+    let refused = ask_stream(t, client, "tokens").await;
+    if !refused.refused {
+        return Err(format!("the open circuit let a stream through: {refused:?}"));
+    }
+
+    t.note("the provider recovers; after the open duration, probes close the circuit");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..2 {
+        ask_stream(t, client, "tokens").await;
+    }
+    if breaker.state() != State::Closed || closed.load(Ordering::SeqCst) != 1 {
+        return Err(format!(
+            "the circuit did not close after the provider recovered: {:?}",
+            breaker.stats()
+        ));
+    }
+    let s = breaker.stats();
+    t.note(&format!(
+        "stream breaker stats: {} successes, {} timeouts, {} rejected; {} slow calls (time to first token over 200 ms, timeouts included)",
+        s.successes, s.timeouts, s.rejected, s.slow_calls
+    ));
+    Ok(())
+}
+
 // ---- the timeline -----------------------------------------------------------
 
 /// How one request ended, for the summary.
@@ -298,6 +576,7 @@ async fn main() {
     let llm_addr = serve(
         Router::new()
             .route("/v1/completions", post(completions))
+            .route("/v1/stream", get(stream_completion))
             .with_state(provider.clone()),
     )
     .await;
@@ -439,6 +718,15 @@ async fn main() {
 
     let transitions = transitions.lock().unwrap().clone();
     summary(&t, &transitions);
+
+    let streamer = StreamClient {
+        http: http.clone(),
+        url: format!("http://{llm_addr}/v1/stream"),
+    };
+    if let Err(what) = streaming_demo(&mut t, &streamer).await {
+        eprintln!("streamed calls: {what}");
+        std::process::exit(1);
+    }
 
     // A smoke test in CI: the breaker must have protected the calls.
     let fell_back = t.requests.iter().any(|(k, _)| *k == Kind::FellBack);

@@ -22,11 +22,12 @@ mod kw {
     syn::custom_keyword!(fallback);
     syn::custom_keyword!(failure_if);
     syn::custom_keyword!(ignore_if);
+    syn::custom_keyword!(stream);
 }
 
 /// The keys only the attribute takes; the configuration fields
 /// ([`cb_syntax::FIELDS`]) go between `name` and these.
-const ATTRIBUTE_KEYS: [&str; 4] = ["fallback", "failure_if", "ignore_if", "crate"];
+const ATTRIBUTE_KEYS: [&str; 5] = ["fallback", "failure_if", "ignore_if", "stream", "crate"];
 
 /// Every key, in the order the documentation lists them.
 fn keys() -> Vec<&'static str> {
@@ -44,6 +45,8 @@ enum Kind {
     Fallback,
     FailureIf,
     IgnoreIf,
+    /// `stream`: `true` or `false`.
+    Stream,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -80,6 +83,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
+        stream => Kind::Stream,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -169,6 +173,8 @@ pub(crate) struct Args {
     pub(crate) krate: TokenStream,
     pub(crate) fallback: Option<Path>,
     pub(crate) classify: Option<Classify>,
+    /// `stream = true` or `false`, with the value's span; `None` when the return type decides.
+    pub(crate) stream: Option<(bool, Span)>,
     pub(crate) overrides: Vec<Override>,
 }
 
@@ -199,6 +205,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut preset = None;
     let mut krate = None;
     let mut fallback = None;
+    let mut stream = None;
     let mut classify: Option<(&'static str, Classify)> = None;
     let mut overrides = Vec::new();
 
@@ -263,6 +270,15 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 classify = Some((key.name, chosen));
                 Ok(())
             }),
+            Kind::Stream => match &value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(flag), ..
+                }) => {
+                    stream = Some((flag.value, flag.span));
+                    Ok(())
+                }
+                _ => Err(wrong_type(&key, &value, "`true` or `false`")),
+            },
             Kind::Field(field) => field_value(&key, field, &value).and_then(|v| {
                 slow_call_floor(&key, &v, &value)?;
                 overrides.push(setter(&key, Value::Field(v)));
@@ -314,6 +330,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         krate: krate.unwrap_or_else(|| quote::quote!(::cb_runtime)),
         fallback,
         classify: classify.map(|(_, c)| c),
+        stream,
         overrides,
     })
 }
@@ -343,6 +360,7 @@ fn example(key: &str) -> String {
         "fallback" => "fallback = cached_answer".into(),
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
+        "stream" => "stream = true".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())

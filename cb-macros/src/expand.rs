@@ -15,6 +15,11 @@
 //!
 //! Admission is checked before the body's `async move` block exists, so a refused call still
 //! has every argument to hand to the fallback.
+//!
+//! A streamed function (`-> Result<impl Stream<Item = Result<T, E>>, E>`, or `stream = true`)
+//! runs its body with `permit.run_stream(...)`, and returns the breaker's stream with its errors
+//! mapped to `E` (`__private::finish_stream`); with a fallback, the body's stream and the
+//! fallback's are two arms of one `__private::StreamOr`, as `impl Stream` needs one type.
 
 use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -45,7 +50,10 @@ pub(crate) fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStre
     let checked_args = args::parse(args);
     let checked_fn = check_fn(&function);
     match (checked_args, checked_fn) {
-        (Ok(args), Ok(shape)) => expand(&function, &args, &shape),
+        (Ok(args), Ok(shape)) => match streamed(&args, &shape) {
+            Ok(streamed) => expand(&function, &args, &shape, &streamed),
+            Err(error) => with_error(item, error),
+        },
         (Err(mut error), Err(fn_error)) => {
             error.combine(fn_error);
             with_error(item, error)
@@ -107,6 +115,26 @@ struct Shape {
     /// Where a missing `From<BreakerError>` is reported: `E` in `Result<T, E>`, or the whole
     /// return type when it is an alias such as `io::Result<T>`.
     error_span: Span,
+    /// `Result<impl Stream<...>, E>`: a streamed function, detected from the return type.
+    stream: Option<DetectedStream>,
+}
+
+/// A return type `Result<impl Stream<Item = I>, E>`, as written.
+struct DetectedStream {
+    /// `I`, when the `impl Stream` says it.
+    item: Option<Type>,
+    /// `E`, when the type is spelled `Result<_, E>`.
+    error: Option<Type>,
+}
+
+/// How the function's stream, if any, is returned.
+enum Streamed<'a> {
+    /// Not a streamed function: the call is judged when the body returns.
+    No,
+    /// `Result<impl Stream<Item = I>, E>`: the guarded stream is returned as it is.
+    Impl(&'a DetectedStream),
+    /// `stream = true` on another type: the guarded stream is boxed as the declared type.
+    Boxed,
 }
 
 fn check_fn(function: &MaybeItemFn) -> syn::Result<Shape> {
@@ -149,7 +177,82 @@ fn check_fn(function: &MaybeItemFn) -> syn::Result<Shape> {
     Ok(Shape {
         ret: ret.clone(),
         error_span,
+        stream: detect_stream(ret),
     })
+}
+
+/// `Result<impl Stream<Item = I>, E>` (or an alias `R<impl Stream<...>>`), read from the return
+/// type.
+fn detect_stream(ty: &Type) -> Option<DetectedStream> {
+    let path = match ty {
+        Type::Paren(inner) => return detect_stream(&inner.elem),
+        Type::Group(inner) => return detect_stream(&inner.elem),
+        Type::Path(path) if path.qself.is_none() => path,
+        _ => return None,
+    };
+    let last = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    let mut types = generics.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    let Some(Type::ImplTrait(ok)) = types.next() else {
+        return None;
+    };
+    let stream = ok.bounds.iter().find_map(|bound| match bound {
+        syn::TypeParamBound::Trait(t) => t.path.segments.last().filter(|s| s.ident == "Stream"),
+        _ => None,
+    })?;
+    let item = match &stream.arguments {
+        PathArguments::AngleBracketed(generics) => generics.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(assoc.ty.clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let error = if last.ident == "Result" {
+        types.next().cloned()
+    } else {
+        None
+    };
+    Some(DetectedStream { item, error })
+}
+
+/// Whether the function streams, from its return type and the `stream` key.
+fn streamed<'a>(args: &Args, shape: &'a Shape) -> syn::Result<Streamed<'a>> {
+    let streamed = match (args.stream, &shape.stream) {
+        (Some((false, _)), _) | (None, None) => Streamed::No,
+        (_, Some(detected)) => Streamed::Impl(detected),
+        (Some((true, _)), None) => Streamed::Boxed,
+    };
+    if let Streamed::Impl(DetectedStream { item: Some(item), .. }) = &streamed {
+        if !may_be_result(item) {
+            return Err(syn::Error::new(
+                item.span(),
+                "the items of a streamed #[circuit_breaker] function must be `Result<T, E>`, with \
+                 the function's error type: the breaker tells a stream cut halfway (an `Err` item) \
+                 from one that ended; add `stream = false` to judge the call when the stream is \
+                 opened instead",
+            ));
+        }
+    }
+    if let (false, Some(classify)) = (matches!(streamed, Streamed::No), &args.classify) {
+        let (key, path) = match classify {
+            Classify::FailureIf(path) => ("failure_if", path),
+            Classify::IgnoreIf(path) => ("ignore_if", path),
+        };
+        return Err(syn::Error::new(
+            path.span(),
+            format!(
+                "`{key}` is not supported on a streamed function: its stream is judged item by \
+                 item (an `Err` item is a failure); add `stream = false` to judge the call when \
+                 the stream is opened instead"
+            ),
+        ));
+    }
+    Ok(streamed)
 }
 
 /// The span of `E` in `Result<T, E>`, the whole type for a `...Result` alias, or an error when
@@ -196,6 +299,22 @@ fn result_error_span(ty: &Type) -> syn::Result<Span> {
     }
 }
 
+/// `false` when `ty` is certainly not a `Result`; an alias may be one.
+fn may_be_result(ty: &Type) -> bool {
+    match ty {
+        Type::Paren(inner) => may_be_result(&inner.elem),
+        Type::Group(inner) => may_be_result(&inner.elem),
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| !NOT_RESULTS.contains(&last.ident.to_string().as_str())),
+        // `<T as Trait>::Output` and macros may be anything.
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) => true,
+        _ => false,
+    }
+}
+
 /// Common types that are certainly not a `Result`.
 const NOT_RESULTS: &[&str] = &[
     "Option", "String", "Vec", "Box", "Rc", "Arc", "HashMap", "BTreeMap", "Self", "bool", "char", "str",
@@ -222,7 +341,7 @@ fn hidden(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
-fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
+fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streamed<'_>) -> TokenStream {
     let MaybeItemFn {
         outer_attrs,
         inner_attrs,
@@ -299,9 +418,10 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
     async_body.set_span(block_span);
     let async_block = quote_spanned!(block_span=> async move #async_body);
 
-    let run = match &args.classify {
-        None => quote!(#permit.run(#async_block)),
-        Some(classify) => {
+    let run = match (&args.classify, streamed) {
+        (_, Streamed::Impl(_) | Streamed::Boxed) => quote!(#permit.run_stream(#async_block)),
+        (None, Streamed::No) => quote!(#permit.run(#async_block)),
+        (Some(classify), Streamed::No) => {
             let (helper, path) = match classify {
                 Classify::FailureIf(path) => (quote!(failure_if), path),
                 Classify::IgnoreIf(path) => (quote!(ignore_if), path),
@@ -327,8 +447,16 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
                 _ => path.to_token_stream(),
             };
             let fallback_span = Span::call_site().located_at(path.span());
-            quote_spanned! {fallback_span=>
-                #private::Err(_) => return #callee(#(#call_args),*).await,
+            if let Streamed::Impl(_) = streamed {
+                let private_at_fallback =
+                    Ident::new("__cb_private", Span::mixed_site().located_at(path.span()));
+                quote_spanned! {fallback_span=>
+                    #private::Err(_) => return #private_at_fallback::fallback_stream(#callee(#(#call_args),*).await),
+                }
+            } else {
+                quote_spanned! {fallback_span=>
+                    #private::Err(_) => return #callee(#(#call_args),*).await,
+                }
             }
         }
     };
@@ -340,7 +468,25 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
     let fn_name = fn_name.trim_start_matches("r#");
     // Every token at `E`, so that a missing `From<BreakerError>` is reported there alone.
     let private_at_error = Ident::new("__cb_private", Span::mixed_site().located_at(shape.error_span));
-    let finish = quote_spanned!(shape.error_span=> #private_at_error::finish(#result));
+    let finish = match streamed {
+        Streamed::No => quote_spanned!(shape.error_span=> #private_at_error::finish(#result)),
+        Streamed::Impl(_) if args.fallback.is_some() => {
+            quote_spanned!(shape.error_span=> #private_at_error::finish_stream_or(#result))
+        }
+        Streamed::Impl(_) => quote_spanned!(shape.error_span=> #private_at_error::finish_stream(#result)),
+        Streamed::Boxed => quote_spanned!(shape.error_span=> #private_at_error::finish_boxed_stream(#result)),
+    };
+    // `Item = Result<T, E>` with the function's `E`, checked where the item type is written.
+    let item_check = match streamed {
+        Streamed::Impl(DetectedStream {
+            item: Some(item),
+            error: Some(error),
+        }) => {
+            let private_at_item = Ident::new("__cb_private", Span::mixed_site().located_at(item.span()));
+            quote_spanned!(item.span()=> #private_at_item::stream_items::<#item, #error>();)
+        }
+        _ => TokenStream::new(),
+    };
 
     quote! {
         #(#outer_attrs)*
@@ -354,6 +500,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape) -> TokenStream {
                 #preset,
                 || #config,
             );
+            #item_check
             let #result = match #breaker.try_acquire() {
                 #private::Ok(#permit) => #run.await,
                 #on_rejected

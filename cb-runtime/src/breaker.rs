@@ -119,13 +119,12 @@ pub struct CircuitBreaker {
     open_until: AtomicU64,
     /// `slow_call_duration` in nanoseconds; 0 when slow-call detection is off.
     slow_nanos: AtomicU64,
-    /// 1 when calls are timed (slow-call detection or the duration
-    /// observer is on): admission then reads the clock. One load decides.
-    timed: AtomicU64,
     /// `call_timeout` in nanoseconds; 0 when there is none.
     timeout_nanos: AtomicU64,
-    /// `half_open_max_calls`.
-    max_probes: AtomicU64,
+    /// `half_open_max_calls` in the low 32 bits, and [`TIMED`]: calls are
+    /// timed (slow-call detection or a duration observer is on), so
+    /// admission reads the clock. One load decides either.
+    probes_and_timed: AtomicU64,
     counters: Counters,
     clock: Clock,
     name: &'static &'static str,
@@ -133,8 +132,16 @@ pub struct CircuitBreaker {
     observers: Observers,
     rejections: RejectionLog,
     /// Told each admitted call's duration, when call timing is on (metrics).
-    durations: std::sync::OnceLock<DurationObserver>,
+    durations: std::sync::OnceLock<Box<DurationObserver>>,
+    /// Told each streamed call's time to first item, when that is on (metrics).
+    first_items: std::sync::OnceLock<Box<DurationObserver>>,
 }
+
+/// The bit of `probes_and_timed` that says calls are timed.
+const TIMED: u64 = 1 << 32;
+
+/// No generation: generations have 44 bits.
+const NO_GENERATION: u64 = u64::MAX;
 
 /// Told the duration of each call that finished (not cancelled).
 pub(crate) type DurationObserver = Box<dyn Fn(Duration) + Send + Sync>;
@@ -154,7 +161,8 @@ struct Inner {
     /// The open period whose window is still shown (the generation of the
     /// open word that closed-state judging tripped): `stats()` shows the
     /// window while closed, and while open in this period only.
-    window_open_generation: Option<u64>,
+    /// [`NO_GENERATION`] when there is none.
+    window_open_generation: u64,
     /// Reopens since the circuit last closed, for the open-duration backoff.
     reopens: u32,
 }
@@ -203,9 +211,8 @@ impl CircuitBreaker {
             word: AtomicU64::new(Word::new(State::Closed, 0, dirty).0),
             open_until: AtomicU64::new(0),
             slow_nanos: AtomicU64::new(0),
-            timed: AtomicU64::new(0),
             timeout_nanos: AtomicU64::new(0),
-            max_probes: AtomicU64::new(0),
+            probes_and_timed: AtomicU64::new(0),
             counters: Counters::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
@@ -217,12 +224,13 @@ impl CircuitBreaker {
                 probe_generation: 0,
                 probe_successes: 0,
                 probe_slow: 0,
-                window_open_generation: None,
+                window_open_generation: NO_GENERATION,
                 reopens: 0,
             }),
             observers: Observers::default(),
             rejections: RejectionLog::default(),
             durations: std::sync::OnceLock::new(),
+            first_items: std::sync::OnceLock::new(),
         };
         breaker.publish(&lock(&breaker.inner).config);
         breaker
@@ -235,14 +243,14 @@ impl CircuitBreaker {
             config.slow_call_duration.map_or(0, duration_nanos),
             Ordering::Release,
         );
-        let timed = config.slow_call_duration.is_some() || self.durations.get().is_some();
-        self.timed.store(u64::from(timed), Ordering::Release);
+        let timed = config.slow_call_duration.is_some()
+            || self.durations.get().is_some()
+            || self.first_items.get().is_some();
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
-        self.max_probes.store(
-            u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT)),
-            Ordering::Release,
-        );
+        let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
+        self.probes_and_timed
+            .store(probes | if timed { TIMED } else { 0 }, Ordering::Release);
     }
 
     /// The breaker's name.
@@ -325,7 +333,7 @@ impl CircuitBreaker {
             self.sync_fast_successes(&mut inner);
             let now = self.window_now(&inner);
             let shown = match self.load() {
-                w if w.state() == State::Open => inner.window_open_generation == Some(w.generation()),
+                w if w.state() == State::Open => inner.window_open_generation == w.generation(),
                 w => w.state() != State::HalfOpen,
             };
             (
@@ -443,7 +451,7 @@ impl CircuitBreaker {
                         match self.cas_from(w, open) {
                             Ok(()) => {
                                 if w.state() == State::Closed {
-                                    inner.window_open_generation = Some(open.generation());
+                                    inner.window_open_generation = open.generation();
                                     inner.consecutive_failures = 0;
                                 }
                                 let mut t = self.transition(w, open, "opened for a given duration");
@@ -498,7 +506,7 @@ impl CircuitBreaker {
 
     #[inline(always)]
     fn ticket(&self, w: Word, admission: Admission) -> Ticket {
-        let start = if self.timed.load(Ordering::Relaxed) != 0 {
+        let start = if self.probes_and_timed.load(Ordering::Relaxed) & TIMED != 0 {
             self.clock.now_nanos()
         } else {
             Ticket::NO_START
@@ -521,7 +529,7 @@ impl CircuitBreaker {
                 },
                 State::HalfOpen => {
                     let n = w.in_flight();
-                    if u64::from(n) >= self.max_probes.load(Ordering::Acquire) {
+                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & !TIMED {
                         return Err(self.reject(w, BreakerErrorKind::HalfOpenFull, None));
                     }
                     let taken = w.with_in_flight(n + 1);
@@ -626,8 +634,47 @@ impl CircuitBreaker {
     /// (the metrics' histogram). Only the first observer is kept; `false` when
     /// one was set already.
     pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
-        let set = self.durations.set(observe).is_ok();
-        self.timed.store(1, Ordering::Release);
+        let set = self.durations.set(Box::new(observe)).is_ok();
+        self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
+        set
+    }
+
+    /// Records how a streamed call ended. Its slowness is its time to first
+    /// item, `to_first_item` nanoseconds from admission, or the whole call's
+    /// when it ended before any item; the duration observer is told the
+    /// whole call's duration either way.
+    pub(crate) fn finish_stream(&self, ticket: Ticket, finish: Finish, to_first_item: Option<u64>) {
+        let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
+        let slow = match to_first_item {
+            Some(nanos) => {
+                let limit = self.slow_nanos.load(Ordering::Relaxed);
+                limit != 0 && nanos > limit
+            }
+            None => whole_slow,
+        };
+        self.finish_slow(ticket, finish, slow);
+    }
+
+    /// A streamed call's first item: the nanoseconds since admission, told
+    /// to the time-to-first-item observer if any; `None` when the call is
+    /// not timed.
+    pub(crate) fn first_item(&self, ticket: Ticket) -> Option<u64> {
+        if ticket.start == Ticket::NO_START {
+            return None;
+        }
+        let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
+        if let Some(observe) = self.first_items.get() {
+            observe(Duration::from_nanos(elapsed));
+        }
+        Some(elapsed)
+    }
+
+    /// Times every call from now on, telling `observe` each streamed call's
+    /// time to first item. Only the first observer is kept; `false` when one
+    /// was set already.
+    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) -> bool {
+        let set = self.first_items.set(Box::new(observe)).is_ok();
+        self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
         set
     }
 
@@ -704,7 +751,7 @@ impl CircuitBreaker {
                 // `stats()` while open; it is dropped on the move to
                 // half-open, and emptied when the circuit closes again.
                 if opened.is_some() {
-                    inner.window_open_generation = Some(next_generation(w.generation()));
+                    inner.window_open_generation = next_generation(w.generation());
                 }
                 inner.consecutive_failures = 0;
                 opened

@@ -134,9 +134,9 @@ fn cancel(breaker: &CircuitBreaker, ticket: Ticket) {
 
 /// Records a failure if the inner future or the classifier panics;
 /// forgotten otherwise.
-struct PanicGuard<'a> {
-    breaker: &'a CircuitBreaker,
-    ticket: Ticket,
+pub(crate) struct PanicGuard<'a> {
+    pub(crate) breaker: &'a CircuitBreaker,
+    pub(crate) ticket: Ticket,
 }
 
 impl Drop for PanicGuard<'_> {
@@ -219,7 +219,7 @@ where
 
 /// The `call_timeout` timer, armed only for a call still pending after its
 /// first poll. Its drop stays out of the hot path: most calls never arm it.
-struct Timer(Option<Pin<Box<tokio::time::Sleep>>>);
+pub(crate) struct Timer(pub(crate) Option<Pin<Box<tokio::time::Sleep>>>);
 
 impl Drop for Timer {
     #[inline(always)]
@@ -239,9 +239,21 @@ fn drop_timer(timer: Option<Pin<Box<tokio::time::Sleep>>>) {
 /// A tokio timer for `timeout`, or `None` (with one warning per process)
 /// outside a tokio runtime, where no timer can be armed.
 fn arm_timer(timeout: std::time::Duration) -> Option<Pin<Box<tokio::time::Sleep>>> {
+    arm_timer_at(None, timeout)
+}
+
+/// A tokio timer that fires at `deadline`, or `timeout` from now when there is
+/// none; `None` outside a tokio runtime, like [`arm_timer`].
+pub(crate) fn arm_timer_at(
+    deadline: Option<tokio::time::Instant>,
+    timeout: std::time::Duration,
+) -> Option<Pin<Box<tokio::time::Sleep>>> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if tokio::runtime::Handle::try_current().is_ok() {
-        return Some(Box::pin(tokio::time::sleep(timeout)));
+        return Some(Box::pin(match deadline {
+            Some(at) => tokio::time::sleep_until(at),
+            None => tokio::time::sleep(timeout),
+        }));
     }
     if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(

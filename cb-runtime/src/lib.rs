@@ -36,6 +36,7 @@
 //! # The pieces
 //!
 //! * [`CircuitBreaker`]: the state machine, [`call`](CircuitBreaker::call) and
+//!   [`call_stream`](CircuitBreaker::call_stream) for [streamed calls](stream), and
 //!   manual control ([`reset`](CircuitBreaker::reset),
 //!   [`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable)).
 //! * [`Config`] and [`ConfigBuilder`]: triggers and recovery, validated.
@@ -75,6 +76,7 @@ mod preset;
 mod registry;
 mod state;
 mod stats;
+pub mod stream;
 mod sync;
 mod transition;
 mod window;
@@ -102,6 +104,7 @@ pub use preset::Preset;
 pub use registry::{registry, Health, Registry};
 pub use state::{ParseStateError, State};
 pub use stats::Stats;
+pub use stream::{BreakerStream, CallStream};
 pub use transition::Transition;
 
 #[cfg(all(test, not(loom)))]

@@ -15,6 +15,7 @@
 //! | `circuit_breaker_consecutive_failures` | gauge | `name` | failures since the last success, while closed |
 //! | `circuit_breaker_failure_rate` | gauge | `name` | the window's failure rate, once it holds `minimum_calls` calls |
 //! | `circuit_breaker_call_duration_seconds` | histogram | `name` | call durations; opt-in, see below |
+//! | `circuit_breaker_time_to_first_item_seconds` | histogram | `name` | streamed calls' time to first item; opt-in, see below |
 //!
 //! The state is what the next call would meet: an open breaker whose open
 //! duration has elapsed is reported half-open (pitfall 11).
@@ -27,6 +28,18 @@
 //! breaker's clock (the coarse monotonic clock by default: millisecond
 //! resolution), from admission to the outcome; rejected and cancelled calls
 //! are not timed. Buckets: [`DURATION_BUCKETS`], 1 ms to 60 s.
+//!
+//! # The time-to-first-item histogram is opt-in too
+//!
+//! For [streamed calls](crate::stream) (LLM tokens, server-sent events) the
+//! time to first item is what users feel and what the breaker judges as the
+//! slow-call signal. [`Registry::record_time_to_first_item`](crate::Registry::record_time_to_first_item)
+//! (or [`register_with_time_to_first_item`]) turns its histogram on: one
+//! observation per stream that yielded an item, from admission to the first
+//! item on the breaker's clock, in the same [`DURATION_BUCKETS`]. Streamed
+//! calls land in `circuit_breaker_calls_total` like any other call; a stream
+//! whose consumer dropped it before its first item is cancelled, and not
+//! counted there.
 //!
 //! ```
 //! use cb_runtime::{registry, Config};
@@ -60,6 +73,7 @@ const TRANSITIONS: &str = "circuit_breaker_state_transitions_total";
 const CONSECUTIVE: &str = "circuit_breaker_consecutive_failures";
 const RATE: &str = "circuit_breaker_failure_rate";
 const DURATION: &str = "circuit_breaker_call_duration_seconds";
+const FIRST_ITEM: &str = "circuit_breaker_time_to_first_item_seconds";
 
 /// Registers the metrics of every breaker in the global [`registry()`] with
 /// `prom`. Registering twice with one `prom` is an error (`AlreadyReg`).
@@ -71,6 +85,13 @@ pub fn register(prom: &prometheus::Registry) -> prometheus::Result<()> {
 /// registry's breakers.
 pub fn register_with_call_durations(prom: &prometheus::Registry) -> prometheus::Result<()> {
     registry().record_call_durations();
+    register(prom)
+}
+
+/// Like [`register`], and turns the time-to-first-item histogram of streamed
+/// calls on for the global registry's breakers.
+pub fn register_with_time_to_first_item(prom: &prometheus::Registry) -> prometheus::Result<()> {
+    registry().record_time_to_first_item();
     register(prom)
 }
 
@@ -126,6 +147,7 @@ impl BreakerCollector {
             desc(CONSECUTIVE, CONSECUTIVE_HELP, &["name"]),
             desc(RATE, RATE_HELP, &["name"]),
             desc(DURATION, DURATION_HELP, &["name"]),
+            desc(FIRST_ITEM, FIRST_ITEM_HELP, &["name"]),
         ]
         .into_iter()
         .flatten()
@@ -141,11 +163,21 @@ const TRANSITIONS_HELP: &str = "State transitions, by from and to state.";
 const CONSECUTIVE_HELP: &str = "Consecutive failures while closed.";
 const RATE_HELP: &str = "Failure rate of the sliding window, once it holds minimum_calls calls.";
 const DURATION_HELP: &str = "Duration of calls admitted by the breaker, in seconds.";
+const FIRST_ITEM_HELP: &str = "Time from admission to the first item of streamed calls, in seconds.";
 
 /// The histogram the registry feeds when call durations are on.
 pub(crate) fn duration_histogram() -> Option<HistogramVec> {
     HistogramVec::new(
         HistogramOpts::new(DURATION, DURATION_HELP).buckets(DURATION_BUCKETS.to_vec()),
+        &["name"],
+    )
+    .ok()
+}
+
+/// The histogram the registry feeds when times to first item are on.
+pub(crate) fn first_item_histogram() -> Option<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(FIRST_ITEM, FIRST_ITEM_HELP).buckets(DURATION_BUCKETS.to_vec()),
         &["name"],
     )
     .ok()
@@ -210,6 +242,9 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     families.extend(rate.collect());
     if let Some(durations) = registry.durations() {
         families.extend(durations.collect());
+    }
+    if let Some(first_items) = registry.first_items() {
+        families.extend(first_items.collect());
     }
     // An empty vector collects to a family with no metric, which the text
     // encoder refuses; leave such families out.

@@ -124,7 +124,7 @@ impl<'a> Permit<'a> {
     }
 
     #[inline]
-    fn into_parts(self) -> (&'a CircuitBreaker, Ticket) {
+    pub(crate) fn into_parts(self) -> (&'a CircuitBreaker, Ticket) {
         let this = ManuallyDrop::new(self);
         (this.breaker, this.ticket)
     }

@@ -7,6 +7,10 @@ pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration;
 pub use core::{concat, module_path};
 
+pub use crate::stream::attribute::{
+    fallback_stream, finish_boxed_stream, finish_stream, finish_stream_or, stream_items, FallbackStream,
+    FromGuarded, Guarded, StreamItem, StreamOr,
+};
 pub use crate::{
     Backoff, BreakerError, CallError, CircuitBreaker, Config, ConfigBuilder, Outcome, Preset, Window,
 };

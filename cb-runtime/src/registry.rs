@@ -68,6 +68,7 @@ pub struct Registry {
     env: EnvSource,
     events: broadcast::Sender<Event>,
     durations: OnceLock<Option<HistogramVec>>,
+    first_items: OnceLock<Option<HistogramVec>>,
 }
 
 struct Entry {
@@ -162,6 +163,7 @@ impl Registry {
             env: Arc::new(vars),
             events: broadcast::channel(CAPACITY).0,
             durations: OnceLock::new(),
+            first_items: OnceLock::new(),
         }
     }
 
@@ -366,9 +368,10 @@ impl Registry {
     pub fn remove(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
         let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let removed = self.write().remove(name).map(|e| e.breaker)?;
-        if let Some(durations) = self.durations() {
-            // Absent when the breaker never finished a call: nothing to remove.
-            let _ = durations.remove_label_values(&[name]);
+        // A series is absent when the breaker never finished a call (or
+        // never streamed): nothing to remove then.
+        for histogram in [self.durations(), self.first_items()].into_iter().flatten() {
+            let _ = histogram.remove_label_values(&[name]);
         }
         Some(removed)
     }
@@ -582,6 +585,9 @@ impl Registry {
         if let Some(Some(durations)) = self.durations.get() {
             time_calls(breaker, durations);
         }
+        if let Some(Some(first_items)) = self.first_items.get() {
+            time_first_items(breaker, first_items);
+        }
         counts
     }
 
@@ -608,6 +614,29 @@ impl Registry {
                 time_calls(&entry.breaker, durations);
             }
         }
+    }
+
+    /// Turns on the `circuit_breaker_time_to_first_item_seconds` histogram
+    /// of streamed calls ([`CircuitBreaker::call_stream`]) for every breaker
+    /// in the registry, now and later (see [`crate::metrics`]). Like
+    /// [`record_call_durations`](Self::record_call_durations) it makes every
+    /// call read the clock at admission, and cannot be turned off again.
+    pub fn record_time_to_first_item(&self) {
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.first_items.get().is_some() {
+            return;
+        }
+        let first_items = self.first_items.get_or_init(crate::metrics::first_item_histogram);
+        if let Some(first_items) = first_items {
+            for entry in self.read().values() {
+                time_first_items(&entry.breaker, first_items);
+            }
+        }
+    }
+
+    /// The time-to-first-item histogram, when it is on.
+    pub(crate) fn first_items(&self) -> Option<&HistogramVec> {
+        self.first_items.get().and_then(Option::as_ref)
     }
 
     /// The call-duration histogram, when it is on.
@@ -700,4 +729,10 @@ impl std::fmt::Debug for Registry {
 fn time_calls(breaker: &CircuitBreaker, durations: &HistogramVec) {
     let histogram = durations.with_label_values(&[breaker.name()]);
     breaker.observe_call_durations(Box::new(move |d| histogram.observe(d.as_secs_f64())));
+}
+
+/// Feeds `breaker`'s streamed calls' times to first item to its series of `first_items`.
+fn time_first_items(breaker: &CircuitBreaker, first_items: &HistogramVec) {
+    let histogram = first_items.with_label_values(&[breaker.name()]);
+    breaker.observe_time_to_first_item(Box::new(move |d| histogram.observe(d.as_secs_f64())));
 }

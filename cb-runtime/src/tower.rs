@@ -57,6 +57,8 @@
 //! # });
 //! ```
 
+pub mod body;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

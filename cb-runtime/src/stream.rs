@@ -1,0 +1,458 @@
+//! Streamed calls: a call whose answer is a stream (LLM tokens, server-sent
+//! events, a chunked body), judged by its items rather than by its opening.
+//!
+//! [`CircuitBreaker::call_stream`] admits the call, awaits the future that
+//! opens the stream, and hands back a [`BreakerStream`] that watches the
+//! items go by. The call is judged exactly once, and lands in exactly one
+//! total of [`Stats`](crate::Stats):
+//!
+//! | what happens | the caller sees | counted as |
+//! |---|---|---|
+//! | refused while open | `Err(CallError::Rejected)`; `open` never polled | rejected |
+//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure |
+//! | `open` still pending at `call_timeout` | `Err(CallError::Timeout)` | timeout |
+//! | the stream yields `Err(e)` | `Some(Err(CallError::Inner(e)))`, then the end | failure |
+//! | the stream ends with no error | `None` | success |
+//! | no first item within `call_timeout` of admission, or no next item within `call_timeout` of the previous | `Some(Err(CallError::Timeout))`, then the end | timeout |
+//! | dropped before its first item | nothing | cancelled |
+//! | dropped after its first item, no error so far | nothing | success |
+//! | a panic in `open` or in the stream's `poll_next` | the panic | failure |
+//!
+//! * **Slow calls** are judged by the time to first item, from admission, on
+//!   the breaker's clock: a provider that streams a long answer quickly is not
+//!   slow; one that sits 40 s on its first token is. A call judged before any
+//!   item (an error, a timeout, an empty stream) is judged by its whole length.
+//! * **A half-open probe keeps its slot until its stream is judged**: a probe
+//!   that opened its stream but has not delivered its answer is still a probe.
+//!   [`CallStream::judge_at_first_item`] trades that for a faster recovery.
+//! * **Timeouts need polling**: the per-item timer runs while the consumer
+//!   polls. A stream that is never polled again after its first item is not
+//!   timed out; it is judged when it is dropped, as a success (the consumer
+//!   had what it wanted). Hold on to a stream you do not poll and its probe
+//!   slot stays taken until you drop it.
+//! * After an `Err` item or a timeout the stream ends: the inner stream is
+//!   dropped at once (closing its connection), and the call is not judged again.
+//!
+//! ```
+//! use cb_runtime::{CallError, CircuitBreaker, Config};
+//! use futures_core::Stream;
+//! use std::pin::pin;
+//! use std::task::{Context, Poll, Waker};
+//!
+//! # fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+//! #     match pin!(s).poll_next(&mut Context::from_waker(Waker::noop())) {
+//! #         Poll::Ready(item) => item,
+//! #         Poll::Pending => unreachable!(),
+//! #     }
+//! # }
+//! # tokio_test::block_on(async {
+//! let breaker = CircuitBreaker::new("stream-doc", Config::default());
+//! let tokens = vec![Ok::<_, String>("Hel"), Ok("lo"), Err("connection reset".to_string())];
+//! let open = async move { Ok::<_, String>(tokio_stream::iter(tokens)) };
+//!
+//! let mut stream = breaker.call_stream(open).await.unwrap();
+//! assert_eq!(next(&mut stream), Some(Ok("Hel")));
+//! assert_eq!(next(&mut stream), Some(Ok("lo")));
+//! let cut = next(&mut stream).unwrap().unwrap_err();
+//! assert_eq!(cut.into_inner().as_deref(), Some("connection reset"));
+//! assert!(next(&mut stream).is_none());
+//! drop(stream);
+//! assert_eq!(breaker.stats().failures, 1); // a stream cut halfway is a failure
+//! # });
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::breaker::{CircuitBreaker, Finish};
+use crate::call::{arm_timer_at, PanicGuard, Timer};
+use crate::error::CallError;
+use crate::permit::Ticket;
+
+pub(crate) mod attribute;
+
+pin_project! {
+    /// The future returned by [`CircuitBreaker::call_stream`]: admission, then
+    /// the future that opens the stream, under the breaker's `call_timeout`.
+    ///
+    /// It resolves to a [`BreakerStream`], or to the call's error. Dropping it
+    /// before it resolves gives the permit back and records nothing.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct CallStream<'a, F> {
+        breaker: BreakerRef<'a>,
+        phase: Phase,
+        judge_at_first_item: bool,
+        #[pin]
+        open: Option<F>,
+        timer: Timer,
+        // The first item's deadline: `call_timeout` after admission.
+        deadline: Option<(Instant, Duration)>,
+    }
+
+    impl<'a, F> PinnedDrop for CallStream<'a, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Phase::Running(ticket) = *this.phase {
+                this.breaker.get().finish_stream(ticket, Finish::Cancelled, None);
+            }
+        }
+    }
+}
+
+/// Where a [`CallStream`] stands.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// Not polled yet: admission comes on the first poll.
+    Start,
+    /// Admitted, and holding this permit.
+    Running(Ticket),
+    /// Resolved, refused or abandoned.
+    Done,
+}
+
+impl<'a, F> CallStream<'a, F> {
+    /// Judges the call at its first item instead of at its end: the first
+    /// item is a success, and whatever the stream does afterwards (an error,
+    /// a stall) is passed to the consumer but not counted.
+    ///
+    /// The trade-off: a half-open probe gives its slot back, and counts
+    /// towards closing the circuit, as soon as the dependency answers, so the
+    /// circuit closes after an outage in the time to first item instead of the
+    /// time of a whole answer (an LLM answer can stream for a minute). The
+    /// price is blindness to failures after the first item: a provider that
+    /// starts every answer and cuts it halfway never opens the circuit. Use it
+    /// when time to first item is what the dependency's health means to you.
+    pub fn judge_at_first_item(mut self) -> Self {
+        self.judge_at_first_item = true;
+        self
+    }
+}
+
+impl<'a, F, S, T, E> Future for CallStream<'a, F>
+where
+    F: Future<Output = Result<S, E>>,
+    S: Stream<Item = Result<T, E>>,
+{
+    type Output = Result<BreakerStream<'a, S>, CallError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let breaker = this.breaker.get();
+        let ticket = match *this.phase {
+            Phase::Running(t) => t,
+            Phase::Start => match breaker.admit() {
+                Ok(t) => {
+                    *this.deadline = breaker.call_timeout().map(|d| (Instant::now() + d, d));
+                    t
+                }
+                Err(refusal) => {
+                    *this.phase = Phase::Done;
+                    this.open.set(None);
+                    return Poll::Ready(Err(CallError::Rejected(refusal)));
+                }
+            },
+            Phase::Done => panic!("`CallStream` polled after completion"),
+        };
+        // Until `open` returns, a panic records the outcome.
+        *this.phase = Phase::Done;
+        let Some(open) = this.open.as_mut().as_pin_mut() else {
+            panic!("`CallStream` polled after completion");
+        };
+        let guard = PanicGuard { breaker, ticket };
+        let polled = open.poll(cx);
+        mem::forget(guard);
+
+        match polled {
+            Poll::Ready(Ok(stream)) => {
+                this.open.set(None);
+                Poll::Ready(Ok(BreakerStream {
+                    breaker: this.breaker.clone(),
+                    phase: StreamPhase::Running(ticket),
+                    seen_item: false,
+                    to_first_item: None,
+                    judge_at_first_item: *this.judge_at_first_item,
+                    stream: Some(stream),
+                    timer: Timer(this.timer.0.take()),
+                    deadline: *this.deadline,
+                }))
+            }
+            Poll::Ready(Err(error)) => {
+                this.open.set(None);
+                breaker.finish_stream(ticket, Finish::Failure, None);
+                Poll::Ready(Err(CallError::Inner(error)))
+            }
+            Poll::Pending => {
+                if expired(this.timer, *this.deadline, cx) {
+                    this.open.set(None);
+                    breaker.finish_stream(ticket, Finish::Timeout, None);
+                    let after = this.deadline.map(|(_, d)| d).unwrap_or_default();
+                    return Poll::Ready(Err(CallError::Timeout(breaker.timeout_error(after))));
+                }
+                *this.phase = Phase::Running(ticket);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Whether the timer for `deadline` has fired, arming it (or moving it to
+/// `deadline`) first; never without a deadline or outside a tokio runtime.
+fn expired(timer: &mut Timer, deadline: Option<(Instant, Duration)>, cx: &mut Context<'_>) -> bool {
+    let Some((at, timeout)) = deadline else {
+        return false;
+    };
+    match timer.0.as_mut() {
+        None => timer.0 = arm_timer_at(Some(at), timeout),
+        Some(sleep) if sleep.deadline() != at => sleep.as_mut().reset(at),
+        Some(_) => {}
+    }
+    timer
+        .0
+        .as_mut()
+        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+}
+
+pin_project! {
+    /// A stream under a breaker's watch, from [`CircuitBreaker::call_stream`].
+    ///
+    /// It yields the inner stream's items, with its errors as
+    /// [`CallError::Inner`] and a stall as one [`CallError::Timeout`]; after
+    /// an error it ends. See the [module documentation](crate::stream) for how
+    /// the call is judged. It is `Send` when the inner stream is, and `Unpin`
+    /// when the inner stream is.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct BreakerStream<'a, S> {
+        breaker: BreakerRef<'a>,
+        phase: StreamPhase,
+        seen_item: bool,
+        // Nanoseconds from admission to the first item, when the call is timed.
+        to_first_item: Option<u64>,
+        judge_at_first_item: bool,
+        #[pin]
+        stream: Option<S>,
+        timer: Timer,
+        // The next item's deadline and the `call_timeout` it came from.
+        deadline: Option<(Instant, Duration)>,
+    }
+
+    impl<'a, S> PinnedDrop for BreakerStream<'a, S> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let StreamPhase::Running(ticket) = *this.phase {
+                let finish = if *this.seen_item { Finish::Success } else { Finish::Cancelled };
+                this.breaker.get().finish_stream(ticket, finish, *this.to_first_item);
+            }
+        }
+    }
+}
+
+/// Where a [`BreakerStream`] stands.
+#[derive(Clone, Copy, Debug)]
+enum StreamPhase {
+    /// Not judged yet, and holding this permit.
+    Running(Ticket),
+    /// Judged at its first item, still passing items through.
+    Judged,
+    /// Ended: its last item was yielded.
+    Ended,
+}
+
+impl<S> BreakerStream<'_, S> {
+    /// The breaker that judges this stream.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        self.breaker.get()
+    }
+
+    /// Whether the call is still to be judged: no error, no end, no timeout yet.
+    pub fn is_pending_judgement(&self) -> bool {
+        matches!(self.phase, StreamPhase::Running(_))
+    }
+
+    /// The inner stream, until it ends.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn inner_mut(self: Pin<&mut Self>) -> Option<Pin<&mut S>> {
+        self.project().stream.as_pin_mut()
+    }
+}
+
+impl<S, T, E> Stream for BreakerStream<'_, S>
+where
+    S: Stream<Item = Result<T, E>>,
+{
+    type Item = Result<T, CallError<E>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        let breaker = this.breaker.get();
+        let phase = *this.phase;
+        let Some(stream) = this.stream.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let ticket = match phase {
+            StreamPhase::Running(ticket) => Some(ticket),
+            StreamPhase::Judged => None,
+            StreamPhase::Ended => return Poll::Ready(None),
+        };
+        // Until the inner stream returns, a panic records the outcome.
+        *this.phase = StreamPhase::Ended;
+        let polled = match ticket {
+            Some(ticket) => {
+                let guard = PanicGuard { breaker, ticket };
+                let polled = stream.poll_next(cx);
+                mem::forget(guard);
+                polled
+            }
+            None => stream.poll_next(cx),
+        };
+        let judge = |finish| {
+            if let Some(ticket) = ticket {
+                breaker.finish_stream(ticket, finish, *this.to_first_item);
+            }
+        };
+
+        match polled {
+            Poll::Ready(Some(Ok(item))) => {
+                *this.phase = phase;
+                if let (Some(ticket), false) = (ticket, *this.seen_item) {
+                    *this.seen_item = true;
+                    *this.to_first_item = breaker.first_item(ticket);
+                    if *this.judge_at_first_item {
+                        breaker.finish_stream(ticket, Finish::Success, *this.to_first_item);
+                        *this.phase = StreamPhase::Judged;
+                    }
+                }
+                if let Some((_, timeout)) = *this.deadline {
+                    *this.deadline = Some((Instant::now() + timeout, timeout));
+                }
+                Poll::Ready(Some(Ok(item)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                judge(Finish::Failure);
+                this.stream.set(None);
+                Poll::Ready(Some(Err(CallError::Inner(error))))
+            }
+            Poll::Ready(None) => {
+                judge(Finish::Success);
+                this.stream.set(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if expired(this.timer, *this.deadline, cx) {
+                    judge(Finish::Timeout);
+                    this.stream.set(None);
+                    let after = this.deadline.map(|(_, d)| d).unwrap_or_default();
+                    return Poll::Ready(Some(Err(CallError::Timeout(breaker.timeout_error(after)))));
+                }
+                *this.phase = phase;
+                Poll::Pending
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.stream {
+            // A timeout may add one item.
+            Some(stream) => (0, stream.size_hint().1.and_then(|n| n.checked_add(1))),
+            None => (0, Some(0)),
+        }
+    }
+}
+
+impl<F> fmt::Debug for CallStream<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallStream")
+            .field("breaker", &self.breaker.get().name())
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> fmt::Debug for BreakerStream<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerStream")
+            .field("breaker", &self.breaker.get().name())
+            .field("phase", &self.phase)
+            .field("seen_item", &self.seen_item)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreaker {
+    /// Runs a streamed call through the breaker: `open` opens the stream (an
+    /// HTTP request whose answer streams, say), and the returned
+    /// [`BreakerStream`] judges the call by its items. See the
+    /// [module documentation](crate::stream) for the rules.
+    ///
+    /// While the circuit is open the call is refused with
+    /// [`CallError::Rejected`] and `open` is never polled.
+    pub fn call_stream<F, S, T, E>(&self, open: F) -> CallStream<'_, F>
+    where
+        F: Future<Output = Result<S, E>>,
+        S: Stream<Item = Result<T, E>>,
+    {
+        CallStream {
+            breaker: BreakerRef::Borrowed(self),
+            phase: Phase::Start,
+            judge_at_first_item: false,
+            open: Some(open),
+            timer: Timer(None),
+            deadline: None,
+        }
+    }
+}
+
+impl<'a> crate::Permit<'a> {
+    /// Runs a streamed call under this permit, as
+    /// [`CircuitBreaker::call_stream`] does after admission: the
+    /// `call_timeout` runs from now, and the call is judged by its stream.
+    pub fn run_stream<F, S, T, E>(self, open: F) -> CallStream<'a, F>
+    where
+        F: Future<Output = Result<S, E>>,
+        S: Stream<Item = Result<T, E>>,
+    {
+        let (breaker, ticket) = self.into_parts();
+        CallStream::admitted(BreakerRef::Borrowed(breaker), ticket, open)
+    }
+}
+
+impl<'a, F> CallStream<'a, F> {
+    /// A streamed call admitted with `ticket` already.
+    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, open: F) -> Self {
+        let deadline = breaker.get().call_timeout().map(|d| (Instant::now() + d, d));
+        CallStream {
+            breaker,
+            phase: Phase::Running(ticket),
+            judge_at_first_item: false,
+            open: Some(open),
+            timer: Timer(None),
+            deadline,
+        }
+    }
+}
+
+/// The breaker a streamed call reports to: borrowed, or shared (the tower
+/// layer's, which outlives no borrow).
+#[derive(Clone)]
+pub(crate) enum BreakerRef<'a> {
+    Borrowed(&'a CircuitBreaker),
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    Shared(std::sync::Arc<CircuitBreaker>),
+}
+
+impl BreakerRef<'_> {
+    #[inline]
+    fn get(&self) -> &CircuitBreaker {
+        match self {
+            BreakerRef::Borrowed(b) => b,
+            BreakerRef::Shared(b) => b,
+        }
+    }
+}

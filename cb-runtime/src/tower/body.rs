@@ -1,0 +1,320 @@
+//! Judging a streamed HTTP response by its body, not only its head (feature
+//! `tower`, opt-in).
+//!
+//! [`CircuitBreakerLayer`](super::CircuitBreakerLayer) judges a call when the
+//! response head arrives: an LLM provider that answers `200 OK` and then never
+//! sends a token, or cuts the stream halfway, looks healthy to it.
+//! [`BodyCircuitBreakerLayer`] judges the response as a
+//! [streamed call](crate::stream) whose items are the body's
+//! [`http_body::Body`] frames:
+//!
+//! * The head is classified first, by the same [`ClassifyResponse`] (the
+//!   [`HttpClassifier`] by default): a failing status (5xx, 429) is a failure
+//!   at once, and `Retry-After` is honoured as by the head-only layer. Any
+//!   other status (a success, or an ignored one) is judged by its body.
+//! * The body is judged like a stream: time to first frame is the slow-call
+//!   signal; `call_timeout` bounds the wait for the head and the first frame
+//!   (from admission) and for each next frame; a body error is a failure; the
+//!   end of the body is a success; a body dropped before its first frame is
+//!   cancelled, after it a success.
+//! * A stalled body ends with a [`CallError::Timeout`] body error; a body
+//!   error comes through as [`CallError::Inner`].
+//!
+//! A half-open probe holds its slot until its body is judged.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use ::tower::{Layer, Service};
+use futures_core::Stream;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::{ClassifyResponse, HttpClassifier, DEFAULT_MAX_RETRY_AFTER};
+use crate::breaker::{CircuitBreaker, Outcome};
+use crate::error::CallError;
+use crate::stream::{BreakerRef, BreakerStream, CallStream};
+
+/// A [`Layer`] that judges each response by its body; see the
+/// [module documentation](self).
+#[derive(Clone)]
+pub struct BodyCircuitBreakerLayer<C = HttpClassifier> {
+    breaker: Arc<CircuitBreaker>,
+    classifier: C,
+}
+
+impl BodyCircuitBreakerLayer<HttpClassifier> {
+    /// A layer around `breaker`, with the [`HttpClassifier`] for the head.
+    pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
+        BodyCircuitBreakerLayer {
+            breaker,
+            classifier: HttpClassifier::default(),
+        }
+    }
+}
+
+impl<C> BodyCircuitBreakerLayer<C> {
+    /// The same layer with `classifier` deciding how a response head counts.
+    pub fn classifier<C2>(self, classifier: C2) -> BodyCircuitBreakerLayer<C2> {
+        BodyCircuitBreakerLayer {
+            breaker: self.breaker,
+            classifier,
+        }
+    }
+
+    /// The layer's breaker.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for BodyCircuitBreakerLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyCircuitBreakerLayer")
+            .field("breaker", &self.breaker.name())
+            .field("classifier", &self.classifier)
+            .finish()
+    }
+}
+
+impl<S, C: Clone> Layer<S> for BodyCircuitBreakerLayer<C> {
+    type Service = BodyCircuitBreakerService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyCircuitBreakerService {
+            inner,
+            breaker: Arc::clone(&self.breaker),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+/// A service whose responses are judged by their bodies, made by
+/// [`BodyCircuitBreakerLayer`].
+#[derive(Clone)]
+pub struct BodyCircuitBreakerService<S, C = HttpClassifier> {
+    inner: S,
+    breaker: Arc<CircuitBreaker>,
+    classifier: C,
+}
+
+impl<S, C> BodyCircuitBreakerService<S, C> {
+    /// The breaker the requests go through.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for BodyCircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyCircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker.name())
+            .field("classifier", &self.classifier)
+            .finish()
+    }
+}
+
+/// What the opening of a response can fail with, or a frame error.
+enum Failed<BE> {
+    /// The body failed: the only error a frame carries.
+    Body(BE),
+    /// The head failed (its status, or the service's error): the details
+    /// wait in the service future's own slot.
+    Head,
+}
+
+/// The response's body as a stream of frames; the head waits beside it until
+/// the call is admitted and opened.
+struct Frames<B> {
+    head: Option<http::response::Parts>,
+    body: Pin<Box<B>>,
+}
+
+impl<B: Body> Stream for Frames<B> {
+    type Item = Result<Frame<B::Data>, Failed<B::Error>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.body
+            .as_mut()
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(Failed::Body)))
+    }
+}
+
+/// Where a failing head waits for the service future.
+type HeadSlot<B, E> = Arc<Mutex<Option<Result<Response<B>, E>>>>;
+
+/// The response future of [`BodyCircuitBreakerService`].
+pub type ResponseFuture<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<JudgedBody<B>>, CallError<E>>> + Send>>;
+
+impl<S, C, Req, B> Service<Req> for BodyCircuitBreakerService<S, C>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Send,
+    C: ClassifyResponse<Response<B>, S::Error> + Clone + Send + 'static,
+{
+    type Response = Response<JudgedBody<B>>;
+    type Error = CallError<S::Error>;
+    type Future = ResponseFuture<B, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(CallError::Inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // Admission first: while open, the inner service never sees the request.
+        let ticket = match self.breaker.admit() {
+            Ok(ticket) => ticket,
+            Err(refusal) => return Box::pin(std::future::ready(Err(CallError::Rejected(refusal)))),
+        };
+        let breaker = Arc::clone(&self.breaker);
+        let fut = self.inner.call(req);
+        let classifier = self.classifier.clone();
+        // A failing head (its status, or the service's error), handed back to
+        // the caller after the breaker has counted it. Never locked across an
+        // `.await`.
+        let head_failure: HeadSlot<B, S::Error> = Arc::default();
+        let slot = Arc::clone(&head_failure);
+        let hinted = Arc::clone(&breaker);
+        let open = async move {
+            let result = fut.await;
+            let outcome = classifier.classify(&result);
+            if let Some(hint) = classifier.retry_after(&result) {
+                if !hint.is_zero() {
+                    hinted.open_for(hint.min(DEFAULT_MAX_RETRY_AFTER));
+                }
+            }
+            match result {
+                Ok(response) if outcome != Outcome::Failure => {
+                    let (head, body) = response.into_parts();
+                    Ok(Frames {
+                        head: Some(head),
+                        body: Box::pin(body),
+                    })
+                }
+                other => {
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(other);
+                    Err(Failed::Head)
+                }
+            }
+        };
+        // Holds the permit from here: dropped unpolled, it gives it back.
+        let call = CallStream::admitted(BreakerRef::Shared(breaker), ticket, open);
+        Box::pin(async move {
+            match call.await {
+                Ok(mut stream) => {
+                    let head = Pin::new(&mut stream)
+                        .inner_mut()
+                        .and_then(|frames| frames.get_mut().head.take());
+                    let Some(head) = head else {
+                        // Taken once, here, before any frame is polled.
+                        unreachable!("a response's head is taken once");
+                    };
+                    Ok(Response::from_parts(head, JudgedBody::judged(stream)))
+                }
+                Err(CallError::Inner(_)) => {
+                    let failed = head_failure.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    match failed {
+                        // A failing status: counted, and handed back unchanged.
+                        Some(Ok(response)) => Ok(response.map(JudgedBody::plain)),
+                        Some(Err(error)) => Err(CallError::Inner(error)),
+                        None => unreachable!("`open` fails only after filling the slot"),
+                    }
+                }
+                Err(CallError::Rejected(e)) => Err(CallError::Rejected(e)),
+                Err(CallError::Timeout(e)) => Err(CallError::Timeout(e)),
+            }
+        })
+    }
+}
+
+pin_project! {
+    /// A response body under the breaker's watch: its frames unchanged, its
+    /// error as [`CallError::Inner`], a stall as [`CallError::Timeout`].
+    pub struct JudgedBody<B: Body> {
+        #[pin]
+        inner: Inner<B>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<B: Body> {
+        // Judged by its frames.
+        Judged { #[pin] stream: BreakerStream<'static, Frames<B>> },
+        // Judged by its head already (a failing status).
+        Plain { #[pin] body: B },
+    }
+}
+
+impl<B: Body> JudgedBody<B> {
+    fn judged(stream: BreakerStream<'static, Frames<B>>) -> Self {
+        JudgedBody {
+            inner: Inner::Judged { stream },
+        }
+    }
+
+    fn plain(body: B) -> Self {
+        JudgedBody {
+            inner: Inner::Plain { body },
+        }
+    }
+}
+
+impl<B: Body> Body for JudgedBody<B> {
+    type Data = B::Data;
+    type Error = CallError<B::Error>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
+        match self.project().inner.project() {
+            InnerProj::Plain { body } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(CallError::Inner))),
+            InnerProj::Judged { stream } => stream.poll_next(cx).map(|item| {
+                item.map(|r| {
+                    r.map_err(|e| match e {
+                        CallError::Inner(Failed::Body(e)) => CallError::Inner(e),
+                        CallError::Rejected(e) => CallError::Rejected(e),
+                        CallError::Timeout(e) => CallError::Timeout(e),
+                        CallError::Inner(Failed::Head) => unreachable!("frames carry body errors only"),
+                    })
+                })
+            }),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Plain { body } => body.size_hint(),
+            Inner::Judged { .. } => SizeHint::default(),
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for JudgedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.inner {
+            Inner::Judged { .. } => "judged",
+            Inner::Plain { .. } => "plain",
+        };
+        f.debug_struct("JudgedBody").field("kind", &kind).finish()
+    }
+}

@@ -60,7 +60,20 @@ async fn exported() -> BTreeSet<String> {
     clock.advance(Duration::from_secs(11));
     let probe: Res = b.call(async { Ok(()) }).await;
     assert!(probe.is_ok());
-    registry.get_or_insert("search", Config::default);
+    // Closed, with a failure rate: its window holds `minimum_calls` calls.
+    let search = registry.get_or_insert("search", || {
+        Config::builder()
+            .sliding_window(Window::Count(10))
+            .minimum_calls(2)
+            .build()
+            .unwrap()
+    });
+    for _ in 0..3 {
+        let ok: Res = search.call(async { Ok(()) }).await;
+        assert!(ok.is_ok());
+    }
+    let failed: Res = search.call(async { Err("timeout") }).await;
+    assert!(failed.is_err());
 
     let prom = prometheus::Registry::new();
     prom.register(Box::new(BreakerCollector::new(registry))).unwrap();
@@ -76,8 +89,12 @@ async fn exported() -> BTreeSet<String> {
         "circuit_breaker_calls_total",
         "circuit_breaker_state_transitions_total",
         "circuit_breaker_call_duration_seconds_bucket",
+        "circuit_breaker_failure_rate",
     ] {
-        assert!(names.contains(sure), "`{sure}` missing from the exposition:\n{text}");
+        assert!(
+            names.contains(sure),
+            "`{sure}` missing from the exposition:\n{text}"
+        );
     }
     names
 }
@@ -140,7 +157,11 @@ fn queries(dashboard: &Value) -> Vec<(String, String)> {
     for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
         let q = match &v["query"] {
             Value::String(s) => s.clone(),
-            Value::Object(o) => o.get("query").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            Value::Object(o) => o
+                .get("query")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             _ => String::new(),
         };
         out.push((format!("variable {}", v["name"]), q));
@@ -189,9 +210,14 @@ async fn every_dashboard_query_names_an_exported_metric() {
 #[test]
 fn the_dashboard_is_well_formed() {
     let dashboard: Value = serde_json::from_str(DASHBOARD).unwrap();
-    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40));
+    assert!(dashboard["uid"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty() && u.len() <= 40));
     let panels = panels(&dashboard);
-    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().expect("a panel id")).collect();
+    let ids: BTreeSet<u64> = panels
+        .iter()
+        .map(|p| p["id"].as_u64().expect("a panel id"))
+        .collect();
     assert_eq!(ids.len(), panels.len(), "panel ids are not unique");
     for p in &panels {
         let title = p["title"].as_str().unwrap_or_default();
@@ -204,7 +230,10 @@ fn the_dashboard_is_well_formed() {
             assert!(targets > 0, "{title}: no query");
             // Every query goes to the data source the viewer picked.
             for t in p["targets"].as_array().unwrap() {
-                assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}: a fixed data source");
+                assert_eq!(
+                    t["datasource"]["uid"], "${datasource}",
+                    "{title}: a fixed data source"
+                );
             }
         }
     }
@@ -215,7 +244,10 @@ fn the_dashboard_is_well_formed() {
         .expect("a state-timeline panel");
     let options = &timeline["fieldConfig"]["defaults"]["mappings"][0]["options"];
     let mut colours = BTreeSet::new();
-    for (code, word) in ["Closed", "Open", "Half-open", "Forced open", "Disabled"].iter().enumerate() {
+    for (code, word) in ["Closed", "Open", "Half-open", "Forced open", "Disabled"]
+        .iter()
+        .enumerate()
+    {
         let m = &options[code.to_string()];
         assert_eq!(m["text"], *word, "state {code}");
         colours.insert(m["color"].as_str().unwrap().to_owned());
@@ -255,13 +287,23 @@ async fn every_alert_names_an_exported_metric() {
 #[test]
 fn metric_names_are_found_whole() {
     assert_eq!(
-        metric_names(r#"sum by (name) (rate(circuit_breaker_calls_total{outcome="x"}[5m])) / circuit_breaker_state"#),
+        metric_names(
+            r#"sum by (name) (rate(circuit_breaker_calls_total{outcome="x"}[5m])) / circuit_breaker_state"#
+        ),
         ["circuit_breaker_calls_total", "circuit_breaker_state"]
     );
     assert!(metric_names("my_circuit_breaker_state").is_empty());
     let exported = BTreeSet::from(["circuit_breaker_state".to_owned()]);
     assert!(known("circuit_breaker_state", &exported, PENDING_DASHBOARD));
-    assert!(known("circuit_breaker_time_to_first_item_seconds_bucket", &exported, PENDING_DASHBOARD));
+    assert!(known(
+        "circuit_breaker_time_to_first_item_seconds_bucket",
+        &exported,
+        PENDING_DASHBOARD
+    ));
     assert!(!known("circuit_breaker_typo", &exported, PENDING_DASHBOARD));
-    assert!(!known("circuit_breaker_time_to_first_item_seconds_avg", &exported, PENDING_DASHBOARD));
+    assert!(!known(
+        "circuit_breaker_time_to_first_item_seconds_avg",
+        &exported,
+        PENDING_DASHBOARD
+    ));
 }

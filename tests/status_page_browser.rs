@@ -52,7 +52,11 @@ fn tool(var: &str, names: &[&str]) -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// chromedriver, killed when dropped, with the browser's profile directory.
@@ -96,13 +100,17 @@ async fn start_driver(chromedriver: &Path) -> Outcome<Driver> {
     };
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let status = format!("{}/status", driver.url);
-    eventually("chromedriver answers /status", Duration::from_secs(20), || async {
-        match http.get(&status).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) => Err(e.to_string()),
-        }
-    })
+    eventually(
+        "chromedriver answers /status",
+        Duration::from_secs(20),
+        || async {
+            match http.get(&status).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
     .await?;
     Ok(driver)
 }
@@ -214,18 +222,14 @@ async fn row_of(client: &Client, name: &str) -> Outcome<Row> {
 }
 
 async fn shows_state(client: &Client, name: &str, state: &str, word: &str) -> Outcome<Row> {
-    eventually(
-        &format!("`{name}` shows as {word}"),
-        SHOWS_WITHIN,
-        || async {
-            let row = row_of(client, name).await?;
-            if row.state == state && row.word == word {
-                Ok(row)
-            } else {
-                Err(format!("{row:?}"))
-            }
-        },
-    )
+    eventually(&format!("`{name}` shows as {word}"), SHOWS_WITHIN, || async {
+        let row = row_of(client, name).await?;
+        if row.state == state && row.word == word {
+            Ok(row)
+        } else {
+            Err(format!("{row:?}"))
+        }
+    })
     .await
 }
 
@@ -249,13 +253,17 @@ async fn act(client: &Client, name: &str, action: &str, token: Option<&str>) -> 
     // The rows are rebuilt on every refresh: a stale element is looked up again.
     eventually(&format!("click {action} on `{name}`"), SHOWS_WITHIN, || async {
         let row = row_element(client, name).await?;
-        let button = wd(row.find(Locator::Css(&format!("button[data-action='{action}']"))).await)?;
+        let button = wd(row
+            .find(Locator::Css(&format!("button[data-action='{action}']")))
+            .await)?;
         wd(button.click().await)
     })
     .await?;
     let dialog = wd(client.find(Locator::Id("dialog")).await)?;
     eventually("the dialog opens", SHOWS_WITHIN, || async {
-        wd(dialog.is_displayed().await)?.then_some(()).ok_or_else(|| "hidden".to_owned())
+        wd(dialog.is_displayed().await)?
+            .then_some(())
+            .ok_or_else(|| "hidden".to_owned())
     })
     .await?;
     let title = wd(wd(client.find(Locator::Id("dialog-title")).await)?.text().await)?;
@@ -266,7 +274,9 @@ async fn act(client: &Client, name: &str, action: &str, token: Option<&str>) -> 
         let field = wd(client.find(Locator::Id("token")).await)?;
         wd(field.send_keys(token).await)?;
     }
-    wd(wd(client.find(Locator::Id("dialog-confirm")).await)?.click().await)?;
+    wd(wd(client.find(Locator::Id("dialog-confirm")).await)?
+        .click()
+        .await)?;
     eventually("a notice after the action", SHOWS_WITHIN, || async {
         let notice = wd(client.find(Locator::Id("notice")).await)?;
         let text = wd(notice.text().await)?;
@@ -319,14 +329,26 @@ async fn fixtures(registry: &'static Registry, clock: &ManualClock) -> Arc<Circu
     });
     for i in 0..10 {
         let _ = openai
-            .call(async move { if i % 5 == 0 { Err("rate limited") } else { Ok(()) } })
+            .call(async move {
+                if i % 5 == 0 {
+                    Err("rate limited")
+                } else {
+                    Ok(())
+                }
+            })
             .await;
     }
     registry.get_or_insert(HOSTILE, Config::default);
     payments
 }
 
-async fn scenario(client: &Client, base: &str, locked_base: &str, registry: &'static Registry, payments: &CircuitBreaker) -> Outcome {
+async fn scenario(
+    client: &Client,
+    base: &str,
+    locked_base: &str,
+    registry: &'static Registry,
+    payments: &CircuitBreaker,
+) -> Outcome {
     // The page and its assets come with a restrictive CSP.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let page = http.get(base).send().await.map_err(|e| e.to_string())?;
@@ -346,7 +368,10 @@ async fn scenario(client: &Client, base: &str, locked_base: &str, registry: &'st
 
     // The hostile name is text: the cell holds no element, and nothing ran.
     let hostile = row_of(client, HOSTILE).await?;
-    expect(hostile.name_children == 0, format!("the hostile name made elements: {hostile:?}"))?;
+    expect(
+        hostile.name_children == 0,
+        format!("the hostile name made elements: {hostile:?}"),
+    )?;
     let cell = wd(client
         .execute(
             "const tr = Array.from(document.querySelectorAll('#breakers tbody tr')).find(t => t.getAttribute('data-name') === arguments[0]);
@@ -354,25 +379,52 @@ async fn scenario(client: &Client, base: &str, locked_base: &str, registry: &'st
             vec![json!(HOSTILE)],
         )
         .await)?;
-    expect(cell[0] == json!(HOSTILE), format!("the hostile name reads {}", cell[0]))?;
-    expect(cell[1] == json!(0), "the hostile name made a script or img element")?;
-    expect(client.get_alert_text().await.is_err(), "an alert is open: the hostile name ran")?;
+    expect(
+        cell[0] == json!(HOSTILE),
+        format!("the hostile name reads {}", cell[0]),
+    )?;
+    expect(
+        cell[1] == json!(0),
+        "the hostile name made a script or img element",
+    )?;
+    expect(
+        client.get_alert_text().await.is_err(),
+        "an alert is open: the hostile name ran",
+    )?;
 
     // A breaker that trips shows as open within a few seconds, in words and colour.
     for _ in 0..3 {
         let _ = payments.call(async { Err::<(), _>("card network down") }).await;
     }
-    expect(payments.state() == State::Open, "three failures did not open `payments`")?;
+    expect(
+        payments.state() == State::Open,
+        "three failures did not open `payments`",
+    )?;
     let open = shows_state(client, "payments", "open", "Open").await?;
-    expect(open.colour != closed.colour, format!("open and closed have one colour: {}", open.colour))?;
-    expect(open.open_left.ends_with(" s left"), format!("time left open reads `{}`", open.open_left))?;
+    expect(
+        open.colour != closed.colour,
+        format!("open and closed have one colour: {}", open.colour),
+    )?;
+    expect(
+        open.open_left.ends_with(" s left"),
+        format!("time left open reads `{}`", open.open_left),
+    )?;
     let half = shows_state(client, "search", "half_open", "Half-open").await?;
-    expect(half.colour != open.colour && half.colour != closed.colour, "half-open has another state's colour")?;
+    expect(
+        half.colour != open.colour && half.colour != closed.colour,
+        "half-open has another state's colour",
+    )?;
 
     // Reset without a token: refused with 401, still open.
     let notice = act(client, "payments", "reset", None).await?;
-    expect(notice.contains("401") && notice.contains("No token was sent"), format!("without a token: `{notice}`"))?;
-    expect(payments.state() == State::Open, "reset without a token closed the breaker")?;
+    expect(
+        notice.contains("401") && notice.contains("No token was sent"),
+        format!("without a token: `{notice}`"),
+    )?;
+    expect(
+        payments.state() == State::Open,
+        "reset without a token closed the breaker",
+    )?;
 
     // The screenshot: open, half-open and closed breakers, and the refusal.
     let png = wd(client.screenshot().await)?;
@@ -383,13 +435,22 @@ async fn scenario(client: &Client, base: &str, locked_base: &str, registry: &'st
 
     // A wrong token: 401, and the page forgets it.
     let notice = act(client, "payments", "reset", Some("not-the-token")).await?;
-    expect(notice.contains("401") && notice.contains("not accepted"), format!("with a wrong token: `{notice}`"))?;
-    expect(payments.state() == State::Open, "reset with a wrong token closed the breaker")?;
+    expect(
+        notice.contains("401") && notice.contains("not accepted"),
+        format!("with a wrong token: `{notice}`"),
+    )?;
+    expect(
+        payments.state() == State::Open,
+        "reset with a wrong token closed the breaker",
+    )?;
 
     // The right token: closed, and the page shows it.
     let notice = act(client, "payments", "reset", Some(TOKEN)).await?;
     expect(notice.contains("done"), format!("with the token: `{notice}`"))?;
-    expect(payments.state() == State::Closed, "reset with the token left the breaker open")?;
+    expect(
+        payments.state() == State::Closed,
+        "reset with the token left the breaker open",
+    )?;
     shows_state(client, "payments", "closed", "Closed").await?;
 
     // The token stays in memory only: not in the URL, storage, cookies or the DOM.
@@ -406,15 +467,24 @@ async fn scenario(client: &Client, base: &str, locked_base: &str, registry: &'st
     )?;
     // It is remembered for the next action, which asks no token again.
     let notice = act(client, HOSTILE, "force-open", None).await?;
-    expect(notice.contains("done"), format!("a second action with the held token: `{notice}`"))?;
-    expect(registry.get(HOSTILE).unwrap().state() == State::ForcedOpen, "force-open did not apply")?;
+    expect(
+        notice.contains("done"),
+        format!("a second action with the held token: `{notice}`"),
+    )?;
+    expect(
+        registry.get(HOSTILE).unwrap().state() == State::ForcedOpen,
+        "force-open did not apply",
+    )?;
     shows_state(client, HOSTILE, "forced_open", "Forced open").await?;
 
     // A router with no token configured answers 403, shown as such.
     wd(client.goto(locked_base).await)?;
     shows_state(client, "payments", "closed", "Closed").await?;
     let notice = act(client, "payments", "disable", Some(TOKEN)).await?;
-    expect(notice.contains("403") && notice.contains("disabled"), format!("mutations off: `{notice}`"))?;
+    expect(
+        notice.contains("403") && notice.contains("disabled"),
+        format!("mutations off: `{notice}`"),
+    )?;
     expect(payments.state() == State::Closed, "the 403 changed the breaker")?;
     Ok(())
 }
@@ -429,7 +499,11 @@ async fn status_page_in_headless_chromium() {
             "status_page_in_headless_chromium skipped: chromium {} and chromedriver {} \
              (install Debian's `chromium` and `chromium-driver`, or set CB_CHROMIUM / CB_CHROMEDRIVER)",
             if chromium.is_some() { "found" } else { "not found" },
-            if chromedriver.is_some() { "found" } else { "not found" },
+            if chromedriver.is_some() {
+                "found"
+            } else {
+                "not found"
+            },
         );
         assert!(!require, "CB_REQUIRE_BROWSER=1 but {why}");
         eprintln!("{why}");

@@ -74,7 +74,16 @@ mod tests {
 
     #[test]
     fn the_script_never_writes_html_and_never_stores_the_token() {
-        for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "localStorage", "sessionStorage", "document.cookie", "eval("] {
+        for banned in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "localStorage",
+            "sessionStorage",
+            "document.cookie",
+            "eval(",
+        ] {
             assert!(!STATUS_JS.contains(banned), "status.js uses {banned}");
         }
     }

@@ -499,9 +499,16 @@ async fn status_page_in_headless_chromium() {
             "chromium {}, chromedriver {} (install Debian's `chromium` and `chromium-driver`, \
              or name them in CB_CHROMIUM / CB_CHROMEDRIVER)",
             if chromium.is_some() { "found" } else { "not found" },
-            if chromedriver.is_some() { "found" } else { "not found" },
+            if chromedriver.is_some() {
+                "found"
+            } else {
+                "not found"
+            },
         );
-        assert!(!require, "CB_REQUIRE_BROWSER=1 and the browser is missing: {found}");
+        assert!(
+            !require,
+            "CB_REQUIRE_BROWSER=1 and the browser is missing: {found}"
+        );
         println!("status_page_in_headless_chromium skipped: {found}");
         eprintln!("status_page_in_headless_chromium skipped: {found}");
         return;

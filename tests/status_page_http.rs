@@ -26,6 +26,10 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+async fn get_json(url: String) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_page_and_its_assets_carry_a_restrictive_policy() {
     let registry: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
@@ -73,17 +77,7 @@ async fn time_left_open_is_in_the_json() {
             .unwrap()
     });
     let base = serve(registry).await;
-    let one = || async {
-        let v: Value = http()
-            .get(format!("{base}/circuit-breakers/payments"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v
-    };
+    let one = || get_json(format!("{base}/circuit-breakers/payments"));
     assert_eq!(one().await["open_remaining_ms"], Value::Null);
     let _ = b.call(async { Err::<(), _>("down") }).await;
     clock.advance(Duration::from_secs(10));
@@ -103,17 +97,7 @@ async fn the_fleet_is_absent_until_a_fleet_reports() {
     let registry: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
     registry.get_or_insert("openai", Config::default);
     let base = serve(registry).await;
-    let list = || async {
-        let v: Value = http()
-            .get(format!("{base}/circuit-breakers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v
-    };
+    let list = || get_json(format!("{base}/circuit-breakers"));
     let v = list().await;
     assert!(v.get("fleet").is_none(), "{v}");
     assert_eq!(registry.fleet_status(), None);

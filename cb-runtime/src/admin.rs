@@ -26,7 +26,7 @@
 //! such. It loads nothing from elsewhere, so it works offline, and is sent
 //! with a Content-Security-Policy that allows only this origin's script,
 //! style and API. It uses relative URLs: serve the router at the root of its
-//! port (or link to the page with a trailing `/` when nested).
+//! own port.
 //!
 //! **Authentication.** The three `POST` routes need `Authorization: Bearer
 //! <token>`, compared with the configured token in constant time. A missing,

@@ -263,7 +263,6 @@ async fn wrong_method_is_405_with_allow() {
 async fn unknown_route_is_a_json_404() {
     let admin = admin(AdminAuth::bearer(TOKEN)).await;
     for path in [
-        "/",
         "/nope",
         "/circuit-breakers/openai/explode",
         "/circuit-breakers/openai/reset/again",

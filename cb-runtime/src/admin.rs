@@ -12,7 +12,21 @@
 //! | `GET /health` | 200 `healthy`, or 503 `degraded` while a breaker is open or forced open, with counts |
 //! | `GET /health/live` | 200 while the process serves HTTP (liveness probe) |
 //! | `GET /health/ready` | 200 while the process serves HTTP (readiness probe; see below) |
+//! | `GET /health/startup` | 200 once the configuration has loaded and validated, else 503 with the [`ConfigError`](crate::ConfigError) (startup probe; see below) |
 //! | `GET /metrics` | 200, Prometheus text format ([`crate::metrics`]) |
+//! | `GET /` | the status page: every breaker, refreshed every 2 s, with the three actions |
+//!
+//! **The status page** (`GET /`, with `GET /ui/status.js` and `GET
+//! /ui/status.css`) shows each breaker's state as a word and a colour, its
+//! failure and slow-call rates, its totals, the time it stays open, and the
+//! fleet's connection when a fleet joined the registry. It reads `GET
+//! /circuit-breakers` every two seconds. Its reset, force-open and disable
+//! buttons ask for the bearer token and keep it in the page's memory only
+//! (never in a URL, a cookie or browser storage), and show a 401 or 403 as
+//! such. It loads nothing from elsewhere, so it works offline, and is sent
+//! with a Content-Security-Policy that allows only this origin's script,
+//! style and API. It uses relative URLs: serve the router at the root of its
+//! own port.
 //!
 //! **Authentication.** The three `POST` routes need `Authorization: Bearer
 //! <token>`, compared with the configured token in constant time. A missing,
@@ -30,6 +44,13 @@
 //! wrong method (with an `Allow` header). The authentication check comes before
 //! the name is looked at, so an unauthenticated caller learns nothing about
 //! which breakers exist.
+//!
+//! **Startup** (`GET /health/startup`) is 200 `{"status": "started"}` once
+//! [`Registry::check_startup`] passes: the `CB_CONFIG` file, if any, has
+//! loaded into the registry (the probe reads it if no breaker has yet), and
+//! the environment and that file validate now. Before that it is 503
+//! `{"status": "starting", "error": {"field", "value", "expected",
+//! "message"}}` with the first [`ConfigError`](crate::ConfigError).
 //!
 //! **Readiness** does not follow the breakers: an open breaker is the
 //! breaker doing its job (failing fast, serving a fallback), and taking every
@@ -62,9 +83,11 @@ use subtle::ConstantTimeEq;
 use crate::breaker::CircuitBreaker;
 use crate::config::Config;
 use crate::metrics::{encode, BreakerCollector};
-use crate::registry::Registry;
+use crate::registry::{FleetStatus, Registry};
 use crate::state::State;
 use crate::stats::Stats;
+
+mod page;
 
 /// The longest breaker name, in bytes: the API accepts every name a
 /// breaker can have (see [`CircuitBreaker::new`]).
@@ -226,6 +249,10 @@ pub fn router(registry: &'static Registry, auth: AdminAuth) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/health/startup", get(startup))
+        .route("/", get(page::page))
+        .route("/ui/status.js", get(page::script))
+        .route("/ui/status.css", get(page::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -250,6 +277,9 @@ pub struct BreakerView {
     pub stats: StatsView,
     /// Its configuration.
     pub config: ConfigView,
+    /// How long it stays open before probes, in milliseconds: a number while
+    /// `open` ([`CircuitBreaker::open_remaining`]), `null` otherwise.
+    pub open_remaining_ms: Option<u64>,
 }
 
 impl BreakerView {
@@ -261,6 +291,7 @@ impl BreakerView {
             state: stats.state.as_str(),
             stats: StatsView::from(&stats),
             config: ConfigView::from(&breaker.config()),
+            open_remaining_ms: breaker.open_remaining().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -406,6 +437,28 @@ pub struct BreakerList {
     pub total: usize,
     /// Every breaker, sorted by name.
     pub circuit_breakers: Vec<BreakerView>,
+    /// The fleet's link, when a fleet joined the registry
+    /// ([`Registry::set_fleet_status`]); the key is absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetView>,
+}
+
+/// The fleet's link, in [`BreakerList`].
+#[derive(Clone, Debug, Serialize)]
+pub struct FleetView {
+    /// The fleet's namespace.
+    pub namespace: String,
+    /// `true` while the replica is connected to the fleet's server.
+    pub connected: bool,
+}
+
+impl From<FleetStatus> for FleetView {
+    fn from(s: FleetStatus) -> Self {
+        FleetView {
+            namespace: s.namespace,
+            connected: s.connected,
+        }
+    }
 }
 
 /// The answer to a mutation.
@@ -593,6 +646,7 @@ async fn list(AxumState(admin): AxumState<Admin>) -> Json<BreakerList> {
     Json(BreakerList {
         total: circuit_breakers.len(),
         circuit_breakers,
+        fleet: admin.registry.fleet_status().map(FleetView::from),
     })
 }
 
@@ -659,6 +713,57 @@ async fn live() -> Json<Probe> {
 
 async fn ready() -> Json<Probe> {
     Json(Probe { status: "ready" })
+}
+
+/// `GET /health/startup`.
+#[derive(Serialize)]
+struct Startup {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<StartupError>,
+}
+
+#[derive(Serialize)]
+struct StartupError {
+    field: String,
+    value: String,
+    expected: String,
+    message: String,
+}
+
+async fn startup(AxumState(admin): AxumState<Admin>) -> (StatusCode, Json<Startup>) {
+    // It reads the config file: off the async workers.
+    let registry = admin.registry;
+    let checked = tokio::task::spawn_blocking(move || registry.check_startup())
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::ConfigError::new(
+                "file",
+                "a check that panicked",
+                "a configuration check that completes",
+            ))
+        });
+    match checked {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Startup {
+                status: "started",
+                error: None,
+            }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Startup {
+                status: "starting",
+                error: Some(StartupError {
+                    field: e.field().to_owned(),
+                    value: e.value().to_owned(),
+                    expected: e.expected().to_owned(),
+                    message: e.to_string(),
+                }),
+            }),
+        ),
+    }
 }
 
 async fn metrics(AxumState(admin): AxumState<Admin>) -> Response {

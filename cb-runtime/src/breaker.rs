@@ -373,6 +373,26 @@ impl CircuitBreaker {
         }
     }
 
+    /// How long the circuit stays open before it lets probes through: `Some`
+    /// while the state is [`State::Open`], `None` in every other state (a
+    /// forced-open circuit has no end but [`reset`](Self::reset)).
+    ///
+    /// Like [`state`](Self::state), an open circuit whose open duration has
+    /// elapsed is moved to half-open here, and `None` returned.
+    pub fn open_remaining(&self) -> Option<Duration> {
+        loop {
+            let w = self.load();
+            if w.state() != State::Open {
+                return None;
+            }
+            match self.try_half_open(w, 0) {
+                Err(wait) => return Some(wait),
+                Ok(None) => continue,
+                Ok(Some(_)) => return None,
+            }
+        }
+    }
+
     /// Closes the circuit and clears the window and the consecutive-failure
     /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
     pub fn reset(&self) {

@@ -101,7 +101,7 @@ pub use events::{Event, EventStream, Events};
 pub use overrides::env_name;
 pub use permit::Permit;
 pub use preset::Preset;
-pub use registry::{registry, Health, Registry};
+pub use registry::{registry, FleetStatus, Health, Registry};
 pub use state::{ParseStateError, State};
 pub use stats::Stats;
 pub use stream::{BreakerStream, CallStream};

@@ -69,6 +69,33 @@ pub struct Registry {
     events: broadcast::Sender<Event>,
     durations: OnceLock<Option<HistogramVec>>,
     first_items: OnceLock<Option<HistogramVec>>,
+    /// What a fleet that joined the registry reports about its link.
+    fleet: RwLock<Option<FleetSource>>,
+}
+
+/// Where a registry reads its fleet's status.
+type FleetSource = Arc<dyn Fn() -> FleetStatus + Send + Sync>;
+
+/// The link of a registry to its fleet (the breakers shared across
+/// replicas), as the fleet reports it through
+/// [`Registry::set_fleet_status`]. The admin API and its status page show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetStatus {
+    /// The fleet's namespace: the replicas that share breakers.
+    pub namespace: String,
+    /// `true` while the replica is connected to the fleet's server.
+    pub connected: bool,
+}
+
+impl FleetStatus {
+    /// A status for the fleet `namespace`.
+    pub fn new(namespace: impl Into<String>, connected: bool) -> Self {
+        FleetStatus {
+            namespace: namespace.into(),
+            connected,
+        }
+    }
 }
 
 struct Entry {
@@ -164,7 +191,21 @@ impl Registry {
             events: broadcast::channel(CAPACITY).0,
             durations: OnceLock::new(),
             first_items: OnceLock::new(),
+            fleet: RwLock::default(),
         }
+    }
+
+    /// Tells the registry how to read the status of the fleet it joined:
+    /// `status` is called (without any lock held) each time the admin API
+    /// answers `GET /circuit-breakers`. A later call replaces an earlier one.
+    pub fn set_fleet_status(&self, status: impl Fn() -> FleetStatus + Send + Sync + 'static) {
+        *self.fleet.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(status));
+    }
+
+    /// The fleet's status, or `None` when no fleet joined the registry.
+    pub fn fleet_status(&self) -> Option<FleetStatus> {
+        let source = self.fleet.read().unwrap_or_else(PoisonError::into_inner).clone();
+        source.map(|status| status())
     }
 
     /// The breaker named `name`, created with `make()` (then the config file
@@ -536,6 +577,51 @@ impl Registry {
             FileConfig::load(path)?;
         }
         Ok(())
+    }
+
+    /// Whether the registry's runtime configuration has **loaded** and
+    /// **validated**: the check behind the admin API's `GET /health/startup`
+    /// (a Kubernetes startup probe).
+    ///
+    /// - **Loaded**: the config-file layer is settled. When `CB_CONFIG` names
+    ///   a file and no breaker has read it yet, this reads it now, as the
+    ///   first breaker would. It must have loaded at that first read, or a
+    ///   file must have been loaded in its place by
+    ///   [`load_file`](Self::load_file) / [`load_str`](Self::load_str). A
+    ///   `CB_CONFIG` file that failed to load at its first read is not read
+    ///   again (breakers run without it), so this stays an error until the
+    ///   process restarts, even once the file is fixed.
+    /// - **Validated**: [`validate_config`](Self::validate_config) passes now:
+    ///   every `CB_*` variable is valid, and the `CB_CONFIG` file, re-read,
+    ///   exists and is valid.
+    ///
+    /// Without `CB_CONFIG` only the environment is checked. The error is the
+    /// first problem found, loading first.
+    ///
+    /// ```
+    /// use cb_runtime::Registry;
+    ///
+    /// let registry = Registry::with_env(|| vec![("CB_CONFIG".into(), "/nonexistent/cb.toml".into())]);
+    /// let err = registry.check_startup().unwrap_err();
+    /// assert!(err.to_string().contains("/nonexistent/cb.toml"));
+    /// assert!(Registry::with_env(Vec::new).check_startup().is_ok());
+    /// ```
+    pub fn check_startup(&self) -> Result<(), ConfigError> {
+        self.read_cb_config();
+        let vars = (self.env)();
+        if let Some((_, path)) = vars.iter().find(|(k, _)| k == CB_CONFIG) {
+            if self.file.read().unwrap_or_else(PoisonError::into_inner).is_none() {
+                // Say why it failed, when it still does.
+                FileConfig::load(path)?;
+                return Err(ConfigError::new(
+                    "file",
+                    format!("`{path}`, which did not load when the registry first read it"),
+                    "a config file that loads at its first read (it is not read again: restart the process)",
+                )
+                .at(format!("environment variable {CB_CONFIG}")));
+            }
+        }
+        self.validate_config()
     }
 
     /// The configuration breaker `name` gets from `base`: `base` with the

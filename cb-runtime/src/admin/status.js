@@ -1,0 +1,289 @@
+// The cb status page: reads the admin JSON API every couple of seconds and
+// renders every breaker. Self-contained, no framework.
+//
+// Every piece of data from the API reaches the page through textContent or
+// setAttribute, never as markup: a breaker named `<script>` shows as text.
+// The admin token lives in the variable `token` below and nowhere else: not
+// in a URL, a cookie or the browser's storage. Reloading forgets it.
+"use strict";
+
+(function () {
+  const REFRESH_MS = 2000;
+  const STATES = {
+    closed: "Closed",
+    open: "Open",
+    half_open: "Half-open",
+    forced_open: "Forced open",
+    disabled: "Disabled",
+  };
+  const ACTIONS = {
+    reset: { label: "Reset", verb: "Reset", effect: "closes it and clears its window" },
+    "force-open": { label: "Force open", verb: "Force open", effect: "refuses every call until it is reset" },
+    disable: { label: "Disable", verb: "Disable", effect: "lets every call through until it is reset" },
+  };
+
+  let token = null; // the bearer token, in memory only
+  let pending = null; // { name, action } waiting in the dialog
+  let lastGood = null; // when the API last answered
+
+  const byId = (id) => document.getElementById(id);
+
+  // An element with its text; data only ever goes in as text.
+  function el(tag, className, text) {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function percent(rate) {
+    return typeof rate === "number" ? (rate * 100).toFixed(1) + " %" : "n/a";
+  }
+
+  function duration(ms) {
+    const s = Math.max(0, ms) / 1000;
+    if (s < 60) return s.toFixed(1) + " s";
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + " min " + Math.floor(s % 60) + " s";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  function stateWord(state) {
+    return STATES[state] || String(state);
+  }
+
+  function show(id, on) {
+    byId(id).hidden = !on;
+  }
+
+  function notice(text, kind) {
+    const n = byId("notice");
+    n.textContent = text;
+    n.className = "banner " + kind;
+    n.hidden = false;
+  }
+
+  // ---- rendering -----------------------------------------------------------
+
+  function totals(stats) {
+    const list = el("ul", "totals");
+    const items = [
+      ["calls", stats.calls],
+      ["succeeded", stats.successes],
+      ["failed", stats.failures],
+      ["timed out", stats.timeouts],
+      ["rejected", stats.rejected],
+      ["ignored", stats.ignored],
+      ["cancelled", stats.cancelled],
+      ["slow", stats.slow_calls],
+    ];
+    for (const [label, n] of items) {
+      list.append(el("li", "total", label + " " + n));
+    }
+    return list;
+  }
+
+  function row(b, fetchedAt) {
+    const tr = el("tr", "state-" + b.state);
+    tr.setAttribute("data-name", b.name);
+    tr.setAttribute("data-state", b.state);
+
+    tr.append(el("td", "name", b.name));
+
+    const state = el("td");
+    state.append(el("span", "state", stateWord(b.state)));
+    tr.append(state);
+
+    const s = b.stats;
+    const inWindow = " (" + s.failures_in_window + " of " + s.calls_in_window + " in window)";
+    tr.append(el("td", "num failure-rate", percent(s.failure_rate) + inWindow));
+    tr.append(el("td", "num slow-rate", percent(s.slow_call_rate)));
+
+    const t = el("td");
+    t.append(totals(s));
+    tr.append(t);
+
+    const left = el("td", "num open-left");
+    if (typeof b.open_remaining_ms === "number") {
+      left.setAttribute("data-deadline", String(fetchedAt + b.open_remaining_ms));
+      left.textContent = duration(b.open_remaining_ms) + " left";
+    } else if (b.state === "forced_open") {
+      left.textContent = "until reset";
+    } else if (b.state === "half_open") {
+      left.textContent = "probing (" + s.half_open_in_flight + " in flight)";
+    } else {
+      left.textContent = "\u2014";
+    }
+    tr.append(left);
+
+    const actions = el("td", "actions");
+    for (const [action, a] of Object.entries(ACTIONS)) {
+      const button = el("button", "action " + action, a.label);
+      button.type = "button";
+      button.setAttribute("data-action", action);
+      button.addEventListener("click", () => ask(b.name, action));
+      actions.append(button);
+    }
+    tr.append(actions);
+    return tr;
+  }
+
+  function render(data) {
+    const fetchedAt = Date.now();
+    const breakers = Array.isArray(data.circuit_breakers) ? data.circuit_breakers : [];
+    const counts = {};
+    for (const b of breakers) counts[b.state] = (counts[b.state] || 0) + 1;
+    const parts = Object.keys(STATES)
+      .filter((s) => counts[s])
+      .map((s) => counts[s] + " " + stateWord(s).toLowerCase());
+    byId("summary").textContent =
+      breakers.length + (breakers.length === 1 ? " breaker" : " breakers") +
+      (parts.length ? ": " + parts.join(", ") : "");
+
+    const fleet = byId("fleet");
+    if (data.fleet && typeof data.fleet === "object") {
+      fleet.replaceChildren(
+        el("span", null, "Fleet \u201c" + data.fleet.namespace + "\u201d: "),
+        el("span", data.fleet.connected ? "fleet-up" : "fleet-down",
+          data.fleet.connected ? "connected" : "disconnected (breakers run on local state)"),
+      );
+      fleet.hidden = false;
+    } else {
+      fleet.hidden = true;
+    }
+
+    const body = document.querySelector("#breakers tbody");
+    body.replaceChildren(...breakers.map((b) => row(b, fetchedAt)));
+    show("empty", breakers.length === 0);
+  }
+
+  // Counts the time left open down between refreshes.
+  function tick() {
+    const now = Date.now();
+    for (const cell of document.querySelectorAll("td.open-left[data-deadline]")) {
+      const left = Number(cell.getAttribute("data-deadline")) - now;
+      cell.textContent = left > 0 ? duration(left) + " left" : "probing soon";
+    }
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch("circuit-breakers", {
+        cache: "no-store",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) throw new Error("HTTP " + response.status + " " + response.statusText);
+      render(await response.json());
+      lastGood = new Date();
+      byId("updated").textContent = "Updated " + lastGood.toLocaleTimeString() + ", every " + REFRESH_MS / 1000 + " s.";
+      show("load-error", false);
+    } catch (e) {
+      const since = lastGood ? " Showing data from " + lastGood.toLocaleTimeString() + "." : "";
+      byId("load-error").textContent = "Could not read the breakers: " + e.message + "." + since;
+      show("load-error", true);
+    } finally {
+      setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  // ---- actions -------------------------------------------------------------
+
+  function ask(name, action) {
+    pending = { name, action };
+    const a = ACTIONS[action];
+    byId("dialog-title").textContent = a.verb + " \u201c" + name + "\u201d?";
+    byId("dialog-what").textContent = a.verb + " " + a.effect + ".";
+    show("token-field", token === null);
+    show("token-held", token !== null);
+    byId("token").value = "";
+    show("dialog", true);
+    (token === null ? byId("token") : byId("dialog-confirm")).focus();
+  }
+
+  function closeDialog() {
+    pending = null;
+    byId("token").value = "";
+    show("dialog", false);
+  }
+
+  function setToken(value) {
+    token = value;
+    show("token-state", token !== null);
+  }
+
+  async function confirmAction() {
+    if (!pending) return;
+    const { name, action } = pending;
+    if (token === null) {
+      // An empty field sends no Authorization header: the server refuses it.
+      setToken(byId("token").value.trim() === "" ? null : byId("token").value.trim());
+    }
+    const sent = token;
+    closeDialog();
+    const headers = { Accept: "application/json" };
+    if (sent !== null) headers.Authorization = "Bearer " + sent;
+    let response;
+    try {
+      response = await fetch(
+        "circuit-breakers/" + encodeURIComponent(name) + "/" + action,
+        { method: "POST", headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" },
+      );
+    } catch (e) {
+      notice(ACTIONS[action].verb + " \u201c" + name + "\u201d failed: " + e.message, "error");
+      return;
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    const reason = body && body.error && body.error.message ? ": " + body.error.message : "";
+    if (response.ok) {
+      notice(
+        ACTIONS[action].verb + " \u201c" + name + "\u201d: done, " +
+          stateWord(body && body.previous_state).toLowerCase() + " \u2192 " +
+          stateWord(body && body.state).toLowerCase() + ".",
+        "ok",
+      );
+    } else if (response.status === 401) {
+      setToken(null);
+      notice(
+        "Refused: 401 Unauthorized" + reason + ". " +
+          (sent === null ? "No token was sent." : "The token was not accepted and has been forgotten."),
+        "error",
+      );
+    } else if (response.status === 403) {
+      notice("Refused: 403 Forbidden" + reason + ".", "error");
+    } else {
+      notice(ACTIONS[action].verb + " \u201c" + name + "\u201d failed: HTTP " + response.status + reason + ".", "error");
+    }
+    refreshNow();
+  }
+
+  let refreshing = null;
+  function refreshNow() {
+    // One extra read after an action, without waiting for the next tick.
+    if (refreshing) return;
+    refreshing = fetch("circuit-breakers", { cache: "no-store", headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((data) => data && render(data))
+      .catch(() => {})
+      .finally(() => (refreshing = null));
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    byId("dialog-confirm").addEventListener("click", confirmAction);
+    byId("dialog-cancel").addEventListener("click", closeDialog);
+    byId("forget-token").addEventListener("click", () => {
+      setToken(null);
+      notice("The admin token was forgotten.", "ok");
+    });
+    byId("token").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") confirmAction();
+      if (e.key === "Escape") closeDialog();
+    });
+    setInterval(tick, 250);
+    refresh();
+  });
+})();

@@ -67,6 +67,7 @@ use proc_macro::TokenStream;
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited instead of the body when the breaker refuses the call |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
 /// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted |
+/// | `stream` | `true` or `false` | force a streamed call on (boxed streams, aliases) or off; detected from `Result<impl Stream<...>, E>` otherwise |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
 ///
 /// The configuration keys, their kinds and ranges are those of the field table
@@ -90,6 +91,16 @@ use proc_macro::TokenStream;
 ///
 /// The function looks its breaker up in the registry once, on its first call, and keeps it:
 /// removing the name from the registry later does not detach the function from that breaker.
+///
+/// # Streamed functions
+///
+/// A function returning `Result<impl Stream<Item = Result<T, E>>, E>` is a streamed call
+/// (`cb_runtime::stream`): the breaker judges its stream, item by item, not its opening. Time to
+/// first item is the slow-call signal, `call_timeout` bounds the wait for each item, an `Err`
+/// item is a failure, and a stall ends the stream with an `Err(E::from(BreakerError))` item.
+/// `stream = true` does the same for a boxed stream (`Pin<Box<dyn Stream<...> + Send + 'a>>`,
+/// futures' `BoxStream`); `stream = false` judges the call when the stream is opened. A
+/// `fallback` returns a stream too; `failure_if` and `ignore_if` are refused.
 ///
 /// Every argument is checked at compile time, and a mistake is reported at the offending
 /// token.

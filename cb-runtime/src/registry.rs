@@ -690,16 +690,7 @@ impl Registry {
     /// costs two clock reads and a histogram update per call, and cannot be
     /// turned off again.
     pub fn record_call_durations(&self) {
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.durations.get().is_some() {
-            return;
-        }
-        let durations = self.durations.get_or_init(crate::metrics::duration_histogram);
-        if let Some(durations) = durations {
-            for entry in self.read().values() {
-                time_calls(&entry.breaker, durations);
-            }
-        }
+        self.turn_on(&self.durations, crate::metrics::duration_histogram, time_calls);
     }
 
     /// Turns on the `circuit_breaker_time_to_first_item_seconds` histogram
@@ -708,14 +699,28 @@ impl Registry {
     /// [`record_call_durations`](Self::record_call_durations) it makes every
     /// call read the clock at admission, and cannot be turned off again.
     pub fn record_time_to_first_item(&self) {
+        self.turn_on(
+            &self.first_items,
+            crate::metrics::first_item_histogram,
+            time_first_items,
+        );
+    }
+
+    /// Makes the `histogram` of `slot` (once) and has every breaker, present
+    /// and future, `feed` it.
+    fn turn_on(
+        &self,
+        slot: &OnceLock<Option<HistogramVec>>,
+        make: fn() -> Option<HistogramVec>,
+        feed: fn(&CircuitBreaker, &HistogramVec),
+    ) {
         let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.first_items.get().is_some() {
+        if slot.get().is_some() {
             return;
         }
-        let first_items = self.first_items.get_or_init(crate::metrics::first_item_histogram);
-        if let Some(first_items) = first_items {
+        if let Some(histogram) = slot.get_or_init(make) {
             for entry in self.read().values() {
-                time_first_items(&entry.breaker, first_items);
+                feed(&entry.breaker, histogram);
             }
         }
     }

@@ -23,8 +23,8 @@
 # builds AFL++). Binaries go to $CARGO_TARGET_DIR (default target/afl); the
 # run's output to target/afl-out/<target>/ (replaced by every run).
 #
-# Everything is in functions and `main` runs last, so editing this file while
-# a run is going does not change that run.
+# Everything is in functions and the last line runs `main` and exits, so
+# editing this file while a run is going does not change that run.
 set -euo pipefail
 
 usage() {
@@ -115,7 +115,7 @@ save_new_seeds() {
     while IFS= read -r name; do
         [ -n "$name" ] || continue
         small=$work/tmin-$count
-        if ! cargo afl tmin -i "$work/candidates/$name" -o "$small" -t 2000 -- "$bin" >/dev/null 2>&1; then
+        if ! TMPDIR=$work cargo afl tmin -i "$work/candidates/$name" -o "$small" -t 2000 -- "$bin" >/dev/null 2>&1; then
             cp "$work/candidates/$name" "$small"
         fi
         dest=$seeds/afl-$(sha256sum <"$small" | cut -c1-12)
@@ -181,4 +181,4 @@ main() {
     fi
 }
 
-main "$@"
+main "$@"; exit

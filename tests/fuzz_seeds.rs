@@ -1,6 +1,8 @@
 //! The fuzz targets' checks (`fuzz/src/`), run on stable over every committed
 //! seed in `fuzz/seeds/<target>/`: the hand-written starting inputs and
-//! every input that ever crashed a target. Coverage-guided fuzzing itself needs nightly; see `fuzz/README.md`.
+//! every input that ever crashed a target. Coverage-guided fuzzing runs the
+//! same checks under AFL++ (`fuzz/afl.sh`, stable) or cargo-fuzz (nightly);
+//! see `fuzz/README.md`.
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;

@@ -1,6 +1,7 @@
 //! The checks behind the fuzz targets, one module per target. Each takes the
 //! fuzzer's bytes, drives the real code with them, and panics when a
-//! property does not hold; libFuzzer reports that panic as a crash.
+//! property does not hold; AFL++ (`fuzz/afl/`) and libFuzzer
+//! (`fuzz_targets/`) report that panic as a crash.
 //!
 //! The same functions replay every committed seed on stable in
 //! `tests/fuzz_seeds.rs`, so CI keeps the seeds (and every crash ever found,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use prometheus::HistogramVec;
 use tokio::sync::broadcast;
 
+use crate::breaker::coordination::Coordinator;
 use crate::breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
 use crate::events::{Event, Events, CAPACITY};
@@ -63,6 +64,8 @@ pub struct Registry {
     env: EnvSource,
     events: broadcast::Sender<Event>,
     durations: OnceLock<Option<HistogramVec>>,
+    /// Told of every breaker (fleet mode); see [`Registry::coordinate`].
+    coordinators: RwLock<Vec<Arc<dyn Coordinator>>>,
 }
 
 struct Entry {
@@ -154,6 +157,7 @@ impl Registry {
             env: Arc::new(vars),
             events: broadcast::channel(CAPACITY).0,
             durations: OnceLock::new(),
+            coordinators: RwLock::default(),
         }
     }
 
@@ -232,6 +236,7 @@ impl Registry {
         };
         let breaker = Arc::new(CircuitBreaker::new(name, config));
         let counts = self.attach(&breaker);
+        self.tell_coordinators(&breaker);
         self.write().insert(
             name.to_owned(),
             Entry {
@@ -269,6 +274,7 @@ impl Registry {
             }
         }
         let counts = self.attach(&breaker);
+        self.tell_coordinators(&breaker);
         self.write().insert(
             breaker.name().to_owned(),
             Entry {
@@ -459,6 +465,33 @@ impl Registry {
             time_calls(breaker, durations);
         }
         counts
+    }
+
+    /// Tells `coordinator` of every breaker in the registry now, and of every
+    /// breaker created or registered later, before that breaker is handed to
+    /// anyone (fleet mode: the `cb-fleet` crate). See
+    /// [`coordination`](crate::coordination).
+    pub fn coordinate(&self, coordinator: Arc<dyn Coordinator>) {
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in self.read().values() {
+            coordinator.attach(&entry.breaker);
+        }
+        self.coordinators
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(coordinator);
+    }
+
+    /// Hands a new breaker to the coordinators. Call with the config lock held.
+    fn tell_coordinators(&self, breaker: &Arc<CircuitBreaker>) {
+        let coordinators = self
+            .coordinators
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for c in coordinators {
+            c.attach(breaker);
+        }
     }
 
     /// Subscribes to every transition of every breaker in the registry.

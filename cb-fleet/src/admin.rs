@@ -84,8 +84,16 @@ fn fleet_error(e: FleetError) -> Response {
     }
 }
 
+/// Hands `req` to cb's router, without this router's extensions (its matched
+/// path parameters would confuse cb's).
 async fn forward(inner: Router, req: Request) -> Response {
-    match inner.oneshot(req).await {
+    let (parts, body) = req.into_parts();
+    let mut fresh = Request::new(body);
+    *fresh.method_mut() = parts.method;
+    *fresh.uri_mut() = parts.uri;
+    *fresh.version_mut() = parts.version;
+    *fresh.headers_mut() = parts.headers;
+    match inner.oneshot(fresh).await {
         Ok(r) => r,
         Err(never) => match never {},
     }

@@ -29,8 +29,9 @@ fn unix_ns() -> u128 {
 /// The fake dependency: answers `K`, or `E` while down, after 30 ms.
 struct Dep {
     down: AtomicBool,
-    /// (arrived, left) in unix ns, for every call.
-    calls: Mutex<Vec<(u128, u128)>>,
+    /// (arrived, left) in unix ns, and whether the caller said it was a
+    /// half-open probe, for every call.
+    calls: Mutex<Vec<(u128, u128, bool)>>,
 }
 
 async fn serve(dep: Arc<Dep>, listener: tokio::net::TcpListener) {
@@ -46,7 +47,7 @@ async fn serve(dep: Arc<Dep>, listener: tokio::net::TcpListener) {
             let down = dep.down.load(Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
             let _ = s.write_all(if down { b"E" } else { b"K" }).await;
-            dep.calls.lock().unwrap().push((arrived, unix_ns()));
+            dep.calls.lock().unwrap().push((arrived, unix_ns(), b == *b"P"));
         });
     }
 }
@@ -57,9 +58,19 @@ struct Event {
     ns: u128,
 }
 
+/// The `fleet_replica` example beside this one, built (release) if missing.
 fn replica_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().join(format!("fleet_replica{}", std::env::consts::EXE_SUFFIX))
+    let path = exe.parent().unwrap().join(format!("fleet_replica{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--example", "fleet_replica"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building fleet_replica failed");
+    }
+    path
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -135,7 +146,7 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut events: Vec<Event> = Vec::new();
     let mut state = vec![String::from("closed"); R];
-    let mut drain = |events: &mut Vec<Event>, state: &mut Vec<String>| {
+    let drain = |events: &mut Vec<Event>, state: &mut Vec<String>| {
         while let Ok(e) = rx.try_recv() {
             state[e.replica] = e.to.clone();
             events.push(e);
@@ -191,17 +202,31 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
             let opens: Vec<u128> = first_open.iter().map(|o| o.unwrap()).collect();
             let (lo, hi) = (opens.iter().min().unwrap(), opens.iter().max().unwrap());
             out.propagation_ms.push((hi - lo) as f64 / 1e6);
-            // Half-open periods: from every replica open until the first close after the dependency is back.
+            // Probes: calls the replicas tagged as half-open probes, from the outage until the first close after it.
             let first_close = events
                 .iter()
                 .filter(|e| e.ns >= up_at && e.ns < end && e.to == "closed")
                 .map(|e| e.ns)
                 .min()
                 .unwrap_or(end);
-            let probes: Vec<(u128, u128)> = calls.iter().copied().filter(|&(a, _)| a >= *hi && a < first_close).collect();
+            let probes: Vec<(u128, u128)> = calls
+                .iter()
+                .filter(|&&(a, _, probe)| probe && a >= down_at && a < first_close)
+                .map(|&(a, b, _)| (a, b))
+                .collect();
             out.max_probes.push(max_overlap(&probes));
+            if std::env::var_os("FLEET_BENCH_DEBUG").is_some() {
+                eprintln!(
+                    "outage {k}: spread {:.1} ms, window {:.0} ms after all open, {} calls in it, {} at once; closed {:.0} ms after up",
+                    (hi - lo) as f64 / 1e6,
+                    (first_close.min(end).saturating_sub(*hi)) as f64 / 1e6,
+                    probes.len(),
+                    max_overlap(&probes),
+                    first_close.saturating_sub(up_at) as f64 / 1e6
+                );
+            }
         }
-        out.dead_calls.push(calls.iter().filter(|&&(a, _)| a >= down_at && a < up_at).count());
+        out.dead_calls.push(calls.iter().filter(|&&(a, _, _)| a >= down_at && a < up_at).count());
     }
     out
 }
@@ -226,6 +251,7 @@ async fn main() {
     let url = server.url();
     println!("R = {R} replica processes, redis-server {url}");
     let fleet = run("fleet", &url, 15).await;
+    if std::env::var_os("FLEET_BENCH_DEBUG").is_some() { return; }
     let local = run("local", &url, 5).await;
 
     let joined: &'static Registry = Box::leak(Box::new(Registry::new()));

@@ -124,7 +124,7 @@ async fn bench(registry: &'static Registry, port: u16, fleet: Option<Fleet>) {
         Config::builder()
             .failure_threshold(5)
             .failure_rate_threshold(1.0)
-            .minimum_calls(1000)
+            .minimum_calls(100)
             .open_duration(Duration::from_millis(1000))
             .half_open_max_calls(2)
             .success_threshold(2)
@@ -146,10 +146,13 @@ async fn bench(registry: &'static Registry, port: u16, fleet: Option<Fleet>) {
         tick.tick().await;
         let dep = dep.clone();
         tokio::spawn(async move {
-            let _ = dep
-                .call(async move {
+            let Ok(permit) = dep.try_acquire() else { return };
+            // Tell the dependency which calls are half-open probes, so it can count them.
+            let probe = dep.state() == State::HalfOpen;
+            let _ = permit
+                .run(async move {
                     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-                    s.write_all(b"?").await?;
+                    s.write_all(if probe { b"P" } else { b"?" }).await?;
                     let mut reply = [0u8; 1];
                     s.read_exact(&mut reply).await?;
                     if &reply == b"K" {

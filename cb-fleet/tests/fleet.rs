@@ -382,3 +382,60 @@ async fn an_unreachable_server_is_not_an_error_but_bad_settings_are() {
         .unwrap_err();
     assert!(e.to_string().contains("namespace"), "{e}");
 }
+
+/// The README's ACL, word for word (for namespace `checkout`).
+const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:checkout:* resetchannels &cb:checkout:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hincrby +pttl +set +del +sadd +smembers +publish +time +zremrangebyscore +zcard +zadd +zscore +pexpire";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace() {
+    let Some(server) = redis_or_skip("the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace")
+    else {
+        return;
+    };
+    let args: Vec<&str> = README_ACL.split(' ').collect();
+    assert_eq!(server.command(&args), "+OK");
+    let url = format!(
+        "redis://cb-checkout:long-random-password@127.0.0.1:{}/",
+        server.port()
+    );
+    let cfg = || config(Duration::from_millis(300), 1, 1);
+    let (ra, rb) = (replica(), replica());
+    let fa = Fleet::builder(&url)
+        .namespace("checkout")
+        .replica_id("a")
+        .join(ra)
+        .await
+        .unwrap();
+    let fb = Fleet::builder(&url)
+        .namespace("checkout")
+        .replica_id("b")
+        .join(rb)
+        .await
+        .unwrap();
+    assert!(fa.is_connected() && fb.is_connected());
+    let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    trip(&a);
+    assert!(eventually(SOON, || b.state() == State::Open).await);
+    let mut probe = None;
+    assert!(
+        eventually(SOON, || {
+            probe = b.try_acquire().ok();
+            probe.is_some()
+        })
+        .await
+    );
+    probe.unwrap().record(true);
+    assert!(eventually(SOON, || a.state() == State::Closed).await);
+    fb.force_open("dep").await.unwrap();
+    assert!(eventually(SOON, || a.state() == State::ForcedOpen).await);
+    assert!(!fa.transitions("dep", 10).await.unwrap().is_empty());
+    // Another namespace is out of this user's reach: that fleet never connects.
+    let rc = replica();
+    let fc = Fleet::builder(&url)
+        .namespace("other")
+        .io_timeout(Duration::from_millis(200))
+        .join(rc)
+        .await
+        .unwrap();
+    assert!(!fc.is_connected());
+}

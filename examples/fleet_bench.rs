@@ -23,7 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const R: usize = 9;
 
 fn unix_ns() -> u128 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// The fake dependency: answers `K`, or `E` while down, after 30 ms.
@@ -36,7 +39,9 @@ struct Dep {
 
 async fn serve(dep: Arc<Dep>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
         let dep = Arc::clone(&dep);
         tokio::spawn(async move {
             let mut b = [0u8; 1];
@@ -61,7 +66,10 @@ struct Event {
 /// The `fleet_replica` example beside this one, built (release) if missing.
 fn replica_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().join(format!("fleet_replica{}", std::env::consts::EXE_SUFFIX));
+    let path = exe
+        .parent()
+        .unwrap()
+        .join(format!("fleet_replica{}", std::env::consts::EXE_SUFFIX));
     if !path.exists() {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--release", "--example", "fleet_replica"])
@@ -141,7 +149,9 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
         })
         .collect();
     for _ in 0..R {
-        ready_rx.recv_timeout(Duration::from_secs(30)).expect("replica ready");
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("replica ready");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut events: Vec<Event> = Vec::new();
@@ -195,7 +205,10 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
         let end = windows.get(k + 1).map_or(u128::MAX, |w| w.0);
         // First open of each replica in this outage.
         let mut first_open = vec![None; R];
-        for e in events.iter().filter(|e| e.ns >= down_at && e.ns < up_at && e.to == "open") {
+        for e in events
+            .iter()
+            .filter(|e| e.ns >= down_at && e.ns < up_at && e.to == "open")
+        {
             first_open[e.replica].get_or_insert(e.ns);
         }
         if first_open.iter().all(Option::is_some) {
@@ -226,7 +239,12 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
                 );
             }
         }
-        out.dead_calls.push(calls.iter().filter(|&&(a, _, _)| a >= down_at && a < up_at).count());
+        out.dead_calls.push(
+            calls
+                .iter()
+                .filter(|&&(a, _, _)| a >= down_at && a < up_at)
+                .count(),
+        );
     }
     out
 }
@@ -251,12 +269,18 @@ async fn main() {
     let url = server.url();
     println!("R = {R} replica processes, redis-server {url}");
     let fleet = run("fleet", &url, 15).await;
-    if std::env::var_os("FLEET_BENCH_DEBUG").is_some() { return; }
+    if std::env::var_os("FLEET_BENCH_DEBUG").is_some() {
+        return;
+    }
     let local = run("local", &url, 5).await;
 
     let joined: &'static Registry = Box::leak(Box::new(Registry::new()));
     let alone: &'static Registry = Box::leak(Box::new(Registry::new()));
-    let _f = Fleet::builder(&url).namespace("bench-overhead").join(joined).await.unwrap();
+    let _f = Fleet::builder(&url)
+        .namespace("bench-overhead")
+        .join(joined)
+        .await
+        .unwrap();
     let cfg = || Config::builder().build().unwrap();
     let (bj, ba) = (joined.get_or_insert("x", cfg), alone.get_or_insert("x", cfg));
     let (mut with, mut without) = (Vec::new(), Vec::new());

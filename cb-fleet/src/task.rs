@@ -144,6 +144,9 @@ struct Conn {
     seq: u64,
 }
 
+/// A shared breaker as the tick sees it: its name, gate and breaker (if alive).
+type Tracked = (Arc<str>, Arc<crate::Gate>, Option<Arc<CircuitBreaker>>);
+
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
 
 impl Conn {
@@ -600,7 +603,7 @@ impl Conn {
 
     async fn on_tick(&mut self, con: &mut MultiplexedConnection, renew: bool) -> Result<(), Lost> {
         let _: String = self.io(redis::cmd("PING").query_async(con)).await?;
-        let members: Vec<(Arc<str>, Arc<crate::Gate>, Option<Arc<CircuitBreaker>>)> = self
+        let members: Vec<Tracked> = self
             .shared
             .local()
             .members

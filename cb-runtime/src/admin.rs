@@ -291,7 +291,9 @@ impl BreakerView {
             state: stats.state.as_str(),
             stats: StatsView::from(&stats),
             config: ConfigView::from(&breaker.config()),
-            open_remaining_ms: breaker.open_remaining().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            open_remaining_ms: breaker
+                .open_remaining()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }

@@ -31,6 +31,11 @@
 use std::fmt;
 use std::time::Duration;
 
+// Hooks for sharing state across processes (the `cb-fleet` crate). A child
+// module, so that it can drive the state machine with the same private steps.
+#[path = "coordination.rs"]
+pub mod coordination;
+
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
 use crate::counters::{Counter, Counters};
@@ -135,6 +140,9 @@ pub struct CircuitBreaker {
     durations: std::sync::OnceLock<Box<DurationObserver>>,
     /// Told each streamed call's time to first item, when that is on (metrics).
     first_items: std::sync::OnceLock<Box<DurationObserver>>,
+    /// Fleet mode: consulted only on the half-open admission path (see
+    /// `coordination::ProbeGate`).
+    gate: std::sync::OnceLock<Box<std::sync::Arc<dyn coordination::ProbeGate>>>,
 }
 
 /// The bit of `probes_and_timed` that says calls are timed.
@@ -231,6 +239,7 @@ impl CircuitBreaker {
             rejections: RejectionLog::default(),
             durations: std::sync::OnceLock::new(),
             first_items: std::sync::OnceLock::new(),
+            gate: std::sync::OnceLock::new(),
         };
         breaker.publish(&lock(&breaker.inner).config);
         breaker
@@ -541,21 +550,32 @@ impl CircuitBreaker {
                 State::Closed => return Ok(self.ticket(w, Admission::Closed)),
                 State::Disabled => return Ok(self.ticket(w, Admission::Disabled)),
                 State::ForcedOpen => return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
-                State::Open => match self.try_half_open(w, 1) {
-                    Err(wait) => return Err(self.reject(w, BreakerErrorKind::Open, Some(wait))),
-                    Ok(None) => {}
-                    // This caller made the move, and its probe is the first.
-                    Ok(Some(probing)) => return Ok(self.ticket(probing, Admission::HalfOpen)),
-                },
+                State::Open => {
+                    // Fleet mode: a probe needs a lease too (never waits).
+                    let leased = self.take_lease_when_due();
+                    match self.try_half_open(w, u32::from(leased)) {
+                        Err(wait) => {
+                            self.return_lease(leased);
+                            return Err(self.reject(w, BreakerErrorKind::Open, Some(wait)));
+                        }
+                        Ok(None) => self.return_lease(leased),
+                        // This caller made the move, and its probe is the first.
+                        Ok(Some(probing)) if leased => return Ok(self.ticket(probing, Admission::HalfOpen)),
+                        Ok(Some(_)) => return Err(self.reject(w, BreakerErrorKind::HalfOpenFull, None)),
+                    }
+                }
                 State::HalfOpen => {
                     let n = w.in_flight();
-                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & !TIMED {
+                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & !TIMED
+                        || !self.take_lease()
+                    {
                         return Err(self.reject(w, BreakerErrorKind::HalfOpenFull, None));
                     }
                     let taken = w.with_in_flight(n + 1);
                     if self.cas(w, taken) {
                         return Ok(self.ticket(taken, Admission::HalfOpen));
                     }
+                    self.return_lease(true);
                 }
             }
             w = self.load();
@@ -715,7 +735,11 @@ impl CircuitBreaker {
         let transition = match ticket.admission() {
             Admission::Disabled => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
-            Admission::HalfOpen => self.finish_probe(ticket, finish, slow),
+            Admission::HalfOpen => {
+                let transition = self.finish_probe(ticket, finish, slow);
+                self.probe_ended(finish);
+                transition
+            }
         };
         let moved = transition.is_some();
         self.emit(transition);

@@ -90,6 +90,7 @@ pub mod tower;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use breaker::coordination;
 pub use breaker::{CircuitBreaker, Outcome};
 pub use call::{Call, Classify, ErrIsFailure, FnClassifier};
 pub use cb_macros::circuit_breaker;

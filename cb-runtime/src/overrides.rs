@@ -115,6 +115,10 @@ struct RawFile {
     presets: BTreeMap<Spanned<String>, RawTable>,
     #[serde(default)]
     breakers: BTreeMap<String, RawTable>,
+    /// Fleet settings, read and validated by the `cb-fleet` crate; the
+    /// breakers' configuration ignores them.
+    #[serde(default, rename = "fleet")]
+    _fleet: Option<toml::Table>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -257,7 +261,9 @@ pub(crate) fn env_section(name: &str, vars: &[(String, String)]) -> Result<Secti
 /// (`CB_<NAME>_<FIELD>`) with a valid value.
 pub(crate) fn validate_env(vars: &[(String, String)]) -> Result<(), ConfigError> {
     for (var, value) in vars {
-        if !var.starts_with("CB_") || var == CB_CONFIG {
+        // These configure the `cb-fleet` crate, which validates them.
+        let fleet = ["CB_FLEET_URL", "CB_FLEET_NAMESPACE", "CB_FLEET_REPLICA_ID"];
+        if !var.starts_with("CB_") || var == CB_CONFIG || fleet.contains(&var.as_str()) {
             continue;
         }
         let origin = format!("environment variable {var}");

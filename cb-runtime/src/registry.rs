@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use prometheus::HistogramVec;
 use tokio::sync::broadcast;
 
+use crate::breaker::coordination::Coordinator;
 use crate::breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
 use crate::events::{Event, Events, CAPACITY};
@@ -71,6 +72,8 @@ pub struct Registry {
     first_items: OnceLock<Option<HistogramVec>>,
     /// What a fleet that joined the registry reports about its link.
     fleet: RwLock<Option<FleetSource>>,
+    /// Told of every breaker (fleet mode); see [`Registry::coordinate`].
+    coordinators: RwLock<Vec<Arc<dyn Coordinator>>>,
 }
 
 /// Where a registry reads its fleet's status.
@@ -192,6 +195,7 @@ impl Registry {
             durations: OnceLock::new(),
             first_items: OnceLock::new(),
             fleet: RwLock::default(),
+            coordinators: RwLock::default(),
         }
     }
 
@@ -279,6 +283,7 @@ impl Registry {
         };
         let breaker = Arc::new(CircuitBreaker::new(name, config));
         let counts = self.attach(&breaker);
+        self.tell_coordinators(&breaker);
         self.insert(Entry {
             breaker: Arc::clone(&breaker),
             base: requested.clone(),
@@ -382,6 +387,7 @@ impl Registry {
                 }
             };
             let counts = self.attach(&breaker);
+            self.tell_coordinators(&breaker);
             self.insert(Entry {
                 breaker: Arc::clone(&breaker),
                 requested: base.clone(),
@@ -675,6 +681,33 @@ impl Registry {
             time_first_items(breaker, first_items);
         }
         counts
+    }
+
+    /// Tells `coordinator` of every breaker in the registry now, and of every
+    /// breaker created or registered later, before that breaker is handed to
+    /// anyone (fleet mode: the `cb-fleet` crate). See
+    /// [`coordination`](crate::coordination).
+    pub fn coordinate(&self, coordinator: Arc<dyn Coordinator>) {
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in self.read().values() {
+            coordinator.attach(&entry.breaker);
+        }
+        self.coordinators
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(coordinator);
+    }
+
+    /// Hands a new breaker to the coordinators. Call with the config lock held.
+    fn tell_coordinators(&self, breaker: &Arc<CircuitBreaker>) {
+        let coordinators = self
+            .coordinators
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for c in coordinators {
+            c.attach(breaker);
+        }
     }
 
     /// Subscribes to every transition of every breaker in the registry.

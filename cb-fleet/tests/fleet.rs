@@ -1,0 +1,441 @@
+//! Fleet mode against real redis-server processes: several replicas (each a
+//! leaked `Registry`) in one process. Skipped, saying why, when redis-server
+//! is missing, unless CB_REQUIRE_REDIS=1.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cb_fleet::testing::{redis_or_skip, RedisServer};
+use cb_fleet::{Fleet, FleetError};
+use cb_runtime::{CircuitBreaker, Config, Registry, State};
+
+fn replica() -> &'static Registry {
+    Box::leak(Box::new(Registry::with_env(Vec::new)))
+}
+
+fn config(open: Duration, probes: u32, successes: u32) -> Config {
+    Config::builder()
+        .failure_threshold(1)
+        .open_duration(open)
+        .half_open_max_calls(probes)
+        .success_threshold(successes)
+        .build()
+        .unwrap()
+}
+
+async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
+    Fleet::builder(&server.url())
+        .namespace(ns)
+        .replica_id(id)
+        .lease_ttl(Duration::from_millis(900))
+        .io_timeout(Duration::from_millis(300))
+        .join(reg)
+        .await
+        .expect("join")
+}
+
+/// Polls `f` every 5 ms for at most `within`.
+async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f()
+}
+
+async fn eventually_async<F: Future<Output = bool>>(within: Duration, mut f: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+fn trip(b: &CircuitBreaker) {
+    b.try_acquire().expect("closed").record(false);
+    assert_eq!(b.state(), State::Open);
+}
+
+const SOON: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_propagates_to_every_replica_and_namespaces_are_apart() {
+    let Some(server) = redis_or_skip("an_open_propagates_to_every_replica_and_namespaces_are_apart") else {
+        return;
+    };
+    let (ra, rb, rc, other) = (replica(), replica(), replica(), replica());
+    let fa = join(&server, "prop", "a", ra).await;
+    let fb = join(&server, "prop", "b", rb).await;
+    let fc = join(&server, "prop", "c", rc).await;
+    let fo = join(&server, "prop-other", "o", other).await;
+    assert!(fa.is_connected() && fb.is_connected() && fc.is_connected() && fo.is_connected());
+    let cfg = || config(Duration::from_secs(30), 1, 1);
+    let a = ra.get_or_insert("dep", cfg);
+    let b = rb.get_or_insert("dep", cfg);
+    let c = rc.get_or_insert("dep", cfg);
+    let o = other.get_or_insert("dep", cfg);
+    trip(&a);
+    assert!(eventually(SOON, || b.state() == State::Open && c.state() == State::Open).await);
+    // Open for the time that remains, not a fresh 30 s.
+    assert!(b.open_remaining().unwrap() <= a.open_remaining().unwrap() + Duration::from_millis(50));
+    assert!(b.try_acquire().unwrap_err().is_rejected());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(o.state(), State::Closed, "another namespace sees nothing");
+    assert_eq!(fa.dropped_messages(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_refuses_its_first_call_while_the_fleet_is_open() {
+    let Some(server) = redis_or_skip("a_late_joiner_refuses_its_first_call_while_the_fleet_is_open") else {
+        return;
+    };
+    let ra = replica();
+    let _fa = join(&server, "late", "a", ra).await;
+    let a = ra.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    trip(&a);
+    // Wait until the fleet has it (the transition log shows it).
+    let fa = _fa;
+    assert!(
+        eventually_async(SOON, || async {
+            fa.transitions("dep", 5).await.is_ok_and(|l| !l.is_empty())
+        })
+        .await
+    );
+    // A restarted replica: one breaker made before joining, one after.
+    let rb = replica();
+    let early = rb.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    let _fb = join(&server, "late", "b", rb).await;
+    assert_eq!(early.state(), State::Open, "adopted in join, before it returned");
+    let rc = replica();
+    let _fc = join(&server, "late", "c", rc).await;
+    let late = rc.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    assert!(
+        late.try_acquire().unwrap_err().is_rejected(),
+        "its first call is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_capped_fleet_wide_and_successes_close_everyone() {
+    let Some(server) = redis_or_skip("probes_are_capped_fleet_wide_and_successes_close_everyone") else {
+        return;
+    };
+    let cfg = || config(Duration::from_millis(300), 2, 2);
+    let mut fleets = Vec::new();
+    let mut breakers: Vec<Arc<CircuitBreaker>> = Vec::new();
+    for i in 0..4 {
+        let r = replica();
+        fleets.push(join(&server, "cap", &format!("r{i}"), r).await);
+        breakers.push(r.get_or_insert("dep", cfg));
+    }
+    trip(&breakers[0]);
+    assert!(eventually(SOON, || breakers.iter().all(|b| b.state() == State::Open)).await);
+    // Every replica keeps asking; probes admitted are held (in flight).
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        for b in &breakers {
+            if let Ok(p) = b.try_acquire() {
+                held.push(p);
+            }
+        }
+        assert!(
+            held.len() <= 2,
+            "at most half_open_max_calls probes in flight fleet-wide, got {}",
+            held.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(held.len(), 2, "the cap is reached");
+    let probing: Vec<&str> = held.iter().map(|p| p.breaker().name()).collect();
+    assert_eq!(probing.len(), 2);
+    for p in held {
+        p.record(true);
+    }
+    // Two successes, counted fleet-wide (maybe on two replicas), close everyone.
+    assert!(eventually(SOON, || breakers.iter().all(|b| b.state() == State::Closed)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_probe_anywhere_reopens_everywhere_with_the_level_shared() {
+    let Some(server) = redis_or_skip("a_failed_probe_anywhere_reopens_everywhere_with_the_level_shared")
+    else {
+        return;
+    };
+    let cfg = || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_millis(200))
+            .open_backoff(cb_runtime::Backoff::exponential(2.0, Duration::from_secs(60)))
+            .half_open_max_calls(1)
+            .build()
+            .unwrap()
+    };
+    let (ra, rb) = (replica(), replica());
+    let _fa = join(&server, "reopen", "a", ra).await;
+    let _fb = join(&server, "reopen", "b", rb).await;
+    let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    trip(&a);
+    assert!(eventually(SOON, || b.state() == State::Open).await);
+    // Whoever gets the probe fails it.
+    let mut probe = None;
+    assert!(
+        eventually(SOON, || {
+            probe = b.try_acquire().ok().or_else(|| a.try_acquire().ok());
+            probe.is_some()
+        })
+        .await
+    );
+    probe.unwrap().record(false);
+    assert!(eventually(SOON, || a.state() == State::Open && b.state() == State::Open).await);
+    assert!(eventually(SOON, || a.backoff_level() == 1 && b.backoff_level() == 1).await);
+    // The second open lasts twice as long (400 ms), on both.
+    assert!(a.open_remaining().unwrap() > Duration::from_millis(250));
+    assert!(b.open_remaining().unwrap() > Duration::from_millis(250));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_lease_expires_and_another_replica_probes() {
+    let Some(server) = redis_or_skip("a_crashed_replicas_lease_expires_and_another_replica_probes") else {
+        return;
+    };
+    let cfg = || config(Duration::from_millis(200), 1, 1);
+    let (ra, rb) = (replica(), replica());
+    let fa = join(&server, "crash", "a", ra).await;
+    let _fb = join(&server, "crash", "b", rb).await;
+    let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    trip(&a);
+    assert!(eventually(SOON, || b.state() == State::Open).await);
+    let mut probe = None;
+    assert!(
+        eventually(SOON, || {
+            probe = a.try_acquire().ok();
+            probe.is_some()
+        })
+        .await
+    );
+    // A holds the fleet's only lease and keeps it alive: B is refused, well past the lease's TTL.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        b.try_acquire().is_err(),
+        "the lease is renewed while the probe runs"
+    );
+    // A "crashes": its task stops without giving the lease back.
+    drop(fa);
+    std::mem::forget(probe);
+    let mut got = None;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            got = b.try_acquire().ok();
+            got.is_some()
+        })
+        .await,
+        "the crashed holder's lease expires and B probes"
+    );
+    got.unwrap().record(true);
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_scope_manual_control_reaches_every_replica_and_late_joiners() {
+    let Some(server) = redis_or_skip("fleet_scope_manual_control_reaches_every_replica_and_late_joiners")
+    else {
+        return;
+    };
+    let cfg = || config(Duration::from_secs(30), 1, 1);
+    let (ra, rb) = (replica(), replica());
+    let fa = join(&server, "manual", "a", ra).await;
+    let _fb = join(&server, "manual", "b", rb).await;
+    let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    fa.force_open("dep").await.unwrap();
+    assert_eq!(a.state(), State::ForcedOpen, "applied locally at once");
+    assert!(eventually(SOON, || b.state() == State::ForcedOpen).await);
+    // Local control stays local, and wins there until the next fleet command.
+    b.reset();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!((a.state(), b.state()), (State::ForcedOpen, State::Closed));
+    let rc = replica();
+    let _fc = join(&server, "manual", "c", rc).await;
+    assert_eq!(
+        rc.get_or_insert("dep", cfg).state(),
+        State::ForcedOpen,
+        "a late joiner adopts it"
+    );
+    fa.disable("dep").await.unwrap();
+    assert!(eventually(SOON, || b.state() == State::Disabled).await);
+    fa.reset("dep").await.unwrap();
+    assert!(eventually(SOON, || [&a, &b].iter().all(|x| x.state() == State::Closed)).await);
+    // The log has them, with replica ids.
+    let log = fa.transitions("dep", 50).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|t| t.replica == "b" && t.to == "forced_open" && t.reason == "forced open by the fleet"));
+    assert!(log
+        .iter()
+        .any(|t| t.replica == "a" && t.from == "disabled" && t.to == "closed"));
+    let bad = fa.force_open("a\nb").await.unwrap_err();
+    assert!(matches!(bad, FleetError::Invalid { field: "name", .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_costs_callers_nothing_and_the_fleet_reconnects_and_resyncs() {
+    let Some(mut server) =
+        redis_or_skip("a_killed_server_costs_callers_nothing_and_the_fleet_reconnects_and_resyncs")
+    else {
+        return;
+    };
+    let cfg = || config(Duration::from_secs(30), 1, 1);
+    let (ra, rb) = (replica(), replica());
+    let fa = join(&server, "kill", "a", ra).await;
+    let fb = join(&server, "kill", "b", rb).await;
+    let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    server.kill();
+    assert!(eventually(SOON, || !fa.is_connected() && !fb.is_connected()).await);
+    assert!(fa
+        .metrics_text()
+        .contains("circuit_breaker_fleet_connected{namespace=\"kill\"} 0"));
+    for _ in 0..10_000 {
+        a.try_acquire().expect("no error from the fleet").record(true);
+    }
+    trip(&a); // local state goes on
+    assert!(matches!(
+        fa.force_open("dep").await,
+        Err(FleetError::Disconnected)
+    ));
+    server.restart();
+    assert!(eventually(Duration::from_secs(6), || fa.is_connected() && fb.is_connected()).await);
+    // A's open, made while disconnected, reaches B after the resync.
+    assert!(eventually(SOON, || b.state() == State::Open).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_costs_callers_nothing() {
+    let Some(mut server) = redis_or_skip("a_hung_server_costs_callers_nothing") else {
+        return;
+    };
+    let r = replica();
+    let f = join(&server, "hang", "a", r).await;
+    let a = r.get_or_insert("dep", || config(Duration::from_millis(100), 1, 1));
+    server.hang();
+    // Calls made while the server hangs: every transition queues a message
+    // for the stuck task, and no caller waits on it.
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..20_000u32 {
+        let t = Instant::now();
+        match a.try_acquire() {
+            Ok(p) => p.record(i % 1000 != 0),
+            Err(e) => assert!(e.is_rejected(), "only the breaker's own refusals"),
+        }
+        slowest = slowest.max(t.elapsed());
+    }
+    eprintln!(
+        "20000 calls against a hung server: {:?} in all, slowest {:?}",
+        start.elapsed(),
+        slowest
+    );
+    assert!(eventually(SOON, || !f.is_connected()).await);
+    server.resume();
+    assert!(eventually(Duration::from_secs(6), || f.is_connected()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_not_an_error_but_bad_settings_are() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = replica();
+    let f = Fleet::builder(&format!("redis://user:hunter2@127.0.0.1:{port}/"))
+        .namespace("nobody")
+        .io_timeout(Duration::from_millis(100))
+        .join(r)
+        .await
+        .expect("not an error");
+    assert!(!f.is_connected());
+    assert!(!format!("{f:?}").contains("hunter2"));
+    let b = r.get_or_insert("dep", || config(Duration::from_secs(1), 1, 1));
+    b.try_acquire().unwrap().record(true);
+    for (url, ns) in [
+        ("http://x/", "ns"),
+        ("redis://127.0.0.1/", "bad ns"),
+        ("redis://127.0.0.1/", ""),
+    ] {
+        let e = Fleet::builder(url)
+            .namespace(ns)
+            .join(replica())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FleetError::Invalid { .. }), "{e}");
+    }
+    let e = Fleet::builder("redis://127.0.0.1/")
+        .join(replica())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("namespace"), "{e}");
+}
+
+/// The README's ACL, word for word (for namespace `checkout`).
+const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:checkout:* resetchannels &cb:checkout:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hincrby +pttl +set +del +sadd +smembers +publish +time +zremrangebyscore +zcard +zadd +zscore +pexpire";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace() {
+    let Some(server) = redis_or_skip("the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace")
+    else {
+        return;
+    };
+    let args: Vec<&str> = README_ACL.split(' ').collect();
+    assert_eq!(server.command(&args), "+OK");
+    let url = format!(
+        "redis://cb-checkout:long-random-password@127.0.0.1:{}/",
+        server.port()
+    );
+    let cfg = || config(Duration::from_millis(300), 1, 1);
+    let (ra, rb) = (replica(), replica());
+    let fa = Fleet::builder(&url)
+        .namespace("checkout")
+        .replica_id("a")
+        .join(ra)
+        .await
+        .unwrap();
+    let fb = Fleet::builder(&url)
+        .namespace("checkout")
+        .replica_id("b")
+        .join(rb)
+        .await
+        .unwrap();
+    assert!(fa.is_connected() && fb.is_connected());
+    let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    trip(&a);
+    assert!(eventually(SOON, || b.state() == State::Open).await);
+    let mut probe = None;
+    assert!(
+        eventually(SOON, || {
+            probe = b.try_acquire().ok();
+            probe.is_some()
+        })
+        .await
+    );
+    probe.unwrap().record(true);
+    assert!(eventually(SOON, || a.state() == State::Closed).await);
+    fb.force_open("dep").await.unwrap();
+    assert!(eventually(SOON, || a.state() == State::ForcedOpen).await);
+    assert!(!fa.transitions("dep", 10).await.unwrap().is_empty());
+    // Another namespace is out of this user's reach: that fleet never connects.
+    let rc = replica();
+    let fc = Fleet::builder(&url)
+        .namespace("other")
+        .io_timeout(Duration::from_millis(200))
+        .join(rc)
+        .await
+        .unwrap();
+    assert!(!fc.is_connected());
+}

@@ -1,0 +1,178 @@
+//! The fleet's admin router: `?scope=fleet` and the transition log, against
+//! a real redis-server (skipped, saying why, without one unless
+//! CB_REQUIRE_REDIS=1).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use cb_fleet::testing::redis_or_skip;
+use cb_fleet::Fleet;
+use cb_runtime::admin::AdminAuth;
+use cb_runtime::{Config, Registry, State};
+use http::{Request, StatusCode};
+use tower::ServiceExt;
+
+fn replica() -> &'static Registry {
+    Box::leak(Box::new(Registry::with_env(Vec::new)))
+}
+
+async fn send(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, json)
+}
+
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_fleet_reaches_every_replica_and_the_log_reads_back() {
+    let Some(server) = redis_or_skip("scope_fleet_reaches_every_replica_and_the_log_reads_back") else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let fa = Arc::new(
+        Fleet::builder(&server.url())
+            .namespace("admin")
+            .replica_id("a")
+            .join(ra)
+            .await
+            .unwrap(),
+    );
+    let _fb = Fleet::builder(&server.url())
+        .namespace("admin")
+        .replica_id("b")
+        .join(rb)
+        .await
+        .unwrap();
+    let a = ra.get_or_insert("pay", Config::default);
+    let b = rb.get_or_insert("pay", Config::default);
+    let admin = cb_fleet::admin::router(Arc::clone(&fa), ra, AdminAuth::bearer("tok"));
+
+    // Authentication and names are cb's router's rules, unchanged.
+    assert_eq!(
+        send(
+            &admin,
+            "POST",
+            "/circuit-breakers/pay/force-open?scope=fleet",
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, body) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/nope/force-open?scope=fleet",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    let (s, body) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/pay/force-open?scope=galaxy",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_scope"))
+    );
+    assert_eq!(b.state(), State::Closed);
+
+    // Local scope: this replica only.
+    let (s, body) = send(&admin, "POST", "/circuit-breakers/pay/disable", Some("tok")).await;
+    assert_eq!((s, body["state"].as_str()), (StatusCode::OK, Some("disabled")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!((a.state(), b.state()), (State::Disabled, State::Closed));
+
+    // Fleet scope: every replica.
+    let (s, body) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/pay/force-open?scope=fleet",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(
+        (s, body["scope"].as_str(), body["state"].as_str()),
+        (StatusCode::OK, Some("fleet"), Some("forced_open"))
+    );
+    assert!(eventually(|| b.state() == State::ForcedOpen).await);
+    let (s, _) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/pay/reset?scope=fleet",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(eventually(|| a.state() == State::Closed && b.state() == State::Closed).await);
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (s, body) = send(&admin, "GET", "/circuit-breakers/pay/transitions?limit=10", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = body["transitions"].as_array().unwrap();
+    assert!(
+        list.iter()
+            .any(|t| t["replica"] == "b" && t["to"] == "forced_open"),
+        "{body}"
+    );
+    assert!(
+        list.iter()
+            .any(|t| t["replica"] == "a" && t["from"] == "closed" && t["to"] == "disabled"),
+        "{body}"
+    );
+    assert_eq!(
+        send(&admin, "GET", "/circuit-breakers/pay/transitions?limit=0", None)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(&admin, "POST", "/circuit-breakers/pay/transitions", None)
+            .await
+            .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    // cb's own routes still answer, and /metrics carries the fleet's gauge.
+    assert_eq!(
+        send(&admin, "GET", "/circuit-breakers/pay", None).await.0,
+        StatusCode::OK
+    );
+    let (s, text) = send(&admin, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().unwrap().to_owned();
+    assert!(
+        text.contains("circuit_breaker_fleet_connected{namespace=\"admin\"} 1"),
+        "{text}"
+    );
+}

@@ -534,6 +534,26 @@ impl View {
         }
     }
 
+    /// A fleet-wide manual state: `ForcedOpen`, `Disabled` or `Closed`.
+    pub(crate) fn manual(state: State) -> Self {
+        View {
+            state,
+            ..View::closed()
+        }
+    }
+
+    /// The view of a state as Redis stores it (`{state, ms, level}`);
+    /// `None` for an answer that is not a state.
+    pub(crate) fn from_fleet(state: &str, ms: i64, level: i64) -> Option<Self> {
+        Some(match state {
+            "open" => View::open(ms.max(0) as u64, level.clamp(0, i64::from(u32::MAX)) as u32),
+            "forced_open" => View::manual(State::ForcedOpen),
+            "disabled" => View::manual(State::Disabled),
+            "closed" => View::closed(),
+            _ => return None,
+        })
+    }
+
     /// Applies the view to `breaker`: adopts an open, forced-open or disabled
     /// state. A closed view changes nothing (see the callers).
     pub(crate) fn apply(&self, breaker: &CircuitBreaker) {

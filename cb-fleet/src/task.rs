@@ -190,20 +190,9 @@ impl Conn {
             .await?;
         let mut views = HashMap::new();
         for row in flat.chunks_exact(4) {
-            let level = row[2].parse().unwrap_or(0);
+            let level = row[2].parse().unwrap_or(0i64);
             let pttl: i64 = row[3].parse().unwrap_or(-2);
-            let view = match row[1].as_str() {
-                "open" => View::open(pttl.max(0) as u64, level),
-                "forced_open" => View {
-                    state: State::ForcedOpen,
-                    ..View::closed()
-                },
-                "disabled" => View {
-                    state: State::Disabled,
-                    ..View::closed()
-                },
-                _ => View::closed(),
-            };
+            let view = View::from_fleet(&row[1], pttl, level).unwrap_or_else(View::closed);
             views.insert(row[0].clone(), view);
         }
         let mut report = Vec::new();
@@ -280,14 +269,8 @@ impl Conn {
         let view = match m.kind {
             Kind::Open { ms, level } => View::open(ms, level),
             Kind::Close | Kind::Reset => View::closed(),
-            Kind::ForcedOpen => View {
-                state: State::ForcedOpen,
-                ..View::closed()
-            },
-            Kind::Disabled => View {
-                state: State::Disabled,
-                ..View::closed()
-            },
+            Kind::ForcedOpen => View::manual(State::ForcedOpen),
+            Kind::Disabled => View::manual(State::Disabled),
         };
         let mut local = self.shared.local();
         local.views.insert(m.name.clone(), view);
@@ -313,18 +296,8 @@ impl Conn {
     /// Adopts what a script answered: `{state, ms, level}`.
     fn follow(&self, name: &str, answer: &(String, i64, i64)) {
         let (state, ms, level) = answer;
-        let view = match state.as_str() {
-            "open" => View::open((*ms).max(0) as u64, (*level).clamp(0, i64::from(u32::MAX)) as u32),
-            "forced_open" => View {
-                state: State::ForcedOpen,
-                ..View::closed()
-            },
-            "disabled" => View {
-                state: State::Disabled,
-                ..View::closed()
-            },
-            "closed" => View::closed(),
-            _ => return,
+        let Some(view) = View::from_fleet(state, *ms, *level) else {
+            return;
         };
         let mut local = self.shared.local();
         local.views.insert(name.to_owned(), view);
@@ -470,11 +443,7 @@ impl Conn {
                     Ok(_) => {
                         {
                             let mut local = shared.local();
-                            let view = View {
-                                state: to,
-                                ..View::closed()
-                            };
-                            local.views.insert(name.clone(), view);
+                            local.views.insert(name.clone(), View::manual(to));
                             if let Some(b) = local.members.get(&name).and_then(|m| m.breaker.upgrade()) {
                                 b.follow_manual(to);
                             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cb_fleet::testing::{redis_or_skip, RedisServer};
 use cb_fleet::{Fleet, FleetError};
-use cb_runtime::{CircuitBreaker, Config, Registry, State};
+use cb_runtime::{CircuitBreaker, Config, Permit, Registry, State};
 
 fn replica() -> &'static Registry {
     Box::leak(Box::new(Registry::with_env(Vec::new)))
@@ -56,6 +56,21 @@ async fn eventually_async<F: Future<Output = bool>>(within: Duration, mut f: imp
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+/// The first probe any of `breakers` is let through, polling for at most `within`.
+async fn probe_from<'a>(breakers: &[&'a CircuitBreaker], within: Duration) -> Permit<'a> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(p) = breakers.iter().find_map(|b| b.try_acquire().ok()) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe let through within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn trip(b: &CircuitBreaker) {
@@ -185,15 +200,7 @@ async fn a_failed_probe_anywhere_reopens_everywhere_with_the_level_shared() {
     trip(&a);
     assert!(eventually(SOON, || b.state() == State::Open).await);
     // Whoever gets the probe fails it.
-    let mut probe = None;
-    assert!(
-        eventually(SOON, || {
-            probe = b.try_acquire().ok().or_else(|| a.try_acquire().ok());
-            probe.is_some()
-        })
-        .await
-    );
-    probe.unwrap().record(false);
+    probe_from(&[&b, &a], SOON).await.record(false);
     assert!(eventually(SOON, || a.state() == State::Open && b.state() == State::Open).await);
     assert!(eventually(SOON, || a.backoff_level() == 1 && b.backoff_level() == 1).await);
     // The second open lasts twice as long (400 ms), on both.
@@ -213,14 +220,7 @@ async fn a_crashed_replicas_lease_expires_and_another_replica_probes() {
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     trip(&a);
     assert!(eventually(SOON, || b.state() == State::Open).await);
-    let mut probe = None;
-    assert!(
-        eventually(SOON, || {
-            probe = a.try_acquire().ok();
-            probe.is_some()
-        })
-        .await
-    );
+    let probe = probe_from(&[&a], SOON).await;
     // A holds the fleet's only lease and keeps it alive: B is refused, well past the lease's TTL.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(
@@ -230,16 +230,8 @@ async fn a_crashed_replicas_lease_expires_and_another_replica_probes() {
     // A "crashes": its task stops without giving the lease back.
     drop(fa);
     std::mem::forget(probe);
-    let mut got = None;
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            got = b.try_acquire().ok();
-            got.is_some()
-        })
-        .await,
-        "the crashed holder's lease expires and B probes"
-    );
-    got.unwrap().record(true);
+    // The crashed holder's lease expires and B probes.
+    probe_from(&[&b], Duration::from_secs(5)).await.record(true);
     assert_eq!(b.state(), State::Closed);
 }
 
@@ -416,15 +408,7 @@ async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace()
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     trip(&a);
     assert!(eventually(SOON, || b.state() == State::Open).await);
-    let mut probe = None;
-    assert!(
-        eventually(SOON, || {
-            probe = b.try_acquire().ok();
-            probe.is_some()
-        })
-        .await
-    );
-    probe.unwrap().record(true);
+    probe_from(&[&b], SOON).await.record(true);
     assert!(eventually(SOON, || a.state() == State::Closed).await);
     fb.force_open("dep").await.unwrap();
     assert!(eventually(SOON, || a.state() == State::ForcedOpen).await);

@@ -16,10 +16,11 @@ fn allowed(reason: &str) -> (&'static [State], State, bool) {
     use State::*;
     match reason {
         "consecutive failures" | "failure rate" | "slow-call rate" => (&[Closed], Open, false),
-        "a probe failed" => (&[HalfOpen], Open, false),
+        "a probe failed" | "slow probes" => (&[HalfOpen], Open, false),
         "probes succeeded" => (&[HalfOpen], Closed, false),
         "open duration elapsed" => (&[Open], HalfOpen, false),
-        "opened for a given duration" => (&[Closed, Open, HalfOpen], Open, true),
+        // On an open breaker `open_for` extends the period with no transition.
+        "opened for a given duration" => (&[Closed, HalfOpen], Open, true),
         "reset" => (&[Closed, Open, HalfOpen, ForcedOpen, Disabled], Closed, true),
         "forced open" => (&[Closed, Open, HalfOpen, ForcedOpen, Disabled], ForcedOpen, true),
         "disabled" => (&[Closed, Open, HalfOpen, ForcedOpen, Disabled], Disabled, true),

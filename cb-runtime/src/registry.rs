@@ -124,6 +124,16 @@ pub(crate) struct Counts {
     transitions: [[AtomicU64; 5]; 5],
 }
 
+impl Entry {
+    /// `true` when a warning was given already for this call site, preset
+    /// and configuration.
+    fn warned_about(&self, origin: Option<&'static str>, preset: Option<Preset>, requested: &Config) -> bool {
+        self.warned
+            .iter()
+            .any(|(o, p, c)| *o == origin && *p == preset && c == requested)
+    }
+}
+
 impl Counts {
     pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
         self.transitions[usize::from(from.code())][usize::from(to.code())].load(Ordering::Relaxed)
@@ -310,57 +320,61 @@ impl Registry {
             let map = self.read();
             let entry = map.get(name)?;
             let same = entry.requested == *requested && (preset.is_none() || entry.preset == preset);
-            let warned = entry
-                .warned
-                .iter()
-                .any(|(o, p, c)| *o == origin && *p == preset && c == requested);
-            if same || warned {
+            if same || entry.warned_about(origin, preset, requested) {
                 return Some(Arc::clone(&entry.breaker));
             }
         }
-        let mut map = self.write();
-        let entry = map.get_mut(name)?;
-        if !entry
-            .warned
-            .iter()
-            .any(|(o, p, c)| *o == origin && *p == preset && c == requested)
-        {
+        let (breaker, first, first_preset) = {
+            let mut map = self.write();
+            let entry = map.get_mut(name)?;
+            let breaker = Arc::clone(&entry.breaker);
+            if entry.warned_about(origin, preset, requested) {
+                return Some(breaker);
+            }
             entry.warned.push((origin, preset, requested.clone()));
-            let first = entry.origin.unwrap_or("<unknown call site>");
-            let second = origin.unwrap_or("<unknown call site>");
-            let preset_of = |p: Option<Preset>| p.map_or("none", Preset::name);
-            tracing::warn!(
-                target: "cb_runtime",
-                breaker = name,
-                first,
-                second,
-                first_preset = preset_of(entry.preset),
-                second_preset = preset_of(preset),
-                "circuit breaker `{name}` is asked for with a different configuration at {second} than at {first}; \
-                 both share the first one's breaker and configuration"
-            );
-        }
-        Some(Arc::clone(&entry.breaker))
+            (breaker, entry.origin, entry.preset)
+        };
+        // Logged with no lock of the registry held: a subscriber may call it.
+        let first = first.unwrap_or("<unknown call site>");
+        let second = origin.unwrap_or("<unknown call site>");
+        let preset_of = |p: Option<Preset>| p.map_or("none", Preset::name);
+        tracing::warn!(
+            target: "cb_runtime",
+            breaker = name,
+            first,
+            second,
+            first_preset = preset_of(first_preset),
+            second_preset = preset_of(preset),
+            "circuit breaker `{name}` is asked for with a different configuration at {second} than at {first}; \
+             both share the first one's breaker and configuration"
+        );
+        Some(breaker)
     }
 
-    /// Adds `entry`, warning when another registered name reads the same
-    /// environment variables.
+    /// Adds `entry`, then warns, with no lock of the registry held, when
+    /// another registered name reads the same environment variables.
     fn insert(&self, entry: Entry) {
         let name = entry.breaker.name().to_owned();
         let env = overrides::env_name(&name);
-        let mut map = self.write();
-        for other in map.keys() {
-            if overrides::env_name(other) == env {
-                tracing::warn!(
-                    target: "cb_runtime",
-                    breaker = %name,
-                    other = %other,
-                    "circuit breakers `{name}` and `{other}` both read the environment variables CB_{env}_*; \
-                     rename one of them to configure them apart"
-                );
-            }
+        let sharing: Vec<String> = {
+            let mut map = self.write();
+            let sharing = map
+                .keys()
+                .filter(|other| overrides::env_name(other) == env)
+                .cloned()
+                .collect();
+            map.insert(name.clone(), entry);
+            sharing
+        };
+        for other in sharing {
+            tracing::warn!(
+                target: "cb_runtime",
+                breaker = %name,
+                other = %other,
+                "circuit breakers `{name}` and `{other}` both read the environment variables CB_{env}_*; \
+                 rename one of them to configure them apart"
+            );
         }
-        map.insert(name, entry);
     }
 
     /// Adds a breaker made elsewhere. If its name is taken, the registry keeps

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{
     Backoff, BreakerErrorKind, CallError, CircuitBreaker, Clock, Config, ConfigBuilder, Outcome, Preset,
-    State, Window,
+    Reason, State, Window,
 };
 use support::{poll_once, secs};
 
@@ -474,9 +474,9 @@ fn transitions_are_observable() {
     assert_eq!(
         seen,
         [
-            (State::Closed, State::Open, "consecutive failures"),
-            (State::Open, State::HalfOpen, "open duration elapsed"),
-            (State::HalfOpen, State::Closed, "probes succeeded"),
+            (State::Closed, State::Open, Reason::ConsecutiveFailures),
+            (State::Open, State::HalfOpen, Reason::OpenDurationElapsed),
+            (State::HalfOpen, State::Closed, Reason::ProbesSucceeded),
         ]
     );
 }

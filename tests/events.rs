@@ -38,7 +38,7 @@ async fn a_full_cycle_is_three_events_with_stats() {
     );
     assert_eq!(opened.stats.state, State::Open);
     assert_eq!(opened.stats.failures, 2);
-    assert_eq!(opened.transition.reason, "consecutive failures");
+    assert_eq!(opened.transition.reason, cb_runtime::Reason::ConsecutiveFailures);
     assert_eq!(opened.transition.open_for, Some(Duration::from_secs(5)));
     assert_eq!(opened.failure_rate(), Some(1.0));
     assert!(opened.time <= std::time::SystemTime::now());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use cb_runtime::admin::{router, AdminAuth};
 use cb_runtime::clock::ManualClock;
 use cb_runtime::metrics::BreakerCollector;
-use cb_runtime::tower::{CircuitBreakerLayer, FnClassify, HttpClassifier};
+use cb_runtime::tower::{CircuitBreakerLayer, HttpClassifier};
 use cb_runtime::{CallError, CircuitBreaker, Config, Outcome, Preset, Registry, State};
 use http::{Request, Response, StatusCode};
 use prometheus::core::Collector;
@@ -91,9 +91,8 @@ async fn panicking_tower_classifier_gives_the_permit_back() {
     let (breaker, clock) = tripped("hardening-classifier-tower");
     let breaker = Arc::new(breaker);
     clock.advance(secs(10));
-    let layer = CircuitBreakerLayer::new(Arc::clone(&breaker)).classifier(FnClassify(
-        |_: &Result<u8, Infallible>| -> Outcome { panic!("{}", DELIBERATE_PANIC) },
-    ));
+    let layer = CircuitBreakerLayer::new(Arc::clone(&breaker))
+        .classifier(|_: &Result<u8, Infallible>| -> Outcome { panic!("{}", DELIBERATE_PANIC) });
     let service = layer.layer(service_fn(|_: ()| async { Ok::<u8, Infallible>(1) }));
     let probe = tokio::spawn(service.oneshot(()));
     assert!(probe.await.unwrap_err().is_panic());

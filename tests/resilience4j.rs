@@ -84,8 +84,8 @@ use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{
-    Backoff, BreakerErrorKind, CircuitBreaker, Config, ConfigBuilder, Outcome, State, Stats, Transition,
-    Window,
+    Backoff, BreakerErrorKind, CircuitBreaker, Config, ConfigBuilder, Outcome, Reason, State, Stats,
+    Transition, Window,
 };
 use support::{poll_once, secs};
 
@@ -366,7 +366,7 @@ mod circuit_breaker_state_machine_test {
         assert_eq!(count(&seen), 1);
         assert_eq!(
             (opened.from, opened.to, opened.reason),
-            (State::Closed, State::Open, "failure rate")
+            (State::Closed, State::Open, Reason::FailureRate)
         );
         assert_eq!((opened.calls_in_window, opened.failures_in_window), (5, 3));
         assert_metrics(&b, Some(0.6), 2, 5, 3, 0);
@@ -395,7 +395,7 @@ mod circuit_breaker_state_machine_test {
         timed(&b, &clock, secs(5), Outcome::Success);
 
         assert_eq!(b.state(), State::Open, "3 slow calls of 5 is 60 %");
-        assert_eq!(last(&seen).reason, "slow-call rate");
+        assert_eq!(last(&seen).reason, Reason::SlowCallRate);
         let s = b.stats();
         assert_eq!(s.calls_in_window, 5);
         assert_eq!(s.slow_calls_in_window, 3);
@@ -544,7 +544,7 @@ mod circuit_breaker_state_machine_test {
         assert_eq!(b.state(), State::Open);
         let reopened = last(&seen);
         assert_eq!((reopened.from, reopened.to), (State::HalfOpen, State::Open));
-        assert!(reopened.reason.contains("slow"), "reason: {}", reopened.reason);
+        assert_eq!(reopened.reason, Reason::SlowProbes);
         let s = b.stats();
         assert_eq!(s.slow_calls, 3);
         assert_eq!((s.successes, s.failures), (4, 0));
@@ -852,7 +852,7 @@ mod scenarios {
     /// `testRecordError`: one fast failure, a 100 % failure rate.
     pub fn test_record_error(window: Window) {
         let (opened, s) = one_call_opens(window, ms(100), Outcome::Failure);
-        assert_eq!(opened.reason, "failure rate");
+        assert_eq!(opened.reason, Reason::FailureRate);
         assert_eq!((opened.calls_in_window, opened.failures_in_window), (1, 1));
         assert_eq!((s.successes, s.failures, s.slow_calls), (0, 1, 0));
     }
@@ -862,7 +862,7 @@ mod scenarios {
     /// slow-call rate with no failure.
     pub fn test_record_slow_success(window: Window) {
         let (opened, s) = one_call_opens(window, secs(2), Outcome::Success);
-        assert_eq!(opened.reason, "slow-call rate");
+        assert_eq!(opened.reason, Reason::SlowCallRate);
         assert_eq!((opened.calls_in_window, opened.failures_in_window), (1, 0));
         assert_eq!((s.successes, s.failures, s.slow_calls), (1, 0, 1));
     }
@@ -1213,7 +1213,7 @@ mod intended {
         timed(&b, &clock, secs(5), Outcome::Success);
         assert_eq!(b.state(), State::Open);
         assert_eq!(count(&seen), 1);
-        assert!(last(&seen).reason.contains("slow"));
+        assert_eq!(last(&seen).reason, Reason::SlowProbes);
     }
 
     /// Item 3: without slow-call detection, long probes close the circuit.
@@ -1268,7 +1268,7 @@ fn difference_any_failed_probe_reopens() {
     let reopened = last(&seen);
     assert_eq!(
         (reopened.from, reopened.to, reopened.reason),
-        (State::HalfOpen, State::Open, "a probe failed")
+        (State::HalfOpen, State::Open, Reason::ProbeFailed)
     );
     for _ in 0..3 {
         let refusal = b.try_acquire().unwrap_err();
@@ -1399,7 +1399,7 @@ fn difference_consecutive_failure_trigger() {
     record(&b, Outcome::Failure);
     assert_eq!(b.state(), State::Open);
     let opened = last(&seen);
-    assert_eq!(opened.reason, "consecutive failures");
+    assert_eq!(opened.reason, Reason::ConsecutiveFailures);
     assert_eq!(
         opened.calls_in_window, 6,
         "6 calls, far under the 100 the rate needs"

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use cb_runtime::clock::ManualClock;
-use cb_runtime::tower::{CircuitBreakerLayer, ErrorsOnly, FnClassify, HttpClassifier};
+use cb_runtime::tower::{CircuitBreakerLayer, HttpClassifier};
 use cb_runtime::{BreakerErrorKind, CallError, CircuitBreaker, Config, Outcome, Preset, Registry, State};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
@@ -203,11 +203,11 @@ async fn a_custom_status_rule() {
 async fn a_closure_classifier() {
     let (addr, _) = upstream().await;
     let b = breaker("tower-closure", 100);
-    let classify = FnClassify(|r: &Result<http::Response<String>, reqwest::Error>| match r {
+    let classify = |r: &Result<http::Response<String>, reqwest::Error>| match r {
         Ok(response) if response.body().contains("418") => Outcome::Failure,
         Ok(_) => Outcome::Success,
         Err(_) => Outcome::Failure,
-    });
+    };
     let service = CircuitBreakerLayer::new(Arc::clone(&b))
         .classifier(classify)
         .layer(client());
@@ -393,7 +393,7 @@ async fn errors_only_for_a_service_that_is_not_http() {
         }
     });
     let service = CircuitBreakerLayer::new(Arc::clone(&b))
-        .classifier(ErrorsOnly)
+        .classifier(cb_runtime::ErrIsFailure)
         .layer(inner);
     assert_eq!(send(&service, 2).await.unwrap(), 2);
     assert_eq!(send(&service, 3).await.unwrap_err().into_inner(), Some("odd"));

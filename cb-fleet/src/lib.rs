@@ -712,7 +712,7 @@ fn observe(link: &Link, name: &Arc<str>, breaker: &Weak<CircuitBreaker>, t: &Tra
         name: Arc::clone(name),
         from: t.from,
         to: t.to,
-        reason: t.reason,
+        reason: t.reason.as_str(),
         wall_ms: t
             .wall_time
             .duration_since(SystemTime::UNIX_EPOCH)

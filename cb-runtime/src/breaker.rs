@@ -3,7 +3,7 @@
 //! # How it is built
 //!
 //! Everything admission needs is packed in one atomic word (state, a "dirty"
-//! bit, probes in flight and a generation; see `state::Word`):
+//! bit, probes in flight and a generation; see `state::StateWord`):
 //!
 //! * **Admission** is one atomic load while closed. While half-open it is one
 //!   compare-and-swap that takes a probe slot, so probes in flight never
@@ -41,56 +41,12 @@ use crate::config::{Config, ConfigError};
 use crate::counters::{Counter, Counters};
 use crate::error::{BreakerError, BreakerErrorKind};
 use crate::log::RejectionLog;
-use crate::permit::{Admission, Permit, Ticket};
-use crate::state::{next_generation, State, Word, MAX_IN_FLIGHT};
+use crate::outcome::CallEnd;
+use crate::state::{next_generation, Admission, State, StateWord, Ticket, MAX_IN_FLIGHT};
 use crate::stats::Stats;
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
-use crate::transition::{Observers, Transition};
-use crate::window::{Outcomes, Tally};
-
-/// How a finished call counts against the dependency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The dependency did its job.
-    Success,
-    /// The dependency failed: counts towards opening the circuit.
-    Failure,
-    /// Neither: the error was the caller's fault (say, a 400 for a prompt that
-    /// is too long). Counted in `Stats::ignored`, and nowhere else.
-    Ignored,
-}
-
-/// How a permit ended, as the breaker records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Finish {
-    Success,
-    Failure,
-    Timeout,
-    Ignored,
-    Cancelled,
-}
-
-impl Finish {
-    /// How a permit dropped unused ends: a failure while a panic unwinds
-    /// through it, otherwise a cancellation, which records no outcome.
-    pub(crate) fn dropped() -> Finish {
-        if std::thread::panicking() {
-            Finish::Failure
-        } else {
-            Finish::Cancelled
-        }
-    }
-}
-
-impl From<Outcome> for Finish {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Success => Finish::Success,
-            Outcome::Failure => Finish::Failure,
-            Outcome::Ignored => Finish::Ignored,
-        }
-    }
-}
+use crate::transition::{Observers, Reason, Transition};
+use crate::window::{SlidingWindow, Tally};
 
 /// A circuit breaker guarding one dependency.
 ///
@@ -118,7 +74,7 @@ impl From<Outcome> for Finish {
 /// # }).unwrap();
 /// ```
 pub struct CircuitBreaker {
-    /// The packed state word; see `state::Word`.
+    /// The packed state word; see `state::StateWord`.
     word: AtomicU64,
     /// While open: the clock reading at which a probe may go through.
     open_until: AtomicU64,
@@ -133,7 +89,7 @@ pub struct CircuitBreaker {
     counters: Counters,
     clock: Clock,
     name: &'static &'static str,
-    inner: Mutex<Inner>,
+    inner: Mutex<LockedState>,
     observers: Observers,
     rejections: RejectionLog,
     /// Told each admitted call's duration, when call timing is on (metrics).
@@ -154,10 +110,11 @@ const NO_GENERATION: u64 = u64::MAX;
 /// Told the duration of each call that finished (not cancelled).
 pub(crate) type DurationObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
-/// What the lock guards: the window and everything only slow paths touch.
-struct Inner {
+/// What the breaker's lock guards: the configuration, the sliding window
+/// and everything else only the slow paths touch.
+struct LockedState {
     config: Config,
-    window: Outcomes,
+    window: SlidingWindow,
     consecutive_failures: u64,
     /// The `FastSuccess` total the window has caught up with.
     synced_fast: u64,
@@ -216,7 +173,7 @@ impl CircuitBreaker {
     fn with_valid_name(name: String, config: Config) -> Self {
         let dirty = config.sliding_window.is_time();
         let breaker = CircuitBreaker {
-            word: AtomicU64::new(Word::new(State::Closed, 0, dirty).0),
+            word: AtomicU64::new(StateWord::new(State::Closed, 0, dirty).0),
             open_until: AtomicU64::new(0),
             slow_nanos: AtomicU64::new(0),
             timeout_nanos: AtomicU64::new(0),
@@ -224,8 +181,8 @@ impl CircuitBreaker {
             counters: Counters::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
-            inner: Mutex::new(Inner {
-                window: Outcomes::new(config.sliding_window),
+            inner: Mutex::new(LockedState {
+                window: SlidingWindow::new(config.sliding_window),
                 config,
                 consecutive_failures: 0,
                 synced_fast: 0,
@@ -294,7 +251,7 @@ impl CircuitBreaker {
             let mut inner = lock(&self.inner);
             if inner.config.sliding_window != config.sliding_window {
                 self.sync_fast_successes(&mut inner);
-                inner.window = Outcomes::new(config.sliding_window);
+                inner.window = SlidingWindow::new(config.sliding_window);
             }
             self.publish(&config);
             inner.config = config;
@@ -405,18 +362,18 @@ impl CircuitBreaker {
     /// Closes the circuit and clears the window and the consecutive-failure
     /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
     pub fn reset(&self) {
-        self.manual(State::Closed, "reset");
+        self.manual(State::Closed, Reason::Reset);
     }
 
     /// Opens the circuit until [`reset`](Self::reset): every call is refused.
     pub fn force_open(&self) {
-        self.manual(State::ForcedOpen, "forced open");
+        self.manual(State::ForcedOpen, Reason::ForcedOpen);
     }
 
     /// Lets every call through and never opens, until [`reset`](Self::reset).
     /// Calls are still counted in [`Stats`].
     pub fn disable(&self) {
-        self.manual(State::Disabled, "disabled");
+        self.manual(State::Disabled, Reason::Disabled);
     }
 
     /// Opens the circuit for at least `duration`, then lets probes through as
@@ -424,7 +381,7 @@ impl CircuitBreaker {
     /// 503 with `Retry-After`).
     ///
     /// * Closed or half-open: the circuit opens for `duration` (one
-    ///   transition, with the reason [`"opened for a given duration"`](Transition::reason)).
+    ///   transition, with the reason [`Reason::OpenedFor`](crate::Reason::OpenedFor)).
     /// * Already open: the open period is extended in place when `duration`
     ///   reaches past its deadline, and never shortened. No transition is
     ///   published, and the period's rejections keep counting as one period.
@@ -483,7 +440,7 @@ impl CircuitBreaker {
                                     inner.window_open_generation = open.generation();
                                     inner.consecutive_failures = 0;
                                 }
-                                let mut t = self.transition(w, open, "opened for a given duration");
+                                let mut t = self.transition(w, open, Reason::OpenedFor);
                                 t.open_for = Some(duration);
                                 break Some(t);
                             }
@@ -497,32 +454,8 @@ impl CircuitBreaker {
         true
     }
 
-    /// Asks for admission, without running anything: `Ok` with a permit to
-    /// run or report one call, or the refusal.
-    ///
-    /// This is the building block of [`call`](Self::call) for code that must
-    /// know whether a call will be let through before it commits to it (the
-    /// attribute checks this before the body takes its arguments). Dropping
-    /// the permit unused gives it back and records nothing.
-    ///
-    /// ```
-    /// use cb_runtime::{CircuitBreaker, Config};
-    ///
-    /// let breaker = CircuitBreaker::new("sync-client", Config::default());
-    /// match breaker.try_acquire() {
-    ///     Ok(permit) => {
-    ///         let reply: Result<u32, ()> = Ok(1); // a blocking call
-    ///         permit.record(reply.is_ok());
-    ///     }
-    ///     Err(refusal) => assert!(refusal.is_rejected()),
-    /// }
-    /// assert_eq!(breaker.stats().successes, 1);
-    /// ```
-    #[inline(always)]
-    pub fn try_acquire(&self) -> Result<Permit<'_>, BreakerError> {
-        self.admit().map(|ticket| Permit::new(self, ticket))
-    }
-
+    /// Admission: a ticket for one call, or the refusal. Wrapped by
+    /// [`try_acquire`](Self::try_acquire) and every call future.
     #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Ticket, BreakerError> {
         let w = self.load();
@@ -534,7 +467,7 @@ impl CircuitBreaker {
     }
 
     #[inline(always)]
-    fn ticket(&self, w: Word, admission: Admission) -> Ticket {
+    fn ticket(&self, w: StateWord, admission: Admission) -> Ticket {
         let start = if self.probes_and_timed.load(Ordering::Relaxed) & TIMED != 0 {
             self.clock.now_nanos()
         } else {
@@ -544,7 +477,7 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn admit_slow(&self, mut w: Word) -> Result<Ticket, BreakerError> {
+    fn admit_slow(&self, mut w: StateWord) -> Result<Ticket, BreakerError> {
         loop {
             match w.state() {
                 State::Closed => return Ok(self.ticket(w, Admission::Closed)),
@@ -587,7 +520,7 @@ impl CircuitBreaker {
     /// compare-and-swap so that exactly one caller makes the move (pitfall 2):
     /// `Ok(Some(new_word))` for that caller, `Ok(None)` when the word had
     /// moved on (look again).
-    fn try_half_open(&self, w: Word, probes: u32) -> Result<Option<Word>, Duration> {
+    fn try_half_open(&self, w: StateWord, probes: u32) -> Result<Option<StateWord>, Duration> {
         let deadline = self.open_until.load(Ordering::Acquire);
         let now = self.clock.now_nanos();
         if now < deadline {
@@ -597,12 +530,12 @@ impl CircuitBreaker {
         if !self.cas(w, half_open) {
             return Ok(None);
         }
-        self.emit(Some(self.transition(w, half_open, "open duration elapsed")));
+        self.emit(Some(self.transition(w, half_open, Reason::OpenDurationElapsed)));
         Ok(Some(half_open))
     }
 
     /// Counts and logs a refusal of a call that found the word `w`.
-    fn reject(&self, w: Word, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
+    fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
         self.counters.add(Counter::Rejected);
         self.rejections.first_of_period(self.name, w.generation(), kind);
         BreakerError::new(self.name, kind, wait)
@@ -623,9 +556,9 @@ impl CircuitBreaker {
 
     /// Records how an admitted call ended.
     #[inline(always)]
-    pub(crate) fn finish(&self, ticket: Ticket, finish: Finish) {
+    pub(crate) fn finish(&self, ticket: Ticket, finish: CallEnd) {
         let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        if finish == Finish::Success && !slow && ticket.admission() == Admission::Closed {
+        if finish == CallEnd::Success && !slow && ticket.admission() == Admission::Closed {
             // The hot path: closed, clean window, same generation.
             if self.load().is_clean_closed(ticket.generation()) {
                 self.counters.add(Counter::FastSuccess);
@@ -642,13 +575,13 @@ impl CircuitBreaker {
     /// to the current period: it was admitted in the current generation, or
     /// its own failure just moved the state. A late hint from a call admitted
     /// before the circuit last moved is ignored (pitfall 5).
-    pub(crate) fn finish_with_hint(&self, ticket: Ticket, finish: Finish, hint: Option<Duration>) {
+    pub(crate) fn finish_with_hint(&self, ticket: Ticket, finish: CallEnd, hint: Option<Duration>) {
         let Some(hint) = hint.filter(|h| !h.is_zero()) else {
             return self.finish(ticket, finish);
         };
         let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
         let moved = self.finish_slow(ticket, finish, slow);
-        if matches!(finish, Finish::Failure | Finish::Timeout) {
+        if matches!(finish, CallEnd::Failure | CallEnd::Timeout) {
             let admitted = ticket.generation();
             let after = next_generation(admitted);
             self.open_for_if(|g| g == admitted || (moved && g == after), hint);
@@ -658,10 +591,10 @@ impl CircuitBreaker {
     /// For a call whose start was read: tells the duration observer, if any,
     /// and returns whether the call was slow.
     #[inline]
-    fn measure(&self, ticket: Ticket, finish: Finish) -> bool {
+    fn measure(&self, ticket: Ticket, finish: CallEnd) -> bool {
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
         if let Some(observe) = self.durations.get() {
-            if finish != Finish::Cancelled {
+            if finish != CallEnd::Cancelled {
                 observe(Duration::from_nanos(elapsed));
             }
         }
@@ -683,7 +616,7 @@ impl CircuitBreaker {
     /// item, `to_first_item` nanoseconds from admission, or the whole call's
     /// when it ended before any item; the duration observer is told the
     /// whole call's duration either way.
-    pub(crate) fn finish_stream(&self, ticket: Ticket, finish: Finish, to_first_item: Option<u64>) {
+    pub(crate) fn finish_stream(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) {
         let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
         let slow = match to_first_item {
             Some(nanos) => {
@@ -721,15 +654,15 @@ impl CircuitBreaker {
     /// Records a finish the hot path did not; `true` when it moved the state
     /// (to the generation after the ticket's).
     #[cold]
-    fn finish_slow(&self, ticket: Ticket, finish: Finish, slow: bool) -> bool {
+    fn finish_slow(&self, ticket: Ticket, finish: CallEnd, slow: bool) -> bool {
         self.counters.add(match finish {
-            Finish::Success => Counter::Success,
-            Finish::Failure => Counter::Failure,
-            Finish::Timeout => Counter::Timeout,
-            Finish::Ignored => Counter::Ignored,
-            Finish::Cancelled => Counter::Cancelled,
+            CallEnd::Success => Counter::Success,
+            CallEnd::Failure => Counter::Failure,
+            CallEnd::Timeout => Counter::Timeout,
+            CallEnd::Ignored => Counter::Ignored,
+            CallEnd::Cancelled => Counter::Cancelled,
         });
-        if slow && finish != Finish::Cancelled {
+        if slow && finish != CallEnd::Cancelled {
             self.counters.add(Counter::Slow);
         }
         let transition = match ticket.admission() {
@@ -746,11 +679,11 @@ impl CircuitBreaker {
         moved
     }
 
-    fn finish_closed(&self, ticket: Ticket, finish: Finish, slow: bool) -> Option<Transition> {
+    fn finish_closed(&self, ticket: Ticket, finish: CallEnd, slow: bool) -> Option<Transition> {
         let failure = match finish {
-            Finish::Success => false,
-            Finish::Failure | Finish::Timeout => true,
-            Finish::Ignored | Finish::Cancelled => return None,
+            CallEnd::Success => false,
+            CallEnd::Failure | CallEnd::Timeout => true,
+            CallEnd::Ignored | CallEnd::Cancelled => return None,
         };
         let mut inner = lock(&self.inner);
         let w = self.load();
@@ -769,21 +702,21 @@ impl CircuitBreaker {
     }
 
     /// Opens the circuit if a trigger is met, or else updates the dirty bit.
-    fn judge_closed(&self, inner: &mut Inner, w: Word) -> Option<Transition> {
+    fn judge_closed(&self, inner: &mut LockedState, w: StateWord) -> Option<Transition> {
         let now = self.window_now(inner);
         let tally = inner.window.tally(now);
         let cfg = &inner.config;
         let judged = tally.calls >= u64::from(cfg.minimum_calls);
         let reason = if inner.consecutive_failures >= u64::from(cfg.failure_threshold) {
-            Some("consecutive failures")
+            Some(Reason::ConsecutiveFailures)
         } else if judged && tally.failures > 0 && rate(tally.failures, tally) >= cfg.failure_rate_threshold {
-            Some("failure rate")
+            Some(Reason::FailureRate)
         } else if judged
             && cfg.slow_call_duration.is_some()
             && tally.slow > 0
             && rate(tally.slow, tally) >= cfg.slow_call_rate_threshold
         {
-            Some("slow-call rate")
+            Some(Reason::SlowCallRate)
         } else {
             None
         };
@@ -811,8 +744,8 @@ impl CircuitBreaker {
         }
     }
 
-    fn finish_probe(&self, ticket: Ticket, finish: Finish, slow: bool) -> Option<Transition> {
-        if matches!(finish, Finish::Ignored | Finish::Cancelled) {
+    fn finish_probe(&self, ticket: Ticket, finish: CallEnd, slow: bool) -> Option<Transition> {
+        if matches!(finish, CallEnd::Ignored | CallEnd::Cancelled) {
             self.release_probe(ticket.generation());
             return None;
         }
@@ -825,7 +758,7 @@ impl CircuitBreaker {
             inner.probe_slow = 0;
         }
         match finish {
-            Finish::Success => {
+            CallEnd::Success => {
                 inner.probe_successes += 1;
                 inner.probe_slow += u32::from(slow);
                 if inner.probe_successes < inner.config.success_threshold {
@@ -837,24 +770,24 @@ impl CircuitBreaker {
                 let slow_rate = f64::from(inner.probe_slow) / f64::from(inner.probe_successes);
                 if inner.probe_slow > 0 && slow_rate >= inner.config.slow_call_rate_threshold {
                     inner.reopens = inner.reopens.saturating_add(1);
-                    return self.open_locked(&mut inner, w, "slow probes", Tally::default());
+                    return self.open_locked(&mut inner, w, Reason::SlowProbes, Tally::default());
                 }
                 let closed = w.next(State::Closed, inner.config.sliding_window.is_time());
-                let transition = self.swap_locked(w, closed, "probes succeeded")?;
+                let transition = self.swap_locked(w, closed, Reason::ProbesSucceeded)?;
                 self.start_over(&mut inner);
                 Some(transition)
             }
             _ => {
                 inner.reopens = inner.reopens.saturating_add(1);
                 let tally = Tally::default();
-                self.open_locked(&mut inner, w, "a probe failed", tally)
+                self.open_locked(&mut inner, w, Reason::ProbeFailed, tally)
             }
         }
     }
 
     /// Gives a probe slot back if its generation is still current; returns the
     /// word after, or `None` when the generation has moved on.
-    fn release_probe(&self, generation: u64) -> Option<Word> {
+    fn release_probe(&self, generation: u64) -> Option<StateWord> {
         let mut w = self.load();
         loop {
             if w.state() != State::HalfOpen || w.generation() != generation {
@@ -872,9 +805,9 @@ impl CircuitBreaker {
     /// Call with the lock held.
     fn open_locked(
         &self,
-        inner: &mut Inner,
-        w: Word,
-        reason: &'static str,
+        inner: &mut LockedState,
+        w: StateWord,
+        reason: Reason,
         tally: Tally,
     ) -> Option<Transition> {
         let cfg = &inner.config;
@@ -894,7 +827,7 @@ impl CircuitBreaker {
 
     /// Swaps `from` for `to` while `from`'s generation and state hold (only
     /// the probe count may move meanwhile). Call with the lock held.
-    fn swap_locked(&self, from: Word, to: Word, reason: &'static str) -> Option<Transition> {
+    fn swap_locked(&self, from: StateWord, to: StateWord, reason: Reason) -> Option<Transition> {
         let mut w = from;
         loop {
             if w.state() != from.state() || w.generation() != from.generation() {
@@ -907,7 +840,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn manual(&self, to: State, reason: &'static str) {
+    fn manual(&self, to: State, reason: Reason) {
         let transition = {
             let mut inner = lock(&self.inner);
             let time = inner.config.sliding_window.is_time();
@@ -927,7 +860,7 @@ impl CircuitBreaker {
 
     /// Empties the window, the failure streak and the backoff, and counts the
     /// successes that skipped the lock so far as already seen.
-    fn start_over(&self, inner: &mut Inner) {
+    fn start_over(&self, inner: &mut LockedState) {
         inner.window.clear();
         inner.consecutive_failures = 0;
         inner.reopens = 0;
@@ -935,7 +868,7 @@ impl CircuitBreaker {
     }
 
     /// Brings the window up to date with the successes that skipped the lock.
-    fn sync_fast_successes(&self, inner: &mut Inner) {
+    fn sync_fast_successes(&self, inner: &mut LockedState) {
         let total = self.counters.sum(Counter::FastSuccess);
         let pending = total.wrapping_sub(inner.synced_fast);
         if pending != 0 {
@@ -946,7 +879,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn window_now(&self, inner: &Inner) -> u64 {
+    fn window_now(&self, inner: &LockedState) -> u64 {
         if inner.config.sliding_window.is_time() {
             self.clock.now_nanos()
         } else {
@@ -955,22 +888,22 @@ impl CircuitBreaker {
     }
 
     #[inline(always)]
-    fn load(&self) -> Word {
-        Word(self.word.load(Ordering::Acquire))
+    fn load(&self) -> StateWord {
+        StateWord(self.word.load(Ordering::Acquire))
     }
 
-    fn cas(&self, from: Word, to: Word) -> bool {
+    fn cas(&self, from: StateWord, to: StateWord) -> bool {
         self.cas_from(from, to).is_ok()
     }
 
-    fn cas_from(&self, from: Word, to: Word) -> Result<(), Word> {
+    fn cas_from(&self, from: StateWord, to: StateWord) -> Result<(), StateWord> {
         self.word
             .compare_exchange(from.0, to.0, Ordering::AcqRel, Ordering::Acquire)
             .map(drop)
-            .map_err(Word)
+            .map_err(StateWord)
     }
 
-    fn transition(&self, from: Word, to: Word, reason: &'static str) -> Transition {
+    fn transition(&self, from: StateWord, to: StateWord, reason: Reason) -> Transition {
         Transition {
             name: self.name,
             from: from.state(),

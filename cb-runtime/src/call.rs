@@ -6,59 +6,14 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
-use crate::breaker::{CircuitBreaker, Finish, Outcome};
+use crate::breaker::CircuitBreaker;
 use crate::error::CallError;
-use crate::permit::Ticket;
-
-/// Decides how a finished call's result counts against the dependency.
-pub trait Classify<T, E> {
-    /// How `result` counts.
-    fn classify(self, result: &Result<T, E>) -> Outcome;
-
-    /// How `result` counts, and how long the dependency asked callers to
-    /// stay away if it said so (an HTTP `Retry-After`).
-    ///
-    /// The breaker honours the hint, as [`CircuitBreaker::open_for`] would
-    /// (never shortening an open period already running), only when the
-    /// call counts as a [`Outcome::Failure`] and was admitted in the current
-    /// period: a late answer from a call admitted before the circuit last
-    /// moved says nothing about now. The default gives no hint.
-    fn classify_with_retry_after(self, result: &Result<T, E>) -> (Outcome, Option<Duration>)
-    where
-        Self: Sized,
-    {
-        (self.classify(result), None)
-    }
-}
-
-/// The default classifier: `Ok` is a success, `Err` a failure.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ErrIsFailure;
-
-impl<T, E> Classify<T, E> for ErrIsFailure {
-    #[inline]
-    fn classify(self, result: &Result<T, E>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
-        }
-    }
-}
-
-/// A classifier from a closure `FnOnce(&Result<T, E>) -> Outcome`.
-#[derive(Clone, Copy, Debug)]
-pub struct FnClassifier<C>(pub C);
-
-impl<T, E, C: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for FnClassifier<C> {
-    #[inline]
-    fn classify(self, result: &Result<T, E>) -> Outcome {
-        (self.0)(result)
-    }
-}
+use crate::handle::BreakerRef;
+use crate::outcome::{CallEnd, Classify, ErrIsFailure, Outcome};
+use crate::state::Ticket;
 
 pin_project! {
     /// The future returned by [`CircuitBreaker::call`], [`CircuitBreaker::call_with`]
@@ -71,7 +26,7 @@ pin_project! {
     /// when the inner future is.
     #[must_use = "futures do nothing unless polled"]
     pub struct Call<'a, F, C> {
-        breaker: &'a CircuitBreaker,
+        breaker: BreakerRef<'a>,
         phase: Phase,
         classify: Option<C>,
         #[pin]
@@ -83,7 +38,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Phase::Running(ticket) = *this.phase {
-                cancel(this.breaker, ticket);
+                cancel(this.breaker.get(), ticket);
             }
         }
     }
@@ -104,7 +59,7 @@ impl<'a, F, C> Call<'a, F, C> {
     #[inline]
     pub(crate) fn new(breaker: &'a CircuitBreaker, fut: F, classify: C) -> Self {
         Call {
-            breaker,
+            breaker: BreakerRef::Borrowed(breaker),
             phase: Phase::Start,
             classify: Some(classify),
             fut: Some(fut),
@@ -113,7 +68,7 @@ impl<'a, F, C> Call<'a, F, C> {
     }
 
     #[inline]
-    pub(crate) fn admitted(breaker: &'a CircuitBreaker, ticket: Ticket, fut: F, classify: C) -> Self {
+    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, fut: F, classify: C) -> Self {
         Call {
             breaker,
             phase: Phase::Running(ticket),
@@ -129,7 +84,7 @@ impl<'a, F, C> Call<'a, F, C> {
 #[cold]
 #[inline(never)]
 fn cancel(breaker: &CircuitBreaker, ticket: Ticket) {
-    breaker.finish(ticket, Finish::Cancelled);
+    breaker.finish(ticket, CallEnd::Cancelled);
 }
 
 /// Records a failure if the inner future or the classifier panics;
@@ -142,7 +97,7 @@ pub(crate) struct PanicGuard<'a> {
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         // Only reached while unwinding out of the inner `poll` or `classify`.
-        self.breaker.finish(self.ticket, Finish::Failure);
+        self.breaker.finish(self.ticket, CallEnd::Failure);
     }
 }
 
@@ -156,7 +111,7 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let breaker = *this.breaker;
+        let breaker = this.breaker.get();
         let ticket = match *this.phase {
             Phase::Running(t) => t,
             Phase::Start => match breaker.admit() {
@@ -186,13 +141,13 @@ where
                 // failure and gives the permit back, as one in the call does.
                 let guard = PanicGuard { breaker, ticket };
                 let (outcome, hint) = match this.classify.take() {
-                    Some(c) => c.classify_with_retry_after(&result),
+                    Some(classify) => classify.classify_with_retry_after(&result),
                     None => (Outcome::Failure, None),
                 };
                 mem::forget(guard);
                 match hint {
-                    None => breaker.finish(ticket, Finish::from(outcome)),
-                    Some(hint) => breaker.finish_with_hint(ticket, Finish::from(outcome), Some(hint)),
+                    None => breaker.finish(ticket, CallEnd::from(outcome)),
+                    Some(hint) => breaker.finish_with_hint(ticket, CallEnd::from(outcome), Some(hint)),
                 }
                 Poll::Ready(result.map_err(CallError::Inner))
             }
@@ -205,7 +160,7 @@ where
                         if sleep.as_mut().poll(cx).is_ready() {
                             // Abandon the call: drop it now, count a timeout.
                             this.fut.set(None);
-                            breaker.finish(ticket, Finish::Timeout);
+                            breaker.finish(ticket, CallEnd::Timeout);
                             return Poll::Ready(Err(CallError::Timeout(breaker.timeout_error(timeout))));
                         }
                     }
@@ -267,7 +222,7 @@ pub(crate) fn arm_timer_at(
 impl<F, C> fmt::Debug for Call<'_, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
-            .field("breaker", &self.breaker.name())
+            .field("breaker", &self.breaker.get().name())
             .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
@@ -314,11 +269,11 @@ impl CircuitBreaker {
     /// # });
     /// ```
     #[inline]
-    pub fn call_with<F, T, E, C>(&self, fut: F, classify: C) -> Call<'_, F, FnClassifier<C>>
+    pub fn call_with<F, T, E, C>(&self, fut: F, classify: C) -> Call<'_, F, C>
     where
         F: Future<Output = Result<T, E>>,
         C: FnOnce(&Result<T, E>) -> Outcome,
     {
-        Call::new(self, fut, FnClassifier(classify))
+        Call::new(self, fut, classify)
     }
 }

@@ -21,10 +21,11 @@ use crate::sync::{AtomicU64, Ordering};
 ///
 /// Cloning is cheap. Two clocks are equal when they read the same source.
 #[derive(Clone, Default)]
-pub struct Clock(Kind);
+pub struct Clock(Source);
 
+/// Which time source a [`Clock`] reads.
 #[derive(Clone, Default)]
-enum Kind {
+enum Source {
     #[default]
     System,
     Manual(Arc<AtomicU64>),
@@ -34,7 +35,7 @@ enum Kind {
 impl Clock {
     /// The process's monotonic clock (coarse on Linux). This is the default.
     pub fn system() -> Self {
-        Clock(Kind::System)
+        Clock(Source::System)
     }
 
     /// A clock that follows [`tokio::time::Instant`], so it stands still under
@@ -42,16 +43,16 @@ impl Clock {
     ///
     /// Reading it costs more than [`Clock::system`]; use it in tests.
     pub fn tokio() -> Self {
-        Clock(Kind::Tokio(tokio::time::Instant::now()))
+        Clock(Source::Tokio(tokio::time::Instant::now()))
     }
 
     /// Nanoseconds since this clock's origin.
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
         match &self.0 {
-            Kind::System => system_nanos(),
-            Kind::Manual(t) => t.load(Ordering::Acquire),
-            Kind::Tokio(origin) => duration_nanos(origin.elapsed()),
+            Source::System => system_nanos(),
+            Source::Manual(t) => t.load(Ordering::Acquire),
+            Source::Tokio(origin) => duration_nanos(origin.elapsed()),
         }
     }
 
@@ -66,23 +67,23 @@ impl Clock {
     /// exact. A duration shorter than a few ticks cannot be timed reliably.
     pub fn resolution(&self) -> Duration {
         match &self.0 {
-            Kind::System => system_resolution(),
-            Kind::Manual(_) | Kind::Tokio(_) => Duration::from_nanos(1),
+            Source::System => system_resolution(),
+            Source::Manual(_) | Source::Tokio(_) => Duration::from_nanos(1),
         }
     }
 
     /// `true` for [`Clock::system`].
     pub(crate) fn is_system(&self) -> bool {
-        matches!(self.0, Kind::System)
+        matches!(self.0, Source::System)
     }
 }
 
 impl PartialEq for Clock {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
-            (Kind::System, Kind::System) => true,
-            (Kind::Manual(a), Kind::Manual(b)) => Arc::ptr_eq(a, b),
-            (Kind::Tokio(a), Kind::Tokio(b)) => a == b,
+            (Source::System, Source::System) => true,
+            (Source::Manual(a), Source::Manual(b)) => Arc::ptr_eq(a, b),
+            (Source::Tokio(a), Source::Tokio(b)) => a == b,
             _ => false,
         }
     }
@@ -91,13 +92,13 @@ impl PartialEq for Clock {
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Kind::System => f.write_str("Clock::system()"),
-            Kind::Manual(t) => write!(
+            Source::System => f.write_str("Clock::system()"),
+            Source::Manual(t) => write!(
                 f,
                 "Clock::manual(at {:?})",
                 Duration::from_nanos(t.load(Ordering::Relaxed))
             ),
-            Kind::Tokio(_) => f.write_str("Clock::tokio()"),
+            Source::Tokio(_) => f.write_str("Clock::tokio()"),
         }
     }
 }
@@ -142,7 +143,7 @@ impl ManualClock {
 
     /// A [`Clock`] reading this manual clock, to put in a [`Config`](crate::Config).
     pub fn clock(&self) -> Clock {
-        Clock(Kind::Manual(Arc::clone(&self.0)))
+        Clock(Source::Manual(Arc::clone(&self.0)))
     }
 }
 

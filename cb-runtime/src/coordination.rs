@@ -18,34 +18,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{CircuitBreaker, Finish};
+use super::CircuitBreaker;
 use crate::clock::duration_nanos;
+use crate::outcome::CallEnd;
 use crate::state::State;
 use crate::sync::{lock, Ordering};
-use crate::transition::Transition;
+use crate::transition::{Reason, Transition};
 
-/// The reason of a transition to open that a peer decided.
-pub const PEER_OPEN: &str = "opened by the fleet";
-/// The reason of a transition to closed that a peer decided (probes succeeded elsewhere).
-pub const PEER_CLOSE: &str = "closed by the fleet";
-/// The reason of a fleet-wide `reset`.
-pub const PEER_RESET: &str = "reset by the fleet";
-/// The reason of a fleet-wide `force_open`.
-pub const PEER_FORCE_OPEN: &str = "forced open by the fleet";
-/// The reason of a fleet-wide `disable`.
-pub const PEER_DISABLE: &str = "disabled by the fleet";
-
-/// `true` for a transition that a peer decided (one of the `PEER_*` reasons).
+/// `true` for a transition that a peer decided ([`Reason::is_from_fleet`]).
 pub fn is_from_peer(t: &Transition) -> bool {
-    [PEER_OPEN, PEER_CLOSE, PEER_RESET, PEER_FORCE_OPEN, PEER_DISABLE].contains(&t.reason)
+    t.reason.is_from_fleet()
 }
 
 /// `true` for a transition made by local manual control (`reset`,
 /// `force_open`, `disable`): local control has a local scope.
 pub fn is_manual(t: &Transition) -> bool {
-    matches!(t.to, State::ForcedOpen | State::Disabled)
-        || matches!(t.from, State::ForcedOpen | State::Disabled)
-        || t.reason == "reset"
+    t.reason.is_manual()
 }
 
 /// How a probe that held a gate's grant ended.
@@ -126,7 +114,7 @@ impl CircuitBreaker {
                     Ok(()) => {
                         inner.window.clear();
                         inner.consecutive_failures = 0;
-                        let mut t = self.transition(w, open, PEER_OPEN);
+                        let mut t = self.transition(w, open, Reason::OpenedByFleet);
                         t.open_for = Some(remaining);
                         break Some(t);
                     }
@@ -153,7 +141,7 @@ impl CircuitBreaker {
                 match self.cas_from(w, closed) {
                     Ok(()) => {
                         self.start_over(&mut inner);
-                        break self.transition(w, closed, PEER_CLOSE);
+                        break self.transition(w, closed, Reason::ClosedByFleet);
                     }
                     Err(now) => w = now,
                 }
@@ -167,9 +155,9 @@ impl CircuitBreaker {
     /// or `Disabled`. Other states are ignored.
     pub fn follow_manual(&self, to: State) {
         match to {
-            State::Closed => self.manual(State::Closed, PEER_RESET),
-            State::ForcedOpen => self.manual(State::ForcedOpen, PEER_FORCE_OPEN),
-            State::Disabled => self.manual(State::Disabled, PEER_DISABLE),
+            State::Closed => self.manual(State::Closed, Reason::ResetByFleet),
+            State::ForcedOpen => self.manual(State::ForcedOpen, Reason::ForcedOpenByFleet),
+            State::Disabled => self.manual(State::Disabled, Reason::DisabledByFleet),
             State::Open | State::HalfOpen => {}
         }
     }
@@ -203,12 +191,12 @@ impl CircuitBreaker {
     }
 
     /// Tells the gate how a probe ended.
-    pub(super) fn probe_ended(&self, finish: Finish) {
+    pub(super) fn probe_ended(&self, finish: CallEnd) {
         if let Some(gate) = self.gate.get() {
             gate.finished(match finish {
-                Finish::Success => ProbeEnd::Success,
-                Finish::Failure | Finish::Timeout => ProbeEnd::Failure,
-                Finish::Ignored | Finish::Cancelled => ProbeEnd::Unused,
+                CallEnd::Success => ProbeEnd::Success,
+                CallEnd::Failure | CallEnd::Timeout => ProbeEnd::Failure,
+                CallEnd::Ignored | CallEnd::Cancelled => ProbeEnd::Unused,
             });
         }
     }

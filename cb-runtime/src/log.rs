@@ -23,7 +23,7 @@ pub(crate) fn transition(t: &Transition) {
             breaker = t.name,
             from = %t.from,
             to = %t.to,
-            reason = t.reason,
+            reason = t.reason.as_str(),
             failure_rate = rate,
             failures_in_window = t.failures_in_window,
             calls_in_window = t.calls_in_window,
@@ -36,7 +36,7 @@ pub(crate) fn transition(t: &Transition) {
             breaker = t.name,
             from = %t.from,
             to = %t.to,
-            reason = t.reason,
+            reason = t.reason.as_str(),
             "circuit breaker changed state"
         );
     }

@@ -2,61 +2,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::mem::ManuallyDrop;
+use std::sync::Arc;
 
-use crate::breaker::{CircuitBreaker, Finish, Outcome};
-use crate::call::{Call, ErrIsFailure, FnClassifier};
-
-/// The state a call was admitted in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Admission {
-    Closed,
-    HalfOpen,
-    Disabled,
-}
-
-/// What the breaker needs to record a call's end: the generation it was
-/// admitted in and how (packed in one word), and when it started (for
-/// slow-call detection and call timing). Sixteen bytes, so it moves in
-/// registers.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
-    /// `generation << 2 | admission`.
-    packed: u64,
-    pub(crate) start: u64,
-}
-
-impl Ticket {
-    /// `start` when the call is not timed.
-    pub(crate) const NO_START: u64 = u64::MAX;
-
-    #[inline]
-    pub(crate) const fn new(generation: u64, admission: Admission, start: u64) -> Self {
-        let a = match admission {
-            Admission::Closed => 0,
-            Admission::HalfOpen => 1,
-            Admission::Disabled => 2,
-        };
-        Ticket {
-            packed: generation << 2 | a,
-            start,
-        }
-    }
-
-    #[inline]
-    pub(crate) const fn generation(self) -> u64 {
-        self.packed >> 2
-    }
-
-    #[inline]
-    pub(crate) const fn admission(self) -> Admission {
-        match self.packed & 3 {
-            0 => Admission::Closed,
-            1 => Admission::HalfOpen,
-            _ => Admission::Disabled,
-        }
-    }
-}
+use crate::breaker::CircuitBreaker;
+use crate::call::Call;
+use crate::error::BreakerError;
+use crate::handle::BreakerRef;
+use crate::outcome::{CallEnd, Classify, ErrIsFailure, Outcome};
+use crate::state::Ticket;
 
 /// The breaker's leave to make one call.
 ///
@@ -65,22 +18,84 @@ impl Ticket {
 /// [`run`](Self::run). A permit dropped unused gives its probe slot back and
 /// records nothing (pitfall 3). A permit dropped while a panic unwinds counts
 /// as a failure.
+///
+/// [`CircuitBreaker::try_acquire`] lends a permit that borrows the breaker;
+/// [`CircuitBreaker::try_acquire_owned`] gives an [`OwnedPermit`], which
+/// holds an `Arc` of it and can move into a spawned task.
 #[must_use = "a permit records nothing until it is used; dropping it gives it back"]
 pub struct Permit<'a> {
-    breaker: &'a CircuitBreaker,
+    /// `None` once handed on (to a [`Call`], or recorded).
+    breaker: Option<BreakerRef<'a>>,
     ticket: Ticket,
 }
 
-impl<'a> Permit<'a> {
-    #[inline]
-    pub(crate) fn new(breaker: &'a CircuitBreaker, ticket: Ticket) -> Self {
-        Permit { breaker, ticket }
+/// A [`Permit`] that owns a share of its breaker (`'static`): it can be sent
+/// to a spawned task, and the [`Call`] it runs borrows nothing.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cb_runtime::{CircuitBreaker, Config};
+///
+/// # tokio_test::block_on(async {
+/// let breaker = Arc::new(CircuitBreaker::new("owned-permit-doc", Config::default()));
+/// let permit = breaker.try_acquire_owned().unwrap();
+/// let task = tokio::spawn(permit.run(async { Ok::<u32, ()>(7) }));
+/// assert_eq!(task.await.unwrap(), Ok(7));
+/// assert_eq!(breaker.stats().successes, 1);
+/// # });
+/// ```
+pub type OwnedPermit = Permit<'static>;
+
+impl CircuitBreaker {
+    /// Asks for admission, without running anything: `Ok` with a permit to
+    /// run or report one call, or the refusal.
+    ///
+    /// This is the building block of [`call`](Self::call) for code that must
+    /// know whether a call will be let through before it commits to it (the
+    /// attribute checks this before the body takes its arguments). Dropping
+    /// the permit unused gives it back and records nothing.
+    ///
+    /// ```
+    /// use cb_runtime::{CircuitBreaker, Config};
+    ///
+    /// let breaker = CircuitBreaker::new("sync-client", Config::default());
+    /// match breaker.try_acquire() {
+    ///     Ok(permit) => {
+    ///         let reply: Result<u32, ()> = Ok(1); // a blocking call
+    ///         permit.record(reply.is_ok());
+    ///     }
+    ///     Err(refusal) => assert!(refusal.is_rejected()),
+    /// }
+    /// assert_eq!(breaker.stats().successes, 1);
+    /// ```
+    #[inline(always)]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, BreakerError> {
+        self.admit().map(|ticket| Permit {
+            breaker: Some(BreakerRef::Borrowed(self)),
+            ticket,
+        })
     }
 
+    /// Like [`try_acquire`](Self::try_acquire), with a permit that holds a
+    /// share of the breaker instead of a borrow: for a call that runs in a
+    /// spawned task, or a future that must be `'static`.
+    #[inline]
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit, BreakerError> {
+        self.admit().map(|ticket| Permit {
+            breaker: Some(BreakerRef::Shared(Arc::clone(self))),
+            ticket,
+        })
+    }
+}
+
+impl<'a> Permit<'a> {
     /// The breaker that issued this permit.
     #[inline]
-    pub fn breaker(&self) -> &'a CircuitBreaker {
-        self.breaker
+    pub fn breaker(&self) -> &CircuitBreaker {
+        match &self.breaker {
+            Some(breaker) => breaker.get(),
+            None => unreachable!("a permit is handed on only by value"),
+        }
     }
 
     /// Records the call as a success (`true`) or a failure (`false`).
@@ -97,7 +112,7 @@ impl<'a> Permit<'a> {
     #[inline]
     pub fn record_outcome(self, outcome: Outcome) {
         let (breaker, ticket) = self.into_parts();
-        breaker.finish(ticket, Finish::from(outcome));
+        breaker.get().finish(ticket, CallEnd::from(outcome));
     }
 
     /// Runs `fut` under this permit: the breaker's `call_timeout` applies, an
@@ -108,39 +123,54 @@ impl<'a> Permit<'a> {
     where
         F: Future<Output = Result<T, E>>,
     {
-        let (breaker, ticket) = self.into_parts();
-        Call::admitted(breaker, ticket, fut, ErrIsFailure)
+        self.run_classified(fut, ErrIsFailure)
     }
 
     /// Like [`run`](Self::run), with `classify` deciding how the result counts.
     #[inline]
-    pub fn run_with<F, T, E, C>(self, fut: F, classify: C) -> Call<'a, F, FnClassifier<C>>
+    pub fn run_with<F, T, E, C>(self, fut: F, classify: C) -> Call<'a, F, C>
     where
         F: Future<Output = Result<T, E>>,
         C: FnOnce(&Result<T, E>) -> Outcome,
     {
-        let (breaker, ticket) = self.into_parts();
-        Call::admitted(breaker, ticket, fut, FnClassifier(classify))
+        self.run_classified(fut, classify)
     }
 
+    /// Like [`run`](Self::run), with any [`Classify`] deciding how the result
+    /// counts (one that reads a `Retry-After`, say).
     #[inline]
-    pub(crate) fn into_parts(self) -> (&'a CircuitBreaker, Ticket) {
-        let this = ManuallyDrop::new(self);
-        (this.breaker, this.ticket)
+    pub fn run_classified<F, T, E, C>(self, fut: F, classify: C) -> Call<'a, F, C>
+    where
+        F: Future<Output = Result<T, E>>,
+        C: Classify<T, E>,
+    {
+        let (breaker, ticket) = self.into_parts();
+        Call::admitted(breaker, ticket, fut, classify)
+    }
+
+    /// The breaker and the ticket, without giving the permit back.
+    #[inline]
+    pub(crate) fn into_parts(mut self) -> (BreakerRef<'a>, Ticket) {
+        match self.breaker.take() {
+            Some(breaker) => (breaker, self.ticket),
+            None => unreachable!("a permit is handed on only by value"),
+        }
     }
 }
 
 impl Drop for Permit<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.breaker.finish(self.ticket, Finish::dropped());
+        if let Some(breaker) = &self.breaker {
+            breaker.get().finish(self.ticket, CallEnd::dropped());
+        }
     }
 }
 
 impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("breaker", &self.breaker.name())
+            .field("breaker", &self.breaker().name())
             .field("admission", &self.ticket.admission())
             .finish()
     }

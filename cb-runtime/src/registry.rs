@@ -115,12 +115,12 @@ struct Entry {
     /// The other configurations this name was asked for with, already
     /// warned about: one warning per call site and configuration.
     warned: Vec<(Option<&'static str>, Option<Preset>, Config)>,
-    counts: Arc<Counts>,
+    counts: Arc<TransitionCounts>,
 }
 
 /// What the registry counts per breaker: transitions, by from and to state.
 #[derive(Default)]
-pub(crate) struct Counts {
+pub(crate) struct TransitionCounts {
     transitions: [[AtomicU64; 5]; 5],
 }
 
@@ -134,7 +134,7 @@ impl Entry {
     }
 }
 
-impl Counts {
+impl TransitionCounts {
     pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
         self.transitions[usize::from(from.code())][usize::from(to.code())].load(Ordering::Relaxed)
     }
@@ -674,8 +674,8 @@ impl Registry {
 
     /// Tells the registry about `breaker`'s transitions, and times its calls
     /// if call durations are on.
-    fn attach(&self, breaker: &Arc<CircuitBreaker>) -> Arc<Counts> {
-        let counts = Arc::new(Counts::default());
+    fn attach(&self, breaker: &Arc<CircuitBreaker>) -> Arc<TransitionCounts> {
+        let counts = Arc::new(TransitionCounts::default());
         let weak: Weak<CircuitBreaker> = Arc::downgrade(breaker);
         let sender = self.events.clone();
         let c = Arc::clone(&counts);
@@ -783,7 +783,7 @@ impl Registry {
     }
 
     /// Every breaker with the registry's counts for it, sorted by name.
-    pub(crate) fn observed(&self) -> Vec<(Arc<CircuitBreaker>, Arc<Counts>)> {
+    pub(crate) fn observed(&self) -> Vec<(Arc<CircuitBreaker>, Arc<TransitionCounts>)> {
         self.read()
             .values()
             .map(|e| (Arc::clone(&e.breaker), Arc::clone(&e.counts)))

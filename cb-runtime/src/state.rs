@@ -1,4 +1,5 @@
-//! The circuit's states, and how they pack into one atomic word.
+//! The circuit's states, how they pack into one atomic word, and the
+//! ticket an admitted call carries back to that word.
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,7 +119,7 @@ impl FromStr for State {
 /// A permit remembers the generation it was admitted in; a result from an
 /// earlier generation never counts as a probe result (pitfall 5).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Word(pub(crate) u64);
+pub(crate) struct StateWord(pub(crate) u64);
 
 const STATE_MASK: u64 = 0b111;
 const DIRTY: u64 = 1 << 3;
@@ -129,10 +130,10 @@ const GEN_SHIFT: u32 = 20;
 /// The most probes the word can count in flight.
 pub(crate) const MAX_IN_FLIGHT: u32 = 0xFFFF;
 
-impl Word {
+impl StateWord {
     #[inline]
-    pub(crate) const fn new(state: State, generation: u64, dirty: bool) -> Word {
-        Word(state.code() as u64 | if dirty { DIRTY } else { 0 } | (generation << GEN_SHIFT))
+    pub(crate) const fn new(state: State, generation: u64, dirty: bool) -> StateWord {
+        StateWord(state.code() as u64 | if dirty { DIRTY } else { 0 } | (generation << GEN_SHIFT))
     }
 
     #[inline]
@@ -159,29 +160,29 @@ impl Word {
     /// the only case in which a success may skip the window's lock.
     #[inline]
     pub(crate) const fn is_clean_closed(self, generation: u64) -> bool {
-        self.0 & !IN_FLIGHT_MASK == Word::new(State::Closed, generation, false).0
+        self.0 & !IN_FLIGHT_MASK == StateWord::new(State::Closed, generation, false).0
     }
 
     /// The next generation's word in `state`.
     #[inline]
-    pub(crate) const fn next(self, state: State, dirty: bool) -> Word {
-        Word::new(state, next_generation(self.generation()), dirty)
+    pub(crate) const fn next(self, state: State, dirty: bool) -> StateWord {
+        StateWord::new(state, next_generation(self.generation()), dirty)
     }
 
     #[inline]
-    pub(crate) const fn with_dirty(self, dirty: bool) -> Word {
-        Word(if dirty { self.0 | DIRTY } else { self.0 & !DIRTY })
+    pub(crate) const fn with_dirty(self, dirty: bool) -> StateWord {
+        StateWord(if dirty { self.0 | DIRTY } else { self.0 & !DIRTY })
     }
 
     #[inline]
-    pub(crate) const fn with_in_flight(self, n: u32) -> Word {
-        Word((self.0 & !IN_FLIGHT_MASK) | ((n as u64) << IN_FLIGHT_SHIFT))
+    pub(crate) const fn with_in_flight(self, n: u32) -> StateWord {
+        StateWord((self.0 & !IN_FLIGHT_MASK) | ((n as u64) << IN_FLIGHT_SHIFT))
     }
 }
 
-impl fmt::Debug for Word {
+impl fmt::Debug for StateWord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Word")
+        f.debug_struct("StateWord")
             .field("state", &self.state())
             .field("dirty", &self.dirty())
             .field("in_flight", &self.in_flight())
@@ -194,6 +195,57 @@ impl fmt::Debug for Word {
 #[inline]
 pub(crate) const fn next_generation(g: u64) -> u64 {
     g.wrapping_add(1) & (u64::MAX >> GEN_SHIFT)
+}
+
+/// The state a call was admitted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Closed,
+    HalfOpen,
+    Disabled,
+}
+
+/// What the breaker needs to record a call's end: the generation it was
+/// admitted in and how (packed in one word), and when it started (for
+/// slow-call detection and call timing). Sixteen bytes, so it moves in
+/// registers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    /// `generation << 2 | admission`.
+    packed: u64,
+    pub(crate) start: u64,
+}
+
+impl Ticket {
+    /// `start` when the call is not timed.
+    pub(crate) const NO_START: u64 = u64::MAX;
+
+    #[inline]
+    pub(crate) const fn new(generation: u64, admission: Admission, start: u64) -> Self {
+        let a = match admission {
+            Admission::Closed => 0,
+            Admission::HalfOpen => 1,
+            Admission::Disabled => 2,
+        };
+        Ticket {
+            packed: generation << 2 | a,
+            start,
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn generation(self) -> u64 {
+        self.packed >> 2
+    }
+
+    #[inline]
+    pub(crate) const fn admission(self) -> Admission {
+        match self.packed & 3 {
+            0 => Admission::Closed,
+            1 => Admission::HalfOpen,
+            _ => Admission::Disabled,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -216,7 +268,7 @@ mod tests {
     fn word_round_trips_every_field() {
         for s in State::ALL {
             for dirty in [false, true] {
-                let w = Word::new(s, 12345, dirty).with_in_flight(MAX_IN_FLIGHT);
+                let w = StateWord::new(s, 12345, dirty).with_in_flight(MAX_IN_FLIGHT);
                 assert_eq!(w.state(), s);
                 assert_eq!(w.dirty(), dirty);
                 assert_eq!(w.in_flight(), MAX_IN_FLIGHT);
@@ -228,18 +280,18 @@ mod tests {
                 );
             }
         }
-        assert!(Word::new(State::Closed, 7, false)
+        assert!(StateWord::new(State::Closed, 7, false)
             .with_in_flight(3)
             .is_clean_closed(7));
-        assert!(!Word::new(State::Closed, 7, true).is_clean_closed(7));
-        assert!(!Word::new(State::Closed, 7, false).is_clean_closed(8));
-        assert!(!Word::new(State::Disabled, 7, false).is_clean_closed(7));
+        assert!(!StateWord::new(State::Closed, 7, true).is_clean_closed(7));
+        assert!(!StateWord::new(State::Closed, 7, false).is_clean_closed(8));
+        assert!(!StateWord::new(State::Disabled, 7, false).is_clean_closed(7));
     }
 
     #[test]
     fn generation_wraps_without_touching_other_fields() {
         let top = u64::MAX >> GEN_SHIFT;
-        let w = Word::new(State::HalfOpen, top, true).next(State::Closed, false);
+        let w = StateWord::new(State::HalfOpen, top, true).next(State::Closed, false);
         assert_eq!(w.generation(), 0);
         assert_eq!(w.state(), State::Closed);
     }

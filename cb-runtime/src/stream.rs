@@ -72,10 +72,12 @@ use futures_core::Stream;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::breaker::{CircuitBreaker, Finish};
+use crate::breaker::CircuitBreaker;
 use crate::call::{arm_timer_at, PanicGuard, Timer};
 use crate::error::CallError;
-use crate::permit::Ticket;
+use crate::handle::BreakerRef;
+use crate::outcome::CallEnd;
+use crate::state::Ticket;
 
 pub(crate) mod attribute;
 
@@ -101,7 +103,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Phase::Running(ticket) = *this.phase {
-                this.breaker.get().finish_stream(ticket, Finish::Cancelled, None);
+                this.breaker.get().finish_stream(ticket, CallEnd::Cancelled, None);
             }
         }
     }
@@ -186,13 +188,13 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                breaker.finish_stream(ticket, Finish::Failure, None);
+                breaker.finish_stream(ticket, CallEnd::Failure, None);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
             Poll::Pending => {
                 if expired(this.timer, *this.deadline, cx) {
                     this.open.set(None);
-                    breaker.finish_stream(ticket, Finish::Timeout, None);
+                    breaker.finish_stream(ticket, CallEnd::Timeout, None);
                     let after = this.deadline.map(|(_, d)| d).unwrap_or_default();
                     return Poll::Ready(Err(CallError::Timeout(breaker.timeout_error(after))));
                 }
@@ -247,7 +249,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let StreamPhase::Running(ticket) = *this.phase {
-                let finish = if *this.seen_item { Finish::Success } else { Finish::Cancelled };
+                let finish = if *this.seen_item { CallEnd::Success } else { CallEnd::Cancelled };
                 this.breaker.get().finish_stream(ticket, finish, *this.to_first_item);
             }
         }
@@ -325,7 +327,7 @@ where
                     *this.seen_item = true;
                     *this.to_first_item = breaker.first_item(ticket);
                     if *this.judge_at_first_item {
-                        breaker.finish_stream(ticket, Finish::Success, *this.to_first_item);
+                        breaker.finish_stream(ticket, CallEnd::Success, *this.to_first_item);
                         *this.phase = StreamPhase::Judged;
                     }
                 }
@@ -335,18 +337,18 @@ where
                 Poll::Ready(Some(Ok(item)))
             }
             Poll::Ready(Some(Err(error))) => {
-                judge(Finish::Failure);
+                judge(CallEnd::Failure);
                 this.stream.set(None);
                 Poll::Ready(Some(Err(CallError::Inner(error))))
             }
             Poll::Ready(None) => {
-                judge(Finish::Success);
+                judge(CallEnd::Success);
                 this.stream.set(None);
                 Poll::Ready(None)
             }
             Poll::Pending => {
                 if expired(this.timer, *this.deadline, cx) {
-                    judge(Finish::Timeout);
+                    judge(CallEnd::Timeout);
                     this.stream.set(None);
                     let after = this.deadline.map(|(_, d)| d).unwrap_or_default();
                     return Poll::Ready(Some(Err(CallError::Timeout(breaker.timeout_error(after)))));
@@ -419,7 +421,7 @@ impl<'a> crate::Permit<'a> {
         S: Stream<Item = Result<T, E>>,
     {
         let (breaker, ticket) = self.into_parts();
-        CallStream::admitted(BreakerRef::Borrowed(breaker), ticket, open)
+        CallStream::admitted(breaker, ticket, open)
     }
 }
 
@@ -434,25 +436,6 @@ impl<'a, F> CallStream<'a, F> {
             open: Some(open),
             timer: Timer(None),
             deadline,
-        }
-    }
-}
-
-/// The breaker a streamed call reports to: borrowed, or shared (the tower
-/// layer's, which outlives no borrow).
-#[derive(Clone)]
-pub(crate) enum BreakerRef<'a> {
-    Borrowed(&'a CircuitBreaker),
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    Shared(std::sync::Arc<CircuitBreaker>),
-}
-
-impl BreakerRef<'_> {
-    #[inline]
-    fn get(&self) -> &CircuitBreaker {
-        match self {
-            BreakerRef::Borrowed(b) => b,
-            BreakerRef::Shared(b) => b,
         }
     }
 }

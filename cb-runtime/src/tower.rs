@@ -13,8 +13,9 @@
 //!   the default [`HttpClassifier`] counts 5xx and 429 as failures and every
 //!   other status as a success; a transport error (the inner service's `Err`)
 //!   is a failure. Pass your own with [`CircuitBreakerLayer::classifier`]:
-//!   [`HttpClassifier::with`] for another status rule, [`ErrorsOnly`] for a
-//!   service that is not HTTP, or a closure in [`FnClassify`].
+//!   [`HttpClassifier::with`] for another status rule, [`ErrIsFailure`](crate::ErrIsFailure) for a
+//!   service that is not HTTP, or any [`Classify`], such as a closure
+//!   `Fn(&Result<S::Response, S::Error>) -> Outcome + Clone`.
 //! * **`Retry-After`**: a 429 or 503 response whose `Retry-After` header says
 //!   when to come back (in seconds, or as an HTTP date) opens the circuit for
 //!   that long ([`CircuitBreaker::open_for`]), bounded by
@@ -69,12 +70,9 @@ use std::time::{Duration, SystemTime};
 use ::tower::{Layer, Service};
 use http::{header::RETRY_AFTER, HeaderMap, Response, StatusCode};
 
-use crate::breaker::{CircuitBreaker, Finish, Outcome};
-use crate::call::{Call, Classify};
-use crate::error::{BreakerError, CallError};
-use crate::permit::Ticket;
-use crate::preset::Preset;
-use crate::registry::{registry, Registry};
+use pin_project_lite::pin_project;
+
+use crate::{registry, BreakerError, Call, CallError, CircuitBreaker, Classify, Outcome, Preset, Registry};
 
 /// The longest `Retry-After` honoured unless
 /// [`max_retry_after`](CircuitBreakerLayer::max_retry_after) says otherwise.
@@ -85,21 +83,6 @@ pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// the user's call site.
 fn origin(at: &'static std::panic::Location<'static>) -> &'static str {
     crate::intern::intern(format!("cb_runtime::tower::CircuitBreakerLayer at {at}"))
-}
-
-/// Decides how a response (or the inner service's error) counts against the
-/// dependency, and whether it says when to come back.
-pub trait ClassifyResponse<Res, E> {
-    /// How `result` counts: a success, a failure, or neither.
-    fn classify(&self, result: &Result<Res, E>) -> Outcome;
-
-    /// How long the dependency asked callers to stay away, if it did (say,
-    /// `Retry-After` on a 429). The layer then opens the circuit for that
-    /// long, bounded by its maximum. The default says nothing.
-    fn retry_after(&self, result: &Result<Res, E>) -> Option<Duration> {
-        let _ = result;
-        None
-    }
 }
 
 /// The classifier for HTTP services: a status rule (by default
@@ -160,50 +143,29 @@ impl fmt::Debug for HttpClassifier {
     }
 }
 
-impl<B, E> ClassifyResponse<Response<B>, E> for HttpClassifier {
-    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+impl<B, E> Classify<Response<B>, E> for HttpClassifier {
+    fn classify(self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
             Ok(response) => self.classify_status(response.status()),
             Err(_) => Outcome::Failure,
         }
     }
 
-    fn retry_after(&self, result: &Result<Response<B>, E>) -> Option<Duration> {
-        let response = result.as_ref().ok()?;
-        match response.status() {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+    /// The status's outcome, and the `Retry-After` of a 429 or 503.
+    fn classify_with_retry_after(self, result: &Result<Response<B>, E>) -> (Outcome, Option<Duration>) {
+        let outcome = Classify::<Response<B>, E>::classify(self, result);
+        let hint = match result {
+            Ok(response)
+                if matches!(
+                    response.status(),
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                ) =>
+            {
                 retry_after_header(response.headers(), SystemTime::now())
             }
             _ => None,
-        }
-    }
-}
-
-/// The classifier for services that are not HTTP: `Ok` is a success, `Err`
-/// a failure.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ErrorsOnly;
-
-impl<Res, E> ClassifyResponse<Res, E> for ErrorsOnly {
-    fn classify(&self, result: &Result<Res, E>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
-        }
-    }
-}
-
-/// A classifier from a closure `Fn(&Result<Res, E>) -> Outcome`. It reads no
-/// `Retry-After`; use [`HttpClassifier::with`] for a status rule that does.
-#[derive(Clone, Copy, Debug)]
-pub struct FnClassify<F>(pub F);
-
-impl<Res, E, F> ClassifyResponse<Res, E> for FnClassify<F>
-where
-    F: Fn(&Result<Res, E>) -> Outcome,
-{
-    fn classify(&self, result: &Result<Res, E>) -> Outcome {
-        (self.0)(result)
+        };
+        (outcome, hint)
     }
 }
 
@@ -365,43 +327,38 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
 impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
 where
     S: Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: Send + 'static,
-    C: ClassifyResponse<S::Response, S::Error> + Clone + Send + 'static,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = CallError<S::Error>;
-    type Future = ResponseFuture<S::Response, S::Error>;
+    type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(CallError::Inner)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let ticket = match self.breaker.admit() {
-            Ok(ticket) => ticket,
-            Err(refusal) => return ResponseFuture::refused(refusal),
+        let permit = match self.breaker.try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                return ResponseFuture {
+                    state: ResponseState::Refused {
+                        refusal: Some(refusal),
+                    },
+                }
+            }
         };
-        // Gives the permit back if the inner `call` panics or the future is
-        // dropped before its first poll.
-        let admitted = Admitted {
-            breaker: Arc::clone(&self.breaker),
-            ticket,
-            armed: true,
-        };
+        // A panic in the inner `call` drops the permit while unwinding: a
+        // failure, and the permit given back.
         let fut = self.inner.call(req);
-        let classifier = self.classifier.clone();
-        let max_retry_after = self.max_retry_after;
+        let classify = WithRetryAfter {
+            classifier: self.classifier.clone(),
+            max_retry_after: self.max_retry_after,
+        };
         ResponseFuture {
-            inner: Kind::Admitted(Box::pin(async move {
-                let (breaker, ticket) = admitted.disarm();
-                let classify = WithRetryAfter {
-                    classifier,
-                    max_retry_after,
-                };
-                Call::admitted(&breaker, ticket, fut, classify).await
-            })),
+            state: ResponseState::Admitted {
+                call: permit.run_classified(fut, classify),
+            },
         }
     }
 }
@@ -409,96 +366,76 @@ where
 /// A layer's classifier with its `Retry-After` bound, as the [`Call`]'s
 /// classifier: the breaker then weighs each hint against the call's
 /// generation (see [`Classify::classify_with_retry_after`]).
-struct WithRetryAfter<C> {
+#[derive(Clone, Debug)]
+pub(crate) struct WithRetryAfter<C> {
     classifier: C,
     max_retry_after: Option<Duration>,
 }
 
-impl<Res, E, C: ClassifyResponse<Res, E>> Classify<Res, E> for WithRetryAfter<C> {
+impl<Res, E, C: Classify<Res, E>> Classify<Res, E> for WithRetryAfter<C> {
     fn classify(self, result: &Result<Res, E>) -> Outcome {
         self.classifier.classify(result)
     }
 
     fn classify_with_retry_after(self, result: &Result<Res, E>) -> (Outcome, Option<Duration>) {
-        let outcome = self.classifier.classify(result);
+        let (outcome, hint) = self.classifier.classify_with_retry_after(result);
         let hint = match (outcome, self.max_retry_after) {
-            (Outcome::Failure, Some(max)) => self.classifier.retry_after(result).map(|h| h.min(max)),
+            (Outcome::Failure, Some(max)) => hint.map(|h| h.min(max)),
             _ => None,
         };
         (outcome, hint)
     }
 }
 
-/// A permit taken in `call`, held until the response future first runs:
-/// dropped armed (the inner `call` panicked, or the future was dropped
-/// unpolled), it gives the permit back.
-struct Admitted {
-    breaker: Arc<CircuitBreaker>,
-    ticket: Ticket,
-    armed: bool,
-}
-
-impl Admitted {
-    /// Hands the permit over to a [`Call`], which guards it from then on.
-    fn disarm(mut self) -> (Arc<CircuitBreaker>, Ticket) {
-        self.armed = false;
-        (Arc::clone(&self.breaker), self.ticket)
+pin_project! {
+    /// The response future of [`CircuitBreakerService`]: the inner service's
+    /// future under the breaker's permit, unboxed.
+    ///
+    /// A refused request's future is complete from the start. An admitted one
+    /// is a [`Call`] on an [`OwnedPermit`](crate::OwnedPermit): it is `Send`
+    /// when the inner future and the classifier are, and needs nothing else of
+    /// them.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: ResponseState<F, C>,
     }
 }
 
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        if self.armed {
-            self.breaker.finish(self.ticket, Finish::dropped());
-        }
+pin_project! {
+    /// Whether the request was refused or admitted.
+    #[project = ResponseStateProj]
+    enum ResponseState<F, C> {
+        Refused { refusal: Option<BreakerError> },
+        Admitted { #[pin] call: Call<'static, F, WithRetryAfter<C>> },
     }
 }
 
-/// The response future of [`CircuitBreakerService`].
-///
-/// A refused request's future is complete from the start. An admitted one
-/// runs the inner future under the breaker (boxed, which is why the inner
-/// future must be `Send + 'static`).
-#[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture<Res, E> {
-    inner: Kind<Res, E>,
-}
-
-type BoxedCall<Res, E> = Pin<Box<dyn Future<Output = Result<Res, CallError<E>>> + Send>>;
-
-enum Kind<Res, E> {
-    Refused(Option<BreakerError>),
-    Admitted(BoxedCall<Res, E>),
-}
-
-impl<Res, E> ResponseFuture<Res, E> {
-    fn refused(refusal: BreakerError) -> Self {
-        ResponseFuture {
-            inner: Kind::Refused(Some(refusal)),
-        }
-    }
-}
-
-impl<Res, E> Future for ResponseFuture<Res, E> {
+impl<F, C, Res, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    C: Classify<Res, E>,
+{
     type Output = Result<Res, CallError<E>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().inner {
-            Kind::Refused(refusal) => match refusal.take() {
+        match self.project().state.project() {
+            ResponseStateProj::Refused { refusal } => match refusal.take() {
                 Some(refusal) => Poll::Ready(Err(CallError::Rejected(refusal))),
                 None => panic!("`ResponseFuture` polled after completion"),
             },
-            Kind::Admitted(call) => call.as_mut().poll(cx),
+            ResponseStateProj::Admitted { call } => call.poll(cx),
         }
     }
 }
 
-impl<Res, E> fmt::Debug for ResponseFuture<Res, E> {
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.inner {
-            Kind::Refused(_) => "refused",
-            Kind::Admitted(_) => "admitted",
+        let state = match &self.state {
+            ResponseState::Refused { .. } => "refused",
+            ResponseState::Admitted { .. } => "admitted",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture").field("state", &state).finish()
     }
 }

@@ -17,11 +17,8 @@ pub struct Transition {
     pub from: State,
     /// The state it entered.
     pub to: State,
-    /// Why: `"consecutive failures"`, `"failure rate"`, `"slow-call rate"`,
-    /// `"a probe failed"`, `"probes succeeded"`, `"open duration elapsed"`,
-    /// `"slow probes"`, `"reset"`, `"forced open"`, `"disabled"`,
-    /// `"opened for a given duration"`.
-    pub reason: &'static str,
+    /// Why it happened.
+    pub reason: Reason,
     /// When, on the breaker's monotonic clock.
     pub at: Duration,
     /// When, on the wall clock (for logs and stored event tables only).
@@ -34,6 +31,120 @@ pub struct Transition {
     pub calls_in_window: u64,
     /// On leaving open or forced open: calls rejected during that period.
     pub rejected_while_open: Option<u64>,
+}
+
+/// Why a breaker changed state: the [`Transition::reason`].
+///
+/// `Display` and [`Reason::as_str`] give the words logs, events and the
+/// fleet's transition log use (`"consecutive failures"`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Closed to open: `failure_threshold` consecutive failures.
+    ConsecutiveFailures,
+    /// Closed to open: the window's failure rate reached its threshold.
+    FailureRate,
+    /// Closed to open: the window's slow-call rate reached its threshold.
+    SlowCallRate,
+    /// Open to half-open: the open duration elapsed.
+    OpenDurationElapsed,
+    /// Half-open to closed: `success_threshold` probes succeeded.
+    ProbesSucceeded,
+    /// Half-open to open: a probe failed.
+    ProbeFailed,
+    /// Half-open to open: the probes succeeded, but too many of them slowly.
+    SlowProbes,
+    /// To open for a given time: [`CircuitBreaker::open_for`](crate::CircuitBreaker::open_for),
+    /// or a `Retry-After`.
+    OpenedFor,
+    /// [`CircuitBreaker::reset`](crate::CircuitBreaker::reset).
+    Reset,
+    /// [`CircuitBreaker::force_open`](crate::CircuitBreaker::force_open).
+    ForcedOpen,
+    /// [`CircuitBreaker::disable`](crate::CircuitBreaker::disable).
+    Disabled,
+    /// Opened because another replica of the fleet opened.
+    OpenedByFleet,
+    /// Closed because the fleet's probes succeeded.
+    ClosedByFleet,
+    /// A fleet-wide `reset`.
+    ResetByFleet,
+    /// A fleet-wide `force_open`.
+    ForcedOpenByFleet,
+    /// A fleet-wide `disable`.
+    DisabledByFleet,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 16] = [
+        Reason::ConsecutiveFailures,
+        Reason::FailureRate,
+        Reason::SlowCallRate,
+        Reason::OpenDurationElapsed,
+        Reason::ProbesSucceeded,
+        Reason::ProbeFailed,
+        Reason::SlowProbes,
+        Reason::OpenedFor,
+        Reason::Reset,
+        Reason::ForcedOpen,
+        Reason::Disabled,
+        Reason::OpenedByFleet,
+        Reason::ClosedByFleet,
+        Reason::ResetByFleet,
+        Reason::ForcedOpenByFleet,
+        Reason::DisabledByFleet,
+    ];
+
+    /// The reason in words, as logs and events write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::ConsecutiveFailures => "consecutive failures",
+            Reason::FailureRate => "failure rate",
+            Reason::SlowCallRate => "slow-call rate",
+            Reason::OpenDurationElapsed => "open duration elapsed",
+            Reason::ProbesSucceeded => "probes succeeded",
+            Reason::ProbeFailed => "a probe failed",
+            Reason::SlowProbes => "slow probes",
+            Reason::OpenedFor => "opened for a given duration",
+            Reason::Reset => "reset",
+            Reason::ForcedOpen => "forced open",
+            Reason::Disabled => "disabled",
+            Reason::OpenedByFleet => "opened by the fleet",
+            Reason::ClosedByFleet => "closed by the fleet",
+            Reason::ResetByFleet => "reset by the fleet",
+            Reason::ForcedOpenByFleet => "forced open by the fleet",
+            Reason::DisabledByFleet => "disabled by the fleet",
+        }
+    }
+
+    /// The reason whose [`as_str`](Self::as_str) is `words`.
+    pub fn from_words(words: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == words)
+    }
+
+    /// `true` for a state another replica of the fleet decided.
+    pub const fn is_from_fleet(self) -> bool {
+        matches!(
+            self,
+            Reason::OpenedByFleet
+                | Reason::ClosedByFleet
+                | Reason::ResetByFleet
+                | Reason::ForcedOpenByFleet
+                | Reason::DisabledByFleet
+        )
+    }
+
+    /// `true` for local manual control: `reset`, `force_open`, `disable`.
+    pub const fn is_manual(self) -> bool {
+        matches!(self, Reason::Reset | Reason::ForcedOpen | Reason::Disabled)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for Transition {

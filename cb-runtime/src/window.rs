@@ -14,41 +14,42 @@ pub(crate) struct Tally {
     pub(crate) slow: u64,
 }
 
-/// A window of outcomes.
+/// The sliding window: the outcomes of the last N calls, or of the calls
+/// of the last period.
 #[derive(Debug)]
-pub(crate) enum Outcomes {
+pub(crate) enum SlidingWindow {
     Count(CountWindow),
     Time(TimeWindow),
 }
 
-impl Outcomes {
+impl SlidingWindow {
     pub(crate) fn new(window: Window) -> Self {
         match window {
-            Window::Count(n) => Outcomes::Count(CountWindow::new(n)),
-            Window::Time(d) => Outcomes::Time(TimeWindow::new(crate::clock::duration_nanos(d))),
+            Window::Count(n) => SlidingWindow::Count(CountWindow::new(n)),
+            Window::Time(d) => SlidingWindow::Time(TimeWindow::new(crate::clock::duration_nanos(d))),
         }
     }
 
     /// Records one outcome at `now` (nanoseconds; only a time window reads it).
     pub(crate) fn record(&mut self, now: u64, failure: bool, slow: bool) {
         match self {
-            Outcomes::Count(w) => w.push(failure, slow),
-            Outcomes::Time(w) => w.record(now, 1, u64::from(failure), u64::from(slow)),
+            SlidingWindow::Count(w) => w.push(failure, slow),
+            SlidingWindow::Time(w) => w.record(now, 1, u64::from(failure), u64::from(slow)),
         }
     }
 
     /// Records `n` fast, successful calls at `now`.
     pub(crate) fn record_successes(&mut self, now: u64, n: u64) {
         match self {
-            Outcomes::Count(w) => w.push_successes(n),
-            Outcomes::Time(w) => w.record(now, n, 0, 0),
+            SlidingWindow::Count(w) => w.push_successes(n),
+            SlidingWindow::Time(w) => w.record(now, n, 0, 0),
         }
     }
 
     pub(crate) fn tally(&self, now: u64) -> Tally {
         match self {
-            Outcomes::Count(w) => w.tally(),
-            Outcomes::Time(w) => w.tally(now),
+            SlidingWindow::Count(w) => w.tally(),
+            SlidingWindow::Time(w) => w.tally(now),
         }
     }
 
@@ -56,15 +57,15 @@ impl Outcomes {
     /// failure and no slow call in it. A time window must see every call.
     pub(crate) fn is_clean(&self) -> bool {
         match self {
-            Outcomes::Count(w) => w.failures == 0 && w.slow == 0,
-            Outcomes::Time(_) => false,
+            SlidingWindow::Count(w) => w.failures == 0 && w.slow == 0,
+            SlidingWindow::Time(_) => false,
         }
     }
 
     pub(crate) fn clear(&mut self) {
         match self {
-            Outcomes::Count(w) => w.clear(),
-            Outcomes::Time(w) => w.clear(),
+            SlidingWindow::Count(w) => w.clear(),
+            SlidingWindow::Time(w) => w.clear(),
         }
     }
 
@@ -72,8 +73,8 @@ impl Outcomes {
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
-            Outcomes::Count(w) => (w.failure_bits.len() + w.slow_bits.len()) * 8,
-            Outcomes::Time(w) => std::mem::size_of_val(&*w.buckets),
+            SlidingWindow::Count(w) => (w.failure_bits.len() + w.slow_bits.len()) * 8,
+            SlidingWindow::Time(w) => std::mem::size_of_val(&*w.buckets),
         }
     }
 }
@@ -231,8 +232,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn count(n: u32) -> Outcomes {
-        Outcomes::new(Window::Count(n))
+    fn count(n: u32) -> SlidingWindow {
+        SlidingWindow::new(Window::Count(n))
     }
 
     #[test]
@@ -326,7 +327,7 @@ mod tests {
     #[test]
     fn pitfall_7_time_window_slides() {
         let sec = 1_000_000_000u64;
-        let mut w = Outcomes::new(Window::Time(Duration::from_secs(10)));
+        let mut w = SlidingWindow::new(Window::Time(Duration::from_secs(10)));
         // Failures in the last second of one 10 s period and the first of the next.
         w.record(9 * sec + 500_000_000, true, false);
         w.record(10 * sec + 100_000_000, true, false);
@@ -340,7 +341,7 @@ mod tests {
     #[test]
     fn pitfall_8_bucket_reuse_resets_every_field() {
         let sec = 1_000_000_000u64;
-        let mut w = Outcomes::new(Window::Time(Duration::from_secs(10)));
+        let mut w = SlidingWindow::new(Window::Time(Duration::from_secs(10)));
         w.record(0, true, true);
         w.record(0, true, true);
         // 10 s later the same bucket index is reused for a new period.
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn time_window_is_never_clean() {
-        let w = Outcomes::new(Window::Time(Duration::from_secs(1)));
+        let w = SlidingWindow::new(Window::Time(Duration::from_secs(1)));
         assert!(!w.is_clean());
     }
 

@@ -163,7 +163,7 @@ pub fn breaker(data: &[u8]) {
         }
 
         for (from, to, reason) in seen.lock().unwrap().drain(..) {
-            let (leaves, enters, only_manual) = allowed(reason);
+            let (leaves, enters, only_manual) = allowed(reason.as_str());
             assert_eq!(
                 from, state,
                 "{reason}: the transition does not start where the last ended"

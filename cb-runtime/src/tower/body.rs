@@ -8,7 +8,7 @@
 //! [streamed call](crate::stream) whose items are the body's
 //! [`http_body::Body`] frames:
 //!
-//! * The head is classified first, by the same [`ClassifyResponse`] (the
+//! * The head is classified first, by the same [`Classify`] (the
 //!   [`HttpClassifier`] by default): a failing status (5xx, 429) is a failure
 //!   at once, and `Retry-After` is honoured as by the head-only layer. Any
 //!   other status (a success, or an ignored one) is judged by its body.
@@ -34,10 +34,9 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{ClassifyResponse, HttpClassifier, DEFAULT_MAX_RETRY_AFTER};
-use crate::breaker::{CircuitBreaker, Outcome};
-use crate::error::CallError;
-use crate::stream::{BreakerRef, BreakerStream, CallStream};
+use super::{HttpClassifier, DEFAULT_MAX_RETRY_AFTER};
+use crate::stream::BreakerStream;
+use crate::{CallError, CircuitBreaker, Classify, Outcome};
 
 /// A [`Layer`] that judges each response by its body; see the
 /// [module documentation](self).
@@ -166,7 +165,7 @@ where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Send,
-    C: ClassifyResponse<Response<B>, S::Error> + Clone + Send + 'static,
+    C: Classify<Response<B>, S::Error> + Clone + Send + 'static,
 {
     type Response = Response<JudgedBody<B>>;
     type Error = CallError<S::Error>;
@@ -178,11 +177,10 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         // Admission first: while open, the inner service never sees the request.
-        let ticket = match self.breaker.admit() {
-            Ok(ticket) => ticket,
+        let permit = match self.breaker.try_acquire_owned() {
+            Ok(permit) => permit,
             Err(refusal) => return Box::pin(std::future::ready(Err(CallError::Rejected(refusal)))),
         };
-        let breaker = Arc::clone(&self.breaker);
         let fut = self.inner.call(req);
         let classifier = self.classifier.clone();
         // A failing head (its status, or the service's error), handed back to
@@ -190,14 +188,12 @@ where
         // `.await`.
         let head_failure: HeadSlot<B, S::Error> = Arc::default();
         let slot = Arc::clone(&head_failure);
-        let hinted = Arc::clone(&breaker);
+        let hinted = Arc::clone(&self.breaker);
         let open = async move {
             let result = fut.await;
-            let outcome = classifier.classify(&result);
-            if let Some(hint) = classifier.retry_after(&result) {
-                if !hint.is_zero() {
-                    hinted.open_for(hint.min(DEFAULT_MAX_RETRY_AFTER));
-                }
+            let (outcome, hint) = classifier.classify_with_retry_after(&result);
+            if let Some(hint) = hint.filter(|h| outcome == Outcome::Failure && !h.is_zero()) {
+                hinted.open_for(hint.min(DEFAULT_MAX_RETRY_AFTER));
             }
             match result {
                 Ok(response) if outcome != Outcome::Failure => {
@@ -214,7 +210,7 @@ where
             }
         };
         // Holds the permit from here: dropped unpolled, it gives it back.
-        let call = CallStream::admitted(BreakerRef::Shared(breaker), ticket, open);
+        let call = permit.run_stream(open);
         Box::pin(async move {
             match call.await {
                 Ok(mut stream) => {

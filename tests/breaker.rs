@@ -12,32 +12,10 @@ use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{
-    Backoff, BreakerErrorKind, CallError, CircuitBreaker, Clock, Config, ConfigBuilder, Outcome, Preset,
-    Reason, State, Window,
+    Backoff, BreakerErrorKind, CallError, CircuitBreaker, Clock, Config, Outcome, Preset, Reason, State,
+    Window,
 };
-use support::{poll_once, secs};
-
-/// A builder on a manual clock, with only the consecutive trigger in play.
-fn manual(clock: &ManualClock) -> ConfigBuilder {
-    Config::builder()
-        .clock(clock.clock())
-        .failure_rate_threshold(1.0)
-        .open_duration(secs(10))
-}
-
-fn succeed(b: &CircuitBreaker) -> Result<u32, CallError<&'static str>> {
-    match poll_once(b.call(async { Ok(1) })) {
-        Poll::Ready(r) => r,
-        Poll::Pending => unreachable!("a ready future finishes on the first poll"),
-    }
-}
-
-fn fail(b: &CircuitBreaker) -> Result<u32, CallError<&'static str>> {
-    match poll_once(b.call(async { Err("down") })) {
-        Poll::Ready(r) => r,
-        Poll::Pending => unreachable!("a ready future finishes on the first poll"),
-    }
-}
+use support::{fail, manual, poll_once, secs, succeed};
 
 fn open_by_failures(b: &CircuitBreaker) {
     for _ in 0..b.config().failure_threshold() {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+// The entry point of the attribute and the tower layer, which name their call site.
+use cb_runtime::__private::get_or_insert_at;
 use cb_runtime::{Config, Preset, Registry, State};
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
@@ -43,7 +45,9 @@ fn file_layers_over_the_compiled_in_config() {
         .success_threshold(4)
         .build()
         .unwrap();
-    let openai = registry.get_or_insert_preset_at("openai", "tests::openai", Preset::Llm, || compiled);
+    let openai = get_or_insert_at(&registry, "openai", "tests::openai", Some(Preset::Llm), || {
+        compiled
+    });
     let c = openai.config();
     assert_eq!(c.failure_threshold(), 7, "[breakers.openai] beats the attribute");
     assert_eq!(c.success_threshold(), 4, "the attribute's own field stays");

@@ -12,6 +12,8 @@
 //! The docs are checked against the table too: the README's field list is the
 //! table's, and the attribute's documentation names every field.
 
+// The entry point of the attribute and the tower layer, which name their call site.
+use cb_runtime::__private::get_or_insert_at;
 use cb_runtime::admin::ConfigView;
 use cb_runtime::{circuit_breaker, registry, BreakerError, Preset, Registry};
 use cb_syntax::{Field, Kind, FIELDS};
@@ -126,7 +128,7 @@ async fn call_every_annotated_function() {
 /// The view of breaker `b` of `registry`, made from `BASE` as the attribute
 /// makes its breakers.
 fn view_of(registry: &Registry) -> ConfigView {
-    let breaker = registry.get_or_insert_preset_at("b", "tests/fields.rs", BASE, || BASE.config());
+    let breaker = get_or_insert_at(registry, "b", "tests/fields.rs", Some(BASE), || BASE.config());
     ConfigView::from(&breaker.config())
 }
 
@@ -273,6 +275,6 @@ fn none_turns_optional_fields_off_in_every_layer() {
         "fields.toml",
     )
     .unwrap();
-    let from_file = file.get_or_insert_preset_at("b", "tests/fields.rs", BASE, || BASE.config());
+    let from_file = get_or_insert_at(&file, "b", "tests/fields.rs", Some(BASE), || BASE.config());
     assert_eq!(from_file.config(), annotated);
 }

@@ -9,35 +9,17 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
+// The entry point of the attribute and the tower layer, which name their call site.
+use cb_runtime::__private::get_or_insert_at;
 use cb_runtime::clock::ManualClock;
-use cb_runtime::{
-    BreakerErrorKind, CallError, CircuitBreaker, Clock, Config, ConfigBuilder, Preset, Registry, State,
-    Window,
-};
-use support::{poll_once, secs};
-
-fn manual(clock: &ManualClock) -> ConfigBuilder {
-    Config::builder()
-        .clock(clock.clock())
-        .failure_threshold(1)
-        .failure_rate_threshold(1.0)
-        .open_duration(secs(10))
-}
-
-fn fail(b: &CircuitBreaker) {
-    let _ = poll_once(b.call(async { Err::<(), _>("down") }));
-}
-
-fn succeed(b: &CircuitBreaker) -> Poll<Result<(), CallError<()>>> {
-    poll_once(b.call(async { Ok(()) }))
-}
+use cb_runtime::{BreakerErrorKind, CircuitBreaker, Clock, Config, Preset, Registry, State, Window};
+use support::{fail, manual, poll_once, secs, succeed};
 
 /// Opens `b` and lets its open duration elapse, without any call.
 fn open_and_elapse(b: &CircuitBreaker, clock: &ManualClock) {
-    fail(b);
+    let _ = fail(b);
     assert_eq!(b.state(), State::Open);
     clock.advance(secs(10));
 }
@@ -54,7 +36,14 @@ fn count_transitions(b: &CircuitBreaker) -> Arc<Mutex<Vec<(State, State)>>> {
 #[test]
 fn pitfall_01_half_open_stampede_is_capped_by_in_flight_probes() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::new("p01", manual(&clock).half_open_max_calls(2).build().unwrap());
+    let b = CircuitBreaker::new(
+        "p01",
+        manual(&clock)
+            .failure_threshold(1)
+            .half_open_max_calls(2)
+            .build()
+            .unwrap(),
+    );
     open_and_elapse(&b, &clock);
     let admitted = AtomicUsize::new(0);
     let barrier = Barrier::new(8);
@@ -84,7 +73,11 @@ fn pitfall_02_open_to_half_open_happens_once_under_a_race() {
         let clock = ManualClock::new();
         let b = CircuitBreaker::new(
             format!("p02-{round}"),
-            manual(&clock).half_open_max_calls(1).build().unwrap(),
+            manual(&clock)
+                .failure_threshold(1)
+                .half_open_max_calls(1)
+                .build()
+                .unwrap(),
         );
         open_and_elapse(&b, &clock);
         let seen = count_transitions(&b);
@@ -120,6 +113,7 @@ fn pitfall_03_leaked_probes_give_their_permit_back() {
     let b = CircuitBreaker::new(
         "p03",
         manual(&clock)
+            .failure_threshold(1)
             .half_open_max_calls(1)
             .success_threshold(1)
             .build()
@@ -154,7 +148,7 @@ fn pitfall_03_leaked_probes_give_their_permit_back() {
     }
     assert_eq!(early_return(&b), None);
     assert_eq!(b.stats().half_open_in_flight, 0);
-    assert_eq!(succeed(&b), Poll::Ready(Ok(())));
+    assert_eq!(succeed(&b), Ok(1));
     assert_eq!(b.state(), State::Closed);
 }
 
@@ -163,7 +157,7 @@ fn pitfall_03_leaked_probes_give_their_permit_back() {
 #[test]
 fn pitfall_04_cancellation_records_no_outcome() {
     let b = CircuitBreaker::new("p04", Config::builder().failure_threshold(2).build().unwrap());
-    fail(&b);
+    let _ = fail(&b);
     for _ in 0..10 {
         assert!(poll_once(b.call(std::future::pending::<Result<(), ()>>())).is_pending());
     }
@@ -182,7 +176,14 @@ fn pitfall_04_cancellation_records_no_outcome() {
 #[test]
 fn pitfall_05_late_results_from_an_earlier_state_are_not_probe_results() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::new("p05", manual(&clock).success_threshold(1).build().unwrap());
+    let b = CircuitBreaker::new(
+        "p05",
+        manual(&clock)
+            .failure_threshold(1)
+            .success_threshold(1)
+            .build()
+            .unwrap(),
+    );
     let late_success = b.try_acquire().unwrap();
     let late_failure = b.try_acquire().unwrap();
     open_and_elapse(&b, &clock);
@@ -206,7 +207,7 @@ fn pitfall_05_late_results_from_an_earlier_state_are_not_probe_results() {
         "late results still count in the totals"
     );
     // A real probe decides.
-    assert_eq!(succeed(&b), Poll::Ready(Ok(())));
+    assert_eq!(succeed(&b), Ok(1));
     assert_eq!(b.state(), State::Closed);
 }
 
@@ -265,11 +266,11 @@ fn pitfall_07_failures_straddling_a_window_boundary_are_seen_together() {
             .unwrap(),
     );
     clock.advance(Duration::from_millis(9_000));
-    fail(&b);
-    fail(&b);
+    let _ = fail(&b);
+    let _ = fail(&b);
     clock.advance(Duration::from_millis(1_500)); // past the 10 s mark
-    assert_eq!(succeed(&b), Poll::Ready(Ok(())));
-    fail(&b); // 3 failures / 4 calls within 10 s of each other
+    assert_eq!(succeed(&b), Ok(1));
+    let _ = fail(&b); // 3 failures / 4 calls within 10 s of each other
     assert_eq!(b.state(), State::Open);
 }
 
@@ -289,13 +290,13 @@ fn pitfall_08_reused_time_buckets_start_empty() {
             .build()
             .unwrap(),
     );
-    fail(&b);
-    fail(&b);
-    assert_eq!(succeed(&b), Poll::Ready(Ok(())));
+    let _ = fail(&b);
+    let _ = fail(&b);
+    assert_eq!(succeed(&b), Ok(1));
     assert_eq!(b.stats().calls_in_window, 3);
     // Exactly one window later the same bucket serves a new period.
     clock.advance(secs(1));
-    assert_eq!(succeed(&b), Poll::Ready(Ok(())));
+    assert_eq!(succeed(&b), Ok(1));
     let s = b.stats();
     assert_eq!(
         (s.calls_in_window, s.failures_in_window, s.slow_calls_in_window),
@@ -315,11 +316,12 @@ fn pitfall_10_open_duration_reads_only_the_monotonic_clock() {
     let b = CircuitBreaker::new(
         "p10",
         manual(&clock)
+            .failure_threshold(1)
             .open_duration(Duration::from_millis(1))
             .build()
             .unwrap(),
     );
-    fail(&b);
+    let _ = fail(&b);
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(b.state(), State::Open);
     clock.advance(Duration::from_millis(1));
@@ -339,7 +341,7 @@ fn pitfall_10_open_duration_reads_only_the_monotonic_clock() {
 #[test]
 fn pitfall_11_state_is_truthful_at_low_traffic() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::new("p11", manual(&clock).build().unwrap());
+    let b = CircuitBreaker::new("p11", manual(&clock).failure_threshold(1).build().unwrap());
     let registry = Registry::new();
     let b = {
         let b = Arc::new(b);
@@ -359,7 +361,7 @@ fn pitfall_12_low_traffic_still_opens_on_consecutive_failures() {
     let b = CircuitBreaker::new("p12", Preset::Llm.config());
     assert_eq!(b.config().minimum_calls(), 10);
     for _ in 0..3 {
-        fail(&b);
+        let _ = fail(&b);
     }
     let s = b.stats();
     assert_eq!(s.state, State::Open);
@@ -393,8 +395,10 @@ async fn pitfall_13_calls_are_not_serialised() {
 #[test]
 fn pitfall_14_one_name_one_breaker_first_config_wins() {
     let registry = Registry::new();
-    let first = registry.get_or_insert_at("p14", "first::site", || Preset::Database.config());
-    let second = registry.get_or_insert_at("p14", "second::site", || Preset::Cache.config());
+    let first = get_or_insert_at(&registry, "p14", "first::site", None, || {
+        Preset::Database.config()
+    });
+    let second = get_or_insert_at(&registry, "p14", "second::site", None, || Preset::Cache.config());
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(
         second.config().failure_threshold(),
@@ -409,8 +413,8 @@ fn pitfall_14_one_name_one_breaker_first_config_wins() {
 #[test]
 fn pitfall_15_refusals_say_they_are_refusals() {
     let b = CircuitBreaker::new("p15", Config::builder().failure_threshold(1).build().unwrap());
-    fail(&b);
-    let Poll::Ready(Err(e)) = succeed(&b) else {
+    let _ = fail(&b);
+    let Err(e) = succeed(&b) else {
         panic!("expected a refusal")
     };
     let be = *e.breaker_error().unwrap();

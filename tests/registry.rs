@@ -181,3 +181,59 @@ fn transitions_are_logged_and_rejections_do_not_flood() {
     assert!(summary.contains("rejected=1000"), "{summary}");
     assert!(lines.len() < 10, "{logs}");
 }
+
+/// A coordinator that opens every breaker it is told of, as a fleet does for
+/// a breaker that is open elsewhere.
+struct OpensEverything;
+
+impl cb_runtime::coordination::Coordinator for OpensEverything {
+    fn attach(&self, breaker: &Arc<cb_runtime::CircuitBreaker>) {
+        breaker.follow_open(std::time::Duration::from_secs(60), 0);
+    }
+}
+
+/// `register` hands a breaker that already has its user's observers to the
+/// coordinators; the transition a coordinator makes runs those observers,
+/// which may use the registry. That must not deadlock on the registry's
+/// configuration lock.
+#[test]
+fn a_coordinator_moving_a_registered_breaker_runs_its_observers_unlocked() {
+    let registry: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
+    registry.coordinate(Arc::new(OpensEverything));
+    let breaker = Arc::new(cb_runtime::CircuitBreaker::new("registered-observed", config(3)));
+    let created = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&created);
+    breaker.on_transition(move |t| {
+        if t.to == State::Open {
+            registry.get_or_insert("made-by-an-observer", Config::default);
+            seen.store(true, Ordering::SeqCst);
+        }
+    });
+    let (done, finished) = std::sync::mpsc::channel();
+    let registering = Arc::clone(&breaker);
+    thread::spawn(move || {
+        registry.register(registering).unwrap();
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("register deadlocked: a coordinator ran the breaker's observers under the registry's lock");
+    assert_eq!(breaker.state(), State::Open);
+    assert!(created.load(Ordering::SeqCst));
+    assert!(registry.get("made-by-an-observer").is_some());
+}
+
+/// The same for a breaker the registry makes: the coordinator's transition
+/// reaches the registry's subscribers, and the breaker is coordinated before
+/// the first caller gets it.
+#[test]
+fn a_created_breaker_is_coordinated_before_anyone_gets_it() {
+    let registry: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
+    registry.coordinate(Arc::new(OpensEverything));
+    let first = registry.get_or_insert("coordinated-at-birth", || config(3));
+    assert_eq!(first.state(), State::Open);
+    assert_eq!(
+        registry.transitions("coordinated-at-birth", State::Closed, State::Open),
+        1
+    );
+}

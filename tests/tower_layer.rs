@@ -447,3 +447,65 @@ async fn around_an_axum_servers_own_routes() {
     assert!(r.headers().contains_key("retry-after"));
     assert!(r.text().await.unwrap().contains("is open"));
 }
+
+/// The response future is the inner future plus the permit: a service whose
+/// future is neither `Send` nor `'static` (it holds an `Rc` and borrows
+/// nothing else) goes through the layer, and its calls are counted.
+#[test]
+fn an_inner_future_that_is_not_send_goes_through_the_layer() {
+    use std::rc::Rc;
+
+    let b = breaker("tower-not-send", 2);
+    let shared = Rc::new(7u32);
+    let inner = service_fn(move |fail: bool| {
+        let shared = Rc::clone(&shared);
+        async move {
+            if fail {
+                Err("down")
+            } else {
+                Ok(*shared)
+            }
+        }
+    });
+    let mut service = CircuitBreakerLayer::new(Arc::clone(&b))
+        .classifier(cb_runtime::ErrIsFailure)
+        .layer(inner);
+    let mut call = |fail| {
+        let fut = service.call(fail);
+        tokio_test::block_on(fut)
+    };
+    assert_eq!(call(false).unwrap(), 7);
+    assert_eq!(call(true).unwrap_err().into_inner(), Some("down"));
+    assert_eq!(call(true).unwrap_err().into_inner(), Some("down"));
+    assert!(call(false).unwrap_err().is_rejected());
+    let stats = b.stats();
+    assert_eq!((stats.successes, stats.failures, stats.rejected), (1, 2, 1));
+}
+
+/// A response future dropped before its first poll gives the permit back
+/// and records nothing, on the owned permit the future holds.
+#[test]
+fn a_response_future_dropped_unpolled_gives_the_probe_back() {
+    let clock = ManualClock::new();
+    let b = Arc::new(CircuitBreaker::new(
+        "tower-dropped-unpolled",
+        Config::builder()
+            .clock(clock.clock())
+            .failure_threshold(1)
+            .half_open_max_calls(1)
+            .open_duration(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    ));
+    b.try_acquire().unwrap().record(false);
+    clock.advance(Duration::from_secs(1));
+    let mut service = CircuitBreakerLayer::new(Arc::clone(&b))
+        .classifier(cb_runtime::ErrIsFailure)
+        .layer(service_fn(|_: ()| async { Ok::<u8, Infallible>(1) }));
+    let probe = service.call(());
+    assert_eq!(b.stats().half_open_in_flight, 1);
+    drop(probe);
+    assert_eq!(b.stats().half_open_in_flight, 0);
+    assert_eq!(b.stats().cancelled, 1);
+    assert_eq!(tokio_test::block_on(service.call(())).unwrap(), 1);
+}

@@ -65,10 +65,14 @@ pub trait ProbeGate: Send + Sync + 'static {
 /// Told of every breaker of a registry; see
 /// [`Registry::coordinate`](crate::Registry::coordinate).
 pub trait Coordinator: Send + Sync + 'static {
-    /// Called once per breaker, before the breaker is handed to any caller
-    /// (for breakers created later) and with the registry's configuration
-    /// lock held: it may install a gate, add an observer and apply state, but
-    /// must not create breakers in the same registry.
+    /// Called once per breaker. A breaker the registry creates is attached
+    /// before it is handed to any caller, with the registry's configuration
+    /// lock held (it has no observers of its user's yet, so no user code
+    /// runs): `attach` may install a gate, add an observer and apply state,
+    /// but must not create breakers in the same registry. A breaker added
+    /// with [`Registry::register`](crate::Registry::register) is attached
+    /// just after it joins, with no lock held, since its observers may use
+    /// the registry.
     fn attach(&self, breaker: &Arc<CircuitBreaker>);
 }
 

@@ -19,11 +19,34 @@ use std::time::Duration;
 /// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
 /// assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
 /// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-/// assert!(parse_duration("30").is_err());
+/// assert_eq!(
+///     parse_duration("30").unwrap_err().to_string(),
+///     "`30` has no unit: write a number and a unit, such as `250ms`, `30s` or `2m`"
+/// );
 /// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    cb_syntax::parse_nanos(text).map(Duration::from_nanos)
+///
+/// It is public so that an application reads its own settings in the same
+/// spelling as the breakers' (say, a retry delay beside `open_duration`).
+pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
+    cb_syntax::parse_nanos(text)
+        .map(Duration::from_nanos)
+        .map_err(|message| ParseDurationError { message })
 }
+
+/// Why a text is not a duration: [`parse_duration`]'s error. Its message
+/// quotes the text and says what is expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseDurationError {
+    message: String,
+}
+
+impl std::fmt::Display for ParseDurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ParseDurationError {}
 
 #[cfg(test)]
 mod tests {
@@ -66,14 +89,20 @@ mod tests {
             "ms5",
             "10000000h",
         ] {
-            let err = parse_duration(bad).unwrap_err();
+            let err = parse_duration(bad).unwrap_err().to_string();
             assert!(
                 err.contains(&format!("`{bad}`"))
                     && (err.contains("write a number") || err.contains("too long")),
                 "{bad:?}: {err}"
             );
         }
-        assert!(parse_duration("30").unwrap_err().contains("has no unit"));
-        assert!(parse_duration("5d").unwrap_err().contains("`d` is not a unit"));
+        assert!(parse_duration("30")
+            .unwrap_err()
+            .to_string()
+            .contains("has no unit"));
+        assert!(parse_duration("5d")
+            .unwrap_err()
+            .to_string()
+            .contains("`d` is not a unit"));
     }
 }

@@ -67,6 +67,7 @@ mod duration;
 mod error;
 pub mod events;
 mod handle;
+mod hook;
 mod intern;
 mod log;
 pub mod metrics;
@@ -89,7 +90,7 @@ pub mod admin;
 pub mod tower;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 pub use breaker::coordination;
@@ -98,7 +99,7 @@ pub use call::Call;
 pub use cb_macros::circuit_breaker;
 pub use clock::Clock;
 pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES, MIN_SLOW_CALL_DURATION};
-pub use duration::parse_duration;
+pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
 pub use outcome::{Classify, ErrIsFailure, Outcome};

@@ -58,6 +58,10 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
 
+use std::sync::Arc;
+
+use crate::breaker::CircuitBreaker;
+use crate::hook::Hook;
 use crate::registry::{registry, Registry};
 use crate::state::State;
 
@@ -165,22 +169,89 @@ const RATE_HELP: &str = "Failure rate of the sliding window, once it holds minim
 const DURATION_HELP: &str = "Duration of calls admitted by the breaker, in seconds.";
 const FIRST_ITEM_HELP: &str = "Time from admission to the first item of streamed calls, in seconds.";
 
-/// The histogram the registry feeds when call durations are on.
-pub(crate) fn duration_histogram() -> Option<HistogramVec> {
-    HistogramVec::new(
-        HistogramOpts::new(DURATION, DURATION_HELP).buckets(DURATION_BUCKETS.to_vec()),
-        &["name"],
-    )
-    .ok()
+/// A histogram with one series per breaker, fed by every breaker of a
+/// registry: a hook of the registry, added by [`Registry::record_call_durations`]
+/// or [`Registry::record_time_to_first_item`].
+struct Histogram<K> {
+    series: HistogramVec,
+    kind: std::marker::PhantomData<K>,
 }
 
-/// The histogram the registry feeds when times to first item are on.
-pub(crate) fn first_item_histogram() -> Option<HistogramVec> {
-    HistogramVec::new(
-        HistogramOpts::new(FIRST_ITEM, FIRST_ITEM_HELP).buckets(DURATION_BUCKETS.to_vec()),
-        &["name"],
-    )
-    .ok()
+/// What a [`Histogram`] measures.
+trait Measure: Send + Sync + 'static {
+    const NAME: &'static str;
+    const HELP: &'static str;
+    /// Has `breaker` tell `observe` each of its measurements.
+    fn feed(breaker: &CircuitBreaker, observe: crate::breaker::DurationObserver);
+}
+
+/// Each call's duration.
+struct CallDuration;
+
+impl Measure for CallDuration {
+    const NAME: &'static str = DURATION;
+    const HELP: &'static str = DURATION_HELP;
+    fn feed(breaker: &CircuitBreaker, observe: crate::breaker::DurationObserver) {
+        breaker.observe_call_durations(observe);
+    }
+}
+
+/// Each streamed call's time to first item.
+struct TimeToFirstItem;
+
+impl Measure for TimeToFirstItem {
+    const NAME: &'static str = FIRST_ITEM;
+    const HELP: &'static str = FIRST_ITEM_HELP;
+    fn feed(breaker: &CircuitBreaker, observe: crate::breaker::DurationObserver) {
+        breaker.observe_time_to_first_item(observe);
+    }
+}
+
+impl<K: Measure> Histogram<K> {
+    fn new() -> Option<Self> {
+        let opts = HistogramOpts::new(K::NAME, K::HELP).buckets(DURATION_BUCKETS.to_vec());
+        let series = HistogramVec::new(opts, &["name"]).ok()?;
+        Some(Histogram {
+            series,
+            kind: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<K: Measure> Hook for Histogram<K> {
+    fn attach(&self, breaker: &Arc<CircuitBreaker>) {
+        let series = self.series.with_label_values(&[breaker.name()]);
+        K::feed(breaker, Box::new(move |d| series.observe(d.as_secs_f64())));
+    }
+
+    /// A series is absent when the breaker never finished a call (or never
+    /// streamed): nothing to remove then.
+    fn detach(&self, name: &str) {
+        let _ = self.series.remove_label_values(&[name]);
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+impl Registry {
+    /// Turns on the `circuit_breaker_call_duration_seconds` histogram for every
+    /// breaker in the registry, now and later (see [`crate::metrics`]). It
+    /// costs two clock reads and a histogram update per call, and cannot be
+    /// turned off again.
+    pub fn record_call_durations(&self) {
+        let _ = self.hook_or_add(Histogram::<CallDuration>::new);
+    }
+
+    /// Turns on the `circuit_breaker_time_to_first_item_seconds` histogram
+    /// of streamed calls ([`CircuitBreaker::call_stream`]) for every breaker
+    /// in the registry, now and later (see [`crate::metrics`]). Like
+    /// [`record_call_durations`](Self::record_call_durations) it makes every
+    /// call read the clock at admission, and cannot be turned off again.
+    pub fn record_time_to_first_item(&self) {
+        let _ = self.hook_or_add(Histogram::<TimeToFirstItem>::new);
+    }
 }
 
 impl Collector for BreakerCollector {
@@ -240,11 +311,11 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     families.extend(transitions.collect());
     families.extend(consecutive.collect());
     families.extend(rate.collect());
-    if let Some(durations) = registry.durations() {
-        families.extend(durations.collect());
+    if let Some(durations) = registry.hook::<Histogram<CallDuration>>() {
+        families.extend(durations.series.collect());
     }
-    if let Some(first_items) = registry.first_items() {
-        families.extend(first_items.collect());
+    if let Some(first_items) = registry.hook::<Histogram<TimeToFirstItem>>() {
+        families.extend(first_items.series.collect());
     }
     // An empty vector collects to a family with no metric, which the text
     // encoder refuses; leave such families out.

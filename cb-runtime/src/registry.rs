@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 
-use prometheus::HistogramVec;
 use tokio::sync::broadcast;
 
 use crate::breaker::coordination::Coordinator;
 use crate::breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
 use crate::events::{Event, Events, CAPACITY};
+use crate::hook::Hook;
 use crate::overrides::{self, FileConfig, CB_CONFIG};
 use crate::preset::Preset;
 use crate::state::State;
@@ -68,12 +68,11 @@ pub struct Registry {
     cb_config_read: OnceLock<()>,
     env: EnvSource,
     events: broadcast::Sender<Event>,
-    durations: OnceLock<Option<HistogramVec>>,
-    first_items: OnceLock<Option<HistogramVec>>,
     /// What a fleet that joined the registry reports about its link.
     fleet: RwLock<Option<FleetSource>>,
-    /// Told of every breaker (fleet mode); see [`Registry::coordinate`].
-    coordinators: RwLock<Vec<Arc<dyn Coordinator>>>,
+    /// Told of every breaker as it joins and leaves: the metrics'
+    /// histograms, the fleet's coordinators.
+    hooks: RwLock<Vec<Arc<dyn Hook>>>,
 }
 
 /// Where a registry reads its fleet's status.
@@ -202,10 +201,8 @@ impl Registry {
             cb_config_read: OnceLock::new(),
             env: Arc::new(vars),
             events: broadcast::channel(CAPACITY).0,
-            durations: OnceLock::new(),
-            first_items: OnceLock::new(),
             fleet: RwLock::default(),
-            coordinators: RwLock::default(),
+            hooks: RwLock::default(),
         }
     }
 
@@ -229,35 +226,30 @@ impl Registry {
     /// is logged as a warning (once per configuration), since both share the
     /// first one's breaker.
     pub fn get_or_insert(&self, name: &str, make: impl FnOnce() -> Config) -> Arc<CircuitBreaker> {
-        self.get_or_insert_inner(name, None, None, make)
+        self.get_or_insert_from(name, None, None, make)
     }
 
-    /// Like [`get_or_insert`](Self::get_or_insert), remembering `origin` (say,
-    /// a function's path) as where the breaker came from. When `name` exists
-    /// already with a different configuration, a warning names both origins.
-    pub fn get_or_insert_at(
-        &self,
-        name: &str,
-        origin: &'static str,
-        make: impl FnOnce() -> Config,
-    ) -> Arc<CircuitBreaker> {
-        self.get_or_insert_inner(name, Some(origin), None, make)
+    /// The breaker named `name`, made from `preset` if there is none yet:
+    /// what `#[circuit_breaker(name = .., preset = ..)]` does, by hand. The
+    /// config file's `[presets.<preset>]` table applies to it, then its own
+    /// table and the environment.
+    ///
+    /// ```
+    /// use cb_runtime::{Preset, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let openai = registry.get_or_insert_preset("openai", Preset::Llm);
+    /// assert_eq!(openai.config(), Preset::Llm.config());
+    /// ```
+    pub fn get_or_insert_preset(&self, name: &str, preset: Preset) -> Arc<CircuitBreaker> {
+        self.get_or_insert_from(name, None, Some(preset), || preset.config())
     }
 
-    /// Like [`get_or_insert_at`](Self::get_or_insert_at), for a configuration
-    /// made from `preset`: the config file's `[presets.<preset>]` table then
-    /// applies to the breaker.
-    pub fn get_or_insert_preset_at(
-        &self,
-        name: &str,
-        origin: &'static str,
-        preset: Preset,
-        make: impl FnOnce() -> Config,
-    ) -> Arc<CircuitBreaker> {
-        self.get_or_insert_inner(name, Some(origin), Some(preset), make)
-    }
-
-    fn get_or_insert_inner(
+    /// [`get_or_insert`](Self::get_or_insert), remembering `origin` (the call
+    /// site, for the warning about two configurations of one name) and the
+    /// `preset` the configuration was made from (for the file's
+    /// `[presets.<preset>]` table).
+    pub(crate) fn get_or_insert_from(
         &self,
         name: &str,
         origin: Option<&'static str>,
@@ -293,7 +285,11 @@ impl Registry {
         };
         let breaker = Arc::new(CircuitBreaker::new(name, config));
         let counts = self.attach(&breaker);
-        self.tell_coordinators(&breaker);
+        // Before anyone can call through it. It has no observers of its
+        // user's yet, so the hooks' transitions run no user code here.
+        for hook in self.hooks() {
+            hook.attach(&breaker);
+        }
         self.insert(Entry {
             breaker: Arc::clone(&breaker),
             base: requested.clone(),
@@ -383,7 +379,7 @@ impl Registry {
     /// any of its fields; a bad value is logged and leaves it unchanged).
     pub fn register(&self, breaker: Arc<CircuitBreaker>) -> Result<(), Arc<CircuitBreaker>> {
         self.read_cb_config();
-        let transition = {
+        let (transition, hooks) = {
             let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(existing) = self.read().get(breaker.name()) {
                 return Err(Arc::clone(&existing.breaker));
@@ -401,7 +397,6 @@ impl Registry {
                 }
             };
             let counts = self.attach(&breaker);
-            self.tell_coordinators(&breaker);
             self.insert(Entry {
                 breaker: Arc::clone(&breaker),
                 requested: base.clone(),
@@ -411,10 +406,16 @@ impl Registry {
                 warned: Vec::new(),
                 counts,
             });
-            transition
+            // The hooks of now: one added later finds the breaker in the map.
+            (transition, self.hooks())
         };
         // Observers run with no lock of the registry held: one may call it.
+        // The breaker has its user's observers already, and a hook may make
+        // it move (a fleet's open), so the hooks run unlocked too.
         breaker.publish_transition(transition);
+        for hook in hooks {
+            hook.attach(&breaker);
+        }
         Ok(())
     }
 
@@ -429,10 +430,8 @@ impl Registry {
     pub fn remove(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
         let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let removed = self.write().remove(name).map(|e| e.breaker)?;
-        // A series is absent when the breaker never finished a call (or
-        // never streamed): nothing to remove then.
-        for histogram in [self.durations(), self.first_items()].into_iter().flatten() {
-            let _ = histogram.remove_label_values(&[name]);
+        for hook in self.hooks() {
+            hook.detach(name);
         }
         Some(removed)
     }
@@ -672,8 +671,7 @@ impl Registry {
         });
     }
 
-    /// Tells the registry about `breaker`'s transitions, and times its calls
-    /// if call durations are on.
+    /// Counts `breaker`'s transitions and sends them to the subscribers.
     fn attach(&self, breaker: &Arc<CircuitBreaker>) -> Arc<TransitionCounts> {
         let counts = Arc::new(TransitionCounts::default());
         let weak: Weak<CircuitBreaker> = Arc::downgrade(breaker);
@@ -688,12 +686,6 @@ impl Registry {
                 }
             }
         });
-        if let Some(Some(durations)) = self.durations.get() {
-            time_calls(breaker, durations);
-        }
-        if let Some(Some(first_items)) = self.first_items.get() {
-            time_first_items(breaker, first_items);
-        }
         counts
     }
 
@@ -702,26 +694,53 @@ impl Registry {
     /// anyone (fleet mode: the `cb-fleet` crate). See
     /// [`coordination`](crate::coordination).
     pub fn coordinate(&self, coordinator: Arc<dyn Coordinator>) {
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        for entry in self.read().values() {
-            coordinator.attach(&entry.breaker);
-        }
-        self.coordinators
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(coordinator);
+        self.add_hook(Arc::new(CoordinatorHook(coordinator)));
     }
 
-    /// Hands a new breaker to the coordinators. Call with the config lock held.
-    fn tell_coordinators(&self, breaker: &Arc<CircuitBreaker>) {
-        let coordinators = self
-            .coordinators
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for c in coordinators {
-            c.attach(breaker);
+    /// Adds `hook`: it is told of every breaker in the registry now, and of
+    /// every breaker that joins or leaves later.
+    pub(crate) fn add_hook(&self, hook: Arc<dyn Hook>) {
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        for breaker in self.breakers() {
+            hook.attach(&breaker);
         }
+        self.hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// The first hook of type `H`, adding the one `make` returns if there is
+    /// none (under the configuration lock, so exactly one is ever added).
+    pub(crate) fn hook_or_add<H: Hook>(&self, make: impl FnOnce() -> Option<H>) -> Option<Arc<H>> {
+        if let Some(found) = self.hook::<H>() {
+            return Some(found);
+        }
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = self.hook::<H>() {
+            return Some(found);
+        }
+        let hook = Arc::new(make()?);
+        for breaker in self.breakers() {
+            hook.attach(&breaker);
+        }
+        let added: Arc<dyn Hook> = Arc::clone(&hook) as Arc<dyn Hook>;
+        self.hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(added);
+        Some(hook)
+    }
+
+    /// The first hook of type `H`, if one was added.
+    pub(crate) fn hook<H: Hook>(&self) -> Option<Arc<H>> {
+        self.hooks()
+            .into_iter()
+            .find_map(|h| h.as_any().downcast::<H>().ok())
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn Hook>> {
+        self.hooks.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Subscribes to every transition of every breaker in the registry.
@@ -730,56 +749,6 @@ impl Registry {
     /// breaker's stats; see [`Events`] and the `alerting` example.
     pub fn subscribe(&self) -> Events {
         Events::new(self.events.subscribe())
-    }
-
-    /// Turns on the `circuit_breaker_call_duration_seconds` histogram for every
-    /// breaker in the registry, now and later (see [`crate::metrics`]). It
-    /// costs two clock reads and a histogram update per call, and cannot be
-    /// turned off again.
-    pub fn record_call_durations(&self) {
-        self.turn_on(&self.durations, crate::metrics::duration_histogram, time_calls);
-    }
-
-    /// Turns on the `circuit_breaker_time_to_first_item_seconds` histogram
-    /// of streamed calls ([`CircuitBreaker::call_stream`]) for every breaker
-    /// in the registry, now and later (see [`crate::metrics`]). Like
-    /// [`record_call_durations`](Self::record_call_durations) it makes every
-    /// call read the clock at admission, and cannot be turned off again.
-    pub fn record_time_to_first_item(&self) {
-        self.turn_on(
-            &self.first_items,
-            crate::metrics::first_item_histogram,
-            time_first_items,
-        );
-    }
-
-    /// Makes the `histogram` of `slot` (once) and has every breaker, present
-    /// and future, `feed` it.
-    fn turn_on(
-        &self,
-        slot: &OnceLock<Option<HistogramVec>>,
-        make: fn() -> Option<HistogramVec>,
-        feed: fn(&CircuitBreaker, &HistogramVec),
-    ) {
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.get().is_some() {
-            return;
-        }
-        if let Some(histogram) = slot.get_or_init(make) {
-            for entry in self.read().values() {
-                feed(&entry.breaker, histogram);
-            }
-        }
-    }
-
-    /// The time-to-first-item histogram, when it is on.
-    pub(crate) fn first_items(&self) -> Option<&HistogramVec> {
-        self.first_items.get().and_then(Option::as_ref)
-    }
-
-    /// The call-duration histogram, when it is on.
-    pub(crate) fn durations(&self) -> Option<&HistogramVec> {
-        self.durations.get().and_then(Option::as_ref)
     }
 
     /// Every breaker with the registry's counts for it, sorted by name.
@@ -863,14 +832,15 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Feeds `breaker`'s call durations to its series of `durations`.
-fn time_calls(breaker: &CircuitBreaker, durations: &HistogramVec) {
-    let histogram = durations.with_label_values(&[breaker.name()]);
-    breaker.observe_call_durations(Box::new(move |d| histogram.observe(d.as_secs_f64())));
-}
+/// A fleet's coordinator, as a hook.
+struct CoordinatorHook(Arc<dyn Coordinator>);
 
-/// Feeds `breaker`'s streamed calls' times to first item to its series of `first_items`.
-fn time_first_items(breaker: &CircuitBreaker, first_items: &HistogramVec) {
-    let histogram = first_items.with_label_values(&[breaker.name()]);
-    breaker.observe_time_to_first_item(Box::new(move |d| histogram.observe(d.as_secs_f64())));
+impl Hook for CoordinatorHook {
+    fn attach(&self, breaker: &Arc<CircuitBreaker>) {
+        self.0.attach(breaker);
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
 }

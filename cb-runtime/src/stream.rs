@@ -79,8 +79,6 @@ use crate::handle::BreakerRef;
 use crate::outcome::CallEnd;
 use crate::state::Ticket;
 
-pub(crate) mod attribute;
-
 pin_project! {
     /// The future returned by [`CircuitBreaker::call_stream`]: admission, then
     /// the future that opens the stream, under the breaker's `call_timeout`.

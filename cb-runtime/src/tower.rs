@@ -230,7 +230,9 @@ impl CircuitBreakerLayer<HttpClassifier> {
     #[track_caller]
     pub fn in_registry(registry: &Registry, name: &str, preset: Preset) -> Self {
         let origin = origin(std::panic::Location::caller());
-        CircuitBreakerLayer::new(registry.get_or_insert_preset_at(name, origin, preset, || preset.config()))
+        CircuitBreakerLayer::new(
+            registry.get_or_insert_from(name, Some(origin), Some(preset), || preset.config()),
+        )
     }
 }
 

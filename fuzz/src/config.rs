@@ -13,7 +13,7 @@ const BREAKERS: [(&str, Preset); 3] = [
 ];
 
 fn create(registry: &Registry, name: &str, preset: Preset) -> Arc<CircuitBreaker> {
-    registry.get_or_insert_preset_at(name, "fuzz", preset, || preset.config())
+    registry.get_or_insert_preset(name, preset)
 }
 
 /// The configurations of [`BREAKERS`] in `registry`, creating them if need be.

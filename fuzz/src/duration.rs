@@ -20,7 +20,7 @@ pub fn duration(data: &[u8]) {
     };
     let nanos = cb_syntax::parse_nanos(text);
     assert_eq!(
-        cb_runtime::parse_duration(text),
+        cb_runtime::parse_duration(text).map_err(|e| e.to_string()),
         nanos.clone().map(Duration::from_nanos),
         "{text:?}"
     );

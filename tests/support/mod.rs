@@ -72,3 +72,31 @@ pub fn silence_deliberate_panics() {
         }));
     });
 }
+
+/// A builder on `clock` with only the consecutive-failures trigger in play
+/// (the rate trigger needs a rate of 1) and a 10 s open duration.
+#[allow(dead_code)]
+pub fn manual(clock: &cb_runtime::clock::ManualClock) -> cb_runtime::ConfigBuilder {
+    cb_runtime::Config::builder()
+        .clock(clock.clock())
+        .failure_rate_threshold(1.0)
+        .open_duration(secs(10))
+}
+
+/// One call through `b` that succeeds with `1`, polled once.
+#[allow(dead_code)]
+pub fn succeed(b: &cb_runtime::CircuitBreaker) -> Result<u32, cb_runtime::CallError<&'static str>> {
+    match poll_once(b.call(async { Ok(1) })) {
+        Poll::Ready(r) => r,
+        Poll::Pending => unreachable!("a ready future finishes on the first poll"),
+    }
+}
+
+/// One call through `b` that fails with `"down"`, polled once.
+#[allow(dead_code)]
+pub fn fail(b: &cb_runtime::CircuitBreaker) -> Result<u32, cb_runtime::CallError<&'static str>> {
+    match poll_once(b.call(async { Err("down") })) {
+        Poll::Ready(r) => r,
+        Poll::Pending => unreachable!("a ready future finishes on the first poll"),
+    }
+}

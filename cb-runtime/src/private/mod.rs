@@ -7,7 +7,9 @@ pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration;
 pub use core::{concat, module_path};
 
-pub use crate::stream::attribute::{
+mod stream;
+
+pub use self::stream::{
     fallback_stream, finish_boxed_stream, finish_stream, finish_stream_or, stream_items, FallbackStream,
     FromGuarded, Guarded, StreamItem, StreamOr,
 };
@@ -61,8 +63,21 @@ impl Slot {
         // The preset lets a config file's `[presets.<preset>]` table reach
         // the breakers the attribute makes.
         self.breaker
-            .get_or_init(|| crate::registry().get_or_insert_preset_at(name, origin, preset, make))
+            .get_or_init(|| get_or_insert_at(crate::registry(), name, origin, Some(preset), make))
     }
+}
+
+/// [`Registry::get_or_insert`](crate::Registry::get_or_insert) for the breaker of a call site:
+/// `origin` names the site in the warning about two configurations of one name, and `preset`
+/// lets the config file's `[presets.<preset>]` table reach the breaker.
+pub fn get_or_insert_at(
+    registry: &crate::Registry,
+    name: &str,
+    origin: &'static str,
+    preset: Option<Preset>,
+    make: impl FnOnce() -> Config,
+) -> Arc<CircuitBreaker> {
+    registry.get_or_insert_from(name, Some(origin), preset, make)
 }
 
 /// The preset's configuration, unchanged.

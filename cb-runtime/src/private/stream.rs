@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::__private::{finish, FromBreakerError};
+use super::{finish, FromBreakerError};
 use crate::error::CallError;
 
 /// The item type of a streamed function's stream: `Result<T, E>`, with the function's `E`.

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::breaker::CircuitBreaker;
-use crate::error::CallError;
+use crate::error::{BreakerError, CallError};
 use crate::handle::BreakerRef;
 use crate::outcome::{CallEnd, Classify, ErrIsFailure, Outcome};
 use crate::state::Ticket;
@@ -44,15 +44,61 @@ pin_project! {
     }
 }
 
-/// Where a [`Call`] stands.
+/// Where a [`Call`] (or a streamed call's opening) stands.
 #[derive(Clone, Copy, Debug)]
-enum Phase {
+pub(crate) enum Phase {
     /// Not polled yet: admission comes on the first poll.
     Start,
     /// Admitted, and holding this permit.
     Running(Ticket),
     /// Finished, refused or abandoned.
     Done,
+}
+
+impl Phase {
+    /// The permit to poll under: the one held, or admission on the first
+    /// poll (`admitted_now` then). The phase becomes `Done` either way, so
+    /// that a panic while polling leaves nothing for the drop to cancel; the
+    /// caller puts `Running` back while the call is pending. `Err` is the
+    /// refusal. `what` names the future for a poll after completion.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, breaker: &CircuitBreaker, what: &str) -> Result<Admitted, BreakerError> {
+        let taken = match *self {
+            Phase::Running(ticket) => Ok(Admitted {
+                ticket,
+                admitted_now: false,
+            }),
+            Phase::Start => breaker.admit().map(|ticket| Admitted {
+                ticket,
+                admitted_now: true,
+            }),
+            Phase::Done => panic!("`{what}` polled after completion"),
+        };
+        *self = Phase::Done;
+        taken
+    }
+}
+
+/// What [`Phase::take`] gives.
+pub(crate) struct Admitted {
+    pub(crate) ticket: Ticket,
+    /// Admission happened on this poll.
+    pub(crate) admitted_now: bool,
+}
+
+/// Polls `fut`, user code, under a guard that records a failure and gives
+/// the permit back if it panics.
+#[inline(always)]
+pub(crate) fn poll_guarded<F: Future>(
+    breaker: &CircuitBreaker,
+    ticket: Ticket,
+    fut: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    let guard = PanicGuard { breaker, ticket };
+    let polled = fut.poll(cx);
+    mem::forget(guard);
+    polled
 }
 
 impl<'a, F, C> Call<'a, F, C> {
@@ -112,29 +158,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let breaker = this.breaker.get();
-        let ticket = match *this.phase {
-            Phase::Running(t) => t,
-            Phase::Start => match breaker.admit() {
-                Ok(t) => t,
-                Err(refusal) => {
-                    *this.phase = Phase::Done;
-                    this.fut.set(None);
-                    return Poll::Ready(Err(CallError::Rejected(refusal)));
-                }
-            },
-            Phase::Done => panic!("`Call` polled after completion"),
+        let ticket = match this.phase.take(breaker, "Call") {
+            Ok(admitted) => admitted.ticket,
+            Err(refusal) => {
+                this.fut.set(None);
+                return Poll::Ready(Err(CallError::Rejected(refusal)));
+            }
         };
-        // Until the inner future returns, a panic records the outcome.
-        *this.phase = Phase::Done;
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
             panic!("`Call` polled after completion");
         };
-
-        let guard = PanicGuard { breaker, ticket };
-        let polled = fut.poll(cx);
-        mem::forget(guard);
-
-        match polled {
+        match poll_guarded(breaker, ticket, fut, cx) {
             Poll::Ready(result) => {
                 this.fut.set(None);
                 // The classifier is user code too: a panic in it counts as a

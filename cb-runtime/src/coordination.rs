@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitBreaker;
-use crate::clock::duration_nanos;
 use crate::outcome::CallEnd;
 use crate::state::State;
 use crate::sync::{lock, Ordering};
@@ -94,40 +93,28 @@ impl CircuitBreaker {
     /// transition). A forced-open or disabled breaker is left as it is, and
     /// `false` returned.
     pub fn follow_open(&self, remaining: Duration, level: u32) -> bool {
-        let transition = {
+        let moved = {
             let mut inner = lock(&self.inner);
             inner.reopens = level;
-            let mut w = self.load();
-            loop {
-                if matches!(w.state(), State::ForcedOpen | State::Disabled) {
-                    return false;
-                }
-                let deadline = self.clock.now_nanos().saturating_add(duration_nanos(remaining));
-                if w.state() == State::Open {
-                    self.open_until.fetch_max(deadline, Ordering::AcqRel);
-                    // A caller may have moved it to half-open meanwhile.
-                    match self.load() {
-                        now if now == w => break None,
-                        now => w = now,
-                    }
-                    continue;
-                }
-                self.open_until.store(deadline, Ordering::Release);
-                let open = w.next(State::Open, false);
-                match self.cas_from(w, open) {
-                    Ok(()) => {
-                        inner.window.clear();
-                        inner.consecutive_failures = 0;
-                        let mut t = self.transition(w, open, Reason::OpenedByFleet);
-                        t.open_for = Some(remaining);
-                        break Some(t);
-                    }
-                    Err(now) => w = now,
-                }
-            }
+            let always = |_| true;
+            self.open_at_least_locked(
+                &mut inner,
+                remaining,
+                Reason::OpenedByFleet,
+                always,
+                |inner, _, _| {
+                    inner.window.clear();
+                    inner.consecutive_failures = 0;
+                },
+            )
         };
-        self.emit(transition);
-        true
+        match moved {
+            Some(transition) => {
+                self.emit(transition);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Closes an open or half-open circuit, as a peer decided (its probes

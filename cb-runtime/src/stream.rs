@@ -73,7 +73,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::breaker::CircuitBreaker;
-use crate::call::{arm_timer_at, PanicGuard, Timer};
+use crate::call::{arm_timer_at, poll_guarded, PanicGuard, Phase, Timer};
 use crate::error::CallError;
 use crate::handle::BreakerRef;
 use crate::outcome::CallEnd;
@@ -107,17 +107,6 @@ pin_project! {
     }
 }
 
-/// Where a [`CallStream`] stands.
-#[derive(Clone, Copy, Debug)]
-enum Phase {
-    /// Not polled yet: admission comes on the first poll.
-    Start,
-    /// Admitted, and holding this permit.
-    Running(Ticket),
-    /// Resolved, refused or abandoned.
-    Done,
-}
-
 impl<'a, F> CallStream<'a, F> {
     /// Judges the call at its first item instead of at its end: the first
     /// item is a success, and whatever the stream does afterwards (an error,
@@ -146,31 +135,22 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let breaker = this.breaker.get();
-        let ticket = match *this.phase {
-            Phase::Running(t) => t,
-            Phase::Start => match breaker.admit() {
-                Ok(t) => {
+        let ticket = match this.phase.take(breaker, "CallStream") {
+            Ok(admitted) => {
+                if admitted.admitted_now {
                     *this.deadline = breaker.call_timeout().map(|d| (Instant::now() + d, d));
-                    t
                 }
-                Err(refusal) => {
-                    *this.phase = Phase::Done;
-                    this.open.set(None);
-                    return Poll::Ready(Err(CallError::Rejected(refusal)));
-                }
-            },
-            Phase::Done => panic!("`CallStream` polled after completion"),
+                admitted.ticket
+            }
+            Err(refusal) => {
+                this.open.set(None);
+                return Poll::Ready(Err(CallError::Rejected(refusal)));
+            }
         };
-        // Until `open` returns, a panic records the outcome.
-        *this.phase = Phase::Done;
         let Some(open) = this.open.as_mut().as_pin_mut() else {
             panic!("`CallStream` polled after completion");
         };
-        let guard = PanicGuard { breaker, ticket };
-        let polled = open.poll(cx);
-        mem::forget(guard);
-
-        match polled {
+        match poll_guarded(breaker, ticket, open, cx) {
             Poll::Ready(Ok(stream)) => {
                 this.open.set(None);
                 Poll::Ready(Ok(BreakerStream {

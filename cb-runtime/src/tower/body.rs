@@ -244,13 +244,13 @@ pin_project! {
     /// error as [`CallError::Inner`], a stall as [`CallError::Timeout`].
     pub struct JudgedBody<B: Body> {
         #[pin]
-        inner: Inner<B>,
+        inner: BodyState<B>,
     }
 }
 
 pin_project! {
-    #[project = InnerProj]
-    enum Inner<B: Body> {
+    #[project = BodyStateProj]
+    enum BodyState<B: Body> {
         // Judged by its frames.
         Judged { #[pin] stream: BreakerStream<'static, Frames<B>> },
         // Judged by its head already (a failing status).
@@ -261,13 +261,13 @@ pin_project! {
 impl<B: Body> JudgedBody<B> {
     fn judged(stream: BreakerStream<'static, Frames<B>>) -> Self {
         JudgedBody {
-            inner: Inner::Judged { stream },
+            inner: BodyState::Judged { stream },
         }
     }
 
     fn plain(body: B) -> Self {
         JudgedBody {
-            inner: Inner::Plain { body },
+            inner: BodyState::Plain { body },
         }
     }
 }
@@ -281,10 +281,10 @@ impl<B: Body> Body for JudgedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
         match self.project().inner.project() {
-            InnerProj::Plain { body } => body
+            BodyStateProj::Plain { body } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(CallError::Inner))),
-            InnerProj::Judged { stream } => stream.poll_next(cx).map(|item| {
+            BodyStateProj::Judged { stream } => stream.poll_next(cx).map(|item| {
                 item.map(|r| {
                     r.map_err(|e| match e {
                         CallError::Inner(Failed::Body(e)) => CallError::Inner(e),
@@ -299,8 +299,8 @@ impl<B: Body> Body for JudgedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Plain { body } => body.size_hint(),
-            Inner::Judged { .. } => SizeHint::default(),
+            BodyState::Plain { body } => body.size_hint(),
+            BodyState::Judged { .. } => SizeHint::default(),
         }
     }
 }
@@ -308,8 +308,8 @@ impl<B: Body> Body for JudgedBody<B> {
 impl<B: Body> fmt::Debug for JudgedBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.inner {
-            Inner::Judged { .. } => "judged",
-            Inner::Plain { .. } => "plain",
+            BodyState::Judged { .. } => "judged",
+            BodyState::Plain { .. } => "plain",
         };
         f.debug_struct("JudgedBody").field("kind", &kind).finish()
     }

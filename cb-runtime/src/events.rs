@@ -31,6 +31,10 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use std::sync::{Arc, Weak};
+
+use crate::breaker::CircuitBreaker;
+use crate::hook::Hook;
 use crate::state::State;
 use crate::stats::Stats;
 use crate::transition::Transition;
@@ -82,6 +86,44 @@ impl Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.transition, f)
+    }
+}
+
+/// The registry's hook that sends every breaker's transitions to the
+/// subscribers: one channel per registry.
+pub(crate) struct EventHook {
+    sender: broadcast::Sender<Event>,
+}
+
+impl EventHook {
+    pub(crate) fn new() -> Self {
+        EventHook {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+
+    /// A new subscription.
+    pub(crate) fn subscribe(&self) -> Events {
+        Events::new(self.sender.subscribe())
+    }
+}
+
+impl Hook for EventHook {
+    fn attach(&self, breaker: &Arc<CircuitBreaker>) {
+        let weak: Weak<CircuitBreaker> = Arc::downgrade(breaker);
+        let sender = self.sender.clone();
+        breaker.on_transition(move |t| {
+            // With no subscriber, nothing is built.
+            if sender.receiver_count() > 0 {
+                if let Some(b) = weak.upgrade() {
+                    let _ = sender.send(Event::new(t, b.stats()));
+                }
+            }
+        });
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 

@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
-
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use crate::breaker::coordination::Coordinator;
 use crate::breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
-use crate::events::{Event, Events, CAPACITY};
+use crate::events::{EventHook, Events};
 use crate::hook::Hook;
 use crate::overrides::{self, FileConfig, CB_CONFIG};
 use crate::preset::Preset;
@@ -67,7 +65,8 @@ pub struct Registry {
     /// file always lands last and wins.
     cb_config_read: OnceLock<()>,
     env: EnvSource,
-    events: broadcast::Sender<Event>,
+    /// The hook that sends transitions to subscribers; also in `hooks`.
+    events: Arc<EventHook>,
     /// What a fleet that joined the registry reports about its link.
     fleet: RwLock<Option<FleetSource>>,
     /// Told of every breaker as it joins and leaves: the metrics'
@@ -194,15 +193,16 @@ impl Registry {
     /// assert_eq!(billing.config().failure_threshold(), 9);
     /// ```
     pub fn with_env(vars: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static) -> Self {
+        let events = Arc::new(EventHook::new());
         Registry {
             breakers: RwLock::default(),
             config_lock: Mutex::default(),
             file: RwLock::default(),
             cb_config_read: OnceLock::new(),
             env: Arc::new(vars),
-            events: broadcast::channel(CAPACITY).0,
+            events: Arc::clone(&events),
             fleet: RwLock::default(),
-            hooks: RwLock::default(),
+            hooks: RwLock::new(vec![events as Arc<dyn Hook>]),
         }
     }
 
@@ -409,13 +409,14 @@ impl Registry {
             // The hooks of now: one added later finds the breaker in the map.
             (transition, self.hooks())
         };
-        // Observers run with no lock of the registry held: one may call it.
         // The breaker has its user's observers already, and a hook may make
-        // it move (a fleet's open), so the hooks run unlocked too.
-        breaker.publish_transition(transition);
+        // it move (a fleet's open), so the hooks run with no lock of the
+        // registry held: an observer may call it. They run first, so that
+        // the subscribers hear of the transition the new configuration made.
         for hook in hooks {
             hook.attach(&breaker);
         }
+        breaker.publish_transition(transition);
         Ok(())
     }
 
@@ -671,20 +672,13 @@ impl Registry {
         });
     }
 
-    /// Counts `breaker`'s transitions and sends them to the subscribers.
+    /// Counts `breaker`'s transitions.
     fn attach(&self, breaker: &Arc<CircuitBreaker>) -> Arc<TransitionCounts> {
         let counts = Arc::new(TransitionCounts::default());
-        let weak: Weak<CircuitBreaker> = Arc::downgrade(breaker);
-        let sender = self.events.clone();
         let c = Arc::clone(&counts);
         breaker.on_transition(move |t| {
             c.transitions[usize::from(t.from.code())][usize::from(t.to.code())]
                 .fetch_add(1, Ordering::Relaxed);
-            if sender.receiver_count() > 0 {
-                if let Some(b) = weak.upgrade() {
-                    let _ = sender.send(Event::new(t, b.stats()));
-                }
-            }
         });
         counts
     }
@@ -748,7 +742,7 @@ impl Registry {
     /// Each event carries the breaker's name, the states, the time and the
     /// breaker's stats; see [`Events`] and the `alerting` example.
     pub fn subscribe(&self) -> Events {
-        Events::new(self.events.subscribe())
+        self.events.subscribe()
     }
 
     /// Every breaker with the registry's counts for it, sorted by name.

@@ -237,3 +237,23 @@ fn a_created_breaker_is_coordinated_before_anyone_gets_it() {
         1
     );
 }
+
+/// A name that breaks the rule is repaired when the breaker is made, and
+/// that is logged once: later lookups with the same name find the repaired
+/// breaker without logging again.
+#[test]
+fn a_repaired_name_is_logged_once_not_on_every_lookup() {
+    let r = Registry::with_env(Vec::new);
+    let (first, logs) = logs_of(|| {
+        let first = r.get_or_insert("bad\nname", Config::default);
+        for _ in 0..3 {
+            assert!(Arc::ptr_eq(
+                &first,
+                &r.get_or_insert("bad\nname", Config::default)
+            ));
+        }
+        first
+    });
+    assert_eq!(first.name(), "bad\u{FFFD}name");
+    assert_eq!(logs.matches("circuit breaker name refused").count(), 1, "{logs}");
+}

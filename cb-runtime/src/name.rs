@@ -22,6 +22,27 @@ pub(crate) fn checked(name: &str) -> Result<(), ConfigError> {
 
 /// `name`, repaired to follow the rule if it does not (logged at ERROR).
 pub(crate) fn repaired(name: &str) -> Cow<'_, str> {
+    let fixed = repair(name);
+    if let Cow::Owned(fixed) = &fixed {
+        log_repair(name, fixed);
+    }
+    fixed
+}
+
+/// Logs, at ERROR, that `name` broke the rule and `fixed` is used instead.
+pub(crate) fn log_repair(name: &str, fixed: &str) {
+    if let Err(error) = checked(name) {
+        tracing::error!(
+            target: "cb_runtime",
+            breaker = %fixed,
+            %error,
+            "circuit breaker name refused ({error}); the breaker is named {fixed:?} instead"
+        );
+    }
+}
+
+/// `name`, repaired to follow the rule if it does not; nothing is logged.
+pub(crate) fn repair(name: &str) -> Cow<'_, str> {
     if check_name(name).is_ok() {
         return Cow::Borrowed(name);
     }
@@ -44,14 +65,6 @@ pub(crate) fn repaired(name: &str) -> Cow<'_, str> {
     }
     if fixed.trim().is_empty() {
         fixed = "<unnamed>".to_owned();
-    }
-    if let Err(error) = checked(name) {
-        tracing::error!(
-            target: "cb_runtime",
-            breaker = %fixed,
-            %error,
-            "circuit breaker name refused ({error}); the breaker is named {fixed:?} instead"
-        );
     }
     Cow::Owned(fixed)
 }

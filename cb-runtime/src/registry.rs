@@ -256,9 +256,12 @@ impl Registry {
         preset: Option<Preset>,
         make: impl FnOnce() -> Config,
     ) -> Arc<CircuitBreaker> {
-        // A name that breaks the rule is repaired (and logged), as
-        // `CircuitBreaker::new` does, so the registry's key is the breaker's name.
-        let name = &*crate::name::repaired(name);
+        // A name that breaks the rule is repaired, as `CircuitBreaker::new`
+        // does, so the registry's key is the breaker's name. The repair is
+        // logged once, when the breaker is made, not on every lookup.
+        let original = name;
+        let repaired = crate::name::repair(name);
+        let name = &*repaired;
         // Built outside the locks: `make` may itself use the registry. It is
         // built even when the name exists, to warn when it differs.
         let requested = make();
@@ -283,6 +286,9 @@ impl Registry {
                 requested.clone()
             }
         };
+        if name != original {
+            crate::name::log_repair(original, name);
+        }
         let breaker = Arc::new(CircuitBreaker::new(name, config));
         let counts = self.attach(&breaker);
         // Before anyone can call through it. It has no observers of its

@@ -42,6 +42,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cb_runtime::admin::{router as admin_router, AdminAuth};
 use cb_runtime::{circuit_breaker, registry, BreakerError, State};
+use eventsource_stream::Eventsource;
 use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -326,26 +327,11 @@ impl StreamClient {
 /// The `data` of each server-sent event of `response`, read over HTTP as it
 /// arrives; a broken connection is an `Err` item.
 fn sse_data(response: reqwest::Response) -> Tokens {
-    let events = stream::unfold(
-        (response, String::new(), false),
-        |(mut response, mut buf, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                if let Some(end) = buf.find("\n\n") {
-                    let event: String = buf.drain(..end + 2).collect();
-                    let data: String = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
-                    return Some((Ok(data), (response, buf, false)));
-                }
-                match response.chunk().await {
-                    Ok(Some(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
-                    Ok(None) => return None,
-                    Err(e) => return Some((Err(LlmError::Transport(e.to_string())), (response, buf, true))),
-                }
-            }
-        },
-    );
+    let events = response.bytes_stream().eventsource().map(|event| {
+        event
+            .map(|event| event.data)
+            .map_err(|e| LlmError::Transport(e.to_string()))
+    });
     Box::pin(events)
 }
 

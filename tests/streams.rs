@@ -666,6 +666,7 @@ mod sse {
     use axum::response::sse::{Event, Sse};
     use axum::routing::get;
     use axum::Router;
+    use eventsource_stream::Eventsource;
 
     type Events = Pin<Box<dyn Stream<Item = Result<Event, std::io::Error>> + Send>>;
 
@@ -722,31 +723,10 @@ mod sse {
 
     /// The `data` of each event of `response`'s body; a broken body is an `Err` item.
     fn events(response: reqwest::Response) -> impl Stream<Item = Result<String, String>> + Send {
-        stream::unfold(
-            (response, String::new(), false),
-            |(mut response, mut buf, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    if let Some(end) = buf.find("\n\n") {
-                        let event: String = buf.drain(..end + 2).collect();
-                        let data = event
-                            .lines()
-                            .filter_map(|l| l.strip_prefix("data:"))
-                            .map(str::trim_start)
-                            .collect::<Vec<_>>()
-                            .join("\n");
-                        return Some((Ok(data), (response, buf, false)));
-                    }
-                    match response.chunk().await {
-                        Ok(Some(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
-                        Ok(None) => return None,
-                        Err(e) => return Some((Err(e.to_string()), (response, buf, true))),
-                    }
-                }
-            },
-        )
+        response
+            .bytes_stream()
+            .eventsource()
+            .map(|event| event.map(|event| event.data).map_err(|e| e.to_string()))
     }
 
     fn breaker(name: &str) -> CircuitBreaker {

@@ -28,6 +28,22 @@ fn allowed(reason: &str) -> (&'static [State], State, bool) {
     }
 }
 
+/// Checks one transition of a breaker last seen in `state`: its reason is
+/// known, it leaves a state that reason may leave and enters the one it
+/// enters, it starts where the last one ended, and it is manual only if the
+/// operation that caused it (`manual`) was. Returns the state entered. The
+/// `stream` target checks its transitions with it too.
+pub(super) fn check_transition(state: State, from: State, to: State, reason: &str, manual: bool) -> State {
+    let (leaves, enters, only_manual) = allowed(reason);
+    assert_eq!(
+        from, state,
+        "{reason}: the transition does not start where the last ended"
+    );
+    assert!(leaves.contains(&from) && to == enters, "{reason}: {from} -> {to}");
+    assert!(manual || !only_manual, "{reason} without a manual operation");
+    to
+}
+
 /// A configuration from the first eight bytes; `None` if `build` refuses it
 /// (refusals are the `layers` and `config_file` targets' business).
 fn config(b: &[u8; 8], clock: &ManualClock) -> Option<Config> {
@@ -163,14 +179,7 @@ pub fn breaker(data: &[u8]) {
         }
 
         for (from, to, reason) in seen.lock().unwrap().drain(..) {
-            let (leaves, enters, only_manual) = allowed(reason);
-            assert_eq!(
-                from, state,
-                "{reason}: the transition does not start where the last ended"
-            );
-            assert!(leaves.contains(&from) && to == enters, "{reason}: {from} -> {to}");
-            assert!(manual || !only_manual, "{reason} without a manual operation");
-            state = to;
+            state = check_transition(state, from, to, reason, manual);
         }
         let s = b.stats();
         assert!(

@@ -134,7 +134,11 @@ pub fn fuzz_check(data: &[u8]) {
                 assert!(ms <= 86_400_000, "open for {ms} ms");
             }
             let text = encode(&m);
-            assert!(text.len() <= MAX_MESSAGE_LEN, "re-encoded, {} bytes: peers refuse it", text.len());
+            assert!(
+                text.len() <= MAX_MESSAGE_LEN,
+                "re-encoded, {} bytes: peers refuse it",
+                text.len()
+            );
             let again = parse(text.as_bytes()).expect("an encoded message parses");
             assert_eq!(again, m);
             assert_eq!(encode(&again), text, "the encoding is not canonical");
@@ -160,7 +164,10 @@ fn fuzz_stored_state(state: &str, level: &str, pttl: &str) {
         return;
     };
     let clock = ManualClock::new();
-    let config = Config::builder().clock(clock.clock()).build().expect("the default config");
+    let config = Config::builder()
+        .clock(clock.clock())
+        .build()
+        .expect("the default config");
     let breaker = CircuitBreaker::new("fleet-fuzz", config);
     view.apply(&breaker);
     let now = breaker.state();

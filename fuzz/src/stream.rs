@@ -390,7 +390,9 @@ fn start<'a>(
     permit: bool,
     arg: usize,
 ) -> Option<Call<'a>> {
-    let plan = Rc::new(Cell::new([Plan::Ready, Plan::Pending, Plan::Fail, Plan::Panic][arg >> 2]));
+    let plan = Rc::new(Cell::new(
+        [Plan::Ready, Plan::Pending, Plan::Fail, Plan::Panic][arg >> 2],
+    ));
     let polled = Rc::new(Cell::new(false));
     let script = Rc::new(RefCell::new(Script::default()));
     let open = Open {
@@ -423,12 +425,12 @@ fn start<'a>(
         live: Live::Opening(Box::pin(future)),
         track: Track {
             plan,
-        polled,
-        script,
-        judge_at_first_item,
-        admitted_at,
-        since: model.now,
-        first_item_at: None,
+            polled,
+            script,
+            judge_at_first_item,
+            admitted_at,
+            since: model.now,
+            first_item_at: None,
             ended: false,
             judged: false,
         },
@@ -495,7 +497,9 @@ fn poll(b: &CircuitBreaker, model: &mut Model, calls: &mut [Call<'_>], i: usize)
                     assert!(stream.is_pending_judgement());
                     *live = Live::Streaming(Box::pin(stream));
                 }
-                (plan, Some(Poll::Ready(Ok(_)))) => panic!("`open` planned {plan:?}, the call opened its stream"),
+                (plan, Some(Poll::Ready(Ok(_)))) => {
+                    panic!("`open` planned {plan:?}, the call opened its stream")
+                }
                 (plan, Some(Poll::Ready(Err(e)))) => panic!("`open` planned {plan:?}, the call failed: {e}"),
                 (plan, Some(Poll::Pending)) => panic!("`open` planned {plan:?}, the call is pending"),
                 (plan, None) => panic!("`open` planned {plan:?}, the call panicked"),
@@ -505,7 +509,10 @@ fn poll(b: &CircuitBreaker, model: &mut Model, calls: &mut [Call<'_>], i: usize)
             let next = call.script.borrow().events.front().copied();
             let polled = unless_deliberate(|| stream.as_mut().poll_next(&mut cx));
             if call.ended {
-                assert!(matches!(polled, Some(Poll::Ready(None))), "a stream yielded after its end");
+                assert!(
+                    matches!(polled, Some(Poll::Ready(None))),
+                    "a stream yielded after its end"
+                );
                 return;
             }
             match (next, polled) {
@@ -609,7 +616,10 @@ fn check(
         s.half_open_in_flight
     );
     if !calls.iter().any(waits) {
-        assert_eq!(s.half_open_in_flight, 0, "a probe slot is taken with no call waiting");
+        assert_eq!(
+            s.half_open_in_flight, 0,
+            "a probe slot is taken with no call waiting"
+        );
     }
     state
 }

@@ -445,7 +445,7 @@ fn refused(before: State, waiting: bool) {
         "a {before} breaker refused a call"
     );
     assert!(
-        !(before == State::HalfOpen && !waiting),
+        before != State::HalfOpen || waiting,
         "half-open with no call waiting for its judgement, yet refusing: wedged"
     );
 }

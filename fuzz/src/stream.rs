@@ -164,7 +164,7 @@ struct Tally {
     slow_calls: u64,
 }
 
-/// One streamed call: the object the consumer holds, and the model's view.
+/// What the consumer holds of one streamed call.
 enum Live<'a> {
     Opening(Pin<Box<CallStream<'a, Open>>>),
     Streaming(Pin<Box<BreakerStream<'a, Inner>>>),
@@ -172,6 +172,7 @@ enum Live<'a> {
     Over,
 }
 
+/// One streamed call: what the consumer holds, and the model's view of it.
 struct Call<'a> {
     live: Live<'a>,
     track: Track,
@@ -203,8 +204,8 @@ struct Model {
 
 impl Model {
     /// Counts `call` as `how`, once; slow by its time to first item if it
-    /// had one and `by_first_item`, else by its whole length.
-    fn judge(&mut self, call: &mut Track, how: Judged, by_first_item: bool) {
+    /// had one, else by its whole length.
+    fn judge(&mut self, call: &mut Track, how: Judged) {
         if call.judged {
             return;
         }
@@ -220,8 +221,8 @@ impl Model {
             }
         }
         let took = match call.first_item_at {
-            Some(at) if by_first_item => at - admitted,
-            _ => self.now - admitted,
+            Some(at) => at - admitted,
+            None => self.now - admitted,
         };
         if self.slow.is_some_and(|limit| took > limit) {
             self.tally.slow_calls += 1;
@@ -481,15 +482,15 @@ fn poll(b: &CircuitBreaker, model: &mut Model, calls: &mut [Call<'_>], i: usize)
             }
             match (call.plan.get(), polled) {
                 (Plan::Panic, None) => {
-                    model.judge(call, Judged::Failure, false);
+                    model.judge(call, Judged::Failure);
                     *live = Live::Over;
                 }
                 (Plan::Fail, Some(Poll::Ready(Err(CallError::Inner(3))))) => {
-                    model.judge(call, Judged::Failure, false);
+                    model.judge(call, Judged::Failure);
                     *live = Live::Over;
                 }
                 (Plan::Pending, Some(Poll::Ready(Err(CallError::Timeout(_))))) if model.timed_out(call) => {
-                    model.judge(call, Judged::Timeout, false);
+                    model.judge(call, Judged::Timeout);
                     *live = Live::Over;
                 }
                 (Plan::Pending, Some(Poll::Pending)) if !model.timed_out(call) => {}
@@ -522,24 +523,24 @@ fn poll(b: &CircuitBreaker, model: &mut Model, calls: &mut [Call<'_>], i: usize)
                     if call.first_item_at.is_none() {
                         call.first_item_at = Some(model.now);
                         if call.judge_at_first_item {
-                            model.judge(call, Judged::Success, true);
+                            model.judge(call, Judged::Success);
                         }
                     }
                 }
                 (Some(Event::Error), Some(Poll::Ready(Some(Err(CallError::Inner(7)))))) => {
-                    model.judge(call, Judged::Failure, true);
+                    model.judge(call, Judged::Failure);
                     call.ended = true;
                 }
                 (Some(Event::End), Some(Poll::Ready(None))) => {
-                    model.judge(call, Judged::Success, true);
+                    model.judge(call, Judged::Success);
                     call.ended = true;
                 }
                 (Some(Event::Panic), None) => {
-                    model.judge(call, Judged::Failure, true);
+                    model.judge(call, Judged::Failure);
                     call.ended = true;
                 }
                 (None, Some(Poll::Ready(Some(Err(CallError::Timeout(_)))))) if model.timed_out(call) => {
-                    model.judge(call, Judged::Timeout, true);
+                    model.judge(call, Judged::Timeout);
                     call.ended = true;
                 }
                 (None, Some(Poll::Pending)) if !model.timed_out(call) => {}
@@ -569,7 +570,7 @@ fn drop_call(model: &mut Model, call: &mut Call<'_>) {
         Live::Opening(future) => {
             drop(future);
             if call.admitted_at.is_some() {
-                model.judge(call, Judged::Cancelled, false);
+                model.judge(call, Judged::Cancelled);
             }
         }
         Live::Streaming(stream) => {
@@ -579,7 +580,7 @@ fn drop_call(model: &mut Model, call: &mut Call<'_>) {
             } else {
                 Judged::Cancelled
             };
-            model.judge(call, how, true);
+            model.judge(call, how);
             assert!(call.script.borrow().dropped, "the inner stream outlived its call");
         }
     }

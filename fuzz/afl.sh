@@ -5,7 +5,7 @@
 #   fuzz/afl.sh <target> <minutes> [--no-build] [--no-save]
 #
 # <target> is one of the harnesses in fuzz/afl/src/bin/ (duration,
-# config_file, layers, admin, breaker); <minutes> may be fractional (0.5).
+# config_file, layers, admin, breaker, fleet_message, stream); <minutes> may be fractional (0.5).
 # The run starts from the committed seeds in fuzz/seeds/<target>/ and then:
 #
 # - prints execs/s, edges found / total, crashes and hangs (AFL's

@@ -51,3 +51,13 @@ fn admin_seeds() {
 fn breaker_seeds() {
     replay("breaker", checks::breaker);
 }
+
+#[test]
+fn fleet_message_seeds() {
+    replay("fleet_message", checks::fleet_message);
+}
+
+#[test]
+fn stream_seeds() {
+    replay("stream", checks::stream);
+}

@@ -110,14 +110,73 @@ pub fn encode(m: &Message) -> String {
     format!("v1|{kind}|{}|{ms}|{level}|{}", m.replica, m.name)
 }
 
-/// The fuzzing entry point: parses `data` as a message and checks what a
-/// parsed message promises (it re-encodes to a message that parses the same).
-/// Never panics on any input, unless that promise is broken.
+/// The fuzzing entry point (the `fleet_message` target of `fuzz/`, and the
+/// property tests below): `data` is a payload read from the fleet's channel,
+/// and also, split on `|`, rows of what the sync script and the other
+/// scripts read back from a breaker's hash and open key (`state`, `level`,
+/// the open key's PTTL). Panics only when a promise breaks:
+///
+/// - `parse` never panics; a refusal says it is a malformed fleet message;
+/// - an accepted message has a sendable replica id and a shareable name,
+///   opens for at most a day, re-encodes within [`MAX_MESSAGE_LEN`] to a
+///   message that parses to the same value, and that encoding is canonical
+///   (it re-encodes to itself);
+/// - whatever Redis holds, the view read from it never panics, and applying
+///   it to a breaker leaves that breaker in the view's state.
 #[doc(hidden)]
 pub fn fuzz_check(data: &[u8]) {
-    if let Ok(m) = parse(data) {
-        let again = parse(encode(&m).as_bytes()).expect("an encoded message parses");
-        assert_eq!(again, m);
+    match parse(data) {
+        Ok(m) => {
+            assert!(!m.replica.is_empty() && m.replica.len() <= MAX_REPLICA_ID_LEN);
+            assert!(!m.replica.contains('|'), "replica {:?}", m.replica);
+            assert!(is_shareable_name(&m.name), "name {:?}", m.name);
+            if let Kind::Open { ms, .. } = m.kind {
+                assert!(ms <= 86_400_000, "open for {ms} ms");
+            }
+            let text = encode(&m);
+            assert!(
+                text.len() <= MAX_MESSAGE_LEN,
+                "re-encoded, {} bytes: peers refuse it",
+                text.len()
+            );
+            let again = parse(text.as_bytes()).expect("an encoded message parses");
+            assert_eq!(again, m);
+            assert_eq!(encode(&again), text, "the encoding is not canonical");
+        }
+        Err(e) => assert!(e.to_string().starts_with("malformed fleet message: "), "{e}"),
+    }
+    let text = String::from_utf8_lossy(data);
+    let fields: Vec<&str> = text.split('|').take(64).collect();
+    for row in fields.windows(3) {
+        fuzz_stored_state(row[0], row[1], row[2]);
+    }
+}
+
+/// A breaker's state as the scripts read it from Redis (`HGET state`,
+/// `HGET level`, `PTTL` of the open key, each possibly corrupt), made a view
+/// as `sync` does it and applied to a fresh breaker.
+fn fuzz_stored_state(state: &str, level: &str, pttl: &str) {
+    use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, State};
+    let level: i64 = level.parse().unwrap_or(0);
+    let pttl: i64 = pttl.parse().unwrap_or(-2);
+    let Some(view) = crate::View::from_fleet(state, pttl, level) else {
+        assert!(!matches!(state, "open" | "closed" | "forced_open" | "disabled"));
+        return;
+    };
+    let clock = ManualClock::new();
+    let config = Config::builder()
+        .clock(clock.clock())
+        .build()
+        .expect("the default config");
+    let breaker = CircuitBreaker::new("fleet-fuzz", config);
+    view.apply(&breaker);
+    let now = breaker.state();
+    match view.state {
+        // Open for `pttl` ms (none if the key is gone): due for probes at once.
+        State::Open => assert!(matches!(now, State::Open | State::HalfOpen), "{now}"),
+        // A closed view changes nothing.
+        State::Closed => assert_eq!(now, State::Closed),
+        expected => assert_eq!(now, expected),
     }
 }
 

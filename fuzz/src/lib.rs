@@ -11,8 +11,12 @@ mod admin;
 mod breaker;
 mod config;
 mod duration;
+mod fleet_message;
+mod stream;
 
 pub use admin::admin;
 pub use breaker::breaker;
 pub use config::{config_file, layers};
 pub use duration::duration;
+pub use fleet_message::fleet_message;
+pub use stream::stream;

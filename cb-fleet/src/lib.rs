@@ -90,6 +90,7 @@ mod scripts;
 mod task;
 #[doc(hidden)]
 pub mod testing;
+mod tls;
 
 pub use names::{is_shareable_name, MAX_NAMESPACE_LEN, MAX_NAME_LEN, MAX_REPLICA_ID_LEN};
 
@@ -150,6 +151,7 @@ pub struct FleetBuilder {
     lease_ttl: Duration,
     io_timeout: Duration,
     queue: usize,
+    tls: tls::TlsSettings,
 }
 
 impl fmt::Debug for FleetBuilder {
@@ -197,6 +199,32 @@ impl FleetBuilder {
         self
     }
 
+    /// Feature `tls`: trusts the CA certificates in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for the `rediss://` server, instead of the
+    /// built-in Mozilla roots (webpki-roots). Use it for a private or
+    /// self-signed CA; the server's certificate must still name the URL's
+    /// host (DNS name or IP address) in its subject alternative names.
+    /// Checked in [`join`](Self::join): unreadable PEM, or a `redis://` URL,
+    /// is an error naming this setting.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_ca = Some(pem.into());
+        self
+    }
+
+    /// Feature `tls`: the client certificate chain and private key (PEM) to
+    /// present to a server that asks for one (`tls-auth-clients yes`, mutual
+    /// TLS). The key is never logged or shown in errors.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_identity_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.identity = Some((cert_chain.into(), key.into()));
+        self
+    }
+
     /// Joins the fleet with every breaker of `registry`, present and future.
     ///
     /// Connects and adopts the fleet's state before it returns (waiting at
@@ -216,8 +244,7 @@ impl FleetBuilder {
         names::check_namespace(&namespace)?;
         let replica = self.replica_id.clone().unwrap_or_else(names::default_replica_id);
         names::check_replica_id(&replica)?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| FleetError::invalid("url", names::redact(&self.url), "a valid redis:// URL"))?;
+        let client = tls::client(&self.url, &self.tls)?;
         let (tx, rx) = mpsc::channel(self.queue);
         let metrics = Metrics::new(&namespace);
         let shared = Arc::new(Shared {
@@ -304,6 +331,7 @@ impl Fleet {
             lease_ttl: DEFAULT_LEASE_TTL,
             io_timeout: DEFAULT_IO_TIMEOUT,
             queue: DEFAULT_QUEUE_CAPACITY,
+            tls: tls::TlsSettings::default(),
         }
     }
 

@@ -84,6 +84,7 @@ use tokio::sync::{mpsc, oneshot};
 #[cfg(feature = "admin")]
 pub mod admin;
 mod config;
+mod ledger;
 pub mod message;
 mod names;
 mod scripts;
@@ -193,9 +194,13 @@ impl FleetBuilder {
         self
     }
 
-    /// The background task's queue length (default 4096).
+    /// The background task's queue length (default 4096; at least 1). A
+    /// message that finds it full is dropped and counted, and what it said
+    /// (an open, a close, probe results) is kept per breaker and sent when the
+    /// task catches up: the fleet's state converges anyway. Only transition
+    /// log entries are lost.
     pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue = n.max(16);
+        self.queue = n.max(1);
         self
     }
 
@@ -259,6 +264,7 @@ impl FleetBuilder {
                 tx,
                 dropped: AtomicU64::new(0),
                 metrics,
+                dirty: ledger::Dirty::default(),
             }),
             local: Mutex::new(Local::default()),
             malformed: AtomicU64::new(0),
@@ -513,15 +519,30 @@ pub(crate) struct Link {
     pub(crate) tx: mpsc::Sender<task::Cmd>,
     dropped: AtomicU64,
     metrics: Metrics,
+    /// Breakers whose lost messages are still to repair.
+    pub(crate) dirty: ledger::Dirty,
 }
 
 impl Link {
-    /// Queues `cmd` for the task, never waiting: a full queue drops it.
+    /// Queues `cmd` for the task, never waiting: a full queue drops it,
+    /// counts it, and keeps what it said in the breaker's ledger.
     pub(crate) fn send(&self, cmd: task::Cmd) {
         match self.tx.try_send(cmd) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.count_dropped(),
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                self.count_dropped();
+                self.lose(cmd);
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Keeps what a message that will not be sent said, for the repair.
+    pub(crate) fn lose(&self, cmd: task::Cmd) {
+        if let Some((ledger, loss)) = cmd.loss() {
+            if ledger.lose(loss) {
+                self.dirty.push(ledger);
+            }
         }
     }
 
@@ -634,7 +655,7 @@ impl Shared {
 
 /// The probe gate of one breaker: leases held locally, granted by the task.
 pub(crate) struct Gate {
-    name: Arc<str>,
+    pub(crate) ledger: Arc<ledger::Ledger>,
     link: Arc<Link>,
     /// Leases held and not in use.
     pub(crate) available: AtomicU32,
@@ -663,7 +684,7 @@ impl ProbeGate for Gate {
         }
         if !self.asked.swap(true, Ordering::AcqRel) {
             self.link.send(task::Cmd::WantLease {
-                name: Arc::clone(&self.name),
+                name: Arc::clone(&self.ledger.name),
             });
         }
         false
@@ -684,7 +705,7 @@ impl ProbeGate for Gate {
             return;
         }
         self.link.send(task::Cmd::Probe {
-            name: Arc::clone(&self.name),
+            ledger: Arc::clone(&self.ledger),
             ok: end == ProbeEnd::Success,
             leased,
         });
@@ -707,8 +728,9 @@ impl Coordinator for Coord {
             return;
         }
         let shared_name: Arc<str> = Arc::from(name.as_str());
+        let ledger = Arc::new(ledger::Ledger::new(Arc::clone(&shared_name)));
         let gate = Arc::new(Gate {
-            name: Arc::clone(&shared_name),
+            ledger: Arc::clone(&ledger),
             link: Arc::clone(&shared.link),
             available: AtomicU32::new(0),
             in_use: AtomicU32::new(0),
@@ -718,7 +740,7 @@ impl Coordinator for Coord {
         breaker.set_probe_gate(gate.clone());
         let link = Arc::clone(&shared.link);
         let weak = Arc::downgrade(breaker);
-        breaker.on_transition(move |t| observe(&link, &shared_name, &weak, t));
+        breaker.on_transition(move |t| observe(&link, &ledger, &weak, t));
         let mut local = shared.local();
         if let Some(view) = local.views.get(&name) {
             view.apply(breaker);
@@ -735,9 +757,11 @@ impl Coordinator for Coord {
 
 /// A breaker's transition: logged, and reported to the fleet unless a peer
 /// or local manual control made it.
-fn observe(link: &Link, name: &Arc<str>, breaker: &Weak<CircuitBreaker>, t: &Transition) {
+fn observe(link: &Link, ledger: &Arc<ledger::Ledger>, breaker: &Weak<CircuitBreaker>, t: &Transition) {
+    let shared = !coordination::is_from_peer(t) && !coordination::is_manual(t);
+    ledger.saw(t, shared);
     link.send(task::Cmd::Log {
-        name: Arc::clone(name),
+        name: Arc::clone(&ledger.name),
         from: t.from,
         to: t.to,
         reason: t.reason,
@@ -746,7 +770,7 @@ fn observe(link: &Link, name: &Arc<str>, breaker: &Weak<CircuitBreaker>, t: &Tra
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     });
-    if coordination::is_from_peer(t) || coordination::is_manual(t) {
+    if !shared {
         return;
     }
     if t.to == State::Open {
@@ -756,13 +780,13 @@ fn observe(link: &Link, name: &Arc<str>, breaker: &Weak<CircuitBreaker>, t: &Tra
             .or(t.open_for)
             .unwrap_or_default();
         link.send(task::Cmd::Opened {
-            name: Arc::clone(name),
+            ledger: Arc::clone(ledger),
             ms: remaining.as_millis().max(1) as u64,
             from_half_open: t.from == State::HalfOpen,
         });
     } else if t.from == State::HalfOpen && t.to == State::Closed {
         link.send(task::Cmd::Closed {
-            name: Arc::clone(name),
+            ledger: Arc::clone(ledger),
         });
     }
 }

@@ -57,7 +57,7 @@ return {'closed', 0, 0}
 }
 
 /// KEYS: hash, open, lease. ARGV: lease member or '', ok, success_threshold,
-/// replica, name, channel.
+/// replica, name, channel, successes (how many, for a repair of lost ones).
 pub(crate) fn probe() -> Script {
     Script::new(
         r"
@@ -65,7 +65,7 @@ if ARGV[1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
 if ARGV[2] ~= '1' then return {'ignored', 0, 0} end
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'open' or redis.call('PTTL', KEYS[2]) > 0 then return {'ignored', 0, 0} end
-local n = redis.call('HINCRBY', KEYS[1], 'succ', 1)
+local n = redis.call('HINCRBY', KEYS[1], 'succ', tonumber(ARGV[7]))
 if n >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'state', 'closed', 'level', 0, 'succ', 0)
   redis.call('DEL', KEYS[3])

@@ -32,6 +32,8 @@ pub(crate) struct Ledger {
     lost_reopen: AtomicBool,
     /// A close after this replica's probes succeeded was lost.
     lost_close: AtomicBool,
+    /// The message that puts the name in the namespace's set was lost.
+    lost_known: AtomicBool,
     /// The breaker's last forced-open or disabled state came from the fleet.
     pub(crate) manual_from_fleet: AtomicBool,
     /// On the dirty list.
@@ -47,12 +49,14 @@ pub(crate) struct Repair {
     pub(crate) opens: u32,
     pub(crate) reopen: bool,
     pub(crate) close: bool,
+    pub(crate) known: bool,
 }
 
 /// One message's worth of loss, described without the message.
 pub(crate) enum Loss {
     Open { reopen: bool },
     Close,
+    Known,
     Probe { ok: bool, leased: bool },
 }
 
@@ -66,6 +70,7 @@ impl Ledger {
             lost_opens: AtomicU32::new(0),
             lost_reopen: AtomicBool::new(false),
             lost_close: AtomicBool::new(false),
+            lost_known: AtomicBool::new(false),
             manual_from_fleet: AtomicBool::new(false),
             listed: AtomicBool::new(false),
         }
@@ -106,6 +111,7 @@ impl Ledger {
                 self.lost_opens.fetch_add(1, Ordering::AcqRel);
             }
             Loss::Close => self.lost_close.store(true, Ordering::Release),
+            Loss::Known => self.lost_known.store(true, Ordering::Release),
             Loss::Probe { ok, leased } => {
                 if leased {
                     self.leases.fetch_add(1, Ordering::AcqRel);
@@ -134,6 +140,7 @@ impl Ledger {
             opens,
             reopen: self.lost_reopen.swap(false, Ordering::AcqRel),
             close: self.lost_close.swap(false, Ordering::AcqRel),
+            known: self.lost_known.swap(false, Ordering::AcqRel),
         }
     }
 
@@ -148,6 +155,9 @@ impl Ledger {
         }
         if r.close {
             self.lost_close.store(true, Ordering::Release);
+        }
+        if r.known {
+            self.lost_known.store(true, Ordering::Release);
         }
     }
 
@@ -213,7 +223,8 @@ mod tests {
                 leases: 1,
                 opens: 1,
                 reopen: true,
-                close: false
+                close: false,
+                known: false
             }
         );
         assert_eq!(l.take(), Repair::default());

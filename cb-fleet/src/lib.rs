@@ -40,7 +40,11 @@
 //!
 //! `try_acquire` and `call` never wait on Redis. One background task per
 //! [`Fleet`] does all the I/O, fed by a bounded queue ([`FleetBuilder::queue_capacity`]);
-//! when it is full a message is dropped and counted ([`Fleet::dropped_messages`]).
+//! when it is full a message is dropped and counted ([`Fleet::dropped_messages`]),
+//! but what it said is kept per breaker, in atomics, and sent when the task
+//! catches up: probe successes are counted exactly, a lost open is shared
+//! with the time that remains, a lost close if the breaker is still closed.
+//! Only transition-log entries are lost.
 //! Time comes from Redis only (key expiry, `PTTL`, `TIME` in scripts); wall
 //! clocks of different hosts are never compared.
 //!
@@ -50,7 +54,11 @@
 //! [`Fleet::is_connected`] turns false, the gauge
 //! `circuit_breaker_fleet_connected` drops to 0 and one WARN is logged. The
 //! task reconnects with jittered exponential backoff (50 ms to 2 s),
-//! resubscribes and resynchronises. While disconnected: opens are not
+//! resubscribes and resynchronises: it shares what it could not while away,
+//! adopts the fleet's opens and fleet-wide manual states, closes a breaker
+//! whose shared or followed open the fleet closed meanwhile, and ends a
+//! fleet-wide force-open or disable that a fleet-wide reset ended meanwhile.
+//! While disconnected: opens are not
 //! propagated, and probes are not leased, so up to R × `half_open_max_calls`
 //! probes may run across R replicas; transitions are not logged.
 //!
@@ -64,6 +72,16 @@
 //! replica until the next fleet-wide command or fleet transition reaches it.
 //! Automatic fleet transitions (opens, closes) never override a local
 //! `force_open` or `disable`.
+//!
+//! # TLS (feature `tls`)
+//!
+//! `rediss://` URLs use redis-rs's rustls support with the `ring` provider
+//! (no OpenSSL). The server's certificate is verified, host name or IP
+//! address included, against Mozilla's root CAs (webpki-roots, compiled in),
+//! or against the CA given to `FleetBuilder::tls_root_ca_pem` instead (for
+//! a private or self-signed CA). `FleetBuilder::tls_client_identity_pem`
+//! presents a client certificate to a server that asks for one.
+//! `rediss://...#insecure` is refused.
 //!
 //! Redis Cluster is not supported (the sync script reads keys it does not
 //! declare); use one Redis server (or a primary with replicas) per fleet.
@@ -412,11 +430,23 @@ impl Fleet {
     }
 
     async fn manual(&self, name: &str, to: State) -> Result<(), FleetError> {
+        self.manual_if(name, to, false).await.map(|_| ())
+    }
+
+    /// A fleet-wide manual command; with `known_only`, only for a name that
+    /// some replica of the namespace has created: `Ok(false)` when none has.
+    pub(crate) async fn manual_if(
+        &self,
+        name: &str,
+        to: State,
+        known_only: bool,
+    ) -> Result<bool, FleetError> {
         check_name(name)?;
         let (reply, answer) = oneshot::channel();
         self.request(task::Cmd::Manual {
             name: name.to_owned(),
             to,
+            known_only,
             reply,
         })?;
         self.await_reply(answer).await
@@ -738,6 +768,9 @@ impl Coordinator for Coord {
             idle_ticks: AtomicU32::new(0),
         });
         breaker.set_probe_gate(gate.clone());
+        shared.link.send(task::Cmd::Known {
+            ledger: Arc::clone(&ledger),
+        });
         let link = Arc::clone(&shared.link);
         let weak = Arc::downgrade(breaker);
         breaker.on_transition(move |t| observe(&link, &ledger, &weak, t));
@@ -760,20 +793,9 @@ impl Coordinator for Coord {
 fn observe(link: &Link, ledger: &Arc<ledger::Ledger>, breaker: &Weak<CircuitBreaker>, t: &Transition) {
     let shared = !coordination::is_from_peer(t) && !coordination::is_manual(t);
     ledger.saw(t, shared);
-    link.send(task::Cmd::Log {
-        name: Arc::clone(&ledger.name),
-        from: t.from,
-        to: t.to,
-        reason: t.reason,
-        wall_ms: t
-            .wall_time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    });
-    if !shared {
-        return;
-    }
-    if t.to == State::Open {
+    // The state first, the log entry after: an open reaches the peers one
+    // Redis round trip sooner.
+    if shared && t.to == State::Open {
         let remaining = breaker
             .upgrade()
             .and_then(|b| b.open_remaining())
@@ -784,9 +806,19 @@ fn observe(link: &Link, ledger: &Arc<ledger::Ledger>, breaker: &Weak<CircuitBrea
             ms: remaining.as_millis().max(1) as u64,
             from_half_open: t.from == State::HalfOpen,
         });
-    } else if t.from == State::HalfOpen && t.to == State::Closed {
+    } else if shared && t.from == State::HalfOpen && t.to == State::Closed {
         link.send(task::Cmd::Closed {
             ledger: Arc::clone(ledger),
         });
     }
+    link.send(task::Cmd::Log {
+        name: Arc::clone(&ledger.name),
+        from: t.from,
+        to: t.to,
+        reason: t.reason,
+        wall_ms: t
+            .wall_time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    });
 }

@@ -119,10 +119,12 @@ return kept
 }
 
 /// KEYS: hash, open, lease, names. ARGV: state (closed, forced_open,
-/// disabled), replica, name, channel.
+/// disabled), replica, name, channel, '1' to refuse a name no replica has
+/// created (answers `unknown`).
 pub(crate) fn manual() -> Script {
     Script::new(
         r"
+if ARGV[5] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then return {'unknown', 0, 0} end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'level', 0, 'succ', 0)
 redis.call('SADD', KEYS[4], ARGV[3])

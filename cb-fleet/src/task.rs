@@ -42,12 +42,16 @@ pub(crate) enum Cmd {
         reason: &'static str,
         wall_ms: u64,
     },
-    /// A fleet-wide manual command.
+    /// A fleet-wide manual command; with `known_only`, only for a name some
+    /// replica has created (the reply says whether it was applied).
     Manual {
         name: String,
         to: State,
-        reply: oneshot::Sender<Result<(), FleetError>>,
+        known_only: bool,
+        reply: oneshot::Sender<Result<bool, FleetError>>,
     },
+    /// A breaker joined the fleet here: its name goes in the namespace's set.
+    Known { ledger: Arc<Ledger> },
     /// Read the transition log.
     Transitions {
         name: String,
@@ -71,6 +75,7 @@ impl Cmd {
                 },
             ),
             Cmd::Closed { ledger } => (Arc::clone(ledger), Loss::Close),
+            Cmd::Known { ledger } => (Arc::clone(ledger), Loss::Known),
             Cmd::Probe { ledger, ok, leased } => (
                 Arc::clone(ledger),
                 Loss::Probe {
@@ -219,6 +224,14 @@ impl Conn {
     async fn sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
         // What was lost while away first, so the fleet's state read next has it.
         self.repair_dirty(con).await?;
+        let names: Vec<Arc<str>> = self
+            .shared
+            .local()
+            .members
+            .values()
+            .map(|m| Arc::clone(&m.gate.ledger.name))
+            .collect();
+        self.known(con, &names.iter().collect::<Vec<_>>()).await?;
         let flat: Vec<String> = self
             .io(scripts::sync()
                 .key(self.shared.keys.names())
@@ -303,6 +316,10 @@ impl Conn {
         r: &mut Repair,
     ) -> Result<(), Lost> {
         let name = Arc::clone(&ledger.name);
+        if r.known {
+            self.known(con, &[&name]).await?;
+            r.known = false;
+        }
         if r.leases > 0 {
             let gone: Vec<String> = match self.leases.get_mut(&name) {
                 Some(list) => {
@@ -471,6 +488,20 @@ impl Conn {
         Ok(())
     }
 
+    /// Adds `names` to the namespace's set of breaker names.
+    async fn known(&mut self, con: &mut MultiplexedConnection, names: &[&Arc<str>]) -> Result<(), Lost> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(self.shared.keys.names());
+        for n in names {
+            sadd.arg(&***n);
+        }
+        let _: i64 = self.io(sadd.query_async(con)).await?;
+        Ok(())
+    }
+
     /// Shares a close after this replica's probes succeeded.
     async fn closed(&mut self, con: &mut MultiplexedConnection, name: &Arc<str>) -> Result<(), Lost> {
         let [hash, open, lease] = self.keys(name);
@@ -581,7 +612,13 @@ impl Conn {
                     .await?;
                 Ok(())
             }
-            Cmd::Manual { name, to, reply } => {
+            Cmd::Known { ledger } => self.known(con, &[&ledger.name]).await,
+            Cmd::Manual {
+                name,
+                to,
+                known_only,
+                reply,
+            } => {
                 let [hash, open, lease] = self.keys(&name);
                 let result: Result<(String, i64, i64), Lost> = self
                     .io(scripts::manual()
@@ -593,9 +630,14 @@ impl Conn {
                         .arg(&shared.replica)
                         .arg(&name)
                         .arg(&channel)
+                        .arg(if known_only { "1" } else { "0" })
                         .invoke_async(con))
                     .await;
                 match result {
+                    Ok((answer, _, _)) if answer == "unknown" => {
+                        let _ = reply.send(Ok(false));
+                        Ok(())
+                    }
                     Ok(_) => {
                         {
                             let mut local = shared.local();
@@ -604,7 +646,7 @@ impl Conn {
                                 b.follow_manual(to);
                             }
                         }
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(Ok(true));
                         Ok(())
                     }
                     Err(lost) => {

@@ -5,8 +5,9 @@
 //! crypto provider, so there is no OpenSSL dependency. The server's
 //! certificate is checked against Mozilla's root CAs (the `webpki-roots`
 //! crate, compiled in, so a container without a CA bundle works), or, when
-//! `FleetBuilder::tls_root_ca_pem` is given, against that CA alone. Host names (or IP addresses) are checked:
-//! the URL's host must be in the certificate's subject alternative names.
+//! `FleetBuilder::tls_root_ca_pem` is given, against that CA alone. Host
+//! names (or IP addresses) are checked: the URL's host must be in the
+//! certificate's subject alternative names.
 //! A client certificate for servers that ask for one (`tls-auth-clients yes`)
 //! is given with `FleetBuilder::tls_client_identity_pem`.
 //! `rediss://...#insecure` (no verification) is refused.

@@ -58,6 +58,7 @@
 //! adopts the fleet's opens and fleet-wide manual states, closes a breaker
 //! whose shared or followed open the fleet closed meanwhile, and ends a
 //! fleet-wide force-open or disable that a fleet-wide reset ended meanwhile.
+//! A restarted, empty server gets the replicas' opens again.
 //! While disconnected: opens are not
 //! propagated, and probes are not leased, so up to R × `half_open_max_calls`
 //! probes may run across R replicas; transitions are not logged.

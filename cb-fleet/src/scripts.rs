@@ -136,8 +136,8 @@ return {ARGV[1], 0, 0}
     )
 }
 
-/// KEYS: names. ARGV: key prefix. Returns name, state, level, pttl for every
-/// shared breaker, flat, as strings.
+/// KEYS: names. ARGV: key prefix. Returns name, state (`none` when Redis
+/// holds none), level, pttl for every shared breaker, flat, as strings.
 pub(crate) fn sync() -> Script {
     Script::new(
         r"
@@ -145,7 +145,7 @@ local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local h = ARGV[1] .. 'b:' .. name
   table.insert(out, name)
-  table.insert(out, redis.call('HGET', h, 'state') or 'closed')
+  table.insert(out, redis.call('HGET', h, 'state') or 'none')
   table.insert(out, redis.call('HGET', h, 'level') or '0')
   table.insert(out, tostring(redis.call('PTTL', ARGV[1] .. 'open:' .. name)))
 end

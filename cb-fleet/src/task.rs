@@ -242,8 +242,11 @@ impl Conn {
         for row in flat.chunks_exact(4) {
             let level = row[2].parse().unwrap_or(0i64);
             let pttl: i64 = row[3].parse().unwrap_or(-2);
-            let view = View::from_fleet(&row[1], pttl, level).unwrap_or_else(View::closed);
-            views.insert(row[0].clone(), view);
+            // `none`: Redis holds no state for it (never opened or
+            // controlled, or a restarted server forgot it).
+            if let Some(view) = View::from_fleet(&row[1], pttl, level) {
+                views.insert(row[0].clone(), view);
+            }
         }
         let mut report = Vec::new();
         {
@@ -255,8 +258,15 @@ impl Conn {
                 let ledger = &member.gate.ledger;
                 match views.get(name) {
                     Some(v) if v.state != State::Closed => v.apply(&b),
-                    // The fleet is closed (or never heard of it).
-                    _ => match b.state() {
+                    // Redis has no state for it: share our own open, if any
+                    // (a restarted server lost the fleet's).
+                    None => {
+                        if let Some(rem) = b.open_remaining() {
+                            report.push((Arc::clone(&ledger.name), rem));
+                        }
+                    }
+                    // The fleet is closed.
+                    Some(_) => match b.state() {
                         // An open of our own the fleet has not heard of: share it.
                         State::Open if ledger.has_unshared_open() => {
                             if let Some(rem) = b.open_remaining() {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, RedisServer};
+use cb_fleet::testing::{redis_or_skip, wait_until as eventually, RedisServer};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{CircuitBreaker, Config, Permit, Registry, State};
 
@@ -33,18 +33,6 @@ async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) 
         .join(reg)
         .await
         .expect("join")
-}
-
-/// Polls `f` every 5 ms for at most `within`.
-async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f()
 }
 
 async fn eventually_async<F: Future<Output = bool>>(within: Duration, mut f: impl FnMut() -> F) -> bool {

@@ -8,9 +8,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cb_fleet::testing::{redis_available, RedisServer};
+use cb_fleet::testing::{redis_available, wait_until as eventually, RedisServer};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{Config, Registry, State};
 use rcgen::{
@@ -127,17 +127,6 @@ impl Pki {
         let f = |n| self.file(n);
         RedisServer::start_tls(&f("server.pem"), &f("server.key"), &f("ca.pem"), client_certs)
     }
-}
-
-async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f()
 }
 
 const PASSWORD: &str = "tls-pa55word-never-shown";

@@ -1,13 +1,18 @@
 //! The fleet benchmark: R = 9 `fleet_replica` processes on loopback call a
 //! fake dependency that counts the calls reaching it, through breaker `dep`
 //! (failure_threshold 5, open 1 s, half_open_max_calls 2, success_threshold 2),
-//! each every 5 ms, once with the fleet joined and once local-only. The
-//! dependency goes down, stays down 1.2 s after every replica opened (so
-//! probes fail at least once), and comes back. Measured, not asserted.
+//! once with the fleet joined and once local-only, under several load shapes
+//! (see [`SHAPES`]): how often each replica calls, and how long a failing
+//! call takes. The dependency goes down, stays down 1.2 s after every replica
+//! opened (so probes fail at least once), and comes back. Measured, not
+//! asserted.
 //!
 //! ```sh
-//! cargo build --release --example fleet_replica && cargo run --release --example fleet_bench
+//! cargo build --release --example fleet_replica && nice -n 19 cargo run --release --example fleet_bench
 //! ```
+//!
+//! `FLEET_BENCH_SHAPES=uniform-instant,hot-cold-instant` runs only those;
+//! `FLEET_BENCH_DEBUG=1` prints each outage.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -29,9 +34,48 @@ fn unix_ns() -> u128 {
         .as_nanos()
 }
 
-/// The fake dependency: answers `K`, or `E` while down, after 30 ms.
+/// A load shape: how often replica `i` calls, and how long a failure takes.
+struct Shape {
+    name: &'static str,
+    /// For the README: the load in words.
+    load: &'static str,
+    /// Milliseconds between calls of replica `i`.
+    every_ms: fn(usize) -> u64,
+    /// Milliseconds a failing call takes (a success always takes 30 ms).
+    fail_ms: u64,
+}
+
+const SHAPES: [Shape; 4] = [
+    Shape {
+        name: "uniform-slow",
+        load: "every replica every 5 ms; a failure takes 30 ms (a timeout-like outage)",
+        every_ms: |_| 5,
+        fail_ms: 30,
+    },
+    Shape {
+        name: "uniform-instant",
+        load: "every replica every 5 ms; a failure is immediate (connection refused)",
+        every_ms: |_| 5,
+        fail_ms: 0,
+    },
+    Shape {
+        name: "hot-cold-instant",
+        load: "one hot replica every 1 ms, 8 cold ones every 100 ms; immediate failures",
+        every_ms: |i| if i == 0 { 1 } else { 100 },
+        fail_ms: 0,
+    },
+    Shape {
+        name: "hot-cold-slow",
+        load: "one hot replica every 1 ms, 8 cold ones every 100 ms; a failure takes 30 ms",
+        every_ms: |i| if i == 0 { 1 } else { 100 },
+        fail_ms: 30,
+    },
+];
+
+/// The fake dependency: answers `K` after 30 ms, or `E` while down, after `fail_ms`.
 struct Dep {
     down: AtomicBool,
+    fail_ms: u64,
     /// (arrived, left) in unix ns, and whether the caller said it was a
     /// half-open probe, for every call.
     calls: Mutex<Vec<(u128, u128, bool)>>,
@@ -50,7 +94,10 @@ async fn serve(dep: Arc<Dep>, listener: tokio::net::TcpListener) {
             }
             let arrived = unix_ns();
             let down = dep.down.load(Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            let ms = if down { dep.fail_ms } else { 30 };
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let _ = s.write_all(if down { b"E" } else { b"K" }).await;
             dep.calls.lock().unwrap().push((arrived, unix_ns(), b == *b"P"));
         });
@@ -103,12 +150,17 @@ fn max_overlap(intervals: &[(u128, u128)]) -> usize {
 struct Outcome {
     propagation_ms: Vec<f64>,
     dead_calls: Vec<usize>,
+    /// Of `dead_calls`: those that arrived before the first replica opened
+    /// (no coordination can stop them), and those after every replica had.
+    before_first_open: Vec<usize>,
+    after_all_open: Vec<usize>,
     max_probes: Vec<usize>,
 }
 
-async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
+async fn run(mode: &str, url: &str, outages: usize, shape: &Shape) -> Outcome {
     let dep = Arc::new(Dep {
         down: AtomicBool::new(false),
+        fail_ms: shape.fail_ms,
         calls: Mutex::new(Vec::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -116,11 +168,20 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
     tokio::spawn(serve(Arc::clone(&dep), listener));
     let (tx, rx) = mpsc::channel::<Event>();
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
-    let ns = format!("bench-{mode}-{}", std::process::id());
+    let ns = format!("bench-{mode}-{}-{}", shape.name, std::process::id());
     let mut children: Vec<Child> = (0..R)
         .map(|i| {
+            let every = (shape.every_ms)(i).to_string();
             let mut c = Command::new(replica_binary())
-                .args([url, &ns, &format!("r{i}"), "bench", &port.to_string(), mode])
+                .args([
+                    url,
+                    &ns,
+                    &format!("r{i}"),
+                    "bench",
+                    &port.to_string(),
+                    mode,
+                    &every,
+                ])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -199,6 +260,8 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
     let mut out = Outcome {
         propagation_ms: Vec::new(),
         dead_calls: Vec::new(),
+        before_first_open: Vec::new(),
+        after_all_open: Vec::new(),
         max_probes: Vec::new(),
     };
     for (k, &(down_at, up_at)) in windows.iter().enumerate() {
@@ -215,6 +278,9 @@ async fn run(mode: &str, url: &str, outages: usize) -> Outcome {
             let opens: Vec<u128> = first_open.iter().map(|o| o.unwrap()).collect();
             let (lo, hi) = (opens.iter().min().unwrap(), opens.iter().max().unwrap());
             out.propagation_ms.push((hi - lo) as f64 / 1e6);
+            let dead = |from: u128, to: u128| calls.iter().filter(|&&(a, _, _)| a >= from && a < to).count();
+            out.before_first_open.push(dead(down_at, *lo));
+            out.after_all_open.push(dead(*hi, up_at));
             // Probes: calls the replicas tagged as half-open probes, from the outage until the first close after it.
             let first_close = events
                 .iter()
@@ -267,12 +333,48 @@ fn per_call_ns(b: &cb_runtime::CircuitBreaker) -> f64 {
 async fn main() {
     let server = RedisServer::start();
     let url = server.url();
+    let only = std::env::var("FLEET_BENCH_SHAPES").ok();
+    let debug = std::env::var_os("FLEET_BENCH_DEBUG").is_some();
     println!("R = {R} replica processes, redis-server {url}");
-    let fleet = run("fleet", &url, 15).await;
-    if std::env::var_os("FLEET_BENCH_DEBUG").is_some() {
-        return;
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    let max = |v: &[usize]| v.iter().max().copied().unwrap_or(0);
+    let mut rows = Vec::new();
+    for shape in SHAPES
+        .iter()
+        .filter(|s| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == s.name)))
+    {
+        println!("shape {}: {}", shape.name, shape.load);
+        let fleet = run("fleet", &url, 10, shape).await;
+        let local = run("local", &url, 5, shape).await;
+        let mut p = fleet.propagation_ms.clone();
+        p.sort_by(f64::total_cmp);
+        let mut lp = local.propagation_ms.clone();
+        lp.sort_by(f64::total_cmp);
+        let o = &fleet;
+        let l = &local;
+        rows.push(format!(
+            "| {} | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {} / {} | {:.1} ({}) | {:.1} ({}) | {:.1} / {:.1} | {:.1} / {:.1} |",
+            shape.name,
+            percentile(&p, 0.5),
+            percentile(&p, 0.99),
+            percentile(&lp, 0.5),
+            percentile(&lp, 0.99),
+            max(&o.max_probes),
+            max(&l.max_probes),
+            mean(&o.dead_calls),
+            max(&o.dead_calls),
+            mean(&l.dead_calls),
+            max(&l.dead_calls),
+            mean(&o.before_first_open),
+            mean(&o.after_all_open),
+            mean(&l.before_first_open),
+            mean(&l.after_all_open),
+        ));
+        println!("{}", rows.last().unwrap());
+        if debug {
+            return;
+        }
     }
-    let local = run("local", &url, 5).await;
 
     let joined: &'static Registry = Box::leak(Box::new(Registry::new()));
     let alone: &'static Registry = Box::leak(Box::new(Registry::new()));
@@ -290,37 +392,15 @@ async fn main() {
     }
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
 
-    let mut p = fleet.propagation_ms.clone();
-    p.sort_by(f64::total_cmp);
-    let mut lp = local.propagation_ms.clone();
-    lp.sort_by(f64::total_cmp);
-    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     println!();
-    println!("| measure | fleet | local-only |");
-    println!("|---|---:|---:|");
+    println!("| shape | trip-to-all-open p50 / p99, fleet | local-only | most probes in flight per half-open period, fleet / local | dead calls per outage, fleet: mean (max) | local-only: mean (max) | fleet: before the first open / after all open | local-only: the same |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!("{r}");
+    }
+    println!();
     println!(
-        "| trip-to-all-open, p50 / p99 ({} / {} outages) | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
-        p.len(),
-        lp.len(),
-        percentile(&p, 0.5),
-        percentile(&p, 0.99),
-        percentile(&lp, 0.5),
-        percentile(&lp, 0.99)
-    );
-    println!(
-        "| most probes in flight fleet-wide per half-open period (cap 2) | {} | {} |",
-        fleet.max_probes.iter().max().copied().unwrap_or(0),
-        local.max_probes.iter().max().copied().unwrap_or(0)
-    );
-    println!(
-        "| calls reaching the dead dependency per outage, mean (max) | {:.1} ({}) | {:.1} ({}) |",
-        mean(&fleet.dead_calls),
-        fleet.dead_calls.iter().max().copied().unwrap_or(0),
-        mean(&local.dead_calls),
-        local.dead_calls.iter().max().copied().unwrap_or(0)
-    );
-    println!(
-        "| closed call, `try_acquire` + `record`, best of 3 | {:.1} ns | {:.1} ns (no fleet) |",
+        "closed call, `try_acquire` + `record`, best of 3: {:.1} ns joined, {:.1} ns not joined",
         best(&with),
         best(&without)
     );

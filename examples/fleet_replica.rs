@@ -11,10 +11,11 @@
 //!   breaker opens (exit 1 after 20 s without).
 //! * `trip`: prints `ready`, trips its breaker when it reads `go` on stdin,
 //!   prints `tripped` and exits once the fleet has it.
-//! * `bench <dependency port> fleet|local`: the benchmark's replica
-//!   (`examples/fleet_bench.rs`): calls the fake dependency every 5 ms through
-//!   the breaker, prints each transition as `T <from> <to> <unix ns>`, and
-//!   exits when stdin closes. `local` does not join the fleet.
+//! * `bench <dependency port> fleet|local [interval ms]`: the benchmark's
+//!   replica (`examples/fleet_bench.rs`): calls the fake dependency every
+//!   `interval` ms (default 5) through the breaker, prints each transition as
+//!   `T <from> <to> <unix ns>`, and exits when stdin closes. `local` does not
+//!   join the fleet.
 
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant, SystemTime};
@@ -41,7 +42,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
         eprintln!(
-            "usage: fleet_replica <redis url> <namespace> <replica id> watch|trip|bench <port> fleet|local"
+            "usage: fleet_replica <redis url> <namespace> <replica id> watch|trip|bench <port> fleet|local [interval ms]"
         );
         std::process::exit(2);
     }
@@ -111,7 +112,16 @@ async fn main() {
             }
             std::process::exit(1);
         }
-        "bench" => bench(registry, args[4].parse().expect("a port"), fleet).await,
+        "bench" => {
+            let every = args.get(6).map_or(5, |ms| ms.parse().expect("an interval in ms"));
+            bench(
+                registry,
+                args[4].parse().expect("a port"),
+                fleet,
+                Duration::from_millis(every),
+            )
+            .await
+        }
         other => {
             eprintln!("fleet_replica: unknown mode `{other}`");
             std::process::exit(2);
@@ -119,7 +129,7 @@ async fn main() {
     }
 }
 
-async fn bench(registry: &'static Registry, port: u16, fleet: Option<Fleet>) {
+async fn bench(registry: &'static Registry, port: u16, fleet: Option<Fleet>, every: Duration) {
     let dep = registry.get_or_insert("dep", || {
         Config::builder()
             .failure_threshold(5)
@@ -141,7 +151,7 @@ async fn bench(registry: &'static Registry, port: u16, fleet: Option<Fleet>) {
         std::process::exit(0);
     });
     say("ready");
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let dep = dep.clone();

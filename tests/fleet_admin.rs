@@ -176,3 +176,99 @@ async fn scope_fleet_reaches_every_replica_and_the_log_reads_back() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_fleet_controls_a_breaker_only_other_replicas_have() {
+    let Some(server) = redis_or_skip("scope_fleet_controls_a_breaker_only_other_replicas_have") else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let join = |id: &str, r| {
+        Fleet::builder(&server.url())
+            .namespace("admin-elsewhere")
+            .replica_id(id)
+            .join(r)
+    };
+    let fa = Arc::new(join("a", ra).await.unwrap());
+    let _fb = join("b", rb).await.unwrap();
+    // Only B has created `ledger-db`; A serves the admin API.
+    let b = rb.get_or_insert("ledger-db", Config::default);
+    let admin = cb_fleet::admin::router(Arc::clone(&fa), ra, AdminAuth::bearer("tok"));
+    let uri = "/circuit-breakers/ledger-db/force-open?scope=fleet";
+
+    // Refused before the fleet is asked: no token, a bad name, local scope.
+    assert_eq!(send(&admin, "POST", uri, None).await.0, StatusCode::UNAUTHORIZED);
+    let (s, body) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/a%0Ab/force-open?scope=fleet",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/ledger-db/force-open",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "local scope: this replica has no such breaker"
+    );
+    // A name no replica has created: 404, and nothing is stored for it.
+    let (s, body) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/nowhere/force-open?scope=fleet",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("any replica"),
+        "{body}"
+    );
+    assert_eq!(
+        ra.get_or_insert("nowhere", Config::default).state(),
+        State::Closed
+    );
+    assert_eq!(b.state(), State::Closed);
+
+    // B's name reaches Redis in the background: poll until the fleet knows it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let body = loop {
+        let (s, body) = send(&admin, "POST", uri, Some("tok")).await;
+        if s == StatusCode::OK {
+            break body;
+        }
+        assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+        assert!(Instant::now() < deadline, "the fleet never learned B's breaker");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(body["scope"], "fleet", "{body}");
+    assert_eq!(body["state"], "forced_open", "{body}");
+    assert!(body["previous_state"].is_null(), "{body}");
+    assert!(eventually(|| b.state() == State::ForcedOpen).await);
+    assert!(ra.get("ledger-db").is_none(), "A did not create it");
+    // Created on A later, it adopts the fleet's state.
+    assert_eq!(
+        ra.get_or_insert("ledger-db", Config::default).state(),
+        State::ForcedOpen
+    );
+    let (s, _) = send(
+        &admin,
+        "POST",
+        "/circuit-breakers/ledger-db/reset?scope=fleet",
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(eventually(|| b.state() == State::Closed).await);
+}

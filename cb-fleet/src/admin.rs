@@ -3,7 +3,7 @@
 //!
 //! | method and path | answer |
 //! |---|---|
-//! | `POST /circuit-breakers/{name}/reset?scope=fleet` | 200, the breaker reset here and on every replica |
+//! | `POST /circuit-breakers/{name}/reset?scope=fleet` | 200, the breaker reset here (if it exists here) and on every replica |
 //! | `POST /circuit-breakers/{name}/force-open?scope=fleet` | 200, forced open everywhere, replicas joining later too |
 //! | `POST /circuit-breakers/{name}/disable?scope=fleet` | 200, disabled everywhere |
 //! | `GET /circuit-breakers/{name}/transitions?limit=N` | 200 `{"name", "transitions": [...]}`, newest first (N ≤ 1000, default 100) |
@@ -11,9 +11,13 @@
 //!
 //! cb-runtime knows nothing of fleets: this router answers the fleet routes
 //! itself and hands everything else to cb's router. A scoped mutation goes
-//! through cb's router first (so its authentication, 400, 404 and 405 rules
-//! apply unchanged, and the breaker must exist on this replica), then to the
-//! fleet; its answer gains `"scope": "fleet"`. Without `scope` (or with
+//! through cb's router first (so its authentication, 400 and 405 rules apply
+//! unchanged), then to the fleet; its answer gains `"scope": "fleet"`. A
+//! breaker this replica has not created is still controlled fleet-wide if
+//! some replica of the namespace has created it (every replica records its
+//! breakers' names in Redis): the answer is 200 with `"previous_state": null`
+//! (nothing changed here; a breaker of that name created here later adopts
+//! the fleet's state). A name no replica has created is a 404 `not_found`. Without `scope` (or with
 //! `scope=local`) a mutation is local, as in cb's router. Another scope is a
 //! 400 `bad_scope`; a fleet that is not connected is a 503 `fleet_unavailable`
 //! (the local change stays made).
@@ -102,6 +106,7 @@ async fn forward(inner: Router, req: Request) -> Response {
 async fn scoped(
     State(admin): State<Admin>,
     Query(q): Query<HashMap<String, String>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     req: Request,
 ) -> Response {
     let scope = q.get("scope").map(String::as_str).unwrap_or("local");
@@ -116,8 +121,44 @@ async fn scoped(
         );
     }
     let action = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+    let to = match action.as_str() {
+        "reset" => cb_runtime::State::Closed,
+        "force-open" => cb_runtime::State::ForcedOpen,
+        _ => cb_runtime::State::Disabled,
+    };
+    let post = req.method() == Method::POST;
     let local = forward(admin.inner.clone(), req).await;
-    if scope == "local" || local.status() != StatusCode::OK {
+    if scope == "local" {
+        return local;
+    }
+    // cb's router checks the token, then the name, then looks the breaker
+    // up: a 404 to a POST means an authorised request for a valid name that
+    // this replica has not created. The fleet may know it.
+    if local.status() == StatusCode::NOT_FOUND && post {
+        let Ok(Path(name)) = path else {
+            return local;
+        };
+        return match admin.fleet.manual_if(&name, to, true).await {
+            Ok(true) => Json(json!({
+                "name": name,
+                "action": action,
+                "previous_state": Value::Null,
+                "state": to.as_str(),
+                "scope": "fleet",
+            }))
+            .into_response(),
+            Ok(false) => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no circuit breaker is named `{name}` on this replica or any replica of fleet namespace `{}`",
+                    admin.fleet.namespace()
+                ),
+            ),
+            Err(e) => fleet_error(e),
+        };
+    }
+    if local.status() != StatusCode::OK {
         return local;
     }
     let bytes = match axum::body::to_bytes(local.into_body(), 1 << 20).await {

@@ -40,7 +40,11 @@
 //!
 //! `try_acquire` and `call` never wait on Redis. One background task per
 //! [`Fleet`] does all the I/O, fed by a bounded queue ([`FleetBuilder::queue_capacity`]);
-//! when it is full a message is dropped and counted ([`Fleet::dropped_messages`]).
+//! when it is full a message is dropped and counted ([`Fleet::dropped_messages`]),
+//! but what it said is kept per breaker, in atomics, and sent when the task
+//! catches up: probe successes are counted exactly, a lost open is shared
+//! with the time that remains, a lost close if the breaker is still closed.
+//! Only transition-log entries are lost.
 //! Time comes from Redis only (key expiry, `PTTL`, `TIME` in scripts); wall
 //! clocks of different hosts are never compared.
 //!
@@ -50,7 +54,12 @@
 //! [`Fleet::is_connected`] turns false, the gauge
 //! `circuit_breaker_fleet_connected` drops to 0 and one WARN is logged. The
 //! task reconnects with jittered exponential backoff (50 ms to 2 s),
-//! resubscribes and resynchronises. While disconnected: opens are not
+//! resubscribes and resynchronises: it shares what it could not while away,
+//! adopts the fleet's opens and fleet-wide manual states, closes a breaker
+//! whose shared or followed open the fleet closed meanwhile, and ends a
+//! fleet-wide force-open or disable that a fleet-wide reset ended meanwhile.
+//! A restarted, empty server gets the replicas' opens again.
+//! While disconnected: opens are not
 //! propagated, and probes are not leased, so up to R × `half_open_max_calls`
 //! probes may run across R replicas; transitions are not logged.
 //!
@@ -64,6 +73,16 @@
 //! replica until the next fleet-wide command or fleet transition reaches it.
 //! Automatic fleet transitions (opens, closes) never override a local
 //! `force_open` or `disable`.
+//!
+//! # TLS (feature `tls`)
+//!
+//! `rediss://` URLs use redis-rs's rustls support with the `ring` provider
+//! (no OpenSSL). The server's certificate is verified, host name or IP
+//! address included, against Mozilla's root CAs (webpki-roots, compiled in),
+//! or against the CA given to `FleetBuilder::tls_root_ca_pem` instead (for
+//! a private or self-signed CA). `FleetBuilder::tls_client_identity_pem`
+//! presents a client certificate to a server that asks for one.
+//! `rediss://...#insecure` is refused.
 //!
 //! Redis Cluster is not supported (the sync script reads keys it does not
 //! declare); use one Redis server (or a primary with replicas) per fleet.
@@ -84,12 +103,14 @@ use tokio::sync::{mpsc, oneshot};
 #[cfg(feature = "admin")]
 pub mod admin;
 mod config;
+mod ledger;
 pub mod message;
 mod names;
 mod scripts;
 mod task;
 #[doc(hidden)]
 pub mod testing;
+mod tls;
 
 pub use names::{is_shareable_name, MAX_NAMESPACE_LEN, MAX_NAME_LEN, MAX_REPLICA_ID_LEN};
 
@@ -150,6 +171,7 @@ pub struct FleetBuilder {
     lease_ttl: Duration,
     io_timeout: Duration,
     queue: usize,
+    tls: tls::TlsSettings,
 }
 
 impl fmt::Debug for FleetBuilder {
@@ -191,9 +213,39 @@ impl FleetBuilder {
         self
     }
 
-    /// The background task's queue length (default 4096).
+    /// The background task's queue length (default 4096; at least 1). A
+    /// message that finds it full is dropped and counted, and what it said
+    /// (an open, a close, probe results) is kept per breaker and sent when the
+    /// task catches up: the fleet's state converges anyway. Only transition
+    /// log entries are lost.
     pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue = n.max(16);
+        self.queue = n.max(1);
+        self
+    }
+
+    /// Feature `tls`: trusts the CA certificates in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for the `rediss://` server, instead of the
+    /// built-in Mozilla roots (webpki-roots). Use it for a private or
+    /// self-signed CA; the server's certificate must still name the URL's
+    /// host (DNS name or IP address) in its subject alternative names.
+    /// Checked in [`join`](Self::join): unreadable PEM, or a `redis://` URL,
+    /// is an error naming this setting.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_ca = Some(pem.into());
+        self
+    }
+
+    /// Feature `tls`: the client certificate chain and private key (PEM) to
+    /// present to a server that asks for one (`tls-auth-clients yes`, mutual
+    /// TLS). The key is never logged or shown in errors.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_identity_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.identity = Some((cert_chain.into(), key.into()));
         self
     }
 
@@ -216,8 +268,7 @@ impl FleetBuilder {
         names::check_namespace(&namespace)?;
         let replica = self.replica_id.clone().unwrap_or_else(names::default_replica_id);
         names::check_replica_id(&replica)?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| FleetError::invalid("url", names::redact(&self.url), "a valid redis:// URL"))?;
+        let client = tls::client(&self.url, &self.tls)?;
         let (tx, rx) = mpsc::channel(self.queue);
         let metrics = Metrics::new(&namespace);
         let shared = Arc::new(Shared {
@@ -232,6 +283,7 @@ impl FleetBuilder {
                 tx,
                 dropped: AtomicU64::new(0),
                 metrics,
+                dirty: ledger::Dirty::default(),
             }),
             local: Mutex::new(Local::default()),
             malformed: AtomicU64::new(0),
@@ -304,6 +356,7 @@ impl Fleet {
             lease_ttl: DEFAULT_LEASE_TTL,
             io_timeout: DEFAULT_IO_TIMEOUT,
             queue: DEFAULT_QUEUE_CAPACITY,
+            tls: tls::TlsSettings::default(),
         }
     }
 
@@ -378,11 +431,23 @@ impl Fleet {
     }
 
     async fn manual(&self, name: &str, to: State) -> Result<(), FleetError> {
+        self.manual_if(name, to, false).await.map(|_| ())
+    }
+
+    /// A fleet-wide manual command; with `known_only`, only for a name that
+    /// some replica of the namespace has created: `Ok(false)` when none has.
+    pub(crate) async fn manual_if(
+        &self,
+        name: &str,
+        to: State,
+        known_only: bool,
+    ) -> Result<bool, FleetError> {
         check_name(name)?;
         let (reply, answer) = oneshot::channel();
         self.request(task::Cmd::Manual {
             name: name.to_owned(),
             to,
+            known_only,
             reply,
         })?;
         self.await_reply(answer).await
@@ -485,15 +550,30 @@ pub(crate) struct Link {
     pub(crate) tx: mpsc::Sender<task::Cmd>,
     dropped: AtomicU64,
     metrics: Metrics,
+    /// Breakers whose lost messages are still to repair.
+    pub(crate) dirty: ledger::Dirty,
 }
 
 impl Link {
-    /// Queues `cmd` for the task, never waiting: a full queue drops it.
+    /// Queues `cmd` for the task, never waiting: a full queue drops it,
+    /// counts it, and keeps what it said in the breaker's ledger.
     pub(crate) fn send(&self, cmd: task::Cmd) {
         match self.tx.try_send(cmd) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.count_dropped(),
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                self.count_dropped();
+                self.lose(cmd);
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Keeps what a message that will not be sent said, for the repair.
+    pub(crate) fn lose(&self, cmd: task::Cmd) {
+        if let Some((ledger, loss)) = cmd.loss() {
+            if ledger.lose(loss) {
+                self.dirty.push(ledger);
+            }
         }
     }
 
@@ -606,7 +686,7 @@ impl Shared {
 
 /// The probe gate of one breaker: leases held locally, granted by the task.
 pub(crate) struct Gate {
-    name: Arc<str>,
+    pub(crate) ledger: Arc<ledger::Ledger>,
     link: Arc<Link>,
     /// Leases held and not in use.
     pub(crate) available: AtomicU32,
@@ -635,7 +715,7 @@ impl ProbeGate for Gate {
         }
         if !self.asked.swap(true, Ordering::AcqRel) {
             self.link.send(task::Cmd::WantLease {
-                name: Arc::clone(&self.name),
+                name: Arc::clone(&self.ledger.name),
             });
         }
         false
@@ -656,7 +736,7 @@ impl ProbeGate for Gate {
             return;
         }
         self.link.send(task::Cmd::Probe {
-            name: Arc::clone(&self.name),
+            ledger: Arc::clone(&self.ledger),
             ok: end == ProbeEnd::Success,
             leased,
         });
@@ -679,8 +759,9 @@ impl Coordinator for Coord {
             return;
         }
         let shared_name: Arc<str> = Arc::from(name.as_str());
+        let ledger = Arc::new(ledger::Ledger::new(Arc::clone(&shared_name)));
         let gate = Arc::new(Gate {
-            name: Arc::clone(&shared_name),
+            ledger: Arc::clone(&ledger),
             link: Arc::clone(&shared.link),
             available: AtomicU32::new(0),
             in_use: AtomicU32::new(0),
@@ -688,9 +769,12 @@ impl Coordinator for Coord {
             idle_ticks: AtomicU32::new(0),
         });
         breaker.set_probe_gate(gate.clone());
+        shared.link.send(task::Cmd::Known {
+            ledger: Arc::clone(&ledger),
+        });
         let link = Arc::clone(&shared.link);
         let weak = Arc::downgrade(breaker);
-        breaker.on_transition(move |t| observe(&link, &shared_name, &weak, t));
+        breaker.on_transition(move |t| observe(&link, &ledger, &weak, t));
         let mut local = shared.local();
         if let Some(view) = local.views.get(&name) {
             view.apply(breaker);
@@ -707,9 +791,29 @@ impl Coordinator for Coord {
 
 /// A breaker's transition: logged, and reported to the fleet unless a peer
 /// or local manual control made it.
-fn observe(link: &Link, name: &Arc<str>, breaker: &Weak<CircuitBreaker>, t: &Transition) {
+fn observe(link: &Link, ledger: &Arc<ledger::Ledger>, breaker: &Weak<CircuitBreaker>, t: &Transition) {
+    let shared = !coordination::is_from_peer(t) && !coordination::is_manual(t);
+    ledger.saw(t, shared);
+    // The state first, the log entry after: an open reaches the peers one
+    // Redis round trip sooner.
+    if shared && t.to == State::Open {
+        let remaining = breaker
+            .upgrade()
+            .and_then(|b| b.open_remaining())
+            .or(t.open_for)
+            .unwrap_or_default();
+        link.send(task::Cmd::Opened {
+            ledger: Arc::clone(ledger),
+            ms: remaining.as_millis().max(1) as u64,
+            from_half_open: t.from == State::HalfOpen,
+        });
+    } else if shared && t.from == State::HalfOpen && t.to == State::Closed {
+        link.send(task::Cmd::Closed {
+            ledger: Arc::clone(ledger),
+        });
+    }
     link.send(task::Cmd::Log {
-        name: Arc::clone(name),
+        name: Arc::clone(&ledger.name),
         from: t.from,
         to: t.to,
         reason: t.reason.as_str(),
@@ -718,23 +822,4 @@ fn observe(link: &Link, name: &Arc<str>, breaker: &Weak<CircuitBreaker>, t: &Tra
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     });
-    if coordination::is_from_peer(t) || coordination::is_manual(t) {
-        return;
-    }
-    if t.to == State::Open {
-        let remaining = breaker
-            .upgrade()
-            .and_then(|b| b.open_remaining())
-            .or(t.open_for)
-            .unwrap_or_default();
-        link.send(task::Cmd::Opened {
-            name: Arc::clone(name),
-            ms: remaining.as_millis().max(1) as u64,
-            from_half_open: t.from == State::HalfOpen,
-        });
-    } else if t.from == State::HalfOpen && t.to == State::Closed {
-        link.send(task::Cmd::Closed {
-            name: Arc::clone(name),
-        });
-    }
 }

@@ -78,6 +78,14 @@ pub(crate) fn redact(url: &str) -> String {
 /// Checks the URL's scheme (and that TLS is compiled in for `rediss://`).
 pub(crate) fn check_url(url: &str) -> Result<(), FleetError> {
     let shown = redact(url);
+    if url.contains('#') {
+        return Err(FleetError::invalid(
+            "url",
+            shown,
+            "a URL without a `#` fragment (`#insecure`, which turns certificate checks off, is refused: \
+             trust a private CA with `tls_root_ca_pem`)",
+        ));
+    }
     match url.split_once("://").map(|(s, _)| s) {
         Some("redis") => Ok(()),
         Some("rediss") if cfg!(feature = "tls") => Ok(()),
@@ -144,6 +152,15 @@ mod tests {
         assert_eq!(redact("nonsense"), "<not a URL>");
         let err = check_url("http://u:secret@h/").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
+        let err = check_url("rediss://u:secret@h:1/#insecure")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("#insecure") && !err.contains("secret"), "{err}");
+        assert_eq!(
+            check_url("rediss://h:1/").is_ok(),
+            cfg!(feature = "tls"),
+            "rediss:// only with feature `tls`"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ return {'closed', 0, 0}
 }
 
 /// KEYS: hash, open, lease. ARGV: lease member or '', ok, success_threshold,
-/// replica, name, channel.
+/// replica, name, channel, successes (how many, for a repair of lost ones).
 pub(crate) fn probe() -> Script {
     Script::new(
         r"
@@ -65,7 +65,7 @@ if ARGV[1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
 if ARGV[2] ~= '1' then return {'ignored', 0, 0} end
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'open' or redis.call('PTTL', KEYS[2]) > 0 then return {'ignored', 0, 0} end
-local n = redis.call('HINCRBY', KEYS[1], 'succ', 1)
+local n = redis.call('HINCRBY', KEYS[1], 'succ', tonumber(ARGV[7]))
 if n >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'state', 'closed', 'level', 0, 'succ', 0)
   redis.call('DEL', KEYS[3])
@@ -119,10 +119,12 @@ return kept
 }
 
 /// KEYS: hash, open, lease, names. ARGV: state (closed, forced_open,
-/// disabled), replica, name, channel.
+/// disabled), replica, name, channel, '1' to refuse a name no replica has
+/// created (answers `unknown`).
 pub(crate) fn manual() -> Script {
     Script::new(
         r"
+if ARGV[5] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then return {'unknown', 0, 0} end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'level', 0, 'succ', 0)
 redis.call('SADD', KEYS[4], ARGV[3])
@@ -134,8 +136,8 @@ return {ARGV[1], 0, 0}
     )
 }
 
-/// KEYS: names. ARGV: key prefix. Returns name, state, level, pttl for every
-/// shared breaker, flat, as strings.
+/// KEYS: names. ARGV: key prefix. Returns name, state (`none` when Redis
+/// holds none), level, pttl for every shared breaker, flat, as strings.
 pub(crate) fn sync() -> Script {
     Script::new(
         r"
@@ -143,7 +145,7 @@ local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local h = ARGV[1] .. 'b:' .. name
   table.insert(out, name)
-  table.insert(out, redis.call('HGET', h, 'state') or 'closed')
+  table.insert(out, redis.call('HGET', h, 'state') or 'none')
   table.insert(out, redis.call('HGET', h, 'level') or '0')
   table.insert(out, tostring(redis.call('PTTL', ARGV[1] .. 'open:' .. name)))
 end

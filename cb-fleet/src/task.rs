@@ -12,6 +12,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ledger::{Ledger, Loss, Repair};
 use crate::message::{self, Kind};
 use crate::{scripts, FleetError, LoggedTransition, Shared, View, LOG_MAX_LEN};
 
@@ -19,14 +20,18 @@ use crate::{scripts, FleetError, LoggedTransition, Shared, View, LOG_MAX_LEN};
 pub(crate) enum Cmd {
     /// A local breaker opened (not by a peer): share it.
     Opened {
-        name: Arc<str>,
+        ledger: Arc<Ledger>,
         ms: u64,
         from_half_open: bool,
     },
     /// A local breaker closed after its probes succeeded.
-    Closed { name: Arc<str> },
+    Closed { ledger: Arc<Ledger> },
     /// A probe ended; `leased` when it held a lease.
-    Probe { name: Arc<str>, ok: bool, leased: bool },
+    Probe {
+        ledger: Arc<Ledger>,
+        ok: bool,
+        leased: bool,
+    },
     /// A caller found no lease: take one ahead for the next.
     WantLease { name: Arc<str> },
     /// A transition, for the log.
@@ -37,18 +42,52 @@ pub(crate) enum Cmd {
         reason: &'static str,
         wall_ms: u64,
     },
-    /// A fleet-wide manual command.
+    /// A fleet-wide manual command; with `known_only`, only for a name some
+    /// replica has created (the reply says whether it was applied).
     Manual {
         name: String,
         to: State,
-        reply: oneshot::Sender<Result<(), FleetError>>,
+        known_only: bool,
+        reply: oneshot::Sender<Result<bool, FleetError>>,
     },
+    /// A breaker joined the fleet here: its name goes in the namespace's set.
+    Known { ledger: Arc<Ledger> },
     /// Read the transition log.
     Transitions {
         name: String,
         limit: usize,
         reply: oneshot::Sender<Result<Vec<LoggedTransition>, FleetError>>,
     },
+}
+
+impl Cmd {
+    /// What is lost if this message is never handled, for the breaker's ledger.
+    pub(crate) fn loss(&self) -> Option<(Arc<Ledger>, Loss)> {
+        Some(match self {
+            Cmd::Opened {
+                ledger,
+                from_half_open,
+                ..
+            } => (
+                Arc::clone(ledger),
+                Loss::Open {
+                    reopen: *from_half_open,
+                },
+            ),
+            Cmd::Closed { ledger } => (Arc::clone(ledger), Loss::Close),
+            Cmd::Known { ledger } => (Arc::clone(ledger), Loss::Known),
+            Cmd::Probe { ledger, ok, leased } => (
+                Arc::clone(ledger),
+                Loss::Probe {
+                    ok: *ok,
+                    leased: *leased,
+                },
+            ),
+            // A lease asked again by the next caller after the tick; a log
+            // entry counted as dropped; replies answered by their caller's timeout.
+            _ => return None,
+        })
+    }
 }
 
 const TICK: Duration = Duration::from_millis(200);
@@ -129,7 +168,8 @@ pub(crate) async fn run(
                     None => return,
                     Some(Cmd::Manual { reply, .. }) => { let _ = reply.send(Err(FleetError::Disconnected)); }
                     Some(Cmd::Transitions { reply, .. }) => { let _ = reply.send(Err(FleetError::Disconnected)); }
-                    Some(_) => {} // not shared while disconnected; resync on reconnect
+                    // Kept in the breaker's ledger; repaired on reconnect.
+                    Some(cmd) => shared.link.lose(cmd),
                 },
             }
         }
@@ -182,6 +222,16 @@ impl Conn {
     /// Reads every shared breaker's fleet state, applies it, and shares the
     /// local opens the fleet has not heard of (made while disconnected).
     async fn sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+        // What was lost while away first, so the fleet's state read next has it.
+        self.repair_dirty(con).await?;
+        let names: Vec<Arc<str>> = self
+            .shared
+            .local()
+            .members
+            .values()
+            .map(|m| Arc::clone(&m.gate.ledger.name))
+            .collect();
+        self.known(con, &names.iter().collect::<Vec<_>>()).await?;
         let flat: Vec<String> = self
             .io(scripts::sync()
                 .key(self.shared.keys.names())
@@ -192,8 +242,11 @@ impl Conn {
         for row in flat.chunks_exact(4) {
             let level = row[2].parse().unwrap_or(0i64);
             let pttl: i64 = row[3].parse().unwrap_or(-2);
-            let view = View::from_fleet(&row[1], pttl, level).unwrap_or_else(View::closed);
-            views.insert(row[0].clone(), view);
+            // `none`: Redis holds no state for it (never opened or
+            // controlled, or a restarted server forgot it).
+            if let Some(view) = View::from_fleet(&row[1], pttl, level) {
+                views.insert(row[0].clone(), view);
+            }
         }
         let mut report = Vec::new();
         {
@@ -202,13 +255,37 @@ impl Conn {
                 let Some(b) = member.breaker.upgrade() else {
                     continue;
                 };
+                let ledger = &member.gate.ledger;
                 match views.get(name) {
                     Some(v) if v.state != State::Closed => v.apply(&b),
-                    _ => {
+                    // Redis has no state for it: share our own open, if any
+                    // (a restarted server lost the fleet's).
+                    None => {
                         if let Some(rem) = b.open_remaining() {
-                            report.push((Arc::<str>::from(name.as_str()), rem));
+                            report.push((Arc::clone(&ledger.name), rem));
                         }
                     }
+                    // The fleet is closed.
+                    Some(_) => match b.state() {
+                        // An open of our own the fleet has not heard of: share it.
+                        State::Open if ledger.has_unshared_open() => {
+                            if let Some(rem) = b.open_remaining() {
+                                report.push((Arc::clone(&ledger.name), rem));
+                            }
+                        }
+                        // A shared or followed open, and the fleet closed meanwhile.
+                        State::Open | State::HalfOpen if !ledger.has_unshared_open() => {
+                            b.follow_close();
+                        }
+                        // A fleet-wide force-open or disable, and a fleet-wide reset meanwhile
+                        // (a local one stays: local control wins on its replica).
+                        State::ForcedOpen | State::Disabled
+                            if ledger.manual_from_fleet.load(Ordering::Acquire) =>
+                        {
+                            b.follow_manual(State::Closed);
+                        }
+                        _ => {}
+                    },
                 }
             }
             local.views = views;
@@ -216,6 +293,78 @@ impl Conn {
         for (name, rem) in report {
             self.opened(con, &name, rem.as_millis().max(1) as u64, false)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Repairs every breaker on the dirty list (see [`crate::ledger`]).
+    async fn repair_dirty(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+        let mut list = self.shared.link.dirty.take().into_iter();
+        while let Some(ledger) = list.next() {
+            let mut repair = ledger.take();
+            if let Err(lost) = self.repair(con, &ledger, &mut repair).await {
+                // What was not done yet goes back, for the next connection.
+                ledger.restore(repair);
+                if ledger.list() {
+                    self.shared.link.dirty.push(ledger);
+                }
+                for rest in list {
+                    self.shared.link.dirty.push(rest); // still listed, untouched
+                }
+                return Err(lost);
+            }
+        }
+        Ok(())
+    }
+
+    /// One breaker's repair; each part done is cleared from `r`, so what is
+    /// left in it after an error is what was not done.
+    async fn repair(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        ledger: &Arc<Ledger>,
+        r: &mut Repair,
+    ) -> Result<(), Lost> {
+        let name = Arc::clone(&ledger.name);
+        if r.known {
+            self.known(con, &[&name]).await?;
+            r.known = false;
+        }
+        if r.leases > 0 {
+            let gone: Vec<String> = match self.leases.get_mut(&name) {
+                Some(list) => {
+                    let take = (r.leases as usize).min(list.len());
+                    list.drain(list.len() - take..).collect()
+                }
+                None => Vec::new(),
+            };
+            if !gone.is_empty() {
+                let [_, _, lease] = self.keys(&name);
+                let _: i64 = self
+                    .io(redis::cmd("ZREM").arg(lease).arg(gone).query_async(con))
+                    .await?;
+            }
+            r.leases = 0;
+        }
+        if r.successes > 0 {
+            // Counted in one script run: exactly once, or not at all.
+            self.probe_result(con, &name, String::new(), true, r.successes)
+                .await?;
+            r.successes = 0;
+        }
+        let breaker = self.breaker(&name);
+        if r.opens > 0 {
+            if let Some(rem) = breaker.as_ref().and_then(|b| b.open_remaining()) {
+                self.opened(con, &name, rem.as_millis().max(1) as u64, r.reopen)
+                    .await?;
+            }
+            (r.opens, r.reopen) = (0, false);
+        }
+        if r.close {
+            if breaker.is_some_and(|b| b.state() == State::Closed) {
+                self.closed(con, &name).await?;
+            }
+            r.close = false;
         }
         Ok(())
     }
@@ -234,7 +383,16 @@ impl Conn {
             let step = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     None => return None,
-                    Some(cmd) => self.handle(&mut con, cmd).await,
+                    Some(cmd) => {
+                        let loss = cmd.loss();
+                        let step = self.handle(&mut con, cmd).await;
+                        if let (Err(_), Some((ledger, loss))) = (&step, loss) {
+                            if ledger.lose(loss) {
+                                self.shared.link.dirty.push(ledger);
+                            }
+                        }
+                        step
+                    }
                 },
                 msg = stream.next() => match msg {
                     None => Err(Lost("the subscription closed".to_owned())),
@@ -247,6 +405,11 @@ impl Conn {
                     }
                     self.on_tick(&mut con, renew).await
                 }
+            };
+            // Catch up with what a full queue dropped (one atomic load when nothing was).
+            let step = match step {
+                Ok(()) => self.repair_dirty(&mut con).await,
+                err => err,
             };
             if let Err(lost) = step {
                 return Some(lost);
@@ -335,64 +498,98 @@ impl Conn {
         Ok(())
     }
 
+    /// Adds `names` to the namespace's set of breaker names.
+    async fn known(&mut self, con: &mut MultiplexedConnection, names: &[&Arc<str>]) -> Result<(), Lost> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(self.shared.keys.names());
+        for n in names {
+            sadd.arg(&***n);
+        }
+        let _: i64 = self.io(sadd.query_async(con)).await?;
+        Ok(())
+    }
+
+    /// Shares a close after this replica's probes succeeded.
+    async fn closed(&mut self, con: &mut MultiplexedConnection, name: &Arc<str>) -> Result<(), Lost> {
+        let [hash, open, lease] = self.keys(name);
+        let answer: (String, i64, i64) = self
+            .io(scripts::close()
+                .key(hash)
+                .key(open)
+                .key(lease)
+                .arg(&self.shared.replica)
+                .arg(&**name)
+                .arg(self.shared.keys.channel())
+                .invoke_async(con))
+            .await?;
+        self.leases.remove(name);
+        if answer.0 != "closed" {
+            self.follow(name, &answer);
+        }
+        Ok(())
+    }
+
+    /// Counts `n` probe successes, or one failure, and gives back `member`'s lease.
+    async fn probe_result(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        name: &Arc<str>,
+        member: String,
+        ok: bool,
+        n: u32,
+    ) -> Result<(), Lost> {
+        let threshold = self.breaker(name).map_or(1, |b| b.config().success_threshold());
+        let [hash, open, lease] = self.keys(name);
+        let answer: (String, i64, i64) = self
+            .io(scripts::probe()
+                .key(hash)
+                .key(open)
+                .key(lease)
+                .arg(member)
+                .arg(if ok { "1" } else { "0" })
+                .arg(threshold)
+                .arg(&self.shared.replica)
+                .arg(&**name)
+                .arg(self.shared.keys.channel())
+                .arg(n)
+                .invoke_async(con))
+            .await?;
+        if answer.0 == "closed" {
+            if let Some(b) = self.breaker(name) {
+                b.follow_close();
+            }
+            self.release_all(con, name).await?;
+        }
+        Ok(())
+    }
+
     async fn handle(&mut self, con: &mut MultiplexedConnection, cmd: Cmd) -> Result<(), Lost> {
         let shared = Arc::clone(&self.shared);
         let channel = shared.keys.channel();
         match cmd {
             Cmd::Opened {
-                name,
+                ledger,
                 ms,
                 from_half_open,
             } => {
+                let name = Arc::clone(&ledger.name);
                 self.release_all(con, &name).await?;
-                self.opened(con, &name, ms, from_half_open).await
-            }
-            Cmd::Closed { name } => {
-                let [hash, open, lease] = self.keys(&name);
-                let answer: (String, i64, i64) = self
-                    .io(scripts::close()
-                        .key(hash)
-                        .key(open)
-                        .key(lease)
-                        .arg(&shared.replica)
-                        .arg(&*name)
-                        .arg(&channel)
-                        .invoke_async(con))
-                    .await?;
-                self.leases.remove(&name);
-                if answer.0 != "closed" {
-                    self.follow(&name, &answer);
-                }
+                self.opened(con, &name, ms, from_half_open).await?;
+                ledger.open_shared();
                 Ok(())
             }
-            Cmd::Probe { name, ok, leased } => {
+            Cmd::Closed { ledger } => self.closed(con, &ledger.name).await,
+            Cmd::Probe { ledger, ok, leased } => {
+                let name = Arc::clone(&ledger.name);
                 let member = if leased {
                     self.leases.get_mut(&name).and_then(Vec::pop).unwrap_or_default()
                 } else {
                     String::new()
                 };
-                let threshold = self.breaker(&name).map_or(1, |b| b.config().success_threshold());
-                let [hash, open, lease] = self.keys(&name);
-                let answer: (String, i64, i64) = self
-                    .io(scripts::probe()
-                        .key(hash)
-                        .key(open)
-                        .key(lease)
-                        .arg(member)
-                        .arg(if ok { "1" } else { "0" })
-                        .arg(threshold)
-                        .arg(&shared.replica)
-                        .arg(&*name)
-                        .arg(&channel)
-                        .invoke_async(con))
-                    .await?;
-                if answer.0 == "closed" {
-                    if let Some(b) = self.breaker(&name) {
-                        b.follow_close();
-                    }
-                    self.release_all(con, &name).await?;
-                }
-                Ok(())
+                self.probe_result(con, &name, member, ok, 1).await
             }
             Cmd::WantLease { name } => self.want_lease(con, name).await,
             Cmd::Log {
@@ -425,7 +622,13 @@ impl Conn {
                     .await?;
                 Ok(())
             }
-            Cmd::Manual { name, to, reply } => {
+            Cmd::Known { ledger } => self.known(con, &[&ledger.name]).await,
+            Cmd::Manual {
+                name,
+                to,
+                known_only,
+                reply,
+            } => {
                 let [hash, open, lease] = self.keys(&name);
                 let result: Result<(String, i64, i64), Lost> = self
                     .io(scripts::manual()
@@ -437,9 +640,14 @@ impl Conn {
                         .arg(&shared.replica)
                         .arg(&name)
                         .arg(&channel)
+                        .arg(if known_only { "1" } else { "0" })
                         .invoke_async(con))
                     .await;
                 match result {
+                    Ok((answer, _, _)) if answer == "unknown" => {
+                        let _ = reply.send(Ok(false));
+                        Ok(())
+                    }
                     Ok(_) => {
                         {
                             let mut local = shared.local();
@@ -448,7 +656,7 @@ impl Conn {
                                 b.follow_manual(to);
                             }
                         }
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(Ok(true));
                         Ok(())
                     }
                     Err(lost) => {
@@ -612,6 +820,7 @@ impl Conn {
     fn forget_leases(&mut self) {
         for m in self.shared.local().members.values() {
             m.gate.available.store(0, Ordering::Release);
+            m.gate.ledger.forget_leases();
         }
         self.leases.clear();
     }

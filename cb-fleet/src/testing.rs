@@ -12,12 +12,20 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     stopped: bool,
+    /// With [`start_tls`](RedisServer::start_tls): the TLS port and its arguments.
+    tls: Option<(u16, Vec<String>)>,
 }
 
 /// A running server for test `test`, or `None` (after saying why) when
 /// `redis-server` is not on `PATH`. With `CB_REQUIRE_REDIS=1` a missing
 /// server is a panic instead.
 pub fn redis_or_skip(test: &str) -> Option<RedisServer> {
+    redis_available(test).then(RedisServer::start)
+}
+
+/// `true` when `redis-server` is on `PATH`; otherwise says why test `test`
+/// is skipped and returns `false`, or panics with `CB_REQUIRE_REDIS=1`.
+pub fn redis_available(test: &str) -> bool {
     let found = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -29,31 +37,79 @@ pub fn redis_or_skip(test: &str) -> Option<RedisServer> {
             panic!("{test}: redis-server is not on PATH and CB_REQUIRE_REDIS=1 (install it: apt-get install -y redis-server)");
         }
         eprintln!("{test}: SKIPPED: redis-server is not on PATH (install it with `apt-get install -y redis-server`; CB_REQUIRE_REDIS=1 makes this a failure)");
-        return None;
     }
-    Some(RedisServer::start())
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut server = RedisServer {
-            port,
+            port: free_port(),
             child: None,
             stopped: false,
+            tls: None,
         };
         server.spawn();
         server
     }
 
+    /// Starts a server that also listens with TLS on a second free port
+    /// ([`tls_url`](Self::tls_url)), with the certificate, key and CA (PEM
+    /// files) given; with `client_certs`, TLS clients must present a
+    /// certificate signed by that CA. The plain port stays open for setup
+    /// ([`command`](Self::command)). Needs a redis-server built with TLS
+    /// (Debian's is).
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+        client_certs: bool,
+    ) -> Self {
+        let tls_port = free_port();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let args = vec![
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(cert),
+            "--tls-key-file".to_owned(),
+            path(key),
+            "--tls-ca-cert-file".to_owned(),
+            path(ca),
+            "--tls-auth-clients".to_owned(),
+            if client_certs { "yes" } else { "no" }.to_owned(),
+        ];
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            stopped: false,
+            tls: Some((tls_port, args)),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The TLS URL of a server from [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|(port, _)| format!("rediss://127.0.0.1:{port}/"))
+    }
+
     fn spawn(&mut self) {
+        let tls_args = self.tls.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(tls_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -164,4 +220,18 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Polls `f` every 5 ms, sleeping on tokio's timer, until it is true or
+/// `within` has passed; returns whether it became true (checked once more at
+/// the deadline).
+pub async fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f()
 }

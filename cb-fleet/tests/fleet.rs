@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, RedisServer};
+use cb_fleet::testing::{redis_or_skip, wait_until as eventually, RedisServer};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{CircuitBreaker, Config, Permit, Registry, State};
 
@@ -33,18 +33,6 @@ async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) 
         .join(reg)
         .await
         .expect("join")
-}
-
-/// Polls `f` every 5 ms for at most `within`.
-async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f()
 }
 
 async fn eventually_async<F: Future<Output = bool>>(within: Duration, mut f: impl FnMut() -> F) -> bool {
@@ -288,6 +276,10 @@ async fn a_killed_server_costs_callers_nothing_and_the_fleet_reconnects_and_resy
     let fa = join(&server, "kill", "a", ra).await;
     let fb = join(&server, "kill", "b", rb).await;
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
+    // An open shared before the server dies: the restarted server has forgotten it.
+    let (shared_a, shared_b) = (ra.get_or_insert("shared", cfg), rb.get_or_insert("shared", cfg));
+    trip(&shared_b);
+    assert!(eventually(SOON, || shared_a.state() == State::Open).await);
     server.kill();
     assert!(eventually(SOON, || !fa.is_connected() && !fb.is_connected()).await);
     assert!(fa
@@ -305,6 +297,11 @@ async fn a_killed_server_costs_callers_nothing_and_the_fleet_reconnects_and_resy
     assert!(eventually(Duration::from_secs(6), || fa.is_connected() && fb.is_connected()).await);
     // A's open, made while disconnected, reaches B after the resync.
     assert!(eventually(SOON, || b.state() == State::Open).await);
+    // An empty server is not a fleet that closed: the shared open stays, and is shared again.
+    assert_eq!((shared_a.state(), shared_b.state()), (State::Open, State::Open));
+    let rc = replica();
+    let _fc = join(&server, "kill", "c", rc).await;
+    assert_eq!(rc.get_or_insert("shared", cfg).state(), State::Open);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +373,7 @@ async fn an_unreachable_server_is_not_an_error_but_bad_settings_are() {
 }
 
 /// The README's ACL, word for word (for namespace `checkout`).
-const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:checkout:* resetchannels &cb:checkout:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hincrby +pttl +set +del +sadd +smembers +publish +time +zremrangebyscore +zcard +zadd +zscore +pexpire";
+const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:checkout:* resetchannels &cb:checkout:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hincrby +pttl +set +del +sadd +sismember +smembers +publish +time +zremrangebyscore +zcard +zadd +zscore +pexpire";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace() {
@@ -422,4 +419,157 @@ async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace()
         .await
         .unwrap();
     assert!(!fc.is_connected());
+}
+
+/// Local transitions of `filler` until `fleet` drops a message: the
+/// background task is stuck (its server hangs) and its queue is full.
+fn fill_the_queue(fleet: &Fleet, filler: &CircuitBreaker) {
+    // Twice: the first drop may come before the task has taken the message
+    // it then gets stuck on; after a pause it surely has, and the second
+    // drop means a full queue that stays full.
+    for _ in 0..2 {
+        let before = fleet.dropped_messages();
+        let deadline = Instant::now() + SOON;
+        while fleet.dropped_messages() == before {
+            assert!(Instant::now() < deadline, "the queue never filled");
+            filler.force_open();
+            filler.reset();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_and_probe_results_dropped_from_a_full_queue_still_reach_the_fleet() {
+    let Some(mut server) =
+        redis_or_skip("an_open_and_probe_results_dropped_from_a_full_queue_still_reach_the_fleet")
+    else {
+        return;
+    };
+    let cfg = || config(Duration::from_millis(1500), 2, 2);
+    let (ra, rb) = (replica(), replica());
+    // A's queue holds one message; a hung server keeps its task stuck on another.
+    let fa = Fleet::builder(&server.url())
+        .namespace("full")
+        .replica_id("a")
+        .queue_capacity(1)
+        .io_timeout(Duration::from_secs(3))
+        .join(ra)
+        .await
+        .unwrap();
+    let fb = Fleet::builder(&server.url())
+        .namespace("full")
+        .replica_id("b")
+        .io_timeout(Duration::from_secs(3))
+        .join(rb)
+        .await
+        .unwrap();
+    let (a, b, filler) = (
+        ra.get_or_insert("dep", cfg),
+        rb.get_or_insert("dep", cfg),
+        ra.get_or_insert("filler", cfg),
+    );
+
+    // 1. The open is dropped: the queue is full when A trips.
+    server.hang();
+    fill_the_queue(&fa, &filler);
+    let dropped = fa.dropped_messages();
+    trip(&a);
+    assert!(
+        fa.dropped_messages() >= dropped + 2,
+        "the open and its log entry were dropped"
+    );
+    server.resume();
+    assert!(
+        eventually(SOON, || b.state() == State::Open).await,
+        "B hears of the open anyway"
+    );
+    assert!(fa.is_connected() && fb.is_connected());
+
+    // 2. Both probe successes and the close are dropped.
+    let first = probe_from(&[&a], Duration::from_secs(5)).await;
+    let second = probe_from(&[&a], SOON).await;
+    server.hang();
+    fill_the_queue(&fa, &filler);
+    let dropped = fa.dropped_messages();
+    first.record(true);
+    second.record(true);
+    assert_eq!(a.state(), State::Closed, "A counted its own two successes");
+    assert!(
+        fa.dropped_messages() >= dropped + 3,
+        "both results and the close were dropped"
+    );
+    assert_ne!(b.state(), State::Closed);
+    server.resume();
+    // Counted exactly in Redis (2 = success_threshold), so the fleet closes.
+    assert!(
+        eventually(SOON, || b.state() == State::Closed).await,
+        "B closes: {:?}",
+        b.state()
+    );
+    assert!(fa.is_connected() && fb.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_replica_adopts_the_closes_and_resets_it_missed() {
+    let Some(server) = redis_or_skip("a_reconnecting_replica_adopts_the_closes_and_resets_it_missed") else {
+        return;
+    };
+    for user in ["a", "b"] {
+        let acl = ["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"];
+        assert_eq!(server.command(&acl), "+OK");
+    }
+    let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}/", server.port());
+    let join_as = |user: &str, reg| {
+        Fleet::builder(&url(user))
+            .namespace("resync")
+            .replica_id(user)
+            .io_timeout(Duration::from_millis(300))
+            .join(reg)
+    };
+    let (ra, rb) = (replica(), replica());
+    let fa = join_as("a", ra).await.unwrap();
+    let fb = join_as("b", rb).await.unwrap();
+    let long = || config(Duration::from_secs(30), 1, 1);
+    let short = || config(Duration::from_millis(300), 1, 1);
+    let (forced_a, _forced_b) = (ra.get_or_insert("forced", long), rb.get_or_insert("forced", long));
+    let (tripped_a, tripped_b) = (
+        ra.get_or_insert("tripped", short),
+        rb.get_or_insert("tripped", short),
+    );
+    let (local_a, _local_b) = (ra.get_or_insert("local", long), rb.get_or_insert("local", long));
+    fb.force_open("forced").await.unwrap();
+    trip(&tripped_b);
+    assert!(
+        eventually(SOON, || forced_a.state() == State::ForcedOpen
+            && tripped_a.state() == State::Open)
+        .await
+    );
+    local_a.force_open(); // local control: stays on A whatever the fleet says
+
+    // A loses Redis (its user is switched off); B goes on.
+    assert_eq!(server.command(&["ACL", "SETUSER", "a", "off"]), "+OK");
+    assert!(server.command(&["CLIENT", "KILL", "USER", "a"]).starts_with(':'));
+    assert!(eventually(SOON, || !fa.is_connected()).await);
+    fb.reset("forced").await.unwrap();
+    // B's probe succeeds: the fleet closes "tripped".
+    probe_from(&[&tripped_b], SOON).await.record(true);
+    assert_eq!(tripped_b.state(), State::Closed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(forced_a.state(), State::ForcedOpen, "A missed the reset");
+    assert_ne!(tripped_a.state(), State::Closed, "A missed the close");
+
+    // A is back: the resync brings the reset and the close, and keeps local control.
+    assert_eq!(server.command(&["ACL", "SETUSER", "a", "on"]), "+OK");
+    assert!(eventually(Duration::from_secs(6), || fa.is_connected()).await);
+    assert!(
+        eventually(SOON, || forced_a.state() == State::Closed
+            && tripped_a.state() == State::Closed)
+        .await,
+        "{:?} {:?}",
+        forced_a.state(),
+        tripped_a.state()
+    );
+    assert_eq!(local_a.state(), State::ForcedOpen);
 }

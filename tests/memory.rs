@@ -8,9 +8,9 @@
 //! loaded machine, say) is not the breaker's.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
-use std::cell::Cell;
 use std::task::{Context, Waker};
 use std::time::Duration;
 

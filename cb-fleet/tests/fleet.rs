@@ -424,19 +424,22 @@ async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace()
 /// Local transitions of `filler` until `fleet` drops a message: the
 /// background task is stuck (its server hangs) and its queue is full.
 fn fill_the_queue(fleet: &Fleet, filler: &CircuitBreaker) {
-    // Twice: the first drop may come before the task has taken the message
-    // it then gets stuck on; after a pause it surely has, and the second
-    // drop means a full queue that stays full.
-    for _ in 0..2 {
+    // Until the queue stays full: both messages of a force-open and reset
+    // sent after a pause are dropped, so the task took its message before the
+    // pause and is stuck on the hung server (for `io_timeout`). No fixed wait
+    // has to be long enough for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the queue never stayed full");
+        filler.force_open();
+        filler.reset();
+        std::thread::sleep(Duration::from_millis(50));
         let before = fleet.dropped_messages();
-        let deadline = Instant::now() + SOON;
-        while fleet.dropped_messages() == before {
-            assert!(Instant::now() < deadline, "the queue never filled");
-            filler.force_open();
-            filler.reset();
-            std::thread::sleep(Duration::from_millis(1));
+        filler.force_open();
+        filler.reset();
+        if fleet.dropped_messages() >= before + 2 {
+            return;
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -484,6 +484,14 @@ impl CircuitBreaker {
                 State::Disabled => return Ok(self.ticket(w, Admission::Disabled)),
                 State::ForcedOpen => return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
                 State::Open => {
+                    // While the open duration runs, which is nearly always:
+                    // one load of the deadline, one of the recent time, a
+                    // compare, and the refusal.
+                    let deadline = self.open_until.load(Ordering::Acquire);
+                    let now = self.clock.now_nanos();
+                    if now < deadline {
+                        return Err(self.reject_open(w, deadline - now));
+                    }
                     // Fleet mode: a probe needs a lease too (never waits).
                     let leased = self.take_lease_when_due();
                     match self.try_half_open(w, u32::from(leased)) {
@@ -539,6 +547,17 @@ impl CircuitBreaker {
         self.counters.add(Counter::Rejected);
         self.rejections.first_of_period(self.name, w.generation(), kind);
         BreakerError::new(self.name, kind, wait)
+    }
+
+    /// [`reject`](Self::reject) for an open circuit whose deadline is `wait`
+    /// nanoseconds away: a count in this thread's shard, one check that the
+    /// period's first rejection was logged, and two words of error.
+    #[inline(always)]
+    fn reject_open(&self, w: StateWord, wait: u64) -> BreakerError {
+        self.counters.add(Counter::Rejected);
+        self.rejections
+            .first_of_period(self.name, w.generation(), BreakerErrorKind::Open);
+        BreakerError::open(self.name, wait)
     }
 
     /// The `call_timeout` in force, if any.
@@ -957,5 +976,66 @@ impl CircuitBreaker {
     /// Bytes held by one breaker: the struct plus the window's heap.
     pub(crate) fn footprint(&self) -> usize {
         std::mem::size_of::<Self>() + lock(&self.inner).window.heap_bytes()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod timing_tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// Slow-call timing on the system clock (the recent time): a call that
+    /// started 2 s ago counts as slow, a 1 ms call does not. The 2 s call's
+    /// start is its admission reading pushed back by 2 s, so the test does
+    /// not wait for it.
+    #[test]
+    fn on_the_system_clock_a_2_s_call_is_slow_and_a_1_ms_call_is_not() {
+        let config = Config::builder()
+            .slow_call_duration(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert!(config.clock.is_system());
+        let b = CircuitBreaker::new("timing-system-clock", config);
+
+        let mut ticket = b.admit().unwrap();
+        assert_ne!(ticket.start, Ticket::NO_START, "the call is timed");
+        let Some(two_seconds_ago) = ticket.start.checked_sub(2 * SEC) else {
+            eprintln!("skipped: the monotonic clock is younger than 2 s");
+            return;
+        };
+        ticket.start = two_seconds_ago;
+        b.finish(ticket, CallEnd::Success);
+        assert_eq!(b.stats().slow_calls, 1, "a 2 s call is slow");
+
+        let ticket = b.admit().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        b.finish(ticket, CallEnd::Success);
+        let s = b.stats();
+        assert_eq!((s.slow_calls, s.successes), (1, 2), "a 1 ms call is not slow");
+    }
+
+    /// A tripped breaker on the system clock refuses with the time left.
+    #[test]
+    fn a_tripped_breaker_on_the_system_clock_refuses_with_the_time_left() {
+        let config = Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let b = CircuitBreaker::new("timing-open-deadline", config);
+        let ticket = b.admit().unwrap();
+        b.finish(ticket, CallEnd::Failure);
+        for _ in 0..3 {
+            let refusal = b.admit().unwrap_err();
+            assert_eq!(refusal.kind(), BreakerErrorKind::Open);
+            let left = refusal.retry_after().unwrap();
+            assert!(
+                left <= Duration::from_secs(60) && left > Duration::from_secs(50),
+                "{left:?}"
+            );
+        }
+        assert_eq!(b.stats().rejected, 3);
+        assert_eq!(b.state(), State::Open);
     }
 }

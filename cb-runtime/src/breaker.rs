@@ -7,12 +7,16 @@
 //!
 //! * **Admission** is one atomic load while closed. While half-open it is one
 //!   compare-and-swap that takes a probe slot, so probes in flight never
-//!   exceed `half_open_max_calls` (pitfall 1). While open it reads the clock;
-//!   once the open duration has elapsed exactly one caller wins the
+//!   exceed `half_open_max_calls` (pitfall 1). While open it is one load of
+//!   the deadline, one of the clock (the system clock's recent time is a
+//!   load too, see `clock`) and a compare; the refusal adds one to the
+//!   thread's own counter shard and builds a two-word error, no allocation.
+//!   Once the open duration has elapsed exactly one caller wins the
 //!   compare-and-swap to half-open and takes the first probe (pitfall 2).
 //! * **A success while closed** with a clean window (no failure or slow call
 //!   in it, no consecutive failure) adds one to a sharded counter and is done:
-//!   no lock, no allocation, no clock read unless slow-call detection is on.
+//!   no lock, no allocation, no clock read unless slow-call detection is on
+//!   (then two loads of the recent time).
 //!   The count window catches up with those successes the next time its lock
 //!   is taken.
 //! * **Everything else** (failures, slow calls, probes, transitions, a window
@@ -462,8 +466,23 @@ impl CircuitBreaker {
         match w.state() {
             State::Closed => Ok(self.ticket(w, Admission::Closed)),
             State::Disabled => Ok(self.ticket(w, Admission::Disabled)),
-            _ => self.admit_slow(w),
+            State::Open => self.admit_open(w),
+            State::ForcedOpen => Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
+            State::HalfOpen => self.admit_slow(w),
         }
+    }
+
+    /// Admission for an open word: while the open duration runs, which is
+    /// nearly always, one load of the deadline, one of the recent time, a
+    /// compare and the refusal, in line; the move to half-open out of line.
+    #[inline(always)]
+    fn admit_open(&self, w: StateWord) -> Result<Ticket, BreakerError> {
+        let deadline = self.open_until.load(Ordering::Acquire);
+        let now = self.clock.now_nanos();
+        if now < deadline {
+            return Err(self.reject_open(w, deadline - now));
+        }
+        self.admit_slow(w)
     }
 
     #[inline(always)]
@@ -484,9 +503,8 @@ impl CircuitBreaker {
                 State::Disabled => return Ok(self.ticket(w, Admission::Disabled)),
                 State::ForcedOpen => return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
                 State::Open => {
-                    // While the open duration runs, which is nearly always:
-                    // one load of the deadline, one of the recent time, a
-                    // compare, and the refusal.
+                    // Looked at in line by `admit_open` already; again here
+                    // after a lost race.
                     let deadline = self.open_until.load(Ordering::Acquire);
                     let now = self.clock.now_nanos();
                     if now < deadline {
@@ -543,6 +561,7 @@ impl CircuitBreaker {
     }
 
     /// Counts and logs a refusal of a call that found the word `w`.
+    #[inline(always)]
     fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
         self.counters.add(Counter::Rejected);
         self.rejections.first_of_period(self.name, w.generation(), kind);

@@ -65,13 +65,14 @@ use crate::sync::{AtomicU64, Ordering};
 ///
 /// Cloning is cheap. Two clocks are equal when they read the same source.
 #[derive(Clone, Default)]
-pub struct Clock(Source);
+pub struct Clock(
+    /// `None` for the system clock, so that telling it from the test clocks
+    /// on every reading is one test of a pointer.
+    Option<Arc<Source>>,
+);
 
-/// Which time source a [`Clock`] reads.
-#[derive(Clone, Default)]
+/// Which test time source a [`Clock`] reads.
 enum Source {
-    #[default]
-    System,
     Manual(Arc<AtomicU64>),
     Tokio(tokio::time::Instant),
 }
@@ -81,7 +82,7 @@ impl Clock {
     /// thread refreshes every millisecond (see the [module](self) docs). This
     /// is the default.
     pub fn system() -> Self {
-        Clock(Source::System)
+        Clock(None)
     }
 
     /// A clock that follows [`tokio::time::Instant`], so it stands still under
@@ -89,16 +90,15 @@ impl Clock {
     ///
     /// Reading it costs much more than [`Clock::system`]; use it in tests.
     pub fn tokio() -> Self {
-        Clock(Source::Tokio(tokio::time::Instant::now()))
+        Clock(Some(Arc::new(Source::Tokio(tokio::time::Instant::now()))))
     }
 
     /// Nanoseconds since this clock's origin.
     #[inline(always)]
     pub(crate) fn now_nanos(&self) -> u64 {
         match &self.0 {
-            Source::System => recent::now(),
-            Source::Manual(t) => t.load(Ordering::Acquire),
-            Source::Tokio(origin) => duration_nanos(origin.elapsed()),
+            None => recent::now(),
+            Some(source) => source.now_nanos(),
         }
     }
 
@@ -114,23 +114,33 @@ impl Clock {
     /// timed reliably.
     pub fn resolution(&self) -> Duration {
         match &self.0 {
-            Source::System => recent::RESOLUTION,
-            Source::Manual(_) | Source::Tokio(_) => Duration::from_nanos(1),
+            None => recent::RESOLUTION,
+            Some(_) => Duration::from_nanos(1),
         }
     }
 
     /// `true` for [`Clock::system`].
     pub(crate) fn is_system(&self) -> bool {
-        matches!(self.0, Source::System)
+        self.0.is_none()
+    }
+}
+
+impl Source {
+    #[inline(never)]
+    fn now_nanos(&self) -> u64 {
+        match self {
+            Source::Manual(t) => t.load(Ordering::Acquire),
+            Source::Tokio(origin) => duration_nanos(origin.elapsed()),
+        }
     }
 }
 
 impl PartialEq for Clock {
     fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Source::System, Source::System) => true,
-            (Source::Manual(a), Source::Manual(b)) => Arc::ptr_eq(a, b),
-            (Source::Tokio(a), Source::Tokio(b)) => a == b,
+        match (self.0.as_deref(), other.0.as_deref()) {
+            (None, None) => true,
+            (Some(Source::Manual(a)), Some(Source::Manual(b))) => Arc::ptr_eq(a, b),
+            (Some(Source::Tokio(a)), Some(Source::Tokio(b))) => a == b,
             _ => false,
         }
     }
@@ -138,14 +148,14 @@ impl PartialEq for Clock {
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Source::System => f.write_str("Clock::system()"),
-            Source::Manual(t) => write!(
+        match self.0.as_deref() {
+            None => f.write_str("Clock::system()"),
+            Some(Source::Manual(t)) => write!(
                 f,
                 "Clock::manual(at {:?})",
                 Duration::from_nanos(t.load(Ordering::Relaxed))
             ),
-            Source::Tokio(_) => f.write_str("Clock::tokio()"),
+            Some(Source::Tokio(_)) => f.write_str("Clock::tokio()"),
         }
     }
 }
@@ -190,7 +200,7 @@ impl ManualClock {
 
     /// A [`Clock`] reading this manual clock, to put in a [`Config`](crate::Config).
     pub fn clock(&self) -> Clock {
-        Clock(Source::Manual(Arc::clone(&self.0)))
+        Clock(Some(Arc::new(Source::Manual(Arc::clone(&self.0)))))
     }
 }
 

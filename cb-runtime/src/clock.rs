@@ -9,23 +9,27 @@
 //! [`Clock::system`], the default, reads a *recent time*: one atomic word that
 //! a background thread, `cb-clock`, refreshes from the monotonic clock
 //! (`CLOCK_MONOTONIC` on Linux, [`std::time::Instant`] elsewhere) once a
-//! millisecond. A reading is one relaxed load and a
-//! predicted branch, where even the kernel's coarse clock costs a few
-//! nanoseconds through the vDSO, and a precise one tens on a virtual machine.
-//! Slow-call timing reads it twice per call and a tripped breaker once per
-//! rejection, so that difference is most of what a call costs.
+//! millisecond. A reading is one relaxed load and a predicted branch, where
+//! even the kernel's coarse clock costs about 5 ns through the vDSO (and a
+//! precise one tens on a virtual machine). Slow-call timing reads it twice
+//! per call and a tripped breaker once per rejection: with the coarse clock
+//! those reads were more than half of what such a call cost.
 //!
-//! * **Resolution.** A reading steps by about 1 ms and lags the true time by
-//!   at most about 1 ms: better than the coarse clock it replaces, which
-//!   steps every 1 to 10 ms depending on the kernel's tick.
-//!   [`Clock::resolution`] says 1 ms. A call's measured duration is off by at
-//!   most one interval either way, so the 10 ms floor on `slow_call_duration`
-//!   ([`MIN_SLOW_CALL_DURATION`](crate::MIN_SLOW_CALL_DURATION)) keeps a
-//!   tenfold margin: a 1 ms call never measures anywhere near 10 ms, and a
-//!   call longer than 11 ms always measures longer than 10 ms. The lag
-//!   grows only when the scheduler keeps the upkeep thread off the CPU for
-//!   longer than that (a machine saturated with runnable threads); a sleeping
-//!   thread that wakes is normally scheduled within microseconds.
+//! * **Resolution.** A reading is the monotonic clock as of the thread's
+//!   last wake-up, so it steps by about 1 ms and is at most one interval
+//!   (plus that wake-up's scheduling delay) behind the true time: finer than
+//!   the kernel's coarse clock it replaces, which steps once per kernel tick
+//!   (4 ms on the benchmark VM, up to 10 ms on `HZ=100` kernels).
+//!   [`Clock::resolution`] says 1 ms. A call's measured duration, the
+//!   difference of two readings, is off by at most that lag either way.
+//!   The 10 ms floor on `slow_call_duration`
+//!   ([`MIN_SLOW_CALL_DURATION`](crate::MIN_SLOW_CALL_DURATION)), sized for
+//!   the coarse clock's 10 ms worst case, now keeps a tenfold margin: a
+//!   1 ms call measures about 2 ms at most and is never slow, and a call
+//!   longer than 11 ms always measures longer than 10 ms. Only a machine so
+//!   saturated that the upkeep thread waits 8 ms or more for a CPU could
+//!   misjudge a call at the floor; a sleeping thread that wakes is normally
+//!   scheduled within microseconds.
 //! * **Started lazily, stopped when idle.** No thread exists until something
 //!   first reads the system clock: a breaker with slow-call timing on, one
 //!   that opens (its deadline), or a time window. A breaker with the builder
@@ -35,22 +39,26 @@
 //!   thread reads the monotonic clock itself, so a reading is never stale
 //!   for lack of a thread; if the thread cannot be spawned at all, every
 //!   reading is a direct clock read.
-//! * **Cost.** While it runs the thread wakes 1,000 times a second
-//!   (`std::thread::sleep` of 1 ms; the kernel's timer slack makes it about
-//!   950) and does one clock read and one compare-and-swap per wake-up. On
-//!   the 2-vCPU VM of the README's benchmarks that is about 0.5 % of one CPU
-//!   (`cb-clock` thread time in `/proc/self/task/*/stat` over 10 s, see
-//!   `recent_clock_upkeep_costs_little_cpu` in this module's tests, run with
-//!   `--ignored --nocapture`). It has a 64 KiB stack.
+//! * **Cost.** While it runs the thread wakes about 1,000 times a second
+//!   (`std::thread::sleep` of 1 ms; timer slack and scheduling make it 900
+//!   to 950) and does one clock read and one compare-and-swap per wake-up.
+//!   On the 2-vCPU VM of the README's benchmarks that is 1.4 % of one CPU
+//!   (28 ms of thread CPU time in 2 s, 928 wake-ups a second, measured with
+//!   the thread's own CPU clock by `upkeep_cost` in this module's tests:
+//!   `cargo test -p cb-runtime --release --lib upkeep_cost -- --ignored
+//!   --nocapture`), nearly all of it the kernel's sleep and wake-up, and it
+//!   is paid only while something reads the clock: an idle service's thread
+//!   stops after a second. Its stack is 64 KiB.
 //! * **Ordering.** Readings on one thread never go backwards. The thread
 //!   publishes only increasing values, and a reader that starts a thread
 //!   publishes its own reading first; all readings come from the same
 //!   monotonic clock.
-//! * **Forks.** A child forked (without exec) from a process whose upkeep
-//!   thread runs inherits the word but not the thread, so its system clock
-//!   would stand still. Don't fork after the first breaker read the clock,
-//!   as with tokio's runtime (the thread stops after 1 s idle, and a stopped
-//!   thread is restarted in the child on its first reading).
+//! * **Forks.** A child forked (without exec) while the upkeep thread runs
+//!   inherits the word but not the thread, so its system clock stands still
+//!   and an open breaker never half-opens there. Fork before the first
+//!   breaker reads the clock (as tokio's runtime also requires), or at least
+//!   a second after the last reading, when the thread has stopped: a child
+//!   then starts its own on its first reading.
 //! * **Tests and loom.** [`ManualClock`] and [`Clock::tokio`] are unchanged
 //!   and never start the thread. Under `cfg(loom)` and `cfg(miri)` the system
 //!   clock reads the monotonic clock directly, with no thread.

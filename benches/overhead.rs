@@ -37,18 +37,18 @@ fn closed_success(c: &mut Criterion) {
 
     for (id, ours) in [("cb", cb_default()), ("cb_llm", cb_llm())] {
         assert_cb_closed(&ours);
-        g.bench_function(id, |bn| bn.iter(|| cb_call(black_box(&ours))));
+        g.bench_function(id, |bn| bn.iter(|| cb_timed(black_box(&ours))));
         assert_cb_closed(&ours);
     }
 
     let fs = failsafe_breaker();
     assert_failsafe_closed(&fs);
-    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_call(black_box(&fs))));
+    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_timed(black_box(&fs))));
     assert_failsafe_closed(&fs);
 
     let rc = recloser_breaker();
     assert_recloser_closed(&rc);
-    g.bench_function("recloser", |bn| bn.iter(|| recloser_call(black_box(&rc))));
+    g.bench_function("recloser", |bn| bn.iter(|| recloser_timed(black_box(&rc))));
     assert_recloser_closed(&rc);
 
     g.finish();
@@ -64,27 +64,27 @@ fn open_rejection(c: &mut Criterion) {
             "cb: must be forced open"
         );
         assert_cb_rejects(&ours);
-        g.bench_function(id, |bn| bn.iter(|| cb_call(black_box(&ours))));
+        g.bench_function(id, |bn| bn.iter(|| cb_timed(black_box(&ours))));
         assert_cb_rejects(&ours);
     }
 
     for (id, ours) in [("cb_tripped", cb_default()), ("cb_llm_tripped", cb_llm())] {
         trip_cb(&ours);
         assert_cb_rejects(&ours);
-        g.bench_function(id, |bn| bn.iter(|| cb_call(black_box(&ours))));
+        g.bench_function(id, |bn| bn.iter(|| cb_timed(black_box(&ours))));
         assert!(matches!(ours.state(), State::Open), "cb: must still be open");
     }
 
     let fs = failsafe_breaker();
     trip_failsafe(&fs);
     assert_failsafe_rejects(&fs);
-    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_call(black_box(&fs))));
+    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_timed(black_box(&fs))));
     assert_failsafe_rejects(&fs);
 
     let rc = recloser_breaker();
     trip_recloser(&rc);
     assert_recloser_rejects(&rc);
-    g.bench_function("recloser", |bn| bn.iter(|| recloser_call(black_box(&rc))));
+    g.bench_function("recloser", |bn| bn.iter(|| recloser_timed(black_box(&rc))));
     assert_recloser_rejects(&rc);
 
     g.finish();
@@ -93,10 +93,10 @@ fn open_rejection(c: &mut Criterion) {
 /// Two threads share `breaker`; each makes `iters` calls, started together by a
 /// barrier. Returns the slower thread's time, so criterion reports the time one
 /// call takes while another thread hammers the same breaker.
-fn two_thread_time<B, R, F>(bn: &mut Bencher<'_>, breaker: &Arc<B>, call: F)
+fn two_thread_time<B, F>(bn: &mut Bencher<'_>, breaker: &Arc<B>, call: F)
 where
     B: Send + Sync,
-    F: Fn(&B) -> R + Sync,
+    F: Fn(&B) + Sync,
 {
     bn.iter_custom(|iters| {
         let barrier = Barrier::new(2);
@@ -110,7 +110,7 @@ where
                         barrier.wait();
                         let start = Instant::now();
                         for _ in 0..iters {
-                            black_box(call(black_box(breaker)));
+                            call(black_box(breaker));
                         }
                         start.elapsed()
                     })
@@ -131,18 +131,18 @@ fn two_threads(c: &mut Criterion) {
     for (id, ours) in [("cb", cb_default()), ("cb_llm", cb_llm())] {
         let ours = Arc::new(ours);
         assert_cb_closed(&ours);
-        g.bench_function(id, |bn| two_thread_time(bn, &ours, cb_call));
+        g.bench_function(id, |bn| two_thread_time(bn, &ours, cb_timed));
         assert_cb_closed(&ours);
     }
 
     let fs = Arc::new(failsafe_breaker());
     assert_failsafe_closed(&fs);
-    g.bench_function("failsafe", |bn| two_thread_time(bn, &fs, failsafe_call));
+    g.bench_function("failsafe", |bn| two_thread_time(bn, &fs, failsafe_timed));
     assert_failsafe_closed(&fs);
 
     let rc = Arc::new(recloser_breaker());
     assert_recloser_closed(&rc);
-    g.bench_function("recloser", |bn| two_thread_time(bn, &rc, recloser_call));
+    g.bench_function("recloser", |bn| two_thread_time(bn, &rc, recloser_timed));
     assert_recloser_closed(&rc);
 
     g.finish();

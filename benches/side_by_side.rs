@@ -3,7 +3,7 @@
 //! and the median round is printed in ns per call, with cb's ratio to the best
 //! peer. A ready future is polled once with a no-op waker (`common::poll_once`),
 //! as in `overhead`; the breaker goes through `black_box` on every call and the
-//! result is `black_box`ed.
+//! result is observed by reference (`peers::poll_observed`).
 //!
 //! Run: `cargo bench --bench side_by_side` (release; about a minute).
 //! `CB_SIDE_BY_SIDE_CALLS=1000000` makes the rounds shorter.
@@ -30,12 +30,12 @@ fn calls() -> u64 {
 const ROUNDS: usize = 5;
 
 /// The median of [`ROUNDS`] rounds of `n` calls of `call` on `b`, in ns per call.
-fn one_thread<B, R>(b: &B, n: u64, call: impl Fn(&B) -> R) -> f64 {
+fn one_thread<B>(b: &B, n: u64, call: impl Fn(&B)) -> f64 {
     median(
         || {
             let start = Instant::now();
             for _ in 0..n {
-                black_box(call(black_box(b)));
+                call(black_box(b));
             }
             start.elapsed()
         },
@@ -45,7 +45,7 @@ fn one_thread<B, R>(b: &B, n: u64, call: impl Fn(&B) -> R) -> f64 {
 
 /// Two threads share `b`, `n` calls each after a barrier; the slower thread's
 /// time per call, median of [`ROUNDS`].
-fn two_threads<B: Sync, R>(b: &B, n: u64, call: impl Fn(&B) -> R + Sync) -> f64 {
+fn two_threads<B: Sync>(b: &B, n: u64, call: impl Fn(&B) + Sync) -> f64 {
     median(
         || {
             let barrier = Barrier::new(2);
@@ -57,7 +57,7 @@ fn two_threads<B: Sync, R>(b: &B, n: u64, call: impl Fn(&B) -> R + Sync) -> f64 
                             barrier.wait();
                             let start = Instant::now();
                             for _ in 0..n {
-                                black_box(call(black_box(b)));
+                                call(black_box(b));
                             }
                             start.elapsed()
                         })
@@ -113,10 +113,10 @@ fn main() {
     assert_failsafe_closed(&fs);
     assert_recloser_closed(&rc);
     let closed = [
-        one_thread(&ours, n, cb_call),
-        one_thread(&llm, n, cb_call),
-        one_thread(&fs, n, failsafe_call),
-        one_thread(&rc, n, recloser_call),
+        one_thread(&ours, n, cb_timed),
+        one_thread(&llm, n, cb_timed),
+        one_thread(&fs, n, failsafe_timed),
+        one_thread(&rc, n, recloser_timed),
     ];
     assert_cb_closed(&ours);
     assert_cb_closed(&llm);
@@ -125,10 +125,10 @@ fn main() {
 
     // Two threads on one breaker, successful calls.
     let two = [
-        two_threads(&ours, n, cb_call),
-        two_threads(&llm, n, cb_call),
-        two_threads(&fs, n, failsafe_call),
-        two_threads(&rc, n, recloser_call),
+        two_threads(&ours, n, cb_timed),
+        two_threads(&llm, n, cb_timed),
+        two_threads(&fs, n, failsafe_timed),
+        two_threads(&rc, n, recloser_timed),
     ];
     assert_cb_closed(&ours);
     assert_cb_closed(&llm);
@@ -145,10 +145,10 @@ fn main() {
     assert_failsafe_rejects(&fs);
     assert_recloser_rejects(&rc);
     let tripped = [
-        one_thread(&ours, n, cb_call),
-        one_thread(&llm, n, cb_call),
-        one_thread(&fs, n, failsafe_call),
-        one_thread(&rc, n, recloser_call),
+        one_thread(&ours, n, cb_timed),
+        one_thread(&llm, n, cb_timed),
+        one_thread(&fs, n, failsafe_timed),
+        one_thread(&rc, n, recloser_timed),
     ];
     assert!(matches!(ours.state(), State::Open) && matches!(llm.state(), State::Open));
     assert_failsafe_rejects(&fs);
@@ -159,7 +159,7 @@ fn main() {
     llm.force_open();
     assert_cb_rejects(&ours);
     assert_cb_rejects(&llm);
-    let forced = [one_thread(&ours, n, cb_call), one_thread(&llm, n, cb_call)];
+    let forced = [one_thread(&ours, n, cb_timed), one_thread(&llm, n, cb_timed)];
 
     row("closed, success", closed[0], closed[1], closed[2], closed[3]);
     row("open, tripped", tripped[0], tripped[1], tripped[2], tripped[3]);

@@ -1,7 +1,8 @@
 //! A second, independent harness for the same comparison as `overhead`, with
 //! no criterion: each case is 10^7 calls timed with `Instant`, five rounds,
 //! and the median round is printed in ns per call, with cb's ratio to the best
-//! peer. A ready future is polled once with a no-op waker (`common::poll_once`),
+//! peer. A second table gives the same rounds timed by the timing thread's CPU
+//! time, which a busy machine's preemptions do not inflate. A ready future is polled once with a no-op waker (`common::poll_once`),
 //! as in `overhead`; the breaker goes through `black_box` on every call and the
 //! result is observed by reference (`peers::poll_observed`).
 //!
@@ -29,23 +30,47 @@ fn calls() -> u64 {
 
 const ROUNDS: usize = 5;
 
-/// The median of [`ROUNDS`] rounds of `n` calls of `call` on `b`, in ns per call.
-fn one_thread<B>(b: &B, n: u64, call: impl Fn(&B)) -> f64 {
-    median(
-        || {
-            let start = Instant::now();
-            for _ in 0..n {
-                call(black_box(b));
-            }
-            start.elapsed()
-        },
-        n,
-    )
+/// One round's time: wall clock, and the timing thread's CPU time.
+#[derive(Clone, Copy)]
+struct Round {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// The calling thread's CPU time: it stands still while the thread is
+/// preempted, so other work on a busy machine does not inflate it.
+#[cfg(unix)]
+fn thread_cpu() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(unix))]
+fn thread_cpu() -> Duration {
+    Duration::ZERO
+}
+
+/// Times `n` calls of `call` on `b` on this thread.
+fn timed<B>(b: &B, n: u64, call: &impl Fn(&B)) -> Round {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    for _ in 0..n {
+        call(black_box(b));
+    }
+    Round {
+        cpu: thread_cpu() - cpu,
+        wall: wall.elapsed(),
+    }
+}
+
+/// The median of [`ROUNDS`] rounds of `n` calls of `call` on `b`, in ns per
+/// call: (wall clock, CPU time).
+fn one_thread<B>(b: &B, n: u64, call: impl Fn(&B)) -> (f64, f64) {
+    median(|| timed(b, n, &call), n)
 }
 
 /// Two threads share `b`, `n` calls each after a barrier; the slower thread's
-/// time per call, median of [`ROUNDS`].
-fn two_threads<B: Sync>(b: &B, n: u64, call: impl Fn(&B) + Sync) -> f64 {
+/// time per call, median of [`ROUNDS`]: (wall clock, CPU time).
+fn two_threads<B: Sync>(b: &B, n: u64, call: impl Fn(&B) + Sync) -> (f64, f64) {
     median(
         || {
             let barrier = Barrier::new(2);
@@ -55,42 +80,55 @@ fn two_threads<B: Sync>(b: &B, n: u64, call: impl Fn(&B) + Sync) -> f64 {
                         let (barrier, call) = (&barrier, &call);
                         s.spawn(move || {
                             barrier.wait();
-                            let start = Instant::now();
-                            for _ in 0..n {
-                                call(black_box(b));
-                            }
-                            start.elapsed()
+                            timed(b, n, call)
                         })
                     })
                     .collect();
-                workers
+                let rounds: Vec<Round> = workers
                     .into_iter()
                     .map(|w| w.join().expect("bench thread panicked"))
-                    .max()
-                    .expect("two workers")
+                    .collect();
+                Round {
+                    wall: rounds.iter().map(|r| r.wall).max().expect("two workers"),
+                    cpu: rounds.iter().map(|r| r.cpu).max().expect("two workers"),
+                }
             })
         },
         n,
     )
 }
 
-fn median(mut round: impl FnMut() -> Duration, n: u64) -> f64 {
-    let mut ns: Vec<f64> = (0..ROUNDS)
-        .map(|_| round().as_nanos() as f64 / n as f64)
-        .collect();
-    ns.sort_by(f64::total_cmp);
-    ns[ROUNDS / 2]
+fn median(mut round: impl FnMut() -> Round, n: u64) -> (f64, f64) {
+    let rounds: Vec<Round> = (0..ROUNDS).map(|_| round()).collect();
+    let mid = |f: fn(&Round) -> Duration| {
+        let mut ns: Vec<f64> = rounds.iter().map(|r| f(r).as_nanos() as f64 / n as f64).collect();
+        ns.sort_by(f64::total_cmp);
+        ns[ROUNDS / 2]
+    };
+    (mid(|r| r.wall), mid(|r| r.cpu))
 }
 
-/// One line of the table: cb's two configurations (`None` where a case does
-/// not apply), the peers, and cb over the best peer.
-fn row(case: &str, cb: f64, cb_llm: f64, failsafe: f64, recloser: f64) {
+/// One line of the table: cb's two configurations, the peers, and each cb
+/// configuration over the best peer.
+fn row(case: &str, [cb, cb_llm, failsafe, recloser]: [f64; 4]) {
     let best = failsafe.min(recloser);
     println!(
         "| {case} | {cb:.1} | {cb_llm:.1} | {failsafe:.1} | {recloser:.1} | {:.2}× | {:.2}× |",
         cb / best,
         cb_llm / best
     );
+}
+
+/// The table of one measure (`pick`: wall clock or CPU time).
+fn table(title: &str, cases: &[(&str, [(f64, f64); 4])], pick: fn((f64, f64)) -> f64) {
+    println!();
+    println!("{title}");
+    println!();
+    println!("| case | cb | cb_llm | failsafe | recloser | cb / best peer | cb_llm / best peer |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (case, times) in cases {
+        row(case, times.map(pick));
+    }
 }
 
 fn main() {
@@ -101,9 +139,6 @@ fn main() {
         10_000
     };
     println!("side_by_side: {n} calls per round, median of {ROUNDS} rounds, ns per call");
-    println!();
-    println!("| case | cb | cb_llm | failsafe | recloser | cb / best peer | cb_llm / best peer |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
 
     // Closed, successful calls.
     let (ours, llm) = (cb_default(), cb_llm());
@@ -161,14 +196,21 @@ fn main() {
     assert_cb_rejects(&llm);
     let forced = [one_thread(&ours, n, cb_timed), one_thread(&llm, n, cb_timed)];
 
-    row("closed, success", closed[0], closed[1], closed[2], closed[3]);
-    row("open, tripped", tripped[0], tripped[1], tripped[2], tripped[3]);
-    row(
-        "open, forced (peers: tripped)",
-        forced[0],
-        forced[1],
-        tripped[2],
-        tripped[3],
-    );
-    row("2 threads, one breaker", two[0], two[1], two[2], two[3]);
+    let cases = [
+        ("closed, success", closed),
+        ("open, tripped", tripped),
+        (
+            "open, forced (peers: tripped)",
+            [forced[0], forced[1], tripped[2], tripped[3]],
+        ),
+        ("2 threads, one breaker", two),
+    ];
+    table("Wall clock (`Instant`):", &cases, |(wall, _)| wall);
+    if cfg!(unix) {
+        table(
+            "CPU time of the timing thread (`CLOCK_THREAD_CPUTIME_ID`; preemptions by other work excluded):",
+            &cases,
+            |(_, cpu)| cpu,
+        );
+    }
 }

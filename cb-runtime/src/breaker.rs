@@ -460,16 +460,25 @@ impl CircuitBreaker {
 
     /// Admission: a ticket for one call, or the refusal. Wrapped by
     /// [`try_acquire`](Self::try_acquire) and every call future.
+    ///
+    /// Tests rather than a `match`: a `match` on the state compiles to a jump
+    /// table, an indirect jump that profiles showed as the closed path's most
+    /// sampled instruction; closed is tested first.
     #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Ticket, BreakerError> {
         let w = self.load();
-        match w.state() {
-            State::Closed => Ok(self.ticket(w, Admission::Closed)),
-            State::Disabled => Ok(self.ticket(w, Admission::Disabled)),
-            State::Open => self.admit_open(w),
-            State::ForcedOpen => Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
-            State::HalfOpen => self.admit_slow(w),
+        let state = w.state();
+        if state == State::Closed {
+            return Ok(self.ticket(w, Admission::Closed));
         }
+        if state == State::Open {
+            return self.admit_open(w);
+        }
+        if state == State::ForcedOpen {
+            return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None));
+        }
+        // Half-open and disabled.
+        self.admit_slow(w)
     }
 
     /// Admission for an open word: while the open duration runs, which is

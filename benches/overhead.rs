@@ -18,10 +18,9 @@
 //!
 //! Run: `cargo bench --bench overhead`.
 
-use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 mod peers;
@@ -37,18 +36,22 @@ fn closed_success(c: &mut Criterion) {
 
     for (id, ours) in [("cb", cb_default()), ("cb_llm", cb_llm())] {
         assert_cb_closed(&ours);
-        g.bench_function(id, |bn| bn.iter(|| cb_timed(black_box(&ours))));
+        g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
         assert_cb_closed(&ours);
     }
 
     let fs = failsafe_breaker();
     assert_failsafe_closed(&fs);
-    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_timed(black_box(&fs))));
+    g.bench_function("failsafe", |bn| {
+        bn.iter_custom(|n| time_calls(&fs, n, failsafe_timed))
+    });
     assert_failsafe_closed(&fs);
 
     let rc = recloser_breaker();
     assert_recloser_closed(&rc);
-    g.bench_function("recloser", |bn| bn.iter(|| recloser_timed(black_box(&rc))));
+    g.bench_function("recloser", |bn| {
+        bn.iter_custom(|n| time_calls(&rc, n, recloser_timed))
+    });
     assert_recloser_closed(&rc);
 
     g.finish();
@@ -64,27 +67,31 @@ fn open_rejection(c: &mut Criterion) {
             "cb: must be forced open"
         );
         assert_cb_rejects(&ours);
-        g.bench_function(id, |bn| bn.iter(|| cb_timed(black_box(&ours))));
+        g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
         assert_cb_rejects(&ours);
     }
 
     for (id, ours) in [("cb_tripped", cb_default()), ("cb_llm_tripped", cb_llm())] {
         trip_cb(&ours);
         assert_cb_rejects(&ours);
-        g.bench_function(id, |bn| bn.iter(|| cb_timed(black_box(&ours))));
+        g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
         assert!(matches!(ours.state(), State::Open), "cb: must still be open");
     }
 
     let fs = failsafe_breaker();
     trip_failsafe(&fs);
     assert_failsafe_rejects(&fs);
-    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_timed(black_box(&fs))));
+    g.bench_function("failsafe", |bn| {
+        bn.iter_custom(|n| time_calls(&fs, n, failsafe_timed))
+    });
     assert_failsafe_rejects(&fs);
 
     let rc = recloser_breaker();
     trip_recloser(&rc);
     assert_recloser_rejects(&rc);
-    g.bench_function("recloser", |bn| bn.iter(|| recloser_timed(black_box(&rc))));
+    g.bench_function("recloser", |bn| {
+        bn.iter_custom(|n| time_calls(&rc, n, recloser_timed))
+    });
     assert_recloser_rejects(&rc);
 
     g.finish();
@@ -108,11 +115,7 @@ where
                     let call = &call;
                     s.spawn(move || {
                         barrier.wait();
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            call(black_box(breaker));
-                        }
-                        start.elapsed()
+                        time_calls(breaker, iters, call)
                     })
                 })
                 .collect();

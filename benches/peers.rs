@@ -97,6 +97,22 @@ pub fn poll_observed<F: Future>(fut: F) {
     }
 }
 
+/// Makes `n` calls of `call` on `b` (through `black_box`) and returns the
+/// wall-clock time they took: the one loop both harnesses time with.
+///
+/// Never inlined, so that each library's loop is the same machine code in
+/// `overhead` and `side_by_side`: the inliner treated the call futures'
+/// `poll` differently in criterion's closures and in a plain loop, and the
+/// two harnesses disagreed by up to 2× for cb.
+#[inline(never)]
+pub fn time_calls<B>(b: &B, n: u64, call: impl Fn(&B)) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        call(black_box(b));
+    }
+    start.elapsed()
+}
+
 /// One timed call through cb.
 #[inline(always)]
 pub fn cb_timed(b: &CircuitBreaker) {

@@ -9,10 +9,9 @@
 //! Run: `cargo bench --bench side_by_side` (release; about a minute).
 //! `CB_SIDE_BY_SIDE_CALLS=1000000` makes the rounds shorter.
 
-use std::hint::black_box;
 use std::sync::Barrier;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 mod peers;
@@ -52,13 +51,11 @@ fn thread_cpu() -> Duration {
 
 /// Times `n` calls of `call` on `b` on this thread.
 fn timed<B>(b: &B, n: u64, call: &impl Fn(&B)) -> Round {
-    let (wall, cpu) = (Instant::now(), thread_cpu());
-    for _ in 0..n {
-        call(black_box(b));
-    }
+    let cpu = thread_cpu();
+    let wall = time_calls(b, n, call);
     Round {
         cpu: thread_cpu() - cpu,
-        wall: wall.elapsed(),
+        wall,
     }
 }
 

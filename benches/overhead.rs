@@ -1,211 +1,58 @@
-//! Per-call overhead of cb's breaker against failsafe and recloser.
+//! Per-call overhead of cb's breaker against failsafe and recloser, in one run.
 //!
 //! Every library is driven the same way: a ready `Result` future is wrapped by
 //! the library's own async call API and polled exactly once with a no-op waker.
 //! No runtime, no allocation by the bench itself, no `.await` machinery: what is
 //! left is the breaker's admission check and outcome recording.
 //!
+//! cb runs in two configurations, side by side in every group: `cb` is the
+//! builder defaults (no slow-call timing, so no clock read while closed) and
+//! `cb_llm` is `Preset::Llm.config()` (slow-call timing and a call timeout on:
+//! what `#[circuit_breaker(preset = "llm")]` users run).
+//!
 //! Groups (see `benches/README.md`):
 //! - `closed_success`: closed breaker, successful call.
-//! - `closed_success_preset_llm`: ours with `Preset::Llm` (slow-call detection and
-//!   a call timeout on).
-//! - `open_rejection`: open breaker, rejected call.
+//! - `open_rejection`: open breaker, rejected call (tripped by real failures,
+//!   and forced open for cb).
 //! - `two_threads`: two threads share one breaker, successful calls; per-call time.
 //!
 //! Run: `cargo bench --bench overhead`.
 
-use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
+mod peers;
 
-use cb_runtime::{CallError, CircuitBreaker, Config, Preset, State};
-use common::poll_once;
+use cb_runtime::State;
 use criterion::{criterion_group, criterion_main, Bencher, Criterion};
-use failsafe::futures::CircuitBreaker as _;
-
-/// Long enough that no breaker leaves the open state during a run.
-const OPEN_FOR: Duration = Duration::from_secs(3600);
-/// Consecutive failures that trip ours and failsafe.
-const TRIP_AFTER: u32 = 5;
-
-type Failsafe =
-    failsafe::StateMachine<failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>, ()>;
-
-/// The wrapped body: a ready success. `black_box` keeps the value opaque so the
-/// compiler cannot fold the body's result into the breaker's code.
-#[inline(always)]
-fn ok_body() -> std::future::Ready<Result<u64, ()>> {
-    std::future::ready(Ok(black_box(1)))
-}
-
-/// A ready failure, used only to trip breakers before measuring.
-fn err_body() -> std::future::Ready<Result<u64, ()>> {
-    std::future::ready(Err(()))
-}
-
-// ---------------------------------------------------------------- builders
-
-fn ours_default() -> CircuitBreaker {
-    let config = Config::builder()
-        .failure_threshold(TRIP_AFTER)
-        .open_duration(OPEN_FOR)
-        .build()
-        .expect("bench config is valid");
-    CircuitBreaker::new("bench", config)
-}
-
-fn ours_llm() -> CircuitBreaker {
-    CircuitBreaker::new("bench-llm", Preset::Llm.config())
-}
-
-fn failsafe_breaker() -> Failsafe {
-    let backoff = failsafe::backoff::constant(OPEN_FOR);
-    let policy = failsafe::failure_policy::consecutive_failures(TRIP_AFTER, backoff);
-    failsafe::Config::new().failure_policy(policy).build()
-}
-
-fn recloser_breaker() -> recloser::AsyncRecloser {
-    // recloser trips on a failure rate over a ring of `closed_len` calls, judged
-    // once the ring is full; with all failures it opens after `closed_len + 1`.
-    recloser::Recloser::custom()
-        .error_rate(0.5)
-        .closed_len(TRIP_AFTER as usize)
-        .open_wait(OPEN_FOR)
-        .build()
-        .into()
-}
-
-// ------------------------------------------------------- one call per library
-
-#[inline(always)]
-fn ours_call(b: &CircuitBreaker) -> Result<u64, CallError<()>> {
-    poll_once(b.call(ok_body()))
-}
-
-#[inline(always)]
-fn failsafe_call(b: &Failsafe) -> Result<u64, failsafe::Error<()>> {
-    poll_once(b.call(ok_body()))
-}
-
-#[inline(always)]
-fn recloser_call(b: &recloser::AsyncRecloser) -> Result<u64, recloser::Error<()>> {
-    poll_once(b.call(ok_body()))
-}
-
-// ------------------------------------------------------------ state checks
-
-fn assert_ours_closed(b: &CircuitBreaker) {
-    assert!(
-        matches!(b.state(), State::Closed),
-        "ours: expected a closed breaker"
-    );
-    assert!(matches!(ours_call(b), Ok(1)), "ours: closed call must succeed");
-}
-
-fn assert_failsafe_closed(b: &Failsafe) {
-    assert!(
-        matches!(failsafe_call(b), Ok(1)),
-        "failsafe: closed call must succeed"
-    );
-}
-
-fn assert_recloser_closed(b: &recloser::AsyncRecloser) {
-    assert!(
-        matches!(recloser_call(b), Ok(1)),
-        "recloser: closed call must succeed"
-    );
-}
-
-/// Trips ours with real failures, the same way a failing backend would.
-fn trip_ours(b: &CircuitBreaker) {
-    for _ in 0..TRIP_AFTER {
-        let r = poll_once(b.call(err_body()));
-        assert!(
-            matches!(r, Err(ref e) if !e.is_rejected()),
-            "ours: failure must be let through"
-        );
-    }
-    assert!(
-        matches!(b.state(), State::Open),
-        "ours: must be open after the failures"
-    );
-}
-
-fn trip_failsafe(b: &Failsafe) {
-    for _ in 0..TRIP_AFTER {
-        let r = poll_once(b.call(err_body()));
-        assert!(
-            matches!(r, Err(failsafe::Error::Inner(()))),
-            "failsafe: failure must be let through"
-        );
-    }
-}
-
-fn trip_recloser(b: &recloser::AsyncRecloser) {
-    for _ in 0..=TRIP_AFTER {
-        let r = poll_once(b.call(err_body()));
-        assert!(
-            matches!(r, Err(recloser::Error::Inner(()))),
-            "recloser: failure must be let through"
-        );
-    }
-}
-
-fn assert_ours_rejects(b: &CircuitBreaker) {
-    let r = ours_call(b);
-    assert!(
-        matches!(r, Err(ref e) if e.is_rejected()),
-        "ours: open call must be rejected"
-    );
-}
-
-fn assert_failsafe_rejects(b: &Failsafe) {
-    assert!(
-        matches!(failsafe_call(b), Err(failsafe::Error::Rejected)),
-        "failsafe: open call must be rejected"
-    );
-}
-
-fn assert_recloser_rejects(b: &recloser::AsyncRecloser) {
-    assert!(
-        matches!(recloser_call(b), Err(recloser::Error::Rejected)),
-        "recloser: open call must be rejected"
-    );
-}
+use peers::*;
 
 // ------------------------------------------------------------------ groups
 
 fn closed_success(c: &mut Criterion) {
     let mut g = c.benchmark_group("closed_success");
 
-    let ours = ours_default();
-    assert_ours_closed(&ours);
-    g.bench_function("cb", |bn| bn.iter(|| ours_call(black_box(&ours))));
-    assert_ours_closed(&ours);
+    for (id, ours) in [("cb", cb_default()), ("cb_llm", cb_llm())] {
+        assert_cb_closed(&ours);
+        g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
+        assert_cb_closed(&ours);
+    }
 
     let fs = failsafe_breaker();
     assert_failsafe_closed(&fs);
-    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_call(black_box(&fs))));
+    g.bench_function("failsafe", |bn| {
+        bn.iter_custom(|n| time_calls(&fs, n, failsafe_timed))
+    });
     assert_failsafe_closed(&fs);
 
     let rc = recloser_breaker();
     assert_recloser_closed(&rc);
-    g.bench_function("recloser", |bn| bn.iter(|| recloser_call(black_box(&rc))));
+    g.bench_function("recloser", |bn| {
+        bn.iter_custom(|n| time_calls(&rc, n, recloser_timed))
+    });
     assert_recloser_closed(&rc);
-
-    g.finish();
-}
-
-fn closed_success_preset_llm(c: &mut Criterion) {
-    let mut g = c.benchmark_group("closed_success_preset_llm");
-
-    let ours = ours_llm();
-    assert_ours_closed(&ours);
-    g.bench_function("cb", |bn| bn.iter(|| ours_call(black_box(&ours))));
-    assert_ours_closed(&ours);
 
     g.finish();
 }
@@ -213,32 +60,38 @@ fn closed_success_preset_llm(c: &mut Criterion) {
 fn open_rejection(c: &mut Criterion) {
     let mut g = c.benchmark_group("open_rejection");
 
-    let forced = ours_default();
-    forced.force_open();
-    assert!(
-        matches!(forced.state(), State::ForcedOpen),
-        "ours: must be forced open"
-    );
-    assert_ours_rejects(&forced);
-    g.bench_function("cb_forced_open", |bn| bn.iter(|| ours_call(black_box(&forced))));
-    assert_ours_rejects(&forced);
+    for (id, ours) in [("cb_forced_open", cb_default()), ("cb_llm_forced_open", cb_llm())] {
+        ours.force_open();
+        assert!(
+            matches!(ours.state(), State::ForcedOpen),
+            "cb: must be forced open"
+        );
+        assert_cb_rejects(&ours);
+        g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
+        assert_cb_rejects(&ours);
+    }
 
-    let tripped = ours_default();
-    trip_ours(&tripped);
-    assert_ours_rejects(&tripped);
-    g.bench_function("cb_tripped", |bn| bn.iter(|| ours_call(black_box(&tripped))));
-    assert!(matches!(tripped.state(), State::Open), "ours: must still be open");
+    for (id, ours) in [("cb_tripped", cb_default()), ("cb_llm_tripped", cb_llm())] {
+        trip_cb(&ours);
+        assert_cb_rejects(&ours);
+        g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
+        assert!(matches!(ours.state(), State::Open), "cb: must still be open");
+    }
 
     let fs = failsafe_breaker();
     trip_failsafe(&fs);
     assert_failsafe_rejects(&fs);
-    g.bench_function("failsafe", |bn| bn.iter(|| failsafe_call(black_box(&fs))));
+    g.bench_function("failsafe", |bn| {
+        bn.iter_custom(|n| time_calls(&fs, n, failsafe_timed))
+    });
     assert_failsafe_rejects(&fs);
 
     let rc = recloser_breaker();
     trip_recloser(&rc);
     assert_recloser_rejects(&rc);
-    g.bench_function("recloser", |bn| bn.iter(|| recloser_call(black_box(&rc))));
+    g.bench_function("recloser", |bn| {
+        bn.iter_custom(|n| time_calls(&rc, n, recloser_timed))
+    });
     assert_recloser_rejects(&rc);
 
     g.finish();
@@ -247,10 +100,10 @@ fn open_rejection(c: &mut Criterion) {
 /// Two threads share `breaker`; each makes `iters` calls, started together by a
 /// barrier. Returns the slower thread's time, so criterion reports the time one
 /// call takes while another thread hammers the same breaker.
-fn two_thread_time<B, R, F>(bn: &mut Bencher<'_>, breaker: &Arc<B>, call: F)
+fn two_thread_time<B, F>(bn: &mut Bencher<'_>, breaker: &Arc<B>, call: F)
 where
     B: Send + Sync,
-    F: Fn(&B) -> R + Sync,
+    F: Fn(&B) + Sync,
 {
     bn.iter_custom(|iters| {
         let barrier = Barrier::new(2);
@@ -262,11 +115,7 @@ where
                     let call = &call;
                     s.spawn(move || {
                         barrier.wait();
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            black_box(call(black_box(breaker)));
-                        }
-                        start.elapsed()
+                        time_calls(breaker, iters, call)
                     })
                 })
                 .collect();
@@ -282,19 +131,21 @@ where
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("two_threads");
 
-    let ours = Arc::new(ours_default());
-    assert_ours_closed(&ours);
-    g.bench_function("cb", |bn| two_thread_time(bn, &ours, ours_call));
-    assert_ours_closed(&ours);
+    for (id, ours) in [("cb", cb_default()), ("cb_llm", cb_llm())] {
+        let ours = Arc::new(ours);
+        assert_cb_closed(&ours);
+        g.bench_function(id, |bn| two_thread_time(bn, &ours, cb_timed));
+        assert_cb_closed(&ours);
+    }
 
     let fs = Arc::new(failsafe_breaker());
     assert_failsafe_closed(&fs);
-    g.bench_function("failsafe", |bn| two_thread_time(bn, &fs, failsafe_call));
+    g.bench_function("failsafe", |bn| two_thread_time(bn, &fs, failsafe_timed));
     assert_failsafe_closed(&fs);
 
     let rc = Arc::new(recloser_breaker());
     assert_recloser_closed(&rc);
-    g.bench_function("recloser", |bn| two_thread_time(bn, &rc, recloser_call));
+    g.bench_function("recloser", |bn| two_thread_time(bn, &rc, recloser_timed));
     assert_recloser_closed(&rc);
 
     g.finish();
@@ -310,6 +161,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = overhead;
     config = config();
-    targets = closed_success, closed_success_preset_llm, open_rejection, two_threads
+    targets = closed_success, open_rejection, two_threads
 }
 criterion_main!(overhead);

@@ -61,10 +61,25 @@ impl Counters {
     /// Adds one to `c` in this thread's shard.
     #[inline(always)]
     pub(crate) fn add(&self, c: Counter) {
-        let slot = slot();
+        // One compare on the hot path: a thread without a number yet reads
+        // as `UNSET`, above every exclusive slot.
+        let slot = cached_slot();
         if slot < EXCLUSIVE {
             // Only this thread writes this shard: a plain read-modify-write is
             // exact, and readers see either value.
+            let a = &self.shards[slot].0[c as usize];
+            a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        } else {
+            self.add_beyond_exclusive(c, slot);
+        }
+    }
+
+    /// [`add`](Self::add) for a thread without an exclusive shard, or
+    /// without a slot number yet.
+    #[inline(never)]
+    fn add_beyond_exclusive(&self, c: Counter, cached: usize) {
+        let slot = if cached == UNSET { slot() } else { cached };
+        if slot < EXCLUSIVE {
             let a = &self.shards[slot].0[c as usize];
             a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         } else {
@@ -83,10 +98,35 @@ impl Counters {
 
 /// This thread's slot number: unique among live threads; `usize::MAX` once
 /// the thread's slot has been given back (during thread exit).
+///
+/// The number is cached in a constant-initialised thread-local without a
+/// destructor, so reading it is one thread-relative load: no "initialised
+/// yet?" or "destroyed already?" check on every add. The first read takes a
+/// number (and registers the thread-local that gives it back at exit).
 #[cfg(not(loom))]
 #[inline(always)]
 fn slot() -> usize {
-    SLOT.try_with(|s| s.0).unwrap_or(usize::MAX)
+    let n = cached_slot();
+    if n == UNSET {
+        return first_slot();
+    }
+    n
+}
+
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn first_slot() -> usize {
+    let n = OWNER.try_with(|owner| owner.0).unwrap_or(usize::MAX);
+    SLOT.with(|s| s.set(n));
+    n
+}
+
+/// The cached slot number: [`UNSET`] before the thread's first add.
+#[cfg(not(loom))]
+#[inline(always)]
+fn cached_slot() -> usize {
+    SLOT.with(std::cell::Cell::get)
 }
 
 #[cfg(loom)]
@@ -95,9 +135,22 @@ fn slot() -> usize {
     usize::MAX
 }
 
+#[cfg(loom)]
+#[inline]
+fn cached_slot() -> usize {
+    usize::MAX
+}
+
+/// The cached slot number before the thread's first add.
+const UNSET: usize = usize::MAX - 1;
+
 #[cfg(not(loom))]
 thread_local! {
-    static SLOT: SlotNumber = SlotNumber::take();
+    /// This thread's slot number, [`UNSET`] until taken, `usize::MAX` once
+    /// given back.
+    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(UNSET) };
+    /// Owns the number, and gives it back when the thread exits.
+    static OWNER: SlotNumber = SlotNumber::take();
 }
 
 /// Slot numbers given back by exited threads, and the next never-used one.
@@ -135,6 +188,8 @@ impl Drop for SlotNumber {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         free.0.push(self.0);
+        // Adds made later in this thread's exit go to the shared shard.
+        let _ = SLOT.try_with(|s| s.set(usize::MAX));
     }
 }
 

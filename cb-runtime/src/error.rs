@@ -54,6 +54,17 @@ impl BreakerError {
         }
     }
 
+    /// A refusal while open, `wait` nanoseconds before a probe may go
+    /// through: [`new`](Self::new) without the `Duration` round trip.
+    #[inline(always)]
+    pub(crate) fn open(name: &'static &'static str, wait: u64) -> Self {
+        BreakerError {
+            name,
+            // Kind `Open` is 0: the top bits stay clear.
+            packed: wait.min(NO_AFTER - 1),
+        }
+    }
+
     fn after(&self) -> Option<Duration> {
         let nanos = self.packed & NO_AFTER;
         (nanos != NO_AFTER).then(|| Duration::from_nanos(nanos))
@@ -286,6 +297,18 @@ mod tests {
         assert_eq!(t.retry_after(), None);
         assert_eq!(t.timeout(), Some(Duration::from_secs(2)));
         assert!(t.to_string().contains("timed out after 2s"));
+    }
+
+    #[test]
+    fn the_open_shortcut_builds_the_same_error() {
+        for nanos in [0, 1, 1_500_000_000, NO_AFTER - 1, NO_AFTER, u64::MAX] {
+            let wait = Duration::from_nanos(nanos);
+            assert_eq!(
+                BreakerError::open(&"db", nanos),
+                BreakerError::new(&"db", BreakerErrorKind::Open, Some(wait)),
+                "{nanos}"
+            );
+        }
     }
 
     #[test]

@@ -60,8 +60,25 @@ pub(crate) struct RejectionLog {
 }
 
 impl RejectionLog {
-    #[inline]
-    pub(crate) fn first_of_period(&self, name: &'static str, generation: u64, kind: BreakerErrorKind) {
+    /// Logs the first rejection of the open period `generation`. With DEBUG
+    /// off for `cb_runtime`, which is the usual case, this is one load of
+    /// tracing's global level filter and a compare.
+    #[inline(always)]
+    pub(crate) fn first_of_period(
+        &self,
+        name: &'static &'static str,
+        generation: u64,
+        kind: BreakerErrorKind,
+    ) {
+        if tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG {
+            return;
+        }
+        self.first_of_period_slow(name, generation, kind);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn first_of_period_slow(&self, name: &'static &'static str, generation: u64, kind: BreakerErrorKind) {
         if !tracing::enabled!(target: "cb_runtime", tracing::Level::DEBUG) {
             return;
         }
@@ -69,7 +86,7 @@ impl RejectionLog {
         if self.logged.load(Ordering::Relaxed) != tag && self.logged.swap(tag, Ordering::Relaxed) != tag {
             tracing::debug!(
                 target: "cb_runtime",
-                breaker = name,
+                breaker = *name,
                 kind = ?kind,
                 "call rejected; further rejections in this period are summarised when it ends"
             );

@@ -440,8 +440,8 @@ fn slow_call_floor(key: &Key, v: &FieldValue, value: &Expr) -> syn::Result<()> {
         {
             Err(syn::Error::new(
                 value.span(),
-                "`slow_call_duration` must be at least \"10ms\": the system clock ticks every 1 to 10 ms, \
-                 so a shorter call cannot be timed",
+                "`slow_call_duration` must be at least \"10ms\": the system clock ticks about every millisecond \
+                 and can lag on a busy machine, so a shorter call cannot be timed",
             ))
         }
         _ => Ok(()),

@@ -310,7 +310,7 @@ impl Config {
                     format!("{d:?}"),
                     format!(
                         "at least {MIN_SLOW_CALL_DURATION:?} with the system clock, which ticks every {:?} \
-                         here (up to 10ms on some kernels), so shorter calls cannot be told apart; \
+                         (and lags more on a starved machine), so shorter calls cannot be told apart; \
                          a manual or tokio clock times any duration",
                         self.clock.resolution()
                     ),
@@ -333,11 +333,12 @@ impl Config {
 /// The most probes `half_open_max_calls` may allow.
 pub const MAX_PROBES: u32 = cb_syntax::MAX_PROBES;
 
-/// The shortest `slow_call_duration` accepted with [`Clock::system`]: its
-/// coarse readings tick every 1 to 10 ms depending on the kernel, and a call
-/// is judged by two readings, so a shorter threshold would count fast calls
-/// as slow whenever a tick fell between them. With this floor a call is never
-/// misjudged by more than one tick. The attribute, which always runs on the
+/// The shortest `slow_call_duration` accepted with [`Clock::system`]: it
+/// reads a recent time that a background thread refreshes about every
+/// millisecond (see [`Clock::system`]), and a call is judged by two readings,
+/// so a shorter threshold would count fast calls as slow whenever a tick fell
+/// between them, or the thread was late. With this floor, ten ticks, a call is
+/// never misjudged by more than one tick. The attribute, which always runs on the
 /// system clock, refuses a shorter one at compile time.
 pub const MIN_SLOW_CALL_DURATION: Duration = Duration::from_nanos(cb_syntax::MIN_SLOW_CALL_NANOS);
 

@@ -19,8 +19,7 @@ pub enum Outcome {
 ///
 /// Implemented by [`ErrIsFailure`] (the default: `Err` is a failure), by
 /// every closure `FnOnce(&Result<T, E>) -> Outcome`, and by
-/// [`tower::HttpClassifier`](crate::tower::HttpClassifier) for HTTP
-/// responses.
+/// `tower::HttpClassifier` (feature `tower`) for HTTP responses.
 ///
 /// ```
 /// use cb_runtime::{CircuitBreaker, Classify, Config, Outcome};

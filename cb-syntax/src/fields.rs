@@ -22,8 +22,8 @@ pub const PRESETS: [&str; 5] = ["llm", "http_api", "database", "cache", "notific
 pub const DEFAULT_PRESET: &str = "http_api";
 
 /// The shortest `slow_call_duration` on the system clock, in nanoseconds
-/// (10 ms): its coarse readings tick every 1 to 10 ms, so a shorter threshold
-/// would count fast calls as slow. Clocks that are exact (manual, tokio) take
+/// (10 ms): its readings tick about every millisecond (later on a starved
+/// machine), so a shorter threshold would count fast calls as slow. Clocks that are exact (manual, tokio) take
 /// any duration; the attribute always runs on the system clock.
 pub const MIN_SLOW_CALL_NANOS: u64 = 10_000_000;
 

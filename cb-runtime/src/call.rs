@@ -154,7 +154,9 @@ where
 {
     type Output = Result<T, CallError<E>>;
 
-    #[inline]
+    // Always inlined: out of line, its register saves and the call were most
+    // of a call's cost (README, "Performance").
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let breaker = this.breaker.get();

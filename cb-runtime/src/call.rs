@@ -95,7 +95,11 @@ pub(crate) fn poll_guarded<F: Future>(
     fut: Pin<&mut F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
-    let guard = PanicGuard { breaker, ticket };
+    let guard = PanicGuard {
+        breaker,
+        ticket,
+        to_first_item: None,
+    };
     let polled = fut.poll(cx);
     mem::forget(guard);
     polled
@@ -133,17 +137,21 @@ fn cancel(breaker: &CircuitBreaker, ticket: Ticket) {
     breaker.finish(ticket, CallEnd::Cancelled);
 }
 
-/// Records a failure if the inner future or the classifier panics;
-/// forgotten otherwise.
+/// Records a failure if user code (the inner future or stream, or the
+/// classifier) panics; forgotten otherwise. The failure is judged slow or
+/// not as every call is: a streamed call that had an item by its time to
+/// first item (`to_first_item`), any other by its whole length.
 pub(crate) struct PanicGuard<'a> {
     pub(crate) breaker: &'a CircuitBreaker,
     pub(crate) ticket: Ticket,
+    pub(crate) to_first_item: Option<u64>,
 }
 
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
-        // Only reached while unwinding out of the inner `poll` or `classify`.
-        self.breaker.finish(self.ticket, CallEnd::Failure);
+        // Only reached while unwinding out of user code.
+        self.breaker
+            .finish_stream(self.ticket, CallEnd::Failure, self.to_first_item);
     }
 }
 
@@ -175,7 +183,11 @@ where
                 this.fut.set(None);
                 // The classifier is user code too: a panic in it counts as a
                 // failure and gives the permit back, as one in the call does.
-                let guard = PanicGuard { breaker, ticket };
+                let guard = PanicGuard {
+                    breaker,
+                    ticket,
+                    to_first_item: None,
+                };
                 let (outcome, hint) = match this.classify.take() {
                     Some(classify) => classify.classify_with_retry_after(&result),
                     None => (Outcome::Failure, None),

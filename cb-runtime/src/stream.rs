@@ -73,7 +73,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::breaker::CircuitBreaker;
-use crate::call::{arm_timer_at, poll_guarded, Phase, Timer};
+use crate::call::{arm_timer_at, poll_guarded, PanicGuard, Phase, Timer};
 use crate::error::CallError;
 use crate::handle::BreakerRef;
 use crate::outcome::CallEnd;
@@ -285,11 +285,10 @@ where
         *this.phase = StreamPhase::Ended;
         let polled = match ticket {
             Some(ticket) => {
-                let to_first_item = *this.to_first_item;
-                let guard = StreamPanicGuard {
+                let guard = PanicGuard {
                     breaker,
                     ticket,
-                    to_first_item,
+                    to_first_item: *this.to_first_item,
                 };
                 let polled = stream.poll_next(cx);
                 mem::forget(guard);
@@ -348,23 +347,6 @@ where
             Some(stream) => (0, stream.size_hint().1.and_then(|n| n.checked_add(1))),
             None => (0, Some(0)),
         }
-    }
-}
-
-/// Records a failure when the inner stream's `poll_next` panics, judged
-/// slow or not as every streamed call is: by its time to first item once it
-/// had one, else by its whole length.
-struct StreamPanicGuard<'a> {
-    breaker: &'a CircuitBreaker,
-    ticket: Ticket,
-    to_first_item: Option<u64>,
-}
-
-impl Drop for StreamPanicGuard<'_> {
-    fn drop(&mut self) {
-        // Only reached while unwinding out of the inner `poll_next`.
-        self.breaker
-            .finish_stream(self.ticket, CallEnd::Failure, self.to_first_item);
     }
 }
 

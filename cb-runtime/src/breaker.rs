@@ -412,80 +412,77 @@ impl CircuitBreaker {
     /// [`open_for`](Self::open_for), while the state word's generation
     /// passes `current`; `false` (and nothing changed) otherwise.
     fn open_for_if(&self, current: impl Fn(u64) -> bool, duration: Duration) -> bool {
-        let moved = {
-            let mut inner = lock(&self.inner);
-            self.open_at_least_locked(
-                &mut inner,
-                duration,
-                Reason::OpenedFor,
-                current,
-                |inner, from, open| {
-                    if from.state() == State::Closed {
-                        inner.window_open_generation = open.generation();
-                        inner.consecutive_failures = 0;
-                    }
-                },
-            )
-        };
-        match moved {
-            Some(transition) => {
-                self.emit(transition);
-                true
-            }
-            None => false,
-        }
+        self.open_at_least(
+            duration,
+            Reason::OpenedFor,
+            current,
+            |_| {},
+            |inner, from, open| {
+                if from.state() == State::Closed {
+                    inner.window_open_generation = open.generation();
+                    inner.consecutive_failures = 0;
+                }
+            },
+        )
     }
 
-    /// Opens the circuit until at least `duration` from now; call with the
-    /// lock held. An open period is extended in place (never shortened, and
-    /// no transition); a closed or half-open circuit opens, `opened` runs,
-    /// and the transition (with `reason` and `open_for`) is returned in
-    /// `Some(Some(..))`. `None`, with nothing changed, for a forced-open or
-    /// disabled circuit, or a generation that fails `current`.
-    fn open_at_least_locked(
+    /// Opens the circuit until at least `duration` from now. Under the lock,
+    /// `locked` runs first; then an open period is extended in place (never
+    /// shortened, and no transition), or a closed or half-open circuit opens,
+    /// `opened` runs, and the transition (with `reason` and `open_for`) is
+    /// published once the lock is released. `false`, with nothing changed
+    /// after `locked`, for a forced-open or disabled circuit, or a generation
+    /// that fails `current`.
+    fn open_at_least(
         &self,
-        inner: &mut LockedState,
         duration: Duration,
         reason: Reason,
         current: impl Fn(u64) -> bool,
+        locked: impl FnOnce(&mut LockedState),
         opened: impl FnOnce(&mut LockedState, StateWord, StateWord),
-    ) -> Option<Option<Transition>> {
-        let mut w = self.load();
-        loop {
-            if !current(w.generation()) {
-                return None;
-            }
-            let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
-            match w.state() {
-                State::ForcedOpen | State::Disabled => return None,
-                State::Open => {
-                    self.open_until.fetch_max(deadline, Ordering::AcqRel);
-                    // A caller may have read the old deadline and moved the
-                    // word to half-open meanwhile: then open it again.
-                    let now = self.load();
-                    if now.state() == State::Open && now.generation() == w.generation() {
-                        return Some(None);
-                    }
-                    w = now;
+    ) -> bool {
+        let transition = {
+            let mut inner = lock(&self.inner);
+            locked(&mut inner);
+            let mut w = self.load();
+            loop {
+                if !current(w.generation()) {
+                    return false;
                 }
-                State::Closed | State::HalfOpen => {
-                    // Only this lock's holder moves a closed or half-open
-                    // word to open, so the deadline stored here is the one
-                    // the open word will be read with.
-                    self.open_until.store(deadline, Ordering::Release);
-                    let open = w.next(State::Open, false);
-                    match self.cas_from(w, open) {
-                        Ok(()) => {
-                            opened(inner, w, open);
-                            let mut t = self.transition(w, open, reason);
-                            t.open_for = Some(duration);
-                            return Some(Some(t));
+                let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
+                match w.state() {
+                    State::ForcedOpen | State::Disabled => return false,
+                    State::Open => {
+                        self.open_until.fetch_max(deadline, Ordering::AcqRel);
+                        // A caller may have read the old deadline and moved the
+                        // word to half-open meanwhile: then open it again.
+                        let now = self.load();
+                        if now.state() == State::Open && now.generation() == w.generation() {
+                            break None;
                         }
-                        Err(now) => w = now,
+                        w = now;
+                    }
+                    State::Closed | State::HalfOpen => {
+                        // Only this lock's holder moves a closed or half-open
+                        // word to open, so the deadline stored here is the one
+                        // the open word will be read with.
+                        self.open_until.store(deadline, Ordering::Release);
+                        let open = w.next(State::Open, false);
+                        match self.cas_from(w, open) {
+                            Ok(()) => {
+                                opened(&mut inner, w, open);
+                                let mut t = self.transition(w, open, reason);
+                                t.open_for = Some(duration);
+                                break Some(t);
+                            }
+                            Err(now) => w = now,
+                        }
                     }
                 }
             }
-        }
+        };
+        self.emit(transition);
+        true
     }
 
     /// Admission: a ticket for one call, or the refusal. Wrapped by
@@ -691,8 +688,9 @@ impl CircuitBreaker {
 
     /// Records how a streamed call ended. Its slowness is its time to first
     /// item, `to_first_item` nanoseconds from admission, or the whole call's
-    /// when it ended before any item; the duration observer is told the
-    /// whole call's duration either way.
+    /// when it ended before any item (with `None`, it records any call's end
+    /// as [`finish`](Self::finish) does, without the closed fast path); the
+    /// duration observer is told the whole call's duration either way.
     pub(crate) fn finish_stream(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) {
         let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
         let slow = match to_first_item {

@@ -93,28 +93,16 @@ impl CircuitBreaker {
     /// transition). A forced-open or disabled breaker is left as it is, and
     /// `false` returned.
     pub fn follow_open(&self, remaining: Duration, level: u32) -> bool {
-        let moved = {
-            let mut inner = lock(&self.inner);
-            inner.reopens = level;
-            let always = |_| true;
-            self.open_at_least_locked(
-                &mut inner,
-                remaining,
-                Reason::OpenedByFleet,
-                always,
-                |inner, _, _| {
-                    inner.window.clear();
-                    inner.consecutive_failures = 0;
-                },
-            )
-        };
-        match moved {
-            Some(transition) => {
-                self.emit(transition);
-                true
-            }
-            None => false,
-        }
+        self.open_at_least(
+            remaining,
+            Reason::OpenedByFleet,
+            |_| true,
+            |inner| inner.reopens = level,
+            |inner, _, _| {
+                inner.window.clear();
+                inner.consecutive_failures = 0;
+            },
+        )
     }
 
     /// Closes an open or half-open circuit, as a peer decided (its probes

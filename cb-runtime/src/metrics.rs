@@ -241,7 +241,7 @@ impl Registry {
     /// costs two clock reads and a histogram update per call, and cannot be
     /// turned off again.
     pub fn record_call_durations(&self) {
-        let _ = self.hook_or_add(Histogram::<CallDuration>::new);
+        self.add_hook_once(Histogram::<CallDuration>::new);
     }
 
     /// Turns on the `circuit_breaker_time_to_first_item_seconds` histogram
@@ -250,7 +250,7 @@ impl Registry {
     /// [`record_call_durations`](Self::record_call_durations) it makes every
     /// call read the clock at admission, and cannot be turned off again.
     pub fn record_time_to_first_item(&self) {
-        let _ = self.hook_or_add(Histogram::<TimeToFirstItem>::new);
+        self.add_hook_once(Histogram::<TimeToFirstItem>::new);
     }
 }
 

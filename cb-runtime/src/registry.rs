@@ -701,6 +701,27 @@ impl Registry {
     /// every breaker that joins or leaves later.
     pub(crate) fn add_hook(&self, hook: Arc<dyn Hook>) {
         let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.add_hook_locked(hook);
+    }
+
+    /// Adds a hook of type `H`, the one `make` returns, unless there is one
+    /// already (checked under the configuration lock, so exactly one is ever
+    /// added).
+    pub(crate) fn add_hook_once<H: Hook>(&self, make: impl FnOnce() -> Option<H>) {
+        if self.hook::<H>().is_some() {
+            return;
+        }
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.hook::<H>().is_none() {
+            if let Some(hook) = make() {
+                self.add_hook_locked(Arc::new(hook));
+            }
+        }
+    }
+
+    /// Tells `hook` of every breaker, then keeps it. Call with the
+    /// configuration lock held, so no breaker joins in between.
+    fn add_hook_locked(&self, hook: Arc<dyn Hook>) {
         for breaker in self.breakers() {
             hook.attach(&breaker);
         }
@@ -708,28 +729,6 @@ impl Registry {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(hook);
-    }
-
-    /// The first hook of type `H`, adding the one `make` returns if there is
-    /// none (under the configuration lock, so exactly one is ever added).
-    pub(crate) fn hook_or_add<H: Hook>(&self, make: impl FnOnce() -> Option<H>) -> Option<Arc<H>> {
-        if let Some(found) = self.hook::<H>() {
-            return Some(found);
-        }
-        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = self.hook::<H>() {
-            return Some(found);
-        }
-        let hook = Arc::new(make()?);
-        for breaker in self.breakers() {
-            hook.attach(&breaker);
-        }
-        let added: Arc<dyn Hook> = Arc::clone(&hook) as Arc<dyn Hook>;
-        self.hooks
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(added);
-        Some(hook)
     }
 
     /// The first hook of type `H`, if one was added.

@@ -97,9 +97,9 @@ pub struct CircuitBreaker {
     observers: Observers,
     rejections: RejectionLog,
     /// Told each admitted call's duration, when call timing is on (metrics).
-    durations: std::sync::OnceLock<Box<DurationObserver>>,
+    durations: DurationObservers,
     /// Told each streamed call's time to first item, when that is on (metrics).
-    first_items: std::sync::OnceLock<Box<DurationObserver>>,
+    first_items: DurationObservers,
     /// Fleet mode: consulted only on the half-open admission path (see
     /// `coordination::ProbeGate`).
     gate: std::sync::OnceLock<Box<std::sync::Arc<dyn coordination::ProbeGate>>>,
@@ -111,8 +111,8 @@ const TIMED: u64 = 1 << 32;
 /// No generation: generations have 44 bits.
 const NO_GENERATION: u64 = u64::MAX;
 
-/// Told the duration of each call that finished (not cancelled).
-pub(crate) type DurationObserver = Box<dyn Fn(Duration) + Send + Sync>;
+pub(crate) use crate::timing::DurationObserver;
+use crate::timing::DurationObservers;
 
 /// What the breaker's lock guards: the configuration, the sliding window
 /// and everything else only the slow paths touch.
@@ -198,8 +198,8 @@ impl CircuitBreaker {
             }),
             observers: Observers::default(),
             rejections: RejectionLog::default(),
-            durations: std::sync::OnceLock::new(),
-            first_items: std::sync::OnceLock::new(),
+            durations: DurationObservers::default(),
+            first_items: DurationObservers::default(),
             gate: std::sync::OnceLock::new(),
         };
         breaker.publish(&lock(&breaker.inner).config);
@@ -213,9 +213,8 @@ impl CircuitBreaker {
             config.slow_call_duration.map_or(0, duration_nanos),
             Ordering::Release,
         );
-        let timed = config.slow_call_duration.is_some()
-            || self.durations.get().is_some()
-            || self.first_items.get().is_some();
+        let timed =
+            config.slow_call_duration.is_some() || !self.durations.is_empty() || !self.first_items.is_empty();
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
         let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
@@ -667,10 +666,8 @@ impl CircuitBreaker {
     #[inline]
     fn measure(&self, ticket: Ticket, finish: CallEnd) -> bool {
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        if let Some(observe) = self.durations.get() {
-            if finish != CallEnd::Cancelled {
-                observe(Duration::from_nanos(elapsed));
-            }
+        if finish != CallEnd::Cancelled {
+            self.durations.notify(Duration::from_nanos(elapsed));
         }
         let limit = self.slow_nanos.load(Ordering::Relaxed);
         // "Slower than" is strictly longer, as in resilience4j.
@@ -678,12 +675,10 @@ impl CircuitBreaker {
     }
 
     /// Times every call from now on, telling `observe` each one's duration
-    /// (the metrics' histogram). Only the first observer is kept; `false` when
-    /// one was set already.
-    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
-        let set = self.durations.set(Box::new(observe)).is_ok();
+    /// (the metrics' histograms), after the observers added before it.
+    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) {
+        self.durations.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-        set
     }
 
     /// Records how a streamed call ended. Its slowness is its time to first
@@ -711,19 +706,15 @@ impl CircuitBreaker {
             return None;
         }
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        if let Some(observe) = self.first_items.get() {
-            observe(Duration::from_nanos(elapsed));
-        }
+        self.first_items.notify(Duration::from_nanos(elapsed));
         Some(elapsed)
     }
 
     /// Times every call from now on, telling `observe` each streamed call's
-    /// time to first item. Only the first observer is kept; `false` when one
-    /// was set already.
-    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) -> bool {
-        let set = self.first_items.set(Box::new(observe)).is_ok();
+    /// time to first item, after the observers added before it.
+    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) {
+        self.first_items.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-        set
     }
 
     /// Records a finish the hot path did not; `true` when it moved the state

@@ -44,7 +44,8 @@
 //!   notification dependencies.
 //! * [`registry()`]: the process-wide [`Registry`] of named breakers.
 //! * [`circuit_breaker`]: the attribute.
-//! * [`metrics`]: Prometheus metrics; [`Registry::subscribe`]: transition
+//! * [`metrics`]: Prometheus metrics; `otel` (feature `otel`): OpenTelemetry
+//!   instruments; [`Registry::subscribe`]: transition
 //!   [`Events`]; [runtime configuration](Registry#runtime-configuration) from a
 //!   TOML file and `CB_<NAME>_<FIELD>` environment variables.
 //!
@@ -81,11 +82,14 @@ mod state;
 mod stats;
 pub mod stream;
 mod sync;
+mod timing;
 mod transition;
 mod window;
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "tower")]
 pub mod tower;
 

@@ -64,6 +64,7 @@ use crate::breaker::CircuitBreaker;
 use crate::hook::Hook;
 use crate::registry::{registry, Registry};
 use crate::state::State;
+use crate::stats::Stats;
 
 /// The histogram's buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -264,6 +265,20 @@ impl Collector for BreakerCollector {
     }
 }
 
+/// Each outcome's word, as the `outcome` label writes it (and the
+/// OpenTelemetry attribute `circuitbreaker.outcome`), with its count in `s`:
+/// the one list of outcomes both read.
+pub(crate) fn outcomes(s: &Stats) -> impl Iterator<Item = (&'static str, u64)> {
+    [
+        ("success", s.successes),
+        ("failure", s.failures),
+        ("rejected", s.rejected),
+        ("timeout", s.timeouts),
+        ("ignored", s.ignored),
+    ]
+    .into_iter()
+}
+
 fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     let state = IntGaugeVec::new(Opts::new(STATE, STATE_HELP), &["name"])?;
     let calls = IntCounterVec::new(Opts::new(CALLS, CALLS_HELP), &["name", "outcome"])?;
@@ -276,13 +291,7 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
         let name = breaker.name();
         let s = breaker.stats();
         state.with_label_values(&[name]).set(i64::from(s.state.code()));
-        for (outcome, n) in [
-            ("success", s.successes),
-            ("failure", s.failures),
-            ("rejected", s.rejected),
-            ("timeout", s.timeouts),
-            ("ignored", s.ignored),
-        ] {
+        for (outcome, n) in outcomes(&s) {
             calls.with_label_values(&[name, outcome]).inc_by(n);
         }
         slow.with_label_values(&[name]).inc_by(s.slow_calls);

@@ -9,11 +9,13 @@
 //! other way to time calls.
 //!
 //! Groups (see `benches/README.md`):
-//! - `otel_closed_success`: one thread, closed breaker, successful call.
+//! - `otel_closed_success`: one thread, closed breaker, successful call; and
+//!   one SDK histogram measurement alone, for what of the cost is the SDK's.
 //! - `otel_two_threads`: two threads share one breaker; per-call time.
 //!
 //! Run: `cargo bench --bench otel_overhead`.
 
+use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -25,6 +27,7 @@ mod peers;
 use cb_runtime::{CircuitBreaker, Preset, Registry};
 use criterion::{criterion_group, criterion_main, Bencher, Criterion};
 use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use peers::{assert_cb_closed, cb_default, cb_timed, time_calls};
 
@@ -91,6 +94,21 @@ fn closed_success(c: &mut Criterion) {
         assert_cb_closed(&b);
         drop(provider);
     }
+    // What the SDK's histogram costs by itself: one measurement with the
+    // attributes `install` gives a breaker, no breaker around it.
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(InMemoryMetricExporter::default()).build())
+        .build();
+    let histogram = provider
+        .meter("bench")
+        .f64_histogram(cb_runtime::otel::CALL_DURATION)
+        .with_unit("s")
+        .with_boundaries(cb_runtime::otel::DURATION_BUCKETS.to_vec())
+        .build();
+    let attrs = [KeyValue::new(cb_runtime::otel::ATTR_NAME, "bench".to_owned())];
+    g.bench_function("sdk_histogram_record_alone", |bn| {
+        bn.iter_custom(|n| time_calls(&histogram, n, |h| h.record(black_box(0.005), &attrs)))
+    });
     g.finish();
 }
 

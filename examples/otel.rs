@@ -37,7 +37,12 @@ impl From<BreakerError> for PaymentError {
 }
 
 /// A payment provider that is down while `up` is false.
-#[circuit_breaker(name = "payments", failure_threshold = 3, success_threshold = 1, open_duration = "200ms")]
+#[circuit_breaker(
+    name = "payments",
+    failure_threshold = 3,
+    success_threshold = 1,
+    open_duration = "200ms"
+)]
 async fn charge(up: bool) -> Result<u32, PaymentError> {
     tokio::time::sleep(Duration::from_millis(5)).await;
     if up {
@@ -73,7 +78,9 @@ async fn main() {
 
     println!("== the provider fails three times: the breaker opens");
     for i in 0..3 {
-        let r = charge(false).instrument(tracing::info_span!("checkout", attempt = i)).await;
+        let r = charge(false)
+            .instrument(tracing::info_span!("checkout", attempt = i))
+            .await;
         assert!(matches!(r, Err(PaymentError::Down)));
     }
     let payments = registry().get("payments").expect("made by the first call");
@@ -87,7 +94,9 @@ async fn main() {
 
     println!("== after the open duration, a probe succeeds: the breaker closes");
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let r = charge(true).instrument(tracing::info_span!("checkout", probe = true)).await;
+    let r = charge(true)
+        .instrument(tracing::info_span!("checkout", probe = true))
+        .await;
     assert!(matches!(r, Ok(42)));
     assert_eq!(payments.state(), State::Closed);
 
@@ -97,6 +106,8 @@ async fn main() {
         s.successes, s.failures, s.rejected
     );
     // Shutting the providers down flushes them: the metrics are printed now.
-    tracer_provider.shutdown().expect("the tracer provider shuts down");
+    tracer_provider
+        .shutdown()
+        .expect("the tracer provider shuts down");
     meter_provider.shutdown().expect("the meter provider shuts down");
 }

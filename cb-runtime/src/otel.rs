@@ -73,6 +73,13 @@
 //! | none: [`Stats::calls_in_window`](crate::Stats::calls_in_window) | none | `resilience4j.circuitbreaker.buffered.calls` |
 //! | none: the configuration's window size | none | `resilience4j.circuitbreaker.max.buffered.calls` |
 //!
+//! An OpenTelemetry pipeline that ends in Prometheus (the collector's
+//! Prometheus exporter, or Prometheus's OTLP receiver) spells these names its
+//! own way (`circuitbreaker_calls_total`, `circuitbreaker_call_duration_seconds`):
+//! not the names of [`metrics`](crate::metrics), which the dashboard and the
+//! alert rules in `dashboards/` read. A service scraped by Prometheus should
+//! register [`metrics`](crate::metrics) for those.
+//!
 //! # Semantic conventions
 //!
 //! There is no OpenTelemetry convention for circuit breakers yet. The open

@@ -26,7 +26,7 @@
 //! Every instrument carries `circuitbreaker.name`, and `circuitbreaker.key`
 //! for a keyed breaker (one series per key: their number is bounded by the
 //! breaker's `max_keys`). Counts and states are observable instruments, read
-//! from the breakers' own exact counters ([`Stats`](crate::Stats)) when the
+//! from the breakers' own exact counters ([`Stats`]) when the
 //! SDK collects: they add nothing to a call. Only the duration histogram is
 //! recorded on the call path.
 //!
@@ -50,7 +50,8 @@
 //! `install` turns on call timing: every call reads the breaker's clock at
 //! admission and at its outcome (the coarse monotonic clock by default:
 //! millisecond resolution), and records one histogram measurement. The
-//! `otel_overhead` bench measures that cost (`benches/README.md`). The
+//! `otel_overhead` bench measures that cost (`benches/README.md`): about
+//! 0.2 µs a call on one thread, most of it the SDK's own measurement. The
 //! Prometheus histogram ([`Registry::record_call_durations`]) is independent
 //! of it: both can be on.
 //!
@@ -237,7 +238,7 @@ pub fn install(registry: &'static Registry, meter: &Meter) {
             for_each_breaker(registry, |attrs, s| obs.observe(s.consecutive_failures, attrs));
         })
         .build();
-    let rates: [(&'static str, &'static str, fn(&Stats) -> Option<f64>); 2] = [
+    let rates: [(&'static str, &'static str, Rate); 2] = [
         (
             FAILURE_RATE,
             "Failure rate of the sliding window, once it holds minimum_calls calls.",
@@ -271,6 +272,9 @@ pub fn install(registry: &'static Registry, meter: &Meter) {
         .build();
     registry.add_hook(Arc::new(OtelHook { durations }));
 }
+
+/// Reads one of the window's rates from a breaker's stats.
+type Rate = fn(&Stats) -> Option<f64>;
 
 /// The attributes every instrument carries for `breaker`: its name (and a
 /// keyed breaker's key). The one place they are built.

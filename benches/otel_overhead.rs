@@ -73,7 +73,10 @@ fn llm() -> CircuitBreaker {
     CircuitBreaker::new("bench-llm", Preset::Llm.config())
 }
 
-const CASES: [(&str, fn() -> CircuitBreaker, Reporting); 6] = [
+/// Makes the breaker a case measures.
+type Make = fn() -> CircuitBreaker;
+
+const CASES: [(&str, Make, Reporting); 6] = [
     ("cb", cb_default, Reporting::Nothing),
     ("cb_otel", cb_default, Reporting::Otel),
     (

@@ -16,8 +16,7 @@
 //! Run: `cargo bench --bench otel_overhead`.
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
@@ -25,11 +24,11 @@ mod common;
 mod peers;
 
 use cb_runtime::{CircuitBreaker, Preset, Registry};
-use criterion::{criterion_group, criterion_main, Bencher, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use peers::{assert_cb_closed, cb_default, cb_timed, time_calls};
+use peers::{assert_cb_closed, cb_default, cb_timed, time_calls, two_thread_time};
 
 /// How the breaker's registry reports.
 #[derive(Clone, Copy)]
@@ -115,35 +114,11 @@ fn closed_success(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two threads share `b`, each making `iters` calls after a common barrier;
-/// the slower thread's time is reported.
-fn two_thread_time(bn: &mut Bencher<'_>, b: &CircuitBreaker) {
-    bn.iter_custom(|iters| {
-        let barrier = Barrier::new(2);
-        thread::scope(|s| {
-            let workers: Vec<_> = (0..2)
-                .map(|_| {
-                    let barrier = &barrier;
-                    s.spawn(move || {
-                        barrier.wait();
-                        time_calls(b, iters, cb_timed)
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("bench thread panicked"))
-                .max()
-                .expect("two workers")
-        })
-    });
-}
-
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("otel_two_threads");
     for (id, make, reporting) in CASES {
         let (b, provider) = breaker(make, reporting);
-        g.bench_function(id, |bn| two_thread_time(bn, &b));
+        g.bench_function(id, |bn| two_thread_time(bn, &b, cb_timed));
         assert_cb_closed(&b);
         drop(provider);
     }

@@ -1,10 +1,10 @@
 //! Feature `otel`: the instruments read back through the SDK's in-memory
 //! exporter, against the breakers' `Stats` and the Prometheus exposition of
-//! the same registry; and the transition events read back from `tracing`.
+//! the same registry. The transition events are read back from `tracing` in
+//! `tests/otel_events.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
@@ -119,6 +119,16 @@ fn manual(clock: &ManualClock) -> cb_runtime::ConfigBuilder {
     Config::builder().clock(clock.clock())
 }
 
+/// Opens after `failures` failures in a row, for `open`; one probe closes it.
+fn recovering(clock: &ManualClock, failures: u32, open: Duration) -> Config {
+    manual(clock)
+        .failure_threshold(failures)
+        .open_duration(open)
+        .success_threshold(1)
+        .build()
+        .unwrap()
+}
+
 /// The counter's values equal the breaker's `Stats`, outcome by outcome, and
 /// its outcome words are exactly the Prometheus `outcome` label's.
 #[tokio::test(start_paused = true)]
@@ -211,12 +221,7 @@ async fn calls_by_outcome_equal_stats_and_use_the_prometheus_words() {
 async fn state_gauge_follows_every_transition() {
     let o = Otel::install();
     let clock = ManualClock::new();
-    let config = manual(&clock)
-        .failure_threshold(2)
-        .open_duration(Duration::from_secs(10))
-        .success_threshold(1)
-        .build()
-        .unwrap();
+    let config = recovering(&clock, 2, Duration::from_secs(10));
     let b = o.registry.get_or_insert("otel-state", || config);
 
     let check = |expected: State| {
@@ -262,12 +267,7 @@ async fn state_gauge_follows_every_transition() {
 async fn transitions_counter_counts_each_pair() {
     let o = Otel::install();
     let clock = ManualClock::new();
-    let config = manual(&clock)
-        .failure_threshold(1)
-        .open_duration(Duration::from_secs(5))
-        .success_threshold(1)
-        .build()
-        .unwrap();
+    let config = recovering(&clock, 1, Duration::from_secs(5));
     let b = o.registry.get_or_insert("otel-transitions", || config);
     assert!(o.u64_points(otel::TRANSITIONS, "otel-transitions").is_empty());
 
@@ -481,74 +481,4 @@ async fn rates_appear_with_minimum_calls_and_equal_stats() {
         s.slow_call_rate.unwrap()
     );
     assert_eq!(o.u64_points(otel::CONSECUTIVE_FAILURES, "otel-rates")[0].1, 1);
-}
-
-/// A writer the fmt subscriber prints into, for reading the events back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self, target: &str) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&format!(" {target}: ")))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Each transition of an installed registry's breaker is one `tracing` event,
-/// target `cb_runtime::otel`, with the instruments' attribute names; a
-/// registry without `install` emits none.
-#[test]
-fn transitions_are_tracing_events_with_the_attribute_names() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let o = Otel::install();
-    let plain: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
-    tracing::subscriber::with_default(subscriber, || {
-        let b = o.registry.get_or_insert("otel-events", Config::default);
-        b.force_open();
-        b.reset();
-        let other = plain.get_or_insert("otel-no-install", Config::default);
-        other.force_open();
-    });
-    let lines = captured.lines("cb_runtime::otel");
-    assert_eq!(lines.len(), 2, "{lines:#?}");
-    assert!(lines[0].contains(" WARN "), "{}", lines[0]);
-    assert!(lines[1].contains(" INFO "), "{}", lines[1]);
-    for (line, from, to, reason) in [
-        (&lines[0], "closed", "forced_open", "forced open"),
-        (&lines[1], "forced_open", "closed", "reset"),
-    ] {
-        assert!(line.contains("circuitbreaker.transition"), "{line}");
-        assert!(line.contains(r#"circuitbreaker.name="otel-events""#), "{line}");
-        assert!(
-            line.contains(&format!(r#"circuitbreaker.from="{from}""#)),
-            "{line}"
-        );
-        assert!(line.contains(&format!(r#"circuitbreaker.to="{to}""#)), "{line}");
-        assert!(
-            line.contains(&format!(r#"circuitbreaker.reason="{reason}""#)),
-            "{line}"
-        );
-    }
-    // The breaker's own log lines are still there, under their own target.
-    assert_eq!(captured.lines("cb_runtime").len(), 3);
 }

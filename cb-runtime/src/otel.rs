@@ -319,27 +319,23 @@ impl Hook for OtelHook {
 /// One transition as a `tracing` event with the instruments' attribute names.
 fn transition_event(t: &Transition) {
     let (name, from, to, reason) = (t.name, t.from.as_str(), t.to.as_str(), t.reason.as_str());
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                name: "circuitbreaker.transition",
+                target: "cb_runtime::otel",
+                $level,
+                circuitbreaker.name = name,
+                circuitbreaker.from = from,
+                circuitbreaker.to = to,
+                circuitbreaker.reason = reason,
+                "circuitbreaker.transition"
+            )
+        };
+    }
     if t.to.is_open() {
-        tracing::event!(
-            name: "circuitbreaker.transition",
-            target: "cb_runtime::otel",
-            tracing::Level::WARN,
-            circuitbreaker.name = name,
-            circuitbreaker.from = from,
-            circuitbreaker.to = to,
-            circuitbreaker.reason = reason,
-            "circuitbreaker.transition"
-        );
+        event!(tracing::Level::WARN);
     } else {
-        tracing::event!(
-            name: "circuitbreaker.transition",
-            target: "cb_runtime::otel",
-            tracing::Level::INFO,
-            circuitbreaker.name = name,
-            circuitbreaker.from = from,
-            circuitbreaker.to = to,
-            circuitbreaker.reason = reason,
-            "circuitbreaker.transition"
-        );
+        event!(tracing::Level::INFO);
     }
 }

@@ -119,6 +119,20 @@ fn manual(clock: &ManualClock) -> cb_runtime::ConfigBuilder {
     Config::builder().clock(clock.clock())
 }
 
+/// One call through `b` that takes `ms` on `clock`, and succeeds when `ok`.
+async fn call_taking(b: &CircuitBreaker, clock: &ManualClock, ms: u64, ok: bool) -> Res {
+    let c = clock.clone();
+    b.call(async move {
+        c.advance(Duration::from_millis(ms));
+        if ok {
+            Ok(1)
+        } else {
+            Err("503")
+        }
+    })
+    .await
+}
+
 /// Opens after `failures` failures in a row, for `open`; one probe closes it.
 fn recovering(clock: &ManualClock, failures: u32, open: Duration) -> Config {
     manual(clock)
@@ -319,17 +333,7 @@ async fn duration_histogram_is_in_seconds_and_counts_each_admitted_call() {
         (5, false),
         (40, false),
     ] {
-        let c = clock.clone();
-        let r: Res = b
-            .call(async move {
-                c.advance(Duration::from_millis(ms));
-                if ok {
-                    Ok(1)
-                } else {
-                    Err("503")
-                }
-            })
-            .await;
+        let r = call_taking(&b, &clock, ms, ok).await;
         assert_eq!(r.is_ok(), ok);
     }
     assert_eq!(b.state(), State::Open);
@@ -392,14 +396,7 @@ async fn breakers_created_after_install_are_reported() {
     ));
     o.registry.register(Arc::clone(&registered)).unwrap();
 
-    let c = clock.clone();
-    let slow: Res = later
-        .call(async move {
-            c.advance(Duration::from_millis(300));
-            Ok(1)
-        })
-        .await;
-    assert!(slow.is_ok());
+    assert!(call_taking(&later, &clock, 300, true).await.is_ok());
     let failed: Res = registered.call(async { Err("503") }).await;
     assert!(failed.is_err());
 
@@ -460,17 +457,7 @@ async fn rates_appear_with_minimum_calls_and_equal_stats() {
     assert!(r.is_err());
     assert!(o.f64_points(otel::FAILURE_RATE, "otel-rates").is_empty());
     for ok in [true, true, false] {
-        let c = clock.clone();
-        let r: Res = b
-            .call(async move {
-                c.advance(Duration::from_millis(if ok { 150 } else { 1 }));
-                if ok {
-                    Ok(1)
-                } else {
-                    Err("503")
-                }
-            })
-            .await;
+        let r = call_taking(&b, &clock, if ok { 150 } else { 1 }, ok).await;
         assert_eq!(r.is_ok(), ok);
     }
     let s = b.stats();

@@ -5,10 +5,11 @@
 //! later, through an OpenTelemetry [`Meter`]. cb-runtime depends on the
 //! `opentelemetry` API crate only (0.33, `metrics` feature); the application
 //! picks the SDK and the exporter. It works with `opentelemetry_sdk` 0.33.x
-//! and the exporters of that release (`opentelemetry-otlp`,
-//! `opentelemetry-stdout`, `opentelemetry-prometheus` 0.33); each 0.x release
-//! of `opentelemetry` is a breaking one, so another SDK release needs the
-//! cb-runtime that follows it.
+//! and the exporters of that release (`opentelemetry-otlp` and
+//! `opentelemetry-stdout` 0.33), and for the transition events with
+//! `tracing-opentelemetry` 0.34, the release built on `opentelemetry` 0.33.
+//! Each 0.x release of `opentelemetry` is a breaking one, so another SDK
+//! release needs the cb-runtime release that follows it.
 //!
 //! ```
 //! use cb_runtime::{Config, Registry};

@@ -36,8 +36,10 @@
 //! is logged, and it reconnects with jittered exponential backoff (50 ms to
 //! 2 s). Meanwhile events wait in the queue (up to its bound, plus the one
 //! batch the task holds) and are written after reconnecting, with the time
-//! they happened: each event carries its age, and is written as `now() -
-//! age`, on the database's clock. A batch whose commit was cut off is sent
+//! they happened on the database's clock: at each connection the task reads
+//! the database's `clock_timestamp()` against this process's monotonic
+//! clock, and stamps each event from that pair, so the events of one replica
+//! keep their order however late they are written. A batch whose commit was cut off is sent
 //! again; every event has a random `event_id` with a unique index, so a
 //! retried batch is never written twice.
 //!

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use cb_runtime::State;
 use tokio::sync::mpsc;
@@ -24,18 +24,16 @@ const WRITE: &str = r#"
 WITH ev AS (
     INSERT INTO circuit_breaker_events
         (event_id, service, replica, name, key, "from", "to", reason, failures_in_window, occurred_at)
-    SELECT e.id, $1, $2, e.name, e.key, e.f, e.t, e.r, e.w, now() - make_interval(secs => e.age)
-    FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::float8[])
-        AS e(id, name, key, f, t, r, w, age)
+    SELECT e.id, $1, $2, e.name, e.key, e.f, e.t, e.r, e.w, e.at
+    FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::timestamptz[])
+        AS e(id, name, key, f, t, r, w, at)
     ON CONFLICT (event_id) DO NOTHING
 )
 INSERT INTO circuit_breaker_state AS s
     (service, name, key, state, failure_count, next_probe_at, replica, updated_at)
-SELECT $1, n.name, n.key, n.state, n.w,
-       now() - make_interval(secs => n.age) + make_interval(secs => n.probe),
-       $2, now() - make_interval(secs => n.age)
-FROM unnest($11::text[], $12::text[], $13::text[], $14::int8[], $15::float8[], $16::float8[])
-    AS n(name, key, state, w, age, probe)
+SELECT $1, n.name, n.key, n.state, n.w, n.probe, $2, n.at
+FROM unnest($11::text[], $12::text[], $13::text[], $14::int8[], $15::timestamptz[], $16::timestamptz[])
+    AS n(name, key, state, w, at, probe)
 ON CONFLICT (service, name, key) DO UPDATE SET
     state = EXCLUDED.state,
     failure_count = EXCLUDED.failure_count,
@@ -77,6 +75,10 @@ pub(crate) struct Writer {
     connection: Option<JoinHandle<()>>,
     /// The batch being written; cleared only once it is committed.
     pending: Vec<Event>,
+    /// The database's clock: its `clock_timestamp()` at an instant of this
+    /// process's monotonic clock, read at each connection. Events are
+    /// stamped from it, so one replica's events keep their order.
+    clock: Option<(Instant, SystemTime)>,
     /// The persisted open states have been read (once, at the first connection).
     adopted: bool,
     /// `true` until the first connection: the states read then are kept for
@@ -95,6 +97,7 @@ impl Writer {
             rx,
             connection: None,
             pending: Vec::new(),
+            clock: None,
             adopted: false,
             attaching: true,
         }
@@ -128,6 +131,10 @@ impl Writer {
             let _ = connection.await;
         }));
         schema::migrate(&mut client).await?;
+        let before = Instant::now();
+        let db_now: SystemTime = client.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
+        let after = Instant::now();
+        self.clock = Some((before + (after - before) / 2, db_now));
         let client = Arc::new(client);
         if !self.adopted {
             if !self.attaching {
@@ -242,7 +249,8 @@ impl Writer {
                 return Ok(());
             }
             let io = self.shared.io_timeout;
-            tokio::time::timeout(io, write(client, &self.shared, &self.pending))
+            let clock = self.clock.unwrap_or_else(|| (Instant::now(), SystemTime::now()));
+            tokio::time::timeout(io, write(client, &self.shared, clock, &self.pending))
                 .await
                 .map_err(|_| Failure::TimedOut)??;
             self.shared
@@ -333,9 +341,20 @@ fn clamp(n: u64) -> i64 {
 }
 
 /// Writes `batch`: every event, and each breaker's last state in it.
-async fn write(client: &Client, shared: &Shared, batch: &[Event]) -> Result<u64, Failure> {
-    let now = Instant::now();
-    let age = |e: &Event| now.saturating_duration_since(e.at).as_secs_f64();
+async fn write(
+    client: &Client,
+    shared: &Shared,
+    (base, db_base): (Instant, SystemTime),
+    batch: &[Event],
+) -> Result<u64, Failure> {
+    // When each event happened, on the database's clock.
+    let at = |e: &Event| {
+        if e.at >= base {
+            db_base + (e.at - base)
+        } else {
+            db_base - (base - e.at)
+        }
+    };
     let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
     let names: Vec<&str> = batch.iter().map(|e| &*e.name).collect();
     let keys: Vec<&str> = batch.iter().map(|e| &*e.key).collect();
@@ -343,7 +362,7 @@ async fn write(client: &Client, shared: &Shared, batch: &[Event]) -> Result<u64,
     let tos: Vec<&str> = batch.iter().map(|e| e.to.as_str()).collect();
     let reasons: Vec<&str> = batch.iter().map(|e| e.reason).collect();
     let windows: Vec<i64> = batch.iter().map(|e| clamp(e.failures_in_window)).collect();
-    let ages: Vec<f64> = batch.iter().map(age).collect();
+    let ats: Vec<SystemTime> = batch.iter().map(at).collect();
     // Each breaker's last event of the batch.
     let mut last: HashMap<(&str, &str), &Event> = HashMap::new();
     for e in batch {
@@ -354,8 +373,8 @@ async fn write(client: &Client, shared: &Shared, batch: &[Event]) -> Result<u64,
     let s_keys: Vec<&str> = last.iter().map(|e| &*e.key).collect();
     let s_states: Vec<&str> = last.iter().map(|e| e.to.as_str()).collect();
     let s_windows: Vec<i64> = last.iter().map(|e| clamp(e.failures_in_window)).collect();
-    let s_ages: Vec<f64> = last.iter().map(|e| age(e)).collect();
-    let s_probes: Vec<Option<f64>> = last.iter().map(|e| e.probe_in.map(|d| d.as_secs_f64())).collect();
+    let s_ats: Vec<SystemTime> = last.iter().map(|e| at(e)).collect();
+    let s_probes: Vec<Option<SystemTime>> = last.iter().map(|e| e.probe_in.map(|d| at(e) + d)).collect();
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
         &shared.service,
         &shared.replica,
@@ -366,12 +385,12 @@ async fn write(client: &Client, shared: &Shared, batch: &[Event]) -> Result<u64,
         &tos,
         &reasons,
         &windows,
-        &ages,
+        &ats,
         &s_names,
         &s_keys,
         &s_states,
         &s_windows,
-        &s_ages,
+        &s_ats,
         &s_probes,
     ];
     Ok(client.execute(WRITE, &params).await?)

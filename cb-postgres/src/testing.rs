@@ -164,7 +164,7 @@ impl PostgresServer {
     fn pg_start(&self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=50",
+             -c full_page_writes=off -c max_connections=50",
             self.port,
             self.dir.display()
         );
@@ -275,6 +275,12 @@ impl PostgresServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        // A zombie postmaster (no reaper in some containers) still "exists"
+        // for the lock file check: every process is dead, so the file goes.
+        let _ = std::fs::remove_file(self.data().join("postmaster.pid"));
+        let socket = self.dir.join(format!(".s.PGSQL.{}", self.port));
+        let _ = std::fs::remove_file(socket.with_extension(format!("{}.lock", self.port)));
+        let _ = std::fs::remove_file(socket);
     }
 
     /// Starts the server again, on the same port and data directory (after

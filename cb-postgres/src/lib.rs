@@ -299,6 +299,7 @@ pub(crate) struct Member {
 pub(crate) type Persisted = HashMap<(String, String), Instant>;
 
 pub(crate) struct Shared {
+    metrics: Metrics,
     pub(crate) service: String,
     pub(crate) replica: String,
     pub(crate) io_timeout: Duration,
@@ -324,6 +325,7 @@ impl Shared {
 
     pub(crate) fn set_client(&self, client: Option<Arc<Client>>) {
         self.connected.store(client.is_some(), Ordering::Release);
+        self.metrics.connected.set(i64::from(client.is_some()));
         *self.client.write().unwrap_or_else(PoisonError::into_inner) = client;
     }
 
@@ -331,6 +333,7 @@ impl Shared {
     fn send(&self, event: Event) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(event) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dropped.inc();
         }
     }
 
@@ -344,6 +347,30 @@ impl Shared {
         restoring.store(true, Ordering::Release);
         breaker.follow_open(remaining, 0);
         restoring.store(false, Ordering::Release);
+    }
+}
+
+/// The store's gauges.
+struct Metrics {
+    connected: prometheus::IntGauge,
+    dropped: prometheus::IntCounter,
+}
+
+impl Metrics {
+    fn new(service: &str) -> Self {
+        let opts = |name: &str, help: &str| prometheus::Opts::new(name, help).const_label("service", service);
+        Metrics {
+            connected: prometheus::IntGauge::with_opts(opts(
+                "circuit_breaker_store_connected",
+                "1 while the cb-postgres store is connected to PostgreSQL, else 0",
+            ))
+            .expect("a valid gauge"),
+            dropped: prometheus::IntCounter::with_opts(opts(
+                "circuit_breaker_store_dropped_events_total",
+                "transition events the cb-postgres store dropped because its queue was full",
+            ))
+            .expect("a valid counter"),
+        }
     }
 }
 
@@ -434,6 +461,25 @@ impl Store {
     /// This replica's id.
     pub fn replica_id(&self) -> &str {
         &self.shared.replica
+    }
+
+    /// Registers `circuit_breaker_store_connected` (1 or 0) and
+    /// `circuit_breaker_store_dropped_events_total`, labelled with the
+    /// service, with `prom`.
+    pub fn register_metrics(&self, prom: &prometheus::Registry) -> prometheus::Result<()> {
+        let m = &self.shared.metrics;
+        prom.register(Box::new(m.connected.clone()))?;
+        prom.register(Box::new(m.dropped.clone()))
+    }
+
+    /// The store's metrics in the Prometheus text format (append it to the
+    /// admin API's `/metrics`, or serve it beside).
+    pub fn metrics_text(&self) -> String {
+        let prom = prometheus::Registry::new();
+        let _ = self.register_metrics(&prom);
+        let mut out = Vec::new();
+        let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &prom.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The last `limit` transitions of breaker `name` (all its keys) in this
@@ -545,6 +591,7 @@ impl StoreBuilder {
         }
         let (tx, rx) = mpsc::channel(self.queue);
         let shared = Arc::new(Shared {
+            metrics: Metrics::new(&service),
             service,
             replica,
             io_timeout: self.io_timeout,

@@ -394,3 +394,31 @@ async fn bad_settings_are_clear_errors() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: "queue_capacity", .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_reads_transitions_from_the_store() {
+    use tower::ServiceExt;
+    let Some(server) = postgres_or_skip("the_admin_api_reads_transitions_from_the_store") else {
+        return;
+    };
+    let r = registry();
+    let store = attach(&server, "checkout", r).await;
+    fail(&r.get_or_insert("payments", || trips(Duration::from_secs(60)))).await;
+    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    let admin = cb_runtime::admin::router(r, cb_runtime::admin::AdminAuth::disabled());
+    let request = axum::http::Request::get("/circuit-breakers/payments/transitions?limit=5")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = admin.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["source"], "postgres");
+    assert_eq!(body["transitions"][0]["to"], "open");
+    assert_eq!(body["transitions"][0]["reason"], "consecutive failures");
+    assert_eq!(body["transitions"][0]["replica_id"], "r1");
+    // And its metrics.
+    let text = store.metrics_text();
+    assert!(text.contains("circuit_breaker_store_connected{service=\"checkout\"} 1"), "{text}");
+    assert!(text.contains("circuit_breaker_store_dropped_events_total{service=\"checkout\"} 0"), "{text}");
+}

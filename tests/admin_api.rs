@@ -383,7 +383,12 @@ impl cb_runtime::history::TransitionSource for FakeLog {
 
     fn transitions<'a>(&'a self, name: &'a str, limit: usize) -> cb_runtime::history::TransitionsFuture<'a> {
         let answer = match &self.0 {
-            Some(list) => Ok(list.iter().filter(|t| t.name == name).take(limit).cloned().collect()),
+            Some(list) => Ok(list
+                .iter()
+                .filter(|t| t.name == name)
+                .take(limit)
+                .cloned()
+                .collect()),
             None => Err("connection refused".to_owned()),
         };
         Box::pin(async move { answer })
@@ -393,7 +398,12 @@ impl cb_runtime::history::TransitionSource for FakeLog {
 #[tokio::test]
 async fn transitions_come_from_the_attached_log() {
     let admin = admin(AdminAuth::disabled()).await;
-    error(admin.get("/circuit-breakers/openai/transitions").await, 404, "no_transition_log").await;
+    error(
+        admin.get("/circuit-breakers/openai/transitions").await,
+        404,
+        "no_transition_log",
+    )
+    .await;
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
     let t = |to, reason: &str| {
         cb_runtime::history::StoredTransition::new("openai", None, State::Closed, to, reason, "r1", at)
@@ -416,12 +426,32 @@ async fn transitions_come_from_the_attached_log() {
     assert_eq!(list[0]["occurred_at_ms"], 1_700_000_000_123u64);
     // A name this process never created may still have a history.
     let (status, body) = json(admin.get("/circuit-breakers/elsewhere/transitions").await).await;
-    assert_eq!((status, body["transitions"].as_array().unwrap().len()), (StatusCode::OK, 0));
-    error(admin.get("/circuit-breakers/openai/transitions?limit=0").await, 400, "bad_limit").await;
-    error(admin.get("/circuit-breakers/openai/transitions?limit=x").await, 400, "bad_limit").await;
-    let r = admin.send(Method::POST, "/circuit-breakers/openai/transitions", bearer()).await;
+    assert_eq!(
+        (status, body["transitions"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    error(
+        admin.get("/circuit-breakers/openai/transitions?limit=0").await,
+        400,
+        "bad_limit",
+    )
+    .await;
+    error(
+        admin.get("/circuit-breakers/openai/transitions?limit=x").await,
+        400,
+        "bad_limit",
+    )
+    .await;
+    let r = admin
+        .send(Method::POST, "/circuit-breakers/openai/transitions", bearer())
+        .await;
     assert_eq!(r.headers()["allow"], "GET, HEAD");
     error(r, 405, "method_not_allowed").await;
     admin.registry.set_transition_source(Arc::new(FakeLog(None)));
-    error(admin.get("/circuit-breakers/openai/transitions").await, 503, "transition_log_unavailable").await;
+    error(
+        admin.get("/circuit-breakers/openai/transitions").await,
+        503,
+        "transition_log_unavailable",
+    )
+    .await;
 }

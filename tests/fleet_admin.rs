@@ -286,8 +286,20 @@ async fn with_a_store_attached_the_transitions_come_from_postgres() {
         return;
     };
     let (ra, rb) = (replica(), replica());
-    let fa = Arc::new(Fleet::builder(&redis.url()).namespace("pg").replica_id("a").join(ra).await.unwrap());
-    let _fb = Fleet::builder(&redis.url()).namespace("pg").replica_id("b").join(rb).await.unwrap();
+    let fa = Arc::new(
+        Fleet::builder(&redis.url())
+            .namespace("pg")
+            .replica_id("a")
+            .join(ra)
+            .await
+            .unwrap(),
+    );
+    let _fb = Fleet::builder(&redis.url())
+        .namespace("pg")
+        .replica_id("b")
+        .join(rb)
+        .await
+        .unwrap();
     let store = cb_postgres::Store::builder(&pg.url())
         .service("pg")
         .replica_id("a")
@@ -298,7 +310,10 @@ async fn with_a_store_attached_the_transitions_come_from_postgres() {
     let a = ra.get_or_insert("pay", config);
     let b = rb.get_or_insert("pay", config);
     let _ = a.call(async { Err::<(), _>("down") }).await;
-    assert!(eventually(|| b.state() == State::Open).await, "the fleet shares the open");
+    assert!(
+        eventually(|| b.state() == State::Open).await,
+        "the fleet shares the open"
+    );
     assert!(eventually(|| store.written_events() == 1).await);
     let admin = cb_fleet::admin::router(Arc::clone(&fa), ra, AdminAuth::bearer("tok"));
     let (s, body) = send(&admin, "GET", "/circuit-breakers/pay/transitions?limit=10", None).await;

@@ -399,7 +399,11 @@ fn default_replica_id() -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
         .take(64)
         .collect();
-    let host = if host.is_empty() { "replica".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "replica".to_owned()
+    } else {
+        host
+    };
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
@@ -540,13 +544,14 @@ impl StoreBuilder {
     /// unreachable server is not an error: the store starts unconnected and
     /// keeps trying.
     pub async fn attach(self, registry: &'static Registry) -> Result<Store, StoreError> {
-        let config: tokio_postgres::Config = self.url.parse().map_err(|e: tokio_postgres::Error| {
-            StoreError::Invalid {
-                field: "url",
-                got: format!("`{}` ({e})", redact(&self.url)),
-                expected: "postgres://user[:password]@host[:port]/database, or key=value pairs",
-            }
-        })?;
+        let config: tokio_postgres::Config =
+            self.url
+                .parse()
+                .map_err(|e: tokio_postgres::Error| StoreError::Invalid {
+                    field: "url",
+                    got: format!("`{}` ({e})", redact(&self.url)),
+                    expected: "postgres://user[:password]@host[:port]/database, or key=value pairs",
+                })?;
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::invalid(
                 "url",
@@ -631,7 +636,11 @@ impl TransitionSource for Store {
     }
 
     fn transitions<'a>(&'a self, name: &'a str, limit: usize) -> TransitionsFuture<'a> {
-        Box::pin(async move { Store::transitions(self, name, limit).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            Store::transitions(self, name, limit)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -675,7 +684,13 @@ impl Coordinator for Follow {
 }
 
 /// The event of transition `t`.
-fn event(name: &Arc<str>, key: &Arc<str>, breaker: &Weak<CircuitBreaker>, restoring: &AtomicBool, t: &Transition) -> Event {
+fn event(
+    name: &Arc<str>,
+    key: &Arc<str>,
+    breaker: &Weak<CircuitBreaker>,
+    restoring: &AtomicBool,
+    t: &Transition,
+) -> Event {
     let probe_in = (t.to == State::Open).then(|| {
         breaker
             .upgrade()

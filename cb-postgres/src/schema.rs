@@ -50,7 +50,8 @@ CREATE INDEX IF NOT EXISTS circuit_breaker_events_service_name_occurred_at
 /// database lacks, in one transaction under [`SCHEMA_LOCK`].
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS circuit_breaker_schema (
              version     integer     PRIMARY KEY,
@@ -60,7 +61,10 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::E
     )
     .await?;
     let current: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM circuit_breaker_schema", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM circuit_breaker_schema",
+            &[],
+        )
         .await?
         .get(0);
     if current > SCHEMA_VERSION {

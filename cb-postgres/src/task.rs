@@ -88,7 +88,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, mut config: tokio_postgres::Config, rx: mpsc::Receiver<Event>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        mut config: tokio_postgres::Config,
+        rx: mpsc::Receiver<Event>,
+    ) -> Self {
         config.connect_timeout(shared.io_timeout);
         config.application_name("cb-postgres");
         Writer {
@@ -146,7 +150,11 @@ impl Writer {
             if !self.attaching {
                 self.adopt_late(&persisted);
             }
-            *self.shared.persisted.lock().unwrap_or_else(PoisonError::into_inner) = Some(persisted);
+            *self
+                .shared
+                .persisted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(persisted);
         }
         self.shared.set_client(Some(client));
         Ok(())
@@ -431,8 +439,9 @@ pub(crate) async fn transitions(
         .map(|r| {
             let state = |i: usize| -> Result<State, StoreError> {
                 let word: String = r.get(i);
-                word.parse()
-                    .map_err(|_| StoreError::Database(format!("a stored state that is not a state: {word:?}")))
+                word.parse().map_err(|_| {
+                    StoreError::Database(format!("a stored state that is not a state: {word:?}"))
+                })
             };
             let key: String = r.get(1);
             Ok(StoredTransition::new(

@@ -131,7 +131,18 @@ impl PostgresServer {
         let data = server.data().display().to_string();
         let out = server
             .command("initdb")
-            .args(["-D", &data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N"])
+            .args([
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ])
             .output()
             .expect("initdb runs");
         assert!(
@@ -171,7 +182,15 @@ impl PostgresServer {
         let log = self.dir.join("server.log").display().to_string();
         let status = self
             .command("pg_ctl")
-            .args(["-D", &self.data().display().to_string(), "-l", &log, "-w", "-t", "30"])
+            .args([
+                "-D",
+                &self.data().display().to_string(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+            ])
             .args(["-o", &options, "start"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -195,11 +214,29 @@ impl PostgresServer {
     pub fn create_database(&self, name: &str) -> String {
         let out = self
             .command("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
-            .args(["-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE \"{name}\"")])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &format!("CREATE DATABASE \"{name}\""),
+            ])
             .output()
             .expect("psql runs");
-        assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
@@ -308,7 +345,14 @@ impl Drop for PostgresServer {
         }
         let _ = self
             .command("pg_ctl")
-            .args(["-D", &self.data().display().to_string(), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                &self.data().display().to_string(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

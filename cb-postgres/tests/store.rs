@@ -63,11 +63,22 @@ async fn the_tables_are_created_twice_at_once() {
     );
     assert!(a.is_connected() && b.is_connected());
     let url = server.url();
-    for table in ["circuit_breaker_state", "circuit_breaker_events", "circuit_breaker_schema"] {
-        let n = count(&url, &format!("SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'")).await;
+    for table in [
+        "circuit_breaker_state",
+        "circuit_breaker_events",
+        "circuit_breaker_schema",
+    ] {
+        let n = count(
+            &url,
+            &format!("SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'"),
+        )
+        .await;
         assert_eq!(n, 1, "{table}");
     }
-    assert_eq!(count(&url, "SELECT count(*) FROM circuit_breaker_schema").await, 1);
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM circuit_breaker_schema").await,
+        1
+    );
     let index = count(
         &url,
         "SELECT count(*) FROM pg_indexes WHERE tablename = 'circuit_breaker_events' \
@@ -77,7 +88,10 @@ async fn the_tables_are_created_twice_at_once() {
     assert_eq!(index, 1);
     // A third attach later changes nothing.
     attach(&server, "checkout", registry()).await;
-    assert_eq!(count(&url, "SELECT count(*) FROM circuit_breaker_schema").await, 1);
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM circuit_breaker_schema").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,9 +122,15 @@ async fn every_transition_is_written_with_its_columns() {
     assert_eq!(got.len(), 6, "{got:?}");
     for (t, (from, to, reason)) in got.iter().zip(expected) {
         assert_eq!((t.from, t.to, t.reason.as_str()), (from, to, reason));
-        assert_eq!((t.name.as_str(), t.key.as_deref(), t.replica_id.as_str()), ("payments", None, "r1"));
+        assert_eq!(
+            (t.name.as_str(), t.key.as_deref(), t.replica_id.as_str()),
+            ("payments", None, "r1")
+        );
     }
-    assert!(got.windows(2).all(|w| w[0].occurred_at >= w[1].occurred_at), "newest first");
+    assert!(
+        got.windows(2).all(|w| w[0].occurred_at >= w[1].occurred_at),
+        "newest first"
+    );
     assert_eq!(store.transitions("payments", 2).await.unwrap(), got[..2]);
     assert!(store.transitions("nobody", 10).await.unwrap().is_empty());
     let db = client(&server.url()).await;
@@ -129,9 +149,15 @@ async fn every_transition_is_written_with_its_columns() {
     assert_eq!(row.get::<_, String>(1), "r1");
     assert_eq!(row.get::<_, String>(2), "");
     assert_eq!(row.get::<_, i64>(3), 1);
-    assert_eq!((row.get::<_, String>(4), row.get::<_, String>(5)), ("closed".into(), "open".into()));
+    assert_eq!(
+        (row.get::<_, String>(4), row.get::<_, String>(5)),
+        ("closed".into(), "open".into())
+    );
     let age: f64 = row.get(6);
-    assert!((0.0..60.0).contains(&age), "occurred_at is the database's recent past: {age}");
+    assert!(
+        (0.0..60.0).contains(&age),
+        "occurred_at is the database's recent past: {age}"
+    );
     // The state row follows the last transition.
     let state = db
         .query_one(
@@ -174,7 +200,8 @@ fn flip(b: &CircuitBreaker, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_then_restarted_loses_nothing_within_the_queue_bound() {
-    let Some(mut server) = postgres_or_skip("killed_then_restarted_loses_nothing_within_the_queue_bound") else {
+    let Some(mut server) = postgres_or_skip("killed_then_restarted_loses_nothing_within_the_queue_bound")
+    else {
         return;
     };
     let registry = registry();
@@ -195,21 +222,33 @@ async fn killed_then_restarted_loses_nothing_within_the_queue_bound() {
     flip(&b, 40); // within the bound of 64
     assert_eq!(b.call(async { Ok::<_, ()>(7) }).await.unwrap(), 7, "calls go on");
     server.restart();
-    assert!(wait_until(Duration::from_secs(15), || store.written_events() == 44).await, "written: {}", store.written_events());
+    assert!(
+        wait_until(Duration::from_secs(15), || store.written_events() == 44).await,
+        "written: {}",
+        store.written_events()
+    );
     assert!(store.is_connected());
     assert_eq!(store.dropped_events(), 0);
     let db = client(&server.url()).await;
     assert_eq!(
-        db.query_one("SELECT count(*) FROM circuit_breaker_events WHERE name = 'payments'", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
+        db.query_one(
+            "SELECT count(*) FROM circuit_breaker_events WHERE name = 'payments'",
+            &[]
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0),
         44
     );
     let got = store.transitions("payments", 1000).await.unwrap();
     assert_eq!(got.len(), 44);
     // Newest first, in the order they happened: reset, force-open, reset, ...
-    assert!(got.iter().enumerate().all(|(i, t)| t.to == if i % 2 == 0 { State::Closed } else { State::ForcedOpen }));
+    assert!(got.iter().enumerate().all(|(i, t)| t.to
+        == if i % 2 == 0 {
+            State::Closed
+        } else {
+            State::ForcedOpen
+        }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,10 +268,22 @@ async fn a_full_queue_drops_and_counts() {
     server.hang();
     flip(&b, 100);
     let dropped = store.dropped_events();
-    assert!(dropped >= 100 - 8 - 1, "at most the queue and one batch wait: {dropped} dropped");
+    assert!(
+        dropped >= 100 - 8 - 1,
+        "at most the queue and one batch wait: {dropped} dropped"
+    );
     server.resume();
-    assert!(wait_until(Duration::from_secs(15), || store.written_events() + store.dropped_events() == 100).await);
-    assert_eq!(store.dropped_events(), dropped, "nothing more is lost after the server is back");
+    assert!(
+        wait_until(Duration::from_secs(15), || store.written_events()
+            + store.dropped_events()
+            == 100)
+        .await
+    );
+    assert_eq!(
+        store.dropped_events(),
+        dropped,
+        "nothing more is lost after the server is back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,11 +304,17 @@ async fn a_hung_server_leaves_calls_unaffected() {
     assert!(b.call(async { Ok::<_, ()>(()) }).await.unwrap_err().is_rejected());
     b.reset();
     assert!(wait_until(Duration::from_secs(10), || !store.is_connected()).await);
-    assert!(matches!(store.transitions("payments", 10).await, Err(StoreError::Disconnected)));
+    assert!(matches!(
+        store.transitions("payments", 10).await,
+        Err(StoreError::Disconnected)
+    ));
     server.resume();
     assert!(wait_until(Duration::from_secs(15), || store.written_events() == 2).await);
     let got = store.transitions("payments", 10).await.unwrap();
-    assert_eq!(got.iter().map(|t| t.to).collect::<Vec<_>>(), [State::Closed, State::Open]);
+    assert_eq!(
+        got.iter().map(|t| t.to).collect::<Vec<_>>(),
+        [State::Closed, State::Open]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,19 +334,34 @@ async fn a_restart_adopts_an_open_state() {
     let store2 = attach(&server, "checkout", second).await;
     assert_eq!(present.state(), State::Open);
     let left = present.open_remaining().unwrap();
-    assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60), "{left:?}");
+    assert!(
+        left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+        "{left:?}"
+    );
     let third = registry();
     attach(&server, "checkout", third).await;
     let later = third.get_or_insert("payments", || trips(Duration::from_secs(60)));
-    assert!(later.call(async { Ok::<_, ()>(()) }).await.unwrap_err().is_rejected());
+    assert!(later
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .unwrap_err()
+        .is_rejected());
     // Another service does not adopt it.
     let other = registry();
     attach(&server, "billing", other).await;
-    assert_eq!(other.get_or_insert("payments", || trips(Duration::from_secs(60))).state(), State::Closed);
+    assert_eq!(
+        other
+            .get_or_insert("payments", || trips(Duration::from_secs(60)))
+            .state(),
+        State::Closed
+    );
     // The adoption is itself a transition, with its own reason.
     assert!(wait_until(Duration::from_secs(10), || store2.written_events() == 1).await);
     let last = &store2.transitions("payments", 1).await.unwrap()[0];
-    assert_eq!((last.from, last.to, last.reason.as_str()), (State::Closed, State::Open, cb_postgres::RESTORED));
+    assert_eq!(
+        (last.from, last.to, last.reason.as_str()),
+        (State::Closed, State::Open, cb_postgres::RESTORED)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,9 +383,20 @@ async fn the_next_probe_time_is_read_with_the_databases_clock() {
     attach(&server, "checkout", r).await;
     let soon = r.get_or_insert("soon", || trips(Duration::from_secs(600)));
     let left = soon.open_remaining().expect("open");
-    assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30), "{left:?}: the row's 30 s, not the config's 600 s");
-    assert_eq!(r.get_or_insert("past", || trips(Duration::from_secs(600))).state(), State::Closed);
-    assert_eq!(r.get_or_insert("forced", || trips(Duration::from_secs(600))).state(), State::Closed);
+    assert!(
+        left > Duration::from_secs(25) && left <= Duration::from_secs(30),
+        "{left:?}: the row's 30 s, not the config's 600 s"
+    );
+    assert_eq!(
+        r.get_or_insert("past", || trips(Duration::from_secs(600)))
+            .state(),
+        State::Closed
+    );
+    assert_eq!(
+        r.get_or_insert("forced", || trips(Duration::from_secs(600)))
+            .state(),
+        State::Closed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +405,11 @@ async fn an_unreachable_server_at_attach_is_not_an_error() {
         return;
     };
     // Nothing listens on a port just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let r = registry();
     let store = Store::builder(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
         .service("checkout")
@@ -331,7 +418,10 @@ async fn an_unreachable_server_at_attach_is_not_an_error() {
         .await
         .expect("not an error");
     assert!(!store.is_connected());
-    assert!(matches!(store.transitions("x", 1).await, Err(StoreError::Disconnected)));
+    assert!(matches!(
+        store.transitions("x", 1).await,
+        Err(StoreError::Disconnected)
+    ));
     let b = r.get_or_insert("x", || trips(Duration::from_secs(60)));
     assert_eq!(b.call(async { Ok::<_, ()>(1) }).await.unwrap(), 1);
     // A hung server at attach: attach returns, and the first connection
@@ -367,7 +457,11 @@ async fn bad_settings_are_clear_errors() {
     assert!(matches!(err, StoreError::Invalid { field: "url", .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("bad url") && !text.contains("s3cret"), "{text}");
-    let err = Store::builder("mysql://db/app").service("checkout").attach(r).await.unwrap_err();
+    let err = Store::builder("mysql://db/app")
+        .service("checkout")
+        .attach(r)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: "url", .. }), "{err}");
     let err = Store::builder("postgres://db/app?sslmode=require")
         .service("checkout")
@@ -376,23 +470,51 @@ async fn bad_settings_are_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
     let err = Store::builder("postgres://db/app").attach(r).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { field: "service", .. }), "{err}");
-    let err = Store::builder("postgres://db/app").service("").attach(r).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { field: "service", .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Invalid { field: "service", .. }),
+        "{err}"
+    );
+    let err = Store::builder("postgres://db/app")
+        .service("")
+        .attach(r)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid { field: "service", .. }),
+        "{err}"
+    );
     let err = Store::builder("postgres://db/app")
         .service("checkout")
         .replica_id("a\nb")
         .attach(r)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { field: "replica_id", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "replica_id",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = Store::builder("postgres://db/app")
         .service("checkout")
         .queue_capacity(0)
         .attach(r)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { field: "queue_capacity", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "queue_capacity",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,6 +541,12 @@ async fn the_admin_api_reads_transitions_from_the_store() {
     assert_eq!(body["transitions"][0]["replica_id"], "r1");
     // And its metrics.
     let text = store.metrics_text();
-    assert!(text.contains("circuit_breaker_store_connected{service=\"checkout\"} 1"), "{text}");
-    assert!(text.contains("circuit_breaker_store_dropped_events_total{service=\"checkout\"} 0"), "{text}");
+    assert!(
+        text.contains("circuit_breaker_store_connected{service=\"checkout\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("circuit_breaker_store_dropped_events_total{service=\"checkout\"} 0"),
+        "{text}"
+    );
 }

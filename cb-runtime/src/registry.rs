@@ -234,7 +234,10 @@ impl Registry {
     /// The durable transition log attached with
     /// [`set_transition_source`](Self::set_transition_source), if any.
     pub fn transition_source(&self) -> Option<Arc<dyn TransitionSource>> {
-        self.history.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.history
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The breaker named `name`, created with `make()` (then the config file

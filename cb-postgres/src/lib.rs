@@ -77,7 +77,7 @@
 //! | `last_success_at` | `timestamptz` | likewise for a success |
 //! | `next_probe_at` | `timestamptz` | while `open`: when the circuit lets a probe through; `NULL` otherwise |
 //! | `replica` | `text` | the replica that wrote the state |
-//! | `updated_at` | `timestamptz` | when the state was last changed, on the database's clock |
+//! | `updated_at` | `timestamptz` | when the state was last changed, on the database's clock; `-infinity` for a breaker that has made no transition yet (its row holds its counters). A state is only replaced by a newer one, so a replica's late batch never overwrites a newer state |
 //!
 //! `circuit_breaker_events`: one row per transition, never updated.
 //!

@@ -43,12 +43,15 @@ ON CONFLICT (service, name, key) DO UPDATE SET
 WHERE s.updated_at <= EXCLUDED.updated_at
 "#;
 
-/// The counters of the breakers that were called since the last sync.
+/// The counters of the breakers that were called since the last sync. A
+/// row made here, for a breaker with no transition written yet, has
+/// `updated_at` = `-infinity`: any transition, however late it is written,
+/// is newer and replaces its state.
 const COUNTERS: &str = r#"
 INSERT INTO circuit_breaker_state AS s
-    (service, name, key, state, failure_count, last_failure_at, last_success_at, replica)
+    (service, name, key, state, failure_count, last_failure_at, last_success_at, replica, updated_at)
 SELECT $1, c.name, c.key, c.state, c.w,
-       CASE WHEN c.failed THEN now() END, CASE WHEN c.succeeded THEN now() END, $2
+       CASE WHEN c.failed THEN now() END, CASE WHEN c.succeeded THEN now() END, $2, '-infinity'
 FROM unnest($3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::bool[])
     AS c(name, key, state, w, failed, succeeded)
 ON CONFLICT (service, name, key) DO UPDATE SET

@@ -43,10 +43,23 @@ async fn count(url: &str, sql: &str) -> i64 {
 }
 
 async fn attach(server: &PostgresServer, service: &str, registry: &'static Registry) -> Store {
-    Store::builder(&server.url())
+    attach_to(&server.url(), service, 4096, 500, registry).await
+}
+
+/// A store of `service`, replica `r1`, with a queue of `queue` events and
+/// statements timing out after `timeout_ms`.
+async fn attach_to(
+    url: &str,
+    service: &str,
+    queue: usize,
+    timeout_ms: u64,
+    registry: &'static Registry,
+) -> Store {
+    Store::builder(url)
         .service(service)
         .replica_id("r1")
-        .io_timeout(Duration::from_millis(500))
+        .queue_capacity(queue)
+        .io_timeout(Duration::from_millis(timeout_ms))
         .attach(registry)
         .await
         .expect("attaches")
@@ -205,13 +218,7 @@ async fn killed_then_restarted_loses_nothing_within_the_queue_bound() {
         return;
     };
     let registry = registry();
-    let store = Store::builder(&server.url())
-        .service("checkout")
-        .queue_capacity(64)
-        .io_timeout(Duration::from_millis(500))
-        .attach(registry)
-        .await
-        .unwrap();
+    let store = attach_to(&server.url(), "checkout", 64, 500, registry).await;
     let b = registry.get_or_insert("payments", || trips(Duration::from_secs(60)));
     flip(&b, 4);
     assert!(wait_until(Duration::from_secs(10), || store.written_events() == 4).await);
@@ -257,13 +264,7 @@ async fn a_full_queue_drops_and_counts() {
         return;
     };
     let registry = registry();
-    let store = Store::builder(&server.url())
-        .service("checkout")
-        .queue_capacity(8)
-        .io_timeout(Duration::from_millis(300))
-        .attach(registry)
-        .await
-        .unwrap();
+    let store = attach_to(&server.url(), "checkout", 8, 300, registry).await;
     let b = registry.get_or_insert("payments", || trips(Duration::from_secs(60)));
     server.hang();
     flip(&b, 100);
@@ -411,12 +412,14 @@ async fn an_unreachable_server_at_attach_is_not_an_error() {
         .unwrap()
         .port();
     let r = registry();
-    let store = Store::builder(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-        .service("checkout")
-        .io_timeout(Duration::from_millis(300))
-        .attach(r)
-        .await
-        .expect("not an error");
+    let store = attach_to(
+        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        "checkout",
+        4096,
+        300,
+        r,
+    )
+    .await;
     assert!(!store.is_connected());
     assert!(matches!(
         store.transitions("x", 1).await,
@@ -433,12 +436,7 @@ async fn an_unreachable_server_at_attach_is_not_an_error() {
     server.hang();
     let late = registry();
     let payments = late.get_or_insert("payments", || trips(Duration::from_secs(60)));
-    let s2 = Store::builder(&server.url())
-        .service("checkout")
-        .io_timeout(Duration::from_millis(300))
-        .attach(late)
-        .await
-        .expect("not an error");
+    let s2 = attach_to(&server.url(), "checkout", 4096, 300, late).await;
     assert!(!s2.is_connected());
     assert_eq!(payments.state(), State::Closed);
     server.resume();

@@ -30,8 +30,9 @@
 //! at all; once a second the task reads each breaker's counters to update
 //! `failure_count`, `last_failure_at` and `last_success_at`.
 //!
-//! **PostgreSQL down or hung.** Every statement and connection attempt has a
-//! timeout ([`StoreBuilder::io_timeout`], default 2 s). When one fails, the
+//! **PostgreSQL down or hung.** Every statement has a timeout
+//! ([`StoreBuilder::io_timeout`], default 2 s), and a connection attempt with
+//! its schema check twice that. When one fails, the
 //! task drops the connection, [`Store::is_connected`] turns `false`, one WARN
 //! is logged, and it reconnects with jittered exponential backoff (50 ms to
 //! 2 s). Meanwhile events wait in the queue (up to its bound, plus the one
@@ -452,6 +453,12 @@ impl Store {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// Events waiting in the queue for the background task (not counting
+    /// the batch it is writing).
+    pub fn queued_events(&self) -> usize {
+        self.shared.tx.max_capacity() - self.shared.tx.capacity()
+    }
+
     /// Events written to `circuit_breaker_events` so far by this store.
     pub fn written_events(&self) -> u64 {
         self.shared.written.load(Ordering::Relaxed)
@@ -533,7 +540,7 @@ impl StoreBuilder {
         self
     }
 
-    /// Checks the settings, connects (waiting at most the I/O timeout),
+    /// Checks the settings, connects (waiting at most twice the I/O timeout),
     /// creates or migrates the schema, adopts the persisted open states, and
     /// starts following every breaker of `registry`, present and created
     /// later. Must be called within a tokio runtime, which runs the

@@ -376,7 +376,9 @@ impl Metrics {
 }
 
 /// The key column's value for `breaker`: its key in its family, or `''` for
-/// an unkeyed breaker. The one place the store learns a breaker's key.
+/// an unkeyed breaker. The one place the store learns a breaker's key (every
+/// breaker is unkeyed until cb-runtime gives breakers keys; then this is
+/// `breaker.key().unwrap_or_default().to_owned()`).
 fn key_of(breaker: &CircuitBreaker) -> String {
     let _ = breaker;
     String::new()
@@ -547,7 +549,8 @@ impl StoreBuilder {
     /// background task.
     ///
     /// An error only for a bad setting: a URL that does not parse or asks for
-    /// TLS, a missing or bad service, a bad replica id or queue capacity. An
+    /// TLS, a missing or bad service, a bad replica id or queue capacity, or
+    /// a registry that has a store (a transition log) attached already. An
     /// unreachable server is not an error: the store starts unconnected and
     /// keeps trying.
     pub async fn attach(self, registry: &'static Registry) -> Result<Store, StoreError> {
@@ -600,6 +603,16 @@ impl StoreBuilder {
         }
         if self.io_timeout.is_zero() {
             return Err(StoreError::invalid("io_timeout", "0s", "a positive duration"));
+        }
+        if let Some(other) = registry.transition_source() {
+            return Err(StoreError::invalid(
+                "registry",
+                format!(
+                    "a registry with a {} transition log attached already",
+                    other.source()
+                ),
+                "a registry with no store attached (attach one store per registry)",
+            ));
         }
         let (tx, rx) = mpsc::channel(self.queue);
         let shared = Arc::new(Shared {

@@ -512,6 +512,28 @@ async fn bad_settings_are_clear_errors() {
             }
         ),
         "{err}"
+    ); // One store per registry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    attach_to(&url, "checkout", 16, 100, r).await;
+    let err = Store::builder(&url)
+        .service("checkout")
+        .attach(r)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "registry",
+                ..
+            }
+        ),
+        "{err}"
     );
 }
 

@@ -32,6 +32,15 @@ async fn fail(b: &CircuitBreaker) {
     let _ = b.call(async { Err::<(), _>("down") }).await;
 }
 
+/// A store on `registry` whose breaker `payments` opened for a minute, its
+/// transition written.
+async fn payments_opened(server: &PostgresServer, registry: &'static Registry) -> Store {
+    let store = attach(server, "checkout", registry).await;
+    fail(&registry.get_or_insert("payments", || trips(Duration::from_secs(60)))).await;
+    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    store
+}
+
 async fn client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connects");
     tokio::spawn(conn);
@@ -324,10 +333,7 @@ async fn a_restart_adopts_an_open_state() {
         return;
     };
     // The first run: payments opens for a minute.
-    let first = registry();
-    let store = attach(&server, "checkout", first).await;
-    fail(&first.get_or_insert("payments", || trips(Duration::from_secs(60)))).await;
-    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    payments_opened(&server, registry()).await;
     // The second run, a fresh registry: a breaker present at attach, and
     // one created after it, both refuse their first call.
     let second = registry();
@@ -429,10 +435,7 @@ async fn an_unreachable_server_at_attach_is_not_an_error() {
     assert_eq!(b.call(async { Ok::<_, ()>(1) }).await.unwrap(), 1);
     // A hung server at attach: attach returns, and the first connection
     // later adopts the persisted open state.
-    let first = registry();
-    let s1 = attach(&server, "checkout", first).await;
-    fail(&first.get_or_insert("payments", || trips(Duration::from_secs(60)))).await;
-    assert!(wait_until(Duration::from_secs(10), || s1.written_events() == 1).await);
+    payments_opened(&server, registry()).await;
     server.hang();
     let late = registry();
     let payments = late.get_or_insert("payments", || trips(Duration::from_secs(60)));
@@ -544,9 +547,7 @@ async fn the_admin_api_reads_transitions_from_the_store() {
         return;
     };
     let r = registry();
-    let store = attach(&server, "checkout", r).await;
-    fail(&r.get_or_insert("payments", || trips(Duration::from_secs(60)))).await;
-    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    let store = payments_opened(&server, r).await;
     let admin = cb_runtime::admin::router(r, cb_runtime::admin::AdminAuth::disabled());
     let request = axum::http::Request::get("/circuit-breakers/payments/transitions?limit=5")
         .body(axum::body::Body::empty())

@@ -68,6 +68,7 @@ mod duration;
 mod error;
 pub mod events;
 mod handle;
+pub mod history;
 mod hook;
 mod intern;
 mod log;

@@ -68,6 +68,22 @@ local function publish(ch, replica, h, o, name)
 end
 ";
 
+/// Every script, for loading them all on connecting.
+pub(crate) fn all() -> [&'static Script; 10] {
+    [
+        open(),
+        close(),
+        probe(),
+        acquire(),
+        renew(),
+        manual(),
+        seed(),
+        states(),
+        touch(),
+        hello(),
+    ]
+}
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }

@@ -245,6 +245,11 @@ impl Conn {
         let mut pubsub = self.io(client.get_async_pubsub()).await?;
         self.io(pubsub.subscribe(self.shared.keys.channel())).await?;
         let stream: Messages = Box::pin(pubsub.into_on_message());
+        // Every script loaded now: a script's first use later is one
+        // `EVALSHA`, never a `NOSCRIPT` answer and a second try.
+        for script in scripts::all() {
+            let _: String = self.io(script.load_async(&mut con)).await?;
+        }
         self.hello(&mut con).await?;
         self.sync(&mut con).await?;
         Ok((con, stream))
@@ -438,6 +443,17 @@ impl Conn {
             .filter(|m| self.shared.is_live(name, m))
             .and_then(|m| Some((m.breaker.upgrade()?, Arc::clone(&m.gate))));
         if let Some((b, gate)) = &member {
+            let ledger = &gate.ledger;
+            if !view.is_manual()
+                && matches!(b.state(), State::ForcedOpen | State::Disabled)
+                && ledger.manual_from_fleet.load(Ordering::Acquire)
+                && !ledger.local_control.load(Ordering::Acquire)
+            {
+                // A fleet-wide force-open or disable that the fleet ended
+                // (this replica missed the reset): end it here too.
+                b.follow_manual(State::Closed);
+                ledger.manual_from_fleet.store(false, Ordering::Release);
+            }
             if view.apply(b) {
                 gate.ledger.local_control.store(false, Ordering::Release);
                 if view.is_manual() {

@@ -27,52 +27,150 @@
 //!   lease held locally. Holders renew their leases every third of
 //!   [`lease_ttl`](FleetBuilder::lease_ttl) (default 3 s) while probes run; a
 //!   crashed holder's lease expires within `lease_ttl`. Idle leases go back
-//!   after about a second.
-//! * **Probe successes are counted fleet-wide**; `success_threshold` of them
-//!   close every replica. A failed probe reopens every replica, and the
-//!   backoff level is shared.
+//!   after about a second. A probe that outlives its open period (a failed
+//!   probe elsewhere reopened the fleet) keeps its slot until it ends, so the
+//!   cap holds across periods too.
+//! * **Probe successes are counted fleet-wide**, each once, in the period it
+//!   was admitted in; `success_threshold` of them close every replica. A
+//!   failed probe reopens every replica, and the backoff level is shared.
 //! * **Manual control** with a fleet scope: [`Fleet::force_open`],
-//!   [`Fleet::reset`], [`Fleet::disable`]. See "Local and fleet control" below.
+//!   [`Fleet::reset`], [`Fleet::disable`]. See "Which wins" below.
 //! * **A transition log**: every transition of every replica goes to a capped
-//!   Redis stream per namespace; read it with [`Fleet::transitions`].
+//!   Redis stream per breaker; read it with [`Fleet::transitions`]. Its
+//!   reasons are [`Reason::as_str`](cb_runtime::Reason::as_str)'s words, the
+//!   runtime's one table of reasons: a new reason needs nothing here.
+//!
+//! # Consistency
+//!
+//! **Versions from Redis.** Every change of a breaker's fleet state (an
+//! open, its extension, the start of a half-open probe period, a close, a
+//! fleet-wide reset, force-open or disable, and the backoff level with them)
+//! is made by one Lua script, which gives the breaker a new *version* inside
+//! the same script: above the stored one, and at least Redis's clock in
+//! microseconds, so a server restarted empty never hands out a version that
+//! some replica already holds. Every script's answer and every published
+//! message carries the version. A replica holds, per breaker, the version of
+//! the state it applied last, and applies an answer or a message only if its
+//! version is newer. The script's answer and the pub/sub message of one
+//! change arrive on two connections in either order; a message published
+//! before a replica's own script ran is older than that script's answer, and
+//! is dropped.
+//!
+//! **Periods.** The version that opened the breaker is its *period*. A
+//! probe is admitted in the period its replica knows, and its result is
+//! reported with that period and a unique id: Redis counts a success only
+//! in the current period, only while half-open, and only once per id, so a
+//! report retried after its answer was lost (the script ran, the answer came
+//! after `io_timeout`) is not counted twice, and a success from before a
+//! failed probe reopened the fleet closes nothing. A failed probe reopens
+//! the fleet (raising the backoff level) only from the period it belongs to;
+//! an open from closed is always shared. Leases are slots of the fleet's cap,
+//! whatever the period; a replica gives one back per probe that ends, so a
+//! probe never frees a slot another one still needs (also after a reconnect:
+//! a lease that lapsed while away is found on reconnecting and freed by
+//! nobody). When probes of two periods run at once on one replica, which of
+//! them ended is not known: the result is then given back uncounted, never
+//! counted in the wrong period.
+//!
+//! **Resync.** On (re)connecting, a replica subscribes first, then shares
+//! what it could not while away (its ledger, below), renews the leases it
+//! still holds, and reads, in batches, the fleet's state of every breaker it
+//! has and of every breaker the fleet holds open, forced open or disabled,
+//! each with its version, and takes it as it is now:
+//!
+//! * Redis holds no state (a server restarted empty): the replica gives it
+//!   its own, if its breaker is open or half-open (with the time left and
+//!   the backoff level) or forced open or disabled by the fleet. The first
+//!   replica to do so sets it; the others adopt it. Probe successes then
+//!   close every replica again, and the backoff level goes on.
+//! * The fleet's version is the one the replica applied last and local
+//!   control changed the breaker since: local control holds (a stored
+//!   fleet-wide command is not applied a second time).
+//! * An open of the replica's own that the fleet has not heard of (made
+//!   while away): it is shared, as any open.
+//! * Otherwise the fleet's state is applied, as a message would be.
+//!
+//! **Bounded work.** No script touches more than a few hundred keys: names
+//! are read and renewed in batches of 100. A replica reads only the names it
+//! has and the names whose fleet state is not closed (a sorted set of them,
+//! paged). Names are kept in a sorted set scored by when a replica last had
+//! them; a name nobody has renewed for [`name_ttl`](FleetBuilder::name_ttl)
+//! (default a week) is forgotten, a batch at a time, and its keys expire.
+//!
+//! | message kind (`v2\|kind\|replica\|version\|period\|ms\|level\|name`) | older version | same version | newer version |
+//! |---|---|---|---|
+//! | `open` (`ms` > 0: open for the time left) | dropped | dropped (applied already) | opens for the time left, never shortening its own open; leaves forced-open and disabled breakers alone |
+//! | `open` (`ms` 0: the fleet is half-open) | dropped | dropped | an open or half-open breaker stays as it is (its probes stay valid); a closed one opens with no time left (half-open) |
+//! | `close` | dropped | dropped | closes an open or half-open breaker |
+//! | `reset` | dropped | dropped | closes the breaker, whatever its state (local control included) |
+//! | `forced_open`, `disabled` | dropped | dropped | forces it open, or disables it, whatever its state |
+//!
+//! A script's answer is applied by the same rules. A replica's own messages
+//! come back to it, and are dropped by version (its answer came first) or
+//! applied (they came first; the answer is then dropped): the same state.
+//!
+//! # Which wins: fleet or local control
+//!
+//! A fleet-wide command ([`Fleet::force_open`], `?scope=fleet`) is stored in
+//! Redis with its version and applied to every replica when it arrives, and
+//! to every replica that joins later; it replaces whatever state each
+//! replica had, local control included. Local control
+//! ([`cb_runtime::CircuitBreaker::reset`] and friends, the admin API without
+//! a scope) stays local: it is not published, and it wins on that replica
+//! until a newer fleet state reaches it (a fleet-wide command, or a fleet
+//! open over a local reset), also across reconnects: a resync does not apply
+//! a state with the version the replica already applied. Automatic fleet
+//! states (opens, closes) never override a local `force_open` or `disable`;
+//! a fleet-wide force-open or disable that the fleet ended while the replica
+//! was away is ended on it.
+//!
+//! Replicas with different configurations for one breaker: the
+//! configuration of the replica that opens a period governs that period
+//! fleet-wide (its open duration, its `half_open_max_calls` as the cap and
+//! its `success_threshold` as the successes that close); each replica's own
+//! thresholds decide when it opens. A replica that attaches a breaker whose
+//! configuration differs from the fleet's logs a WARN naming both (and the
+//! replica the fleet's is from). Two processes with the same replica id are
+//! told apart (each has a random instance id) and the second logs a WARN.
 //!
 //! # No network on the call path
 //!
 //! `try_acquire` and `call` never wait on Redis. One background task per
 //! [`Fleet`] does all the I/O, fed by a bounded queue ([`FleetBuilder::queue_capacity`]);
 //! when it is full a message is dropped and counted ([`Fleet::dropped_messages`]),
-//! but what it said is kept per breaker, in atomics, and sent when the task
-//! catches up: probe successes are counted exactly, a lost open is shared
-//! with the time that remains, a lost close if the breaker is still closed.
-//! Only transition-log entries are lost.
-//! Time comes from Redis only (key expiry, `PTTL`, `TIME` in scripts); wall
-//! clocks of different hosts are never compared.
+//! but what it said is kept per breaker and sent when the task catches up
+//! (as is a message whose script got no answer): probe reports are sent
+//! again with their ids, a lost open is shared with the time that remains,
+//! a lost close if the breaker is still closed. Only transition-log entries
+//! are lost. An open is shared with the time its breaker has left when the
+//! task gets to it, so a delay in the queue never stretches the fleet's open
+//! period, whose end is then Redis's (the open marker's expiry). Time comes
+//! from Redis only (key expiry, `PTTL`, `TIME` in scripts); wall clocks of
+//! different hosts are never compared.
 //!
 //! # Losing Redis
 //!
 //! Calls go on with local state; no caller sees an error from the fleet.
 //! [`Fleet::is_connected`] turns false, the gauge
 //! `circuit_breaker_fleet_connected` drops to 0 and one WARN is logged. The
-//! task reconnects with jittered exponential backoff (50 ms to 2 s),
-//! resubscribes and resynchronises: it shares what it could not while away,
-//! adopts the fleet's opens and fleet-wide manual states, closes a breaker
-//! whose shared or followed open the fleet closed meanwhile, and ends a
-//! fleet-wide force-open or disable that a fleet-wide reset ended meanwhile.
-//! A restarted, empty server gets the replicas' opens again.
-//! While disconnected: opens are not
-//! propagated, and probes are not leased, so up to R × `half_open_max_calls`
-//! probes may run across R replicas; transitions are not logged.
+//! task reconnects with jittered exponential backoff (50 ms to 2 s) and
+//! resynchronises (above). While disconnected: opens are not propagated,
+//! and probes are not leased, so up to R × `half_open_max_calls` probes may
+//! run across R replicas (their results decide only their own replica);
+//! transitions are not logged. A fleet command that gets no answer in time
+//! fails with [`FleetError::TimedOut`]: it may have run, and running it
+//! again is safe (it sets a state).
 //!
-//! # Local and fleet control
+//! # Breakers, fleets and registries
 //!
-//! A fleet-wide command ([`Fleet::force_open`], `?scope=fleet`) is stored in
-//! Redis and applied to every replica when it arrives, and to every replica
-//! that joins later; it replaces whatever state each replica had. Local
-//! control ([`cb_runtime::CircuitBreaker::reset`] and friends, the admin API
-//! without a scope) stays local: it is not published, and it wins on that
-//! replica until the next fleet-wide command or fleet transition reaches it.
-//! Automatic fleet transitions (opens, closes) never override a local
-//! `force_open` or `disable`.
+//! A breaker created before [`join`](FleetBuilder::join) is shared from the
+//! join on, an open it is in included. A breaker removed from the registry
+//! ([`Registry::remove`](cb_runtime::Registry::remove)) leaves the fleet:
+//! it gets no more messages, its unused leases go back within a tick
+//! (200 ms) and a running probe's when it ends. A second [`Fleet`] joined to
+//! the same registry (or a rejoin after dropping the first) takes every
+//! breaker over: its leases cap the probes, and the earlier fleet leaves
+//! them alone.
 //!
 //! # TLS (feature `tls`)
 //!
@@ -84,8 +182,12 @@
 //! presents a client certificate to a server that asks for one.
 //! `rediss://...#insecure` is refused.
 //!
-//! Redis Cluster is not supported (the sync script reads keys it does not
-//! declare); use one Redis server (or a primary with replicas) per fleet.
+//! # Keys
+//!
+//! Every key and channel of a namespace is `cb:{<namespace>}:...` (a Redis
+//! Cluster hash tag: one slot per namespace), and every script declares the
+//! keys it touches. Redis Cluster itself is not supported yet; use one Redis
+//! server (or a primary with replicas) per fleet.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -1037,7 +1037,7 @@ impl Conn {
             let dead: Vec<String> = local
                 .members
                 .iter()
-                .filter(|(n, m)| !self.shared.is_live(n, m))
+                .filter(|(n, m)| !self.shared.is_live(n, m) || m.breaker.strong_count() == 0)
                 .map(|(n, _)| n.clone())
                 .collect();
             dead.iter()

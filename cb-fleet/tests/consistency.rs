@@ -919,12 +919,10 @@ async fn randomized_replicas_stay_consistent() {
         let n = rng.usize(..NAMES.len());
         let b = breakers[r][n];
         match rng.u32(..100) {
-            0..=19 => {
-                if b.state() == State::Closed {
-                    if let Ok(p) = b.try_acquire() {
-                        p.record(false);
-                        stats[0] += 1;
-                    }
+            0..=19 if b.state() == State::Closed => {
+                if let Ok(p) = b.try_acquire() {
+                    p.record(false);
+                    stats[0] += 1;
                 }
             }
             20..=49 => {
@@ -983,8 +981,8 @@ async fn randomized_replicas_stay_consistent() {
             _ => {}
         }
         // Never more probes at once than the cap, among those on leases.
-        for name in 0..NAMES.len() {
-            let kind = field(&mut con, "rand", NAMES[name], "kind").await;
+        for (name, word) in NAMES.iter().enumerate() {
+            let kind = field(&mut con, "rand", word, "kind").await;
             if kind.as_deref() != Some("open") {
                 for h in held.iter_mut().filter(|h| h.breaker == name) {
                     h.bounded = false; // a close or a manual command ends every lease
@@ -994,12 +992,12 @@ async fn randomized_replicas_stay_consistent() {
             assert!(
                 running <= CAP,
                 "seed {seed}, step {step}: {running} probes of {} at once",
-                NAMES[name]
+                word
             );
             // No success counted twice, nor in another period.
             if kind.as_deref() == Some("open") {
-                let per = field(&mut con, "rand", NAMES[name], "per").await;
-                let counted: usize = field(&mut con, "rand", NAMES[name], "succ")
+                let per = field(&mut con, "rand", word, "per").await;
+                let counted: usize = field(&mut con, "rand", word, "succ")
                     .await
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);

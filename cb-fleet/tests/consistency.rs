@@ -202,6 +202,13 @@ async fn defect_01_a_message_older_than_a_scripts_answer_is_dropped() {
     let (a2, b2) = (ra.get_or_insert("dep2", cfg), rb.get_or_insert("dep2", cfg));
     let mut con = inspect(&server).await;
     barrier(&fa).await;
+    let moves = |b: &CircuitBreaker| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        b.on_transition(move |t| s.lock().unwrap().push((t.from, t.to)));
+        seen
+    };
+    let (moves_a, moves_a2) = (moves(&a), moves(&a2));
 
     // B's reset is published, then A's open runs; A reads the reset after its answer.
     proxy.hold(Traffic::Messages);
@@ -239,6 +246,10 @@ async fn defect_01_a_message_older_than_a_scripts_answer_is_dropped() {
         State::Closed,
         "the reset's sender stays reset, as the fleet is"
     );
+    // And never moved meanwhile: the older messages were dropped, not
+    // applied and then undone by the replica's own echo.
+    assert_eq!(*moves_a.lock().unwrap(), [(State::Closed, State::Open)]);
+    assert!(moves_a2.lock().unwrap().is_empty());
     assert_eq!(
         field(&mut con, "d1", "dep2", "kind").await.as_deref(),
         Some("reset")

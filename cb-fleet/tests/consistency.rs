@@ -49,6 +49,17 @@ async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) 
     join_url(&server.url(), ns, id, reg, Duration::from_millis(300)).await
 }
 
+/// Two replicas of namespace `ns`: A (`a`) through a proxy, B (`b`) direct.
+async fn pair_via_proxy(server: &RedisServer, ns: &str) -> (Proxy, Replica, Replica) {
+    let proxy = Proxy::start(server.port());
+    let (ra, rb) = (replica(), replica());
+    let fa = join_url(&proxy.url(), ns, "a", ra, Duration::from_millis(300)).await;
+    let fb = join(server, ns, "b", rb).await;
+    (proxy, (ra, fa), (rb, fb))
+}
+
+type Replica = (&'static Registry, Fleet);
+
 /// A connection for looking at Redis directly.
 async fn inspect(server: &RedisServer) -> MultiplexedConnection {
     redis::Client::open(server.url())
@@ -58,29 +69,31 @@ async fn inspect(server: &RedisServer) -> MultiplexedConnection {
         .unwrap()
 }
 
-async fn field(con: &mut MultiplexedConnection, ns: &str, name: &str, f: &str) -> Option<String> {
-    redis::cmd("HGET")
-        .arg(format!("cb:{{{ns}}}:b:{name}"))
-        .arg(f)
+/// `cmd` on breaker `name`'s key `kind` (`b`, `open`, `lease`) in namespace `ns`.
+async fn ask<T: redis::FromRedisValue>(
+    con: &mut MultiplexedConnection,
+    cmd: &str,
+    (ns, kind, name): (&str, &str, &str),
+    args: &[&str],
+) -> T {
+    redis::cmd(cmd)
+        .arg(format!("cb:{{{ns}}}:{kind}:{name}"))
+        .arg(args)
         .query_async(con)
         .await
         .unwrap()
+}
+
+async fn field(con: &mut MultiplexedConnection, ns: &str, name: &str, f: &str) -> Option<String> {
+    ask(con, "HGET", (ns, "b", name), &[f]).await
 }
 
 async fn pttl(con: &mut MultiplexedConnection, ns: &str, name: &str) -> i64 {
-    redis::cmd("PTTL")
-        .arg(format!("cb:{{{ns}}}:open:{name}"))
-        .query_async(con)
-        .await
-        .unwrap()
+    ask(con, "PTTL", (ns, "open", name), &[]).await
 }
 
 async fn leases(con: &mut MultiplexedConnection, ns: &str, name: &str) -> i64 {
-    redis::cmd("ZCARD")
-        .arg(format!("cb:{{{ns}}}:lease:{name}"))
-        .query_async(con)
-        .await
-        .unwrap()
+    ask(con, "ZCARD", (ns, "lease", name), &[]).await
 }
 
 /// Until the fleet's open marker of `name` has expired: the fleet is half-open.
@@ -184,8 +197,10 @@ fn logs() -> &'static Mutex<String> {
     })
 }
 
-async fn logged(within: Duration, f: impl Fn(&str) -> bool) -> bool {
-    wait_until(within, || f(&logs().lock().unwrap())).await
+/// Until a log line passes `f`; fails, showing the log, if none does soon.
+async fn assert_logged(f: impl Fn(&str) -> bool) {
+    let found = wait_until(SOON, || logs().lock().unwrap().lines().any(&f)).await;
+    assert!(found, "no such log line in:\n{}", logs().lock().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,10 +208,7 @@ async fn defect_01_a_message_older_than_a_scripts_answer_is_dropped() {
     let Some(server) = redis_or_skip("defect_01") else {
         return;
     };
-    let proxy = Proxy::start(server.port());
-    let (ra, rb) = (replica(), replica());
-    let fa = join_url(&proxy.url(), "d1", "a", ra, Duration::from_millis(300)).await;
-    let fb = join(&server, "d1", "b", rb).await;
+    let (proxy, (ra, fa), (rb, fb)) = pair_via_proxy(&server, "d1").await;
     let cfg = || config(Duration::from_secs(30), 1, 1);
     let (a, _b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     let (a2, b2) = (ra.get_or_insert("dep2", cfg), rb.get_or_insert("dep2", cfg));
@@ -332,10 +344,7 @@ async fn defect_04_a_probe_that_outlives_a_reconnect_frees_no_newer_lease() {
     let Some(server) = redis_or_skip("defect_04") else {
         return;
     };
-    let proxy = Proxy::start(server.port());
-    let (ra, rb) = (replica(), replica());
-    let fa = join_url(&proxy.url(), "d4", "a", ra, Duration::from_millis(300)).await;
-    let fb = join(&server, "d4", "b", rb).await;
+    let (proxy, (ra, fa), (rb, fb)) = pair_via_proxy(&server, "d4").await;
     let cfg = || config(Duration::from_millis(200), 2, 3);
     let (a, b) = (
         leak(ra.get_or_insert("dep", cfg)),
@@ -473,10 +482,7 @@ async fn defect_07_a_reconnect_keeps_local_control_made_after_a_fleet_command() 
     let Some(server) = redis_or_skip("defect_07") else {
         return;
     };
-    let proxy = Proxy::start(server.port());
-    let (ra, rb) = (replica(), replica());
-    let fa = join_url(&proxy.url(), "d7", "a", ra, Duration::from_millis(300)).await;
-    let fb = join(&server, "d7", "b", rb).await;
+    let (proxy, (ra, fa), (_, fb)) = pair_via_proxy(&server, "d7").await;
     let cfg = || config(Duration::from_secs(30), 1, 1);
     let (forced, disabled) = (ra.get_or_insert("forced", cfg), ra.get_or_insert("disabled", cfg));
     fb.force_open("forced").await.unwrap();
@@ -507,10 +513,7 @@ async fn defect_08_a_success_whose_reply_timed_out_is_counted_once() {
     let Some(server) = redis_or_skip("defect_08") else {
         return;
     };
-    let proxy = Proxy::start(server.port());
-    let (ra, rb) = (replica(), replica());
-    let fa = join_url(&proxy.url(), "d8", "a", ra, Duration::from_millis(300)).await;
-    let _fb = join(&server, "d8", "b", rb).await;
+    let (proxy, (ra, fa), (rb, _fb)) = pair_via_proxy(&server, "d8").await;
     let cfg = || config(Duration::from_millis(200), 2, 2);
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     let mut con = inspect(&server).await;
@@ -713,16 +716,14 @@ async fn also_replicas_that_disagree_on_configuration_are_warned_about() {
     ra.get_or_insert("dep", || config(Duration::from_secs(30), 2, 2));
     barrier(&fa).await;
     rb.get_or_insert("dep", || config(Duration::from_secs(10), 3, 2));
-    assert!(
-        logged(SOON, |l| l.lines().any(|l| l.contains("\"dep\"")
+    assert_logged(|l| {
+        l.contains("\"dep\"")
             && l.contains("half_open_max_calls=3")
             && l.contains("open_duration=10000ms")
             && l.contains("half_open_max_calls=2")
-            && l.contains("by replica a")))
-        .await,
-        "{}",
-        logs().lock().unwrap()
-    );
+            && l.contains("by replica a")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -733,14 +734,7 @@ async fn also_two_processes_with_one_replica_id_are_warned_about() {
     logs();
     let _first = join(&server, "twins", "twin", replica()).await;
     let _second = join(&server, "twins", "twin", replica()).await;
-    assert!(
-        logged(SOON, |l| l.contains(
-            "two processes use replica id \"twin\" in fleet namespace \"twins\""
-        ))
-        .await,
-        "{}",
-        logs().lock().unwrap()
-    );
+    assert_logged(|l| l.contains("two processes use replica id \"twin\" in fleet namespace \"twins\"")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -748,10 +742,7 @@ async fn also_a_timed_out_fleet_command_says_it_may_have_run_and_a_retry_is_safe
     let Some(server) = redis_or_skip("also_timed_out") else {
         return;
     };
-    let proxy = Proxy::start(server.port());
-    let (ra, rb) = (replica(), replica());
-    let fa = join_url(&proxy.url(), "timeout", "a", ra, Duration::from_millis(300)).await;
-    let _fb = join(&server, "timeout", "b", rb).await;
+    let (proxy, (ra, fa), (rb, _fb)) = pair_via_proxy(&server, "timeout").await;
     let cfg = || config(Duration::from_secs(30), 1, 1);
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     barrier(&fa).await;

@@ -56,6 +56,11 @@
 //! before a replica's own script ran is older than that script's answer, and
 //! is dropped.
 //!
+//! The fleet's half-open is the open state of the last version after its
+//! open marker expired (Redis's key expiry ends the open period; no script
+//! runs then, so there is no new version), or a half-open that a replica
+//! asking for a lease gave a Redis that held no state.
+//!
 //! **Periods.** The version that opened the breaker is its *period*. A
 //! probe is admitted in the period its replica knows, and its result is
 //! reported with that period and a unique id: Redis counts a success only
@@ -68,7 +73,11 @@
 //! whatever the period; a replica gives one back per probe that ends, so a
 //! probe never frees a slot another one still needs (also after a reconnect:
 //! a lease that lapsed while away is found on reconnecting and freed by
-//! nobody). When probes of two periods run at once on one replica, which of
+//! nobody). A lease is granted in a period and its probe's result reported
+//! with that period, but its slot is not voided when a new period starts:
+//! a probe of an old period that still runs still loads the dependency, and
+//! counting it keeps "never more than `half_open_max_calls` probes at once"
+//! true across periods. When probes of two periods run at once on one replica, which of
 //! them ended is not known: the result is then given back uncounted, never
 //! counted in the wrong period.
 //!
@@ -508,7 +517,7 @@ impl Fleet {
     }
 
     /// The fleet settings of the `[fleet]` table of the TOML file at `path`
-    /// (`url`, `namespace`, `replica_id`), with the environment's
+    /// (`url`, `namespace`, `replica_id`, `name_ttl`), with the environment's
     /// `CB_FLEET_*` variables on top: `Ok(None)` when no URL is configured.
     /// An unreadable file, an unknown key or a value of the wrong type is an
     /// error naming it.
@@ -517,6 +526,7 @@ impl Fleet {
     /// [fleet]
     /// url = "redis://cb-fleet:secret@redis.internal:6379/"
     /// namespace = "checkout"
+    /// name_ttl = "168h"   # optional: how long Redis keeps names nobody has
     /// ```
     pub fn from_config(path: &std::path::Path) -> Result<Option<FleetBuilder>, FleetError> {
         config::settings(Some(path), &|k| std::env::var(k).ok())

@@ -654,7 +654,7 @@ end
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("slowlog-log-slower-than")
-        .arg(50_000)
+        .arg(200_000)
         .query_async(&mut con)
         .await
         .unwrap();
@@ -683,7 +683,10 @@ end
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(slow, 0, "no fleet command ran 50 ms or more");
+    assert_eq!(
+        slow, 0,
+        "no fleet command ran 200 ms or more, as one call over every name would"
+    );
     // Names nobody renewed are forgotten, a bounded batch at a time.
     let left: i64 = redis::cmd("ZCARD")
         .arg("cb:{d12}:names")

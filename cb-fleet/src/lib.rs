@@ -135,9 +135,11 @@
 //!
 //! Replicas with different configurations for one breaker: the
 //! configuration of the replica that opens a period governs that period
-//! fleet-wide (its open duration, its `half_open_max_calls` as the cap and
-//! its `success_threshold` as the successes that close); each replica's own
-//! thresholds decide when it opens. A replica that attaches a breaker whose
+//! fleet-wide: its open duration, its `half_open_max_calls` as the cap, and
+//! its `success_threshold` as the successes, counted from any replicas,
+//! that close the fleet. Each replica's own thresholds decide when it opens,
+//! and when its own probes close it; such a close closes the fleet too, if
+//! the fleet is still half-open in the period those probes belonged to. A replica that attaches a breaker whose
 //! configuration differs from the fleet's logs a WARN naming both (and the
 //! replica the fleet's is from). Two processes with the same replica id are
 //! told apart (each has a random instance id) and the second logs a WARN.

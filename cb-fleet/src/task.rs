@@ -346,11 +346,8 @@ impl Conn {
                 break;
             }
         }
-        // Views of other names that are no longer held open are stale.
-        self.shared
-            .local()
-            .views
-            .retain(|name, view| seen.contains(name) || !view.is_closed());
+        // Views of other names the fleet no longer holds open are stale.
+        self.shared.local().views.retain(|name, _| seen.contains(name));
         Ok(())
     }
 

@@ -799,6 +799,7 @@ async fn also_a_removed_breaker_leaves_the_fleet_cleanly() {
     assert!(wait_until(SOON, || a.state() == State::Open).await);
     let mut con = inspect(&server).await;
     until_half_open(&mut con, "removed", "dep").await;
+    assert!(wait_until(SOON, || a.state() == State::HalfOpen).await);
     assert!(a.try_acquire().is_err(), "no lease yet: one is taken ahead");
     barrier(&fa).await;
     assert_eq!(

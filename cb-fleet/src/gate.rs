@@ -17,6 +17,10 @@
 //! counted (counting it might count an old probe's success in the new
 //! period): conservative, never wrong.
 //!
+//! The gate is consulted only on the half-open admission path and when a
+//! probe ends; its state is behind a lock held for a few instructions,
+//! never across I/O or a call into the breaker.
+//!
 //! [`GateSlot`] is what a breaker holds: it points at the gate of the
 //! [`Fleet`](crate::Fleet) that joined last, so a second fleet on the same
 //! registry, or a rejoin, takes the breaker's probes over.

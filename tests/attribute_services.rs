@@ -53,7 +53,9 @@ async fn a_timeout_of_a_foreign_error_function_is_call_error_timeout() {
 }
 
 #[circuit_breaker(name = "svc-foreign-stream", call_timeout = "100ms")]
-async fn tokens(stall: bool) -> Result<impl Stream<Item = Result<u32, CallError<DbError>>>, CallError<DbError>> {
+async fn tokens(
+    stall: bool,
+) -> Result<impl Stream<Item = Result<u32, CallError<DbError>>>, CallError<DbError>> {
     let first = query_row(false)?;
     let rest = if stall {
         stream::pending().boxed()
@@ -66,9 +68,15 @@ async fn tokens(stall: bool) -> Result<impl Stream<Item = Result<u32, CallError<
 #[tokio::test(start_paused = true)]
 async fn a_streamed_foreign_error_function_yields_call_errors() {
     let items: Vec<_> = tokens(false).await.unwrap().collect().await;
-    assert!(matches!(items[..], [Ok(42), Err(CallError::Inner(_))]), "{items:?}");
+    assert!(
+        matches!(items[..], [Ok(42), Err(CallError::Inner(_))]),
+        "{items:?}"
+    );
     let items: Vec<_> = tokens(true).await.unwrap().collect().await;
-    assert!(matches!(items[..], [Ok(42), Err(CallError::Timeout(_))]), "{items:?}");
+    assert!(
+        matches!(items[..], [Ok(42), Err(CallError::Timeout(_))]),
+        "{items:?}"
+    );
     let stats = registry().get("svc-foreign-stream").unwrap().stats();
     assert_eq!((stats.failures, stats.timeouts, stats.calls()), (1, 1, 2));
 }
@@ -126,7 +134,10 @@ async fn an_ignored_item_is_counted_as_ignored_and_still_reaches_the_consumer() 
 }
 
 #[circuit_breaker(name = "svc-stream-failure-if", failure_threshold = 1, failure_if = is_provider_fault)]
-async fn complete(open_error: Option<LlmError>, items: Tokens) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
+async fn complete(
+    open_error: Option<LlmError>,
+    items: Tokens,
+) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
     if let Some(e) = open_error {
         return Err(e);
     }
@@ -276,16 +287,26 @@ async fn fallback_on_each_level_includes_the_ones_above() {
     assert_eq!(registry().get("svc-on-failure").unwrap().stats().failures, 1);
 }
 
-async fn canned_stream(_: bool, _: bool) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
+async fn canned_stream(
+    _: bool,
+    _: bool,
+) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
     Ok(stream::iter(vec![Ok("canned")]))
 }
 
 #[circuit_breaker(name = "svc-stream-fallback", failure_threshold = 100, fallback = canned_stream, fallback_on = "failure")]
-async fn streamed(fail_open: bool, fail_item: bool) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
+async fn streamed(
+    fail_open: bool,
+    fail_item: bool,
+) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
     if fail_open {
         return Err(LlmError::Overloaded);
     }
-    let item = if fail_item { Err(LlmError::Overloaded) } else { Ok("fresh") };
+    let item = if fail_item {
+        Err(LlmError::Overloaded)
+    } else {
+        Ok("fresh")
+    };
     Ok(stream::iter(vec![item]))
 }
 
@@ -299,4 +320,32 @@ async fn a_streamed_fallback_runs_only_when_the_stream_could_not_be_opened() {
     let stats = registry().get("svc-stream-fallback").unwrap().stats();
     assert_eq!((stats.failures, stats.fallbacks), (2, 1));
     assert_eq!(stats.fallbacks_on(FallbackReason::Failure), 1);
+}
+
+/// The classifier of a streamed call without the attribute: `call_stream_with`.
+#[tokio::test]
+async fn call_stream_with_classifies_the_opening_and_the_first_error_item() {
+    use cb_runtime::{CircuitBreaker, Config, Outcome};
+    let b = CircuitBreaker::new("svc-call-stream-with", Config::default());
+    let judge = |e: &u16| {
+        if *e < 500 {
+            Outcome::Ignored
+        } else {
+            Outcome::Failure
+        }
+    };
+
+    let items = vec![Ok::<_, u16>("a"), Err(404), Ok("b")];
+    let stream = b
+        .call_stream_with(async move { Ok::<_, u16>(stream::iter(items)) }, judge)
+        .await
+        .unwrap();
+    let seen: Vec<_> = stream.map(|r| r.map_err(|e| e.into_inner())).collect().await;
+    assert_eq!(seen, vec![Ok("a"), Err(Some(404)), Ok("b")]);
+    let opened = b
+        .call_stream_with(async { Err::<stream::Empty<Result<(), u16>>, u16>(503) }, judge)
+        .await;
+    assert_eq!(opened.err().and_then(|e| e.into_inner()), Some(503));
+    let stats = b.stats();
+    assert_eq!((stats.ignored, stats.failures, stats.calls()), (1, 1, 2));
 }

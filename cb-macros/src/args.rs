@@ -279,8 +279,12 @@ pub(crate) enum FallbackOn {
     Failure,
 }
 
-/// `fallback_on`'s values, in the order of [`FallbackOn`].
-const FALLBACK_ON: [&str; 3] = ["refusal", "breaker", "failure"];
+/// `fallback_on`'s values, as written, in the order of [`FallbackOn`].
+const FALLBACK_ON: [(&str, FallbackOn); 3] = [
+    ("\"refusal\"", FallbackOn::Refusal),
+    ("\"breaker\"", FallbackOn::Breaker),
+    ("\"failure\"", FallbackOn::Failure),
+];
 
 /// The checked arguments.
 pub(crate) struct Args {
@@ -378,27 +382,18 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
             Kind::FailureIf => path(&key, &value).map(|p| classify.failure_if = Some(p)),
             Kind::IgnoreIf => path(&key, &value).map(|p| classify.ignore_if = Some(p)),
             Kind::FallbackOn => string(&key, &value).and_then(|lit| {
-                let level =
-                    match lit.value().as_str() {
-                        "refusal" => FallbackOn::Refusal,
-                        "breaker" => FallbackOn::Breaker,
-                        "failure" => FallbackOn::Failure,
-                        other => return Err(syn::Error::new(
-                            lit.span(),
-                            format!(
-                                "unknown `fallback_on` value `{other}`: it is one of {} (the fallback runs \
-                                 on a refusal; also on a timeout; also on an error counted as a failure)",
-                                cb_syntax::list(
-                                    &FALLBACK_ON
-                                        .map(|v| format!("\"{v}\""))
-                                        .iter()
-                                        .map(String::as_str)
-                                        .collect::<Vec<_>>()
-                                )
-                            ),
-                        )),
-                    };
-                fallback_on = Some((level, key.span));
+                let written = lit.value();
+                let Some((_, level)) = FALLBACK_ON.iter().find(|(v, _)| v.trim_matches('"') == written) else {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "unknown `fallback_on` value `{written}`: it is one of {} (the fallback runs on a \
+                             refusal; also on a timeout; also on an error counted as a failure)",
+                            cb_syntax::list(&FALLBACK_ON.map(|(v, _)| v))
+                        ),
+                    ));
+                };
+                fallback_on = Some((*level, key.span));
                 Ok(())
             }),
             Kind::Stream => match &value {

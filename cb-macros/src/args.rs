@@ -111,12 +111,7 @@ pub(crate) fn readme_table() -> String {
                 format!("`\"{}\"`", cb_syntax::DEFAULT_PRESET),
             ),
             _ => (
-                format!(
-                    "{}: {}, like `{}`",
-                    form(field.kind),
-                    field.range(),
-                    example(field.name)
-                ),
+                format!("{}, like `{}`", field.range(), example(field.name)),
                 "the preset's".to_owned(),
             ),
         };

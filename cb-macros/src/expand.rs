@@ -350,7 +350,14 @@ fn result_error_span(ty: &Type) -> syn::Result<Span> {
                         })
                         .collect();
                     if let [_, error] = types[..] {
-                        return Ok(error.span());
+                        // A path's last segment: the name of the type (`Error` of
+                        // `tokio_postgres::Error`), as a span cannot cover several tokens.
+                        return Ok(match error {
+                            Type::Path(path) => {
+                                path.path.segments.last().map_or(error.span(), |s| s.ident.span())
+                            }
+                            _ => error.span(),
+                        });
                     }
                 }
                 Ok(ty.span())

@@ -9,9 +9,10 @@
 //! | what happens | the caller sees | counted as |
 //! |---|---|---|
 //! | refused while open | `Err(CallError::Rejected)`; `open` never polled | rejected |
-//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure |
+//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure (or as the classifier says) |
 //! | `open` still pending at `call_timeout` | `Err(CallError::Timeout)` | timeout |
 //! | the stream yields `Err(e)` | `Some(Err(CallError::Inner(e)))`, then the end | failure |
+//! | the stream yields `Err(e)` that the classifier calls ignored (or a success) | `Some(Err(CallError::Inner(e)))`, then the rest of the stream | ignored (or success) |
 //! | the stream ends with no error | `None` | success |
 //! | no first item within `call_timeout` of admission, or no next item within `call_timeout` of the previous | `Some(Err(CallError::Timeout))`, then the end | timeout |
 //! | dropped before its first item | nothing | cancelled |
@@ -30,8 +31,13 @@
 //!   timed out; it is judged when it is dropped, as a success (the consumer
 //!   had what it wanted). Hold on to a stream you do not poll and its probe
 //!   slot stays taken until you drop it.
-//! * After an `Err` item or a timeout the stream ends: the inner stream is
-//!   dropped at once (closing its connection), and the call is not judged again.
+//! * After an `Err` item judged a failure, or a timeout, the stream ends: the
+//!   inner stream is dropped at once (closing its connection), and the call is
+//!   not judged again.
+//! * [`CircuitBreaker::call_stream_with`] (and the attribute's `failure_if` /
+//!   `ignore_if`) classifies the call's error: the opening's, or the first `Err`
+//!   item's. An error it does not call a failure reaches the consumer, and the
+//!   rest of the stream passes through unjudged.
 //!
 //! ```
 //! use cb_runtime::{CallError, CircuitBreaker, Config};

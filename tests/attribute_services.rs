@@ -195,6 +195,17 @@ async fn ignore_if_is_asked_before_failure_if() {
 
 static RUNS: AtomicU32 = AtomicU32::new(0);
 
+/// The provider behind the three functions below: answers after `delay_ms`, or fails with
+/// `error` (`"filter"`: the caller's fault; anything else: the provider's).
+async fn provider(delay_ms: u32, error: &str) -> Result<String, LlmError> {
+    tokio::time::sleep(Duration::from_millis(delay_ms.into())).await;
+    match error {
+        "" => Ok("fresh".to_owned()),
+        "filter" => Err(LlmError::ContentFilter),
+        _ => Err(LlmError::Overloaded),
+    }
+}
+
 async fn canned(_: u32, _: &str) -> Result<String, LlmError> {
     RUNS.fetch_add(1, Ordering::SeqCst);
     Ok("canned".to_owned())
@@ -202,12 +213,7 @@ async fn canned(_: u32, _: &str) -> Result<String, LlmError> {
 
 #[circuit_breaker(name = "svc-on-refusal", call_timeout = "100ms", failure_threshold = 100, fallback = canned)]
 async fn on_refusal(delay_ms: u32, error: &str) -> Result<String, LlmError> {
-    tokio::time::sleep(Duration::from_millis(delay_ms.into())).await;
-    match error {
-        "" => Ok("fresh".to_owned()),
-        "filter" => Err(LlmError::ContentFilter),
-        _ => Err(LlmError::Overloaded),
-    }
+    provider(delay_ms, error).await
 }
 
 #[circuit_breaker(
@@ -218,12 +224,7 @@ async fn on_refusal(delay_ms: u32, error: &str) -> Result<String, LlmError> {
     fallback_on = "breaker"
 )]
 async fn on_breaker(delay_ms: u32, error: &str) -> Result<String, LlmError> {
-    tokio::time::sleep(Duration::from_millis(delay_ms.into())).await;
-    match error {
-        "" => Ok("fresh".to_owned()),
-        "filter" => Err(LlmError::ContentFilter),
-        _ => Err(LlmError::Overloaded),
-    }
+    provider(delay_ms, error).await
 }
 
 #[circuit_breaker(
@@ -235,12 +236,7 @@ async fn on_breaker(delay_ms: u32, error: &str) -> Result<String, LlmError> {
     fallback_on = "failure"
 )]
 async fn on_failure(delay_ms: u32, error: &str) -> Result<String, LlmError> {
-    tokio::time::sleep(Duration::from_millis(delay_ms.into())).await;
-    match error {
-        "" => Ok("fresh".to_owned()),
-        "filter" => Err(LlmError::ContentFilter),
-        _ => Err(LlmError::Overloaded),
-    }
+    provider(delay_ms, error).await
 }
 
 /// Each level includes the ones above it; the fallbacks are counted by reason.

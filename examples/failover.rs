@@ -118,7 +118,8 @@ const ANTHROPIC: &str = "failover-anthropic";
     fallback_on = "failure"
 )]
 async fn openai(http: &Http, prompt: &str) -> Result<String, CallError<reqwest::Error>> {
-    Ok(http.ask(http.openai, prompt).await?)
+    let text = http.ask(http.openai, prompt).await?;
+    Ok(text.trim().to_owned())
 }
 
 #[circuit_breaker(
@@ -132,7 +133,8 @@ async fn openai(http: &Http, prompt: &str) -> Result<String, CallError<reqwest::
     fallback_on = "failure"
 )]
 async fn anthropic(http: &Http, prompt: &str) -> Result<String, CallError<reqwest::Error>> {
-    Ok(http.ask(http.anthropic, prompt).await?)
+    let text = http.ask(http.anthropic, prompt).await?;
+    Ok(text.trim().to_owned())
 }
 
 /// The last hop: no provider at all.

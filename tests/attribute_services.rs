@@ -42,7 +42,8 @@ async fn a_foreign_error_comes_back_as_call_error_and_refusals_as_rejected() {
 #[circuit_breaker(name = "svc-foreign-timeout", call_timeout = "100ms")]
 async fn hangs() -> Result<u32, CallError<DbError>> {
     tokio::time::sleep(Duration::from_secs(10)).await;
-    Ok(query_row(false)?)
+    let row = query_row(false)?;
+    Ok(row + 1)
 }
 
 #[tokio::test(start_paused = true)]

@@ -65,7 +65,8 @@ use proc_macro::TokenStream;
 ///
 /// #[circuit_breaker(name = "doc-foreign", preset = "database")]
 /// async fn read_config(path: &str) -> Result<String, CallError<std::io::Error>> {
-///     Ok(std::fs::read_to_string(path)?)
+///     let text = std::fs::read_to_string(path)?;
+///     Ok(text.trim().to_owned())
 /// }
 /// ```
 ///

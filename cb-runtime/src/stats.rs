@@ -78,10 +78,13 @@ pub struct Stats {
     pub(crate) probes_by: [u64; CallEnd::ALL.len()],
 }
 
+/// Reads one total of a [`Stats`].
+type Total = fn(&Stats) -> u64;
+
 /// Every outcome total of [`Stats`], with the word of its `outcome` label:
 /// the one list that [`Stats::calls`], [`Stats::outcomes`] and the metrics
 /// read. A new outcome is one line here.
-const OUTCOMES: &[(&str, fn(&Stats) -> u64)] = &[
+const OUTCOMES: &[(&str, Total)] = &[
     ("success", |s| s.successes),
     ("failure", |s| s.failures),
     ("timeout", |s| s.timeouts),

@@ -137,7 +137,7 @@ pub fn minimum_calls_within(preset: Preset, calls: u32) -> u32 {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry the breaker's refusal or timeout: it does not implement `From<BreakerError>`",
     label = "a refused or timed-out call must return `Err(E::from(BreakerError))` here",
-    note = "declare the error as `cb_runtime::CallError<{Self}>`; the body stays a `Result<T, {Self}>`, so `?` works as written, e.g. `async fn find(id: i64) -> Result<Row, CallError<{Self}>> {{ Ok(db.query_one(id).await?) }}`",
+    note = "declare the error as `cb_runtime::CallError<{Self}>`; the body stays a `Result<T, {Self}>`, so `?` works as written, e.g. `async fn find(id: i64) -> Result<User, CallError<{Self}>> {{ let row = db.query_one(id).await?; Ok(User::from(row)) }}`",
     note = "or, for an error type your crate defines, give it a variant for the breaker: `impl From<BreakerError> for MyError`, or `#[error(transparent)] Breaker(#[from] BreakerError)` with thiserror"
 )]
 pub trait FromBreakerError {

@@ -123,13 +123,22 @@ async fn an_ignored_item_is_counted_as_ignored_and_still_reaches_the_consumer() 
     assert_eq!((stats.ignored, stats.failures, stats.calls()), (1, 0, 1));
     assert_eq!(breaker.state(), State::Closed);
 
-    // Any other error is a failure, ends the stream, and opens the circuit.
-    let items: Vec<_> = chat(vec![Err(LlmError::Overloaded), Ok("never")])
-        .await
-        .unwrap()
-        .collect()
-        .await;
-    assert_eq!(items, vec![Err(LlmError::Overloaded)]);
+    // The stream stays under watch after an ignored item: a failure that follows is the verdict.
+    let items: Vec<_> = chat(vec![
+        Err(LlmError::ContentFilter),
+        Err(LlmError::Overloaded),
+        Ok("never"),
+    ])
+    .await
+    .unwrap()
+    .collect()
+    .await;
+    assert_eq!(
+        items,
+        vec![Err(LlmError::ContentFilter), Err(LlmError::Overloaded)]
+    );
+    let stats = breaker.stats();
+    assert_eq!((stats.ignored, stats.failures, stats.calls()), (1, 1, 2));
     assert_eq!(breaker.state(), State::Open);
     assert_eq!(chat(vec![]).await.err(), Some(LlmError::Breaker(true)));
 }
@@ -333,6 +342,7 @@ async fn call_stream_with_classifies_the_opening_and_the_first_error_item() {
     };
 
     let items = vec![Ok::<_, u16>("a"), Err(404), Ok("b")];
+    // `FnMut`: asked about each error.
     let stream = b
         .call_stream_with(async move { Ok::<_, u16>(stream::iter(items)) }, judge)
         .await
@@ -345,4 +355,34 @@ async fn call_stream_with_classifies_the_opening_and_the_first_error_item() {
     assert_eq!(opened.err().and_then(|e| e.into_inner()), Some(503));
     let stats = b.stats();
     assert_eq!((stats.ignored, stats.failures, stats.calls()), (1, 1, 2));
+}
+
+#[circuit_breaker(name = "svc-stream-ignored-then", call_timeout = "100ms", ignore_if = is_content_filter)]
+async fn then(stall: bool) -> Result<impl Stream<Item = Result<&'static str, LlmError>>, LlmError> {
+    let rest = if stall {
+        stream::pending().boxed()
+    } else {
+        stream::iter(vec![Ok("after")]).boxed()
+    };
+    Ok(stream::iter(vec![Err(LlmError::ContentFilter)]).chain(rest))
+}
+
+/// After an ignored item the call is judged by what follows: a clean end or a drop keeps it
+/// ignored, a stall makes it a timeout.
+#[tokio::test(start_paused = true)]
+async fn after_an_ignored_item_a_stall_is_a_timeout_and_a_drop_stays_ignored() {
+    let stats = || registry().get("svc-stream-ignored-then").unwrap().stats();
+    let items: Vec<_> = then(false).await.unwrap().collect().await;
+    assert_eq!(items, vec![Err(LlmError::ContentFilter), Ok("after")]);
+    assert_eq!((stats().ignored, stats().calls()), (1, 1));
+
+    let items: Vec<_> = then(true).await.unwrap().collect().await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[1], Err(LlmError::Breaker(false)), "the stall is a timeout");
+    assert_eq!((stats().ignored, stats().timeouts, stats().calls()), (1, 1, 2));
+
+    let mut stream = Box::pin(then(true).await.unwrap());
+    assert_eq!(stream.next().await, Some(Err(LlmError::ContentFilter)));
+    drop(stream);
+    assert_eq!((stats().ignored, stats().cancelled, stats().calls()), (2, 0, 3));
 }

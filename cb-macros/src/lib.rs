@@ -127,8 +127,9 @@ use proc_macro::TokenStream;
 /// `stream = true` does the same for a boxed stream (`Pin<Box<dyn Stream<...> + Send + 'a>>`,
 /// futures' `BoxStream`); `stream = false` judges the call when the stream is opened. A
 /// `fallback` returns a stream too, and runs only when the stream could not be opened.
-/// `failure_if` and `ignore_if` judge the opening's error and the first `Err` item: an error
-/// they excuse still reaches the consumer, and the rest of the stream passes through.
+/// `failure_if` and `ignore_if` judge the opening's error and each `Err` item: an error they
+/// excuse still reaches the consumer and the stream goes on; the call is then ignored (or a
+/// success) unless a failure or a timeout follows.
 ///
 /// Every argument is checked at compile time, and a mistake is reported at the offending
 /// token.

@@ -86,13 +86,15 @@ impl<T, E, F: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for F {
 }
 
 /// Decides how an error of a [streamed call](crate::stream) counts: the error
-/// the opening returned, or the first `Err` item.
+/// the opening returned, and each `Err` item.
 ///
 /// Implemented by [`ErrIsFailure`] (every error is a failure) and by every
-/// closure `FnOnce(&E) -> Outcome`. It is asked once per call, as the call is
-/// judged once: an error it calls [`Outcome::Success`] or [`Outcome::Ignored`]
-/// still reaches the consumer, and the stream goes on; one it calls a
-/// [`Outcome::Failure`] ends the stream.
+/// closure `FnMut(&E) -> Outcome`. It is asked about each error, and the call
+/// is still judged once: an error it calls a [`Outcome::Failure`] judges the
+/// call a failure and ends the stream; one it calls [`Outcome::Ignored`] or
+/// [`Outcome::Success`] reaches the consumer, the stream goes on, and the
+/// first such error is the call's verdict (counted in `Stats::ignored`, or a
+/// success) unless a failure or a timeout follows.
 ///
 /// ```
 /// use cb_runtime::{CircuitBreaker, Config, Outcome};
@@ -110,19 +112,19 @@ impl<T, E, F: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for F {
 /// ```
 pub trait ClassifyError<E> {
     /// How `error` counts.
-    fn classify_error(self, error: &E) -> Outcome;
+    fn classify_error(&mut self, error: &E) -> Outcome;
 }
 
 impl<E> ClassifyError<E> for ErrIsFailure {
     #[inline]
-    fn classify_error(self, _: &E) -> Outcome {
+    fn classify_error(&mut self, _: &E) -> Outcome {
         Outcome::Failure
     }
 }
 
-impl<E, F: FnOnce(&E) -> Outcome> ClassifyError<E> for F {
+impl<E, F: FnMut(&E) -> Outcome> ClassifyError<E> for F {
     #[inline]
-    fn classify_error(self, error: &E) -> Outcome {
+    fn classify_error(&mut self, error: &E) -> Outcome {
         self(error)
     }
 }

@@ -12,7 +12,7 @@
 //! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure (or as the classifier says) |
 //! | `open` still pending at `call_timeout` | `Err(CallError::Timeout)` | timeout |
 //! | the stream yields `Err(e)` | `Some(Err(CallError::Inner(e)))`, then the end | failure |
-//! | the stream yields `Err(e)` that the classifier calls ignored (or a success) | `Some(Err(CallError::Inner(e)))`, then the rest of the stream | ignored (or success) |
+//! | the stream yields `Err(e)` that the classifier excuses (ignored, or a success) | `Some(Err(CallError::Inner(e)))`, and the stream goes on | ignored (or success), unless a failure or a timeout follows |
 //! | the stream ends with no error | `None` | success |
 //! | no first item within `call_timeout` of admission, or no next item within `call_timeout` of the previous | `Some(Err(CallError::Timeout))`, then the end | timeout |
 //! | dropped before its first item | nothing | cancelled |
@@ -35,9 +35,10 @@
 //!   inner stream is dropped at once (closing its connection), and the call is
 //!   not judged again.
 //! * [`CircuitBreaker::call_stream_with`] (and the attribute's `failure_if` /
-//!   `ignore_if`) classifies the call's error: the opening's, or the first `Err`
-//!   item's. An error it does not call a failure reaches the consumer, and the
-//!   rest of the stream passes through unjudged.
+//!   `ignore_if`) classifies each error: the opening's, and every `Err` item.
+//!   An error it excuses reaches the consumer and the stream goes on under
+//!   watch; the first excused error is the call's verdict unless a failure or
+//!   a timeout follows.
 //!
 //! ```
 //! use cb_runtime::{CallError, CircuitBreaker, Config};
@@ -169,6 +170,7 @@ where
                     to_first_item: None,
                     judge_at_first_item: *this.judge_at_first_item,
                     classify: this.classify.take(),
+                    excused: None,
                     stream: Some(stream),
                     timer: Timer(this.timer.0.take()),
                     deadline: *this.deadline,
@@ -176,7 +178,7 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                let outcome = judge_error(breaker, ticket, None, this.classify.take(), &error);
+                let outcome = judge_error(breaker, ticket, None, this.classify.as_mut(), &error);
                 breaker.finish_stream(ticket, CallEnd::from(outcome), None);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
@@ -200,7 +202,7 @@ fn judge_error<E, C: ClassifyError<E>>(
     breaker: &CircuitBreaker,
     ticket: Ticket,
     to_first_item: Option<u64>,
-    classify: Option<C>,
+    classify: Option<&mut C>,
     error: &E,
 ) -> Outcome {
     let Some(classify) = classify else {
@@ -240,9 +242,9 @@ pin_project! {
     /// [`CallError::Inner`] and a stall as one [`CallError::Timeout`]; after
     /// an error it ends. See the [module documentation](crate::stream) for how
     /// the call is judged. It is `Send` when the inner stream is, and `Unpin`
-    /// when the inner stream is. `C` judges the first error ([`ClassifyError`]):
-    /// an error it does not call a failure is passed on, and so is the rest of
-    /// the stream.
+    /// when the inner stream is. `C` judges each error ([`ClassifyError`]): an
+    /// error it does not call a failure is passed on, and so is the rest of the
+    /// stream.
     #[must_use = "streams do nothing unless polled"]
     pub struct BreakerStream<'a, S, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
@@ -252,6 +254,9 @@ pin_project! {
         to_first_item: Option<u64>,
         judge_at_first_item: bool,
         classify: Option<C>,
+        // How the first error the classifier excused counts (ignored, or a
+        // success): the call's verdict unless a failure or a timeout follows.
+        excused: Option<CallEnd>,
         #[pin]
         stream: Option<S>,
         timer: Timer,
@@ -263,7 +268,11 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let StreamPhase::Running(ticket) = *this.phase {
-                let finish = if *this.seen_item { CallEnd::Success } else { CallEnd::Cancelled };
+                let finish = match *this.excused {
+                    Some(excused) => excused,
+                    None if *this.seen_item => CallEnd::Success,
+                    None => CallEnd::Cancelled,
+                };
                 this.breaker.get().finish_stream(ticket, finish, *this.to_first_item);
             }
         }
@@ -346,7 +355,8 @@ where
                     *this.seen_item = true;
                     *this.to_first_item = breaker.first_item(ticket);
                     if *this.judge_at_first_item {
-                        breaker.finish_stream(ticket, CallEnd::Success, *this.to_first_item);
+                        let end = this.excused.unwrap_or(CallEnd::Success);
+                        breaker.finish_stream(ticket, end, *this.to_first_item);
                         *this.phase = StreamPhase::Judged;
                     }
                 }
@@ -357,22 +367,32 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 let outcome = match ticket {
-                    Some(ticket) => {
-                        judge_error(breaker, ticket, *this.to_first_item, this.classify.take(), &error)
-                    }
+                    Some(ticket) => judge_error(
+                        breaker,
+                        ticket,
+                        *this.to_first_item,
+                        this.classify.as_mut(),
+                        &error,
+                    ),
                     None => Outcome::Failure,
                 };
-                judge(CallEnd::from(outcome));
                 if outcome == Outcome::Failure {
+                    judge(CallEnd::Failure);
                     this.stream.set(None);
                 } else {
-                    // Judged, and not the dependency's fault: the rest passes through.
-                    *this.phase = StreamPhase::Judged;
+                    // Not the dependency's fault: passed on, and the stream goes on
+                    // under watch; the first such error is the verdict if nothing
+                    // worse follows.
+                    this.excused.get_or_insert(CallEnd::from(outcome));
+                    *this.phase = phase;
+                    if let Some((_, timeout)) = *this.deadline {
+                        *this.deadline = Some((Instant::now() + timeout, timeout));
+                    }
                 }
                 Poll::Ready(Some(Err(CallError::Inner(error))))
             }
             Poll::Ready(None) => {
-                judge(CallEnd::Success);
+                judge(this.excused.unwrap_or(CallEnd::Success));
                 this.stream.set(None);
                 Poll::Ready(None)
             }
@@ -434,11 +454,11 @@ impl CircuitBreaker {
     }
 
     /// Like [`call_stream`](Self::call_stream), with `classify` deciding how
-    /// the call's error counts: the error `open` returns, or the stream's
-    /// first `Err` item. An error it calls [`Outcome::Ignored`] is counted in
-    /// `Stats::ignored`, one it calls [`Outcome::Success`] is a success; either
-    /// way the error reaches the caller and the rest of the stream passes
-    /// through. One it calls a [`Outcome::Failure`] ends the stream.
+    /// each error counts: the error `open` returns, and each `Err` item. One it
+    /// calls a [`Outcome::Failure`] is a failure and ends the stream. One it
+    /// calls [`Outcome::Ignored`] or [`Outcome::Success`] reaches the caller and
+    /// the stream goes on; the call is then counted in `Stats::ignored` (or as
+    /// a success), unless a failure or a timeout follows.
     pub fn call_stream_with<F, S, T, E, C>(&self, open: F, classify: C) -> CallStream<'_, F, C>
     where
         F: Future<Output = Result<S, E>>,

@@ -5,7 +5,7 @@
 //! asked outermost: `ignore_if(failure_if(ErrIsFailure, f), i)` asks `i`,
 //! then `f`. A new key is one more wrapper here and one more fold step there.
 //! The same classifier judges a plain call (through [`errors`]) and a
-//! streamed one (the error of its opening, or its first `Err` item).
+//! streamed one (the error of its opening, and each `Err` item).
 
 use crate::error::CallError;
 use crate::{Classify, ClassifyError, ErrIsFailure, FallbackReason, Outcome};
@@ -28,19 +28,19 @@ pub struct IgnoreIf<C, P> {
 
 /// `inner`, with `failure_if` asked first.
 #[inline(always)]
-pub fn failure_if<E, C, P: FnOnce(&E) -> bool>(inner: C, is_failure: P) -> FailureIf<C, P> {
+pub fn failure_if<E, C, P: FnMut(&E) -> bool>(inner: C, is_failure: P) -> FailureIf<C, P> {
     FailureIf { inner, is_failure }
 }
 
 /// `inner`, with `ignore_if` asked first.
 #[inline(always)]
-pub fn ignore_if<E, C, P: FnOnce(&E) -> bool>(inner: C, is_ignored: P) -> IgnoreIf<C, P> {
+pub fn ignore_if<E, C, P: FnMut(&E) -> bool>(inner: C, is_ignored: P) -> IgnoreIf<C, P> {
     IgnoreIf { inner, is_ignored }
 }
 
-impl<E, C: ClassifyError<E>, P: FnOnce(&E) -> bool> ClassifyError<E> for FailureIf<C, P> {
+impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for FailureIf<C, P> {
     #[inline(always)]
-    fn classify_error(self, error: &E) -> Outcome {
+    fn classify_error(&mut self, error: &E) -> Outcome {
         if (self.is_failure)(error) {
             self.inner.classify_error(error)
         } else {
@@ -49,9 +49,9 @@ impl<E, C: ClassifyError<E>, P: FnOnce(&E) -> bool> ClassifyError<E> for Failure
     }
 }
 
-impl<E, C: ClassifyError<E>, P: FnOnce(&E) -> bool> ClassifyError<E> for IgnoreIf<C, P> {
+impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for IgnoreIf<C, P> {
     #[inline(always)]
-    fn classify_error(self, error: &E) -> Outcome {
+    fn classify_error(&mut self, error: &E) -> Outcome {
         if (self.is_ignored)(error) {
             Outcome::Ignored
         } else {
@@ -72,7 +72,7 @@ pub fn errors<C>(classify: C) -> Errors<C> {
 
 impl<T, E, C: ClassifyError<E>> Classify<T, E> for Errors<C> {
     #[inline(always)]
-    fn classify(self, result: &Result<T, E>) -> Outcome {
+    fn classify(mut self, result: &Result<T, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
             Err(error) => self.0.classify_error(error),
@@ -93,7 +93,7 @@ pub fn fallback_due<S, E, C: ClassifyError<E>>(
         Err(CallError::Rejected(_)) => Some(FallbackReason::Refusal),
         Err(CallError::Timeout(_)) => Some(FallbackReason::Timeout),
         Err(CallError::Inner(error)) => {
-            let classify = failures?;
+            let mut classify = failures?;
             (classify.classify_error(error) == Outcome::Failure).then_some(FallbackReason::Failure)
         }
     }

@@ -106,6 +106,7 @@ async fn one_breaker_counts_what_happened() {
     let openai = admin.breaker("openai");
     let _ = openai.call(async { Err::<(), _>("503") }).await;
     let _ = openai.call(async { Ok::<_, ()>(()) }).await;
+    openai.record_fallback(cb_runtime::FallbackReason::Refusal);
 
     let (status, body) = json(admin.get("/circuit-breakers/openai").await).await;
     assert_eq!(status, StatusCode::OK);
@@ -113,6 +114,10 @@ async fn one_breaker_counts_what_happened() {
     assert_eq!(body["stats"]["successes"], 1);
     assert_eq!(body["stats"]["failures"], 1);
     assert_eq!(body["stats"]["calls"], 2);
+    assert_eq!(
+        body["stats"]["fallbacks"],
+        serde_json::json!({"refusal": 1, "timeout": 0, "failure": 0})
+    );
     assert_eq!(body["config"]["half_open_max_calls"], 2);
 }
 

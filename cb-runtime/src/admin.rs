@@ -310,7 +310,7 @@ pub struct StatsView {
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
-    /// Calls that failed.
+    /// Calls that failed (timeouts are in `timeouts`, and are failures in the window).
     pub failures: u64,
     /// Calls abandoned at `call_timeout`.
     pub timeouts: u64,
@@ -326,7 +326,7 @@ pub struct StatsView {
     pub consecutive_failures: u64,
     /// Calls in the sliding window.
     pub calls_in_window: u64,
-    /// Failures in the sliding window.
+    /// Failures and timeouts in the sliding window.
     pub failures_in_window: u64,
     /// The window's failure rate, once it holds `minimum_calls` calls.
     pub failure_rate: Option<f64>,
@@ -334,6 +334,8 @@ pub struct StatsView {
     pub slow_call_rate: Option<f64>,
     /// Probes in flight (half-open only).
     pub half_open_in_flight: u64,
+    /// Fallbacks that ran, by reason: `{"refusal": n, "timeout": n, "failure": n}`.
+    pub fallbacks: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl From<&Stats> for StatsView {
@@ -353,6 +355,10 @@ impl From<&Stats> for StatsView {
             failure_rate: s.failure_rate,
             slow_call_rate: s.slow_call_rate,
             half_open_in_flight: s.half_open_in_flight,
+            fallbacks: crate::FallbackReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), s.fallbacks_on(*r)))
+                .collect(),
         }
     }
 }

@@ -42,8 +42,9 @@ pub mod coordination;
 
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
-use crate::counters::{Counter, Counters};
+use crate::counters::{Counter, Counters, RareCounts};
 use crate::error::{BreakerError, BreakerErrorKind};
+use crate::fallback::FallbackReason;
 use crate::log::RejectionLog;
 use crate::outcome::CallEnd;
 use crate::state::{next_generation, Admission, State, StateWord, Ticket, MAX_IN_FLIGHT};
@@ -91,6 +92,8 @@ pub struct CircuitBreaker {
     /// admission reads the clock. One load decides either.
     probes_and_timed: AtomicU64,
     counters: Counters,
+    /// Fallbacks and probes, counted from the first one on.
+    rare: std::sync::OnceLock<Box<RareCounts>>,
     clock: Clock,
     name: &'static &'static str,
     inner: Mutex<LockedState>,
@@ -183,6 +186,7 @@ impl CircuitBreaker {
             timeout_nanos: AtomicU64::new(0),
             probes_and_timed: AtomicU64::new(0),
             counters: Counters::new(),
+            rare: std::sync::OnceLock::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
             inner: Mutex::new(LockedState {
@@ -319,6 +323,10 @@ impl CircuitBreaker {
         let rate =
             |n: u64| (tally.calls >= minimum && tally.calls > 0).then(|| n as f64 / tally.calls as f64);
         let w = self.load();
+        let fallbacks_by = match self.rare.get() {
+            Some(rare) => FallbackReason::ALL.map(|r| rare.fallbacks.sum(r.index())),
+            None => [0; FallbackReason::ALL.len()],
+        };
         Stats {
             state,
             successes: c(Counter::Success) + c(Counter::FastSuccess),
@@ -339,7 +347,29 @@ impl CircuitBreaker {
             failure_rate: rate(tally.failures),
             slow_call_rate: rate(tally.slow),
             half_open_in_flight: u64::from(w.in_flight()),
+            fallbacks: fallbacks_by.iter().sum(),
+            fallbacks_by,
+            probes_by: match self.rare.get() {
+                Some(rare) => CallEnd::ALL.map(|end| rare.probes[end.index()].load(Ordering::Relaxed)),
+                None => [0; CallEnd::ALL.len()],
+            },
         }
+    }
+
+    /// The rare counts, allocated on the first.
+    #[inline]
+    fn rare(&self) -> &RareCounts {
+        self.rare.get_or_init(RareCounts::new)
+    }
+
+    /// Counts a fallback that ran in place of (or after) a call through this
+    /// breaker, for `reason`: in [`Stats::fallbacks`] and the metric
+    /// `circuit_breaker_fallbacks_total{on}`. The attribute counts its own
+    /// fallbacks; call this when you run one yourself around
+    /// [`call`](Self::call).
+    #[inline]
+    pub fn record_fallback(&self, reason: FallbackReason) {
+        self.rare().fallbacks.add(reason.index());
     }
 
     /// How long the circuit stays open before it lets probes through: `Some`
@@ -735,6 +765,7 @@ impl CircuitBreaker {
             Admission::Disabled => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
             Admission::HalfOpen => {
+                self.rare().probes[finish.index()].fetch_add(1, Ordering::Relaxed);
                 let transition = self.finish_probe(ticket, finish, slow);
                 self.probe_ended(finish);
                 transition

@@ -67,6 +67,7 @@ mod counters;
 mod duration;
 mod error;
 pub mod events;
+mod fallback;
 mod handle;
 pub mod history;
 mod hook;
@@ -107,7 +108,8 @@ pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
-pub use outcome::{Classify, ErrIsFailure, Outcome};
+pub use fallback::FallbackReason;
+pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};
 pub use preset::Preset;

@@ -130,7 +130,6 @@ use opentelemetry::KeyValue;
 
 use crate::breaker::CircuitBreaker;
 use crate::hook::Hook;
-use crate::metrics::outcomes;
 pub use crate::metrics::DURATION_BUCKETS;
 use crate::registry::Registry;
 use crate::state::State;
@@ -184,7 +183,7 @@ pub fn install(registry: &'static Registry, meter: &Meter) {
         .with_unit("{call}")
         .with_callback(move |obs| {
             for_each_breaker(registry, |attrs, s| {
-                for (outcome, n) in outcomes(s) {
+                for (outcome, n) in s.outcomes() {
                     observe_with(obs, attrs, n, KeyValue::new(ATTR_OUTCOME, outcome));
                 }
             });

@@ -322,3 +322,60 @@ async fn with_a_store_attached_the_transitions_come_from_postgres() {
     assert_eq!(body["transitions"][0]["to"], "open");
     assert_eq!(body["transitions"][0]["replica_id"], "a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_below_the_quorum_is_marked_local_in_the_admin_view() {
+    let Some(server) = redis_or_skip("an_open_below_the_quorum_is_marked_local_in_the_admin_view") else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let join = |reg: &'static Registry, id: &'static str| {
+        Fleet::builder(&server.url())
+            .namespace("admin-quorum")
+            .replica_id(id)
+            .open_quorum(2)
+            .join(reg)
+    };
+    let fa = Arc::new(join(ra, "a").await.unwrap());
+    let _fb = join(rb, "b").await.unwrap();
+    let cfg = || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let a = ra.get_or_insert("pay", cfg);
+    let b = rb.get_or_insert("pay", cfg);
+    let _quiet = ra.get_or_insert("quiet", cfg);
+    let admin = cb_fleet::admin::router(Arc::clone(&fa), ra, AdminAuth::bearer("tok"));
+    a.try_acquire().unwrap().record(false);
+    assert!(eventually(|| fa.local_open("pay").is_some()).await);
+
+    let (status, one) = send(&admin, "GET", "/circuit-breakers/pay", None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["state"], "open");
+    assert_eq!(one["fleet"]["open"], "local");
+    assert_eq!(
+        (one["fleet"]["opens"].as_u64(), one["fleet"]["quorum"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(one["fleet"]["note"], "local open, awaiting quorum 1/2");
+    let (status, list) = send(&admin, "GET", "/circuit-breakers", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let rows = list["circuit_breakers"].as_array().unwrap();
+    let row = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap().clone();
+    assert_eq!(row("pay")["fleet"]["note"], "local open, awaiting quorum 1/2");
+    assert!(
+        row("quiet").get("fleet").is_none(),
+        "a closed breaker carries no mark"
+    );
+    assert_eq!(b.state(), State::Closed);
+
+    // The quorum reached: the open is the fleet's, and the mark goes.
+    b.try_acquire().unwrap().record(false);
+    assert!(eventually(|| fa.local_open("pay").is_none()).await);
+    let (_, one) = send(&admin, "GET", "/circuit-breakers/pay", None).await;
+    assert!(one.get("fleet").is_none(), "{one}");
+    assert_eq!(one["state"], "open");
+}

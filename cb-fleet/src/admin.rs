@@ -8,6 +8,7 @@
 //! | `POST /circuit-breakers/{name}/disable?scope=fleet` | 200, disabled everywhere |
 //! | `GET /circuit-breakers/{name}/transitions?limit=N` | 200 `{"name", "transitions": [...]}`, newest first (N ≤ 1000, default 100), from the fleet's Redis stream; when a durable log (a cb-postgres store) is attached to the registry, cb's router answers from that instead |
 //! | `GET /metrics` | cb's metrics and the fleet's (`circuit_breaker_fleet_connected`) |
+//! | `GET /circuit-breakers`, `GET /circuit-breakers/{name}` | cb's answer; a breaker whose open stays on this replica, below the fleet's open quorum, gains `"fleet": {"open": "local", "opens": k, "quorum": n, "note": "local open, awaiting quorum k/n"}` |
 //!
 //! cb-runtime knows nothing of fleets: this router answers the fleet routes
 //! itself and hands everything else to cb's router. A scoped mutation goes
@@ -70,6 +71,8 @@ pub fn router(fleet: Arc<Fleet>, registry: &'static Registry, auth: AdminAuth) -
         .route("/circuit-breakers/{name}/force-open", any(scoped))
         .route("/circuit-breakers/{name}/disable", any(scoped))
         .route("/metrics", any(metrics))
+        .route("/circuit-breakers", any(marked))
+        .route("/circuit-breakers/{name}", any(marked))
         .with_state(state)
         .fallback_service(inner)
 }
@@ -233,6 +236,41 @@ async fn transitions(
         Ok(list) => Json(json!({"name": name, "transitions": list})).into_response(),
         Err(e) => fleet_error(e),
     }
+}
+
+/// cb's view of one breaker or of all, with each open that stays local
+/// (below the fleet's open quorum) marked as such.
+async fn marked(State(admin): State<Admin>, req: Request) -> Response {
+    let local = forward(admin.inner.clone(), req).await;
+    if local.status() != StatusCode::OK || admin.fleet.open_quorum() <= 1 {
+        return local;
+    }
+    let (mut parts, body) = local.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "breaker view body");
+    };
+    let Ok(mut view) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let mark = |b: &mut Value| {
+        let Some(name) = b.get("name").and_then(Value::as_str) else {
+            return;
+        };
+        if let Some(open) = admin.fleet.local_open(name) {
+            b["fleet"] = json!({
+                "open": "local",
+                "opens": open.opens,
+                "quorum": open.quorum,
+                "note": open.to_string(),
+            });
+        }
+    };
+    match view.get_mut("circuit_breakers").and_then(Value::as_array_mut) {
+        Some(list) => list.iter_mut().for_each(mark),
+        None => mark(&mut view),
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(view.to_string()))
 }
 
 async fn metrics(State(admin): State<Admin>, req: Request) -> Response {

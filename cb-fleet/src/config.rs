@@ -5,13 +5,14 @@ use std::path::Path;
 use crate::{Fleet, FleetBuilder, FleetError};
 
 /// Reads `[fleet]` from `path` (if given), then `CB_FLEET_URL`,
-/// `CB_FLEET_NAMESPACE` and `CB_FLEET_REPLICA_ID` from `env` on top
-/// (`name_ttl` is read from the file only).
+/// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID` and `CB_FLEET_OPEN_QUORUM`
+/// from `env` on top (`name_ttl` is read from the file only).
 pub(crate) fn settings(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<FleetBuilder>, FleetError> {
     let (mut url, mut namespace, mut replica, mut name_ttl) = (None, None, None, None);
+    let mut quorum: Option<String> = None;
     if let Some(path) = path {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -25,6 +26,15 @@ pub(crate) fn settings(
                 FleetError::invalid("fleet", format!("{shown}: not a table"), "a [fleet] table")
             })?;
             for (key, value) in fleet {
+                if key == "open_quorum" {
+                    // A TOML integer (a string of digits is taken too).
+                    quorum = Some(match value {
+                        toml::Value::Integer(n) => n.to_string(),
+                        toml::Value::String(t) => t.clone(),
+                        other => format!("a TOML {}", other.type_str()),
+                    });
+                    continue;
+                }
                 let slot = match key.as_str() {
                     "url" => &mut url,
                     "namespace" => &mut namespace,
@@ -34,7 +44,7 @@ pub(crate) fn settings(
                         return Err(FleetError::invalid(
                             "fleet key",
                             format!("{shown}: [fleet] key `{key}`"),
-                            "one of `url`, `namespace`, `replica_id`, `name_ttl`",
+                            "one of `url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`",
                         ))
                     }
                 };
@@ -53,6 +63,7 @@ pub(crate) fn settings(
         ("CB_FLEET_URL", &mut url),
         ("CB_FLEET_NAMESPACE", &mut namespace),
         ("CB_FLEET_REPLICA_ID", &mut replica),
+        ("CB_FLEET_OPEN_QUORUM", &mut quorum),
     ] {
         if let Some(v) = env(var).filter(|v| !v.is_empty()) {
             *slot = Some(v);
@@ -74,6 +85,21 @@ pub(crate) fn settings(
     if let Some(id) = replica {
         crate::names::check_replica_id(&id)?;
         builder = builder.replica_id(&id);
+    }
+    if let Some(text) = quorum {
+        let n = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| crate::check_open_quorum(*n).is_ok())
+            .ok_or_else(|| {
+                FleetError::invalid(
+                    "open_quorum",
+                    format!("{:?}", text.chars().take(40).collect::<String>()),
+                    "a number of replicas from 1 to 10000",
+                )
+            })?;
+        builder = builder.open_quorum(n);
     }
     if let Some(text) = name_ttl {
         let ttl = cb_runtime::parse_duration(&text)
@@ -134,6 +160,28 @@ mod tests {
         let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nname_ttl = \"48h\"\n");
         let b = settings(Some(&f.0), &none).unwrap().unwrap();
         assert_eq!(b.name_ttl, std::time::Duration::from_secs(2 * 86_400));
+        assert_eq!(b.open_quorum, 1, "default: any replica's open opens the fleet");
+        let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nopen_quorum = 3\n");
+        let b = settings(Some(&f.0), &none).unwrap().unwrap();
+        assert_eq!(b.open_quorum, 3);
+        let env = |k: &str| (k == "CB_FLEET_OPEN_QUORUM").then(|| "2".to_owned());
+        let b = settings(Some(&f.0), &env).unwrap().unwrap();
+        assert_eq!(b.open_quorum, 2, "the environment wins");
+    }
+
+    #[test]
+    fn a_bad_open_quorum_names_the_field_and_the_range() {
+        let none = |_: &str| None;
+        for bad in ["0", "-1", "\"many\"", "10001", "1.5"] {
+            let f = file(&format!(
+                "[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nopen_quorum = {bad}\n"
+            ));
+            let e = settings(Some(&f.0), &none).unwrap_err().to_string();
+            assert!(
+                e.contains("`open_quorum`") && e.contains("1 to 10000"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

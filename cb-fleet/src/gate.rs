@@ -143,6 +143,11 @@ pub(crate) struct Gate {
     pub(crate) superseded: AtomicBool,
     /// Reports sent, for their ids.
     seq: AtomicU64,
+    /// While this replica's open stays local (the fleet's open quorum is
+    /// not reached): the replicas counted (high 32 bits) and the quorum
+    /// (low 32 bits), as Redis last answered; 0 otherwise. Its probes then
+    /// run without leases, deciding only this replica.
+    local_open: AtomicU64,
 }
 
 impl Gate {
@@ -155,6 +160,28 @@ impl Gate {
             idle_ticks: AtomicU32::new(0),
             superseded: AtomicBool::new(false),
             seq: AtomicU64::new(0),
+            local_open: AtomicU64::new(0),
+        }
+    }
+
+    /// This replica's open stays local: `votes` of `quorum` replicas have
+    /// opened the breaker within its open duration.
+    pub(crate) fn set_local_open(&self, votes: u32, quorum: u32) {
+        let packed = (u64::from(votes.max(1)) << 32) | u64::from(quorum);
+        self.local_open.store(packed, Ordering::Release);
+    }
+
+    /// The breaker's state is the fleet's again (a fleet state applied, or
+    /// the breaker closed or was put under manual control).
+    pub(crate) fn clear_local_open(&self) {
+        self.local_open.store(0, Ordering::Release);
+    }
+
+    /// `(votes, quorum)` while this replica's open stays local.
+    pub(crate) fn local_open(&self) -> Option<(u32, u32)> {
+        match self.local_open.load(Ordering::Acquire) {
+            0 => None,
+            packed => Some(((packed >> 32) as u32, packed as u32)),
         }
     }
 
@@ -199,8 +226,9 @@ impl Gate {
 
 impl ProbeGate for Gate {
     fn try_take(&self) -> bool {
-        if !self.connected() {
-            // Local state alone while disconnected: a probe without a lease.
+        if !self.connected() || self.local_open().is_some() {
+            // Local state alone while disconnected, or while this replica's
+            // open is its own (below the open quorum): a probe without a lease.
             let mut l = self.leases();
             l.admit(0);
             l.lapsed += 1;

@@ -16,7 +16,8 @@
 //! same namespace on the same server:
 //!
 //! * **Opening** anywhere (any trigger, or a failed probe) opens every replica
-//!   for the time that remains, through Redis pub/sub.
+//!   for the time that remains, through Redis pub/sub; with an
+//!   [open quorum](#open-quorum), once enough distinct replicas opened it.
 //! * **A replica that joins later**, or restarts, adopts the fleet's state in
 //!   [`join`](FleetBuilder::join), before it returns, and applies it to each
 //!   breaker created later at its creation: if the fleet's breaker is open,
@@ -143,6 +144,45 @@
 //! configuration differs from the fleet's logs a WARN naming both (and the
 //! replica the fleet's is from). Two processes with the same replica id are
 //! told apart (each has a random instance id) and the second logs a WARN.
+//!
+//! # Open quorum
+//!
+//! With [`FleetBuilder::open_quorum`]`(n)` above 1 (default 1: any
+//! replica's open opens the fleet), the fleet opens a breaker only once `n`
+//! distinct replicas have opened it on their own within its open duration,
+//! so one replica with a broken path to a healthy dependency (a bad NIC, a
+//! full connection pool, a stale DNS cache) cannot open every replica.
+//!
+//! * **Counted in Redis, in the open script.** A replica's own open (any
+//!   trigger, or a failed probe of its own) made while the fleet is not in
+//!   an open period goes into a sorted set per breaker, `quorum:<name>`,
+//!   by replica id, scored by when it stops counting: Redis's `TIME` when
+//!   the script ran plus the breaker's open duration. Expired entries are
+//!   dropped by the same script before it counts, so old opens never add
+//!   up. The same replica opening again renews its entry and counts once
+//!   (two processes sharing a replica id count once too).
+//! * **Below the quorum the open stays local.** The script changes nothing
+//!   else: no version, no message, no open marker (a below-quorum report is
+//!   not a versioned change, and its answer is not followed). The replica's
+//!   breaker stays open on its own for its open duration, then probes on its
+//!   own, without fleet leases; those probes decide only this replica (a
+//!   success closes it; a failure is an open of its own again, counted
+//!   again). [`Fleet::local_open`] says `local open, awaiting quorum k/n`,
+//!   and the fleet's admin router marks the breaker with
+//!   `"fleet": {"open": "local", ...}`. Other replicas, and replicas that
+//!   join meanwhile, stay closed.
+//! * **At the quorum** the open that reaches it is shared as any open: a new
+//!   version and period, published; every replica opens for the time that
+//!   remains, and a replica whose open was local takes the fleet's (its mark
+//!   goes). From then on the period runs as without a quorum: an extension,
+//!   a failed fleet probe's reopen and the close need no quorum.
+//! * **Manual control** ignores the quorum: [`Fleet::force_open`] forces
+//!   every replica open at once. A replica that finds no state in Redis on
+//!   resync (a server restarted empty) counts its own open towards the
+//!   quorum instead of seeding it.
+//!
+//! Set it in code, in the `[fleet]` table (`open_quorum = 2`) or with
+//! `CB_FLEET_OPEN_QUORUM`; 0 or more than 10,000 is refused.
 //!
 //! # No network on the call path
 //!
@@ -300,6 +340,7 @@ pub struct FleetBuilder {
     io_timeout: Duration,
     name_ttl: Duration,
     queue: usize,
+    open_quorum: u32,
     tls: tls::TlsSettings,
 }
 
@@ -363,6 +404,18 @@ impl FleetBuilder {
         self
     }
 
+    /// How many distinct replicas must open a breaker on their own, within
+    /// its open duration, before the fleet opens it (default 1: any
+    /// replica's open opens every replica). Until then a replica's open
+    /// stays local ([`Fleet::local_open`]): a replica with a broken path to
+    /// a healthy dependency cannot open the whole fleet. A fleet-wide
+    /// [`Fleet::force_open`] ignores the quorum. See "Open quorum" in the
+    /// crate docs. 0 is refused by [`join`](Self::join).
+    pub fn open_quorum(mut self, n: u32) -> Self {
+        self.open_quorum = n;
+        self
+    }
+
     /// Feature `tls`: trusts the CA certificates in `pem` (one or more PEM
     /// `CERTIFICATE` blocks) for the `rediss://` server, instead of the
     /// built-in Mozilla roots (webpki-roots). Use it for a private or
@@ -408,6 +461,7 @@ impl FleetBuilder {
         names::check_namespace(&namespace)?;
         let replica = self.replica_id.clone().unwrap_or_else(names::default_replica_id);
         names::check_replica_id(&replica)?;
+        check_open_quorum(self.open_quorum)?;
         let client = tls::client(&self.url, &self.tls)?;
         let (tx, rx) = mpsc::channel(self.queue);
         let metrics = Metrics::new(&namespace);
@@ -420,6 +474,7 @@ impl FleetBuilder {
             lease_ttl: self.lease_ttl,
             io_timeout: self.io_timeout,
             name_ttl: self.name_ttl,
+            open_quorum: self.open_quorum,
             link: Arc::new(Link {
                 connected: AtomicBool::new(false),
                 tx,
@@ -503,12 +558,13 @@ impl Fleet {
             io_timeout: DEFAULT_IO_TIMEOUT,
             name_ttl: DEFAULT_NAME_TTL,
             queue: DEFAULT_QUEUE_CAPACITY,
+            open_quorum: 1,
             tls: tls::TlsSettings::default(),
         }
     }
 
     /// The fleet settings of the environment (`CB_FLEET_URL`,
-    /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`) over the `[fleet]` table
+    /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`, `CB_FLEET_OPEN_QUORUM`) over the `[fleet]` table
     /// of the config file named by `CB_CONFIG`, if any: `Ok(None)` when no URL
     /// is configured (fleet mode off). See [`from_config`](Self::from_config).
     pub fn from_env() -> Result<Option<FleetBuilder>, FleetError> {
@@ -519,7 +575,7 @@ impl Fleet {
     }
 
     /// The fleet settings of the `[fleet]` table of the TOML file at `path`
-    /// (`url`, `namespace`, `replica_id`, `name_ttl`), with the environment's
+    /// (`url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`), with the environment's
     /// `CB_FLEET_*` variables on top: `Ok(None)` when no URL is configured.
     /// An unreadable file, an unknown key or a value of the wrong type is an
     /// error naming it.
@@ -529,6 +585,7 @@ impl Fleet {
     /// url = "redis://cb-fleet:secret@redis.internal:6379/"
     /// namespace = "checkout"
     /// name_ttl = "168h"   # optional: how long Redis keeps names nobody has
+    /// open_quorum = 2     # optional: replicas that must open a breaker to open the fleet's
     /// ```
     pub fn from_config(path: &std::path::Path) -> Result<Option<FleetBuilder>, FleetError> {
         config::settings(Some(path), &|k| std::env::var(k).ok())
@@ -566,6 +623,26 @@ impl Fleet {
     /// not heard of it).
     pub fn version(&self, name: &str) -> Option<u64> {
         self.shared.local().views.get(name).map(|v| v.version)
+    }
+
+    /// The open quorum ([`FleetBuilder::open_quorum`]).
+    pub fn open_quorum(&self) -> u32 {
+        self.shared.open_quorum
+    }
+
+    /// `Some` while breaker `name` is open (or half-open) here on its own,
+    /// below the fleet's open quorum: the fleet has not opened it, and its
+    /// probes decide only this replica. `None` otherwise (closed, or in the
+    /// fleet's state, or no such shared breaker).
+    pub fn local_open(&self, name: &str) -> Option<LocalOpen> {
+        let local = self.shared.local();
+        let member = local.members.get(name)?;
+        let breaker = member.breaker.upgrade()?;
+        if !matches!(breaker.state(), State::Open | State::HalfOpen) {
+            return None;
+        }
+        let (opens, quorum) = member.gate.local_open()?;
+        Some(LocalOpen { opens, quorum })
     }
 
     /// Forces breaker `name` open on every replica of the fleet, now and for
@@ -666,6 +743,41 @@ impl Fleet {
             Ok(Err(_)) => Err(FleetError::Disconnected),
             Err(_) => Err(FleetError::TimedOut(format!("no answer within {limit:?}"))),
         }
+    }
+}
+
+/// The largest open quorum accepted.
+pub const MAX_OPEN_QUORUM: u32 = 10_000;
+
+pub(crate) fn check_open_quorum(n: u32) -> Result<(), FleetError> {
+    if (1..=MAX_OPEN_QUORUM).contains(&n) {
+        Ok(())
+    } else {
+        Err(FleetError::invalid(
+            "open_quorum",
+            n.to_string(),
+            "a number of replicas from 1 to 10000",
+        ))
+    }
+}
+
+/// A breaker's open that stays on this replica: fewer than the fleet's
+/// open quorum of replicas have opened it within its open duration
+/// ([`Fleet::local_open`]). Displayed as
+/// `local open, awaiting quorum <opens>/<quorum>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalOpen {
+    /// Distinct replicas counted towards the quorum when this replica's
+    /// open was last counted in Redis, this one included.
+    pub opens: u32,
+    /// The fleet's open quorum ([`FleetBuilder::open_quorum`]).
+    pub quorum: u32,
+}
+
+impl fmt::Display for LocalOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "local open, awaiting quorum {}/{}", self.opens, self.quorum)
     }
 }
 
@@ -782,6 +894,7 @@ pub(crate) struct Shared {
     pub(crate) lease_ttl: Duration,
     pub(crate) io_timeout: Duration,
     pub(crate) name_ttl: Duration,
+    pub(crate) open_quorum: u32,
     pub(crate) link: Arc<Link>,
     pub(crate) local: Mutex<Local>,
     pub(crate) malformed: AtomicU64,
@@ -906,6 +1019,9 @@ fn observe(link: &Link, gate: &Gate, breaker: &Weak<CircuitBreaker>, t: &Transit
         return; // a fleet that joined later has this breaker now
     }
     let ledger = &gate.ledger;
+    if !matches!(t.to, State::Open | State::HalfOpen) {
+        gate.clear_local_open();
+    }
     let shared = !coordination::is_from_peer(t) && !coordination::is_manual(t);
     ledger.saw(t, shared);
     // The state first, the log entry after: an open reaches the peers one

@@ -148,8 +148,8 @@ impl Keys {
     }
     /// Breaker `name`'s keys: its hash (state, version, period, level,
     /// configuration), its open marker (expires when the open duration ends),
-    /// its lease set, the set of probe reports counted in this period, and
-    /// its transition stream.
+    /// its lease set, the set of probe reports counted in this period, the
+    /// replicas counted towards its open quorum, and its transition stream.
     pub(crate) fn breaker(&self, name: &str) -> BreakerKeys {
         let p = &self.prefix;
         BreakerKeys {
@@ -157,6 +157,7 @@ impl Keys {
             open: format!("{p}open:{name}"),
             lease: format!("{p}lease:{name}"),
             done: format!("{p}done:{name}"),
+            quorum: format!("{p}quorum:{name}"),
             log: format!("{p}log:{name}"),
         }
     }
@@ -169,6 +170,7 @@ pub(crate) struct BreakerKeys {
     pub(crate) open: String,
     pub(crate) lease: String,
     pub(crate) done: String,
+    pub(crate) quorum: String,
     pub(crate) log: String,
 }
 

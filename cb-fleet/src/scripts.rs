@@ -21,6 +21,9 @@
 //!   or a manual command), and a set `done:<name>` of the probe reports
 //!   counted in this period (a retried report is counted once; emptied when
 //!   a period starts);
+//! * a sorted set `quorum:<name>` of the replicas whose own opens count
+//!   towards the open quorum, scored by when each count ends (Redis's
+//!   `TIME` plus the breaker's open duration); only with a quorum above 1;
 //! * a capped stream `log:<name>` of transitions.
 //!
 //! Per namespace: `names` (a sorted set of breaker names scored by when a
@@ -88,23 +91,50 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// A local open. KEYS: hash, open, lease, done, names, active. ARGV: ms,
-/// reopen ('1' for a failed probe's), the period the failed probe belonged
-/// to, replica, name, channel, cap, need, cfg, name_ttl_ms.
+/// A local open. KEYS: hash, open, lease, done, names, active, quorum.
+/// ARGV: ms, reopen ('1' for a failed probe's), the period the failed probe
+/// belonged to, replica, name, channel, cap, need, cfg, name_ttl_ms, the
+/// open quorum, the breaker's open duration in ms (how long the open
+/// counts towards the quorum).
+///
+/// Answers the state and a sixth element: '0' when the open was shared
+/// (or the fleet's state left alone), else the distinct replicas counted
+/// towards the quorum, this one included, while that is below the quorum.
+/// With a quorum above 1, an open while the fleet is not in an open period
+/// is first counted in the sorted set `quorum` (replica id scored by when
+/// its count ends, on Redis's `TIME`; the same replica again renews its
+/// entry, counted once); below the quorum nothing else changes (no version,
+/// no message), and at the quorum the open is shared as any other.
 pub(crate) fn open() -> &'static Script {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
         script(
             r"
 local h, o = KEYS[1], KEYS[2]
+local function answer(votes)
+  local s = state(h, o)
+  s[6] = tostring(votes)
+  return s
+end
 local k = redis.call('HGET', h, 'kind')
-if k == 'forced_open' or k == 'disabled' then return state(h, o) end
+if k == 'forced_open' or k == 'disabled' then return answer(0) end
 local ms = math.max(1, math.floor(tonumber(ARGV[1])))
 local pttl = redis.call('PTTL', o)
 if ARGV[2] == '1' and k == 'open' and pttl <= 0 and redis.call('HGET', h, 'per') ~= ARGV[3] then
-  return state(h, o)
+  return answer(0)
+end
+local quorum = tonumber(ARGV[11])
+if quorum > 1 and k ~= 'open' then
+  local now = now_ms()
+  local span = math.max(1, math.floor(tonumber(ARGV[12])))
+  local q = KEYS[7]
+  redis.call('ZREMRANGEBYSCORE', q, '-inf', now)
+  redis.call('ZADD', q, now + span, ARGV[4])
+  if redis.call('PTTL', q) < span then redis.call('PEXPIRE', q, span) end
+  local votes = redis.call('ZCARD', q)
+  if votes < quorum then return answer(votes) end
 end
 if k == 'open' and pttl > 0 then
-  if ms <= pttl then return state(h, o) end
+  if ms <= pttl then return answer(0) end
   redis.call('SET', o, '1', 'PX', ms)
   bump(h)
 else
@@ -120,7 +150,7 @@ redis.call('PEXPIRE', h, ARGV[10])
 redis.call('ZADD', KEYS[5], now_ms(), ARGV[5])
 redis.call('ZADD', KEYS[6], 0, ARGV[5])
 publish(ARGV[6], ARGV[4], h, o, ARGV[5])
-return state(h, o)
+return answer(0)
 ",
         )
     });

@@ -406,13 +406,24 @@ impl Conn {
             };
             if let Some(kind) = seed {
                 let ms = b.open_remaining().map_or(0, |r| r.as_millis().max(1) as u64);
-                self.seed(con, name, kind, ms, b).await?;
+                if kind == "open" && self.shared.open_quorum > 1 {
+                    // An open of its own counts towards the quorum, as any.
+                    if let Some(ms) = open_ms(b) {
+                        self.opened(con, name, ms, None).await?;
+                    }
+                } else {
+                    self.seed(con, name, kind, ms, b).await?;
+                }
             }
             return Ok(());
         };
         let held = self.shared.local().views.get(&**name).map(|v| v.version);
         if held == Some(view.version) && local_control {
             return Ok(()); // nothing new in the fleet: local control made since holds
+        }
+        let local_open = self.member(name, |m| m.gate.local_open().is_some()) == Some(true);
+        if held == Some(view.version) && local_open && matches!(b.state(), State::Open | State::HalfOpen) {
+            return Ok(()); // nothing new in the fleet: an open below the quorum stays
         }
         if ledger.has_unshared_open() && b.state() == State::Open {
             // An open of this replica's own the fleet has not heard of.
@@ -452,6 +463,7 @@ impl Conn {
                 ledger.manual_from_fleet.store(false, Ordering::Release);
             }
             if view.apply(b) {
+                gate.clear_local_open();
                 gate.ledger.local_control.store(false, Ordering::Release);
                 if view.is_manual() {
                     let fleet_manual = matches!(view.kind, Kind::ForcedOpen | Kind::Disabled);
@@ -652,8 +664,11 @@ impl Conn {
         reopen: Option<u64>,
     ) -> Result<(), Lost> {
         let (cap, need, cfg) = self.config_args(name);
+        let open_ms = self
+            .breaker(name)
+            .map_or(ms, |b| b.config().open_duration().as_millis().max(1) as u64);
         let k = self.shared.keys.breaker(name);
-        let answer: Answer = self
+        let (kind, version, period, left, level, votes): (String, u64, u64, i64, i64, u32) = self
             .io(scripts::open()
                 .key(&k.hash)
                 .key(&k.open)
@@ -661,6 +676,7 @@ impl Conn {
                 .key(&k.done)
                 .key(self.shared.keys.names())
                 .key(self.shared.keys.active())
+                .key(&k.quorum)
                 .arg(ms)
                 .arg(if reopen.is_some() { "1" } else { "0" })
                 .arg(reopen.unwrap_or(0))
@@ -671,9 +687,24 @@ impl Conn {
                 .arg(need)
                 .arg(cfg)
                 .arg(self.ttl_ms())
+                .arg(self.shared.open_quorum)
+                .arg(open_ms)
                 .invoke_async(con))
             .await?;
-        self.follow(name, &answer);
+        if votes > 0 {
+            // Below the quorum: the open stays this replica's own, and the
+            // fleet's state (not changed) is not followed.
+            if let Some(gate) = self.member(name, |m| Arc::clone(&m.gate)) {
+                if self
+                    .breaker(name)
+                    .is_some_and(|b| matches!(b.state(), State::Open | State::HalfOpen))
+                {
+                    gate.set_local_open(votes, self.shared.open_quorum);
+                }
+            }
+            return Ok(());
+        }
+        self.follow(name, &(kind, version, period, left, level));
         Ok(())
     }
 
@@ -953,6 +984,9 @@ impl Conn {
         let Some(b) = self.breaker(&name) else {
             return Ok(());
         };
+        if gate.local_open().is_some() {
+            return Ok(()); // its probes are its own, below the quorum
+        }
         let (cap, need, cfg) = self.config_args(&name);
         let (held, id) = {
             let l = gate.leases();

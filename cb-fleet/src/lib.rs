@@ -284,6 +284,10 @@ pub const LOG_MAX_LEN: usize = 1_000;
 /// that had it stopped renewing it, by default (a week).
 pub const DEFAULT_NAME_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How often each replica reports its call counts with
+/// [`FleetBuilder::share_failures`], by default.
+pub const DEFAULT_SHARE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Why a fleet could not be set up, or a fleet operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -341,6 +345,8 @@ pub struct FleetBuilder {
     name_ttl: Duration,
     queue: usize,
     open_quorum: u32,
+    share_failures: bool,
+    share_interval: Duration,
     tls: tls::TlsSettings,
 }
 
@@ -416,6 +422,28 @@ impl FleetBuilder {
         self
     }
 
+    /// Shares call counts (default `false`): every replica reports its
+    /// calls, failures (timeouts included) and slow calls to Redis in
+    /// batches, off the call path (the background task reads the breakers'
+    /// totals every [`share_interval`](Self::share_interval): at most one
+    /// round trip per breaker per interval, none for a breaker without
+    /// calls), and the fleet opens a breaker when the counts of all
+    /// replicas together cross its thresholds (rates over its window with
+    /// its `minimum_calls`, and `failure_threshold` consecutive failures,
+    /// which a success reported by any replica resets), before any one
+    /// replica would. See "Shared failure counts" in the crate docs.
+    pub fn share_failures(mut self, on: bool) -> Self {
+        self.share_failures = on;
+        self
+    }
+
+    /// How often each replica reports its call counts with
+    /// [`share_failures`](Self::share_failures) (default 1 s; at least 10 ms).
+    pub fn share_interval(mut self, every: Duration) -> Self {
+        self.share_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Feature `tls`: trusts the CA certificates in `pem` (one or more PEM
     /// `CERTIFICATE` blocks) for the `rediss://` server, instead of the
     /// built-in Mozilla roots (webpki-roots). Use it for a private or
@@ -475,6 +503,7 @@ impl FleetBuilder {
             io_timeout: self.io_timeout,
             name_ttl: self.name_ttl,
             open_quorum: self.open_quorum,
+            share_interval: self.share_failures.then_some(self.share_interval),
             link: Arc::new(Link {
                 connected: AtomicBool::new(false),
                 tx,
@@ -486,10 +515,12 @@ impl FleetBuilder {
             local: Mutex::new(Local::default()),
             malformed: AtomicU64::new(0),
             registry,
+            joined: AtomicBool::new(false),
         });
         // Attach first: the first synchronisation then covers every breaker,
         // and shares an open made before the join.
         registry.coordinate(Arc::new(Coord(Arc::clone(&shared))));
+        shared.joined.store(true, Ordering::Release);
         let (first_tx, first_rx) = oneshot::channel();
         let handle = tokio::spawn(task::run(Arc::clone(&shared), client, rx, first_tx));
         // The first attempt: connected and synchronised, or given up.
@@ -559,6 +590,8 @@ impl Fleet {
             name_ttl: DEFAULT_NAME_TTL,
             queue: DEFAULT_QUEUE_CAPACITY,
             open_quorum: 1,
+            share_failures: false,
+            share_interval: DEFAULT_SHARE_INTERVAL,
             tls: tls::TlsSettings::default(),
         }
     }
@@ -873,6 +906,9 @@ pub(crate) struct Member {
     /// Found in the registry once (a breaker is attached just before the
     /// registry holds it).
     pub(crate) seen: AtomicBool,
+    /// Created after the join: all its calls are new to the fleet (shared
+    /// counts start from zero, not from its totals at the first report).
+    pub(crate) fresh: bool,
 }
 
 /// What the task and the coordinator share, under one lock (never held
@@ -895,10 +931,14 @@ pub(crate) struct Shared {
     pub(crate) io_timeout: Duration,
     pub(crate) name_ttl: Duration,
     pub(crate) open_quorum: u32,
+    /// With `share_failures`: how often call counts are reported.
+    pub(crate) share_interval: Option<Duration>,
     pub(crate) link: Arc<Link>,
     pub(crate) local: Mutex<Local>,
     pub(crate) malformed: AtomicU64,
     pub(crate) registry: &'static Registry,
+    /// `join` has attached the breakers the registry held.
+    pub(crate) joined: AtomicBool,
 }
 
 impl Shared {
@@ -1003,6 +1043,7 @@ impl Coordinator for Coord {
                 breaker: Arc::downgrade(breaker),
                 gate,
                 seen: AtomicBool::new(false),
+                fresh: shared.joined.load(Ordering::Acquire),
             },
         );
         drop(local);

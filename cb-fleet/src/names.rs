@@ -149,7 +149,8 @@ impl Keys {
     /// Breaker `name`'s keys: its hash (state, version, period, level,
     /// configuration), its open marker (expires when the open duration ends),
     /// its lease set, the set of probe reports counted in this period, the
-    /// replicas counted towards its open quorum, and its transition stream.
+    /// replicas counted towards its open quorum, the fleet's window of shared
+    /// call counts, and its transition stream.
     pub(crate) fn breaker(&self, name: &str) -> BreakerKeys {
         let p = &self.prefix;
         BreakerKeys {
@@ -158,6 +159,7 @@ impl Keys {
             lease: format!("{p}lease:{name}"),
             done: format!("{p}done:{name}"),
             quorum: format!("{p}quorum:{name}"),
+            window: format!("{p}win:{name}"),
             log: format!("{p}log:{name}"),
         }
     }
@@ -171,6 +173,7 @@ pub(crate) struct BreakerKeys {
     pub(crate) lease: String,
     pub(crate) done: String,
     pub(crate) quorum: String,
+    pub(crate) window: String,
     pub(crate) log: String,
 }
 

@@ -24,6 +24,11 @@
 //! * a sorted set `quorum:<name>` of the replicas whose own opens count
 //!   towards the open quorum, scored by when each count ends (Redis's
 //!   `TIME` plus the breaker's open duration); only with a quorum above 1;
+//! * a hash `win:<name>`, the fleet's window of shared call counts (with
+//!   `share_failures`): per bucket of a tenth of a time window `c<b>`,
+//!   `f<b>`, `s<b>` (calls, failures, slow calls; `lo` the oldest bucket
+//!   that may be left), or, for a count window, `c`, `f`, `s` scaled down to
+//!   the window's size; and `consec`, the fleet's consecutive failures;
 //! * a capped stream `log:<name>` of transitions.
 //!
 //! Per namespace: `names` (a sorted set of breaker names scored by when a
@@ -72,9 +77,10 @@ end
 ";
 
 /// Every script, for loading them all on connecting.
-pub(crate) fn all() -> [&'static Script; 10] {
+pub(crate) fn all() -> [&'static Script; 11] {
     [
         open(),
+        share(),
         close(),
         probe(),
         acquire(),
@@ -151,6 +157,86 @@ redis.call('ZADD', KEYS[5], now_ms(), ARGV[5])
 redis.call('ZADD', KEYS[6], 0, ARGV[5])
 publish(ARGV[6], ARGV[4], h, o, ARGV[5])
 return answer(0)
+",
+        )
+    });
+    &SCRIPT
+}
+
+/// A replica's batch of call counts (`share_failures`), added to the
+/// fleet's window; the fleet opens when the window's sums cross the
+/// breaker's thresholds. Counted only while the fleet is closed. KEYS:
+/// hash, open, done, names, active, win. ARGV: calls, failures, slow,
+/// '1' when the batch had a success (the fleet's consecutive failures
+/// restart from the batch's trailing failures), trailing failures, window
+/// kind ('t' time, 'c' count), window (ms or calls), minimum_calls,
+/// failure rate threshold, slow rate threshold (-1: off),
+/// failure_threshold, open ms, cap, need, cfg, replica, name, channel,
+/// name_ttl_ms.
+pub(crate) fn share() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o, w = KEYS[1], KEYS[2], KEYS[6]
+local k = redis.call('HGET', h, 'kind')
+if k == 'open' or k == 'forced_open' or k == 'disabled' then return state(h, o) end
+local calls, fails, slow = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local consec
+if ARGV[4] == '1' then
+  consec = tonumber(ARGV[5])
+  redis.call('HSET', w, 'consec', consec)
+else
+  consec = redis.call('HINCRBY', w, 'consec', fails)
+end
+local c, f, sl = 0, 0, 0
+local span = tonumber(ARGV[7])
+if ARGV[6] == 't' then
+  local size = math.max(1, math.floor(span / 10))
+  local b = math.floor(now_ms() / size)
+  local lo = tonumber(redis.call('HGET', w, 'lo') or b)
+  if b - lo >= 20 then
+    redis.call('DEL', w)
+    redis.call('HSET', w, 'consec', consec)
+  else
+    for j = lo, b - 10 do redis.call('HDEL', w, 'c' .. j, 'f' .. j, 's' .. j) end
+  end
+  redis.call('HSET', w, 'lo', math.max(math.min(lo, b), b - 9))
+  redis.call('HINCRBY', w, 'c' .. b, calls)
+  redis.call('HINCRBY', w, 'f' .. b, fails)
+  redis.call('HINCRBY', w, 's' .. b, slow)
+  for j = b - 9, b do
+    c = c + tonumber(redis.call('HGET', w, 'c' .. j) or '0')
+    f = f + tonumber(redis.call('HGET', w, 'f' .. j) or '0')
+    sl = sl + tonumber(redis.call('HGET', w, 's' .. j) or '0')
+  end
+  redis.call('PEXPIRE', w, span * 2)
+else
+  c = tonumber(redis.call('HGET', w, 'c') or '0') + calls
+  f = tonumber(redis.call('HGET', w, 'f') or '0') + fails
+  sl = tonumber(redis.call('HGET', w, 's') or '0') + slow
+  if c > span then
+    f = f * span / c
+    sl = sl * span / c
+    c = span
+  end
+  redis.call('HSET', w, 'c', tostring(c), 'f', tostring(f), 's', tostring(sl))
+  redis.call('PEXPIRE', w, ARGV[19])
+end
+local judged = c >= tonumber(ARGV[8]) and c > 0
+local trip = consec >= tonumber(ARGV[11])
+  or (judged and f > 0 and f / c >= tonumber(ARGV[9]))
+  or (judged and tonumber(ARGV[10]) >= 0 and sl > 0 and sl / c >= tonumber(ARGV[10]))
+if not trip then return state(h, o) end
+redis.call('SET', o, '1', 'PX', math.max(1, math.floor(tonumber(ARGV[12]))))
+redis.call('DEL', KEYS[3], w)
+local v = bump(h)
+redis.call('HSET', h, 'kind', 'open', 'per', v, 'level', 0, 'succ', 0,
+           'cap', ARGV[13], 'need', ARGV[14], 'cfg', ARGV[15], 'by', ARGV[16])
+redis.call('PEXPIRE', h, ARGV[19])
+redis.call('ZADD', KEYS[4], now_ms(), ARGV[17])
+redis.call('ZADD', KEYS[5], 0, ARGV[17])
+publish(ARGV[18], ARGV[16], h, o, ARGV[17])
+return state(h, o)
 ",
         )
     });

@@ -1,6 +1,6 @@
 //! The background task: the only code that talks to Redis.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -120,6 +120,7 @@ pub(crate) async fn run(
         pending: Vec::new(),
         warned_dup: false,
         warned_cfg: HashSet::new(),
+        reported: HashMap::new(),
     };
     loop {
         let why = match conn.connect(&client).await {
@@ -189,6 +190,26 @@ struct Conn {
     pending: Vec<Arc<str>>,
     warned_dup: bool,
     warned_cfg: HashSet<String>,
+    /// With `share_failures`: each breaker's totals when last reported.
+    reported: HashMap<Arc<str>, Totals>,
+}
+
+/// A breaker's call totals, for the shared counts.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    successes: u64,
+    failures: u64,
+    slow: u64,
+}
+
+impl Totals {
+    fn of(s: &cb_runtime::Stats) -> Self {
+        Totals {
+            successes: s.successes,
+            failures: s.failures + s.timeouts,
+            slow: s.slow_calls,
+        }
+    }
 }
 
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
@@ -209,6 +230,8 @@ struct Tracked {
     name: Arc<str>,
     gate: Arc<crate::Gate>,
     breaker: Option<Arc<CircuitBreaker>>,
+    /// Created after the join.
+    fresh: bool,
 }
 
 impl Conn {
@@ -273,6 +296,7 @@ impl Conn {
                 name: Arc::clone(&m.gate.ledger.name),
                 gate: Arc::clone(&m.gate),
                 breaker: m.breaker.upgrade().filter(|_| self.shared.is_live(n, m)),
+                fresh: m.fresh,
             })
             .collect()
     }
@@ -562,8 +586,12 @@ impl Conn {
         let mut last_renew = Instant::now();
         let mut last_touch = Instant::now();
         let touch_every = (self.shared.name_ttl / 4).min(Duration::from_secs(3600));
+        let sharing = self.shared.share_interval;
+        let mut share = tokio::time::interval(sharing.unwrap_or(Duration::from_secs(3600)));
+        share.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
+                _ = share.tick(), if sharing.is_some() => self.share(&mut con).await,
                 cmd = rx.recv() => match cmd {
                     None => return None,
                     Some(cmd) => {
@@ -1098,6 +1126,80 @@ impl Conn {
             for batch in names.chunks(BATCH) {
                 self.touch(con, batch).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Reports each breaker's calls since its last report (`share_failures`):
+    /// one script run per breaker that had calls. Counts are reported at
+    /// most once: a report lost with the connection is not sent again.
+    async fn share(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+        let live: Vec<(Arc<str>, Arc<CircuitBreaker>, bool)> = self
+            .tracked()
+            .into_iter()
+            .filter_map(|t| Some((t.name, t.breaker?, t.fresh)))
+            .collect();
+        self.reported.retain(|n, _| live.iter().any(|(l, _, _)| l == n));
+        for (name, b, fresh) in live {
+            let stats = b.stats();
+            let now = Totals::of(&stats);
+            // A breaker created after the join is counted from its start;
+            // one the registry held at the join, from the first report on
+            // (its older calls may be long out of any window).
+            let last = match self.reported.insert(Arc::clone(&name), now) {
+                Some(last) => last,
+                None if fresh => Totals::default(),
+                None => continue,
+            };
+            let successes = now.successes.saturating_sub(last.successes);
+            let failures = now.failures.saturating_sub(last.failures);
+            let slow = now.slow.saturating_sub(last.slow);
+            // Probes decide the fleet's half-open by their own rules.
+            if successes + failures == 0 || stats.state == State::HalfOpen {
+                continue;
+            }
+            let c = b.config();
+            let (kind, window) = match c.sliding_window() {
+                cb_runtime::Window::Count(n) => ("c", u64::from(n)),
+                cb_runtime::Window::Time(d) => ("t", d.as_millis().max(1) as u64),
+            };
+            let slow_threshold = if c.slow_call_duration().is_some() {
+                c.slow_call_rate_threshold()
+            } else {
+                -1.0
+            };
+            let (cap, need, cfg) = self.config_args(&name);
+            let k = self.shared.keys.breaker(&name);
+            let answer: Answer = self
+                .io(scripts::share()
+                    .key(&k.hash)
+                    .key(&k.open)
+                    .key(&k.done)
+                    .key(self.shared.keys.names())
+                    .key(self.shared.keys.active())
+                    .key(&k.window)
+                    .arg(successes + failures)
+                    .arg(failures)
+                    .arg(slow)
+                    .arg(if successes > 0 { "1" } else { "0" })
+                    .arg(stats.consecutive_failures)
+                    .arg(kind)
+                    .arg(window)
+                    .arg(c.minimum_calls())
+                    .arg(c.failure_rate_threshold())
+                    .arg(slow_threshold)
+                    .arg(c.failure_threshold())
+                    .arg(c.open_duration().as_millis().max(1) as u64)
+                    .arg(cap)
+                    .arg(need)
+                    .arg(cfg)
+                    .arg(&self.shared.replica)
+                    .arg(&*name)
+                    .arg(self.shared.keys.channel())
+                    .arg(self.ttl_ms())
+                    .invoke_async(con))
+                .await?;
+            self.follow(&name, &answer);
         }
         Ok(())
     }

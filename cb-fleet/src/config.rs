@@ -5,14 +5,16 @@ use std::path::Path;
 use crate::{Fleet, FleetBuilder, FleetError};
 
 /// Reads `[fleet]` from `path` (if given), then `CB_FLEET_URL`,
-/// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID` and `CB_FLEET_OPEN_QUORUM`
-/// from `env` on top (`name_ttl` is read from the file only).
+/// `CB_FLEET_NAMESPACE` and `CB_FLEET_REPLICA_ID` from `env` on top
+/// (`name_ttl`, `open_quorum`, `share_failures` and `share_interval` are
+/// read from the file only: cb-runtime refuses other `CB_FLEET_*` names).
 pub(crate) fn settings(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<FleetBuilder>, FleetError> {
     let (mut url, mut namespace, mut replica, mut name_ttl) = (None, None, None, None);
     let mut quorum: Option<String> = None;
+    let (mut share, mut share_interval): (Option<bool>, Option<String>) = (None, None);
     if let Some(path) = path {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -26,6 +28,26 @@ pub(crate) fn settings(
                 FleetError::invalid("fleet", format!("{shown}: not a table"), "a [fleet] table")
             })?;
             for (key, value) in fleet {
+                if key == "share_failures" {
+                    share = Some(value.as_bool().ok_or_else(|| {
+                        FleetError::invalid(
+                            "share_failures",
+                            format!("{shown}: [fleet] `share_failures` is not a boolean"),
+                            "true or false",
+                        )
+                    })?);
+                    continue;
+                }
+                if key == "share_interval" {
+                    share_interval = Some(value.as_str().map(str::to_owned).ok_or_else(|| {
+                        FleetError::invalid(
+                            "share_interval",
+                            format!("{shown}: [fleet] `share_interval` is not a string"),
+                            "a duration of at least 10 ms, such as \"1s\" or \"250ms\"",
+                        )
+                    })?);
+                    continue;
+                }
                 if key == "open_quorum" {
                     // A TOML integer (a string of digits is taken too).
                     quorum = Some(match value {
@@ -44,7 +66,7 @@ pub(crate) fn settings(
                         return Err(FleetError::invalid(
                             "fleet key",
                             format!("{shown}: [fleet] key `{key}`"),
-                            "one of `url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`",
+                            "one of `url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`, `share_failures`, `share_interval`",
                         ))
                     }
                 };
@@ -63,7 +85,6 @@ pub(crate) fn settings(
         ("CB_FLEET_URL", &mut url),
         ("CB_FLEET_NAMESPACE", &mut namespace),
         ("CB_FLEET_REPLICA_ID", &mut replica),
-        ("CB_FLEET_OPEN_QUORUM", &mut quorum),
     ] {
         if let Some(v) = env(var).filter(|v| !v.is_empty()) {
             *slot = Some(v);
@@ -100,6 +121,22 @@ pub(crate) fn settings(
                 )
             })?;
         builder = builder.open_quorum(n);
+    }
+    if let Some(on) = share {
+        builder = builder.share_failures(on);
+    }
+    if let Some(text) = share_interval {
+        let every = cb_runtime::parse_duration(&text)
+            .ok()
+            .filter(|d| *d >= std::time::Duration::from_millis(10))
+            .ok_or_else(|| {
+                FleetError::invalid(
+                    "share_interval",
+                    format!("{:?}", text.chars().take(40).collect::<String>()),
+                    "a duration of at least 10 ms, such as \"1s\" or \"250ms\"",
+                )
+            })?;
+        builder = builder.share_interval(every);
     }
     if let Some(text) = name_ttl {
         let ttl = cb_runtime::parse_duration(&text)
@@ -164,9 +201,20 @@ mod tests {
         let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nopen_quorum = 3\n");
         let b = settings(Some(&f.0), &none).unwrap().unwrap();
         assert_eq!(b.open_quorum, 3);
-        let env = |k: &str| (k == "CB_FLEET_OPEN_QUORUM").then(|| "2".to_owned());
-        let b = settings(Some(&f.0), &env).unwrap().unwrap();
-        assert_eq!(b.open_quorum, 2, "the environment wins");
+        let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nshare_failures = true\nshare_interval = \"250ms\"\n");
+        let b = settings(Some(&f.0), &none).unwrap().unwrap();
+        assert!(b.share_failures);
+        assert_eq!(b.share_interval, std::time::Duration::from_millis(250));
+        for (bad, field) in [
+            ("share_failures = \"yes\"", "`share_failures`"),
+            ("share_interval = \"1ms\"", "`share_interval`"),
+        ] {
+            let f = file(&format!(
+                "[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\n{bad}\n"
+            ));
+            let e = settings(Some(&f.0), &none).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]

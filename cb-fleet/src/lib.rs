@@ -181,8 +181,59 @@
 //!   resync (a server restarted empty) counts its own open towards the
 //!   quorum instead of seeding it.
 //!
-//! Set it in code, in the `[fleet]` table (`open_quorum = 2`) or with
-//! `CB_FLEET_OPEN_QUORUM`; 0 or more than 10,000 is refused.
+//! Set it in code or in the `[fleet]` table (`open_quorum = 2`); 0 or more
+//! than 10,000 is refused.
+//!
+//! # Shared failure counts
+//!
+//! With [`FleetBuilder::share_failures`]`(true)`, the fleet also opens a
+//! breaker on the counts of all replicas together: with 30 replicas each
+//! seeing a thirtieth of a provider's failures, no replica crosses its
+//! thresholds for a long time, while the fleet has long seen enough.
+//!
+//! * **Batched, off the call path.** Every
+//!   [`share_interval`](FleetBuilder::share_interval) (default 1 s) the
+//!   background task reads each breaker's totals (successes, failures with
+//!   timeouts, slow calls) and sends what changed since its last report: one
+//!   script run per breaker that had calls, none for an idle one. Calls
+//!   never wait for it. A breaker created after the join is counted from its
+//!   start; one the registry held at the join, from then on. A report lost
+//!   with the connection is not sent again (counts are sent at most once).
+//! * **A fleet-wide window in Redis** (`win:<name>`), summed over the
+//!   breaker's window: for a time window, ten buckets of a tenth of it, as
+//!   the runtime's own; for a count window of `n` calls, the sums scaled
+//!   down to `n` calls when they exceed it (the last `n` calls fleet-wide,
+//!   approximately). Counted only while the fleet is closed; emptied when
+//!   it opens.
+//! * **The breaker's thresholds, on the sums.** The fleet opens (a
+//!   versioned open, shared as any, with the reporting replica's open
+//!   duration) when the summed failure rate, or slow-call rate, reaches the
+//!   breaker's threshold over at least `minimum_calls` calls, or when the
+//!   fleet's consecutive failures reach `failure_threshold`: a batch's
+//!   failures add to them, and a batch with a success sets them to that
+//!   replica's failures since its last success. A shared-counts open is the
+//!   whole fleet's evidence: the [open quorum](#open-quorum) does not apply
+//!   to it. Each replica still opens on its own counts as before.
+//!
+//! Dead calls (calls let through and failed) before every replica is open,
+//! in a uniform outage where every call fails; calls round-robin across the
+//! replicas at one per millisecond fleet-wide; `minimum_calls` 20, failure
+//! rate 50 %, a count window of 100; mean of 5 runs (min..max). The floor is
+//! one replica's threshold, 20 calls, plus the calls in flight.
+//! Measured with `cargo run --release -p cb-fleet --example dead_calls`
+//! (one loopback redis-server, 2 shared cores):
+//!
+//! | replicas | `share_failures(false)` | `share_failures(true)`, `share_interval` 10 ms |
+//! |---|---|---|
+//! | 1 | 20 (20..20) | 20 (20..20) |
+//! | 3 | 59 (58..59) | 22 (21..22) |
+//! | 10 | 192 (191..192) | 22 (21..24) |
+//!
+//! Without sharing, the fleet opens when the first replica reaches its own
+//! 20 calls, after about 20 × R calls fleet-wide. With sharing it opens
+//! within 1.2× the floor, whatever R; what it adds over the floor is the
+//! calls made during one `share_interval` and one round trip, so at the
+//! default 1 s interval add the calls of a second.
 //!
 //! # No network on the call path
 //!
@@ -597,7 +648,7 @@ impl Fleet {
     }
 
     /// The fleet settings of the environment (`CB_FLEET_URL`,
-    /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`, `CB_FLEET_OPEN_QUORUM`) over the `[fleet]` table
+    /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`) over the `[fleet]` table
     /// of the config file named by `CB_CONFIG`, if any: `Ok(None)` when no URL
     /// is configured (fleet mode off). See [`from_config`](Self::from_config).
     pub fn from_env() -> Result<Option<FleetBuilder>, FleetError> {
@@ -608,7 +659,8 @@ impl Fleet {
     }
 
     /// The fleet settings of the `[fleet]` table of the TOML file at `path`
-    /// (`url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`), with the environment's
+    /// (`url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`,
+    /// `share_failures`, `share_interval`), with the environment's
     /// `CB_FLEET_*` variables on top: `Ok(None)` when no URL is configured.
     /// An unreadable file, an unknown key or a value of the wrong type is an
     /// error naming it.
@@ -619,6 +671,8 @@ impl Fleet {
     /// namespace = "checkout"
     /// name_ttl = "168h"   # optional: how long Redis keeps names nobody has
     /// open_quorum = 2     # optional: replicas that must open a breaker to open the fleet's
+    /// share_failures = true    # optional: the fleet opens on all replicas' counts together
+    /// share_interval = "1s"    # optional: how often each replica reports them
     /// ```
     pub fn from_config(path: &std::path::Path) -> Result<Option<FleetBuilder>, FleetError> {
         config::settings(Some(path), &|k| std::env::var(k).ok())

@@ -70,6 +70,13 @@ local function state(h, o)
   return {k, redis.call('HGET', h, 'ver') or '0', redis.call('HGET', h, 'per') or '0',
           tostring(ms), redis.call('HGET', h, 'level') or '0'}
 end
+local function start_open(h, o, done, ms, level, cap, need, cfg, by)
+  redis.call('SET', o, '1', 'PX', ms)
+  redis.call('DEL', done)
+  local v = bump(h)
+  redis.call('HSET', h, 'kind', 'open', 'per', v, 'level', level, 'succ', 0,
+             'cap', cap, 'need', need, 'cfg', cfg, 'by', by)
+end
 local function publish(ch, replica, h, o, name)
   local s = state(h, o)
   redis.call('PUBLISH', ch, 'v2|' .. s[1] .. '|' .. replica .. '|' .. s[2] .. '|' .. s[3] .. '|' .. s[4] .. '|' .. s[5] .. '|' .. name)
@@ -146,11 +153,7 @@ if k == 'open' and pttl > 0 then
 else
   local level = 0
   if k == 'open' then level = tonumber(redis.call('HGET', h, 'level') or '0') + 1 end
-  redis.call('SET', o, '1', 'PX', ms)
-  redis.call('DEL', KEYS[4])
-  local v = bump(h)
-  redis.call('HSET', h, 'kind', 'open', 'per', v, 'level', level, 'succ', 0,
-             'cap', ARGV[7], 'need', ARGV[8], 'cfg', ARGV[9], 'by', ARGV[4])
+  start_open(h, o, KEYS[4], ms, level, ARGV[7], ARGV[8], ARGV[9], ARGV[4])
 end
 redis.call('PEXPIRE', h, ARGV[10])
 redis.call('ZADD', KEYS[5], now_ms(), ARGV[5])
@@ -227,11 +230,8 @@ local trip = consec >= tonumber(ARGV[11])
   or (judged and f > 0 and f / c >= tonumber(ARGV[9]))
   or (judged and tonumber(ARGV[10]) >= 0 and sl > 0 and sl / c >= tonumber(ARGV[10]))
 if not trip then return state(h, o) end
-redis.call('SET', o, '1', 'PX', math.max(1, math.floor(tonumber(ARGV[12]))))
-redis.call('DEL', KEYS[3], w)
-local v = bump(h)
-redis.call('HSET', h, 'kind', 'open', 'per', v, 'level', 0, 'succ', 0,
-           'cap', ARGV[13], 'need', ARGV[14], 'cfg', ARGV[15], 'by', ARGV[16])
+start_open(h, o, KEYS[3], math.max(1, math.floor(tonumber(ARGV[12]))), 0, ARGV[13], ARGV[14], ARGV[15], ARGV[16])
+redis.call('DEL', w)
 redis.call('PEXPIRE', h, ARGV[19])
 redis.call('ZADD', KEYS[4], now_ms(), ARGV[17])
 redis.call('ZADD', KEYS[5], 0, ARGV[17])

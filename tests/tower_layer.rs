@@ -111,7 +111,7 @@ fn breaker(name: &str, failure_threshold: u32) -> Arc<CircuitBreaker> {
 }
 
 #[tokio::test]
-async fn server_errors_and_429_are_failures_other_statuses_successes() {
+async fn server_errors_are_failures_429_is_throttled_other_statuses_successes() {
     let (addr, hits) = upstream().await;
     let b = breaker("tower-statuses", 100);
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
@@ -127,7 +127,7 @@ async fn server_errors_and_429_are_failures_other_statuses_successes() {
         );
     }
     let stats = b.stats();
-    assert_eq!((stats.successes, stats.failures), (8, 5));
+    assert_eq!((stats.successes, stats.failures, stats.throttled), (8, 4, 1));
     assert_eq!(hits.get(), 13);
 }
 
@@ -293,7 +293,7 @@ async fn retry_after_is_bounded_by_the_maximum() {
 async fn retry_after_is_ignored_when_asked_malformed_or_on_other_statuses() {
     let (addr, _) = upstream().await;
     let cases = [
-        ("tower-ignore-asked", "429?retry_after=120", true),
+        ("tower-ignore-asked", "503?retry_after=120", true),
         ("tower-ignore-200", "200?retry_after=120", false),
         ("tower-ignore-500", "500?retry_after=120", false),
         ("tower-ignore-junk", "503?retry_after=soon", false),

@@ -386,6 +386,7 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::Rate => "a rate between 0 and 1",
         FieldKind::Duration => "a duration in a string with its unit",
         FieldKind::OptionalDuration => "a duration in a string with its unit, or \"none\"",
+        FieldKind::DurationUpTo { .. } => "a duration in a string with its unit, or \"0s\"",
         FieldKind::Window => "a number of calls or a duration in a string",
         FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
     }
@@ -396,7 +397,11 @@ fn form(kind: FieldKind) -> &'static str {
 fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue> {
     let checked = match (field.kind, value) {
         (
-            FieldKind::Duration | FieldKind::OptionalDuration | FieldKind::Window | FieldKind::Backoff,
+            FieldKind::Duration
+            | FieldKind::OptionalDuration
+            | FieldKind::DurationUpTo { .. }
+            | FieldKind::Window
+            | FieldKind::Backoff,
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),

@@ -386,7 +386,9 @@ impl ConfigView {
     /// The JSON key of `field`: its name, with `_ms` for a duration.
     pub fn key(field: &cb_syntax::Field) -> String {
         match field.kind {
-            cb_syntax::Kind::Duration | cb_syntax::Kind::OptionalDuration => format!("{}_ms", field.name),
+            cb_syntax::Kind::Duration
+            | cb_syntax::Kind::OptionalDuration
+            | cb_syntax::Kind::DurationUpTo { .. } => format!("{}_ms", field.name),
             _ => field.name.to_owned(),
         }
     }

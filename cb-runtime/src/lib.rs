@@ -102,7 +102,7 @@ pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
-pub use outcome::{Classify, ErrIsFailure, Outcome};
+pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};
 pub use preset::Preset;

@@ -13,6 +13,43 @@ pub enum Outcome {
     /// Neither: the error was the caller's fault (say, a 400 for a prompt that
     /// is too long). Counted in `Stats::ignored`, and nowhere else.
     Ignored,
+    /// The dependency answered "too many requests" or "quota exceeded" (an
+    /// HTTP 429; an LLM provider's rate-limit error). It is not down, and it
+    /// asked callers to wait:
+    ///
+    /// * counted in `Stats::throttled` (and in `Stats::calls()`), never as a
+    ///   failure: it is not in the window's failure rate, not a consecutive
+    ///   failure, and never raises the `open_backoff` level;
+    /// * it opens the circuit ([`Reason::Throttled`](crate::Reason::Throttled))
+    ///   for the dependency's hint ([`Classify::classify_with_retry_after`]),
+    ///   capped at `max_retry_after`, or for `throttle_duration` without one.
+    ///   It never shortens an open period already running, and an answer to a
+    ///   call admitted before the circuit last moved is ignored, as a late
+    ///   result is. After the period the circuit is half-open, as usual;
+    /// * while that period lasts, a refusal says so:
+    ///   [`BreakerError::is_throttled`](crate::BreakerError::is_throttled), with
+    ///   the time left in [`retry_after`](crate::BreakerError::retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, Outcome, State};
+    ///
+    /// let clock = ManualClock::new();
+    /// let config = Config::builder().throttle_duration(Duration::from_secs(5)).clock(clock.clock());
+    /// let breaker = CircuitBreaker::new("throttled-doc", config.build()?);
+    /// breaker.try_acquire().unwrap().record_outcome(Outcome::Throttled);
+    ///
+    /// let refusal = breaker.try_acquire().unwrap_err();
+    /// assert!(refusal.is_throttled());
+    /// assert_eq!(refusal.retry_after(), Some(Duration::from_secs(5)));
+    /// let stats = breaker.stats();
+    /// assert_eq!((stats.throttled, stats.failures, stats.calls()), (1, 0, 2));
+    ///
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// # Ok::<(), cb_runtime::ConfigError>(())
+    /// ```
+    Throttled,
 }
 
 /// Decides how a finished call's result counts against the dependency.
@@ -51,16 +88,56 @@ pub trait Classify<T, E> {
     /// How `result` counts, and how long the dependency asked callers to
     /// stay away if it said so (an HTTP `Retry-After`).
     ///
-    /// The breaker honours the hint, as [`CircuitBreaker::open_for`](crate::CircuitBreaker::open_for)
-    /// would (never shortening an open period already running), only when the
-    /// call counts as a [`Outcome::Failure`] and was admitted in the current
-    /// period: a late answer from a call admitted before the circuit last
-    /// moved says nothing about now. The default gives no hint.
+    /// For an [`Outcome::Throttled`] the hint, capped at the breaker's
+    /// `max_retry_after`, is how long the circuit stays open (no hint:
+    /// `throttle_duration`). For an [`Outcome::Failure`] the breaker honours
+    /// it as [`CircuitBreaker::open_for`](crate::CircuitBreaker::open_for)
+    /// would, capped the same way (an HTTP 503 with `Retry-After`). Either
+    /// way it never shortens an open period already running, and counts
+    /// only from a call admitted in the current period: a late answer from a
+    /// call admitted before the circuit last moved says nothing about now.
+    /// The default gives no hint.
     fn classify_with_retry_after(self, result: &Result<T, E>) -> (Outcome, Option<Duration>)
     where
         Self: Sized,
     {
         (self.classify(result), None)
+    }
+}
+
+/// Decides how the error of a streamed call counts: the error `open`
+/// returned, or the stream's first `Err` item (see
+/// [`CircuitBreaker::call_stream_with`](crate::CircuitBreaker::call_stream_with)).
+///
+/// Implemented by [`ErrIsFailure`] (the default: every error is a failure)
+/// and by every closure `FnOnce(&E) -> Outcome`. A streamed call is judged
+/// once, so the classifier is asked at most once.
+pub trait ClassifyError<E> {
+    /// How `error` counts.
+    fn classify_error(self, error: &E) -> Outcome;
+
+    /// How `error` counts, and the dependency's hint of when to come back,
+    /// as [`Classify::classify_with_retry_after`] says for a plain call. The
+    /// default gives no hint.
+    fn classify_error_with_retry_after(self, error: &E) -> (Outcome, Option<Duration>)
+    where
+        Self: Sized,
+    {
+        (self.classify_error(error), None)
+    }
+}
+
+impl<E> ClassifyError<E> for ErrIsFailure {
+    #[inline]
+    fn classify_error(self, _: &E) -> Outcome {
+        Outcome::Failure
+    }
+}
+
+impl<E, F: FnOnce(&E) -> Outcome> ClassifyError<E> for F {
+    #[inline]
+    fn classify_error(self, error: &E) -> Outcome {
+        self(error)
     }
 }
 
@@ -94,6 +171,8 @@ pub(crate) enum CallEnd {
     /// Abandoned at `call_timeout`: counted as a failure, and as a timeout.
     Timeout,
     Ignored,
+    /// Rate limited by the dependency: opens for its hint, counts no failure.
+    Throttled,
     /// Dropped before it finished: no outcome is recorded.
     Cancelled,
 }
@@ -116,6 +195,7 @@ impl From<Outcome> for CallEnd {
             Outcome::Success => CallEnd::Success,
             Outcome::Failure => CallEnd::Failure,
             Outcome::Ignored => CallEnd::Ignored,
+            Outcome::Throttled => CallEnd::Throttled,
         }
     }
 }

@@ -5,11 +5,11 @@ use crate::state::State;
 /// A breaker's state and counts at one instant.
 ///
 /// The totals (`successes`, `failures`, `timeouts`, `rejected`, `ignored`,
-/// `cancelled`) count every call since the breaker was created; they are
-/// exact, and [`reset`](crate::CircuitBreaker::reset) does not clear them. Every
-/// call that was admitted or refused lands in exactly one of them, so
-/// `successes + failures + timeouts + ignored + cancelled + rejected` is the
-/// number of calls. `slow_calls` counts calls of any outcome that were slow.
+/// `cancelled`, `throttled`) count every call since the breaker was created;
+/// they are exact, and [`reset`](crate::CircuitBreaker::reset) does not clear
+/// them. Every call that was admitted or refused lands in exactly one of
+/// them, so `successes + failures + timeouts + ignored + cancelled +
+/// rejected + throttled` is the number of calls. `slow_calls` counts calls of any outcome that were slow.
 ///
 /// The `*_in_window` fields and rates describe the sliding window, which
 /// `reset` and closing the circuit clear.
@@ -34,6 +34,9 @@ pub struct Stats {
     pub ignored: u64,
     /// Calls dropped before they finished; they count neither way.
     pub cancelled: u64,
+    /// Calls the dependency throttled ([`Outcome::Throttled`](crate::Outcome::Throttled):
+    /// a 429, a quota error); not failures.
+    pub throttled: u64,
     /// Calls in the sliding window.
     pub calls_in_window: u64,
     /// Failures (including timeouts) in the sliding window.
@@ -50,8 +53,14 @@ pub struct Stats {
 
 impl Stats {
     /// Every call counted: `successes + failures + timeouts + ignored +
-    /// cancelled + rejected`.
+    /// cancelled + rejected + throttled`.
     pub fn calls(&self) -> u64 {
-        self.successes + self.failures + self.timeouts + self.ignored + self.cancelled + self.rejected
+        self.successes
+            + self.failures
+            + self.timeouts
+            + self.ignored
+            + self.cancelled
+            + self.rejected
+            + self.throttled
     }
 }

@@ -76,7 +76,7 @@ use crate::breaker::CircuitBreaker;
 use crate::call::{arm_timer_at, poll_guarded, PanicGuard, Phase, Timer};
 use crate::error::CallError;
 use crate::handle::BreakerRef;
-use crate::outcome::CallEnd;
+use crate::outcome::{CallEnd, ClassifyError, ErrIsFailure, Outcome};
 use crate::state::Ticket;
 
 pin_project! {
@@ -86,10 +86,12 @@ pin_project! {
     /// It resolves to a [`BreakerStream`], or to the call's error. Dropping it
     /// before it resolves gives the permit back and records nothing.
     #[must_use = "futures do nothing unless polled"]
-    pub struct CallStream<'a, F> {
+    pub struct CallStream<'a, F, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
         phase: Phase,
         judge_at_first_item: bool,
+        // Judges the call's error, once: `open`'s, or the first `Err` item's.
+        classify: Option<C>,
         #[pin]
         open: Option<F>,
         timer: Timer,
@@ -97,7 +99,7 @@ pin_project! {
         deadline: Option<(Instant, Duration)>,
     }
 
-    impl<'a, F> PinnedDrop for CallStream<'a, F> {
+    impl<'a, F, C> PinnedDrop for CallStream<'a, F, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Phase::Running(ticket) = *this.phase {
@@ -107,7 +109,7 @@ pin_project! {
     }
 }
 
-impl<'a, F> CallStream<'a, F> {
+impl<'a, F, C> CallStream<'a, F, C> {
     /// Judges the call at its first item instead of at its end: the first
     /// item is a success, and whatever the stream does afterwards (an error,
     /// a stall) is passed to the consumer but not counted.
@@ -125,12 +127,13 @@ impl<'a, F> CallStream<'a, F> {
     }
 }
 
-impl<'a, F, S, T, E> Future for CallStream<'a, F>
+impl<'a, F, S, T, E, C> Future for CallStream<'a, F, C>
 where
     F: Future<Output = Result<S, E>>,
     S: Stream<Item = Result<T, E>>,
+    C: ClassifyError<E>,
 {
-    type Output = Result<BreakerStream<'a, S>, CallError<E>>;
+    type Output = Result<BreakerStream<'a, S, C>, CallError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -159,6 +162,7 @@ where
                     seen_item: false,
                     to_first_item: None,
                     judge_at_first_item: *this.judge_at_first_item,
+                    classify: this.classify.take(),
                     stream: Some(stream),
                     timer: Timer(this.timer.0.take()),
                     deadline: *this.deadline,
@@ -166,7 +170,8 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                breaker.finish_stream(ticket, CallEnd::Failure, None);
+                let (end, hint) = judge_error(breaker, ticket, this.classify.take(), &error);
+                breaker.finish_stream_with_hint(ticket, end, None, hint);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
             Poll::Pending => {
@@ -181,6 +186,31 @@ where
             }
         }
     }
+}
+
+/// How a streamed call's error counts, asked of its classifier under a guard
+/// (the classifier is user code: a panic in it is a failure); a failure when
+/// it was asked already.
+fn judge_error<E, C: ClassifyError<E>>(
+    breaker: &CircuitBreaker,
+    ticket: Ticket,
+    classify: Option<C>,
+    error: &E,
+) -> (CallEnd, Option<Duration>) {
+    let Some(classify) = classify else {
+        return (CallEnd::Failure, None);
+    };
+    let guard = PanicGuard {
+        breaker,
+        ticket,
+        to_first_item: None,
+    };
+    let (outcome, hint) = classify.classify_error_with_retry_after(error);
+    mem::forget(guard);
+    (
+        CallEnd::from(outcome),
+        hint.filter(|_| outcome != Outcome::Success),
+    )
 }
 
 /// Whether the timer for `deadline` has fired, arming it (or moving it to
@@ -209,13 +239,15 @@ pin_project! {
     /// the call is judged. It is `Send` when the inner stream is, and `Unpin`
     /// when the inner stream is.
     #[must_use = "streams do nothing unless polled"]
-    pub struct BreakerStream<'a, S> {
+    pub struct BreakerStream<'a, S, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
         phase: StreamPhase,
         seen_item: bool,
         // Nanoseconds from admission to the first item, when the call is timed.
         to_first_item: Option<u64>,
         judge_at_first_item: bool,
+        // Judges the first `Err` item.
+        classify: Option<C>,
         #[pin]
         stream: Option<S>,
         timer: Timer,
@@ -223,7 +255,7 @@ pin_project! {
         deadline: Option<(Instant, Duration)>,
     }
 
-    impl<'a, S> PinnedDrop for BreakerStream<'a, S> {
+    impl<'a, S, C> PinnedDrop for BreakerStream<'a, S, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let StreamPhase::Running(ticket) = *this.phase {
@@ -245,7 +277,7 @@ enum StreamPhase {
     Ended,
 }
 
-impl<S> BreakerStream<'_, S> {
+impl<S, C> BreakerStream<'_, S, C> {
     /// The breaker that judges this stream.
     pub fn breaker(&self) -> &CircuitBreaker {
         self.breaker.get()
@@ -263,9 +295,10 @@ impl<S> BreakerStream<'_, S> {
     }
 }
 
-impl<S, T, E> Stream for BreakerStream<'_, S>
+impl<S, T, E, C> Stream for BreakerStream<'_, S, C>
 where
     S: Stream<Item = Result<T, E>>,
+    C: ClassifyError<E>,
 {
     type Item = Result<T, CallError<E>>;
 
@@ -319,7 +352,10 @@ where
                 Poll::Ready(Some(Ok(item)))
             }
             Poll::Ready(Some(Err(error))) => {
-                judge(CallEnd::Failure);
+                if let Some(ticket) = ticket {
+                    let (end, hint) = judge_error(breaker, ticket, this.classify.take(), &error);
+                    breaker.finish_stream_with_hint(ticket, end, *this.to_first_item, hint);
+                }
                 this.stream.set(None);
                 Poll::Ready(Some(Err(CallError::Inner(error))))
             }
@@ -350,7 +386,7 @@ where
     }
 }
 
-impl<F> fmt::Debug for CallStream<'_, F> {
+impl<F, C> fmt::Debug for CallStream<'_, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallStream")
             .field("breaker", &self.breaker.get().name())
@@ -359,7 +395,7 @@ impl<F> fmt::Debug for CallStream<'_, F> {
     }
 }
 
-impl<S> fmt::Debug for BreakerStream<'_, S> {
+impl<S, C> fmt::Debug for BreakerStream<'_, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerStream")
             .field("breaker", &self.breaker.get().name())
@@ -382,10 +418,46 @@ impl CircuitBreaker {
         F: Future<Output = Result<S, E>>,
         S: Stream<Item = Result<T, E>>,
     {
+        self.call_stream_with(open, ErrIsFailure)
+    }
+
+    /// Like [`call_stream`](Self::call_stream), with `classify` deciding how
+    /// the call's error counts: the error `open` returns, or the stream's
+    /// first `Err` item (a streamed call is judged once). An error it calls
+    /// [`Outcome::Throttled`] opens the circuit for the rate limit's hint
+    /// ([`ClassifyError::classify_error_with_retry_after`]) without counting
+    /// a failure; [`Outcome::Ignored`] counts in `Stats::ignored` only;
+    /// [`Outcome::Success`] counts as a success. The error reaches the
+    /// caller either way, and the stream ends after it.
+    ///
+    /// ```
+    /// use cb_runtime::{CircuitBreaker, Config, Outcome};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let breaker = CircuitBreaker::new("stream-with-doc", Config::default());
+    /// let open = async { Err::<tokio_stream::Iter<std::vec::IntoIter<Result<u8, u16>>>, u16>(429) };
+    /// let refused = breaker
+    ///     .call_stream_with(open, |status: &u16| match status {
+    ///         429 => Outcome::Throttled,
+    ///         _ => Outcome::Failure,
+    ///     })
+    ///     .await;
+    /// assert!(refused.is_err());
+    /// assert_eq!((breaker.stats().throttled, breaker.stats().failures), (1, 0));
+    /// assert!(breaker.try_acquire().unwrap_err().is_throttled());
+    /// # });
+    /// ```
+    pub fn call_stream_with<F, S, T, E, C>(&self, open: F, classify: C) -> CallStream<'_, F, C>
+    where
+        F: Future<Output = Result<S, E>>,
+        S: Stream<Item = Result<T, E>>,
+        C: ClassifyError<E>,
+    {
         CallStream {
             breaker: BreakerRef::Borrowed(self),
             phase: Phase::Start,
             judge_at_first_item: false,
+            classify: Some(classify),
             open: Some(open),
             timer: Timer(None),
             deadline: None,
@@ -402,19 +474,32 @@ impl<'a> crate::Permit<'a> {
         F: Future<Output = Result<S, E>>,
         S: Stream<Item = Result<T, E>>,
     {
+        self.run_stream_with(open, ErrIsFailure)
+    }
+
+    /// Like [`run_stream`](Self::run_stream), with `classify` deciding how
+    /// the call's error counts, as
+    /// [`CircuitBreaker::call_stream_with`] says.
+    pub fn run_stream_with<F, S, T, E, C>(self, open: F, classify: C) -> CallStream<'a, F, C>
+    where
+        F: Future<Output = Result<S, E>>,
+        S: Stream<Item = Result<T, E>>,
+        C: ClassifyError<E>,
+    {
         let (breaker, ticket) = self.into_parts();
-        CallStream::admitted(breaker, ticket, open)
+        CallStream::admitted(breaker, ticket, open, classify)
     }
 }
 
-impl<'a, F> CallStream<'a, F> {
+impl<'a, F, C> CallStream<'a, F, C> {
     /// A streamed call admitted with `ticket` already.
-    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, open: F) -> Self {
+    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, open: F, classify: C) -> Self {
         let deadline = breaker.get().call_timeout().map(|d| (Instant::now() + d, d));
         CallStream {
             breaker,
             phase: Phase::Running(ticket),
             judge_at_first_item: false,
+            classify: Some(classify),
             open: Some(open),
             timer: Timer(None),
             deadline,

@@ -23,11 +23,21 @@ mod kw {
     syn::custom_keyword!(failure_if);
     syn::custom_keyword!(ignore_if);
     syn::custom_keyword!(stream);
+    syn::custom_keyword!(throttle_if);
+    syn::custom_keyword!(retry_after);
 }
 
 /// The keys only the attribute takes; the configuration fields
 /// ([`cb_syntax::FIELDS`]) go between `name` and these.
-const ATTRIBUTE_KEYS: [&str; 5] = ["fallback", "failure_if", "ignore_if", "stream", "crate"];
+const ATTRIBUTE_KEYS: [&str; 7] = [
+    "fallback",
+    "failure_if",
+    "ignore_if",
+    "throttle_if",
+    "retry_after",
+    "stream",
+    "crate",
+];
 
 /// Every key, in the order the documentation lists them.
 fn keys() -> Vec<&'static str> {
@@ -45,6 +55,10 @@ enum Kind {
     Fallback,
     FailureIf,
     IgnoreIf,
+    /// `throttle_if = path`: a `fn(&E) -> bool`.
+    ThrottleIf,
+    /// `retry_after = path`: a `fn(&E) -> Option<Duration>`.
+    RetryAfter,
     /// `stream`: `true` or `false`.
     Stream,
     /// A configuration field: its entry in the table says what it takes.
@@ -83,6 +97,8 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
+        throttle_if => Kind::ThrottleIf,
+        retry_after => Kind::RetryAfter,
         stream => Kind::Stream,
     );
     if lookahead.peek(Token![crate]) {
@@ -163,6 +179,22 @@ pub(crate) enum Classify {
     IgnoreIf(Path),
 }
 
+/// Rate limits: `throttle_if` and `retry_after`, asked before `ignore_if` and `failure_if`.
+#[derive(Default)]
+pub(crate) struct Throttle {
+    /// `throttle_if = path`: an error is a rate limit when `path(&e)` is `true`.
+    pub(crate) throttle_if: Option<Path>,
+    /// `retry_after = path`: the hint `path(&e)` reads from the error.
+    pub(crate) retry_after: Option<Path>,
+}
+
+impl Throttle {
+    /// Whether either key was given.
+    pub(crate) fn is_set(&self) -> bool {
+        self.throttle_if.is_some() || self.retry_after.is_some()
+    }
+}
+
 /// The checked arguments.
 pub(crate) struct Args {
     pub(crate) name: LitStr,
@@ -173,6 +205,7 @@ pub(crate) struct Args {
     pub(crate) krate: TokenStream,
     pub(crate) fallback: Option<Path>,
     pub(crate) classify: Option<Classify>,
+    pub(crate) throttle: Throttle,
     /// `stream = true` or `false`, with the value's span; `None` when the return type decides.
     pub(crate) stream: Option<(bool, Span)>,
     pub(crate) overrides: Vec<Override>,
@@ -207,6 +240,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut fallback = None;
     let mut stream = None;
     let mut classify: Option<(&'static str, Classify)> = None;
+    let mut throttle = Throttle::default();
     let mut overrides = Vec::new();
 
     for RawArg { key, value } in raw {
@@ -270,6 +304,8 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 classify = Some((key.name, chosen));
                 Ok(())
             }),
+            Kind::ThrottleIf => path(&key, &value).map(|p| throttle.throttle_if = Some(p)),
+            Kind::RetryAfter => path(&key, &value).map(|p| throttle.retry_after = Some(p)),
             Kind::Stream => match &value {
                 Expr::Lit(ExprLit {
                     lit: Lit::Bool(flag), ..
@@ -330,6 +366,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         krate: krate.unwrap_or_else(|| quote::quote!(::cb_runtime)),
         fallback,
         classify: classify.map(|(_, c)| c),
+        throttle,
         stream,
         overrides,
     })
@@ -360,6 +397,8 @@ fn example(key: &str) -> String {
         "fallback" => "fallback = cached_answer".into(),
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
+        "throttle_if" => "throttle_if = is_rate_limited".into(),
+        "retry_after" => "retry_after = retry_after_hint".into(),
         "stream" => "stream = true".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
@@ -497,10 +536,10 @@ fn string(key: &Key, value: &Expr) -> syn::Result<LitStr> {
 }
 
 fn path(key: &Key, value: &Expr) -> syn::Result<Path> {
-    let wanted = if matches!(key.kind, Kind::Fallback) {
-        "the path of an async fn, not in quotes"
-    } else {
-        "the path of a `fn(&E) -> bool`, not in quotes"
+    let wanted = match key.kind {
+        Kind::Fallback => "the path of an async fn, not in quotes",
+        Kind::RetryAfter => "the path of a `fn(&E) -> Option<Duration>`, not in quotes",
+        _ => "the path of a `fn(&E) -> bool`, not in quotes",
     };
     match value {
         Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(p.path.clone()),

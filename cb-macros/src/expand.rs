@@ -419,6 +419,13 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
     let async_block = quote_spanned!(block_span=> async move #async_body);
 
     let run = match (&args.classify, streamed) {
+        _ if args.throttle.is_set() => {
+            let classifier = throttle_classifier(args, &private);
+            match streamed {
+                Streamed::No => quote!(#permit.run_classified(#async_block, #classifier)),
+                _ => quote!(#permit.run_stream_with(#async_block, #classifier)),
+            }
+        }
         (_, Streamed::Impl(_) | Streamed::Boxed) => quote!(#permit.run_stream(#async_block)),
         (None, Streamed::No) => quote!(#permit.run(#async_block)),
         (Some(classify), Streamed::No) => {
@@ -508,6 +515,31 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             #finish
         }
     }
+}
+
+/// `throttle_if` and `retry_after`, with `ignore_if` or `failure_if` if given, as one
+/// `__private::classify(throttle_if, retry_after, ignore_if, failure_if)`: each key's path is
+/// called through a closure spanned at the path, so that a wrong signature is one type error
+/// there; a key not given is a closure that says no (`failure_if`: every error is a failure).
+fn throttle_classifier(args: &Args, private: &TokenStream) -> TokenStream {
+    let call = |path: Option<&syn::Path>, absent: TokenStream| match path {
+        Some(path) => {
+            let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
+            let call = quote_spanned!(path.span()=> #path(#error));
+            quote!(|#error| #call)
+        }
+        None => quote!(|_| #absent),
+    };
+    let (ignore_if, failure_if) = match &args.classify {
+        Some(Classify::IgnoreIf(path)) => (Some(path), None),
+        Some(Classify::FailureIf(path)) => (None, Some(path)),
+        None => (None, None),
+    };
+    let throttle_if = call(args.throttle.throttle_if.as_ref(), quote!(false));
+    let retry_after = call(args.throttle.retry_after.as_ref(), quote!(#private::None));
+    let ignore_if = call(ignore_if, quote!(false));
+    let failure_if = call(failure_if, quote!(true));
+    quote!(#private::classify(#throttle_if, #retry_after, #ignore_if, #failure_if))
 }
 
 /// The function's `Preset`: `Preset::ALL[i]` is the preset named `cb_syntax::PRESETS[i]`.

@@ -68,6 +68,8 @@ use proc_macro::TokenStream;
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited instead of the body when the breaker refuses the call |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
 /// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted |
+/// | `throttle_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are rate limits (`Outcome::Throttled`): no failure is counted, and the circuit opens for the hint or `throttle_duration`; asked before `ignore_if` and `failure_if` |
+/// | `retry_after` | path to a `fn(&E) -> Option<Duration>` | the provider's hint carried by the error (a `Retry-After` header, a "try again in 20s" in its body), capped at `max_retry_after` |
 /// | `stream` | `true` or `false` | force a streamed call on (boxed streams, aliases) or off; detected from `Result<impl Stream<...>, E>` otherwise |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
 ///
@@ -101,7 +103,8 @@ use proc_macro::TokenStream;
 /// item is a failure, and a stall ends the stream with an `Err(E::from(BreakerError))` item.
 /// `stream = true` does the same for a boxed stream (`Pin<Box<dyn Stream<...> + Send + 'a>>`,
 /// futures' `BoxStream`); `stream = false` judges the call when the stream is opened. A
-/// `fallback` returns a stream too; `failure_if` and `ignore_if` are refused.
+/// `fallback` returns a stream too; `throttle_if` and `retry_after` judge the error of the
+/// opening and the first `Err` item; `failure_if` and `ignore_if` are refused.
 ///
 /// Every argument is checked at compile time, and a mistake is reported at the offending
 /// token.

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+pub use core::option::Option::None;
 pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration;
 pub use core::{concat, module_path};
@@ -171,5 +172,99 @@ pub fn ignore_if<T, E>(is_ignored: impl FnOnce(&E) -> bool) -> impl FnOnce(&Resu
         Ok(_) => Outcome::Success,
         Err(error) if is_ignored(error) => Outcome::Ignored,
         Err(_) => Outcome::Failure,
+    }
+}
+
+/// `throttle_if`, `retry_after`, `ignore_if` and `failure_if` of one function, asked in that
+/// order: an error that `throttle_if` calls a rate limit is [`Outcome::Throttled`], with the
+/// hint `retry_after` reads (capped at the breaker's `max_retry_after`); else one that
+/// `ignore_if` accepts is ignored; else `failure_if` says failure (with `retry_after`'s hint,
+/// honoured as a 503's) or success. The macro passes a closure that says no for a key not given
+/// (`|_| true` for `failure_if`). It judges a plain call's `Result` and a streamed call's error.
+pub fn classify<E, Th, Ra, Ig, Fa>(
+    throttle_if: Th,
+    retry_after: Ra,
+    ignore_if: Ig,
+    failure_if: Fa,
+) -> Classifier<Th, Ra, Ig, Fa>
+where
+    Th: FnOnce(&E) -> bool,
+    Ra: FnOnce(&E) -> Option<Duration>,
+    Ig: FnOnce(&E) -> bool,
+    Fa: FnOnce(&E) -> bool,
+{
+    Classifier {
+        throttle_if,
+        retry_after,
+        ignore_if,
+        failure_if,
+    }
+}
+
+/// What [`classify`] returns.
+pub struct Classifier<Th, Ra, Ig, Fa> {
+    throttle_if: Th,
+    retry_after: Ra,
+    ignore_if: Ig,
+    failure_if: Fa,
+}
+
+impl<Th, Ra, Ig, Fa> Classifier<Th, Ra, Ig, Fa> {
+    #[inline]
+    fn judge<E>(self, error: &E) -> (Outcome, Option<Duration>)
+    where
+        Th: FnOnce(&E) -> bool,
+        Ra: FnOnce(&E) -> Option<Duration>,
+        Ig: FnOnce(&E) -> bool,
+        Fa: FnOnce(&E) -> bool,
+    {
+        if (self.throttle_if)(error) {
+            (Outcome::Throttled, (self.retry_after)(error))
+        } else if (self.ignore_if)(error) {
+            (Outcome::Ignored, None)
+        } else if (self.failure_if)(error) {
+            (Outcome::Failure, (self.retry_after)(error))
+        } else {
+            (Outcome::Success, None)
+        }
+    }
+}
+
+impl<T, E, Th, Ra, Ig, Fa> crate::Classify<T, E> for Classifier<Th, Ra, Ig, Fa>
+where
+    Th: FnOnce(&E) -> bool,
+    Ra: FnOnce(&E) -> Option<Duration>,
+    Ig: FnOnce(&E) -> bool,
+    Fa: FnOnce(&E) -> bool,
+{
+    #[inline]
+    fn classify(self, result: &Result<T, E>) -> Outcome {
+        self.classify_with_retry_after(result).0
+    }
+
+    #[inline]
+    fn classify_with_retry_after(self, result: &Result<T, E>) -> (Outcome, Option<Duration>) {
+        match result {
+            Ok(_) => (Outcome::Success, None),
+            Err(error) => self.judge(error),
+        }
+    }
+}
+
+impl<E, Th, Ra, Ig, Fa> crate::ClassifyError<E> for Classifier<Th, Ra, Ig, Fa>
+where
+    Th: FnOnce(&E) -> bool,
+    Ra: FnOnce(&E) -> Option<Duration>,
+    Ig: FnOnce(&E) -> bool,
+    Fa: FnOnce(&E) -> bool,
+{
+    #[inline]
+    fn classify_error(self, error: &E) -> Outcome {
+        self.judge(error).0
+    }
+
+    #[inline]
+    fn classify_error_with_retry_after(self, error: &E) -> (Outcome, Option<Duration>) {
+        self.judge(error)
     }
 }

@@ -2,6 +2,8 @@
 //! manual clock; then through the tower layer against a mock provider (axum
 //! on 127.0.0.1) that answers 429 with `Retry-After`.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -392,6 +394,78 @@ fn a_streamed_call_can_be_throttled_by_its_opening_or_an_item() {
     assert_eq!(b.open_remaining(), Some(secs(7)));
     assert!(b.try_acquire().unwrap_err().is_throttled());
     assert_eq!((b.stats().throttled, b.stats().failures), (2, 0));
+}
+
+// ---- What operators see -----------------------------------------------------
+
+#[test]
+fn metrics_logs_and_the_admin_api_tell_a_rate_limit_from_an_outage() {
+    use tower::ServiceExt;
+
+    let registry: &'static cb_runtime::Registry =
+        Box::leak(Box::new(cb_runtime::Registry::with_env(Vec::new)));
+    let clock = ManualClock::new();
+    let limited = registry.get_or_insert("ops-limited", || base(&clock).build().unwrap());
+    let down = registry.get_or_insert("ops-down", || base(&clock).failure_threshold(1).build().unwrap());
+    let ((), logs) = support::logs_of(|| throttled(&limited, Some(secs(9))));
+    down.try_acquire().unwrap().record(false);
+
+    // The log: the reason, at INFO (a rate limit is routine), with the period.
+    let line = logs
+        .lines()
+        .find(|l| l.contains("ops-limited"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("INFO") && line.contains("reason=\"throttled\"") && line.contains("9s"),
+        "{logs}"
+    );
+
+    // Metrics: the outcome, and the gauge that tells the two opens apart.
+    let prom = prometheus::Registry::new();
+    prom.register(Box::new(cb_runtime::metrics::BreakerCollector::new(registry)))
+        .unwrap();
+    let text = cb_runtime::metrics::encode(&prom.gather());
+    for line in [
+        r#"circuit_breaker_calls_total{name="ops-limited",outcome="throttled"} 1"#,
+        r#"circuit_breaker_calls_total{name="ops-limited",outcome="failure"} 0"#,
+        r#"circuit_breaker_throttled{name="ops-limited"} 1"#,
+        r#"circuit_breaker_throttled{name="ops-down"} 0"#,
+        r#"circuit_breaker_state{name="ops-limited"} 1"#,
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
+
+    // The admin API: the reason and the flag, and the count.
+    let admin = cb_runtime::admin::router(registry, cb_runtime::admin::AdminAuth::disabled());
+    let get = |path: &str| {
+        let request = http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let response = tokio_test::block_on(admin.clone().oneshot(request)).unwrap();
+        assert_eq!(response.status(), 200);
+        let body = tokio_test::block_on(axum::body::to_bytes(response.into_body(), 1 << 20)).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let view = get("/circuit-breakers/ops-limited");
+    assert_eq!(view["state"], "open");
+    assert_eq!(view["throttled"], true);
+    assert_eq!(view["open_reason"], "throttled");
+    assert_eq!(view["open_remaining_ms"], 9000);
+    assert_eq!(view["stats"]["throttled"], 1);
+    assert_eq!(view["stats"]["calls"], 1);
+    assert_eq!(view["config"]["throttle_duration_ms"], 5000);
+    assert_eq!(view["config"]["max_retry_after_ms"], 30000);
+    let view = get("/circuit-breakers/ops-down");
+    assert_eq!(view["throttled"], false);
+    assert_eq!(view["open_reason"], "consecutive failures");
+    clock.advance(secs(9));
+    let view = get("/circuit-breakers/ops-limited");
+    assert_eq!(
+        (view["state"].as_str(), view["throttled"].as_bool()),
+        (Some("half_open"), Some(true))
+    );
+    limited.try_acquire().unwrap().record(true);
+    let view = get("/circuit-breakers/ops-limited");
+    assert_eq!(view["throttled"], false);
+    assert_eq!(view["open_reason"], serde_json::Value::Null);
 }
 
 // ---- Through the tower layer, against a mock provider ----------------------

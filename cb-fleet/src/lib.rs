@@ -805,7 +805,7 @@ fn observe(link: &Link, ledger: &Arc<ledger::Ledger>, breaker: &Weak<CircuitBrea
         link.send(task::Cmd::Opened {
             ledger: Arc::clone(ledger),
             ms: remaining.as_millis().max(1) as u64,
-            from_half_open: t.from == State::HalfOpen,
+            from_half_open: t.from == State::HalfOpen && t.reason != cb_runtime::Reason::Throttled,
         });
     } else if shared && t.from == State::HalfOpen && t.to == State::Closed {
         link.send(task::Cmd::Closed {

@@ -378,10 +378,10 @@ fn a_streamed_call_can_be_throttled_by_its_opening_or_an_item() {
     // The probe's stream starts, then says 429 with a hint.
     struct Hinted;
     impl cb_runtime::ClassifyError<u16> for Hinted {
-        fn classify_error(self, _: &u16) -> Outcome {
+        fn classify_error(&mut self, _: &u16) -> Outcome {
             Outcome::Throttled
         }
-        fn classify_error_with_retry_after(self, _: &u16) -> (Outcome, Option<Duration>) {
+        fn classify_error_with_retry_after(&mut self, _: &u16) -> (Outcome, Option<Duration>) {
             (Outcome::Throttled, Some(secs(7)))
         }
     }

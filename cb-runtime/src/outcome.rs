@@ -110,33 +110,30 @@ pub trait Classify<T, E> {
 /// [`CircuitBreaker::call_stream_with`](crate::CircuitBreaker::call_stream_with)).
 ///
 /// Implemented by [`ErrIsFailure`] (the default: every error is a failure)
-/// and by every closure `FnOnce(&E) -> Outcome`. A streamed call is judged
-/// once, so the classifier is asked at most once.
+/// and by every closure `FnMut(&E) -> Outcome`. A streamed call is judged
+/// once: the first error judges it.
 pub trait ClassifyError<E> {
     /// How `error` counts.
-    fn classify_error(self, error: &E) -> Outcome;
+    fn classify_error(&mut self, error: &E) -> Outcome;
 
     /// How `error` counts, and the dependency's hint of when to come back,
     /// as [`Classify::classify_with_retry_after`] says for a plain call. The
     /// default gives no hint.
-    fn classify_error_with_retry_after(self, error: &E) -> (Outcome, Option<Duration>)
-    where
-        Self: Sized,
-    {
+    fn classify_error_with_retry_after(&mut self, error: &E) -> (Outcome, Option<Duration>) {
         (self.classify_error(error), None)
     }
 }
 
 impl<E> ClassifyError<E> for ErrIsFailure {
     #[inline]
-    fn classify_error(self, _: &E) -> Outcome {
+    fn classify_error(&mut self, _: &E) -> Outcome {
         Outcome::Failure
     }
 }
 
-impl<E, F: FnOnce(&E) -> Outcome> ClassifyError<E> for F {
+impl<E, F: FnMut(&E) -> Outcome> ClassifyError<E> for F {
     #[inline]
-    fn classify_error(self, error: &E) -> Outcome {
+    fn classify_error(&mut self, error: &E) -> Outcome {
         self(error)
     }
 }

@@ -170,7 +170,7 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                let (end, hint) = judge_error(breaker, ticket, this.classify.take(), &error);
+                let (end, hint) = judge_error(breaker, ticket, this.classify.as_mut(), &error);
                 breaker.finish_stream_with_hint(ticket, end, None, hint);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
@@ -194,7 +194,7 @@ where
 fn judge_error<E, C: ClassifyError<E>>(
     breaker: &CircuitBreaker,
     ticket: Ticket,
-    classify: Option<C>,
+    classify: Option<&mut C>,
     error: &E,
 ) -> (CallEnd, Option<Duration>) {
     let Some(classify) = classify else {
@@ -353,7 +353,7 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 if let Some(ticket) = ticket {
-                    let (end, hint) = judge_error(breaker, ticket, this.classify.take(), &error);
+                    let (end, hint) = judge_error(breaker, ticket, this.classify.as_mut(), &error);
                     breaker.finish_stream_with_hint(ticket, end, *this.to_first_item, hint);
                 }
                 this.stream.set(None);

@@ -188,10 +188,10 @@ pub fn classify<E, Th, Ra, Ig, Fa>(
     failure_if: Fa,
 ) -> Classifier<Th, Ra, Ig, Fa>
 where
-    Th: FnOnce(&E) -> bool,
-    Ra: FnOnce(&E) -> Option<Duration>,
-    Ig: FnOnce(&E) -> bool,
-    Fa: FnOnce(&E) -> bool,
+    Th: FnMut(&E) -> bool,
+    Ra: FnMut(&E) -> Option<Duration>,
+    Ig: FnMut(&E) -> bool,
+    Fa: FnMut(&E) -> bool,
 {
     Classifier {
         throttle_if,
@@ -211,12 +211,12 @@ pub struct Classifier<Th, Ra, Ig, Fa> {
 
 impl<Th, Ra, Ig, Fa> Classifier<Th, Ra, Ig, Fa> {
     #[inline]
-    fn judge<E>(self, error: &E) -> (Outcome, Option<Duration>)
+    fn judge<E>(&mut self, error: &E) -> (Outcome, Option<Duration>)
     where
-        Th: FnOnce(&E) -> bool,
-        Ra: FnOnce(&E) -> Option<Duration>,
-        Ig: FnOnce(&E) -> bool,
-        Fa: FnOnce(&E) -> bool,
+        Th: FnMut(&E) -> bool,
+        Ra: FnMut(&E) -> Option<Duration>,
+        Ig: FnMut(&E) -> bool,
+        Fa: FnMut(&E) -> bool,
     {
         if (self.throttle_if)(error) {
             (Outcome::Throttled, (self.retry_after)(error))
@@ -232,10 +232,10 @@ impl<Th, Ra, Ig, Fa> Classifier<Th, Ra, Ig, Fa> {
 
 impl<T, E, Th, Ra, Ig, Fa> crate::Classify<T, E> for Classifier<Th, Ra, Ig, Fa>
 where
-    Th: FnOnce(&E) -> bool,
-    Ra: FnOnce(&E) -> Option<Duration>,
-    Ig: FnOnce(&E) -> bool,
-    Fa: FnOnce(&E) -> bool,
+    Th: FnMut(&E) -> bool,
+    Ra: FnMut(&E) -> Option<Duration>,
+    Ig: FnMut(&E) -> bool,
+    Fa: FnMut(&E) -> bool,
 {
     #[inline]
     fn classify(self, result: &Result<T, E>) -> Outcome {
@@ -243,7 +243,7 @@ where
     }
 
     #[inline]
-    fn classify_with_retry_after(self, result: &Result<T, E>) -> (Outcome, Option<Duration>) {
+    fn classify_with_retry_after(mut self, result: &Result<T, E>) -> (Outcome, Option<Duration>) {
         match result {
             Ok(_) => (Outcome::Success, None),
             Err(error) => self.judge(error),
@@ -253,18 +253,18 @@ where
 
 impl<E, Th, Ra, Ig, Fa> crate::ClassifyError<E> for Classifier<Th, Ra, Ig, Fa>
 where
-    Th: FnOnce(&E) -> bool,
-    Ra: FnOnce(&E) -> Option<Duration>,
-    Ig: FnOnce(&E) -> bool,
-    Fa: FnOnce(&E) -> bool,
+    Th: FnMut(&E) -> bool,
+    Ra: FnMut(&E) -> Option<Duration>,
+    Ig: FnMut(&E) -> bool,
+    Fa: FnMut(&E) -> bool,
 {
     #[inline]
-    fn classify_error(self, error: &E) -> Outcome {
+    fn classify_error(&mut self, error: &E) -> Outcome {
         self.judge(error).0
     }
 
     #[inline]
-    fn classify_error_with_retry_after(self, error: &E) -> (Outcome, Option<Duration>) {
+    fn classify_error_with_retry_after(&mut self, error: &E) -> (Outcome, Option<Duration>) {
         self.judge(error)
     }
 }

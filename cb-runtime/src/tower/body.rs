@@ -143,11 +143,14 @@ enum Failed<BE> {
 struct JudgeFailed;
 
 impl<BE> ClassifyError<Failed<BE>> for JudgeFailed {
-    fn classify_error(self, error: &Failed<BE>) -> Outcome {
+    fn classify_error(&mut self, error: &Failed<BE>) -> Outcome {
         self.classify_error_with_retry_after(error).0
     }
 
-    fn classify_error_with_retry_after(self, error: &Failed<BE>) -> (Outcome, Option<std::time::Duration>) {
+    fn classify_error_with_retry_after(
+        &mut self,
+        error: &Failed<BE>,
+    ) -> (Outcome, Option<std::time::Duration>) {
         match error {
             Failed::Body(_) => (Outcome::Failure, None),
             Failed::Head { outcome, hint } => (*outcome, *hint),

@@ -477,7 +477,8 @@ mod provider {
     use axum::Router;
     use cb_runtime::tower::CircuitBreakerLayer;
     use std::net::SocketAddr;
-    use tower::{service_fn, Layer, Service, ServiceExt};
+    use support::http_client as client;
+    use tower::{Layer, ServiceExt};
 
     /// A provider on 127.0.0.1 that answers `429` with `Retry-After: <after>`
     /// while `limited`, `200` otherwise, and counts the requests it sees.
@@ -511,26 +512,6 @@ mod provider {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Provider { addr, hits, limited }
-    }
-
-    fn client() -> impl Service<
-        String,
-        Response = http::Response<String>,
-        Error = reqwest::Error,
-        Future = impl std::future::Future<Output = Result<http::Response<String>, reqwest::Error>> + Send,
-    > + Clone {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        service_fn(move |url: String| {
-            let client = client.clone();
-            async move {
-                let reply = client.get(url).send().await?;
-                let mut response = http::Response::builder().status(reply.status());
-                for (name, value) in reply.headers() {
-                    response = response.header(name, value);
-                }
-                Ok(response.body(reply.text().await?).unwrap())
-            }
-        })
     }
 
     /// 429 with `Retry-After: 2`: refused for 2 s on the breaker's clock, not

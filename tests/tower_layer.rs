@@ -1,6 +1,8 @@
 //! The tower layer, around a real HTTP client (reqwest) calling a real axum
 //! server on 127.0.0.1, and around an axum server's own routes.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +16,7 @@ use axum::Router;
 use cb_runtime::clock::ManualClock;
 use cb_runtime::tower::{CircuitBreakerLayer, HttpClassifier};
 use cb_runtime::{BreakerErrorKind, CallError, CircuitBreaker, Config, Outcome, Preset, Registry, State};
+use support::http_client as client;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 /// How many requests reached the server.
@@ -73,27 +76,6 @@ async fn serve(app: Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
-}
-
-/// An HTTP client as a tower service: a URL in, an `http::Response` out.
-fn client() -> impl Service<
-    String,
-    Response = http::Response<String>,
-    Error = reqwest::Error,
-    Future = impl std::future::Future<Output = Result<http::Response<String>, reqwest::Error>> + Send,
-> + Clone {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    service_fn(move |url: String| {
-        let client = client.clone();
-        async move {
-            let reply = client.get(url).send().await?;
-            let mut response = http::Response::builder().status(reply.status());
-            for (name, value) in reply.headers() {
-                response = response.header(name, value);
-            }
-            Ok(response.body(reply.text().await?).unwrap())
-        }
-    })
 }
 
 /// One request through a clone of `service`.

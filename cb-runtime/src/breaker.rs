@@ -804,15 +804,21 @@ impl CircuitBreaker {
     /// as [`finish`](Self::finish) does, without the closed fast path); the
     /// duration observer is told the whole call's duration either way.
     pub(crate) fn finish_stream(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) {
+        let slow = self.stream_slow(ticket, finish, to_first_item);
+        self.finish_slow(ticket, finish, slow);
+    }
+
+    /// Whether a streamed call was slow (see [`finish_stream`](Self::finish_stream)),
+    /// telling the duration observer the whole call's duration.
+    fn stream_slow(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) -> bool {
         let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        let slow = match to_first_item {
+        match to_first_item {
             Some(nanos) => {
                 let limit = self.slow_nanos.load(Ordering::Relaxed);
                 limit != 0 && nanos > limit
             }
             None => whole_slow,
-        };
-        self.finish_slow(ticket, finish, slow);
+        }
     }
 
     /// [`finish_stream`](Self::finish_stream) for an end a classifier judged,
@@ -829,14 +835,7 @@ impl CircuitBreaker {
         if finish != CallEnd::Throttled && hint.is_none_or(|h| h.is_zero()) {
             return self.finish_stream(ticket, finish, to_first_item);
         }
-        let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        let slow = match to_first_item {
-            Some(nanos) => {
-                let limit = self.slow_nanos.load(Ordering::Relaxed);
-                limit != 0 && nanos > limit
-            }
-            None => whole_slow,
-        };
+        let slow = self.stream_slow(ticket, finish, to_first_item);
         if finish == CallEnd::Throttled {
             self.finish_throttled(ticket, slow, hint);
             return;

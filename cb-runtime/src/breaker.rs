@@ -42,8 +42,9 @@ pub mod coordination;
 
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
-use crate::counters::{Counter, Counters};
+use crate::counters::{Counter, Counters, RareCounts};
 use crate::error::{BreakerError, BreakerErrorKind};
+use crate::fallback::FallbackReason;
 use crate::log::RejectionLog;
 use crate::outcome::CallEnd;
 use crate::state::{next_generation, Admission, State, StateWord, Ticket, MAX_IN_FLIGHT};
@@ -91,15 +92,17 @@ pub struct CircuitBreaker {
     /// admission reads the clock. One load decides either.
     probes_and_timed: AtomicU64,
     counters: Counters,
+    /// Fallbacks and probes, counted from the first one on.
+    rare: std::sync::OnceLock<Box<RareCounts>>,
     clock: Clock,
     name: &'static &'static str,
     inner: Mutex<LockedState>,
     observers: Observers,
     rejections: RejectionLog,
     /// Told each admitted call's duration, when call timing is on (metrics).
-    durations: std::sync::OnceLock<Box<DurationObserver>>,
+    durations: DurationObservers,
     /// Told each streamed call's time to first item, when that is on (metrics).
-    first_items: std::sync::OnceLock<Box<DurationObserver>>,
+    first_items: DurationObservers,
     /// Fleet mode: consulted only on the half-open admission path (see
     /// `coordination::ProbeGate`).
     gate: std::sync::OnceLock<Box<std::sync::Arc<dyn coordination::ProbeGate>>>,
@@ -111,8 +114,8 @@ const TIMED: u64 = 1 << 32;
 /// No generation: generations have 44 bits.
 const NO_GENERATION: u64 = u64::MAX;
 
-/// Told the duration of each call that finished (not cancelled).
-pub(crate) type DurationObserver = Box<dyn Fn(Duration) + Send + Sync>;
+pub(crate) use crate::timing::DurationObserver;
+use crate::timing::DurationObservers;
 
 /// What the breaker's lock guards: the configuration, the sliding window
 /// and everything else only the slow paths touch.
@@ -137,9 +140,6 @@ struct LockedState {
     /// Why the circuit last opened (the reason of the transition to open),
     /// shown while it is open or half-open; `None` before the first open.
     open_reason: Option<Reason>,
-    /// Calls the dependency throttled (`Stats::throttled`): counted on the
-    /// throttled path, which takes this lock anyway.
-    throttled: u64,
 }
 
 impl CircuitBreaker {
@@ -189,6 +189,7 @@ impl CircuitBreaker {
             timeout_nanos: AtomicU64::new(0),
             probes_and_timed: AtomicU64::new(0),
             counters: Counters::new(),
+            rare: std::sync::OnceLock::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
             inner: Mutex::new(LockedState {
@@ -202,12 +203,11 @@ impl CircuitBreaker {
                 window_open_generation: NO_GENERATION,
                 reopens: 0,
                 open_reason: None,
-                throttled: 0,
             }),
             observers: Observers::default(),
             rejections: RejectionLog::default(),
-            durations: std::sync::OnceLock::new(),
-            first_items: std::sync::OnceLock::new(),
+            durations: DurationObservers::default(),
+            first_items: DurationObservers::default(),
             gate: std::sync::OnceLock::new(),
         };
         breaker.publish(&lock(&breaker.inner).config);
@@ -221,9 +221,8 @@ impl CircuitBreaker {
             config.slow_call_duration.map_or(0, duration_nanos),
             Ordering::Release,
         );
-        let timed = config.slow_call_duration.is_some()
-            || self.durations.get().is_some()
-            || self.first_items.get().is_some();
+        let timed =
+            config.slow_call_duration.is_some() || !self.durations.is_empty() || !self.first_items.is_empty();
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
         let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
@@ -306,7 +305,7 @@ impl CircuitBreaker {
     /// A snapshot of the state and every count. The counts are exact.
     pub fn stats(&self) -> Stats {
         let state = self.state();
-        let (tally, consecutive, minimum, throttled) = {
+        let (tally, consecutive, minimum) = {
             let mut inner = lock(&self.inner);
             self.sync_fast_successes(&mut inner);
             let now = self.window_now(&inner);
@@ -322,13 +321,16 @@ impl CircuitBreaker {
                 },
                 inner.consecutive_failures,
                 u64::from(inner.config.minimum_calls),
-                inner.throttled,
             )
         };
         let c = |k| self.counters.sum(k);
         let rate =
             |n: u64| (tally.calls >= minimum && tally.calls > 0).then(|| n as f64 / tally.calls as f64);
         let w = self.load();
+        let fallbacks_by = match self.rare.get() {
+            Some(rare) => FallbackReason::ALL.map(|r| rare.fallbacks.sum(r.index())),
+            None => [0; FallbackReason::ALL.len()],
+        };
         Stats {
             state,
             successes: c(Counter::Success) + c(Counter::FastSuccess),
@@ -343,14 +345,39 @@ impl CircuitBreaker {
             timeouts: c(Counter::Timeout),
             ignored: c(Counter::Ignored),
             cancelled: c(Counter::Cancelled),
-            throttled,
+            throttled: self
+                .rare
+                .get()
+                .map_or(0, |rare| rare.throttled.load(Ordering::Relaxed)),
             calls_in_window: tally.calls,
             failures_in_window: tally.failures,
             slow_calls_in_window: tally.slow,
             failure_rate: rate(tally.failures),
             slow_call_rate: rate(tally.slow),
             half_open_in_flight: u64::from(w.in_flight()),
+            fallbacks: fallbacks_by.iter().sum(),
+            fallbacks_by,
+            probes_by: match self.rare.get() {
+                Some(rare) => CallEnd::ALL.map(|end| rare.probes[end.index()].load(Ordering::Relaxed)),
+                None => [0; CallEnd::ALL.len()],
+            },
         }
+    }
+
+    /// The rare counts, allocated on the first.
+    #[inline]
+    fn rare(&self) -> &RareCounts {
+        self.rare.get_or_init(RareCounts::new)
+    }
+
+    /// Counts a fallback that ran in place of (or after) a call through this
+    /// breaker, for `reason`: in [`Stats::fallbacks`] and the metric
+    /// `circuit_breaker_fallbacks_total{on}`. The attribute counts its own
+    /// fallbacks; call this when you run one yourself around
+    /// [`call`](Self::call).
+    #[inline]
+    pub fn record_fallback(&self, reason: FallbackReason) {
+        self.rare().fallbacks.add(reason.index());
     }
 
     /// How long the circuit stays open before it lets probes through: `Some`
@@ -740,16 +767,17 @@ impl CircuitBreaker {
             self.counters.add(Counter::Slow);
         }
         let admission = ticket.admission();
-        let period = {
-            let mut inner = lock(&self.inner);
-            inner.throttled += 1;
-            inner.config.throttle_period(hint)
-        };
+        // Rare: counted with the fallbacks and probes, allocated on the first.
+        self.rare().throttled.fetch_add(1, Ordering::Relaxed);
+        let period = lock(&self.inner).config.throttle_period(hint);
         if admission == Admission::Disabled {
             return false;
         }
         let admitted = ticket.generation();
         let probe = admission == Admission::HalfOpen;
+        if probe {
+            self.rare().probes[CallEnd::Throttled.index()].fetch_add(1, Ordering::Relaxed);
+        }
         let opened = self.open_at_least(
             period,
             Reason::Throttled,
@@ -779,10 +807,8 @@ impl CircuitBreaker {
     #[inline]
     fn measure(&self, ticket: Ticket, finish: CallEnd) -> bool {
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        if let Some(observe) = self.durations.get() {
-            if finish != CallEnd::Cancelled {
-                observe(Duration::from_nanos(elapsed));
-            }
+        if finish != CallEnd::Cancelled {
+            self.durations.notify(Duration::from_nanos(elapsed));
         }
         let limit = self.slow_nanos.load(Ordering::Relaxed);
         // "Slower than" is strictly longer, as in resilience4j.
@@ -790,12 +816,10 @@ impl CircuitBreaker {
     }
 
     /// Times every call from now on, telling `observe` each one's duration
-    /// (the metrics' histogram). Only the first observer is kept; `false` when
-    /// one was set already.
-    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
-        let set = self.durations.set(Box::new(observe)).is_ok();
+    /// (the metrics' histograms), after the observers added before it.
+    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) {
+        self.durations.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-        set
     }
 
     /// Records how a streamed call ended. Its slowness is its time to first
@@ -854,19 +878,15 @@ impl CircuitBreaker {
             return None;
         }
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        if let Some(observe) = self.first_items.get() {
-            observe(Duration::from_nanos(elapsed));
-        }
+        self.first_items.notify(Duration::from_nanos(elapsed));
         Some(elapsed)
     }
 
     /// Times every call from now on, telling `observe` each streamed call's
-    /// time to first item. Only the first observer is kept; `false` when one
-    /// was set already.
-    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) -> bool {
-        let set = self.first_items.set(Box::new(observe)).is_ok();
+    /// time to first item, after the observers added before it.
+    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) {
+        self.first_items.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-        set
     }
 
     /// Records a finish the hot path did not; `true` when it moved the state
@@ -888,6 +908,7 @@ impl CircuitBreaker {
             Admission::Disabled => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
             Admission::HalfOpen => {
+                self.rare().probes[finish.index()].fetch_add(1, Ordering::Relaxed);
                 let transition = self.finish_probe(ticket, finish, slow);
                 self.probe_ended(finish);
                 transition

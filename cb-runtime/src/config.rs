@@ -149,10 +149,10 @@ pub struct Config {
     pub(crate) success_threshold: u32,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) open_backoff: Option<Backoff>,
-    /// `throttle_duration` and `max_retry_after`, in nanoseconds: a breaker
-    /// stays within 1 KiB.
-    pub(crate) throttle_nanos: u64,
-    pub(crate) max_retry_after_nanos: u64,
+    /// `throttle_duration` and `max_retry_after`, in whole milliseconds
+    /// (rounded up), so that a breaker stays within 1 KiB.
+    pub(crate) throttle_ms: u32,
+    pub(crate) max_retry_after_ms: u32,
     pub(crate) clock: Clock,
 }
 
@@ -172,8 +172,8 @@ impl Default for Config {
             success_threshold: 1,
             call_timeout: None,
             open_backoff: None,
-            throttle_nanos: 5_000_000_000,
-            max_retry_after_nanos: 300_000_000_000,
+            throttle_ms: 5_000,
+            max_retry_after_ms: 300_000,
             clock: Clock::system(),
         }
     }
@@ -257,13 +257,13 @@ impl Config {
     /// How long a throttled answer ([`Outcome::Throttled`](crate::Outcome::Throttled))
     /// without a `Retry-After` hint keeps the circuit open.
     pub fn throttle_duration(&self) -> Duration {
-        Duration::from_nanos(self.throttle_nanos)
+        Duration::from_millis(u64::from(self.throttle_ms))
     }
 
     /// The longest `Retry-After` hint honoured; `Duration::ZERO` ignores
     /// hints (a throttled answer then opens for `throttle_duration`).
     pub fn max_retry_after(&self) -> Duration {
-        Duration::from_nanos(self.max_retry_after_nanos)
+        Duration::from_millis(u64::from(self.max_retry_after_ms))
     }
 
     /// How long a throttled answer keeps the circuit open: its hint, capped at
@@ -310,8 +310,8 @@ impl Config {
                     jitter: b.jitter,
                 })
             }),
-            "throttle_duration" => Value::Duration(self.throttle_nanos),
-            "max_retry_after" => Value::Duration(self.max_retry_after_nanos),
+            "throttle_duration" => duration(self.throttle_duration()),
+            "max_retry_after" => duration(self.max_retry_after()),
             _ => return None,
         })
     }
@@ -361,6 +361,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `d` in whole milliseconds, rounded up (a period is never cut short),
+/// saturating at `u32::MAX` (49 days).
+fn whole_millis(d: Duration) -> u32 {
+    let ms = duration_nanos(d).div_ceil(1_000_000);
+    u32::try_from(ms).unwrap_or(u32::MAX)
 }
 
 /// The most probes `half_open_max_calls` may allow.
@@ -498,18 +505,19 @@ impl ConfigBuilder {
     }
 
     /// How long a throttled answer without a `Retry-After` hint keeps the
-    /// circuit open (longer than zero; default 5 s). See
-    /// [`Outcome::Throttled`](crate::Outcome::Throttled).
+    /// circuit open (longer than zero; default 5 s), in whole milliseconds
+    /// (rounded up). See [`Outcome::Throttled`](crate::Outcome::Throttled).
     pub fn throttle_duration(mut self, d: Duration) -> Self {
-        self.config.throttle_nanos = duration_nanos(d);
+        self.config.throttle_ms = whole_millis(d);
         self
     }
 
     /// The longest `Retry-After` hint honoured (at most 24 h; default 5 min):
     /// a longer hint opens the circuit for `d` only. `Duration::ZERO` ignores
-    /// hints, and a throttled answer opens for `throttle_duration`.
+    /// hints, and a throttled answer opens for `throttle_duration`. Whole
+    /// milliseconds (rounded up).
     pub fn max_retry_after(mut self, d: Duration) -> Self {
-        self.config.max_retry_after_nanos = duration_nanos(d);
+        self.config.max_retry_after_ms = whole_millis(d);
         self
     }
 

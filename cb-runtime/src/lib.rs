@@ -44,7 +44,8 @@
 //!   notification dependencies.
 //! * [`registry()`]: the process-wide [`Registry`] of named breakers.
 //! * [`circuit_breaker`]: the attribute.
-//! * [`metrics`]: Prometheus metrics; [`Registry::subscribe`]: transition
+//! * [`metrics`]: Prometheus metrics; `otel` (feature `otel`): OpenTelemetry
+//!   instruments; [`Registry::subscribe`]: transition
 //!   [`Events`]; [runtime configuration](Registry#runtime-configuration) from a
 //!   TOML file and `CB_<NAME>_<FIELD>` environment variables.
 //!
@@ -66,7 +67,9 @@ mod counters;
 mod duration;
 mod error;
 pub mod events;
+mod fallback;
 mod handle;
+pub mod history;
 mod hook;
 mod intern;
 mod log;
@@ -81,11 +84,14 @@ mod state;
 mod stats;
 pub mod stream;
 mod sync;
+mod timing;
 mod transition;
 mod window;
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -102,6 +108,7 @@ pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
+pub use fallback::FallbackReason;
 pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};

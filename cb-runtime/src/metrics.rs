@@ -9,7 +9,9 @@
 //! | metric | type | labels | value |
 //! |---|---|---|---|
 //! | `circuit_breaker_state` | gauge | `name` | 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled |
-//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome: `success`, `failure`, `rejected`, `timeout`, `ignored`, `throttled` |
+//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`, `throttled`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
+//! | `circuit_breaker_fallbacks_total` | counter | `name`, `on` | fallbacks that ran, by reason: `refusal`, `timeout`, `failure` |
+//! | `circuit_breaker_probes_total` | counter | `name`, `result` | calls admitted half-open, by how they ended: `success`, `failure`, `timeout`, `ignored`, `throttled`, `cancelled` |
 //! | `circuit_breaker_throttled` | gauge | `name` | 1 while open, or half-open, after a rate limit ([`Outcome::Throttled`](crate::Outcome::Throttled)), else 0 |
 //! | `circuit_breaker_slow_calls_total` | counter | `name` | calls slower than `slow_call_duration` |
 //! | `circuit_breaker_state_transitions_total` | counter | `name`, `from`, `to` | transitions since the breaker joined the registry |
@@ -39,8 +41,7 @@
 //! observation per stream that yielded an item, from admission to the first
 //! item on the breaker's clock, in the same [`DURATION_BUCKETS`]. Streamed
 //! calls land in `circuit_breaker_calls_total` like any other call; a stream
-//! whose consumer dropped it before its first item is cancelled, and not
-//! counted there.
+//! whose consumer dropped it before its first item is `outcome="cancelled"`.
 //!
 //! ```
 //! use cb_runtime::{registry, Config};
@@ -62,6 +63,7 @@ use prometheus::{
 use std::sync::Arc;
 
 use crate::breaker::CircuitBreaker;
+use crate::fallback::FallbackReason;
 use crate::hook::Hook;
 use crate::registry::{registry, Registry};
 use crate::state::State;
@@ -73,6 +75,8 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 
 const STATE: &str = "circuit_breaker_state";
 const CALLS: &str = "circuit_breaker_calls_total";
+const FALLBACKS: &str = "circuit_breaker_fallbacks_total";
+const PROBES: &str = "circuit_breaker_probes_total";
 const SLOW: &str = "circuit_breaker_slow_calls_total";
 const TRANSITIONS: &str = "circuit_breaker_state_transitions_total";
 const CONSECUTIVE: &str = "circuit_breaker_consecutive_failures";
@@ -148,6 +152,8 @@ impl BreakerCollector {
         let descs = [
             desc(STATE, STATE_HELP, &["name"]),
             desc(CALLS, CALLS_HELP, &["name", "outcome"]),
+            desc(FALLBACKS, FALLBACKS_HELP, &["name", "on"]),
+            desc(PROBES, PROBES_HELP, &["name", "result"]),
             desc(SLOW, SLOW_HELP, &["name"]),
             desc(TRANSITIONS, TRANSITIONS_HELP, &["name", "from", "to"]),
             desc(CONSECUTIVE, CONSECUTIVE_HELP, &["name"]),
@@ -164,7 +170,9 @@ impl BreakerCollector {
 }
 
 const STATE_HELP: &str = "Circuit state: 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled.";
-const CALLS_HELP: &str = "Calls through the breaker, by outcome.";
+const CALLS_HELP: &str = "Calls through the breaker, by outcome; the outcomes add up to every call.";
+const FALLBACKS_HELP: &str = "Fallbacks that ran, by reason: refusal, timeout or failure.";
+const PROBES_HELP: &str = "Calls admitted while half-open, by how they ended.";
 const SLOW_HELP: &str = "Calls slower than the slow-call duration.";
 const TRANSITIONS_HELP: &str = "State transitions, by from and to state.";
 const CONSECUTIVE_HELP: &str = "Consecutive failures while closed.";
@@ -272,6 +280,8 @@ impl Collector for BreakerCollector {
 fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     let state = IntGaugeVec::new(Opts::new(STATE, STATE_HELP), &["name"])?;
     let calls = IntCounterVec::new(Opts::new(CALLS, CALLS_HELP), &["name", "outcome"])?;
+    let fallbacks = IntCounterVec::new(Opts::new(FALLBACKS, FALLBACKS_HELP), &["name", "on"])?;
+    let probes = IntCounterVec::new(Opts::new(PROBES, PROBES_HELP), &["name", "result"])?;
     let slow = IntCounterVec::new(Opts::new(SLOW, SLOW_HELP), &["name"])?;
     let transitions = IntCounterVec::new(Opts::new(TRANSITIONS, TRANSITIONS_HELP), &["name", "from", "to"])?;
     let consecutive = IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &["name"])?;
@@ -282,15 +292,16 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
         let name = breaker.name();
         let s = breaker.stats();
         state.with_label_values(&[name]).set(i64::from(s.state.code()));
-        for (outcome, n) in [
-            ("success", s.successes),
-            ("failure", s.failures),
-            ("rejected", s.rejected),
-            ("timeout", s.timeouts),
-            ("ignored", s.ignored),
-            ("throttled", s.throttled),
-        ] {
+        for (outcome, n) in s.outcomes() {
             calls.with_label_values(&[name, outcome]).inc_by(n);
+        }
+        for reason in FallbackReason::ALL {
+            fallbacks
+                .with_label_values(&[name, reason.as_str()])
+                .inc_by(s.fallbacks_on(reason));
+        }
+        for (result, n) in s.probe_results() {
+            probes.with_label_values(&[name, result]).inc_by(n);
         }
         slow.with_label_values(&[name]).inc_by(s.slow_calls);
         consecutive
@@ -317,6 +328,8 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     let mut families = Vec::new();
     families.extend(state.collect());
     families.extend(calls.collect());
+    families.extend(fallbacks.collect());
+    families.extend(probes.collect());
     families.extend(slow.collect());
     families.extend(transitions.collect());
     families.extend(consecutive.collect());

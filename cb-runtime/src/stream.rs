@@ -9,9 +9,10 @@
 //! | what happens | the caller sees | counted as |
 //! |---|---|---|
 //! | refused while open | `Err(CallError::Rejected)`; `open` never polled | rejected |
-//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure |
+//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure (or as the classifier says) |
 //! | `open` still pending at `call_timeout` | `Err(CallError::Timeout)` | timeout |
 //! | the stream yields `Err(e)` | `Some(Err(CallError::Inner(e)))`, then the end | failure |
+//! | the stream yields `Err(e)` that the classifier excuses (ignored, or a success) | `Some(Err(CallError::Inner(e)))`, and the stream goes on | ignored (or success), unless a failure or a timeout follows |
 //! | the stream ends with no error | `None` | success |
 //! | no first item within `call_timeout` of admission, or no next item within `call_timeout` of the previous | `Some(Err(CallError::Timeout))`, then the end | timeout |
 //! | dropped before its first item | nothing | cancelled |
@@ -30,8 +31,14 @@
 //!   timed out; it is judged when it is dropped, as a success (the consumer
 //!   had what it wanted). Hold on to a stream you do not poll and its probe
 //!   slot stays taken until you drop it.
-//! * After an `Err` item or a timeout the stream ends: the inner stream is
-//!   dropped at once (closing its connection), and the call is not judged again.
+//! * After an `Err` item judged a failure, or a timeout, the stream ends: the
+//!   inner stream is dropped at once (closing its connection), and the call is
+//!   not judged again.
+//! * [`CircuitBreaker::call_stream_with`] (and the attribute's `failure_if` /
+//!   `ignore_if`) classifies each error: the opening's, and every `Err` item.
+//!   An error it excuses reaches the consumer and the stream goes on under
+//!   watch; the first excused error is the call's verdict unless a failure or
+//!   a timeout follows.
 //!
 //! ```
 //! use cb_runtime::{CallError, CircuitBreaker, Config};
@@ -84,13 +91,13 @@ pin_project! {
     /// the future that opens the stream, under the breaker's `call_timeout`.
     ///
     /// It resolves to a [`BreakerStream`], or to the call's error. Dropping it
-    /// before it resolves gives the permit back and records nothing.
+    /// before it resolves gives the permit back and records nothing. `C`
+    /// judges the call's error, if it has one ([`ClassifyError`]).
     #[must_use = "futures do nothing unless polled"]
     pub struct CallStream<'a, F, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
         phase: Phase,
         judge_at_first_item: bool,
-        // Judges the call's error, once: `open`'s, or the first `Err` item's.
         classify: Option<C>,
         #[pin]
         open: Option<F>,
@@ -163,6 +170,7 @@ where
                     to_first_item: None,
                     judge_at_first_item: *this.judge_at_first_item,
                     classify: this.classify.take(),
+                    excused: None,
                     stream: Some(stream),
                     timer: Timer(this.timer.0.take()),
                     deadline: *this.deadline,
@@ -170,8 +178,8 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                let (end, hint) = judge_error(breaker, ticket, this.classify.as_mut(), &error);
-                breaker.finish_stream_with_hint(ticket, end, None, hint);
+                let (outcome, hint) = judge_error(breaker, ticket, None, this.classify.as_mut(), &error);
+                breaker.finish_stream_with_hint(ticket, CallEnd::from(outcome), None, hint);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
             Poll::Pending => {
@@ -188,28 +196,29 @@ where
     }
 }
 
-/// How a streamed call's error counts, asked of its classifier under a guard
-/// (the classifier is user code: a panic in it is a failure); a failure when
-/// it was asked already.
+/// How `error` counts, by `classify` (user code, under a guard that records
+/// a failure if it panics), with the `Retry-After` hint it read for a
+/// throttled error or a failure; a failure without a classifier.
 fn judge_error<E, C: ClassifyError<E>>(
     breaker: &CircuitBreaker,
     ticket: Ticket,
+    to_first_item: Option<u64>,
     classify: Option<&mut C>,
     error: &E,
-) -> (CallEnd, Option<Duration>) {
+) -> (Outcome, Option<Duration>) {
     let Some(classify) = classify else {
-        return (CallEnd::Failure, None);
+        return (Outcome::Failure, None);
     };
     let guard = PanicGuard {
         breaker,
         ticket,
-        to_first_item: None,
+        to_first_item,
     };
     let (outcome, hint) = classify.classify_error_with_retry_after(error);
     mem::forget(guard);
     (
-        CallEnd::from(outcome),
-        hint.filter(|_| outcome != Outcome::Success),
+        outcome,
+        hint.filter(|_| matches!(outcome, Outcome::Failure | Outcome::Throttled)),
     )
 }
 
@@ -237,7 +246,9 @@ pin_project! {
     /// [`CallError::Inner`] and a stall as one [`CallError::Timeout`]; after
     /// an error it ends. See the [module documentation](crate::stream) for how
     /// the call is judged. It is `Send` when the inner stream is, and `Unpin`
-    /// when the inner stream is.
+    /// when the inner stream is. `C` judges each error ([`ClassifyError`]): an
+    /// error it does not call a failure is passed on, and so is the rest of the
+    /// stream.
     #[must_use = "streams do nothing unless polled"]
     pub struct BreakerStream<'a, S, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
@@ -246,8 +257,10 @@ pin_project! {
         // Nanoseconds from admission to the first item, when the call is timed.
         to_first_item: Option<u64>,
         judge_at_first_item: bool,
-        // Judges the first `Err` item.
         classify: Option<C>,
+        // How the first error the classifier excused counts (ignored, or a
+        // success): the call's verdict unless a failure or a timeout follows.
+        excused: Option<CallEnd>,
         #[pin]
         stream: Option<S>,
         timer: Timer,
@@ -259,7 +272,11 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let StreamPhase::Running(ticket) = *this.phase {
-                let finish = if *this.seen_item { CallEnd::Success } else { CallEnd::Cancelled };
+                let finish = match *this.excused {
+                    Some(excused) => excused,
+                    None if *this.seen_item => CallEnd::Success,
+                    None => CallEnd::Cancelled,
+                };
                 this.breaker.get().finish_stream(ticket, finish, *this.to_first_item);
             }
         }
@@ -342,7 +359,8 @@ where
                     *this.seen_item = true;
                     *this.to_first_item = breaker.first_item(ticket);
                     if *this.judge_at_first_item {
-                        breaker.finish_stream(ticket, CallEnd::Success, *this.to_first_item);
+                        let end = this.excused.unwrap_or(CallEnd::Success);
+                        breaker.finish_stream(ticket, end, *this.to_first_item);
                         *this.phase = StreamPhase::Judged;
                     }
                 }
@@ -352,15 +370,42 @@ where
                 Poll::Ready(Some(Ok(item)))
             }
             Poll::Ready(Some(Err(error))) => {
-                if let Some(ticket) = ticket {
-                    let (end, hint) = judge_error(breaker, ticket, this.classify.as_mut(), &error);
-                    breaker.finish_stream_with_hint(ticket, end, *this.to_first_item, hint);
+                let (outcome, hint) = match ticket {
+                    Some(ticket) => judge_error(
+                        breaker,
+                        ticket,
+                        *this.to_first_item,
+                        this.classify.as_mut(),
+                        &error,
+                    ),
+                    None => (Outcome::Failure, None),
+                };
+                if matches!(outcome, Outcome::Failure | Outcome::Throttled) {
+                    // A failure, or a rate limit (which opens the circuit for
+                    // its hint): judged now, and the stream ends.
+                    if let Some(ticket) = ticket {
+                        breaker.finish_stream_with_hint(
+                            ticket,
+                            CallEnd::from(outcome),
+                            *this.to_first_item,
+                            hint,
+                        );
+                    }
+                    this.stream.set(None);
+                } else {
+                    // Not the dependency's fault: passed on, and the stream goes on
+                    // under watch; the first such error is the verdict if nothing
+                    // worse follows.
+                    this.excused.get_or_insert(CallEnd::from(outcome));
+                    *this.phase = phase;
+                    if let Some((_, timeout)) = *this.deadline {
+                        *this.deadline = Some((Instant::now() + timeout, timeout));
+                    }
                 }
-                this.stream.set(None);
                 Poll::Ready(Some(Err(CallError::Inner(error))))
             }
             Poll::Ready(None) => {
-                judge(CallEnd::Success);
+                judge(this.excused.unwrap_or(CallEnd::Success));
                 this.stream.set(None);
                 Poll::Ready(None)
             }
@@ -422,31 +467,11 @@ impl CircuitBreaker {
     }
 
     /// Like [`call_stream`](Self::call_stream), with `classify` deciding how
-    /// the call's error counts: the error `open` returns, or the stream's
-    /// first `Err` item (a streamed call is judged once). An error it calls
-    /// [`Outcome::Throttled`] opens the circuit for the rate limit's hint
-    /// ([`ClassifyError::classify_error_with_retry_after`]) without counting
-    /// a failure; [`Outcome::Ignored`] counts in `Stats::ignored` only;
-    /// [`Outcome::Success`] counts as a success. The error reaches the
-    /// caller either way, and the stream ends after it.
-    ///
-    /// ```
-    /// use cb_runtime::{CircuitBreaker, Config, Outcome};
-    ///
-    /// # tokio_test::block_on(async {
-    /// let breaker = CircuitBreaker::new("stream-with-doc", Config::default());
-    /// let open = async { Err::<tokio_stream::Iter<std::vec::IntoIter<Result<u8, u16>>>, u16>(429) };
-    /// let refused = breaker
-    ///     .call_stream_with(open, |status: &u16| match status {
-    ///         429 => Outcome::Throttled,
-    ///         _ => Outcome::Failure,
-    ///     })
-    ///     .await;
-    /// assert!(refused.is_err());
-    /// assert_eq!((breaker.stats().throttled, breaker.stats().failures), (1, 0));
-    /// assert!(breaker.try_acquire().unwrap_err().is_throttled());
-    /// # });
-    /// ```
+    /// each error counts: the error `open` returns, and each `Err` item. One it
+    /// calls a [`Outcome::Failure`] is a failure and ends the stream. One it
+    /// calls [`Outcome::Ignored`] or [`Outcome::Success`] reaches the caller and
+    /// the stream goes on; the call is then counted in `Stats::ignored` (or as
+    /// a success), unless a failure or a timeout follows.
     pub fn call_stream_with<F, S, T, E, C>(&self, open: F, classify: C) -> CallStream<'_, F, C>
     where
         F: Future<Output = Result<S, E>>,
@@ -478,8 +503,7 @@ impl<'a> crate::Permit<'a> {
     }
 
     /// Like [`run_stream`](Self::run_stream), with `classify` deciding how
-    /// the call's error counts, as
-    /// [`CircuitBreaker::call_stream_with`] says.
+    /// the call's error counts, as in [`CircuitBreaker::call_stream_with`].
     pub fn run_stream_with<F, S, T, E, C>(self, open: F, classify: C) -> CallStream<'a, F, C>
     where
         F: Future<Output = Result<S, E>>,

@@ -914,9 +914,7 @@ fn observe(link: &Link, gate: &Gate, breaker: &Weak<CircuitBreaker>, t: &Transit
         link.send(task::Cmd::Opened {
             ledger: Arc::clone(ledger),
             breaker: breaker.clone(),
-            // A throttled probe is no reopen: a rate limit never raises the backoff level.
-            reopen: (t.from == State::HalfOpen && t.reason != cb_runtime::Reason::Throttled)
-                .then(|| gate.period()),
+            reopen: (t.from == State::HalfOpen).then(|| gate.period()),
         });
     } else if shared && t.from == State::HalfOpen && t.to == State::Closed {
         link.send(task::Cmd::Closed {

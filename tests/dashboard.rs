@@ -198,11 +198,16 @@ async fn every_dashboard_query_names_an_exported_metric() {
         "circuit_breaker_failure_rate",
         "circuit_breaker_state_transitions_total",
         "circuit_breaker_time_to_first_item_seconds_bucket",
+        "circuit_breaker_throttled",
         "circuit_breaker_fallbacks_total",
         "circuit_breaker_probes_total",
     ] {
         assert!(used.contains(needed), "no panel queries `{needed}`");
     }
+    let throttled = queries(&dashboard)
+        .into_iter()
+        .any(|(_, e)| e.contains("circuit_breaker_calls_total") && e.contains(r#"outcome="throttled""#));
+    assert!(throttled, "no panel shows throttled calls per second");
     let rejections = queries(&dashboard)
         .into_iter()
         .any(|(_, e)| e.contains("circuit_breaker_calls_total") && e.contains(r#"outcome="rejected""#));
@@ -280,6 +285,7 @@ async fn every_alert_names_an_exported_metric() {
     for needed in [
         "circuit_breaker_state",
         "circuit_breaker_state_transitions_total",
+        "circuit_breaker_throttled",
         PENDING_ALERTS,
     ] {
         assert!(used.contains(needed), "no alert on `{needed}`");

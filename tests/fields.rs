@@ -38,7 +38,7 @@ fn sample(field: &Field) -> (&'static str, Value) {
         Kind::Preset => ("cache", json!("cache")),
         Kind::Count { .. } => ("7", json!(7)),
         Kind::Rate => ("0.25", json!(0.25)),
-        Kind::Duration | Kind::OptionalDuration => ("7s", json!(7000)),
+        Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => ("7s", json!(7000)),
         Kind::Window => ("40", json!({ "calls": 40 })),
         Kind::Backoff => (
             "2 5m 0.1",
@@ -109,6 +109,16 @@ async fn open_backoff() -> Result<(), Error> {
     Ok(())
 }
 
+#[circuit_breaker(name = "fields-throttle_duration", throttle_duration = "7s")]
+async fn throttle_duration() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-max_retry_after", max_retry_after = "7s")]
+async fn max_retry_after() -> Result<(), Error> {
+    Ok(())
+}
+
 /// Calls every annotated function once, so that their breakers exist.
 async fn call_every_annotated_function() {
     preset().await.unwrap();
@@ -123,6 +133,8 @@ async fn call_every_annotated_function() {
     success_threshold().await.unwrap();
     call_timeout().await.unwrap();
     open_backoff().await.unwrap();
+    throttle_duration().await.unwrap();
+    max_retry_after().await.unwrap();
 }
 
 /// The view of breaker `b` of `registry`, made from `BASE` as the attribute

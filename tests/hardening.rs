@@ -250,14 +250,15 @@ async fn max_retry_after_zero_ignores_hints() {
         Ok::<_, Infallible>(status(429, Some("30")))
     }));
     let _ = service.oneshot(Request::new(())).await;
-    assert_eq!(
-        breaker.state(),
-        State::Closed,
-        "one 429 is below the llm preset's threshold"
-    );
+    // A 429 is throttled: open, but for the llm preset's throttle_duration
+    // (10 s), not the 30 s hint the layer was told to ignore.
+    assert_eq!(breaker.state(), State::Open);
+    let left = breaker.open_remaining().unwrap();
+    assert!(left <= secs(10) && left > secs(5), "{left:?}");
+    assert_eq!(breaker.stats().failures, 0);
     assert_eq!(
         registry.transitions("hardening-zero-max", State::Closed, State::Open),
-        0
+        1
     );
 }
 

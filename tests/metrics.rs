@@ -281,6 +281,7 @@ async fn every_total_of_stats_has_its_outcome_series_and_they_add_up() {
         ("ignored", 1),
         ("cancelled", 1),
         ("rejected", 2),
+        ("throttled", 0),
     ];
     for (outcome, n) in expected {
         assert_eq!(
@@ -352,6 +353,7 @@ async fn fallbacks_and_probes_are_counted_by_reason_and_result() {
             ("failure", 1),
             ("timeout", 0),
             ("ignored", 1),
+            ("throttled", 0),
             ("cancelled", 0)
         ]
     );

@@ -3,7 +3,8 @@
 //! the real [`CircuitBreaker`] over random sequences of steps, and after every
 //! step the state and every field of [`Stats`](cb_runtime::Stats) must match.
 //!
-//! The steps: calls that succeed, fail or are ignored; slow calls (the clock
+//! The steps: calls that succeed, fail, are ignored or are throttled (with
+//! or without a `Retry-After` hint, capped at `max_retry_after`); slow calls (the clock
 //! moves inside the call); hung calls that hit a real `call_timeout` or are
 //! cancelled first; calls dropped before or after their first poll; panics;
 //! clock advances; `reset`, `force_open`, `disable`, `open_for`; and permits
@@ -65,6 +66,8 @@ enum End {
     Timeout,
     Ignored,
     Cancelled,
+    /// A rate limit: opens for the capped hint or `throttle_duration`.
+    Throttled,
 }
 
 /// What a caller sees: refused, or admitted and ended somehow.
@@ -117,6 +120,8 @@ struct Model {
     backoff: Option<Backoff>,
     max_probes: u64,
     success_threshold: u64,
+    throttle: Duration,
+    max_retry_after: Duration,
     // State.
     now: u64,
     state: State,
@@ -129,6 +134,8 @@ struct Model {
     /// The generation of the open period whose window `stats()` still shows.
     window_open_gen: Option<u64>,
     reopens: u32,
+    /// The open period (and the half-open after it) is a throttled answer's.
+    throttled_period: bool,
     consecutive: u64,
     calls: Vec<Rec>,
     // Totals.
@@ -139,6 +146,7 @@ struct Model {
     cancelled: u64,
     rejected: u64,
     slow_calls: u64,
+    throttled: u64,
 }
 
 /// Every field of `Stats`, in a struct the test can build.
@@ -153,6 +161,7 @@ struct Snapshot {
     timeouts: u64,
     ignored: u64,
     cancelled: u64,
+    throttled: u64,
     calls_in_window: u64,
     failures_in_window: u64,
     slow_calls_in_window: u64,
@@ -173,6 +182,7 @@ impl From<&Stats> for Snapshot {
             timeouts: s.timeouts,
             ignored: s.ignored,
             cancelled: s.cancelled,
+            throttled: s.throttled,
             calls_in_window: s.calls_in_window,
             failures_in_window: s.failures_in_window,
             slow_calls_in_window: s.slow_calls_in_window,
@@ -193,7 +203,7 @@ fn nanos(d: Duration) -> u64 {
 #[derive(Clone, Debug, Default)]
 struct Coverage {
     states: [u64; 5],
-    ends: [u64; 5],
+    ends: [u64; 6],
     late: u64,
     half_open_full: u64,
     trips: [u64; 3],
@@ -221,6 +231,8 @@ impl Model {
             backoff: c.open_backoff(),
             max_probes: u64::from(c.half_open_max_calls()),
             success_threshold: u64::from(c.success_threshold()),
+            throttle: c.throttle_duration(),
+            max_retry_after: c.max_retry_after(),
             now: 0,
             state: State::Closed,
             generation: 0,
@@ -230,6 +242,7 @@ impl Model {
             probe_slow: 0,
             window_open_gen: None,
             reopens: 0,
+            throttled_period: false,
             consecutive: 0,
             calls: Vec::new(),
             successes: 0,
@@ -239,6 +252,7 @@ impl Model {
             cancelled: 0,
             rejected: 0,
             slow_calls: 0,
+            throttled: 0,
         }
     }
 
@@ -291,6 +305,11 @@ impl Model {
     }
 
     fn finish(&mut self, t: Ticket, end: End) {
+        self.finish_hinted(t, end, None);
+    }
+
+    /// How a call ends, with the `Retry-After` hint a throttled one carried.
+    fn finish_hinted(&mut self, t: Ticket, end: End, hint: Option<Duration>) {
         // "Slower than" is strictly longer.
         let slow = self.slow.is_some_and(|s| self.now - t.start > s);
         match end {
@@ -299,6 +318,7 @@ impl Model {
             End::Timeout => self.timeouts += 1,
             End::Ignored => self.ignored += 1,
             End::Cancelled => self.cancelled += 1,
+            End::Throttled => self.throttled += 1,
         }
         if slow && end != End::Cancelled {
             self.slow_calls += 1;
@@ -312,10 +332,30 @@ impl Model {
             return; // a late result: totals only
         }
         let failure = matches!(end, End::Failure | End::Timeout);
+        if end == End::Throttled && t.via != Via::Disabled {
+            // Not a failure: no window, no streak, no backoff. It opens for
+            // the hint (a zero hint, or a zero cap, is none), capped.
+            if t.via == Via::Probe {
+                self.in_flight -= 1;
+            }
+            let period = match hint.filter(|h| !h.is_zero() && !self.max_retry_after.is_zero()) {
+                Some(h) => h.min(self.max_retry_after),
+                None => self.throttle,
+            };
+            let from = self.state;
+            self.open_until = self.now.saturating_add(nanos(period));
+            self.go(State::Open);
+            self.throttled_period = true;
+            if from == State::Closed {
+                self.window_open_gen = Some(self.generation);
+                self.consecutive = 0;
+            }
+            return;
+        }
         match t.via {
             Via::Disabled => {}
             Via::Closed => {
-                if matches!(end, End::Ignored | End::Cancelled) {
+                if matches!(end, End::Ignored | End::Cancelled | End::Throttled) {
                     return;
                 }
                 self.calls.push(Rec {
@@ -393,10 +433,12 @@ impl Model {
         };
         self.open_until = self.now.saturating_add(nanos(open));
         self.go(State::Open);
+        self.throttled_period = false;
     }
 
     fn manual(&mut self, to: State) {
         self.go(to);
+        self.throttled_period = false;
         self.calls.clear();
         self.consecutive = 0;
         self.reopens = 0;
@@ -414,6 +456,7 @@ impl Model {
                 let from = self.state;
                 self.open_until = deadline;
                 self.go(State::Open);
+                self.throttled_period = false;
                 if from == State::Closed {
                     self.window_open_gen = Some(self.generation);
                     self.consecutive = 0;
@@ -467,6 +510,7 @@ impl Model {
             timeouts: self.timeouts,
             ignored: self.ignored,
             cancelled: self.cancelled,
+            throttled: self.throttled,
             calls_in_window: calls,
             failures_in_window: failures,
             slow_calls_in_window: slow,
@@ -483,11 +527,16 @@ impl Model {
     /// A call admitted now that runs for `d` and ends with `end`; nothing
     /// passes while a refused call is turned away.
     fn call(&mut self, d: Duration, end: End) -> Seen {
+        self.call_hinted(d, end, None)
+    }
+
+    /// [`call`](Self::call), for a throttled answer with its hint.
+    fn call_hinted(&mut self, d: Duration, end: End, hint: Option<Duration>) -> Seen {
         match self.admit() {
             None => Seen::Rejected,
             Some(t) => {
                 self.advance(d);
-                self.finish(t, end);
+                self.finish_hinted(t, end, hint);
                 Seen::Ended(end)
             }
         }
@@ -517,6 +566,10 @@ enum Action {
     },
     /// A call whose error the classifier says to ignore.
     Ignored,
+    /// A call the dependency throttles, with a `Retry-After` of `hint` ms.
+    Throttled {
+        hint: Option<u64>,
+    },
     /// A call that sleeps `ms` on the tokio clock, then returns: slow, or
     /// abandoned at `call_timeout` if that is shorter.
     Sleep {
@@ -563,6 +616,8 @@ enum Release {
         ok: bool,
     },
     Ignored,
+    /// `record_outcome(Outcome::Throttled)`: no hint.
+    Throttled,
     Drop,
     DropPanicking,
     /// `permit.run(..)` of a future that is ready at once.
@@ -590,6 +645,19 @@ fn seen<T>(r: &Result<T, CallError<()>>, ignored: bool) -> Seen {
         Err(e) if e.is_timeout() => Seen::Ended(End::Timeout),
         Err(_) if ignored => Seen::Ended(End::Ignored),
         Err(_) => Seen::Ended(End::Failure),
+    }
+}
+
+/// A throttled answer's classifier, with its hint.
+#[derive(Clone, Copy)]
+struct Throttle(Option<Duration>);
+
+impl<T, E> cb_runtime::Classify<T, E> for Throttle {
+    fn classify(self, _: &Result<T, E>) -> Outcome {
+        Outcome::Throttled
+    }
+    fn classify_with_retry_after(self, _: &Result<T, E>) -> (Outcome, Option<Duration>) {
+        (Outcome::Throttled, self.0)
     }
 }
 
@@ -660,6 +728,27 @@ async fn run(config: &Config, steps: &[Step]) -> Result<(), TestCaseError> {
                     .call_with(async { result(false) }, |_| Outcome::Ignored)
                     .await;
                 prop_assert_eq!(seen(&got, true), want, "step {}: {:?}", i, step);
+            }
+            Action::Throttled { hint } => {
+                let hint = hint.map(ms);
+                let want = model.call_hinted(Duration::ZERO, End::Throttled, hint);
+                let got = match breaker.try_acquire() {
+                    Ok(permit) => {
+                        let r = permit
+                            .run_classified(async { result(false) }, Throttle(hint))
+                            .await;
+                        prop_assert!(matches!(r, Err(CallError::Inner(()))), "step {}", i);
+                        Seen::Ended(End::Throttled)
+                    }
+                    Err(e) => {
+                        // A refusal while a throttled period runs says so.
+                        let throttled = model.state == State::Open && model.throttled_period;
+                        prop_assert!(e.is_rejected(), "step {}", i);
+                        prop_assert_eq!(e.is_throttled(), throttled, "step {}: {}", i, e);
+                        Seen::Rejected
+                    }
+                };
+                prop_assert_eq!(got, want, "step {}: {:?}", i, step);
             }
             Action::Sleep { ms: d, ok } => {
                 let (took, how) = match timeout {
@@ -748,6 +837,10 @@ async fn run(config: &Config, steps: &[Step]) -> Result<(), TestCaseError> {
                     Release::Ignored => {
                         permit.record_outcome(Outcome::Ignored);
                         model.finish(t, End::Ignored);
+                    }
+                    Release::Throttled => {
+                        permit.record_outcome(Outcome::Throttled);
+                        model.finish(t, End::Throttled);
                     }
                     Release::Drop => {
                         drop(permit);
@@ -865,11 +958,12 @@ fn valid_config() -> impl Strategy<Value = Config> {
         1..=2000u64,
         proptest::option::of(1..=1000u64),
         proptest::option::weighted(0.3, (1.0..=3.0f64, 0..=5000u64)),
+        (1..=2000u64, prop_oneof![1 => Just(0u64), 3 => 1..=3000u64]),
     );
     (thresholds, times).prop_map(
         |(
             (failures, fail_rate, window, min, probes, successes),
-            (slow, slow_rate, open, timeout, backoff),
+            (slow, slow_rate, open, timeout, backoff, (throttle, max_retry_after)),
         )| {
             let min = match window {
                 Window::Count(n) => min.min(n),
@@ -884,6 +978,8 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 .open_duration(ms(open))
                 .half_open_max_calls(probes)
                 .success_threshold(successes)
+                .throttle_duration(ms(throttle))
+                .max_retry_after(ms(max_retry_after))
                 // Exact, so that any slow-call duration is valid; the run
                 // puts the tokio clock in its place.
                 .clock(cb_runtime::clock::ManualClock::new().clock());
@@ -930,6 +1026,7 @@ fn steps(c: &Config, len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<S
     let how = prop_oneof![
         any::<bool>().prop_map(|ok| Release::Record { ok }),
         Just(Release::Ignored),
+        Just(Release::Throttled),
         Just(Release::Drop),
         Just(Release::DropPanicking),
         any::<bool>().prop_map(|ok| Release::Run { ok }),
@@ -940,6 +1037,7 @@ fn steps(c: &Config, len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<S
         8 => Just(Action::Nop),
         20 => any::<bool>().prop_map(|ok| Action::Call { ok }),
         2 => Just(Action::Ignored),
+        3 => proptest::option::weighted(0.7, dur.clone()).prop_map(|hint| Action::Throttled { hint }),
         8 => (dur.clone(), mostly_ok()).prop_map(|(ms, ok)| Action::Sleep { ms, ok }),
         4 => (dur.clone(), mostly_ok()).prop_map(|(ms, ok)| Action::Jump { ms, ok }),
         4 => dur.clone().prop_map(|ms| Action::Hang { ms }),

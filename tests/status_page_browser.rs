@@ -6,8 +6,9 @@
 //! within a few seconds, that reset without a token and with a wrong token
 //! shows the 401 refusal, that reset with the token closes it, that a
 //! router without a token shows the 403, and that a hostile name renders as
-//! text. It saves a screenshot with an open, a half-open and a closed breaker
-//! and prints its path.
+//! text, and that a throttled breaker shows as "Throttled", apart from open.
+//! It saves a screenshot with an open, a throttled, a half-open and a closed
+//! breaker and prints its path.
 //!
 //! Without `chromium` and `chromedriver` on the `PATH` (or named by
 //! `CB_CHROMIUM` / `CB_CHROMEDRIVER`) it prints that it was skipped and why,
@@ -339,6 +340,17 @@ async fn fixtures(registry: &'static Registry, clock: &ManualClock) -> Arc<Circu
             .await;
     }
     registry.get_or_insert(HOSTILE, Config::default);
+    // `anthropic` answered 429: open for a minute, throttled, not failing.
+    let anthropic = registry.get_or_insert("anthropic", || {
+        Config::builder()
+            .throttle_duration(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    });
+    anthropic
+        .try_acquire()
+        .unwrap()
+        .record_outcome(cb_runtime::Outcome::Throttled);
     payments
 }
 
@@ -413,6 +425,18 @@ async fn scenario(
     expect(
         half.colour != open.colour && half.colour != closed.colour,
         "half-open has another state's colour",
+    )?;
+    // A rate limit is its own state on the page: not "Open", another colour.
+    let throttled = shows_state(client, "anthropic", "throttled", "Throttled").await?;
+    expect(
+        throttled.colour != open.colour
+            && throttled.colour != closed.colour
+            && throttled.colour != half.colour,
+        format!("throttled has another state's colour: {}", throttled.colour),
+    )?;
+    expect(
+        throttled.open_left.ends_with(" s left"),
+        format!("time left throttled reads `{}`", throttled.open_left),
     )?;
 
     // Reset without a token: refused with 401, still open.

@@ -1,6 +1,8 @@
 //! The tower layer, around a real HTTP client (reqwest) calling a real axum
 //! server on 127.0.0.1, and around an axum server's own routes.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +16,7 @@ use axum::Router;
 use cb_runtime::clock::ManualClock;
 use cb_runtime::tower::{CircuitBreakerLayer, HttpClassifier};
 use cb_runtime::{BreakerErrorKind, CallError, CircuitBreaker, Config, Outcome, Preset, Registry, State};
+use support::http_client as client;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 /// How many requests reached the server.
@@ -75,27 +78,6 @@ async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
-/// An HTTP client as a tower service: a URL in, an `http::Response` out.
-fn client() -> impl Service<
-    String,
-    Response = http::Response<String>,
-    Error = reqwest::Error,
-    Future = impl std::future::Future<Output = Result<http::Response<String>, reqwest::Error>> + Send,
-> + Clone {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    service_fn(move |url: String| {
-        let client = client.clone();
-        async move {
-            let reply = client.get(url).send().await?;
-            let mut response = http::Response::builder().status(reply.status());
-            for (name, value) in reply.headers() {
-                response = response.header(name, value);
-            }
-            Ok(response.body(reply.text().await?).unwrap())
-        }
-    })
-}
-
 /// One request through a clone of `service`.
 async fn send<S: Service<R> + Clone, R>(service: &S, request: R) -> Result<S::Response, S::Error> {
     service.clone().oneshot(request).await
@@ -111,7 +93,7 @@ fn breaker(name: &str, failure_threshold: u32) -> Arc<CircuitBreaker> {
 }
 
 #[tokio::test]
-async fn server_errors_and_429_are_failures_other_statuses_successes() {
+async fn server_errors_are_failures_429_is_throttled_other_statuses_successes() {
     let (addr, hits) = upstream().await;
     let b = breaker("tower-statuses", 100);
     let service = CircuitBreakerLayer::new(Arc::clone(&b)).layer(client());
@@ -127,7 +109,7 @@ async fn server_errors_and_429_are_failures_other_statuses_successes() {
         );
     }
     let stats = b.stats();
-    assert_eq!((stats.successes, stats.failures), (8, 5));
+    assert_eq!((stats.successes, stats.failures, stats.throttled), (8, 4, 1));
     assert_eq!(hits.get(), 13);
 }
 
@@ -293,7 +275,7 @@ async fn retry_after_is_bounded_by_the_maximum() {
 async fn retry_after_is_ignored_when_asked_malformed_or_on_other_statuses() {
     let (addr, _) = upstream().await;
     let cases = [
-        ("tower-ignore-asked", "429?retry_after=120", true),
+        ("tower-ignore-asked", "503?retry_after=120", true),
         ("tower-ignore-200", "200?retry_after=120", false),
         ("tower-ignore-500", "500?retry_after=120", false),
         ("tower-ignore-junk", "503?retry_after=soon", false),

@@ -24,6 +24,8 @@ mod kw {
     syn::custom_keyword!(ignore_if);
     syn::custom_keyword!(stream);
     syn::custom_keyword!(fallback_on);
+    syn::custom_keyword!(throttle_if);
+    syn::custom_keyword!(retry_after);
 }
 
 /// A key of the attribute that is not a configuration field, as the README's table of keys
@@ -62,6 +64,18 @@ pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
         default: "`\"refusal\"`",
         meaning:
             "When the fallback runs: on a refusal; also on a timeout; also on an error counted as a failure.",
+    },
+    KeyDoc {
+        name: "throttle_if",
+        takes: "the path of a `fn(&E) -> bool`",
+        default: "none",
+        meaning: "An error for which it returns `true` is a rate limit (`Outcome::Throttled`): no failure, and the circuit opens for the hint or `throttle_duration` (asked first).",
+    },
+    KeyDoc {
+        name: "retry_after",
+        takes: "the path of a `fn(&E) -> Option<Duration>`",
+        default: "none",
+        meaning: "The provider's hint the error carries (a `Retry-After`, a \"try again in 20s\"), capped at `max_retry_after`.",
     },
     KeyDoc {
         name: "failure_if",
@@ -134,6 +148,10 @@ enum Kind {
     Fallback,
     FailureIf,
     IgnoreIf,
+    /// `throttle_if = path`: a `fn(&E) -> bool`.
+    ThrottleIf,
+    /// `retry_after = path`: a `fn(&E) -> Option<Duration>`.
+    RetryAfter,
     FallbackOn,
     /// `stream`: `true` or `false`.
     Stream,
@@ -174,6 +192,8 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
+        throttle_if => Kind::ThrottleIf,
+        retry_after => Kind::RetryAfter,
         stream => Kind::Stream,
     );
     if lookahead.peek(Token![crate]) {
@@ -247,19 +267,26 @@ pub(crate) struct Override {
 }
 
 /// How a call's error is classified, when not every `Err` is a failure. The expansion asks
-/// `ignore_if` first, then `failure_if`.
+/// `throttle_if` first, then `ignore_if`, then `failure_if`.
 #[derive(Default)]
 pub(crate) struct Classify {
     /// `failure_if = path`: an error counts only when `path(&e)` is `true`.
     pub(crate) failure_if: Option<Path>,
     /// `ignore_if = path`: an error is not counted when `path(&e)` is `true`.
     pub(crate) ignore_if: Option<Path>,
+    /// `throttle_if = path`: an error is a rate limit when `path(&e)` is `true`.
+    pub(crate) throttle_if: Option<Path>,
+    /// `retry_after = path`: the hint `path(&e)` reads from the error.
+    pub(crate) retry_after: Option<Path>,
 }
 
 impl Classify {
     /// Whether any key classifies errors.
     pub(crate) fn is_set(&self) -> bool {
-        self.failure_if.is_some() || self.ignore_if.is_some()
+        self.failure_if.is_some()
+            || self.ignore_if.is_some()
+            || self.throttle_if.is_some()
+            || self.retry_after.is_some()
     }
 }
 
@@ -376,6 +403,8 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
             Kind::Fallback => path(&key, &value).map(|p| fallback = Some(p)),
             Kind::FailureIf => path(&key, &value).map(|p| classify.failure_if = Some(p)),
             Kind::IgnoreIf => path(&key, &value).map(|p| classify.ignore_if = Some(p)),
+            Kind::ThrottleIf => path(&key, &value).map(|p| classify.throttle_if = Some(p)),
+            Kind::RetryAfter => path(&key, &value).map(|p| classify.retry_after = Some(p)),
             Kind::FallbackOn => string(&key, &value).and_then(|lit| {
                 let written = lit.value();
                 let Some((_, level)) = FALLBACK_ON.iter().find(|(v, _)| v.trim_matches('"') == written) else {
@@ -491,6 +520,8 @@ fn example(key: &str) -> String {
         "fallback_on" => "fallback_on = \"failure\"".into(),
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
+        "throttle_if" => "throttle_if = is_rate_limited".into(),
+        "retry_after" => "retry_after = retry_after_hint".into(),
         "stream" => "stream = true".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
@@ -517,6 +548,7 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::Rate => "a rate between 0 and 1",
         FieldKind::Duration => "a duration in a string with its unit",
         FieldKind::OptionalDuration => "a duration in a string with its unit, or \"none\"",
+        FieldKind::DurationUpTo { .. } => "a duration in a string with its unit, or \"0s\"",
         FieldKind::Window => "a number of calls or a duration in a string",
         FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
     }
@@ -527,7 +559,11 @@ fn form(kind: FieldKind) -> &'static str {
 fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue> {
     let checked = match (field.kind, value) {
         (
-            FieldKind::Duration | FieldKind::OptionalDuration | FieldKind::Window | FieldKind::Backoff,
+            FieldKind::Duration
+            | FieldKind::OptionalDuration
+            | FieldKind::DurationUpTo { .. }
+            | FieldKind::Window
+            | FieldKind::Backoff,
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
@@ -623,10 +659,10 @@ fn string(key: &Key, value: &Expr) -> syn::Result<LitStr> {
 }
 
 fn path(key: &Key, value: &Expr) -> syn::Result<Path> {
-    let wanted = if matches!(key.kind, Kind::Fallback) {
-        "the path of an async fn, not in quotes"
-    } else {
-        "the path of a `fn(&E) -> bool`, not in quotes"
+    let wanted = match key.kind {
+        Kind::Fallback => "the path of an async fn, not in quotes",
+        Kind::RetryAfter => "the path of a `fn(&E) -> Option<Duration>`, not in quotes",
+        _ => "the path of a `fn(&E) -> bool`, not in quotes",
     };
     match value {
         Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(p.path.clone()),

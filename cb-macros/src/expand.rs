@@ -621,7 +621,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
 }
 
 /// The classifier of the function's errors, when a key classifies them: the keys folded over
-/// `ErrIsFailure`, the one asked first outermost (`ignore_if`, then `failure_if`). Each
+/// `ErrIsFailure`, the one asked first outermost (`throttle_if`, `ignore_if`, then `failure_if`). Each
 /// predicate is called through a closure, so that a wrong signature is one type error at its
 /// path.
 fn classifier(args: &Args, private: &TokenStream) -> Option<TokenStream> {
@@ -638,6 +638,21 @@ fn classifier(args: &Args, private: &TokenStream) -> Option<TokenStream> {
         let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
         let call = quote_spanned!(path.span()=> #path(#error));
         classify = quote!(#private::#helper(#classify, |#error| #call));
+    }
+    // `throttle_if` (with `retry_after`) is asked first: folded last, outermost.
+    let (throttle_if, retry_after) = (&args.classify.throttle_if, &args.classify.retry_after);
+    if throttle_if.is_some() || retry_after.is_some() {
+        let call = |path: &Option<syn::Path>, absent: TokenStream| match path {
+            Some(path) => {
+                let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
+                let call = quote_spanned!(path.span()=> #path(#error));
+                quote!(|#error| #call)
+            }
+            None => quote!(|_| #absent),
+        };
+        let is_throttled = call(throttle_if, quote!(false));
+        let hint = call(retry_after, quote!(#private::None));
+        classify = quote!(#private::throttle_if(#classify, #is_throttled, #hint));
     }
     Some(classify)
 }

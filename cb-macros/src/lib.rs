@@ -89,10 +89,13 @@ use proc_macro::TokenStream;
 /// | `open_duration`, `slow_call_duration`, `call_timeout` | duration string: `"250ms"`, `"30s"`, `"2m"`, `"1m30s"`; `"none"` turns `slow_call_duration` or `call_timeout` off | builder overrides |
 /// | `sliding_window` | integer (last N calls) or duration string (calls of the last duration) | builder override |
 /// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"`, or `"none"` | builder override: the open duration grows on each reopen |
+/// | `throttle_duration`, `max_retry_after` | duration string; `max_retry_after = "0s"` ignores hints | builder overrides: how long a throttled error opens the circuit without a hint, and the longest hint honoured |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
 /// | `fallback_on` | `"refusal"` (default), `"breaker"` or `"failure"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
 /// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted (asked before `failure_if`) |
+/// | `throttle_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are rate limits (`Outcome::Throttled`): no failure is counted, and the circuit opens for the hint or `throttle_duration`; asked before `ignore_if` and `failure_if` |
+/// | `retry_after` | path to a `fn(&E) -> Option<Duration>` | the provider's hint carried by the error (a `Retry-After` header, a "try again in 20s" in its body), capped at `max_retry_after` |
 /// | `stream` | `true` or `false` | force a streamed call on (boxed streams, aliases) or off; detected from `Result<impl Stream<...>, E>` otherwise |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
 ///
@@ -129,7 +132,9 @@ use proc_macro::TokenStream;
 /// `fallback` returns a stream too, and runs only when the stream could not be opened.
 /// `failure_if` and `ignore_if` judge the opening's error and each `Err` item: an error they
 /// excuse still reaches the consumer and the stream goes on; the call is then ignored (or a
-/// success) unless a failure or a timeout follows.
+/// success) unless a failure or a timeout follows. `throttle_if` (with `retry_after`) judges
+/// them too: a rate limit ends the stream, counts as throttled, and opens the circuit for its
+/// hint.
 ///
 /// Every argument is checked at compile time, and a mistake is reported at the offending
 /// token.

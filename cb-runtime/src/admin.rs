@@ -285,6 +285,14 @@ pub struct BreakerView {
     /// How long it stays open before probes, in milliseconds: a number while
     /// `open` ([`CircuitBreaker::open_remaining`]), `null` otherwise.
     pub open_remaining_ms: Option<u64>,
+    /// `true` while open, or half-open, after a rate limit
+    /// ([`CircuitBreaker::throttling`]): the dependency asked callers to
+    /// wait; it is not down.
+    pub throttled: bool,
+    /// Why it is not closed ([`CircuitBreaker::open_reason`]): `"throttled"`,
+    /// `"consecutive failures"`, `"forced open"`, ...; `null` while closed or
+    /// disabled.
+    pub open_reason: Option<&'static str>,
 }
 
 impl BreakerView {
@@ -299,6 +307,8 @@ impl BreakerView {
             open_remaining_ms: breaker
                 .open_remaining()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            throttled: breaker.throttling(),
+            open_reason: breaker.open_reason().map(|r| r.as_str()),
         }
     }
 }
@@ -306,7 +316,7 @@ impl BreakerView {
 /// A breaker's [`Stats`], as JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatsView {
-    /// Every call counted (the sum of the six totals below).
+    /// Every call counted (the sum of the seven totals below).
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
@@ -320,6 +330,8 @@ pub struct StatsView {
     pub ignored: u64,
     /// Calls dropped before they finished.
     pub cancelled: u64,
+    /// Calls the dependency throttled (a 429, a quota error); not failures.
+    pub throttled: u64,
     /// Calls slower than `slow_call_duration`.
     pub slow_calls: u64,
     /// Failures since the last success, while closed.
@@ -348,6 +360,7 @@ impl From<&Stats> for StatsView {
             rejected: s.rejected,
             ignored: s.ignored,
             cancelled: s.cancelled,
+            throttled: s.throttled,
             slow_calls: s.slow_calls,
             consecutive_failures: s.consecutive_failures,
             calls_in_window: s.calls_in_window,
@@ -397,7 +410,9 @@ impl ConfigView {
     /// The JSON key of `field`: its name, with `_ms` for a duration.
     pub fn key(field: &cb_syntax::Field) -> String {
         match field.kind {
-            cb_syntax::Kind::Duration | cb_syntax::Kind::OptionalDuration => format!("{}_ms", field.name),
+            cb_syntax::Kind::Duration
+            | cb_syntax::Kind::OptionalDuration
+            | cb_syntax::Kind::DurationUpTo { .. } => format!("{}_ms", field.name),
             _ => field.name.to_owned(),
         }
     }

@@ -137,6 +137,9 @@ struct LockedState {
     window_open_generation: u64,
     /// Reopens since the circuit last closed, for the open-duration backoff.
     reopens: u32,
+    /// Why the circuit last opened (the reason of the transition to open),
+    /// shown while it is open or half-open; `None` before the first open.
+    open_reason: Option<Reason>,
 }
 
 impl CircuitBreaker {
@@ -199,6 +202,7 @@ impl CircuitBreaker {
                 probe_slow: 0,
                 window_open_generation: NO_GENERATION,
                 reopens: 0,
+                open_reason: None,
             }),
             observers: Observers::default(),
             rejections: RejectionLog::default(),
@@ -341,6 +345,10 @@ impl CircuitBreaker {
             timeouts: c(Counter::Timeout),
             ignored: c(Counter::Ignored),
             cancelled: c(Counter::Cancelled),
+            throttled: self
+                .rare
+                .get()
+                .map_or(0, |rare| rare.throttled.load(Ordering::Relaxed)),
             calls_in_window: tally.calls,
             failures_in_window: tally.failures,
             slow_calls_in_window: tally.slow,
@@ -389,6 +397,37 @@ impl CircuitBreaker {
                 Ok(None) => continue,
                 Ok(Some(_)) => return None,
             }
+        }
+    }
+
+    /// `true` while the circuit is open because the dependency throttled a
+    /// call ([`Outcome::Throttled`](crate::Outcome::Throttled)): it is not
+    /// down, it asked callers to wait ([`open_remaining`](Self::open_remaining)
+    /// says how long is left). `false` in every other state, and once that
+    /// period has elapsed (the circuit is half-open then).
+    pub fn is_throttled(&self) -> bool {
+        self.state() == State::Open && self.load().throttled()
+    }
+
+    /// `true` while the circuit is open or half-open after a throttled
+    /// answer (and no failure since): the dependency is rate limiting, not
+    /// down. The metric `circuit_breaker_throttled` reports it, so that an
+    /// alert can tell a rate limit from an outage.
+    pub fn throttling(&self) -> bool {
+        let _ = self.state();
+        self.load().throttled()
+    }
+
+    /// Why the circuit is not closed: the reason it last opened
+    /// ([`Reason::Throttled`] for a rate limit, [`Reason::ConsecutiveFailures`],
+    /// ...) while it is open or half-open after that opening, and
+    /// [`Reason::ForcedOpen`] while forced open; `None` while closed or
+    /// disabled.
+    pub fn open_reason(&self) -> Option<Reason> {
+        match self.state() {
+            State::Closed | State::Disabled => None,
+            State::ForcedOpen => Some(Reason::ForcedOpen),
+            State::Open | State::HalfOpen => lock(&self.inner).open_reason,
         }
     }
 
@@ -496,10 +535,11 @@ impl CircuitBreaker {
                         // word to open, so the deadline stored here is the one
                         // the open word will be read with.
                         self.open_until.store(deadline, Ordering::Release);
-                        let open = w.next(State::Open, false);
+                        let open = w.next_open(reason == Reason::Throttled);
                         match self.cas_from(w, open) {
                             Ok(()) => {
                                 opened(&mut inner, w, open);
+                                inner.open_reason = Some(reason);
                                 let mut t = self.transition(w, open, reason);
                                 t.open_for = Some(duration);
                                 break Some(t);
@@ -580,7 +620,7 @@ impl CircuitBreaker {
                     match self.try_half_open(w, u32::from(leased)) {
                         Err(wait) => {
                             self.return_lease(leased);
-                            return Err(self.reject(w, BreakerErrorKind::Open, Some(wait)));
+                            return Err(self.reject_open(w, duration_nanos(wait)));
                         }
                         Ok(None) => self.return_lease(leased),
                         // This caller made the move, and its probe is the first.
@@ -617,7 +657,8 @@ impl CircuitBreaker {
         if now < deadline {
             return Err(Duration::from_nanos(deadline - now));
         }
-        let half_open = w.next(State::HalfOpen, false).with_in_flight(probes);
+        // A throttled period's half-open keeps the mark: still rate limited.
+        let half_open = w.next(State::HalfOpen, w.throttled()).with_in_flight(probes);
         if !self.cas(w, half_open) {
             return Ok(None);
         }
@@ -641,6 +682,9 @@ impl CircuitBreaker {
         self.counters.add(Counter::Rejected);
         self.rejections
             .first_of_period(self.name, w.generation(), BreakerErrorKind::Open);
+        if w.throttled() {
+            return BreakerError::throttled(self.name, wait);
+        }
         BreakerError::open(self.name, wait)
     }
 
@@ -678,17 +722,84 @@ impl CircuitBreaker {
     /// to the current period: it was admitted in the current generation, or
     /// its own failure just moved the state. A late hint from a call admitted
     /// before the circuit last moved is ignored (pitfall 5).
+    ///
+    /// A throttled call ([`CallEnd::Throttled`]) opens for the hint as
+    /// [`finish_throttled`](Self::finish_throttled) says. A failure's hint is
+    /// capped at `max_retry_after` too (`0s` ignores it).
     pub(crate) fn finish_with_hint(&self, ticket: Ticket, finish: CallEnd, hint: Option<Duration>) {
+        if finish == CallEnd::Throttled {
+            let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
+            self.finish_throttled(ticket, slow, hint);
+            return;
+        }
         let Some(hint) = hint.filter(|h| !h.is_zero()) else {
             return self.finish(ticket, finish);
         };
         let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
         let moved = self.finish_slow(ticket, finish, slow);
-        if matches!(finish, CallEnd::Failure | CallEnd::Timeout) {
+        self.honour_failure_hint(ticket, finish, moved, hint);
+    }
+
+    /// A failure's `Retry-After`, capped at `max_retry_after` (`0s` ignores
+    /// it): opens for at least that long when the call belongs to the current
+    /// period (admitted in it, or its own failure just `moved` the state).
+    fn honour_failure_hint(&self, ticket: Ticket, finish: CallEnd, moved: bool, hint: Duration) {
+        let cap = lock(&self.inner).config.max_retry_after();
+        if matches!(finish, CallEnd::Failure | CallEnd::Timeout) && !cap.is_zero() && !hint.is_zero() {
             let admitted = ticket.generation();
             let after = next_generation(admitted);
-            self.open_for_if(|g| g == admitted || (moved && g == after), hint);
+            self.open_for_if(|g| g == admitted || (moved && g == after), hint.min(cap));
         }
+    }
+
+    /// Records a throttled call ([`Outcome::Throttled`](crate::Outcome::Throttled)):
+    /// counted in `Stats::throttled`, never as a failure (not in the window,
+    /// not a consecutive failure, the backoff level untouched), and the
+    /// circuit opens with [`Reason::Throttled`] for the capped hint or
+    /// `throttle_duration`, when the call was admitted in the current period
+    /// (a late answer is ignored) and the circuit is not disabled. An open
+    /// period is never shortened. A half-open probe gives its slot back.
+    /// `true` when the circuit opened.
+    #[cold]
+    #[inline(never)]
+    fn finish_throttled(&self, ticket: Ticket, slow: bool, hint: Option<Duration>) -> bool {
+        if slow {
+            self.counters.add(Counter::Slow);
+        }
+        let admission = ticket.admission();
+        // Rare: counted with the fallbacks and probes, allocated on the first.
+        self.rare().throttled.fetch_add(1, Ordering::Relaxed);
+        let period = lock(&self.inner).config.throttle_period(hint);
+        if admission == Admission::Disabled {
+            return false;
+        }
+        let admitted = ticket.generation();
+        let probe = admission == Admission::HalfOpen;
+        if probe {
+            self.rare().probes[CallEnd::Throttled.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        let opened = self.open_at_least(
+            period,
+            Reason::Throttled,
+            |g| g == admitted,
+            |_| {
+                if probe {
+                    // Under the lock, so no probe result moves the word
+                    // between the slot given back and the open.
+                    self.release_probe(admitted);
+                }
+            },
+            |inner, from, open| {
+                if from.state() == State::Closed {
+                    inner.window_open_generation = open.generation();
+                    inner.consecutive_failures = 0;
+                }
+            },
+        );
+        if probe {
+            self.probe_ended(CallEnd::Throttled);
+        }
+        opened
     }
 
     /// For a call whose start was read: tells the duration observer, if any,
@@ -717,15 +828,46 @@ impl CircuitBreaker {
     /// as [`finish`](Self::finish) does, without the closed fast path); the
     /// duration observer is told the whole call's duration either way.
     pub(crate) fn finish_stream(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) {
+        let slow = self.stream_slow(ticket, finish, to_first_item);
+        self.finish_slow(ticket, finish, slow);
+    }
+
+    /// Whether a streamed call was slow (see [`finish_stream`](Self::finish_stream)),
+    /// telling the duration observer the whole call's duration.
+    fn stream_slow(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) -> bool {
         let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        let slow = match to_first_item {
+        match to_first_item {
             Some(nanos) => {
                 let limit = self.slow_nanos.load(Ordering::Relaxed);
                 limit != 0 && nanos > limit
             }
             None => whole_slow,
-        };
-        self.finish_slow(ticket, finish, slow);
+        }
+    }
+
+    /// [`finish_stream`](Self::finish_stream) for an end a classifier judged,
+    /// with the hint it read: a throttled end opens for it (as
+    /// [`finish_with_hint`](Self::finish_with_hint) says), a failure's hint
+    /// is honoured as there.
+    pub(crate) fn finish_stream_with_hint(
+        &self,
+        ticket: Ticket,
+        finish: CallEnd,
+        to_first_item: Option<u64>,
+        hint: Option<Duration>,
+    ) {
+        if finish != CallEnd::Throttled && hint.is_none_or(|h| h.is_zero()) {
+            return self.finish_stream(ticket, finish, to_first_item);
+        }
+        let slow = self.stream_slow(ticket, finish, to_first_item);
+        if finish == CallEnd::Throttled {
+            self.finish_throttled(ticket, slow, hint);
+            return;
+        }
+        let moved = self.finish_slow(ticket, finish, slow);
+        if let Some(hint) = hint {
+            self.honour_failure_hint(ticket, finish, moved, hint);
+        }
     }
 
     /// A streamed call's first item: the nanoseconds since admission, told
@@ -757,6 +899,7 @@ impl CircuitBreaker {
             CallEnd::Timeout => Counter::Timeout,
             CallEnd::Ignored => Counter::Ignored,
             CallEnd::Cancelled => Counter::Cancelled,
+            CallEnd::Throttled => return self.finish_throttled(ticket, slow, None),
         });
         if slow && finish != CallEnd::Cancelled {
             self.counters.add(Counter::Slow);
@@ -780,7 +923,7 @@ impl CircuitBreaker {
         let failure = match finish {
             CallEnd::Success => false,
             CallEnd::Failure | CallEnd::Timeout => true,
-            CallEnd::Ignored | CallEnd::Cancelled => return None,
+            CallEnd::Ignored | CallEnd::Cancelled | CallEnd::Throttled => return None,
         };
         let mut inner = lock(&self.inner);
         let w = self.load();
@@ -842,7 +985,7 @@ impl CircuitBreaker {
     }
 
     fn finish_probe(&self, ticket: Ticket, finish: CallEnd, slow: bool) -> Option<Transition> {
-        if matches!(finish, CallEnd::Ignored | CallEnd::Cancelled) {
+        if matches!(finish, CallEnd::Ignored | CallEnd::Cancelled | CallEnd::Throttled) {
             self.release_probe(ticket.generation());
             return None;
         }
@@ -916,6 +1059,7 @@ impl CircuitBreaker {
         self.open_until.store(deadline, Ordering::Release);
         let open = w.next(State::Open, false);
         let mut t = self.swap_locked(w, open, reason)?;
+        inner.open_reason = Some(reason);
         t.failures_in_window = tally.failures;
         t.calls_in_window = tally.calls;
         t.open_for = Some(duration);

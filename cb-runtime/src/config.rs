@@ -130,6 +130,8 @@ impl Backoff {
 /// | `success_threshold` | 1 |
 /// | `call_timeout` | none |
 /// | `open_backoff` | none |
+/// | `throttle_duration` | 5 s |
+/// | `max_retry_after` | 5 min |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -147,6 +149,10 @@ pub struct Config {
     pub(crate) success_threshold: u32,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) open_backoff: Option<Backoff>,
+    /// `throttle_duration` and `max_retry_after`, in whole milliseconds
+    /// (rounded up), so that a breaker stays within 1 KiB.
+    pub(crate) throttle_ms: u32,
+    pub(crate) max_retry_after_ms: u32,
     pub(crate) clock: Clock,
 }
 
@@ -166,6 +172,8 @@ impl Default for Config {
             success_threshold: 1,
             call_timeout: None,
             open_backoff: None,
+            throttle_ms: 5_000,
+            max_retry_after_ms: 300_000,
             clock: Clock::system(),
         }
     }
@@ -246,6 +254,29 @@ impl Config {
         self.open_backoff
     }
 
+    /// How long a throttled answer ([`Outcome::Throttled`](crate::Outcome::Throttled))
+    /// without a `Retry-After` hint keeps the circuit open.
+    pub fn throttle_duration(&self) -> Duration {
+        Duration::from_millis(u64::from(self.throttle_ms))
+    }
+
+    /// The longest `Retry-After` hint honoured; `Duration::ZERO` ignores
+    /// hints (a throttled answer then opens for `throttle_duration`).
+    pub fn max_retry_after(&self) -> Duration {
+        Duration::from_millis(u64::from(self.max_retry_after_ms))
+    }
+
+    /// How long a throttled answer keeps the circuit open: its hint, capped at
+    /// `max_retry_after` (a zero hint, or a zero cap, is no hint), or
+    /// `throttle_duration` without one.
+    pub(crate) fn throttle_period(&self, hint: Option<Duration>) -> Duration {
+        let cap = self.max_retry_after();
+        match hint.filter(|h| !h.is_zero() && !cap.is_zero()) {
+            Some(hint) => hint.min(cap),
+            None => self.throttle_duration(),
+        }
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -279,6 +310,8 @@ impl Config {
                     jitter: b.jitter,
                 })
             }),
+            "throttle_duration" => duration(self.throttle_duration()),
+            "max_retry_after" => duration(self.max_retry_after()),
             _ => return None,
         })
     }
@@ -328,6 +361,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `d` in whole milliseconds, rounded up (a period is never cut short),
+/// saturating at `u32::MAX` (49 days).
+fn whole_millis(d: Duration) -> u32 {
+    let ms = duration_nanos(d).div_ceil(1_000_000);
+    u32::try_from(ms).unwrap_or(u32::MAX)
 }
 
 /// The most probes `half_open_max_calls` may allow.
@@ -464,6 +504,23 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long a throttled answer without a `Retry-After` hint keeps the
+    /// circuit open (longer than zero; default 5 s), in whole milliseconds
+    /// (rounded up). See [`Outcome::Throttled`](crate::Outcome::Throttled).
+    pub fn throttle_duration(mut self, d: Duration) -> Self {
+        self.config.throttle_ms = whole_millis(d);
+        self
+    }
+
+    /// The longest `Retry-After` hint honoured (at most 24 h; default 5 min):
+    /// a longer hint opens the circuit for `d` only. `Duration::ZERO` ignores
+    /// hints, and a throttled answer opens for `throttle_duration`. Whole
+    /// milliseconds (rounded up).
+    pub fn max_retry_after(mut self, d: Duration) -> Self {
+        self.config.max_retry_after_ms = whole_millis(d);
+        self
+    }
+
     /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
@@ -503,6 +560,8 @@ impl ConfigBuilder {
                 self.open_backoff(Backoff::exponential(b.multiplier, nanos(b.cap_nanos)).jitter(b.jitter))
             }
             ("open_backoff", Value::Off) => self.no_open_backoff(),
+            ("throttle_duration", Value::Duration(d)) => self.throttle_duration(nanos(d)),
+            ("max_retry_after", Value::Duration(d)) => self.max_retry_after(nanos(d)),
             _ => self,
         }
     }
@@ -597,6 +656,42 @@ mod tests {
         assert_eq!(c.success_threshold(), 1);
         assert_eq!(c.call_timeout(), None);
         assert_eq!(c.open_backoff(), None);
+        assert_eq!(c.throttle_duration(), Duration::from_secs(5));
+        assert_eq!(c.max_retry_after(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_throttle_period_is_the_capped_hint_or_throttle_duration() {
+        let c = Config::builder()
+            .throttle_duration(Duration::from_secs(4))
+            .max_retry_after(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        assert_eq!(c.throttle_period(None), Duration::from_secs(4));
+        assert_eq!(c.throttle_period(Some(Duration::ZERO)), Duration::from_secs(4));
+        assert_eq!(
+            c.throttle_period(Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            c.throttle_period(Some(Duration::from_secs(600))),
+            Duration::from_secs(60)
+        );
+        let ignores = c.to_builder().max_retry_after(Duration::ZERO).build().unwrap();
+        assert_eq!(
+            ignores.throttle_period(Some(Duration::from_secs(2))),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            field_of(Config::builder().throttle_duration(Duration::ZERO)),
+            "throttle_duration"
+        );
+        let err = Config::builder()
+            .max_retry_after(Duration::from_secs(25 * 3600))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "max_retry_after");
+        assert!(err.to_string().contains("0s to 24h"), "{err}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn is_manual(t: &Transition) -> bool {
 pub enum ProbeEnd {
     /// The probe succeeded.
     Success,
-    /// The probe failed or timed out.
+    /// The probe failed, timed out or was throttled.
     Failure,
     /// The probe was cancelled or its result ignored: it said nothing about
     /// the dependency, and the grant may be used again.
@@ -185,7 +185,7 @@ impl CircuitBreaker {
         if let Some(gate) = self.gate.get() {
             gate.finished(match finish {
                 CallEnd::Success => ProbeEnd::Success,
-                CallEnd::Failure | CallEnd::Timeout => ProbeEnd::Failure,
+                CallEnd::Failure | CallEnd::Timeout | CallEnd::Throttled => ProbeEnd::Failure,
                 CallEnd::Ignored | CallEnd::Cancelled => ProbeEnd::Unused,
             });
         }

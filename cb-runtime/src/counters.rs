@@ -115,6 +115,8 @@ pub(crate) struct RareCounts {
     pub(crate) fallbacks: Counters<{ crate::FallbackReason::ALL.len() }>,
     /// By `CallEnd::index`.
     pub(crate) probes: [AtomicU64; crate::outcome::CallEnd::ALL.len()],
+    /// Calls the dependency throttled (`Stats::throttled`).
+    pub(crate) throttled: AtomicU64,
 }
 
 impl RareCounts {
@@ -122,6 +124,7 @@ impl RareCounts {
         Box::new(RareCounts {
             fallbacks: Counters::new(),
             probes: std::array::from_fn(|_| AtomicU64::new(0)),
+            throttled: AtomicU64::new(0),
         })
     }
 }

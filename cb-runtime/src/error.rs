@@ -29,14 +29,16 @@ pub enum BreakerErrorKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BreakerError {
     name: &'static &'static str,
-    /// The kind in the top two bits; below, `retry_after` or the timeout in
-    /// nanoseconds, all ones for none. Two words in all, so every `Result`
-    /// that carries the error stays small on the hot path.
+    /// The kind in the top two bits; then [`THROTTLED`]; below, `retry_after`
+    /// or the timeout in nanoseconds, all ones for none. Two words in all, so
+    /// every `Result` that carries the error stays small on the hot path.
     packed: u64,
 }
 
 const KIND_SHIFT: u32 = 62;
-const NO_AFTER: u64 = (1 << KIND_SHIFT) - 1;
+/// The bit that says a refusal while open is a throttled period's.
+const THROTTLED: u64 = 1 << 61;
+const NO_AFTER: u64 = THROTTLED - 1;
 
 impl BreakerError {
     #[inline]
@@ -62,6 +64,16 @@ impl BreakerError {
             name,
             // Kind `Open` is 0: the top bits stay clear.
             packed: wait.min(NO_AFTER - 1),
+        }
+    }
+
+    /// [`open`](Self::open) for a refusal while the circuit is open for a
+    /// throttled answer.
+    #[inline]
+    pub(crate) fn throttled(name: &'static &'static str, wait: u64) -> Self {
+        BreakerError {
+            name,
+            packed: wait.min(NO_AFTER - 1) | THROTTLED,
         }
     }
 
@@ -96,8 +108,21 @@ impl BreakerError {
         self.kind() == BreakerErrorKind::Timeout
     }
 
+    /// `true` for a refusal while the circuit is open because the dependency
+    /// throttled a call ([`Outcome::Throttled`](crate::Outcome::Throttled): a
+    /// 429, a quota error): it is not down, it asked callers to wait, and
+    /// [`retry_after`](Self::retry_after) says how long is left.
+    ///
+    /// A retry layer may wait that long and try again; the wait is the
+    /// dependency's own hint (capped at `max_retry_after`) or the breaker's
+    /// `throttle_duration`.
+    pub fn is_throttled(&self) -> bool {
+        self.packed & THROTTLED != 0
+    }
+
     /// For a refusal while open: how long until the circuit lets a probe
-    /// through. `None` when unknown (forced open, half-open full, timeout).
+    /// through (for a throttled period, the time left of it). `None` when
+    /// unknown (forced open, half-open full, timeout).
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind() {
             BreakerErrorKind::Timeout => None,
@@ -118,6 +143,17 @@ impl fmt::Display for BreakerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = *self.name;
         match self.kind() {
+            BreakerErrorKind::Open if self.is_throttled() => {
+                write!(
+                    f,
+                    "circuit breaker `{name}` is open: its dependency is rate limiting (throttled) and asked \
+                     callers to wait; the call was rejected without being attempted"
+                )?;
+                if let Some(after) = self.after() {
+                    write!(f, " (a probe is allowed in {after:?})")?;
+                }
+                Ok(())
+            }
             BreakerErrorKind::Open => {
                 write!(f, "circuit breaker `{name}` is open; the call was rejected without being attempted")?;
                 if let Some(after) = self.after() {
@@ -309,6 +345,30 @@ mod tests {
                 "{nanos}"
             );
         }
+    }
+
+    #[test]
+    fn a_throttled_refusal_says_so_and_keeps_its_wait() {
+        let wait = 1_500_000_000;
+        let t = BreakerError::throttled(&"openai", wait);
+        assert!(t.is_throttled() && t.is_rejected() && !t.is_timeout());
+        assert_eq!(t.kind(), BreakerErrorKind::Open);
+        assert_eq!(t.retry_after(), Some(Duration::from_nanos(wait)));
+        assert!(t.to_string().contains("throttled"), "{t}");
+        let plain = BreakerError::open(&"openai", wait);
+        assert!(!plain.is_throttled());
+        assert_ne!(t, plain);
+        for kind in [
+            BreakerErrorKind::ForcedOpen,
+            BreakerErrorKind::HalfOpenFull,
+            BreakerErrorKind::Timeout,
+        ] {
+            assert!(!BreakerError::new(&"x", kind, Some(Duration::MAX)).is_throttled());
+        }
+        assert_eq!(
+            BreakerError::throttled(&"x", u64::MAX).retry_after(),
+            Some(Duration::from_nanos(NO_AFTER - 1))
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! * Transitions at INFO, and at WARN when the circuit opens, with the
 //!   breaker's name, the states, the reason and the window's counts as fields.
+//!   An open for a rate limit (reason `throttled`) is INFO: routine, not an
+//!   outage.
 //! * Rejections at DEBUG, rate-limited: the first rejection of each open
 //!   period is logged, then one summary with the count when the period ends,
 //!   so an open breaker under load does not flood the log.
@@ -17,7 +19,18 @@ pub(crate) fn transition(t: &Transition) {
     } else {
         0.0
     };
-    if t.to.is_open() {
+    if t.reason == crate::transition::Reason::Throttled {
+        // A rate limit is routine for an LLM provider: INFO, not WARN.
+        tracing::info!(
+            target: "cb_runtime",
+            breaker = t.name,
+            from = %t.from,
+            to = %t.to,
+            reason = t.reason.as_str(),
+            open_for = ?t.open_for,
+            "circuit breaker throttled: the dependency is rate limiting; calls wait out its hint"
+        );
+    } else if t.to.is_open() {
         tracing::warn!(
             target: "cb_runtime",
             breaker = t.name,

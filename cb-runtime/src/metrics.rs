@@ -9,9 +9,10 @@
 //! | metric | type | labels | value |
 //! |---|---|---|---|
 //! | `circuit_breaker_state` | gauge | `name` | 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled |
-//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
+//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`, `throttled`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
 //! | `circuit_breaker_fallbacks_total` | counter | `name`, `on` | fallbacks that ran, by reason: `refusal`, `timeout`, `failure` |
-//! | `circuit_breaker_probes_total` | counter | `name`, `result` | calls admitted half-open, by how they ended: `success`, `failure`, `timeout`, `ignored`, `cancelled` |
+//! | `circuit_breaker_probes_total` | counter | `name`, `result` | calls admitted half-open, by how they ended: `success`, `failure`, `timeout`, `ignored`, `throttled`, `cancelled` |
+//! | `circuit_breaker_throttled` | gauge | `name` | 1 while open, or half-open, after a rate limit ([`Outcome::Throttled`](crate::Outcome::Throttled)), else 0 |
 //! | `circuit_breaker_slow_calls_total` | counter | `name` | calls slower than `slow_call_duration` |
 //! | `circuit_breaker_state_transitions_total` | counter | `name`, `from`, `to` | transitions since the breaker joined the registry |
 //! | `circuit_breaker_consecutive_failures` | gauge | `name` | failures since the last success, while closed |
@@ -80,6 +81,7 @@ const SLOW: &str = "circuit_breaker_slow_calls_total";
 const TRANSITIONS: &str = "circuit_breaker_state_transitions_total";
 const CONSECUTIVE: &str = "circuit_breaker_consecutive_failures";
 const RATE: &str = "circuit_breaker_failure_rate";
+const THROTTLED: &str = "circuit_breaker_throttled";
 const DURATION: &str = "circuit_breaker_call_duration_seconds";
 const FIRST_ITEM: &str = "circuit_breaker_time_to_first_item_seconds";
 
@@ -156,6 +158,7 @@ impl BreakerCollector {
             desc(TRANSITIONS, TRANSITIONS_HELP, &["name", "from", "to"]),
             desc(CONSECUTIVE, CONSECUTIVE_HELP, &["name"]),
             desc(RATE, RATE_HELP, &["name"]),
+            desc(THROTTLED, THROTTLED_HELP, &["name"]),
             desc(DURATION, DURATION_HELP, &["name"]),
             desc(FIRST_ITEM, FIRST_ITEM_HELP, &["name"]),
         ]
@@ -174,6 +177,8 @@ const SLOW_HELP: &str = "Calls slower than the slow-call duration.";
 const TRANSITIONS_HELP: &str = "State transitions, by from and to state.";
 const CONSECUTIVE_HELP: &str = "Consecutive failures while closed.";
 const RATE_HELP: &str = "Failure rate of the sliding window, once it holds minimum_calls calls.";
+const THROTTLED_HELP: &str =
+    "1 while the circuit is open or half-open after the dependency throttled a call (a rate limit, not an outage).";
 const DURATION_HELP: &str = "Duration of calls admitted by the breaker, in seconds.";
 const FIRST_ITEM_HELP: &str = "Time from admission to the first item of streamed calls, in seconds.";
 
@@ -281,6 +286,7 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     let transitions = IntCounterVec::new(Opts::new(TRANSITIONS, TRANSITIONS_HELP), &["name", "from", "to"])?;
     let consecutive = IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &["name"])?;
     let rate = GaugeVec::new(Opts::new(RATE, RATE_HELP), &["name"])?;
+    let throttled = IntGaugeVec::new(Opts::new(THROTTLED, THROTTLED_HELP), &["name"])?;
 
     for (breaker, counts) in registry.observed() {
         let name = breaker.name();
@@ -304,6 +310,9 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
         if let Some(r) = s.failure_rate {
             rate.with_label_values(&[name]).set(r);
         }
+        throttled
+            .with_label_values(&[name])
+            .set(i64::from(breaker.throttling()));
         for from in State::ALL {
             for to in State::ALL {
                 let n = counts.transitions(from, to);
@@ -325,6 +334,7 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     families.extend(transitions.collect());
     families.extend(consecutive.collect());
     families.extend(rate.collect());
+    families.extend(throttled.collect());
     if let Some(durations) = registry.hook::<Histogram<CallDuration>>() {
         families.extend(durations.series.collect());
     }

@@ -13,6 +13,43 @@ pub enum Outcome {
     /// Neither: the error was the caller's fault (say, a 400 for a prompt that
     /// is too long). Counted in `Stats::ignored`, and nowhere else.
     Ignored,
+    /// The dependency answered "too many requests" or "quota exceeded" (an
+    /// HTTP 429; an LLM provider's rate-limit error). It is not down, and it
+    /// asked callers to wait:
+    ///
+    /// * counted in `Stats::throttled` (and in `Stats::calls()`), never as a
+    ///   failure: it is not in the window's failure rate, not a consecutive
+    ///   failure, and never raises the `open_backoff` level;
+    /// * it opens the circuit ([`Reason::Throttled`](crate::Reason::Throttled))
+    ///   for the dependency's hint ([`Classify::classify_with_retry_after`]),
+    ///   capped at `max_retry_after`, or for `throttle_duration` without one.
+    ///   It never shortens an open period already running, and an answer to a
+    ///   call admitted before the circuit last moved is ignored, as a late
+    ///   result is. After the period the circuit is half-open, as usual;
+    /// * while that period lasts, a refusal says so:
+    ///   [`BreakerError::is_throttled`](crate::BreakerError::is_throttled), with
+    ///   the time left in [`retry_after`](crate::BreakerError::retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, Outcome, State};
+    ///
+    /// let clock = ManualClock::new();
+    /// let config = Config::builder().throttle_duration(Duration::from_secs(5)).clock(clock.clock());
+    /// let breaker = CircuitBreaker::new("throttled-doc", config.build()?);
+    /// breaker.try_acquire().unwrap().record_outcome(Outcome::Throttled);
+    ///
+    /// let refusal = breaker.try_acquire().unwrap_err();
+    /// assert!(refusal.is_throttled());
+    /// assert_eq!(refusal.retry_after(), Some(Duration::from_secs(5)));
+    /// let stats = breaker.stats();
+    /// assert_eq!((stats.throttled, stats.failures, stats.calls()), (1, 0, 2));
+    ///
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// # Ok::<(), cb_runtime::ConfigError>(())
+    /// ```
+    Throttled,
 }
 
 /// Decides how a finished call's result counts against the dependency.
@@ -51,11 +88,15 @@ pub trait Classify<T, E> {
     /// How `result` counts, and how long the dependency asked callers to
     /// stay away if it said so (an HTTP `Retry-After`).
     ///
-    /// The breaker honours the hint, as [`CircuitBreaker::open_for`](crate::CircuitBreaker::open_for)
-    /// would (never shortening an open period already running), only when the
-    /// call counts as a [`Outcome::Failure`] and was admitted in the current
-    /// period: a late answer from a call admitted before the circuit last
-    /// moved says nothing about now. The default gives no hint.
+    /// For an [`Outcome::Throttled`] the hint, capped at the breaker's
+    /// `max_retry_after`, is how long the circuit stays open (no hint:
+    /// `throttle_duration`). For an [`Outcome::Failure`] the breaker honours
+    /// it as [`CircuitBreaker::open_for`](crate::CircuitBreaker::open_for)
+    /// would, capped the same way (an HTTP 503 with `Retry-After`). Either
+    /// way it never shortens an open period already running, and counts
+    /// only from a call admitted in the current period: a late answer from a
+    /// call admitted before the circuit last moved says nothing about now.
+    /// The default gives no hint.
     fn classify_with_retry_after(self, result: &Result<T, E>) -> (Outcome, Option<Duration>)
     where
         Self: Sized,
@@ -94,7 +135,10 @@ impl<T, E, F: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for F {
 /// call a failure and ends the stream; one it calls [`Outcome::Ignored`] or
 /// [`Outcome::Success`] reaches the consumer, the stream goes on, and the
 /// first such error is the call's verdict (counted in `Stats::ignored`, or a
-/// success) unless a failure or a timeout follows.
+/// success) unless a failure or a timeout follows. One it calls
+/// [`Outcome::Throttled`] judges the call throttled at once and ends the
+/// stream, opening the circuit for the hint of
+/// [`classify_error_with_retry_after`](Self::classify_error_with_retry_after).
 ///
 /// ```
 /// use cb_runtime::{CircuitBreaker, Config, Outcome};
@@ -113,6 +157,13 @@ impl<T, E, F: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for F {
 pub trait ClassifyError<E> {
     /// How `error` counts.
     fn classify_error(&mut self, error: &E) -> Outcome;
+
+    /// How `error` counts, and the dependency's hint of when to come back,
+    /// as [`Classify::classify_with_retry_after`] says for a plain call. The
+    /// default gives no hint.
+    fn classify_error_with_retry_after(&mut self, error: &E) -> (Outcome, Option<Duration>) {
+        (self.classify_error(error), None)
+    }
 }
 
 impl<E> ClassifyError<E> for ErrIsFailure {
@@ -138,17 +189,20 @@ pub(crate) enum CallEnd {
     /// Abandoned at `call_timeout`: counted as a failure, and as a timeout.
     Timeout,
     Ignored,
+    /// Rate limited by the dependency: opens for its hint, counts no failure.
+    Throttled,
     /// Dropped before it finished: no outcome is recorded.
     Cancelled,
 }
 
 impl CallEnd {
     /// Every end, in the order of [`CallEnd::index`].
-    pub(crate) const ALL: [CallEnd; 5] = [
+    pub(crate) const ALL: [CallEnd; 6] = [
         CallEnd::Success,
         CallEnd::Failure,
         CallEnd::Timeout,
         CallEnd::Ignored,
+        CallEnd::Throttled,
         CallEnd::Cancelled,
     ];
 
@@ -164,6 +218,7 @@ impl CallEnd {
             CallEnd::Failure => "failure",
             CallEnd::Timeout => "timeout",
             CallEnd::Ignored => "ignored",
+            CallEnd::Throttled => "throttled",
             CallEnd::Cancelled => "cancelled",
         }
     }
@@ -185,6 +240,7 @@ impl From<Outcome> for CallEnd {
             Outcome::Success => CallEnd::Success,
             Outcome::Failure => CallEnd::Failure,
             Outcome::Ignored => CallEnd::Ignored,
+            Outcome::Throttled => CallEnd::Throttled,
         }
     }
 }

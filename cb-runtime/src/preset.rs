@@ -16,18 +16,29 @@ use crate::config::{Config, ConfigBuilder, ConfigError, Window};
 /// load). Each also sets a slow-call trigger (80 % of the window slower than
 /// the slow-call duration opens the circuit) and a call timeout.
 ///
-/// | preset | failure_threshold | success_threshold | open_duration | half_open_max_calls | window | minimum_calls | failure rate | slow call | call_timeout |
-/// |---|---|---|---|---|---|---|---|---|---|
-/// | `llm` | 3 | 2 | 120 s | 2 | last 20 calls | 10 | 0.5 | 30 s | 60 s |
-/// | `http_api` | 5 | 2 | 30 s | 3 | last 50 calls | 10 | 0.5 | 2 s | 10 s |
-/// | `database` | 10 | 3 | 10 s | 5 | last 100 calls | 10 | 0.5 | 1 s | 1.5 s |
-/// | `cache` | 8 | 3 | 20 s | 4 | last 100 calls | 10 | 0.5 | 50 ms | 250 ms |
-/// | `notification` | 10 | 2 | 60 s | 3 | last 20 calls | 10 | 0.5 | 5 s | 15 s |
+/// | preset | failure_threshold | success_threshold | open_duration | half_open_max_calls | window | minimum_calls | failure rate | slow call | call_timeout | throttle_duration | max_retry_after |
+/// |---|---|---|---|---|---|---|---|---|---|---|---|
+/// | `llm` | 3 | 2 | 120 s | 2 | last 20 calls | 10 | 0.5 | 30 s | 60 s | 10 s | 120 s |
+/// | `http_api` | 5 | 2 | 30 s | 3 | last 50 calls | 10 | 0.5 | 2 s | 10 s | 5 s | 5 min |
+/// | `database` | 10 | 3 | 10 s | 5 | last 100 calls | 10 | 0.5 | 1 s | 1.5 s | 5 s | 5 min |
+/// | `cache` | 8 | 3 | 20 s | 4 | last 100 calls | 10 | 0.5 | 50 ms | 250 ms | 5 s | 5 min |
+/// | `notification` | 10 | 2 | 60 s | 3 | last 20 calls | 10 | 0.5 | 5 s | 15 s | 5 s | 5 min |
 ///
 /// An LLM completion takes seconds and its provider's outages last minutes,
 /// so it opens early and stays open long; a cache answers in a millisecond
 /// and a database fails over in seconds, so they tolerate more failures and
 /// probe again sooner.
+///
+/// **Rate limits** (`throttle_duration`, `max_retry_after`; see
+/// [`Outcome::Throttled`](crate::Outcome::Throttled)). LLM providers state
+/// their limits per minute (OpenAI's and Anthropic's requests and tokens per
+/// minute) and enforce them with buckets that refill continuously, so a 429
+/// without a `Retry-After` waits 10 s, a sixth of that minute, before one
+/// probe asks again. Their hints for per-minute limits stay under a minute;
+/// a longer one comes from a daily or monthly quota, so the `llm` preset
+/// honours hints up to 120 s (its `open_duration`) and then probes: one
+/// request every two minutes while a day's quota is spent. The other presets
+/// keep the builder's defaults, 5 s and 5 min.
 ///
 /// ```
 /// use std::time::Duration;
@@ -66,6 +77,8 @@ struct Numbers {
     slow_call: Duration,
     slow_rate: f64,
     timeout: Duration,
+    throttle: Duration,
+    max_retry_after: Duration,
 }
 
 const fn secs(s: u64) -> Duration {
@@ -109,6 +122,8 @@ impl Preset {
                 slow_call: secs(30),
                 slow_rate: 0.8,
                 timeout: secs(60),
+                throttle: secs(10),
+                max_retry_after: secs(120),
             },
             Preset::HttpApi => Numbers {
                 failure_threshold: 5,
@@ -121,6 +136,8 @@ impl Preset {
                 slow_call: secs(2),
                 slow_rate: 0.8,
                 timeout: secs(10),
+                throttle: secs(5),
+                max_retry_after: secs(300),
             },
             Preset::Database => Numbers {
                 failure_threshold: 10,
@@ -135,6 +152,8 @@ impl Preset {
                 // Every hung call counts at its timeout: with 4 callers the
                 // 10 failures that open it take 3 timeouts (4.5 s).
                 timeout: millis(1500),
+                throttle: secs(5),
+                max_retry_after: secs(300),
             },
             Preset::Cache => Numbers {
                 failure_threshold: 8,
@@ -147,6 +166,8 @@ impl Preset {
                 slow_call: millis(50),
                 slow_rate: 0.8,
                 timeout: millis(250),
+                throttle: secs(5),
+                max_retry_after: secs(300),
             },
             Preset::Notification => Numbers {
                 failure_threshold: 10,
@@ -159,6 +180,8 @@ impl Preset {
                 slow_call: secs(5),
                 slow_rate: 0.8,
                 timeout: secs(15),
+                throttle: secs(5),
+                max_retry_after: secs(300),
             },
         }
     }
@@ -178,6 +201,8 @@ impl Preset {
             .slow_call_duration(n.slow_call)
             .slow_call_rate_threshold(n.slow_rate)
             .call_timeout(n.timeout)
+            .throttle_duration(n.throttle)
+            .max_retry_after(n.max_retry_after)
     }
 
     /// The preset's configuration.

@@ -112,7 +112,7 @@ impl FromStr for State {
 /// | bits   | field                                                         |
 /// |--------|---------------------------------------------------------------|
 /// | 0..3   | the [`State`] code                                            |
-/// | 3      | `dirty`: outcomes must go through the window's lock           |
+/// | 3      | closed: `dirty`, outcomes must go through the window's lock; open or half-open: `throttled`, the open period is a throttled answer's |
 /// | 4..20  | probes in flight (half-open only)                             |
 /// | 20..64 | generation: bumped by every transition                        |
 ///
@@ -144,6 +144,19 @@ impl StateWord {
     #[inline]
     pub(crate) const fn dirty(self) -> bool {
         self.0 & DIRTY != 0
+    }
+
+    /// An open or half-open word whose open period a throttled answer
+    /// started (the bit a closed word uses for `dirty`).
+    #[inline]
+    pub(crate) const fn throttled(self) -> bool {
+        self.0 & DIRTY != 0 && matches!(self.state(), State::Open | State::HalfOpen)
+    }
+
+    /// The next generation's open word, throttled or not.
+    #[inline]
+    pub(crate) const fn next_open(self, throttled: bool) -> StateWord {
+        StateWord::new(State::Open, next_generation(self.generation()), throttled)
     }
 
     #[inline]
@@ -286,6 +299,17 @@ mod tests {
         assert!(!StateWord::new(State::Closed, 7, true).is_clean_closed(7));
         assert!(!StateWord::new(State::Closed, 7, false).is_clean_closed(8));
         assert!(!StateWord::new(State::Disabled, 7, false).is_clean_closed(7));
+    }
+
+    #[test]
+    fn the_throttled_bit_is_read_only_on_open_and_half_open_words() {
+        let closed = StateWord::new(State::Closed, 3, true);
+        assert!(closed.dirty() && !closed.throttled());
+        let open = closed.next_open(true);
+        assert!(open.throttled() && open.state() == State::Open && open.generation() == 4);
+        assert!(!closed.next_open(false).throttled());
+        assert!(StateWord::new(State::HalfOpen, 5, true).throttled());
+        assert!(!StateWord::new(State::ForcedOpen, 5, true).throttled());
     }
 
     #[test]

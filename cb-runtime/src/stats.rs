@@ -20,6 +20,7 @@ use crate::state::State;
 /// | `ignored` | calls whose error the classifier (`ignore_if`) said not to count | `ignored` | not in it | unchanged |
 /// | `cancelled` | calls dropped before they finished | `cancelled` | not in it | unchanged |
 /// | `rejected` | calls refused without being attempted | `rejected` | not in it | unchanged |
+/// | `throttled` | calls the dependency throttled ([`Outcome::Throttled`](crate::Outcome::Throttled): a 429, a quota error) | `throttled` | not in it | unchanged |
 ///
 /// So a timeout is a failure for every trigger (`failures_in_window`, the
 /// failure rate, `consecutive_failures`, a failed probe), and is counted once,
@@ -57,6 +58,9 @@ pub struct Stats {
     pub ignored: u64,
     /// Calls dropped before they finished; they count neither way.
     pub cancelled: u64,
+    /// Calls the dependency throttled ([`Outcome::Throttled`](crate::Outcome::Throttled):
+    /// a 429, a quota error); not failures.
+    pub throttled: u64,
     /// Calls in the sliding window.
     pub calls_in_window: u64,
     /// Failures and timeouts in the sliding window.
@@ -91,11 +95,12 @@ const OUTCOMES: &[(&str, Total)] = &[
     ("ignored", |s| s.ignored),
     ("cancelled", |s| s.cancelled),
     ("rejected", |s| s.rejected),
+    ("throttled", |s| s.throttled),
 ];
 
 impl Stats {
     /// Every call counted: `successes + failures + timeouts + ignored +
-    /// cancelled + rejected`, the sum of [`outcomes`](Self::outcomes).
+    /// cancelled + rejected + throttled`, the sum of [`outcomes`](Self::outcomes).
     pub fn calls(&self) -> u64 {
         self.outcomes().map(|(_, n)| n).sum()
     }
@@ -103,7 +108,7 @@ impl Stats {
     /// Every outcome total with the word of its `outcome` label in
     /// `circuit_breaker_calls_total`: `("success", successes)`,
     /// `("failure", failures)`, `("timeout", timeouts)`, `("ignored", ignored)`,
-    /// `("cancelled", cancelled)`, `("rejected", rejected)`.
+    /// `("cancelled", cancelled)`, `("rejected", rejected)`, `("throttled", throttled)`.
     ///
     /// ```
     /// use cb_runtime::{CircuitBreaker, Config};
@@ -125,7 +130,7 @@ impl Stats {
 
     /// The probes (calls admitted while half-open) by how they ended, with
     /// the word of the `result` label of `circuit_breaker_probes_total`:
-    /// `success`, `failure`, `timeout`, `ignored`, `cancelled`.
+    /// `success`, `failure`, `timeout`, `ignored`, `cancelled`, `throttled`.
     pub fn probe_results(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         CallEnd::ALL
             .iter()

@@ -178,8 +178,8 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                let outcome = judge_error(breaker, ticket, None, this.classify.as_mut(), &error);
-                breaker.finish_stream(ticket, CallEnd::from(outcome), None);
+                let (outcome, hint) = judge_error(breaker, ticket, None, this.classify.as_mut(), &error);
+                breaker.finish_stream_with_hint(ticket, CallEnd::from(outcome), None, hint);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
             Poll::Pending => {
@@ -197,25 +197,29 @@ where
 }
 
 /// How `error` counts, by `classify` (user code, under a guard that records
-/// a failure if it panics); a failure without a classifier.
+/// a failure if it panics), with the `Retry-After` hint it read for a
+/// throttled error or a failure; a failure without a classifier.
 fn judge_error<E, C: ClassifyError<E>>(
     breaker: &CircuitBreaker,
     ticket: Ticket,
     to_first_item: Option<u64>,
     classify: Option<&mut C>,
     error: &E,
-) -> Outcome {
+) -> (Outcome, Option<Duration>) {
     let Some(classify) = classify else {
-        return Outcome::Failure;
+        return (Outcome::Failure, None);
     };
     let guard = PanicGuard {
         breaker,
         ticket,
         to_first_item,
     };
-    let outcome = classify.classify_error(error);
+    let (outcome, hint) = classify.classify_error_with_retry_after(error);
     mem::forget(guard);
-    outcome
+    (
+        outcome,
+        hint.filter(|_| matches!(outcome, Outcome::Failure | Outcome::Throttled)),
+    )
 }
 
 /// Whether the timer for `deadline` has fired, arming it (or moving it to
@@ -366,7 +370,7 @@ where
                 Poll::Ready(Some(Ok(item)))
             }
             Poll::Ready(Some(Err(error))) => {
-                let outcome = match ticket {
+                let (outcome, hint) = match ticket {
                     Some(ticket) => judge_error(
                         breaker,
                         ticket,
@@ -374,10 +378,19 @@ where
                         this.classify.as_mut(),
                         &error,
                     ),
-                    None => Outcome::Failure,
+                    None => (Outcome::Failure, None),
                 };
-                if outcome == Outcome::Failure {
-                    judge(CallEnd::Failure);
+                if matches!(outcome, Outcome::Failure | Outcome::Throttled) {
+                    // A failure, or a rate limit (which opens the circuit for
+                    // its hint): judged now, and the stream ends.
+                    if let Some(ticket) = ticket {
+                        breaker.finish_stream_with_hint(
+                            ticket,
+                            CallEnd::from(outcome),
+                            *this.to_first_item,
+                            hint,
+                        );
+                    }
                     this.stream.set(None);
                 } else {
                     // Not the dependency's fault: passed on, and the stream goes on

@@ -10,23 +10,29 @@
 //!   [`CallError::Rejected`] holding the [`BreakerError`] (no allocation, no
 //!   timer, no I/O).
 //! * **Classification**: for HTTP services (`Response = http::Response<B>`)
-//!   the default [`HttpClassifier`] counts 5xx and 429 as failures and every
-//!   other status as a success; a transport error (the inner service's `Err`)
-//!   is a failure. Pass your own with [`CircuitBreakerLayer::classifier`]:
+//!   the default [`HttpClassifier`] counts 5xx as failures, 429 as
+//!   [`Outcome::Throttled`] (a rate limit, not an outage), and every other
+//!   status as a success; a transport error (the inner service's `Err`) is a
+//!   failure. Pass your own with [`CircuitBreakerLayer::classifier`]:
 //!   [`HttpClassifier::with`] for another status rule, [`ErrIsFailure`](crate::ErrIsFailure) for a
 //!   service that is not HTTP, or any [`Classify`], such as a closure
 //!   `Fn(&Result<S::Response, S::Error>) -> Outcome + Clone`.
 //! * **`Retry-After`**: a 429 or 503 response whose `Retry-After` header says
 //!   when to come back (in seconds, or as an HTTP date) opens the circuit for
-//!   that long ([`CircuitBreaker::open_for`]), bounded by
-//!   [`max_retry_after`](CircuitBreakerLayer::max_retry_after) (5 minutes
-//!   unless set). LLM providers send this hint when they throttle; calling
-//!   them before it has passed only earns more 429s. A hint is honoured only
-//!   from a response that counts as a failure (one your classifier marks
+//!   that long, bounded by the breaker's `max_retry_after` field (5 minutes by
+//!   default; `"0s"` ignores hints). A throttled 429 opens with
+//!   [`Reason::Throttled`](crate::Reason::Throttled) and counts no failure; a
+//!   429 without the header opens for the breaker's `throttle_duration`. A
+//!   503's hint opens the circuit as [`CircuitBreaker::open_for`] would. LLM
+//!   providers send this hint when they throttle; calling them before it has
+//!   passed only earns more 429s. A hint is honoured only from a response
+//!   that counts as a failure or throttled (one your classifier marks
 //!   [`Outcome::Ignored`] opens nothing), from a request admitted since the
 //!   circuit last changed state (a late answer to a request sent before the
 //!   circuit opened is ignored), and it never shortens an open period that
-//!   is already running.
+//!   is already running. The layer has no cap of its own unless
+//!   [`max_retry_after`](CircuitBreakerLayer::max_retry_after) sets one (then
+//!   the lower of the two applies).
 //! * The breaker's `call_timeout` applies to the inner future; a timed-out
 //!   request is dropped and ends with [`CallError::Timeout`]. Dropping the
 //!   response future gives the permit back and records nothing.
@@ -74,8 +80,10 @@ use pin_project_lite::pin_project;
 
 use crate::{registry, BreakerError, Call, CallError, CircuitBreaker, Classify, Outcome, Preset, Registry};
 
-/// The longest `Retry-After` honoured unless
-/// [`max_retry_after`](CircuitBreakerLayer::max_retry_after) says otherwise.
+/// The default of the breaker's `max_retry_after` field, the longest
+/// `Retry-After` honoured; the field (builder, presets, file, environment)
+/// is what bounds a hint, and the layer adds no cap of its own unless
+/// [`max_retry_after`](CircuitBreakerLayer::max_retry_after) sets one.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Where a layer made from a name registers its breaker from, for the
@@ -86,8 +94,8 @@ fn origin(at: &'static std::panic::Location<'static>) -> &'static str {
 }
 
 /// The classifier for HTTP services: a status rule (by default
-/// [`HttpClassifier::default_rule`]: 5xx and 429 are failures), transport
-/// errors are failures, and `Retry-After` on a 429 or 503 is read.
+/// [`HttpClassifier::default_rule`]: 5xx are failures, 429 is throttled),
+/// transport errors are failures, and `Retry-After` on a 429 or 503 is read.
 #[derive(Clone, Copy)]
 pub struct HttpClassifier {
     rule: fn(StatusCode) -> Outcome,
@@ -102,9 +110,10 @@ impl HttpClassifier {
     /// use cb_runtime::Outcome;
     /// use http::StatusCode;
     ///
-    /// // 5xx are failures; 429 is the caller's own rate limit, not an outage.
-    /// // An ignored response does not open the circuit through its
-    /// // `Retry-After` either: only failures' hints are honoured.
+    /// // 5xx are failures; a 429 here is the caller's own per-user quota, not
+    /// // the provider's: ignored. An ignored response does not open the
+    /// // circuit through its `Retry-After` either: only failures' and
+    /// // throttled answers' hints are honoured.
     /// let classifier = HttpClassifier::with(|status| match status {
     ///     s if s.is_server_error() => Outcome::Failure,
     ///     StatusCode::TOO_MANY_REQUESTS => Outcome::Ignored,
@@ -116,9 +125,23 @@ impl HttpClassifier {
         HttpClassifier { rule }
     }
 
-    /// The default rule: 5xx and 429 are failures, every other status a success.
+    /// The default rule: 5xx are failures, 429 Too Many Requests is
+    /// [`Outcome::Throttled`] (the provider is rate limiting, not down), every
+    /// other status a success.
+    ///
+    /// ```
+    /// use cb_runtime::tower::HttpClassifier;
+    /// use cb_runtime::Outcome;
+    /// use http::StatusCode;
+    ///
+    /// assert_eq!(HttpClassifier::default_rule(StatusCode::TOO_MANY_REQUESTS), Outcome::Throttled);
+    /// assert_eq!(HttpClassifier::default_rule(StatusCode::BAD_GATEWAY), Outcome::Failure);
+    /// assert_eq!(HttpClassifier::default_rule(StatusCode::NOT_FOUND), Outcome::Success);
+    /// ```
     pub fn default_rule(status: StatusCode) -> Outcome {
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            Outcome::Throttled
+        } else if status.is_server_error() {
             Outcome::Failure
         } else {
             Outcome::Success
@@ -204,7 +227,19 @@ pub fn retry_after_header(headers: &HeaderMap, now: SystemTime) -> Option<Durati
 pub struct CircuitBreakerLayer<C = HttpClassifier> {
     breaker: Arc<CircuitBreaker>,
     classifier: C,
-    max_retry_after: Option<Duration>,
+    max_retry_after: LayerCap,
+}
+
+/// The layer's own bound on `Retry-After`, beneath the breaker's
+/// `max_retry_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LayerCap {
+    /// None of its own: the breaker's field decides.
+    Breaker,
+    /// At most this long (and at most the breaker's field).
+    At(Duration),
+    /// Hints are ignored.
+    Ignore,
 }
 
 impl CircuitBreakerLayer<HttpClassifier> {
@@ -213,7 +248,7 @@ impl CircuitBreakerLayer<HttpClassifier> {
         CircuitBreakerLayer {
             breaker,
             classifier: HttpClassifier::default(),
-            max_retry_after: Some(DEFAULT_MAX_RETRY_AFTER),
+            max_retry_after: LayerCap::Breaker,
         }
     }
 
@@ -246,17 +281,24 @@ impl<C> CircuitBreakerLayer<C> {
         }
     }
 
-    /// The longest `Retry-After` honoured: a longer hint opens the circuit
-    /// for `max` only. `Duration::ZERO` ignores hints, as
+    /// A cap of this layer's own on `Retry-After`, beneath the breaker's
+    /// `max_retry_after` field (which gives every layer of the breaker its
+    /// bound, and is the one to set): a hint opens the circuit for at most
+    /// the lower of the two. `Duration::ZERO` ignores hints, as
     /// [`ignore_retry_after`](Self::ignore_retry_after) does.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = Some(max).filter(|m| !m.is_zero());
+        self.max_retry_after = if max.is_zero() {
+            LayerCap::Ignore
+        } else {
+            LayerCap::At(max)
+        };
         self
     }
 
-    /// Ignore `Retry-After`: responses only count as successes or failures.
+    /// Ignore `Retry-After` in this layer: a 429 then opens for the breaker's
+    /// `throttle_duration`, and a 503 counts as a failure only.
     pub fn ignore_retry_after(mut self) -> Self {
-        self.max_retry_after = None;
+        self.max_retry_after = LayerCap::Ignore;
         self
     }
 
@@ -295,7 +337,7 @@ pub struct CircuitBreakerService<S, C = HttpClassifier> {
     inner: S,
     breaker: Arc<CircuitBreaker>,
     classifier: C,
-    max_retry_after: Option<Duration>,
+    max_retry_after: LayerCap,
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
@@ -371,7 +413,7 @@ where
 #[derive(Clone, Debug)]
 pub(crate) struct WithRetryAfter<C> {
     classifier: C,
-    max_retry_after: Option<Duration>,
+    max_retry_after: LayerCap,
 }
 
 impl<Res, E, C: Classify<Res, E>> Classify<Res, E> for WithRetryAfter<C> {
@@ -382,7 +424,8 @@ impl<Res, E, C: Classify<Res, E>> Classify<Res, E> for WithRetryAfter<C> {
     fn classify_with_retry_after(self, result: &Result<Res, E>) -> (Outcome, Option<Duration>) {
         let (outcome, hint) = self.classifier.classify_with_retry_after(result);
         let hint = match (outcome, self.max_retry_after) {
-            (Outcome::Failure, Some(max)) => hint.map(|h| h.min(max)),
+            (Outcome::Failure | Outcome::Throttled, LayerCap::Breaker) => hint,
+            (Outcome::Failure | Outcome::Throttled, LayerCap::At(max)) => hint.map(|h| h.min(max)),
             _ => None,
         };
         (outcome, hint)

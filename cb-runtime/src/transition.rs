@@ -73,11 +73,14 @@ pub enum Reason {
     ForcedOpenByFleet,
     /// A fleet-wide `disable`.
     DisabledByFleet,
+    /// To open: the dependency throttled a call ([`Outcome::Throttled`](crate::Outcome::Throttled)),
+    /// for its `Retry-After` or `throttle_duration`. Not a failure.
+    Throttled,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::ConsecutiveFailures,
         Reason::FailureRate,
         Reason::SlowCallRate,
@@ -94,6 +97,7 @@ impl Reason {
         Reason::ResetByFleet,
         Reason::ForcedOpenByFleet,
         Reason::DisabledByFleet,
+        Reason::Throttled,
     ];
 
     /// The reason in words, as logs and events write it.
@@ -115,6 +119,7 @@ impl Reason {
             Reason::ResetByFleet => "reset by the fleet",
             Reason::ForcedOpenByFleet => "forced open by the fleet",
             Reason::DisabledByFleet => "disabled by the fleet",
+            Reason::Throttled => "throttled",
         }
     }
 

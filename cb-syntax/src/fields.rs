@@ -35,6 +35,9 @@ pub const MIN_WINDOW_NANOS: u64 = 100_000_000;
 pub const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
 /// The most probes `half_open_max_calls` may allow at once.
 pub const MAX_PROBES: u32 = 10_000;
+/// The longest `max_retry_after`, in nanoseconds (24 h): a longer open
+/// period is not a rate limit, and fleet peers refuse opens over a day.
+pub const MAX_RETRY_AFTER_NANOS: u64 = 24 * 3_600_000_000_000;
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +58,12 @@ pub enum Kind {
     Duration,
     /// A duration longer than zero, or `"none"` (or `"off"`) for none.
     OptionalDuration,
+    /// A duration from zero (`"0s"`, which turns the field's effect off) up
+    /// to `max` nanoseconds.
+    DurationUpTo {
+        /// The longest duration allowed, in nanoseconds.
+        max: u64,
+    },
     /// A count window of `1..=`[`MAX_WINDOW_CALLS`] calls (a number), or a
     /// time window of [`MIN_WINDOW_NANOS`]`..=`[`MAX_WINDOW_NANOS`] (a
     /// duration).
@@ -87,7 +96,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 12] = [
+pub const FIELDS: [Field; 14] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -147,6 +156,18 @@ pub const FIELDS: [Field; 12] = [
         name: "open_backoff",
         kind: Kind::Backoff,
         doc: "Grows the open duration on each reopen, up to the cap (at least `open_duration`), with jitter.",
+    },
+    Field {
+        name: "throttle_duration",
+        kind: Kind::Duration,
+        doc: "How long a throttled answer (a 429, a quota error) without a `Retry-After` hint keeps the circuit open.",
+    },
+    Field {
+        name: "max_retry_after",
+        kind: Kind::DurationUpTo {
+            max: MAX_RETRY_AFTER_NANOS,
+        },
+        doc: "The longest `Retry-After` hint honoured; a longer one is cut to this, and \"0s\" ignores hints.",
     },
 ];
 
@@ -252,6 +273,7 @@ impl Field {
         match self.kind {
             Kind::Duration => format!("a duration: {DURATION_FORMAT}"),
             Kind::OptionalDuration => format!("a duration: {DURATION_FORMAT}, or \"none\""),
+            Kind::DurationUpTo { .. } => format!("a duration: {DURATION_FORMAT}, or \"0s\""),
             Kind::Window => format!("a number of calls (such as 100) or a time window: {DURATION_FORMAT}"),
             Kind::Backoff => format!(
                 "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
@@ -273,6 +295,7 @@ impl Field {
             Kind::Rate => "a rate in [0.0, 1.0]".to_owned(),
             Kind::Duration => "a duration longer than zero".to_owned(),
             Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
+            Kind::DurationUpTo { max } => format!("a duration from 0s to {}", format_nanos(max)),
             Kind::Window => format!(
                 "a count window of 1..={MAX_WINDOW_CALLS} calls, or a time window between {} and {}",
                 format_nanos(MIN_WINDOW_NANOS),
@@ -290,7 +313,7 @@ impl Field {
             Kind::Preset => "\"llm\"",
             Kind::Count { .. } => "5",
             Kind::Rate => "0.5",
-            Kind::Duration | Kind::OptionalDuration => "\"30s\"",
+            Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => "\"30s\"",
             Kind::Window => "20",
             Kind::Backoff => "\"2 5m 0.1\"",
         }
@@ -324,7 +347,7 @@ impl Field {
             ),
             Kind::Duration => Value::Duration(duration()?),
             Kind::OptionalDuration if off => Value::Off,
-            Kind::OptionalDuration => Value::Duration(duration()?),
+            Kind::OptionalDuration | Kind::DurationUpTo { .. } => Value::Duration(duration()?),
             Kind::Window => match t.parse::<u32>() {
                 Ok(calls) => Value::WindowCalls(calls),
                 Err(_) => Value::WindowTime(duration()?),
@@ -352,6 +375,7 @@ impl Field {
             (Kind::Count { min, max }, Value::Count(n)) => (min..=max).contains(&n),
             (Kind::Rate, Value::Rate(r)) => (0.0..=1.0).contains(&r),
             (Kind::Duration | Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
+            (Kind::DurationUpTo { max }, Value::Duration(nanos)) => nanos <= max,
             (Kind::OptionalDuration | Kind::Backoff, Value::Off) => true,
             (Kind::Window, Value::WindowCalls(calls)) => (1..=MAX_WINDOW_CALLS).contains(&calls),
             (Kind::Window, Value::WindowTime(nanos)) => {
@@ -437,6 +461,19 @@ mod tests {
             field("preset").unwrap().range(),
             "one of `llm`, `http_api`, `database`, `cache`, `notification`"
         );
+    }
+
+    #[test]
+    fn max_retry_after_takes_zero_and_at_most_a_day() {
+        let cap = field("max_retry_after").unwrap();
+        assert_eq!(cap.parse("0s"), Ok(Value::Duration(0)));
+        assert_eq!(cap.parse("24h"), Ok(Value::Duration(MAX_RETRY_AFTER_NANOS)));
+        assert_eq!(cap.parse("25h"), Err(Refusal::OutOfRange));
+        assert_eq!(cap.range(), "a duration from 0s to 24h");
+        assert!(matches!(cap.parse("none"), Err(Refusal::Malformed(Some(_)))));
+        let throttle = field("throttle_duration").unwrap();
+        assert_eq!(throttle.parse("0s"), Err(Refusal::OutOfRange));
+        assert_eq!(throttle.parse("10s"), Ok(Value::Duration(10_000_000_000)));
     }
 
     #[test]

@@ -19,6 +19,8 @@ fn allowed(reason: Reason) -> (&'static [State], State, bool) {
         Reason::ProbeFailed | Reason::SlowProbes => (&[HalfOpen], Open, false),
         Reason::ProbesSucceeded => (&[HalfOpen], Closed, false),
         Reason::OpenDurationElapsed => (&[Open], HalfOpen, false),
+        // A rate limit opens a closed or half-open breaker (late answers open nothing).
+        Reason::Throttled => (&[Closed, HalfOpen], Open, false),
         // On an open breaker `open_for` extends the period with no transition.
         Reason::OpenedFor => (&[Closed, HalfOpen], Open, true),
         Reason::Reset => (&[Closed, Open, HalfOpen, ForcedOpen, Disabled], Closed, true),
@@ -82,10 +84,11 @@ struct Tally {
     ignored: u64,
     cancelled: u64,
     rejected: u64,
+    throttled: u64,
 }
 
 /// Checks, for any configuration and any sequence of operations (acquire,
-/// record success, failure or ignored, drop a permit, advance the clock,
+/// record success, failure, ignored or throttled, drop a permit, advance the clock,
 /// reset, force open, disable, open for a while, look at the state):
 ///
 /// - every transition has a known reason, leaves a state that reason may
@@ -129,8 +132,13 @@ pub fn breaker(data: &[u8]) {
                         assert_ne!(before, State::ForcedOpen, "a forced-open breaker admitted a call");
                         held.push(permit);
                     }
-                    Err(_) => {
+                    Err(refusal) => {
                         tally.rejected += 1;
+                        // Only an open breaker's refusal can be a rate limit's.
+                        assert!(
+                            !refusal.is_throttled() || before == State::Open,
+                            "a {before} breaker refused as throttled"
+                        );
                         assert!(
                             !matches!(before, State::Closed | State::Disabled),
                             "a {before} breaker refused a call"
@@ -153,6 +161,10 @@ pub fn breaker(data: &[u8]) {
                     2 => {
                         tally.failures += 1;
                         permit.record_outcome(Outcome::Failure);
+                    }
+                    3 if arg % 2 == 1 => {
+                        tally.throttled += 1;
+                        permit.record_outcome(Outcome::Throttled);
                     }
                     3 => {
                         tally.ignored += 1;
@@ -189,13 +201,14 @@ pub fn breaker(data: &[u8]) {
             s.half_open_in_flight
         );
         assert!(s.calls_in_window <= window_calls && s.failures_in_window <= s.calls_in_window);
-        assert!(s.slow_calls <= s.successes + s.failures + s.ignored);
+        assert!(s.slow_calls <= s.successes + s.failures + s.ignored + s.throttled);
         let totals = Tally {
             successes: s.successes,
             failures: s.failures,
             ignored: s.ignored,
             cancelled: s.cancelled,
             rejected: s.rejected,
+            throttled: s.throttled,
         };
         assert_eq!(totals, tally, "the totals are not what the callers saw");
         assert_eq!(s.timeouts, 0);

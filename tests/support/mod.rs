@@ -100,3 +100,26 @@ pub fn fail(b: &cb_runtime::CircuitBreaker) -> Result<u32, cb_runtime::CallError
         Poll::Pending => unreachable!("a ready future finishes on the first poll"),
     }
 }
+
+/// An HTTP client (reqwest) as a tower service: a URL in, an `http::Response`
+/// with the body as text out, for the tower layer's tests.
+#[allow(dead_code)]
+pub fn http_client() -> impl tower::Service<
+    String,
+    Response = http::Response<String>,
+    Error = reqwest::Error,
+    Future = impl Future<Output = Result<http::Response<String>, reqwest::Error>> + Send,
+> + Clone {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    tower::service_fn(move |url: String| {
+        let client = client.clone();
+        async move {
+            let reply = client.get(url).send().await?;
+            let mut response = http::Response::builder().status(reply.status());
+            for (name, value) in reply.headers() {
+                response = response.header(name, value);
+            }
+            Ok(response.body(reply.text().await?).unwrap())
+        }
+    })
+}

@@ -12,6 +12,7 @@
   const STATES = {
     closed: "Closed",
     open: "Open",
+    throttled: "Throttled",
     half_open: "Half-open",
     forced_open: "Forced open",
     disabled: "Disabled",
@@ -75,6 +76,7 @@
       ["rejected", stats.rejected],
       ["ignored", stats.ignored],
       ["cancelled", stats.cancelled],
+      ["throttled", stats.throttled],
       ["slow", stats.slow_calls],
     ];
     // Fallbacks by reason (refusal, timeout, failure); absent from an older server.
@@ -86,15 +88,27 @@
     return list;
   }
 
+  // The state the page shows: an open breaker that waits out a rate limit is
+  // "throttled", apart from one open for failures.
+  function shownState(b) {
+    return b.state === "open" && b.throttled === true ? "throttled" : b.state;
+  }
+
   function row(b, fetchedAt) {
-    const tr = el("tr", "state-" + b.state);
+    const shown = shownState(b);
+    const tr = el("tr", "state-" + shown);
     tr.setAttribute("data-name", b.name);
-    tr.setAttribute("data-state", b.state);
+    tr.setAttribute("data-state", shown);
 
     tr.append(el("td", "name", b.name));
 
     const state = el("td");
-    state.append(el("span", "state", stateWord(b.state)));
+    const badge = el("span", "state", stateWord(shown));
+    if (b.open_reason) badge.setAttribute("title", "Reason: " + b.open_reason);
+    state.append(badge);
+    if (b.open_reason && (b.state === "open" || b.state === "half_open")) {
+      state.append(el("div", "reason muted", b.open_reason === "throttled" ? "rate limit, not an outage" : b.open_reason));
+    }
     tr.append(state);
 
     const s = b.stats;
@@ -113,7 +127,8 @@
     } else if (b.state === "forced_open") {
       left.textContent = "until reset";
     } else if (b.state === "half_open") {
-      left.textContent = "probing (" + s.half_open_in_flight + " in flight)";
+      left.textContent = "probing (" + s.half_open_in_flight + " in flight)" +
+        (b.throttled === true ? " after a rate limit" : "");
     } else {
       left.textContent = "\u2014";
     }
@@ -135,7 +150,7 @@
     const fetchedAt = Date.now();
     const breakers = Array.isArray(data.circuit_breakers) ? data.circuit_breakers : [];
     const counts = {};
-    for (const b of breakers) counts[b.state] = (counts[b.state] || 0) + 1;
+    for (const b of breakers) counts[shownState(b)] = (counts[shownState(b)] || 0) + 1;
     const parts = Object.keys(STATES)
       .filter((s) => counts[s])
       .map((s) => counts[s] + " " + stateWord(s).toLowerCase());

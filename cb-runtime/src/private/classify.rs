@@ -1,4 +1,5 @@
-//! How the expansion classifies errors (`failure_if`, `ignore_if`) and decides
+//! How the expansion classifies errors (`throttle_if` with `retry_after`,
+//! `failure_if`, `ignore_if`) and decides
 //! whether a fallback runs after the call (`fallback_on`).
 //!
 //! The expansion folds the classifier keys over [`ErrIsFailure`], the first
@@ -6,6 +7,8 @@
 //! then `f`. A new key is one more wrapper here and one more fold step there.
 //! The same classifier judges a plain call (through [`errors`]) and a
 //! streamed one (the error of its opening, and each `Err` item).
+
+use std::time::Duration;
 
 use crate::error::CallError;
 use crate::{Classify, ClassifyError, ErrIsFailure, FallbackReason, Outcome};
@@ -24,6 +27,60 @@ pub struct FailureIf<C, P> {
 pub struct IgnoreIf<C, P> {
     inner: C,
     is_ignored: P,
+}
+
+/// `throttle_if = path` (with `retry_after = hint`): an error for which
+/// `path(&error)` is `true` is a rate limit, [`Outcome::Throttled`], with the
+/// hint `hint(&error)` reads; `inner` judges the others, and a failure it
+/// finds without a hint of its own takes `hint`'s (a 503's `Retry-After`).
+/// Asked before `ignore_if` and `failure_if`: the expansion folds it last.
+#[derive(Clone, Copy)]
+pub struct ThrottleIf<C, P, R> {
+    inner: C,
+    is_throttled: P,
+    retry_after: R,
+}
+
+/// `inner`, with `throttle_if` (and `retry_after`) asked first. A key not
+/// given is a closure that says no (`|_| false`, `|_| None`).
+#[inline(always)]
+pub fn throttle_if<E, C, P: FnMut(&E) -> bool, R: FnMut(&E) -> Option<Duration>>(
+    inner: C,
+    is_throttled: P,
+    retry_after: R,
+) -> ThrottleIf<C, P, R> {
+    ThrottleIf {
+        inner,
+        is_throttled,
+        retry_after,
+    }
+}
+
+impl<E, C, P, R> ClassifyError<E> for ThrottleIf<C, P, R>
+where
+    C: ClassifyError<E>,
+    P: FnMut(&E) -> bool,
+    R: FnMut(&E) -> Option<Duration>,
+{
+    #[inline(always)]
+    fn classify_error(&mut self, error: &E) -> Outcome {
+        if (self.is_throttled)(error) {
+            Outcome::Throttled
+        } else {
+            self.inner.classify_error(error)
+        }
+    }
+
+    #[inline(always)]
+    fn classify_error_with_retry_after(&mut self, error: &E) -> (Outcome, Option<Duration>) {
+        if (self.is_throttled)(error) {
+            return (Outcome::Throttled, (self.retry_after)(error));
+        }
+        match self.inner.classify_error_with_retry_after(error) {
+            (Outcome::Failure, None) => (Outcome::Failure, (self.retry_after)(error)),
+            judged => judged,
+        }
+    }
 }
 
 /// `inner`, with `failure_if` asked first.
@@ -47,6 +104,15 @@ impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for FailureI
             Outcome::Success
         }
     }
+
+    #[inline(always)]
+    fn classify_error_with_retry_after(&mut self, error: &E) -> (Outcome, Option<Duration>) {
+        if (self.is_failure)(error) {
+            self.inner.classify_error_with_retry_after(error)
+        } else {
+            (Outcome::Success, None)
+        }
+    }
 }
 
 impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for IgnoreIf<C, P> {
@@ -56,6 +122,15 @@ impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for IgnoreIf
             Outcome::Ignored
         } else {
             self.inner.classify_error(error)
+        }
+    }
+
+    #[inline(always)]
+    fn classify_error_with_retry_after(&mut self, error: &E) -> (Outcome, Option<Duration>) {
+        if (self.is_ignored)(error) {
+            (Outcome::Ignored, None)
+        } else {
+            self.inner.classify_error_with_retry_after(error)
         }
     }
 }
@@ -76,6 +151,14 @@ impl<T, E, C: ClassifyError<E>> Classify<T, E> for Errors<C> {
         match result {
             Ok(_) => Outcome::Success,
             Err(error) => self.0.classify_error(error),
+        }
+    }
+
+    #[inline(always)]
+    fn classify_with_retry_after(mut self, result: &Result<T, E>) -> (Outcome, Option<Duration>) {
+        match result {
+            Ok(_) => (Outcome::Success, None),
+            Err(error) => self.0.classify_error_with_retry_after(error),
         }
     }
 }

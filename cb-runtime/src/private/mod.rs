@@ -12,7 +12,8 @@ mod classify;
 mod stream;
 
 pub use self::classify::{
-    errors, failure_if, fallback_due, ignore_if, Errors, FailureIf, IgnoreIf, NO_FAILURES,
+    errors, failure_if, fallback_due, ignore_if, throttle_if, Errors, FailureIf, IgnoreIf, ThrottleIf,
+    NO_FAILURES,
 };
 pub use self::stream::{
     fallback_stream, finish_boxed_stream, finish_boxed_stream_passed, finish_stream, finish_stream_or,

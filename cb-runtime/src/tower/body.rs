@@ -9,9 +9,11 @@
 //! [`http_body::Body`] frames:
 //!
 //! * The head is classified first, by the same [`Classify`] (the
-//!   [`HttpClassifier`] by default): a failing status (5xx, 429) is a failure
-//!   at once, and `Retry-After` is honoured as by the head-only layer. Any
-//!   other status (a success, or an ignored one) is judged by its body.
+//!   [`HttpClassifier`] by default): a failing status (5xx) is a failure at
+//!   once, a 429 is throttled at once (opening for its `Retry-After`, capped
+//!   at the breaker's `max_retry_after`, or for `throttle_duration`), and a
+//!   503's `Retry-After` is honoured as by the head-only layer. Any other
+//!   status (a success, or an ignored one) is judged by its body.
 //! * The body is judged like a stream: time to first frame is the slow-call
 //!   signal; `call_timeout` bounds the wait for the head and the first frame
 //!   (from admission) and for each next frame; a body error is a failure; the
@@ -34,9 +36,9 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{HttpClassifier, DEFAULT_MAX_RETRY_AFTER};
+use super::HttpClassifier;
 use crate::stream::BreakerStream;
-use crate::{CallError, CircuitBreaker, Classify, Outcome};
+use crate::{CallError, CircuitBreaker, Classify, ClassifyError, Outcome};
 
 /// A [`Layer`] that judges each response by its body; see the
 /// [module documentation](self).
@@ -127,9 +129,33 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for BodyCircuitBreakerService<S, C
 enum Failed<BE> {
     /// The body failed: the only error a frame carries.
     Body(BE),
-    /// The head failed (its status, or the service's error): the details
-    /// wait in the service future's own slot.
-    Head,
+    /// The head failed or was throttled (its status, or the service's
+    /// error), counting as `outcome` with the `Retry-After` `hint`: the
+    /// details wait in the service future's own slot.
+    Head {
+        outcome: Outcome,
+        hint: Option<std::time::Duration>,
+    },
+}
+
+/// Judges a [`Failed`]: a body error is a failure; a head as it was classified.
+#[derive(Clone, Copy)]
+struct JudgeFailed;
+
+impl<BE> ClassifyError<Failed<BE>> for JudgeFailed {
+    fn classify_error(&mut self, error: &Failed<BE>) -> Outcome {
+        self.classify_error_with_retry_after(error).0
+    }
+
+    fn classify_error_with_retry_after(
+        &mut self,
+        error: &Failed<BE>,
+    ) -> (Outcome, Option<std::time::Duration>) {
+        match error {
+            Failed::Body(_) => (Outcome::Failure, None),
+            Failed::Head { outcome, hint } => (*outcome, *hint),
+        }
+    }
 }
 
 /// The response's body as a stream of frames; the head waits beside it until
@@ -188,15 +214,11 @@ where
         // `.await`.
         let head_failure: HeadSlot<B, S::Error> = Arc::default();
         let slot = Arc::clone(&head_failure);
-        let hinted = Arc::clone(&self.breaker);
         let open = async move {
             let result = fut.await;
             let (outcome, hint) = classifier.classify_with_retry_after(&result);
-            if let Some(hint) = hint.filter(|h| outcome == Outcome::Failure && !h.is_zero()) {
-                hinted.open_for(hint.min(DEFAULT_MAX_RETRY_AFTER));
-            }
             match result {
-                Ok(response) if outcome != Outcome::Failure => {
+                Ok(response) if !matches!(outcome, Outcome::Failure | Outcome::Throttled) => {
                     let (head, body) = response.into_parts();
                     Ok(Frames {
                         head: Some(head),
@@ -205,12 +227,18 @@ where
                 }
                 other => {
                     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(other);
-                    Err(Failed::Head)
+                    // A transport error is a failure whatever the rule says.
+                    let outcome = if outcome == Outcome::Success {
+                        Outcome::Failure
+                    } else {
+                        outcome
+                    };
+                    Err(Failed::Head { outcome, hint })
                 }
             }
         };
         // Holds the permit from here: dropped unpolled, it gives it back.
-        let call = permit.run_stream(open);
+        let call = permit.run_stream_with(open, JudgeFailed);
         Box::pin(async move {
             match call.await {
                 Ok(mut stream) => {
@@ -252,14 +280,14 @@ pin_project! {
     #[project = BodyStateProj]
     enum BodyState<B: Body> {
         // Judged by its frames.
-        Judged { #[pin] stream: BreakerStream<'static, Frames<B>> },
+        Judged { #[pin] stream: BreakerStream<'static, Frames<B>, JudgeFailed> },
         // Judged by its head already (a failing status).
         Plain { #[pin] body: B },
     }
 }
 
 impl<B: Body> JudgedBody<B> {
-    fn judged(stream: BreakerStream<'static, Frames<B>>) -> Self {
+    fn judged(stream: BreakerStream<'static, Frames<B>, JudgeFailed>) -> Self {
         JudgedBody {
             inner: BodyState::Judged { stream },
         }
@@ -290,7 +318,9 @@ impl<B: Body> Body for JudgedBody<B> {
                         CallError::Inner(Failed::Body(e)) => CallError::Inner(e),
                         CallError::Rejected(e) => CallError::Rejected(e),
                         CallError::Timeout(e) => CallError::Timeout(e),
-                        CallError::Inner(Failed::Head) => unreachable!("frames carry body errors only"),
+                        CallError::Inner(Failed::Head { .. }) => {
+                            unreachable!("frames carry body errors only")
+                        }
                     })
                 })
             }),

@@ -1,0 +1,21 @@
+use cb_runtime::{circuit_breaker, BreakerError};
+
+#[derive(Debug)]
+pub struct Error;
+
+impl From<BreakerError> for Error {
+    fn from(_: BreakerError) -> Self {
+        Error
+    }
+}
+
+#[circuit_breaker(name = "fail", throttle_if = is_rate_limited)]
+async fn fetch() -> Result<u8, Error> {
+    Ok(1)
+}
+
+fn is_rate_limited(_: &Error) -> Option<std::time::Duration> {
+    None
+}
+
+fn main() {}

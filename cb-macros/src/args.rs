@@ -23,11 +23,12 @@ mod kw {
     syn::custom_keyword!(failure_if);
     syn::custom_keyword!(ignore_if);
     syn::custom_keyword!(stream);
+    syn::custom_keyword!(key);
 }
 
 /// The keys only the attribute takes; the configuration fields
 /// ([`cb_syntax::FIELDS`]) go between `name` and these.
-const ATTRIBUTE_KEYS: [&str; 5] = ["fallback", "failure_if", "ignore_if", "stream", "crate"];
+const ATTRIBUTE_KEYS: [&str; 6] = ["key", "fallback", "failure_if", "ignore_if", "stream", "crate"];
 
 /// Every key, in the order the documentation lists them.
 fn keys() -> Vec<&'static str> {
@@ -47,6 +48,8 @@ enum Kind {
     IgnoreIf,
     /// `stream`: `true` or `false`.
     Stream,
+    /// `key`: an expression over the arguments and `self`.
+    Key,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -84,6 +87,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
         stream => Kind::Stream,
+        key => Kind::Key,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -175,6 +179,8 @@ pub(crate) struct Args {
     pub(crate) classify: Option<Classify>,
     /// `stream = true` or `false`, with the value's span; `None` when the return type decides.
     pub(crate) stream: Option<(bool, Span)>,
+    /// `key = <expr>`: the function's breakers are a family, one per key.
+    pub(crate) key: Option<Expr>,
     pub(crate) overrides: Vec<Override>,
 }
 
@@ -206,6 +212,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut krate = None;
     let mut fallback = None;
     let mut stream = None;
+    let mut key_expr = None;
     let mut classify: Option<(&'static str, Classify)> = None;
     let mut overrides = Vec::new();
 
@@ -279,6 +286,10 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 }
                 _ => Err(wrong_type(&key, &value, "`true` or `false`")),
             },
+            Kind::Key => {
+                key_expr = Some(value);
+                Ok(())
+            }
             Kind::Field(field) => field_value(&key, field, &value).and_then(|v| {
                 slow_call_floor(&key, &v, &value)?;
                 overrides.push(setter(&key, Value::Field(v)));
@@ -331,6 +342,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         fallback,
         classify: classify.map(|(_, c)| c),
         stream,
+        key: key_expr,
         overrides,
     })
 }
@@ -361,6 +373,7 @@ fn example(key: &str) -> String {
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
         "stream" => "stream = true".into(),
+        "key" => "key = model".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())

@@ -93,6 +93,9 @@ pub struct CircuitBreaker {
     counters: Counters,
     clock: Clock,
     name: &'static &'static str,
+    /// A keyed breaker's key (see [`Family`](crate::Family)); `None` for an
+    /// unkeyed one. Keys are not interned: they come from requests.
+    key: Option<std::sync::Arc<str>>,
     inner: Mutex<LockedState>,
     observers: Observers,
     rejections: RejectionLog,
@@ -185,6 +188,7 @@ impl CircuitBreaker {
             counters: Counters::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
+            key: None,
             inner: Mutex::new(LockedState {
                 window: SlidingWindow::new(config.sliding_window),
                 config,
@@ -223,9 +227,47 @@ impl CircuitBreaker {
             .store(probes | if timed { TIMED } else { 0 }, Ordering::Release);
     }
 
-    /// The breaker's name.
+    /// The breaker's name. A keyed breaker's name is its family's.
     pub fn name(&self) -> &str {
         self.name
+    }
+
+    /// A keyed breaker's key (its family is [`name`](Self::name)), such as
+    /// `Some("gpt-4o")`, or `Some("_overflow")` for a family's overflow
+    /// breaker; `None` for an unkeyed breaker.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The one identity of this breaker across processes, for a store that
+    /// shares breakers between replicas (the fleet) or keeps their history:
+    /// the name for an unkeyed breaker, and for a keyed one the family's name,
+    /// U+001F (the ASCII unit separator) and the key. Neither a name nor a key
+    /// may hold a control character ([`cb_syntax::check_name`]), so two
+    /// breakers never share an identity, and an unkeyed breaker's identity is
+    /// its name, as before keys existed.
+    ///
+    /// ```
+    /// use cb_runtime::{Config, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let family = registry.family_or_insert("openai", Config::default);
+    /// assert_eq!(family.get_or_insert("gpt-4o").id(), "openai\u{1f}gpt-4o");
+    /// assert_eq!(registry.get_or_insert("billing", Config::default).id(), "billing");
+    /// ```
+    pub fn id(&self) -> std::borrow::Cow<'_, str> {
+        match &self.key {
+            None => std::borrow::Cow::Borrowed(self.name),
+            Some(key) => std::borrow::Cow::Owned(format!("{}{}{key}", self.name, crate::family::ID_SEPARATOR)),
+        }
+    }
+
+    /// A keyed breaker of the family `name` (valid: the family's), for `key`
+    /// (valid, or the overflow key).
+    pub(crate) fn keyed(name: &str, key: std::sync::Arc<str>, config: Config) -> Self {
+        let mut breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
+        breaker.key = Some(key);
+        breaker
     }
 
     /// The breaker's current configuration.
@@ -407,6 +449,22 @@ impl CircuitBreaker {
     /// ```
     pub fn open_for(&self, duration: Duration) -> bool {
         self.open_for_if(|_| true, duration)
+    }
+
+    /// [`open_for`](Self::open_for) with another reason (a family's open).
+    pub(crate) fn open_with_reason(&self, duration: Duration, reason: Reason) -> bool {
+        self.open_at_least(
+            duration,
+            reason,
+            |_| true,
+            |_| {},
+            |inner, from, open| {
+                if from.state() == State::Closed {
+                    inner.window_open_generation = open.generation();
+                    inner.consecutive_failures = 0;
+                }
+            },
+        )
     }
 
     /// [`open_for`](Self::open_for), while the state word's generation
@@ -981,6 +1039,7 @@ impl CircuitBreaker {
     fn transition(&self, from: StateWord, to: StateWord, reason: Reason) -> Transition {
         Transition {
             name: self.name,
+            key: self.key.clone(),
             from: from.state(),
             to: to.state(),
             reason,
@@ -1022,6 +1081,7 @@ impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("name", &self.name)
+            .field("key", &self.key)
             .field("state", &self.load().state())
             .finish_non_exhaustive()
     }

@@ -130,6 +130,8 @@ impl Backoff {
 /// | `success_threshold` | 1 |
 /// | `call_timeout` | none |
 /// | `open_backoff` | none |
+/// | `max_keys` | 100 keys per family (keyed breakers only) |
+/// | `family_open_keys` | 0: off (keyed breakers only) |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -147,6 +149,8 @@ pub struct Config {
     pub(crate) success_threshold: u32,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) open_backoff: Option<Backoff>,
+    pub(crate) max_keys: u32,
+    pub(crate) family_open_keys: u32,
     pub(crate) clock: Clock,
 }
 
@@ -166,6 +170,8 @@ impl Default for Config {
             success_threshold: 1,
             call_timeout: None,
             open_backoff: None,
+            max_keys: 100,
+            family_open_keys: 0,
             clock: Clock::system(),
         }
     }
@@ -246,6 +252,18 @@ impl Config {
         self.open_backoff
     }
 
+    /// Keyed breakers: the most keys a [`Family`](crate::Family) holds
+    /// before a new key evicts the least recently used closed one.
+    pub fn max_keys(&self) -> u32 {
+        self.max_keys
+    }
+
+    /// Keyed breakers: how many keys open at once open the whole
+    /// [`Family`](crate::Family); 0 when that is off.
+    pub fn family_open_keys(&self) -> u32 {
+        self.family_open_keys
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -279,6 +297,8 @@ impl Config {
                     jitter: b.jitter,
                 })
             }),
+            "max_keys" => Value::Count(self.max_keys),
+            "family_open_keys" => Value::Count(self.family_open_keys),
             _ => return None,
         })
     }
@@ -464,6 +484,22 @@ impl ConfigBuilder {
         self
     }
 
+    /// Keyed breakers: the most keys a [`Family`](crate::Family) holds
+    /// (`1..=100_000`; default 100). A new key beyond it evicts the least
+    /// recently used key whose breaker is closed.
+    pub fn max_keys(mut self, n: u32) -> Self {
+        self.config.max_keys = n;
+        self
+    }
+
+    /// Keyed breakers: with this many keys of a [`Family`](crate::Family)
+    /// open at once, the whole family opens for `open_duration`
+    /// (`0..=100_000`; 0, the default, turns it off).
+    pub fn family_open_keys(mut self, n: u32) -> Self {
+        self.config.family_open_keys = n;
+        self
+    }
+
     /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
@@ -503,6 +539,8 @@ impl ConfigBuilder {
                 self.open_backoff(Backoff::exponential(b.multiplier, nanos(b.cap_nanos)).jitter(b.jitter))
             }
             ("open_backoff", Value::Off) => self.no_open_backoff(),
+            ("max_keys", Value::Count(n)) => self.max_keys(n),
+            ("family_open_keys", Value::Count(n)) => self.family_open_keys(n),
             _ => self,
         }
     }

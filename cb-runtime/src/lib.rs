@@ -66,6 +66,7 @@ mod counters;
 mod duration;
 mod error;
 pub mod events;
+pub mod family;
 mod handle;
 mod hook;
 mod intern;
@@ -102,6 +103,7 @@ pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
+pub use family::{Family, OVERFLOW_KEY};
 pub use outcome::{Classify, ErrIsFailure, Outcome};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};

@@ -11,8 +11,11 @@ use crate::state::State;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Transition {
-    /// The breaker's name.
+    /// The breaker's name (a keyed breaker's is its family's).
     pub name: &'static str,
+    /// A keyed breaker's key ([`CircuitBreaker::key`](crate::CircuitBreaker::key)); `None`
+    /// for an unkeyed breaker.
+    pub key: Option<Arc<str>>,
     /// The state it left.
     pub from: State,
     /// The state it entered.
@@ -73,11 +76,14 @@ pub enum Reason {
     ForcedOpenByFleet,
     /// A fleet-wide `disable`.
     DisabledByFleet,
+    /// To open because its family opened: `family_open_keys` keys of the
+    /// family were open at once (see [`Family`](crate::Family)).
+    FamilyOpen,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::ConsecutiveFailures,
         Reason::FailureRate,
         Reason::SlowCallRate,
@@ -94,6 +100,7 @@ impl Reason {
         Reason::ResetByFleet,
         Reason::ForcedOpenByFleet,
         Reason::DisabledByFleet,
+        Reason::FamilyOpen,
     ];
 
     /// The reason in words, as logs and events write it.
@@ -115,6 +122,7 @@ impl Reason {
             Reason::ResetByFleet => "reset by the fleet",
             Reason::ForcedOpenByFleet => "forced open by the fleet",
             Reason::DisabledByFleet => "disabled by the fleet",
+            Reason::FamilyOpen => "its family opened",
         }
     }
 
@@ -149,11 +157,18 @@ impl fmt::Display for Reason {
 
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "circuit breaker `{}`: {} -> {} ({})",
-            self.name, self.from, self.to, self.reason
-        )
+        match &self.key {
+            None => write!(
+                f,
+                "circuit breaker `{}`: {} -> {} ({})",
+                self.name, self.from, self.to, self.reason
+            ),
+            Some(key) => write!(
+                f,
+                "circuit breaker `{}` key `{key}`: {} -> {} ({})",
+                self.name, self.from, self.to, self.reason
+            ),
+        }
     }
 }
 

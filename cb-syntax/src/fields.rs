@@ -35,6 +35,8 @@ pub const MIN_WINDOW_NANOS: u64 = 100_000_000;
 pub const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
 /// The most probes `half_open_max_calls` may allow at once.
 pub const MAX_PROBES: u32 = 10_000;
+/// The most keys `max_keys` may allow in one family of keyed breakers.
+pub const MAX_KEYS: u32 = 100_000;
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +89,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 12] = [
+pub const FIELDS: [Field; 14] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -147,6 +149,16 @@ pub const FIELDS: [Field; 12] = [
         name: "open_backoff",
         kind: Kind::Backoff,
         doc: "Grows the open duration on each reopen, up to the cap (at least `open_duration`), with jitter.",
+    },
+    Field {
+        name: "max_keys",
+        kind: count(MAX_KEYS),
+        doc: "Keyed breakers: the most keys a family holds; a new key evicts the least recently used closed one.",
+    },
+    Field {
+        name: "family_open_keys",
+        kind: Kind::Count { min: 0, max: MAX_KEYS },
+        doc: "Keyed breakers: this many keys open at once open the whole family; 0 turns it off.",
     },
 ];
 

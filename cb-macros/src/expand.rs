@@ -499,9 +499,16 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             let keyed = hidden("__cb_keyed");
             let private_at_key = Ident::new("__cb_private", Span::mixed_site().located_at(key.span()));
             let key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&(#key)));
-            quote! {
-                let #keyed = #private::keyed(&#slot, #name, #origin, #preset, || #config, #key_text);
-                let #breaker: &#private::CircuitBreaker = &#keyed;
+            let pick = quote!(#private::keyed(&#slot, #name, #origin, #preset, || #config, #key_text));
+            match streamed {
+                // The stream outlives the body: its permit owns a share of the breaker.
+                Streamed::Impl(_) | Streamed::Boxed => quote! {
+                    let #breaker = #private::OwnedKeyed(#pick);
+                },
+                Streamed::No => quote! {
+                    let #keyed = #pick;
+                    let #breaker: &#private::CircuitBreaker = &#keyed;
+                },
             }
         }
     };

@@ -105,6 +105,25 @@ impl Slot {
     }
 }
 
+/// A streamed function's keyed breaker: its stream outlives the function's body, so its permit
+/// holds a share of the breaker (an owned permit) instead of a borrow.
+pub struct OwnedKeyed(pub Arc<CircuitBreaker>);
+
+impl OwnedKeyed {
+    /// [`CircuitBreaker::try_acquire_owned`].
+    #[inline(always)]
+    pub fn try_acquire(&self) -> Result<crate::OwnedPermit, BreakerError> {
+        self.0.try_acquire_owned()
+    }
+}
+
+impl core::ops::Deref for OwnedKeyed {
+    type Target = CircuitBreaker;
+    fn deref(&self) -> &CircuitBreaker {
+        &self.0
+    }
+}
+
 /// The text of a `key = <expr>` value: anything that is `AsRef<str>`.
 #[diagnostic::on_unimplemented(
     message = "the key of a keyed #[circuit_breaker] must implement `AsRef<str>`; `{Self}` does not",

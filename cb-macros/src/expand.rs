@@ -499,14 +499,13 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             let keyed = hidden("__cb_keyed");
             let private_at_key = Ident::new("__cb_private", Span::mixed_site().located_at(key.span()));
             let key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&(#key)));
-            let pick = quote!(#private::keyed(&#slot, #name, #origin, #preset, || #config, #key_text));
             match streamed {
                 // The stream outlives the body: its permit owns a share of the breaker.
                 Streamed::Impl(_) | Streamed::Boxed => quote! {
-                    let #breaker = #private::OwnedKeyed(#pick);
+                    let #breaker = #private::keyed_owned(&#slot, #name, #origin, #preset, || #config, #key_text);
                 },
                 Streamed::No => quote! {
-                    let #keyed = #pick;
+                    let #keyed = #private::keyed(&#slot, #name, #origin, #preset, || #config, #key_text);
                     let #breaker: &#private::CircuitBreaker = &#keyed;
                 },
             }

@@ -494,7 +494,8 @@ pub struct HealthView {
     /// `false` while some breaker is open or forced open.
     pub healthy: bool,
     /// Each breaker's health: `healthy` (closed or disabled), `degraded`
-    /// (half-open: probing) or `unhealthy` (open or forced open).
+    /// (half-open: probing) or `unhealthy` (open or forced open). A keyed
+    /// breaker is listed as `<family>/<key>`.
     pub circuit_breakers: BTreeMap<String, &'static str>,
     /// The counts.
     pub summary: HealthSummary,
@@ -528,7 +529,7 @@ impl HealthView {
     pub fn of(registry: &Registry) -> Self {
         let mut summary = HealthSummary::default();
         let mut circuit_breakers = BTreeMap::new();
-        for breaker in registry.breakers() {
+        for breaker in registry.all_breakers() {
             let state = breaker.state();
             summary.total += 1;
             let (by_state, health) = match state {
@@ -544,7 +545,12 @@ impl HealthView {
                 "degraded" => summary.degraded += 1,
                 _ => summary.unhealthy += 1,
             }
-            circuit_breakers.insert(breaker.name().to_owned(), health);
+            // A keyed breaker as `<family>/<key>`.
+            let name = match breaker.key() {
+                None => breaker.name().to_owned(),
+                Some(key) => format!("{}/{key}", breaker.name()),
+            };
+            circuit_breakers.insert(name, health);
         }
         let healthy = summary.unhealthy == 0;
         HealthView {

@@ -68,6 +68,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+#[path = "family/lease.rs"]
+mod lease;
+pub use lease::Lease;
+
 use crate::breaker::CircuitBreaker;
 use crate::clock::duration_nanos;
 use crate::config::{Config, ConfigError};
@@ -123,6 +127,12 @@ const MANUAL_DISABLED: u8 = 2;
 /// family; see the [module documentation](self).
 pub struct Family {
     name: &'static str,
+    /// Unique in the process, unlike an address: the threads' caches of
+    /// key breakers tell families apart by it.
+    id: u64,
+    /// Keys evicted so far: a cached key breaker is checked against the map
+    /// when this moved since it was cached.
+    evictions: AtomicU64,
     me: Weak<Family>,
     keys: KeyMap,
     /// Keys in `keys`; changed only with `create` held.
@@ -153,8 +163,11 @@ impl Family {
         preset: Option<Preset>,
         link: Link,
     ) -> Arc<Family> {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Arc::new_cyclic(|me| Family {
             name: crate::intern::intern(name.to_owned()),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            evictions: AtomicU64::new(0),
             me: me.clone(),
             keys: KeyMap::with_hasher(foldhash::fast::RandomState::default()),
             len: AtomicUsize::new(0),
@@ -402,6 +415,9 @@ impl Family {
             .filter(|(_, e)| e.breaker.state() == State::Closed)
             .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
             .map(|(k, _)| Arc::clone(k))?;
+        // Before the key leaves the map: no thread uses its cached breaker
+        // for a call that starts after the key is gone.
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         let removed = keys.remove(&victim).map(|e| Arc::clone(&e.breaker));
         if removed.is_some() {
             self.len.fetch_sub(1, Ordering::AcqRel);

@@ -81,12 +81,29 @@ pub fn keyed(
     preset: Preset,
     make: impl FnOnce() -> Config,
     key: &str,
-) -> Arc<CircuitBreaker> {
+) -> crate::family::Lease {
     let family = match slot.family.get() {
         Some(family) => family,
         None => slot.family_init(name, origin, preset, make),
     };
-    family.get_or_insert(key)
+    family.lease(key)
+}
+
+/// [`keyed`] for a streamed function, whose stream outlives the body: the breaker is shared.
+#[inline(always)]
+pub fn keyed_owned(
+    slot: &'static Slot,
+    name: &'static str,
+    origin: &'static str,
+    preset: Preset,
+    make: impl FnOnce() -> Config,
+    key: &str,
+) -> OwnedKeyed {
+    let family = match slot.family.get() {
+        Some(family) => family,
+        None => slot.family_init(name, origin, preset, make),
+    };
+    OwnedKeyed(family.get_or_insert(key))
 }
 
 impl Slot {

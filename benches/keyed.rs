@@ -64,8 +64,12 @@ fn bench_keyed(c: &mut Criterion) {
     let one = models[500].as_str();
     let family = registry().family("bench-keyed").unwrap();
     let mut group = c.benchmark_group("keyed");
-    group.bench_function("unkeyed", |b| b.iter(|| black_box(poll_once(unkeyed(black_box(one))))));
-    group.bench_function("same_key", |b| b.iter(|| black_box(poll_once(keyed(black_box(one))))));
+    group.bench_function("unkeyed", |b| {
+        b.iter(|| black_box(poll_once(unkeyed(black_box(one)))))
+    });
+    group.bench_function("same_key", |b| {
+        b.iter(|| black_box(poll_once(keyed(black_box(one)))))
+    });
     let mut i = 0;
     group.bench_function("cycling_keys", |b| {
         b.iter(|| {
@@ -125,7 +129,9 @@ criterion_group!(benches, bench_keyed);
 
 fn main() {
     benches();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
     if !std::env::args().any(|arg| arg == "--list") {
         print_difference();
     }

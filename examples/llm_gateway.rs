@@ -615,7 +615,9 @@ async fn models_demo(
     );
     t.note("every model is healthy");
     models_round(t, router).await;
-    let family = registry().family(MODELS_FAMILY).ok_or("the attribute made no family")?;
+    let family = registry()
+        .family(MODELS_FAMILY)
+        .ok_or("the attribute made no family")?;
     for model in MODELS {
         let start = t.start;
         let breaker = family.get(model).ok_or("a model has no breaker")?;
@@ -662,7 +664,13 @@ async fn models_demo(
         .as_array()
         .into_iter()
         .flatten()
-        .map(|k| format!("{} {}", k["key"].as_str().unwrap_or("?"), k["state"].as_str().unwrap_or("?")))
+        .map(|k| {
+            format!(
+                "{} {}",
+                k["key"].as_str().unwrap_or("?"),
+                k["state"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     t.note(&format!(
         "admin GET /families/{MODELS_FAMILY} -> {} of {} keys open: {}",
@@ -699,7 +707,12 @@ async fn models_demo(
         .filter_map(|m| family.get(m))
         .map(|b| {
             let s = b.stats();
-            format!("{} {} ok / {} fallback", b.key().unwrap_or("?"), s.successes, s.rejected)
+            format!(
+                "{} {} ok / {} fallback",
+                b.key().unwrap_or("?"),
+                s.successes,
+                s.rejected
+            )
         })
         .collect();
     t.note(&format!("per-model stats: {}", served.join("; ")));

@@ -65,17 +65,27 @@ async fn one_keys_outage_leaves_the_other_keys_served() {
     for _ in 0..2 {
         assert_eq!(complete("gpt-4o", false).await, Err(LlmError::Down));
     }
-    assert_eq!(complete("gpt-4o", true).await, Err(LlmError::Breaker), "gpt-4o is open");
+    assert_eq!(
+        complete("gpt-4o", true).await,
+        Err(LlmError::Breaker),
+        "gpt-4o is open"
+    );
     assert_eq!(complete("gpt-4o-mini", true).await.unwrap(), "gpt-4o-mini: ok");
     let family = registry().family("keyed-free").unwrap();
     assert_eq!(family.name(), "keyed-free");
     assert_eq!(family.keys(), ["gpt-4o", "gpt-4o-mini"]);
     assert_eq!(family.len(), 2);
     let open = family.get("gpt-4o").unwrap();
-    assert_eq!((open.name(), open.key(), open.state()), ("keyed-free", Some("gpt-4o"), State::Open));
+    assert_eq!(
+        (open.name(), open.key(), open.state()),
+        ("keyed-free", Some("gpt-4o"), State::Open)
+    );
     assert_eq!(family.get("gpt-4o-mini").unwrap().state(), State::Closed);
     assert!(family.get("claude").is_none(), "get does not create");
-    assert!(registry().get("keyed-free").is_none(), "a family is not an unkeyed breaker");
+    assert!(
+        registry().get("keyed-free").is_none(),
+        "a family is not an unkeyed breaker"
+    );
     assert!(registry().families().contains(&"keyed-free".to_owned()));
 }
 
@@ -110,12 +120,19 @@ impl Gateway {
 
 #[tokio::test]
 async fn methods_take_their_key_from_self_and_the_arguments() {
-    let acme = Gateway { tenant: "acme".into() };
-    let globex = Gateway { tenant: "globex".into() };
+    let acme = Gateway {
+        tenant: "acme".into(),
+    };
+    let globex = Gateway {
+        tenant: "globex".into(),
+    };
     assert_eq!(acme.call(false).await, Err(LlmError::Down));
     assert_eq!(acme.call(true).await, Err(LlmError::Breaker));
     assert_eq!(globex.call(true).await, Ok(1));
-    assert_eq!(registry().family("keyed-method").unwrap().keys(), ["acme", "globex"]);
+    assert_eq!(
+        registry().family("keyed-method").unwrap().keys(),
+        ["acme", "globex"]
+    );
 
     assert_eq!(acme.routed("gpt-4o".into(), false).await, Err(LlmError::Down));
     assert_eq!(acme.routed("gpt-4o".into(), true).await.unwrap(), "cached gpt-4o");
@@ -131,7 +148,11 @@ async fn tokens(
     model: &'static str,
     fail: bool,
 ) -> Result<impl futures::Stream<Item = Result<&'static str, LlmError>>, LlmError> {
-    let items = if fail { vec![Err(LlmError::Down)] } else { vec![Ok(model)] };
+    let items = if fail {
+        vec![Err(LlmError::Down)]
+    } else {
+        vec![Ok(model)]
+    };
     Ok(futures::stream::iter(items))
 }
 
@@ -170,7 +191,8 @@ fn families_are_created_once_and_listed() {
 fn a_new_key_beyond_max_keys_evicts_the_least_recently_used_closed_key() {
     let clock = ManualClock::new();
     let registry = Registry::with_env(Vec::new);
-    let family = registry.family_or_insert("lru", || config(&clock).to_builder().max_keys(3).build().unwrap());
+    let family =
+        registry.family_or_insert("lru", || config(&clock).to_builder().max_keys(3).build().unwrap());
     let a = family.get_or_insert("a");
     family.get_or_insert("b");
     family.get_or_insert("c");
@@ -185,7 +207,11 @@ fn a_new_key_beyond_max_keys_evicts_the_least_recently_used_closed_key() {
     family.get_or_insert("a");
     family.get_or_insert("d");
     family.get_or_insert("e");
-    assert_eq!(family.keys(), ["b", "d", "e"], "a was the least recently used closed key");
+    assert_eq!(
+        family.keys(),
+        ["b", "d", "e"],
+        "a was the least recently used closed key"
+    );
     // A holder of an evicted key's breaker keeps using it.
     assert_eq!(ready(a.call(async { Ok::<_, ()>(1) })), Ok(1));
 }
@@ -194,12 +220,17 @@ fn a_new_key_beyond_max_keys_evicts_the_least_recently_used_closed_key() {
 fn when_no_key_can_be_evicted_calls_go_through_the_overflow_breaker() {
     let clock = ManualClock::new();
     let registry = Registry::with_env(Vec::new);
-    let family = registry.family_or_insert("full", || config(&clock).to_builder().max_keys(2).build().unwrap());
+    let family = registry.family_or_insert("full", || {
+        config(&clock).to_builder().max_keys(2).build().unwrap()
+    });
     fail(family.get_or_insert("a"), 2);
     family.get_or_insert("b").force_open();
     let overflow = family.get_or_insert("c");
     assert_eq!((overflow.name(), overflow.key()), ("full", Some(OVERFLOW_KEY)));
-    assert!(Arc::ptr_eq(&overflow, &family.get_or_insert("d")), "one overflow breaker");
+    assert!(
+        Arc::ptr_eq(&overflow, &family.get_or_insert("d")),
+        "one overflow breaker"
+    );
     assert!(Arc::ptr_eq(&overflow, &family.get(OVERFLOW_KEY).unwrap()));
     assert_eq!(family.keys(), ["a", "b"]);
     assert_eq!(family.len(), 2);
@@ -270,7 +301,9 @@ fn family_open_keys_open_keys_open_the_whole_family() {
     assert_eq!(family.state(), State::Open, "two open keys open the family");
     assert_eq!(family.open_remaining(), Some(Duration::from_secs(30)));
     assert_eq!(mini.state(), State::Open, "every key refuses");
-    assert!(ready(mini.call(async { Ok::<_, ()>(()) })).unwrap_err().is_rejected());
+    assert!(ready(mini.call(async { Ok::<_, ()>(()) }))
+        .unwrap_err()
+        .is_rejected());
     let new = family.get_or_insert("o4");
     assert_eq!(new.state(), State::Open, "new keys too");
     let mut reasons = Vec::new();
@@ -279,8 +312,14 @@ fn family_open_keys_open_keys_open_the_whole_family() {
             reasons.push((e.key.as_deref().map(str::to_owned), e.transition.reason));
         }
     }
-    assert!(reasons.contains(&(Some("gpt-4o-mini".into()), Reason::FamilyOpen)), "{reasons:?}");
-    assert!(reasons.contains(&(Some("o4".into()), Reason::FamilyOpen)), "{reasons:?}");
+    assert!(
+        reasons.contains(&(Some("gpt-4o-mini".into()), Reason::FamilyOpen)),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&(Some("o4".into()), Reason::FamilyOpen)),
+        "{reasons:?}"
+    );
     clock.advance(Duration::from_secs(30));
     assert_eq!(family.state(), State::Closed);
     assert_eq!(mini.state(), State::HalfOpen, "then every key probes on its own");
@@ -294,8 +333,15 @@ fn a_whole_family_is_reset_forced_open_and_disabled() {
     let family = registry.family_or_insert("manual", Config::default);
     let a = family.get_or_insert("a");
     family.force_open();
-    assert_eq!((family.state(), a.state()), (State::ForcedOpen, State::ForcedOpen));
-    assert_eq!(family.get_or_insert("b").state(), State::ForcedOpen, "new keys too");
+    assert_eq!(
+        (family.state(), a.state()),
+        (State::ForcedOpen, State::ForcedOpen)
+    );
+    assert_eq!(
+        family.get_or_insert("b").state(),
+        State::ForcedOpen,
+        "new keys too"
+    );
     assert_eq!(family.open_keys(), 2);
     family.disable();
     assert_eq!((family.state(), a.state()), (State::Disabled, State::Disabled));
@@ -331,7 +377,11 @@ failure_threshold = 2
     assert_eq!(gpt.config().failure_threshold(), 2, "the key's table");
     assert_eq!(mini.config().failure_threshold(), 4, "the family's table");
     for b in [&gpt, &mini] {
-        assert_eq!(b.config().open_duration(), Duration::from_secs(9), "the environment");
+        assert_eq!(
+            b.config().open_duration(),
+            Duration::from_secs(9),
+            "the environment"
+        );
     }
     registry
         .load_str(
@@ -339,7 +389,11 @@ failure_threshold = 2
             "cb.toml",
         )
         .unwrap();
-    assert_eq!(gpt.config().failure_threshold(), 6, "reloaded: the key's table is gone");
+    assert_eq!(
+        gpt.config().failure_threshold(),
+        6,
+        "reloaded: the key's table is gone"
+    );
     assert_eq!(mini.config().failure_threshold(), 3, "reloaded: a new key table");
     assert_eq!(family.config().max_keys(), 100);
 }
@@ -348,19 +402,21 @@ failure_threshold = 2
 fn a_bad_key_table_is_an_error_naming_the_table() {
     let registry = Registry::with_env(Vec::new);
     let err = registry
-        .load_str(
-            "[breakers.f.keys.\"gpt-4o\"]\nfailure_treshold = 2\n",
-            "cb.toml",
-        )
+        .load_str("[breakers.f.keys.\"gpt-4o\"]\nfailure_treshold = 2\n", "cb.toml")
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("[breakers.f.keys.\"gpt-4o\"]") && text.contains("failure_threshold"), "{text}");
+    assert!(
+        text.contains("[breakers.f.keys.\"gpt-4o\"]") && text.contains("failure_threshold"),
+        "{text}"
+    );
     let err = registry
         .load_str("[breakers.f.keys.\"gpt-4o\"]\nmax_keys = 0\n", "cb.toml")
         .unwrap_err();
     assert_eq!(err.field(), "max_keys");
     assert!(err.to_string().contains("1..=100000"), "{err}");
-    let err = registry.load_str("[breakers.f]\nkeys = 3\n", "cb.toml").unwrap_err();
+    let err = registry
+        .load_str("[breakers.f]\nkeys = 3\n", "cb.toml")
+        .unwrap_err();
     assert_eq!(err.field(), "keys", "{err}");
 }
 
@@ -390,7 +446,11 @@ fn metrics_carry_a_key_label_and_evicted_keys_leave() {
     for key in ["a", "b"] {
         ready(family.get_or_insert(key).call(async { Ok::<_, ()>(()) })).unwrap();
     }
-    let text = || cb_runtime::metrics::encode(&prometheus::core::Collector::collect(&cb_runtime::metrics::BreakerCollector::new(registry)));
+    let text = || {
+        cb_runtime::metrics::encode(&prometheus::core::Collector::collect(
+            &cb_runtime::metrics::BreakerCollector::new(registry),
+        ))
+    };
     let before = text();
     for line in [
         r#"circuit_breaker_state{key="a",name="metered"} 0"#,
@@ -399,12 +459,25 @@ fn metrics_carry_a_key_label_and_evicted_keys_leave() {
     ] {
         assert!(before.lines().any(|l| l == line), "{line} not in\n{before}");
     }
-    assert!(before.contains(r#"circuit_breaker_call_duration_seconds_count{key="a",name="metered"} 1"#), "{before}");
-    assert_eq!(before.matches("# TYPE circuit_breaker_state gauge").count(), 1, "one family per metric");
+    assert!(
+        before.contains(r#"circuit_breaker_call_duration_seconds_count{key="a",name="metered"} 1"#),
+        "{before}"
+    );
+    assert_eq!(
+        before.matches("# TYPE circuit_breaker_state gauge").count(),
+        1,
+        "one family per metric"
+    );
     ready(family.get_or_insert("c").call(async { Ok::<_, ()>(()) })).unwrap();
     let after = text();
-    assert!(!after.contains(r#"key="a""#), "the evicted key's series left:\n{after}");
-    assert!(after.contains(r#"circuit_breaker_state{key="c",name="metered"} 0"#), "{after}");
+    assert!(
+        !after.contains(r#"key="a""#),
+        "the evicted key's series left:\n{after}"
+    );
+    assert!(
+        after.contains(r#"circuit_breaker_state{key="c",name="metered"} 0"#),
+        "{after}"
+    );
 }
 
 // ---- concurrency ------------------------------------------------------------

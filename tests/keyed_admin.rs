@@ -20,10 +20,21 @@ struct Admin {
 async fn admin(auth: AdminAuth) -> Admin {
     let registry: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
     let llm = registry.family_or_insert("openai", || {
-        Config::builder().failure_threshold(1).max_keys(10).family_open_keys(3).build().unwrap()
+        Config::builder()
+            .failure_threshold(1)
+            .max_keys(10)
+            .family_open_keys(3)
+            .build()
+            .unwrap()
     });
-    let _ = llm.get_or_insert("gpt-4o").call(async { Err::<(), _>("outage") }).await;
-    let _ = llm.get_or_insert("gpt-4o-mini").call(async { Ok::<_, ()>(()) }).await;
+    let _ = llm
+        .get_or_insert("gpt-4o")
+        .call(async { Err::<(), _>("outage") })
+        .await;
+    let _ = llm
+        .get_or_insert("gpt-4o-mini")
+        .call(async { Ok::<_, ()>(()) })
+        .await;
     registry.get_or_insert("postgres", Config::default);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -93,7 +104,10 @@ async fn families_and_their_keys_are_listed() {
     assert_eq!(one["keys"].as_array().unwrap().len(), 2);
     let (status, key) = admin.get("/families/openai/keys/gpt-4o").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((key["name"].as_str(), key["key"].as_str()), (Some("openai"), Some("gpt-4o")));
+    assert_eq!(
+        (key["name"].as_str(), key["key"].as_str()),
+        (Some("openai"), Some("gpt-4o"))
+    );
     assert_eq!(key["stats"]["failures"], 1);
 
     // /health counts keys one by one.
@@ -109,7 +123,11 @@ async fn one_key_is_reset_forced_open_and_disabled() {
     let (status, body) = admin.post("/families/openai/keys/gpt-4o/reset").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        (body["key"].as_str(), body["previous_state"].as_str(), body["state"].as_str()),
+        (
+            body["key"].as_str(),
+            body["previous_state"].as_str(),
+            body["state"].as_str()
+        ),
         (Some("gpt-4o"), Some("open"), Some("closed"))
     );
     assert_eq!(admin.state("gpt-4o"), State::Closed);
@@ -127,8 +145,14 @@ async fn a_whole_family_is_reset_forced_open_and_disabled() {
     let admin = admin(AdminAuth::bearer("s3cret")).await;
     let (status, body) = admin.post("/families/openai/force-open").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["state"].as_str(), body["keys"].as_u64()), (Some("forced_open"), Some(2)));
-    assert_eq!((admin.state("gpt-4o"), admin.state("gpt-4o-mini")), (State::ForcedOpen, State::ForcedOpen));
+    assert_eq!(
+        (body["state"].as_str(), body["keys"].as_u64()),
+        (Some("forced_open"), Some(2))
+    );
+    assert_eq!(
+        (admin.state("gpt-4o"), admin.state("gpt-4o-mini")),
+        (State::ForcedOpen, State::ForcedOpen)
+    );
     let (status, body) = admin.post("/families/openai/disable").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["previous_state"], "forced_open");
@@ -136,7 +160,10 @@ async fn a_whole_family_is_reset_forced_open_and_disabled() {
     let (status, body) = admin.post("/families/openai/reset").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["state"], "closed");
-    assert_eq!((admin.state("gpt-4o"), admin.state("gpt-4o-mini")), (State::Closed, State::Closed));
+    assert_eq!(
+        (admin.state("gpt-4o"), admin.state("gpt-4o-mini")),
+        (State::Closed, State::Closed)
+    );
 }
 
 #[tokio::test]
@@ -154,17 +181,30 @@ async fn bad_requests_get_json_reasons() {
     // Unknown family or key: 404, naming it.
     let (status, body) = admin.get("/families/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"]["message"].as_str().unwrap().contains("nope"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("nope"),
+        "{body}"
+    );
     let (status, body) = admin.get("/families/openai/keys/claude").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"]["message"].as_str().unwrap().contains("claude"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("claude"),
+        "{body}"
+    );
     let (status, _) = admin.post("/families/openai/keys/claude/reset").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(admin.registry.family("openai").unwrap().get("claude").is_none(), "a 404 creates no key");
+    assert!(
+        admin.registry.family("openai").unwrap().get("claude").is_none(),
+        "a 404 creates no key"
+    );
     let (status, _) = admin.post("/families/nope/reset").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A name or key no breaker can have: 400.
-    for path in ["/families/openai/keys/a%0Ab", "/families/%20/keys/x", "/families/a%0Ab"] {
+    for path in [
+        "/families/openai/keys/a%0Ab",
+        "/families/%20/keys/x",
+        "/families/a%0Ab",
+    ] {
         let (status, body) = admin.get(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(body["error"]["code"], "bad_name");
@@ -212,6 +252,12 @@ async fn metrics_of_the_admin_router_carry_keys() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains(r#"circuit_breaker_state{key="gpt-4o",name="openai"} 1"#), "{text}");
-    assert!(text.contains(r#"circuit_breaker_state{name="postgres"} 0"#), "{text}");
+    assert!(
+        text.contains(r#"circuit_breaker_state{key="gpt-4o",name="openai"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"circuit_breaker_state{name="postgres"} 0"#),
+        "{text}"
+    );
 }

@@ -100,7 +100,11 @@ fn a_keyed_call_on_an_existing_key_allocates_nothing() {
     for key in keys.iter().take(1000) {
         ready(family.get_or_insert(key).call(async { Ok::<_, ()>(()) })).unwrap();
     }
-    assert_eq!(allocations() - before, 0, "a keyed call on an existing key allocated");
+    assert_eq!(
+        allocations() - before,
+        0,
+        "a keyed call on an existing key allocated"
+    );
     assert_eq!(family.len(), 1000, "no key was evicted or created");
 }
 
@@ -132,9 +136,15 @@ fn a_million_distinct_keys_leave_memory_bounded_and_no_series_behind() {
     assert!(family.overflow().is_none(), "closed keys are always evictable");
     assert_eq!(series(), 100, "one state series per key held");
     let keys = family.keys();
-    assert!(keys.iter().all(|k| k.starts_with("tenant-99")), "the most recent keys stay: {keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("tenant-99")),
+        "the most recent keys stay: {keys:?}"
+    );
     // The map frees evicted entries in batches, so the live heap moves by a
     // batch either way; it must not grow with the 980,000 keys.
     let grown = after - before;
-    assert!(grown < 2 * 1024 * 1024, "the live heap grew by {grown} bytes over 980,000 keys");
+    assert!(
+        grown < 2 * 1024 * 1024,
+        "the live heap grew by {grown} bytes over 980,000 keys"
+    );
 }

@@ -341,8 +341,14 @@ async fn fixtures(registry: &'static Registry, clock: &ManualClock) -> Arc<Circu
     registry.get_or_insert(HOSTILE, Config::default);
     // A family of keyed breakers: `gpt-4o` open, `gpt-4o-mini` closed.
     let llm = registry.family_or_insert("llm", || Config::builder().failure_threshold(1).build().unwrap());
-    let _ = llm.get_or_insert("gpt-4o").call(async { Err::<(), _>("outage") }).await;
-    let _ = llm.get_or_insert("gpt-4o-mini").call(async { Ok::<_, ()>(()) }).await;
+    let _ = llm
+        .get_or_insert("gpt-4o")
+        .call(async { Err::<(), _>("outage") })
+        .await;
+    let _ = llm
+        .get_or_insert("gpt-4o-mini")
+        .call(async { Ok::<_, ()>(()) })
+        .await;
     payments
 }
 
@@ -512,7 +518,10 @@ async fn family_scenario(client: &Client, base: &str, registry: &'static Registr
         format!("the family row before expanding: {count}"),
     )?;
     // Expanded, a row per key, under the family.
-    let toggle = wd(row_element(client, "llm").await?.find(Locator::Css("button.expand")).await)?;
+    let toggle = wd(row_element(client, "llm")
+        .await?
+        .find(Locator::Css("button.expand"))
+        .await)?;
     wd(toggle.click().await)?;
     shows_state(client, "llm \u{203a} gpt-4o", "open", "Open").await?;
     shows_state(client, "llm \u{203a} gpt-4o-mini", "closed", "Closed").await?;
@@ -525,9 +534,13 @@ async fn family_scenario(client: &Client, base: &str, registry: &'static Registr
     )?;
     shows_state(client, "llm \u{203a} gpt-4o", "closed", "Closed").await?;
     let notice = act(client, "llm", "force-open", None).await?;
-    expect(notice.contains("done"), format!("force open the family: `{notice}`"))?;
     expect(
-        family.state() == State::ForcedOpen && family.breakers().iter().all(|b| b.state() == State::ForcedOpen),
+        notice.contains("done"),
+        format!("force open the family: `{notice}`"),
+    )?;
+    expect(
+        family.state() == State::ForcedOpen
+            && family.breakers().iter().all(|b| b.state() == State::ForcedOpen),
         "the family's force-open did not apply to every key",
     )?;
     shows_state(client, "llm", "forced_open", "Forced open").await?;

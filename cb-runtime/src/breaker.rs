@@ -258,7 +258,9 @@ impl CircuitBreaker {
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
         match &self.key {
             None => std::borrow::Cow::Borrowed(self.name),
-            Some(key) => std::borrow::Cow::Owned(format!("{}{}{key}", self.name, crate::family::ID_SEPARATOR)),
+            Some(key) => {
+                std::borrow::Cow::Owned(format!("{}{}{key}", self.name, crate::family::ID_SEPARATOR))
+            }
         }
     }
 

@@ -344,7 +344,11 @@ impl Family {
     }
 
     fn clock_now(&self) -> u64 {
-        self.config.read().unwrap_or_else(PoisonError::into_inner).clock().now_nanos()
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clock()
+            .now_nanos()
     }
 
     /// A key that is not in the map yet: created, after an eviction if the
@@ -477,7 +481,11 @@ impl Family {
         {
             // As the registry attaches its own breakers: no hook is added
             // while this one joins, so it is told of each hook exactly once.
-            let _config = self.link.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _config = self
+                .link
+                .config_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             for hook in self.link.hooks() {
                 hook.attach(&breaker);
             }
@@ -502,7 +510,11 @@ impl Family {
         if threshold == 0 || self.manual.load(Ordering::Acquire) != MANUAL_NONE {
             return;
         }
-        let open = self.breakers().iter().filter(|b| b.state() == State::Open).count();
+        let open = self
+            .breakers()
+            .iter()
+            .filter(|b| b.state() == State::Open)
+            .count();
         if open < threshold {
             return;
         }
@@ -537,7 +549,12 @@ impl Family {
     /// tables) and the environment on top.
     fn resolve_key(&self, key: &str) -> Result<Config, ConfigError> {
         let base = self.base.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let file = self.link.file.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let file = self
+            .link
+            .file
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         self.resolve_with(&base, key, file.as_deref(), &(self.link.env)())
     }
 
@@ -591,7 +608,9 @@ impl Family {
             if config != breaker.config() {
                 match breaker.reconfigure_deferred(config) {
                     Ok(transition) => published.push((breaker, transition)),
-                    Err(error) => tracing::error!(target: "cb_runtime", breaker = self.name, %error, "bad runtime configuration"),
+                    Err(error) => {
+                        tracing::error!(target: "cb_runtime", breaker = self.name, %error, "bad runtime configuration")
+                    }
                 }
             }
         }
@@ -604,8 +623,17 @@ impl Family {
     /// nothing changes.
     pub fn reconfigure(&self, config: Config) -> Result<(), ConfigError> {
         let published = {
-            let _config = self.link.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let file = self.link.file.read().unwrap_or_else(PoisonError::into_inner).clone();
+            let _config = self
+                .link
+                .config_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let file = self
+                .link
+                .file
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             let plan = self.plan(Some(&config), file.as_deref(), &(self.link.env)())?;
             self.apply(plan)
         };

@@ -291,7 +291,11 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     let keyed = Series::new(&["key"])?;
     for family in registry.family_list() {
         for (breaker, counts) in family.observed() {
-            keyed.add(&[breaker.name(), breaker.key().unwrap_or_default()], &breaker, &counts);
+            keyed.add(
+                &[breaker.name(), breaker.key().unwrap_or_default()],
+                &breaker,
+                &counts,
+            );
         }
     }
     let mut families = unkeyed.collect();
@@ -355,7 +359,8 @@ impl Series {
 
     /// The series of `breaker`, whose label values are `ids` (name, then key).
     fn add(&self, ids: &[&str], breaker: &CircuitBreaker, counts: &TransitionCounts) {
-        let with = |more: &[&str]| -> Vec<String> { ids.iter().chain(more).map(|s| (*s).to_owned()).collect() };
+        let with =
+            |more: &[&str]| -> Vec<String> { ids.iter().chain(more).map(|s| (*s).to_owned()).collect() };
         let s = breaker.stats();
         let id = with(&[]);
         let id: Vec<&str> = id.iter().map(String::as_str).collect();

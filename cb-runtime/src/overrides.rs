@@ -227,8 +227,15 @@ impl FileConfig {
             for (key, raw_table) in keys {
                 let key_header = format!("[breakers.{name}.keys.{:?}]", key.get_ref());
                 if let Err(e) = cb_syntax::check_name(key.get_ref()) {
-                    return Err(ConfigError::new("keys", format!("{:?} ({e})", key.get_ref()), cb_syntax::NAME_RULE)
-                        .at(format!("{source}, line {}, {key_header}", line_of(text, key.span().start))));
+                    return Err(ConfigError::new(
+                        "keys",
+                        format!("{:?} ({e})", key.get_ref()),
+                        cb_syntax::NAME_RULE,
+                    )
+                    .at(format!(
+                        "{source}, line {}, {key_header}",
+                        line_of(text, key.span().start)
+                    )));
                 }
                 let section = table(raw_table, &key_header)?;
                 if let Some((_, origin)) = section.preset() {

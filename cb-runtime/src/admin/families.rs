@@ -35,14 +35,26 @@ pub(super) fn routes(router: Router<Admin>) -> Router<Admin> {
         .route("/families/{name}", get(one))
         .route("/families/{name}/keys/{key}", get(one_key))
         .route("/families/{name}/reset", family_mutation("reset", Family::reset))
-        .route("/families/{name}/force-open", family_mutation("force-open", Family::force_open))
-        .route("/families/{name}/disable", family_mutation("disable", Family::disable))
-        .route("/families/{name}/keys/{key}/reset", key_mutation("reset", CircuitBreaker::reset))
+        .route(
+            "/families/{name}/force-open",
+            family_mutation("force-open", Family::force_open),
+        )
+        .route(
+            "/families/{name}/disable",
+            family_mutation("disable", Family::disable),
+        )
+        .route(
+            "/families/{name}/keys/{key}/reset",
+            key_mutation("reset", CircuitBreaker::reset),
+        )
         .route(
             "/families/{name}/keys/{key}/force-open",
             key_mutation("force-open", CircuitBreaker::force_open),
         )
-        .route("/families/{name}/keys/{key}/disable", key_mutation("disable", CircuitBreaker::disable))
+        .route(
+            "/families/{name}/keys/{key}/disable",
+            key_mutation("disable", CircuitBreaker::disable),
+        )
 }
 
 /// One family, as `GET /families/{name}` returns it.
@@ -77,7 +89,10 @@ impl FamilyView {
                 .open_remaining()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             len: family.len(),
-            open_keys: keys.iter().filter(|k| k.state == "open" || k.state == "forced_open").count(),
+            open_keys: keys
+                .iter()
+                .filter(|k| k.state == "open" || k.state == "forced_open")
+                .count(),
             config: ConfigView::from(&family.config()),
             keys,
         }
@@ -125,7 +140,12 @@ pub struct KeyActionResult {
 
 /// Every family's view, for `GET /circuit-breakers` too.
 pub(super) fn views(admin: &Admin) -> Vec<FamilyView> {
-    admin.registry.family_list().iter().map(|f| FamilyView::of(f)).collect()
+    admin
+        .registry
+        .family_list()
+        .iter()
+        .map(|f| FamilyView::of(f))
+        .collect()
 }
 
 /// The family's name in the path, checked.

@@ -67,7 +67,9 @@ impl std::ops::Deref for Lease {
 impl Drop for Lease {
     #[inline]
     fn drop(&mut self) {
-        let Some(breaker) = self.breaker.take() else { return };
+        let Some(breaker) = self.breaker.take() else {
+            return;
+        };
         let cached = Cached {
             hash: self.hash,
             family: self.family,
@@ -153,7 +155,10 @@ mod tests {
         let a2 = family.get_or_insert("a");
         assert!(!Arc::ptr_eq(&a, &a2));
         let lease = family.lease("a");
-        assert!(std::ptr::eq(&*lease, &*a2), "the cached, evicted breaker is not used");
+        assert!(
+            std::ptr::eq(&*lease, &*a2),
+            "the cached, evicted breaker is not used"
+        );
         drop(lease);
         let lease = family.lease("a");
         assert!(std::ptr::eq(&*lease, &*a2));

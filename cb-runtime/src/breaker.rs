@@ -108,6 +108,10 @@ pub struct CircuitBreaker {
     gate: std::sync::OnceLock<Box<std::sync::Arc<dyn coordination::ProbeGate>>>,
 }
 
+/// What separates a family's name from a key in [`CircuitBreaker::id`]:
+/// U+001F, a control character, which neither may hold.
+pub const ID_SEPARATOR: char = '\u{1f}';
+
 /// The bit of `probes_and_timed` that says calls are timed.
 const TIMED: u64 = 1 << 32;
 
@@ -258,9 +262,7 @@ impl CircuitBreaker {
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
         match &self.key {
             None => std::borrow::Cow::Borrowed(self.name),
-            Some(key) => {
-                std::borrow::Cow::Owned(format!("{}{}{key}", self.name, crate::family::ID_SEPARATOR))
-            }
+            Some(key) => std::borrow::Cow::Owned(format!("{}{}{key}", self.name, ID_SEPARATOR)),
         }
     }
 

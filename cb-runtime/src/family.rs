@@ -78,19 +78,15 @@ use crate::config::{Config, ConfigError};
 use crate::hook::Hook;
 use crate::overrides::{self, FileConfig};
 use crate::preset::Preset;
-use crate::registry::{count_transitions, TransitionCounts};
 use crate::state::State;
-use crate::transition::Reason;
+use crate::transition::{Reason, TransitionCounts};
 
 /// The key of a family's overflow breaker: the calls whose key could not get
 /// a breaker of its own (the family is full of keys that cannot be evicted,
 /// or the key breaks the name rule). A request's key `"_overflow"` goes there too.
 pub const OVERFLOW_KEY: &str = "_overflow";
 
-/// What separates a family's name from a key in
-/// [`CircuitBreaker::id`](crate::CircuitBreaker::id): U+001F, a control
-/// character, which neither may hold.
-pub const ID_SEPARATOR: char = '\u{1f}';
+pub use crate::breaker::ID_SEPARATOR;
 
 type KeyMap = papaya::HashMap<Arc<str>, KeyEntry, foldhash::fast::RandomState>;
 
@@ -469,7 +465,9 @@ impl Family {
             }
         };
         let breaker = Arc::new(CircuitBreaker::keyed(self.name, key, config));
-        let counts = count_transitions(&breaker);
+        let counts = Arc::new(TransitionCounts::default());
+        let c = Arc::clone(&counts);
+        breaker.on_transition(move |t| c.record(t));
         let family = self.me.clone();
         breaker.on_transition(move |t| {
             if t.to == State::Open && t.reason != Reason::FamilyOpen {

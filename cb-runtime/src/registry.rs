@@ -2,7 +2,6 @@
 //! configuration, metrics and transition events meet them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use crate::breaker::coordination::Coordinator;
@@ -121,10 +120,7 @@ struct Entry {
 }
 
 /// What the registry counts per breaker: transitions, by from and to state.
-#[derive(Default)]
-pub(crate) struct TransitionCounts {
-    transitions: [[AtomicU64; 5]; 5],
-}
+pub(crate) use crate::transition::TransitionCounts;
 
 impl Entry {
     /// `true` when a warning was given already for this call site, preset
@@ -133,22 +129,6 @@ impl Entry {
         self.warned
             .iter()
             .any(|(o, p, c)| *o == origin && *p == preset && c == requested)
-    }
-}
-
-/// Counts `breaker`'s transitions, by from and to state.
-pub(crate) fn count_transitions(breaker: &Arc<CircuitBreaker>) -> Arc<TransitionCounts> {
-    let counts = Arc::new(TransitionCounts::default());
-    let c = Arc::clone(&counts);
-    breaker.on_transition(move |t| {
-        c.transitions[usize::from(t.from.code())][usize::from(t.to.code())].fetch_add(1, Ordering::Relaxed);
-    });
-    counts
-}
-
-impl TransitionCounts {
-    pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
-        self.transitions[usize::from(from.code())][usize::from(to.code())].load(Ordering::Relaxed)
     }
 }
 
@@ -703,7 +683,10 @@ impl Registry {
 
     /// Counts `breaker`'s transitions.
     fn attach(&self, breaker: &Arc<CircuitBreaker>) -> Arc<TransitionCounts> {
-        count_transitions(breaker)
+        let counts = Arc::new(TransitionCounts::default());
+        let c = Arc::clone(&counts);
+        breaker.on_transition(move |t| c.record(t));
+        counts
     }
 
     /// Tells `coordinator` of every breaker in the registry now, and of every

@@ -172,6 +172,27 @@ impl fmt::Display for Transition {
     }
 }
 
+/// How many transitions a breaker made, by from and to state (the registry's
+/// counts, which the metrics read).
+#[derive(Default)]
+pub(crate) struct TransitionCounts {
+    transitions: [[std::sync::atomic::AtomicU64; 5]; 5],
+}
+
+impl TransitionCounts {
+    /// Counts `t`.
+    pub(crate) fn record(&self, t: &Transition) {
+        self.transitions[usize::from(t.from.code())][usize::from(t.to.code())]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Transitions from `from` to `to` so far.
+    pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
+        self.transitions[usize::from(from.code())][usize::from(to.code())]
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 type Observer = Arc<dyn Fn(&Transition) + Send + Sync>;
 
 /// The functions to call on each transition.

@@ -109,6 +109,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// The registry's config file now, if one was loaded.
+    fn file(&self) -> Option<Arc<FileConfig>> {
+        self.file.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     fn hooks(&self) -> Vec<Arc<dyn Hook>> {
         self.hooks.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -547,12 +552,7 @@ impl Family {
     /// tables) and the environment on top.
     fn resolve_key(&self, key: &str) -> Result<Config, ConfigError> {
         let base = self.base.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let file = self
-            .link
-            .file
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let file = self.link.file();
         self.resolve_with(&base, key, file.as_deref(), &(self.link.env)())
     }
 
@@ -563,9 +563,8 @@ impl Family {
         file: Option<&FileConfig>,
         vars: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let env = overrides::env_section(self.name, vars)?;
         let key = (key != OVERFLOW_KEY).then_some(key);
-        overrides::resolve_key(self.name, key, base, self.preset, file, &env)
+        Family::resolve_layers(self.name, key, base, self.preset, file, vars)
     }
 
     /// The family's and every key's configuration under `file` (or the
@@ -626,12 +625,7 @@ impl Family {
                 .config_lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let file = self
-                .link
-                .file
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let file = self.link.file();
             let plan = self.plan(Some(&config), file.as_deref(), &(self.link.env)())?;
             self.apply(plan)
         };
@@ -650,8 +644,21 @@ impl Family {
         file: Option<&FileConfig>,
         vars: &[(String, String)],
     ) -> Result<Config, ConfigError> {
+        Family::resolve_layers(name, None, base, preset, file, vars)
+    }
+
+    /// The configuration of `key` (`None`: the family's own) of the family
+    /// `name`, from `base`, under `file` and the environment `vars`.
+    fn resolve_layers(
+        name: &str,
+        key: Option<&str>,
+        base: &Config,
+        preset: Option<Preset>,
+        file: Option<&FileConfig>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let env = overrides::env_section(name, vars)?;
-        overrides::resolve_key(name, None, base, preset, file, &env)
+        overrides::resolve_key(name, key, base, preset, file, &env)
     }
 }
 

@@ -515,3 +515,37 @@ async fn many_tasks_on_many_keys_create_each_key_once() {
     let calls: u64 = family.breakers().iter().map(|b| b.stats().calls()).sum();
     assert_eq!(calls, 32 * 2_000, "every call counted once");
 }
+
+#[test]
+fn logs_and_transitions_carry_the_key() {
+    let registry = Registry::with_env(Vec::new);
+    let family = registry.family_or_insert("logged", || {
+        Config::builder().failure_threshold(1).build().unwrap()
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let breaker = family.get_or_insert("gpt-4o");
+    {
+        let seen = Arc::clone(&seen);
+        breaker.on_transition(move |t| seen.lock().unwrap().push(t.to_string()));
+    }
+    let warnings = warnings_during(|| fail(&breaker, 1));
+    let opened: Vec<_> = warnings
+        .iter()
+        .filter(|l| l.contains("circuit breaker opened"))
+        .collect();
+    assert_eq!(opened.len(), 1, "{warnings:#?}");
+    assert!(
+        opened[0].contains("breaker=\"logged\"") || opened[0].contains("breaker=logged"),
+        "{}",
+        opened[0]
+    );
+    assert!(
+        opened[0].contains("key=\"gpt-4o\"") || opened[0].contains("key=gpt-4o"),
+        "{}",
+        opened[0]
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["circuit breaker `logged` key `gpt-4o`: closed -> open (consecutive failures)"]
+    );
+}

@@ -18,15 +18,14 @@
 //!
 //! Run: `cargo bench --bench overhead`.
 
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 mod peers;
 
 use cb_runtime::State;
-use criterion::{criterion_group, criterion_main, Bencher, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use peers::*;
 
 // ------------------------------------------------------------------ groups
@@ -95,37 +94,6 @@ fn open_rejection(c: &mut Criterion) {
     assert_recloser_rejects(&rc);
 
     g.finish();
-}
-
-/// Two threads share `breaker`; each makes `iters` calls, started together by a
-/// barrier. Returns the slower thread's time, so criterion reports the time one
-/// call takes while another thread hammers the same breaker.
-fn two_thread_time<B, F>(bn: &mut Bencher<'_>, breaker: &Arc<B>, call: F)
-where
-    B: Send + Sync,
-    F: Fn(&B) + Sync,
-{
-    bn.iter_custom(|iters| {
-        let barrier = Barrier::new(2);
-        thread::scope(|s| {
-            let workers: Vec<_> = (0..2)
-                .map(|_| {
-                    let barrier = &barrier;
-                    let breaker: &B = breaker;
-                    let call = &call;
-                    s.spawn(move || {
-                        barrier.wait();
-                        time_calls(breaker, iters, call)
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("bench thread panicked"))
-                .max()
-                .expect("two workers")
-        })
-    });
 }
 
 fn two_threads(c: &mut Criterion) {

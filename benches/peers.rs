@@ -8,10 +8,13 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::{Arc, Barrier};
 use std::task::{Context, Waker};
+use std::thread;
 use std::time::Duration;
 
 use cb_runtime::{CallError, CircuitBreaker, Config, Preset, State};
+use criterion::Bencher;
 use failsafe::futures::CircuitBreaker as _;
 
 use crate::common::poll_once;
@@ -111,6 +114,38 @@ pub fn time_calls<B>(b: &B, n: u64, call: impl Fn(&B)) -> std::time::Duration {
         call(black_box(b));
     }
     start.elapsed()
+}
+
+/// Two threads share `breaker`; each makes `iters` calls, started together by a
+/// barrier. Returns the slower thread's time, so criterion reports the time one
+/// call takes while another thread hammers the same breaker.
+#[allow(dead_code)] // side_by_side times its threads without criterion
+pub fn two_thread_time<B, F>(bn: &mut Bencher<'_>, breaker: &Arc<B>, call: F)
+where
+    B: Send + Sync,
+    F: Fn(&B) + Sync,
+{
+    bn.iter_custom(|iters| {
+        let barrier = Barrier::new(2);
+        thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let barrier = &barrier;
+                    let breaker: &B = breaker;
+                    let call = &call;
+                    s.spawn(move || {
+                        barrier.wait();
+                        time_calls(breaker, iters, call)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("bench thread panicked"))
+                .max()
+                .expect("two workers")
+        })
+    });
 }
 
 /// One timed call through cb.

@@ -106,6 +106,7 @@ async fn one_breaker_counts_what_happened() {
     let openai = admin.breaker("openai");
     let _ = openai.call(async { Err::<(), _>("503") }).await;
     let _ = openai.call(async { Ok::<_, ()>(()) }).await;
+    openai.record_fallback(cb_runtime::FallbackReason::Refusal);
 
     let (status, body) = json(admin.get("/circuit-breakers/openai").await).await;
     assert_eq!(status, StatusCode::OK);
@@ -113,6 +114,10 @@ async fn one_breaker_counts_what_happened() {
     assert_eq!(body["stats"]["successes"], 1);
     assert_eq!(body["stats"]["failures"], 1);
     assert_eq!(body["stats"]["calls"], 2);
+    assert_eq!(
+        body["stats"]["fallbacks"],
+        serde_json::json!({"refusal": 1, "timeout": 0, "failure": 0})
+    );
     assert_eq!(body["config"]["half_open_max_calls"], 2);
 }
 
@@ -371,4 +376,87 @@ async fn head_works_on_reads() {
     let admin = admin(AdminAuth::disabled()).await;
     let response = admin.send(Method::HEAD, "/health/live", None).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A durable transition log that answers from memory, or fails.
+struct FakeLog(Option<Vec<cb_runtime::history::StoredTransition>>);
+
+impl cb_runtime::history::TransitionSource for FakeLog {
+    fn source(&self) -> &'static str {
+        "fake"
+    }
+
+    fn transitions<'a>(&'a self, name: &'a str, limit: usize) -> cb_runtime::history::TransitionsFuture<'a> {
+        let answer = match &self.0 {
+            Some(list) => Ok(list
+                .iter()
+                .filter(|t| t.name == name)
+                .take(limit)
+                .cloned()
+                .collect()),
+            None => Err("connection refused".to_owned()),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test]
+async fn transitions_come_from_the_attached_log() {
+    let admin = admin(AdminAuth::disabled()).await;
+    error(
+        admin.get("/circuit-breakers/openai/transitions").await,
+        404,
+        "no_transition_log",
+    )
+    .await;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+    let t = |to, reason: &str| {
+        cb_runtime::history::StoredTransition::new("openai", None, State::Closed, to, reason, "r1", at)
+    };
+    admin.registry.set_transition_source(Arc::new(FakeLog(Some(vec![
+        t(State::Open, "consecutive failures"),
+        t(State::ForcedOpen, "forced open"),
+    ]))));
+    let (status, body) = json(admin.get("/circuit-breakers/openai/transitions?limit=1").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], "openai");
+    assert_eq!(body["source"], "fake");
+    let list = body["transitions"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["from"], "closed");
+    assert_eq!(list[0]["to"], "open");
+    assert_eq!(list[0]["reason"], "consecutive failures");
+    assert_eq!(list[0]["replica_id"], "r1");
+    assert_eq!(list[0]["key"], Value::Null);
+    assert_eq!(list[0]["occurred_at_ms"], 1_700_000_000_123u64);
+    // A name this process never created may still have a history.
+    let (status, body) = json(admin.get("/circuit-breakers/elsewhere/transitions").await).await;
+    assert_eq!(
+        (status, body["transitions"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    error(
+        admin.get("/circuit-breakers/openai/transitions?limit=0").await,
+        400,
+        "bad_limit",
+    )
+    .await;
+    error(
+        admin.get("/circuit-breakers/openai/transitions?limit=x").await,
+        400,
+        "bad_limit",
+    )
+    .await;
+    let r = admin
+        .send(Method::POST, "/circuit-breakers/openai/transitions", bearer())
+        .await;
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    error(r, 405, "method_not_allowed").await;
+    admin.registry.set_transition_source(Arc::new(FakeLog(None)));
+    error(
+        admin.get("/circuit-breakers/openai/transitions").await,
+        503,
+        "transition_log_unavailable",
+    )
+    .await;
 }

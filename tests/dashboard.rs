@@ -198,6 +198,8 @@ async fn every_dashboard_query_names_an_exported_metric() {
         "circuit_breaker_failure_rate",
         "circuit_breaker_state_transitions_total",
         "circuit_breaker_time_to_first_item_seconds_bucket",
+        "circuit_breaker_fallbacks_total",
+        "circuit_breaker_probes_total",
     ] {
         assert!(used.contains(needed), "no panel queries `{needed}`");
     }

@@ -272,3 +272,53 @@ async fn scope_fleet_controls_a_breaker_only_other_replicas_have() {
     assert_eq!(s, StatusCode::OK);
     assert!(eventually(|| b.state() == State::Closed).await);
 }
+
+/// A fleet and a cb-postgres store attached together: Redis holds the live
+/// state, PostgreSQL the history, and the fleet's router reads the
+/// transitions from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_store_attached_the_transitions_come_from_postgres() {
+    let test = "with_a_store_attached_the_transitions_come_from_postgres";
+    let Some(redis) = redis_or_skip(test) else {
+        return;
+    };
+    let Some(pg) = cb_postgres::testing::postgres_or_skip(test) else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let fa = Arc::new(
+        Fleet::builder(&redis.url())
+            .namespace("pg")
+            .replica_id("a")
+            .join(ra)
+            .await
+            .unwrap(),
+    );
+    let _fb = Fleet::builder(&redis.url())
+        .namespace("pg")
+        .replica_id("b")
+        .join(rb)
+        .await
+        .unwrap();
+    let store = cb_postgres::Store::builder(&pg.url())
+        .service("pg")
+        .replica_id("a")
+        .attach(ra)
+        .await
+        .unwrap();
+    let config = || Config::builder().failure_threshold(1).build().unwrap();
+    let a = ra.get_or_insert("pay", config);
+    let b = rb.get_or_insert("pay", config);
+    let _ = a.call(async { Err::<(), _>("down") }).await;
+    assert!(
+        eventually(|| b.state() == State::Open).await,
+        "the fleet shares the open"
+    );
+    assert!(eventually(|| store.written_events() == 1).await);
+    let admin = cb_fleet::admin::router(Arc::clone(&fa), ra, AdminAuth::bearer("tok"));
+    let (s, body) = send(&admin, "GET", "/circuit-breakers/pay/transitions?limit=10", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "postgres", "{body}");
+    assert_eq!(body["transitions"][0]["to"], "open");
+    assert_eq!(body["transitions"][0]["replica_id"], "a");
+}

@@ -6,7 +6,7 @@
 //! | `POST /circuit-breakers/{name}/reset?scope=fleet` | 200, the breaker reset here (if it exists here) and on every replica |
 //! | `POST /circuit-breakers/{name}/force-open?scope=fleet` | 200, forced open everywhere, replicas joining later too |
 //! | `POST /circuit-breakers/{name}/disable?scope=fleet` | 200, disabled everywhere |
-//! | `GET /circuit-breakers/{name}/transitions?limit=N` | 200 `{"name", "transitions": [...]}`, newest first (N ≤ 1000, default 100) |
+//! | `GET /circuit-breakers/{name}/transitions?limit=N` | 200 `{"name", "transitions": [...]}`, newest first (N ≤ 1000, default 100), from the fleet's Redis stream; when a durable log (a cb-postgres store) is attached to the registry, cb's router answers from that instead |
 //! | `GET /metrics` | cb's metrics and the fleet's (`circuit_breaker_fleet_connected`) |
 //!
 //! cb-runtime knows nothing of fleets: this router answers the fleet routes
@@ -52,6 +52,7 @@ use crate::{Fleet, FleetError};
 #[derive(Clone)]
 struct Admin {
     fleet: Arc<Fleet>,
+    registry: &'static Registry,
     inner: Router,
 }
 
@@ -60,6 +61,7 @@ pub fn router(fleet: Arc<Fleet>, registry: &'static Registry, auth: AdminAuth) -
     let inner = cb_runtime::admin::router(registry, auth);
     let state = Admin {
         fleet,
+        registry,
         inner: inner.clone(),
     };
     Router::new()
@@ -192,7 +194,13 @@ async fn transitions(
     method: Method,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     Query(q): Query<HashMap<String, String>>,
+    req: Request,
 ) -> Response {
+    // A durable log (a cb-postgres store) attached to the registry is the
+    // history's source of truth: cb's router answers from it.
+    if admin.registry.transition_source().is_some() {
+        return forward(admin.inner.clone(), req).await;
+    }
     if method != Method::GET && method != Method::HEAD {
         let mut r = error(
             StatusCode::METHOD_NOT_ALLOWED,

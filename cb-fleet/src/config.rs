@@ -5,12 +5,13 @@ use std::path::Path;
 use crate::{Fleet, FleetBuilder, FleetError};
 
 /// Reads `[fleet]` from `path` (if given), then `CB_FLEET_URL`,
-/// `CB_FLEET_NAMESPACE` and `CB_FLEET_REPLICA_ID` from `env` on top.
+/// `CB_FLEET_NAMESPACE` and `CB_FLEET_REPLICA_ID` from `env` on top
+/// (`name_ttl` is read from the file only).
 pub(crate) fn settings(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<FleetBuilder>, FleetError> {
-    let (mut url, mut namespace, mut replica) = (None, None, None);
+    let (mut url, mut namespace, mut replica, mut name_ttl) = (None, None, None, None);
     if let Some(path) = path {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -28,11 +29,12 @@ pub(crate) fn settings(
                     "url" => &mut url,
                     "namespace" => &mut namespace,
                     "replica_id" => &mut replica,
+                    "name_ttl" => &mut name_ttl,
                     _ => {
                         return Err(FleetError::invalid(
                             "fleet key",
                             format!("{shown}: [fleet] key `{key}`"),
-                            "one of `url`, `namespace`, `replica_id`",
+                            "one of `url`, `namespace`, `replica_id`, `name_ttl`",
                         ))
                     }
                 };
@@ -72,6 +74,19 @@ pub(crate) fn settings(
     if let Some(id) = replica {
         crate::names::check_replica_id(&id)?;
         builder = builder.replica_id(&id);
+    }
+    if let Some(text) = name_ttl {
+        let ttl = cb_runtime::parse_duration(&text)
+            .ok()
+            .filter(|d| *d >= std::time::Duration::from_secs(1))
+            .ok_or_else(|| {
+                FleetError::invalid(
+                    "name_ttl",
+                    format!("{:?}", text.chars().take(40).collect::<String>()),
+                    "a duration of at least 1 s, such as \"168h\" or \"30m\"",
+                )
+            })?;
+        builder = builder.name_ttl(ttl);
     }
     Ok(Some(builder))
 }
@@ -116,6 +131,9 @@ mod tests {
         let b = settings(Some(&f.0), &env).unwrap().unwrap();
         assert_eq!(b.namespace.as_deref(), Some("other"));
         assert!(settings(None, &none).unwrap().is_none(), "no URL: fleet mode off");
+        let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nname_ttl = \"48h\"\n");
+        let b = settings(Some(&f.0), &none).unwrap().unwrap();
+        assert_eq!(b.name_ttl, std::time::Duration::from_secs(2 * 86_400));
     }
 
     #[test]
@@ -134,5 +152,8 @@ mod tests {
         };
         let e = settings(None, &env).unwrap_err().to_string();
         assert!(e.contains("`namespace`"), "{e}");
+        let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nname_ttl = \"500ms\"\n");
+        let e = settings(Some(&f.0), &none).unwrap_err().to_string();
+        assert!(e.contains("`name_ttl`") && e.contains("at least 1 s"), "{e}");
     }
 }

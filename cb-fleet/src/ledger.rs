@@ -1,41 +1,62 @@
 //! What the fleet has not heard yet: a message that found the background
-//! task's queue full (or the fleet disconnected) is dropped and counted, but
-//! what it said is kept here, per breaker, in atomics, and the breaker is put
-//! on a short "dirty" list. The task repairs every dirty breaker as soon as it
-//! can (after each message it handles, on each tick, and when it reconnects):
-//! it counts lost probe successes exactly, gives back the leases of lost probe
-//! ends, and publishes a lost open (with the time that remains and the
-//! reopen flag, so the backoff level is shared) or a lost close, if the
+//! task's queue full, or whose script got no answer (the fleet disconnected,
+//! or `io_timeout` passed), is dropped and counted, but what it said is kept
+//! here, per breaker, and the breaker is put on a short "dirty" list. The
+//! task repairs every dirty breaker as soon as it can (after each message it
+//! handles, on each tick, and when it reconnects): it sends the lost probe
+//! reports again, with their ids and periods (so a report whose script ran
+//! is not counted twice, and one of an older period changes nothing), and
+//! shares a lost open (with the time that remains) or a lost close, if the
 //! breaker is still in that state. Marking costs the caller a few atomic
-//! operations and, the first time only, a lock held for one `Vec::push`;
-//! nothing waits.
+//! operations and a lock held for one `Vec::push`; nothing waits.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cb_runtime::coordination;
 use cb_runtime::{State, Transition};
 
-/// What one breaker's lost messages said.
+/// Lost probe reports kept per breaker, at most (the oldest go first: a
+/// period has at most `half_open_max_calls` probes at once anyway).
+const MAX_REPORTS: usize = 256;
+
+/// A probe's result, as sent to the fleet: a unique id (a retried report is
+/// counted once), the lease it gives back, and the period the probe was
+/// admitted in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub(crate) id: String,
+    pub(crate) lease: Option<String>,
+    pub(crate) period: u64,
+    pub(crate) ok: bool,
+    /// `false`: the result may belong to a probe of an older period (see
+    /// `Gate::finished`): give the lease back, count nothing.
+    pub(crate) count: bool,
+}
+
+/// What one breaker's lost messages said, and how its state relates to
+/// the fleet's.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     pub(crate) name: Arc<str>,
-    /// Probe successes not yet counted in Redis.
-    successes: AtomicU32,
-    /// Lease members of ended probes not yet given back.
-    leases: AtomicU32,
+    /// Probe reports not yet answered by Redis.
+    reports: Mutex<Vec<Report>>,
     /// Opens this replica made and the fleet has not heard of (lost or queued).
     unshared_opens: AtomicU32,
     /// Opens lost (not queued any more), of `unshared_opens`.
     lost_opens: AtomicU32,
-    /// One of the lost opens was a failed probe's reopen.
-    lost_reopen: AtomicBool,
-    /// A close after this replica's probes succeeded was lost.
-    lost_close: AtomicBool,
+    /// One of the lost opens was a failed probe's reopen, in this period.
+    lost_reopen: AtomicU64,
+    /// A close after this replica's probes succeeded, in this period, was lost.
+    lost_close: AtomicU64,
     /// The message that puts the name in the namespace's set was lost.
     lost_known: AtomicBool,
     /// The breaker's last forced-open or disabled state came from the fleet.
     pub(crate) manual_from_fleet: AtomicBool,
+    /// The breaker's state was set by local manual control after the last
+    /// fleet state this replica applied: local control holds until a newer
+    /// fleet state arrives.
+    pub(crate) local_control: AtomicBool,
     /// On the dirty list.
     listed: AtomicBool,
 }
@@ -43,46 +64,55 @@ pub(crate) struct Ledger {
 /// What a repair must do for one breaker, taken out of its ledger.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Repair {
-    pub(crate) successes: u32,
-    pub(crate) leases: u32,
-    /// Lost opens (publish the open if the breaker is still open).
+    pub(crate) reports: Vec<Report>,
+    /// Lost opens (share the open if the breaker is still open).
     pub(crate) opens: u32,
-    pub(crate) reopen: bool,
-    pub(crate) close: bool,
+    /// The period of a lost failed probe's reopen (0: none).
+    pub(crate) reopen: u64,
+    /// The period of a lost close (0: none).
+    pub(crate) close: u64,
     pub(crate) known: bool,
 }
 
 /// One message's worth of loss, described without the message.
 pub(crate) enum Loss {
-    Open { reopen: bool },
-    Close,
+    Open { reopen: Option<u64> },
+    Close { period: u64 },
     Known,
-    Probe { ok: bool, leased: bool },
+    Probe(Report),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Ledger {
     pub(crate) fn new(name: Arc<str>) -> Self {
         Ledger {
             name,
-            successes: AtomicU32::new(0),
-            leases: AtomicU32::new(0),
+            reports: Mutex::new(Vec::new()),
             unshared_opens: AtomicU32::new(0),
             lost_opens: AtomicU32::new(0),
-            lost_reopen: AtomicBool::new(false),
-            lost_close: AtomicBool::new(false),
+            lost_reopen: AtomicU64::new(0),
+            lost_close: AtomicU64::new(0),
             lost_known: AtomicBool::new(false),
             manual_from_fleet: AtomicBool::new(false),
+            local_control: AtomicBool::new(false),
             listed: AtomicBool::new(false),
         }
     }
 
     /// Notes what a transition means for a resynchronisation: an open of
-    /// this replica's own that the fleet has yet to hear, and whether a
-    /// manual state came from the fleet. Called before the message is queued.
+    /// this replica's own that the fleet has yet to hear, whether a manual
+    /// state came from the fleet, and local control. Called before the
+    /// message is queued.
     pub(crate) fn saw(&self, t: &Transition, shared: bool) {
         if matches!(t.to, State::ForcedOpen | State::Disabled) {
             self.manual_from_fleet
                 .store(coordination::is_from_peer(t), Ordering::Release);
+        }
+        if coordination::is_manual(t) {
+            self.local_control.store(true, Ordering::Release);
         }
         if shared && t.to == State::Open {
             self.unshared_opens.fetch_add(1, Ordering::AcqRel);
@@ -105,22 +135,19 @@ impl Ledger {
     pub(crate) fn lose(&self, loss: Loss) -> bool {
         match loss {
             Loss::Open { reopen } => {
-                if reopen {
-                    self.lost_reopen.store(true, Ordering::Release);
+                if let Some(period) = reopen {
+                    self.lost_reopen.store(period.max(1), Ordering::Release);
                 }
                 self.lost_opens.fetch_add(1, Ordering::AcqRel);
             }
-            Loss::Close => self.lost_close.store(true, Ordering::Release),
+            Loss::Close { period } => self.lost_close.store(period.max(1), Ordering::Release),
             Loss::Known => self.lost_known.store(true, Ordering::Release),
-            Loss::Probe { ok, leased } => {
-                if leased {
-                    self.leases.fetch_add(1, Ordering::AcqRel);
+            Loss::Probe(report) => {
+                let mut list = lock(&self.reports);
+                if list.len() >= MAX_REPORTS {
+                    list.remove(0);
                 }
-                if ok {
-                    self.successes.fetch_add(1, Ordering::AcqRel);
-                } else if !leased {
-                    return false; // a failed unleased probe: its reopen is the Open's loss
-                }
+                list.push(report);
             }
         }
         self.list()
@@ -135,26 +162,30 @@ impl Ledger {
             self.open_shared();
         }
         Repair {
-            successes: self.successes.swap(0, Ordering::AcqRel),
-            leases: self.leases.swap(0, Ordering::AcqRel),
+            reports: std::mem::take(&mut *lock(&self.reports)),
             opens,
-            reopen: self.lost_reopen.swap(false, Ordering::AcqRel),
-            close: self.lost_close.swap(false, Ordering::AcqRel),
+            reopen: self.lost_reopen.swap(0, Ordering::AcqRel),
+            close: self.lost_close.swap(0, Ordering::AcqRel),
             known: self.lost_known.swap(false, Ordering::AcqRel),
         }
     }
 
     /// Puts back a repair that could not be made (the connection was lost).
     pub(crate) fn restore(&self, r: Repair) {
-        self.successes.fetch_add(r.successes, Ordering::AcqRel);
-        self.leases.fetch_add(r.leases, Ordering::AcqRel);
+        {
+            let mut list = lock(&self.reports);
+            let newer = std::mem::replace(&mut *list, r.reports);
+            list.extend(newer);
+            let over = list.len().saturating_sub(MAX_REPORTS);
+            list.drain(..over);
+        }
         self.unshared_opens.fetch_add(r.opens, Ordering::AcqRel);
         self.lost_opens.fetch_add(r.opens, Ordering::AcqRel);
-        if r.reopen {
-            self.lost_reopen.store(true, Ordering::Release);
+        if r.reopen != 0 {
+            self.lost_reopen.store(r.reopen, Ordering::Release);
         }
-        if r.close {
-            self.lost_close.store(true, Ordering::Release);
+        if r.close != 0 {
+            self.lost_close.store(r.close, Ordering::Release);
         }
         if r.known {
             self.lost_known.store(true, Ordering::Release);
@@ -164,11 +195,6 @@ impl Ledger {
     /// Lists the breaker as dirty, unless it is listed already.
     pub(crate) fn list(&self) -> bool {
         !self.listed.swap(true, Ordering::AcqRel)
-    }
-
-    /// After a lost connection: the leases in Redis expire on their own.
-    pub(crate) fn forget_leases(&self) {
-        self.leases.store(0, Ordering::Release);
     }
 }
 
@@ -181,10 +207,7 @@ pub(crate) struct Dirty {
 
 impl Dirty {
     pub(crate) fn push(&self, ledger: Arc<Ledger>) {
-        self.list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(ledger);
+        lock(&self.list).push(ledger);
         self.any.store(true, Ordering::Release);
     }
 
@@ -193,7 +216,7 @@ impl Dirty {
         if !self.any.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
-        std::mem::take(&mut *self.list.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *lock(&self.list))
     }
 }
 
@@ -201,40 +224,37 @@ impl Dirty {
 mod tests {
     use super::*;
 
+    fn report(lease: &str) -> Report {
+        Report {
+            id: lease.to_owned(),
+            lease: Some(lease.to_owned()),
+            period: 7,
+            ok: true,
+            count: true,
+        }
+    }
+
     #[test]
     fn losses_add_up_and_list_a_breaker_once() {
         let l = Ledger::new(Arc::from("dep"));
-        assert!(l.lose(Loss::Probe {
-            ok: true,
-            leased: true
-        }));
-        assert!(
-            !l.lose(Loss::Probe {
-                ok: true,
-                leased: false
-            }),
-            "listed already"
-        );
-        assert!(!l.lose(Loss::Open { reopen: true }));
+        assert!(l.lose(Loss::Probe(report("a"))));
+        assert!(!l.lose(Loss::Probe(report("b"))), "listed already");
+        assert!(!l.lose(Loss::Open { reopen: Some(7) }));
         assert_eq!(
             l.take(),
             Repair {
-                successes: 2,
-                leases: 1,
+                reports: vec![report("a"), report("b")],
                 opens: 1,
-                reopen: true,
-                close: false,
+                reopen: 7,
+                close: 0,
                 known: false
             }
         );
         assert_eq!(l.take(), Repair::default());
-        assert!(
-            !l.lose(Loss::Probe {
-                ok: false,
-                leased: false
-            }),
-            "nothing to repair"
-        );
-        assert!(l.lose(Loss::Close), "listed again after a take");
+        assert!(l.lose(Loss::Close { period: 9 }), "listed again after a take");
+        let r = l.take();
+        assert_eq!(r.close, 9);
+        l.restore(r);
+        assert_eq!(l.take().close, 9, "a repair not made goes back");
     }
 }

@@ -27,52 +27,161 @@
 //!   lease held locally. Holders renew their leases every third of
 //!   [`lease_ttl`](FleetBuilder::lease_ttl) (default 3 s) while probes run; a
 //!   crashed holder's lease expires within `lease_ttl`. Idle leases go back
-//!   after about a second.
-//! * **Probe successes are counted fleet-wide**; `success_threshold` of them
-//!   close every replica. A failed probe reopens every replica, and the
-//!   backoff level is shared.
+//!   after about a second. A probe that outlives its open period (a failed
+//!   probe elsewhere reopened the fleet) keeps its slot until it ends, so the
+//!   cap holds across periods too.
+//! * **Probe successes are counted fleet-wide**, each once, in the period it
+//!   was admitted in; `success_threshold` of them close every replica. A
+//!   failed probe reopens every replica, and the backoff level is shared.
 //! * **Manual control** with a fleet scope: [`Fleet::force_open`],
-//!   [`Fleet::reset`], [`Fleet::disable`]. See "Local and fleet control" below.
+//!   [`Fleet::reset`], [`Fleet::disable`]. See "Which wins" below.
 //! * **A transition log**: every transition of every replica goes to a capped
-//!   Redis stream per namespace; read it with [`Fleet::transitions`].
+//!   Redis stream per breaker; read it with [`Fleet::transitions`]. Its
+//!   reasons are [`Reason::as_str`](cb_runtime::Reason::as_str)'s words, the
+//!   runtime's one table of reasons: a new reason needs nothing here.
+//!
+//! # Consistency
+//!
+//! **Versions from Redis.** Every change of a breaker's fleet state (an
+//! open, its extension, the start of a half-open probe period, a close, a
+//! fleet-wide reset, force-open or disable, and the backoff level with them)
+//! is made by one Lua script, which gives the breaker a new *version* inside
+//! the same script: above the stored one, and at least Redis's clock in
+//! microseconds, so a server restarted empty never hands out a version that
+//! some replica already holds. Every script's answer and every published
+//! message carries the version. A replica holds, per breaker, the version of
+//! the state it applied last, and applies an answer or a message only if its
+//! version is newer. The script's answer and the pub/sub message of one
+//! change arrive on two connections in either order; a message published
+//! before a replica's own script ran is older than that script's answer, and
+//! is dropped.
+//!
+//! The fleet's half-open is the open state of the last version after its
+//! open marker expired (Redis's key expiry ends the open period; no script
+//! runs then, so there is no new version), or a half-open that a replica
+//! asking for a lease gave a Redis that held no state.
+//!
+//! **Periods.** The version that opened the breaker is its *period*. A
+//! probe is admitted in the period its replica knows, and its result is
+//! reported with that period and a unique id: Redis counts a success only
+//! in the current period, only while half-open, and only once per id, so a
+//! report retried after its answer was lost (the script ran, the answer came
+//! after `io_timeout`) is not counted twice, and a success from before a
+//! failed probe reopened the fleet closes nothing. A failed probe reopens
+//! the fleet (raising the backoff level) only from the period it belongs to;
+//! an open from closed is always shared. Leases are slots of the fleet's cap,
+//! whatever the period; a replica gives one back per probe that ends, so a
+//! probe never frees a slot another one still needs (also after a reconnect:
+//! a lease that lapsed while away is found on reconnecting and freed by
+//! nobody). A lease is granted in a period and its probe's result reported
+//! with that period, but its slot is not voided when a new period starts:
+//! a probe of an old period that still runs still loads the dependency, and
+//! counting it keeps "never more than `half_open_max_calls` probes at once"
+//! true across periods. When probes of two periods run at once on one replica, which of
+//! them ended is not known: the result is then given back uncounted, never
+//! counted in the wrong period.
+//!
+//! **Resync.** On (re)connecting, a replica subscribes first, then shares
+//! what it could not while away (its ledger, below), renews the leases it
+//! still holds, and reads, in batches, the fleet's state of every breaker it
+//! has and of every breaker the fleet holds open, forced open or disabled,
+//! each with its version, and takes it as it is now:
+//!
+//! * Redis holds no state (a server restarted empty): the replica gives it
+//!   its own, if its breaker is open or half-open (with the time left and
+//!   the backoff level) or forced open or disabled by the fleet. The first
+//!   replica to do so sets it; the others adopt it. Probe successes then
+//!   close every replica again, and the backoff level goes on.
+//! * The fleet's version is the one the replica applied last and local
+//!   control changed the breaker since: local control holds (a stored
+//!   fleet-wide command is not applied a second time).
+//! * An open of the replica's own that the fleet has not heard of (made
+//!   while away): it is shared, as any open.
+//! * Otherwise the fleet's state is applied, as a message would be.
+//!
+//! **Bounded work.** No script touches more than a few hundred keys: names
+//! are read and renewed in batches of 100. A replica reads only the names it
+//! has and the names whose fleet state is not closed (a sorted set of them,
+//! paged). Names are kept in a sorted set scored by when a replica last had
+//! them; a name nobody has renewed for [`name_ttl`](FleetBuilder::name_ttl)
+//! (default a week) is forgotten, a batch at a time, and its keys expire.
+//!
+//! | message kind (`v2\|kind\|replica\|version\|period\|ms\|level\|name`) | older version | same version | newer version |
+//! |---|---|---|---|
+//! | `open` (`ms` > 0: open for the time left) | dropped | dropped (applied already) | opens for the time left, never shortening its own open; leaves forced-open and disabled breakers alone |
+//! | `open` (`ms` 0: the fleet is half-open) | dropped | dropped | an open or half-open breaker stays as it is (its probes stay valid); a closed one opens with no time left (half-open) |
+//! | `close` | dropped | dropped | closes an open or half-open breaker |
+//! | `reset` | dropped | dropped | closes the breaker, whatever its state (local control included) |
+//! | `forced_open`, `disabled` | dropped | dropped | forces it open, or disables it, whatever its state |
+//!
+//! A script's answer is applied by the same rules. A replica's own messages
+//! come back to it, and are dropped by version (its answer came first) or
+//! applied (they came first; the answer is then dropped): the same state.
+//!
+//! # Which wins: fleet or local control
+//!
+//! A fleet-wide command ([`Fleet::force_open`], `?scope=fleet`) is stored in
+//! Redis with its version and applied to every replica when it arrives, and
+//! to every replica that joins later; it replaces whatever state each
+//! replica had, local control included. Local control
+//! ([`cb_runtime::CircuitBreaker::reset`] and friends, the admin API without
+//! a scope) stays local: it is not published, and it wins on that replica
+//! until a newer fleet state reaches it (a fleet-wide command, or a fleet
+//! open over a local reset), also across reconnects: a resync does not apply
+//! a state with the version the replica already applied. Automatic fleet
+//! states (opens, closes) never override a local `force_open` or `disable`;
+//! a fleet-wide force-open or disable that the fleet ended while the replica
+//! was away is ended on it.
+//!
+//! Replicas with different configurations for one breaker: the
+//! configuration of the replica that opens a period governs that period
+//! fleet-wide: its open duration, its `half_open_max_calls` as the cap, and
+//! its `success_threshold` as the successes, counted from any replicas,
+//! that close the fleet. Each replica's own thresholds decide when it opens,
+//! and when its own probes close it; such a close closes the fleet too, if
+//! the fleet is still half-open in the period those probes belonged to. A replica that attaches a breaker whose
+//! configuration differs from the fleet's logs a WARN naming both (and the
+//! replica the fleet's is from). Two processes with the same replica id are
+//! told apart (each has a random instance id) and the second logs a WARN.
 //!
 //! # No network on the call path
 //!
 //! `try_acquire` and `call` never wait on Redis. One background task per
 //! [`Fleet`] does all the I/O, fed by a bounded queue ([`FleetBuilder::queue_capacity`]);
 //! when it is full a message is dropped and counted ([`Fleet::dropped_messages`]),
-//! but what it said is kept per breaker, in atomics, and sent when the task
-//! catches up: probe successes are counted exactly, a lost open is shared
-//! with the time that remains, a lost close if the breaker is still closed.
-//! Only transition-log entries are lost.
-//! Time comes from Redis only (key expiry, `PTTL`, `TIME` in scripts); wall
-//! clocks of different hosts are never compared.
+//! but what it said is kept per breaker and sent when the task catches up
+//! (as is a message whose script got no answer): probe reports are sent
+//! again with their ids, a lost open is shared with the time that remains,
+//! a lost close if the breaker is still closed. Only transition-log entries
+//! are lost. An open is shared with the time its breaker has left when the
+//! task gets to it, so a delay in the queue never stretches the fleet's open
+//! period, whose end is then Redis's (the open marker's expiry). Time comes
+//! from Redis only (key expiry, `PTTL`, `TIME` in scripts); wall clocks of
+//! different hosts are never compared.
 //!
 //! # Losing Redis
 //!
 //! Calls go on with local state; no caller sees an error from the fleet.
 //! [`Fleet::is_connected`] turns false, the gauge
 //! `circuit_breaker_fleet_connected` drops to 0 and one WARN is logged. The
-//! task reconnects with jittered exponential backoff (50 ms to 2 s),
-//! resubscribes and resynchronises: it shares what it could not while away,
-//! adopts the fleet's opens and fleet-wide manual states, closes a breaker
-//! whose shared or followed open the fleet closed meanwhile, and ends a
-//! fleet-wide force-open or disable that a fleet-wide reset ended meanwhile.
-//! A restarted, empty server gets the replicas' opens again.
-//! While disconnected: opens are not
-//! propagated, and probes are not leased, so up to R × `half_open_max_calls`
-//! probes may run across R replicas; transitions are not logged.
+//! task reconnects with jittered exponential backoff (50 ms to 2 s) and
+//! resynchronises (above). While disconnected: opens are not propagated,
+//! and probes are not leased, so up to R × `half_open_max_calls` probes may
+//! run across R replicas (their results decide only their own replica);
+//! transitions are not logged. A fleet command that gets no answer in time
+//! fails with [`FleetError::TimedOut`]: it may have run, and running it
+//! again is safe (it sets a state).
 //!
-//! # Local and fleet control
+//! # Breakers, fleets and registries
 //!
-//! A fleet-wide command ([`Fleet::force_open`], `?scope=fleet`) is stored in
-//! Redis and applied to every replica when it arrives, and to every replica
-//! that joins later; it replaces whatever state each replica had. Local
-//! control ([`cb_runtime::CircuitBreaker::reset`] and friends, the admin API
-//! without a scope) stays local: it is not published, and it wins on that
-//! replica until the next fleet-wide command or fleet transition reaches it.
-//! Automatic fleet transitions (opens, closes) never override a local
-//! `force_open` or `disable`.
+//! A breaker created before [`join`](FleetBuilder::join) is shared from the
+//! join on, an open it is in included. A breaker removed from the registry
+//! ([`Registry::remove`](cb_runtime::Registry::remove)) leaves the fleet:
+//! it gets no more messages, its unused leases go back within a tick
+//! (200 ms) and a running probe's when it ends. A second [`Fleet`] joined to
+//! the same registry (or a rejoin after dropping the first) takes every
+//! breaker over: its leases cap the probes, and the earlier fleet leaves
+//! them alone.
 //!
 //! # TLS (feature `tls`)
 //!
@@ -84,25 +193,30 @@
 //! presents a client certificate to a server that asks for one.
 //! `rediss://...#insecure` is refused.
 //!
-//! Redis Cluster is not supported (the sync script reads keys it does not
-//! declare); use one Redis server (or a primary with replicas) per fleet.
+//! # Keys
+//!
+//! Every key and channel of a namespace is `cb:{<namespace>}:...` (a Redis
+//! Cluster hash tag: one slot per namespace), and every script declares the
+//! keys it touches. Redis Cluster itself is not supported yet; use one Redis
+//! server (or a primary with replicas) per fleet.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use cb_runtime::coordination::{self, Coordinator, ProbeEnd, ProbeGate};
+use cb_runtime::coordination::{self, Coordinator};
 use cb_runtime::{CircuitBreaker, Registry, State, Transition};
 use tokio::sync::{mpsc, oneshot};
 
 #[cfg(feature = "admin")]
 pub mod admin;
 mod config;
+mod gate;
 mod ledger;
 pub mod message;
 mod names;
@@ -111,6 +225,10 @@ mod task;
 #[doc(hidden)]
 pub mod testing;
 mod tls;
+mod view;
+
+use gate::{Gate, GateSlot};
+use view::View;
 
 pub use names::{is_shareable_name, MAX_NAMESPACE_LEN, MAX_NAME_LEN, MAX_REPLICA_ID_LEN};
 
@@ -120,8 +238,11 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_millis(500);
 /// The background task's queue, by default.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
-/// The transition stream keeps about this many entries per namespace.
-pub const LOG_MAX_LEN: usize = 10_000;
+/// Each breaker's transition stream keeps about this many entries.
+pub const LOG_MAX_LEN: usize = 1_000;
+/// How long Redis keeps a breaker's name and state after the last replica
+/// that had it stopped renewing it, by default (a week).
+pub const DEFAULT_NAME_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why a fleet could not be set up, or a fleet operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,8 +259,11 @@ pub enum FleetError {
     },
     /// The operation needs Redis, and the fleet is not connected.
     Disconnected,
-    /// Redis answered with an error, or did not answer in time.
+    /// Redis answered with an error.
     Redis(String),
+    /// No answer in time. The command may still have run in Redis; fleet
+    /// commands set a state, so retrying one is safe.
+    TimedOut(String),
 }
 
 impl FleetError {
@@ -156,6 +280,10 @@ impl fmt::Display for FleetError {
             }
             FleetError::Disconnected => f.write_str("the fleet is not connected to Redis"),
             FleetError::Redis(e) => write!(f, "fleet Redis error: {e}"),
+            FleetError::TimedOut(e) => write!(
+                f,
+                "fleet command timed out ({e}): it may have run in Redis; retrying it is safe"
+            ),
         }
     }
 }
@@ -170,6 +298,7 @@ pub struct FleetBuilder {
     replica_id: Option<String>,
     lease_ttl: Duration,
     io_timeout: Duration,
+    name_ttl: Duration,
     queue: usize,
     tls: tls::TlsSettings,
 }
@@ -210,6 +339,17 @@ impl FleetBuilder {
     /// fleet counts as disconnected (default 500 ms).
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long Redis keeps a breaker's name, state and transition log after
+    /// the last replica that has the breaker stopped (default a week; at
+    /// least 1 s). Replicas renew the names they have every quarter of it
+    /// (at most hourly), in batches, and forget names nobody renewed, a
+    /// bounded batch at a time: per-tenant breakers of tenants long gone
+    /// leave Redis.
+    pub fn name_ttl(mut self, ttl: Duration) -> Self {
+        self.name_ttl = ttl.max(Duration::from_secs(1));
         self
     }
 
@@ -271,6 +411,7 @@ impl FleetBuilder {
         let client = tls::client(&self.url, &self.tls)?;
         let (tx, rx) = mpsc::channel(self.queue);
         let metrics = Metrics::new(&namespace);
+        let instance = format!("{replica}:{:08x}", fastrand::u32(..));
         let shared = Arc::new(Shared {
             keys: names::Keys::new(&namespace),
             namespace,
@@ -278,21 +419,26 @@ impl FleetBuilder {
             url_shown: names::redact(&self.url),
             lease_ttl: self.lease_ttl,
             io_timeout: self.io_timeout,
+            name_ttl: self.name_ttl,
             link: Arc::new(Link {
                 connected: AtomicBool::new(false),
                 tx,
                 dropped: AtomicU64::new(0),
                 metrics,
                 dirty: ledger::Dirty::default(),
+                instance,
             }),
             local: Mutex::new(Local::default()),
             malformed: AtomicU64::new(0),
+            registry,
         });
+        // Attach first: the first synchronisation then covers every breaker,
+        // and shares an open made before the join.
+        registry.coordinate(Arc::new(Coord(Arc::clone(&shared))));
         let (first_tx, first_rx) = oneshot::channel();
         let handle = tokio::spawn(task::run(Arc::clone(&shared), client, rx, first_tx));
         // The first attempt: connected and synchronised, or given up.
         let _ = tokio::time::timeout(self.io_timeout * 4 + Duration::from_millis(100), first_rx).await;
-        registry.coordinate(Arc::new(Coord(Arc::clone(&shared))));
         Ok(Fleet { shared, handle })
     }
 }
@@ -355,6 +501,7 @@ impl Fleet {
             replica_id: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             io_timeout: DEFAULT_IO_TIMEOUT,
+            name_ttl: DEFAULT_NAME_TTL,
             queue: DEFAULT_QUEUE_CAPACITY,
             tls: tls::TlsSettings::default(),
         }
@@ -372,7 +519,7 @@ impl Fleet {
     }
 
     /// The fleet settings of the `[fleet]` table of the TOML file at `path`
-    /// (`url`, `namespace`, `replica_id`), with the environment's
+    /// (`url`, `namespace`, `replica_id`, `name_ttl`), with the environment's
     /// `CB_FLEET_*` variables on top: `Ok(None)` when no URL is configured.
     /// An unreadable file, an unknown key or a value of the wrong type is an
     /// error naming it.
@@ -381,6 +528,7 @@ impl Fleet {
     /// [fleet]
     /// url = "redis://cb-fleet:secret@redis.internal:6379/"
     /// namespace = "checkout"
+    /// name_ttl = "168h"   # optional: how long Redis keeps names nobody has
     /// ```
     pub fn from_config(path: &std::path::Path) -> Result<Option<FleetBuilder>, FleetError> {
         config::settings(Some(path), &|k| std::env::var(k).ok())
@@ -412,8 +560,20 @@ impl Fleet {
         self.shared.malformed.load(Ordering::Relaxed)
     }
 
+    /// The version of breaker `name`'s fleet state that this replica holds
+    /// (Redis gave it to the change; see "Consistency" in the crate docs):
+    /// `None` when it holds none (the fleet has no state for it, or it has
+    /// not heard of it).
+    pub fn version(&self, name: &str) -> Option<u64> {
+        self.shared.local().views.get(name).map(|v| v.version)
+    }
+
     /// Forces breaker `name` open on every replica of the fleet, now and for
     /// replicas that join later, until a fleet-wide [`reset`](Self::reset).
+    ///
+    /// Like [`reset`](Self::reset) and [`disable`](Self::disable), it sets
+    /// a state: a [`FleetError::TimedOut`] command may have run, and running
+    /// it again is safe.
     pub async fn force_open(&self, name: &str) -> Result<(), FleetError> {
         self.manual(name, State::ForcedOpen).await
     }
@@ -454,8 +614,9 @@ impl Fleet {
     }
 
     /// The last `limit` transitions of breaker `name` across the fleet,
-    /// newest first, from the namespace's transition stream (which keeps
-    /// about [`LOG_MAX_LEN`] entries, all breakers together).
+    /// newest first, from the breaker's own transition stream (which keeps
+    /// about [`LOG_MAX_LEN`] entries): a noisy breaker never hides a quiet
+    /// one's.
     pub async fn transitions(&self, name: &str, limit: usize) -> Result<Vec<LoggedTransition>, FleetError> {
         check_name(name)?;
         let (reply, answer) = oneshot::channel();
@@ -499,10 +660,11 @@ impl Fleet {
         &self,
         answer: oneshot::Receiver<Result<T, FleetError>>,
     ) -> Result<T, FleetError> {
-        match tokio::time::timeout(self.shared.io_timeout * 4, answer).await {
+        let limit = self.shared.io_timeout * 4;
+        match tokio::time::timeout(limit, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(FleetError::Disconnected),
-            Err(_) => Err(FleetError::Redis("timed out".to_owned())),
+            Err(_) => Err(FleetError::TimedOut(format!("no answer within {limit:?}"))),
         }
     }
 }
@@ -552,6 +714,10 @@ pub(crate) struct Link {
     metrics: Metrics,
     /// Breakers whose lost messages are still to repair.
     pub(crate) dirty: ledger::Dirty,
+    /// This process's instance of the replica id (`<replica>:<random>`): the
+    /// prefix of its lease and report ids, and how a second process with
+    /// the same replica id is told apart.
+    pub(crate) instance: String,
 }
 
 impl Link {
@@ -588,76 +754,22 @@ impl Link {
     }
 }
 
-/// What the fleet knows of one breaker.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct View {
-    pub(crate) state: State,
-    pub(crate) level: u32,
-    /// While open: when the fleet's open duration ends, on this process's clock.
-    pub(crate) open_until: Option<Instant>,
-}
-
-impl View {
-    pub(crate) fn closed() -> Self {
-        View {
-            state: State::Closed,
-            level: 0,
-            open_until: None,
-        }
-    }
-
-    pub(crate) fn open(ms: u64, level: u32) -> Self {
-        View {
-            state: State::Open,
-            level,
-            open_until: Some(Instant::now() + Duration::from_millis(ms)),
-        }
-    }
-
-    /// A fleet-wide manual state: `ForcedOpen`, `Disabled` or `Closed`.
-    pub(crate) fn manual(state: State) -> Self {
-        View {
-            state,
-            ..View::closed()
-        }
-    }
-
-    /// The view of a state as Redis stores it (`{state, ms, level}`);
-    /// `None` for an answer that is not a state.
-    pub(crate) fn from_fleet(state: &str, ms: i64, level: i64) -> Option<Self> {
-        Some(match state {
-            "open" => View::open(ms.max(0) as u64, level.clamp(0, i64::from(u32::MAX)) as u32),
-            "forced_open" => View::manual(State::ForcedOpen),
-            "disabled" => View::manual(State::Disabled),
-            "closed" => View::closed(),
-            _ => return None,
-        })
-    }
-
-    /// Applies the view to `breaker`: adopts an open, forced-open or disabled
-    /// state. A closed view changes nothing (see the callers).
-    pub(crate) fn apply(&self, breaker: &CircuitBreaker) {
-        match self.state {
-            State::Open => {
-                let until = self.open_until.unwrap_or_else(Instant::now);
-                breaker.follow_open(until.saturating_duration_since(Instant::now()), self.level);
-            }
-            State::ForcedOpen | State::Disabled if breaker.state() != self.state => {
-                breaker.follow_manual(self.state);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// A shared breaker of this replica.
 pub(crate) struct Member {
     pub(crate) breaker: Weak<CircuitBreaker>,
     pub(crate) gate: Arc<Gate>,
+    /// Found in the registry once (a breaker is attached just before the
+    /// registry holds it).
+    pub(crate) seen: AtomicBool,
 }
 
+/// What the task and the coordinator share, under one lock (never held
+/// across I/O).
 #[derive(Default)]
 pub(crate) struct Local {
+    /// The fleet state this replica holds, per name, with its version: for
+    /// every member, and for other names while their fleet state is not
+    /// closed (so a breaker created later adopts it at creation).
     pub(crate) views: HashMap<String, View>,
     pub(crate) members: HashMap<String, Member>,
 }
@@ -669,9 +781,11 @@ pub(crate) struct Shared {
     pub(crate) keys: names::Keys,
     pub(crate) lease_ttl: Duration,
     pub(crate) io_timeout: Duration,
+    pub(crate) name_ttl: Duration,
     pub(crate) link: Arc<Link>,
     pub(crate) local: Mutex<Local>,
     pub(crate) malformed: AtomicU64,
+    pub(crate) registry: &'static Registry,
 }
 
 impl Shared {
@@ -682,65 +796,44 @@ impl Shared {
     pub(crate) fn url_shown(&self) -> &str {
         &self.url_shown
     }
-}
 
-/// The probe gate of one breaker: leases held locally, granted by the task.
-pub(crate) struct Gate {
-    pub(crate) ledger: Arc<ledger::Ledger>,
-    link: Arc<Link>,
-    /// Leases held and not in use.
-    pub(crate) available: AtomicU32,
-    /// Leases in use by running probes.
-    pub(crate) in_use: AtomicU32,
-    /// A lease was asked for since the last tick.
-    pub(crate) asked: AtomicBool,
-    /// Ticks since a lease was last taken.
-    pub(crate) idle_ticks: AtomicU32,
-}
-
-fn take_one(a: &AtomicU32) -> bool {
-    a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-impl ProbeGate for Gate {
-    fn try_take(&self) -> bool {
-        if !self.link.connected.load(Ordering::Acquire) {
-            return true; // local state alone while disconnected
+    /// `true` while `member` is the breaker of its name in the registry and
+    /// this fleet's: a removed breaker, or one a later fleet took over,
+    /// gets nothing from this fleet.
+    pub(crate) fn is_live(&self, name: &str, member: &Member) -> bool {
+        if member.gate.superseded.load(Ordering::Acquire) {
+            return false;
         }
-        if take_one(&self.available) {
-            self.in_use.fetch_add(1, Ordering::AcqRel);
-            self.idle_ticks.store(0, Ordering::Relaxed);
-            return true;
-        }
-        if !self.asked.swap(true, Ordering::AcqRel) {
-            self.link.send(task::Cmd::WantLease {
-                name: Arc::clone(&self.ledger.name),
-            });
-        }
-        false
-    }
-
-    fn give_back(&self) {
-        if take_one(&self.in_use) {
-            self.available.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    fn finished(&self, end: ProbeEnd) {
-        let leased = take_one(&self.in_use);
-        if end == ProbeEnd::Unused {
-            if leased {
-                self.available.fetch_add(1, Ordering::AcqRel);
+        match self.registry.get(name) {
+            Some(b) if std::ptr::eq(Arc::as_ptr(&b), member.breaker.as_ptr()) => {
+                member.seen.store(true, Ordering::Release);
+                true
             }
-            return;
+            Some(_) => false,
+            None => !member.seen.load(Ordering::Acquire),
         }
-        self.link.send(task::Cmd::Probe {
-            ledger: Arc::clone(&self.ledger),
-            ok: end == ProbeEnd::Success,
-            leased,
-        });
     }
+}
+
+/// The fleet identity of `breaker`: the name under which replicas share it,
+/// or `None` for a breaker that stays local (a name over 256 bytes or with
+/// control characters). The one place that says which breakers are the
+/// same across replicas.
+pub(crate) fn fleet_name(breaker: &CircuitBreaker) -> Option<String> {
+    let name = breaker.name();
+    is_shareable_name(name).then(|| name.to_owned())
+}
+
+/// A configuration's fingerprint, as stored in Redis and compared between
+/// replicas: what decides the fleet's behaviour in half-open and open.
+pub(crate) fn fingerprint(config: &cb_runtime::Config) -> String {
+    format!(
+        "half_open_max_calls={} success_threshold={} open_duration={}ms failure_threshold={}",
+        config.half_open_max_calls(),
+        config.success_threshold(),
+        config.open_duration().as_millis(),
+        config.failure_threshold()
+    )
 }
 
 /// The registry's coordinator: attaches each breaker to the fleet.
@@ -749,67 +842,84 @@ struct Coord(Arc<Shared>);
 impl Coordinator for Coord {
     fn attach(&self, breaker: &Arc<CircuitBreaker>) {
         let shared = &self.0;
-        let name = breaker.name().to_owned();
-        if !is_shareable_name(&name) {
+        let Some(name) = fleet_name(breaker) else {
             tracing::warn!(
                 target: "cb_fleet",
                 "circuit breaker {:?} stays local: a fleet shares names of 1 to 256 bytes without control characters",
-                name.chars().take(40).collect::<String>()
+                breaker.name().chars().take(40).collect::<String>()
             );
             return;
-        }
+        };
         let shared_name: Arc<str> = Arc::from(name.as_str());
         let ledger = Arc::new(ledger::Ledger::new(Arc::clone(&shared_name)));
-        let gate = Arc::new(Gate {
-            ledger: Arc::clone(&ledger),
-            link: Arc::clone(&shared.link),
-            available: AtomicU32::new(0),
-            in_use: AtomicU32::new(0),
-            asked: AtomicBool::new(false),
-            idle_ticks: AtomicU32::new(0),
-        });
-        breaker.set_probe_gate(gate.clone());
-        shared.link.send(task::Cmd::Known {
-            ledger: Arc::clone(&ledger),
-        });
+        let gate = Arc::new(Gate::new(Arc::clone(&ledger), Arc::clone(&shared.link)));
+        if !breaker.set_probe_gate(Arc::new(GateSlot::new(Arc::clone(&gate)))) {
+            // A fleet joined this registry before (a rejoin, or a second
+            // fleet): this one takes the breaker over.
+            match breaker
+                .probe_gate()
+                .and_then(|g| g.as_any())
+                .and_then(|a| a.downcast_ref::<GateSlot>())
+            {
+                Some(slot) => slot.take_over(Arc::clone(&gate)),
+                None => {
+                    tracing::warn!(
+                        target: "cb_fleet",
+                        "circuit breaker {name:?} stays local: it has a probe gate that is not a fleet's"
+                    );
+                    return;
+                }
+            }
+        }
         let link = Arc::clone(&shared.link);
         let weak = Arc::downgrade(breaker);
-        breaker.on_transition(move |t| observe(&link, &ledger, &weak, t));
+        let observed = Arc::clone(&gate);
+        breaker.on_transition(move |t| observe(&link, &observed, &weak, t));
         let mut local = shared.local();
         if let Some(view) = local.views.get(&name) {
-            view.apply(breaker);
+            if view.apply(breaker) {
+                ledger
+                    .manual_from_fleet
+                    .store(view.is_manual(), Ordering::Release);
+            }
+            gate.enter_period(view.period);
         }
         local.members.insert(
             name,
             Member {
                 breaker: Arc::downgrade(breaker),
                 gate,
+                seen: AtomicBool::new(false),
             },
         );
+        drop(local);
+        // The task reads the fleet's state of this name (and shares an open
+        // made before the join), and records the name in Redis.
+        shared.link.send(task::Cmd::Attached { ledger });
     }
 }
 
 /// A breaker's transition: logged, and reported to the fleet unless a peer
 /// or local manual control made it.
-fn observe(link: &Link, ledger: &Arc<ledger::Ledger>, breaker: &Weak<CircuitBreaker>, t: &Transition) {
+fn observe(link: &Link, gate: &Gate, breaker: &Weak<CircuitBreaker>, t: &Transition) {
+    if gate.superseded.load(Ordering::Acquire) {
+        return; // a fleet that joined later has this breaker now
+    }
+    let ledger = &gate.ledger;
     let shared = !coordination::is_from_peer(t) && !coordination::is_manual(t);
     ledger.saw(t, shared);
     // The state first, the log entry after: an open reaches the peers one
     // Redis round trip sooner.
     if shared && t.to == State::Open {
-        let remaining = breaker
-            .upgrade()
-            .and_then(|b| b.open_remaining())
-            .or(t.open_for)
-            .unwrap_or_default();
         link.send(task::Cmd::Opened {
             ledger: Arc::clone(ledger),
-            ms: remaining.as_millis().max(1) as u64,
-            from_half_open: t.from == State::HalfOpen,
+            breaker: breaker.clone(),
+            reopen: (t.from == State::HalfOpen).then(|| gate.period()),
         });
     } else if shared && t.from == State::HalfOpen && t.to == State::Closed {
         link.send(task::Cmd::Closed {
             ledger: Arc::clone(ledger),
+            period: gate.period(),
         });
     }
     link.send(task::Cmd::Log {

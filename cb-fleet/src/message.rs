@@ -1,9 +1,14 @@
 //! The messages replicas publish to each other, and their parsing.
 //!
-//! One line of UTF-8, `|`-separated: `v1|<kind>|<replica>|<ms>|<level>|<name>`.
-//! The name comes last and may itself hold `|`. Kinds: `open` (open for `ms`
-//! more milliseconds at backoff level `level`), `close` (probes succeeded),
-//! and the fleet-wide manual commands `reset`, `forced_open`, `disabled`.
+//! One line of UTF-8, `|`-separated:
+//! `v2|<kind>|<replica>|<version>|<period>|<ms>|<level>|<name>`.
+//! The name comes last and may itself hold `|`. `version` is the breaker's
+//! fleet version that the script which published the message gave the
+//! change (see the crate documentation's consistency model); `period` the
+//! version that started the current open period. Kinds: `open` (open for
+//! `ms` more milliseconds at backoff level `level`; `ms` 0 is the fleet's
+//! half-open), `close` (probes succeeded), and the fleet-wide manual
+//! commands `reset`, `forced_open`, `disabled`.
 //! Anything else is refused with an error, never a panic: a hostile or
 //! corrupt message is dropped and counted.
 
@@ -17,7 +22,8 @@ pub const MAX_MESSAGE_LEN: usize = 1024;
 /// What a message says about one breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Open for `ms` more milliseconds, at backoff level `level`.
+    /// Open for `ms` more milliseconds, at backoff level `level` (`ms` 0:
+    /// the open duration has ended, the fleet is half-open).
     Open {
         /// Milliseconds the circuit stays open, from when the message was sent.
         ms: u64,
@@ -34,6 +40,32 @@ pub enum Kind {
     Disabled,
 }
 
+/// The wire word of each kind but `open`: one line per kind.
+const WORDS: [(&str, Kind); 4] = [
+    ("close", Kind::Close),
+    ("reset", Kind::Reset),
+    ("forced_open", Kind::ForcedOpen),
+    ("disabled", Kind::Disabled),
+];
+
+impl Kind {
+    /// The kind's wire word, as the scripts store and publish it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Kind::Open { .. } => "open",
+            other => WORDS.iter().find(|(_, k)| k == other).map_or("open", |(w, _)| w),
+        }
+    }
+
+    /// The kind of `word`, with `ms` and `level` for an open.
+    pub fn from_word(word: &str, ms: u64, level: u32) -> Option<Kind> {
+        if word == "open" {
+            return Some(Kind::Open { ms, level });
+        }
+        WORDS.iter().find(|(w, _)| *w == word).map(|(_, k)| *k)
+    }
+}
+
 /// One parsed message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -41,6 +73,10 @@ pub struct Message {
     pub kind: Kind,
     /// The replica that sent it.
     pub replica: String,
+    /// The breaker's fleet version after this change (from Redis).
+    pub version: u64,
+    /// The version that started the breaker's current open period.
+    pub period: u64,
     /// The breaker's name.
     pub name: String,
 }
@@ -63,51 +99,56 @@ pub fn parse(payload: &[u8]) -> Result<Message, ParseError> {
         return Err(ParseError("too long"));
     }
     let text = std::str::from_utf8(payload).map_err(|_| ParseError("not UTF-8"))?;
-    let mut parts = text.splitn(6, '|');
+    let mut parts = text.splitn(8, '|');
     let mut next = |what| parts.next().ok_or(ParseError(what));
-    if next("no version")? != "v1" {
-        return Err(ParseError("unknown version"));
+    if next("no version tag")? != "v2" {
+        return Err(ParseError("unknown format version"));
     }
     let kind = next("no kind")?;
     let replica = next("no replica")?;
+    let version: u64 = next("no version")?
+        .parse()
+        .map_err(|_| ParseError("bad version"))?;
+    let period: u64 = next("no period")?.parse().map_err(|_| ParseError("bad period"))?;
     let ms: u64 = next("no duration")?
         .parse()
         .map_err(|_| ParseError("bad duration"))?;
     let level: u32 = next("no level")?.parse().map_err(|_| ParseError("bad level"))?;
     let name = next("no name")?;
-    if replica.is_empty() || replica.len() > MAX_REPLICA_ID_LEN {
+    if replica.is_empty() || replica.len() > MAX_REPLICA_ID_LEN || replica.contains('|') {
         return Err(ParseError("bad replica id"));
     }
     if !is_shareable_name(name) {
         return Err(ParseError("bad breaker name"));
     }
-    let kind = match kind {
-        // At most a day: a larger value is corrupt, not an open duration.
-        "open" if ms <= 86_400_000 => Kind::Open { ms, level },
-        "open" => return Err(ParseError("open duration over a day")),
-        "close" => Kind::Close,
-        "reset" => Kind::Reset,
-        "forced_open" => Kind::ForcedOpen,
-        "disabled" => Kind::Disabled,
-        _ => return Err(ParseError("unknown kind")),
-    };
+    // At most a day: a larger value is corrupt, not an open duration.
+    if kind == "open" && ms > 86_400_000 {
+        return Err(ParseError("open duration over a day"));
+    }
+    let kind = Kind::from_word(kind, ms, level).ok_or(ParseError("unknown kind"))?;
     Ok(Message {
         kind,
         replica: replica.to_owned(),
+        version,
+        period,
         name: name.to_owned(),
     })
 }
 
 /// Writes a message (as the Lua scripts do; for tests and tools).
 pub fn encode(m: &Message) -> String {
-    let (kind, ms, level) = match m.kind {
-        Kind::Open { ms, level } => ("open", ms, level),
-        Kind::Close => ("close", 0, 0),
-        Kind::Reset => ("reset", 0, 0),
-        Kind::ForcedOpen => ("forced_open", 0, 0),
-        Kind::Disabled => ("disabled", 0, 0),
+    let (ms, level) = match m.kind {
+        Kind::Open { ms, level } => (ms, level),
+        _ => (0, 0),
     };
-    format!("v1|{kind}|{}|{ms}|{level}|{}", m.replica, m.name)
+    format!(
+        "v2|{}|{}|{}|{}|{ms}|{level}|{}",
+        m.kind.word(),
+        m.replica,
+        m.version,
+        m.period,
+        m.name
+    )
 }
 
 /// The fuzzing entry point (the `fleet_message` target of `fuzz/`, and the
@@ -159,8 +200,11 @@ fn fuzz_stored_state(state: &str, level: &str, pttl: &str) {
     use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, State};
     let level: i64 = level.parse().unwrap_or(0);
     let pttl: i64 = pttl.parse().unwrap_or(-2);
-    let Some(view) = crate::View::from_fleet(state, pttl, level) else {
-        assert!(!matches!(state, "open" | "closed" | "forced_open" | "disabled"));
+    let Some(view) = crate::View::from_fleet(state, pttl, level, 1, 1) else {
+        assert!(!matches!(
+            state,
+            "open" | "close" | "reset" | "forced_open" | "disabled"
+        ));
         return;
     };
     let clock = ManualClock::new();
@@ -171,12 +215,13 @@ fn fuzz_stored_state(state: &str, level: &str, pttl: &str) {
     let breaker = CircuitBreaker::new("fleet-fuzz", config);
     view.apply(&breaker);
     let now = breaker.state();
-    match view.state {
+    match view.kind {
         // Open for `pttl` ms (none if the key is gone): due for probes at once.
-        State::Open => assert!(matches!(now, State::Open | State::HalfOpen), "{now}"),
-        // A closed view changes nothing.
-        State::Closed => assert_eq!(now, State::Closed),
-        expected => assert_eq!(now, expected),
+        Kind::Open { .. } => assert!(matches!(now, State::Open | State::HalfOpen), "{now}"),
+        // A closed view of a closed breaker changes nothing.
+        Kind::Close | Kind::Reset => assert_eq!(now, State::Closed),
+        Kind::ForcedOpen => assert_eq!(now, State::ForcedOpen),
+        Kind::Disabled => assert_eq!(now, State::Disabled),
     }
 }
 
@@ -187,20 +232,26 @@ mod tests {
 
     #[test]
     fn round_trip_and_refusals() {
-        let m = parse(b"v1|open|pod-1|1500|2|openai|gpt").unwrap();
+        let m = parse(b"v2|open|pod-1|17|12|1500|2|openai|gpt").unwrap();
         assert_eq!(m.kind, Kind::Open { ms: 1500, level: 2 });
+        assert_eq!((m.version, m.period), (17, 12));
         assert_eq!((m.replica.as_str(), m.name.as_str()), ("pod-1", "openai|gpt"));
         assert_eq!(parse(encode(&m).as_bytes()).unwrap(), m);
+        for word in ["close", "reset", "forced_open", "disabled"] {
+            let m = parse(format!("v2|{word}|r|3|3|0|0|n").as_bytes()).unwrap();
+            assert_eq!(m.kind.word(), word);
+        }
         for bad in [
             &b""[..],
-            b"v2|open|r|1|0|n",
-            b"v1|open|r|-1|0|n",
-            b"v1|open|r|1|0|",
-            b"v1|open||1|0|n",
-            b"v1|boom|r|1|0|n",
-            b"v1|open|r|99999999999|0|n",
-            b"v1|open|r|1|0|a\nb",
-            b"v1|open|r|1",
+            b"v1|open|r|1|0|n",
+            b"v2|open|r|x|1|1|0|n",
+            b"v2|open|r|1|1|-1|0|n",
+            b"v2|open|r|1|1|1|0|",
+            b"v2|open||1|1|1|0|n",
+            b"v2|boom|r|1|1|1|0|n",
+            b"v2|open|r|1|1|99999999999|0|n",
+            b"v2|open|r|1|1|1|0|a\nb",
+            b"v2|open|r|1",
             b"\xff\xfe",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
@@ -221,7 +272,7 @@ mod tests {
             level in "[0-9a]{0,12}",
             name in "\\PC{0,300}",
         ) {
-            fuzz_check(format!("v1|{kind}|{replica}|{ms}|{level}|{name}").as_bytes());
+            fuzz_check(format!("v2|{kind}|{replica}|7|7|{ms}|{level}|{name}").as_bytes());
         }
     }
 }

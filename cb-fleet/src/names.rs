@@ -1,5 +1,5 @@
 //! What may name a namespace, a replica and a shared breaker, and the Redis
-//! keys built from them. Every key lives under `cb:<namespace>:`.
+//! keys built from them. Every key lives under `cb:{<namespace>}:`.
 
 use crate::FleetError;
 
@@ -60,18 +60,34 @@ pub(crate) fn default_replica_id() -> String {
     format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
 }
 
-/// The URL with any user name and password replaced by `***`, for logs and `Debug`.
+/// The URL with its credentials replaced by `***`, for logs, errors and
+/// `Debug`. Everything between `://` and the last `@` of the URL is
+/// credentials, whatever it holds (`/`, `:`, `@`, percent-encoded bytes), so
+/// an unencoded `/` in a password is hidden too. A comma-separated list of
+/// URLs is redacted URL by URL (a piece without `://` belongs to the one
+/// before it: a comma in a password).
 pub(crate) fn redact(url: &str) -> String {
+    let mut pieces: Vec<String> = Vec::new();
+    for piece in url.split(',') {
+        match pieces.last_mut() {
+            Some(last) if !piece.contains("://") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => pieces.push(piece.to_owned()),
+        }
+    }
+    let shown: Vec<String> = pieces.iter().map(|p| redact_one(p)).collect();
+    shown.join(",")
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<not a URL>".to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}{path}", &authority[at + 1..]),
-        None => format!("{scheme}://{authority}{path}"),
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => format!("{scheme}://{rest}"),
     }
 }
 
@@ -98,7 +114,9 @@ pub(crate) fn check_url(url: &str) -> Result<(), FleetError> {
     }
 }
 
-/// The Redis keys of one namespace.
+/// The Redis keys of one namespace. Every key and channel is
+/// `cb:{<namespace>}:...`: the braces are a Redis Cluster hash tag, so a
+/// namespace lives in one slot and its scripts stay atomic in every mode.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
     prefix: String,
@@ -107,34 +125,51 @@ pub(crate) struct Keys {
 impl Keys {
     pub(crate) fn new(namespace: &str) -> Self {
         Keys {
-            prefix: format!("cb:{namespace}:"),
+            prefix: format!("cb:{{{namespace}}}:"),
         }
     }
     /// The pub/sub channel of the namespace.
     pub(crate) fn channel(&self) -> String {
         format!("{}events", self.prefix)
     }
-    /// The set of shared breaker names.
+    /// The sorted set of shared breaker names, scored by when a replica last
+    /// had them (Redis time, ms): names unused for the name TTL are dropped.
     pub(crate) fn names(&self) -> String {
         format!("{}names", self.prefix)
     }
-    /// The capped stream of transitions.
-    pub(crate) fn log(&self) -> String {
-        format!("{}log", self.prefix)
+    /// The sorted set of names whose fleet state is not closed (open,
+    /// half-open, forced open, disabled): what a joining replica must adopt.
+    pub(crate) fn active(&self) -> String {
+        format!("{}active", self.prefix)
     }
-    /// The prefix of per-breaker keys: `<prefix>b:<name>`, `...:open:<name>`, `...:lease:<name>`.
-    pub(crate) fn prefix(&self) -> &str {
-        &self.prefix
+    /// The key that says which process uses replica id `id`.
+    pub(crate) fn replica(&self, id: &str) -> String {
+        format!("{}replica:{id}", self.prefix)
     }
-    /// Breaker `name`'s three keys: its hash, its open marker (expires when
-    /// the open duration ends) and its lease set.
-    pub(crate) fn breaker(&self, name: &str) -> [String; 3] {
-        [
-            format!("{}b:{name}", self.prefix),
-            format!("{}open:{name}", self.prefix),
-            format!("{}lease:{name}", self.prefix),
-        ]
+    /// Breaker `name`'s keys: its hash (state, version, period, level,
+    /// configuration), its open marker (expires when the open duration ends),
+    /// its lease set, the set of probe reports counted in this period, and
+    /// its transition stream.
+    pub(crate) fn breaker(&self, name: &str) -> BreakerKeys {
+        let p = &self.prefix;
+        BreakerKeys {
+            hash: format!("{p}b:{name}"),
+            open: format!("{p}open:{name}"),
+            lease: format!("{p}lease:{name}"),
+            done: format!("{p}done:{name}"),
+            log: format!("{p}log:{name}"),
+        }
     }
+}
+
+/// One breaker's keys; see [`Keys::breaker`].
+#[derive(Clone, Debug)]
+pub(crate) struct BreakerKeys {
+    pub(crate) hash: String,
+    pub(crate) open: String,
+    pub(crate) lease: String,
+    pub(crate) done: String,
+    pub(crate) log: String,
 }
 
 #[cfg(test)]
@@ -148,6 +183,24 @@ mod tests {
             "redis://***@10.0.0.1:6379/0"
         );
         assert_eq!(redact("redis://:p@ss@h:1"), "redis://***@h:1");
+        for (url, secret) in [
+            ("redis://user:pa/ss@h:6379/0", "pa/ss"),
+            ("redis://:se/cr/et@h:6379/", "se/cr/et"),
+            ("redis://:only-password@h:6379", "only-password"),
+            ("rediss://u:tls/secret@h:6380/", "tls/secret"),
+            ("redis://u:p%2Fct%40x@h/", "p%2Fct%40x"),
+            ("redis://u:a@b/c@h:1/2", "a@b/c"),
+            ("redis://u:one/1@h1:1/,redis://u:two,2@h2:2/", "one/1"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+            assert!(!shown.contains("u:"), "{url} shown as {shown}");
+        }
+        assert_eq!(
+            redact("redis://u:a/b@h1:1/,rediss://:c,d@h2:2/"),
+            "redis://***@h1:1/,rediss://***@h2:2/"
+        );
+        assert_eq!(redact("redis://u:a/b@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
         assert_eq!(redact("nonsense"), "<not a URL>");
         let err = check_url("http://u:secret@h/").unwrap_err().to_string();

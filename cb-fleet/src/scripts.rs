@@ -1,155 +1,376 @@
-//! The Lua scripts that change a breaker's fleet state atomically.
+//! The Lua scripts that read and change a breaker's fleet state atomically.
 //!
-//! Per breaker, under `cb:<namespace>:`: a hash `b:<name>` (`state`: closed,
-//! open, forced_open or disabled; `level`: the backoff level; `succ`: probe
-//! successes counted in this half-open period), a marker `open:<name>` that
-//! exists while the circuit is open and expires when its open duration ends
-//! (so time comes from Redis's key expiry and `PTTL`), and a sorted set
-//! `lease:<name>` of probe leases scored by their expiry on Redis's `TIME`.
-//! State `open` with no marker is the fleet's half-open. Each script returns
-//! `{state, ms, level}` for the caller to follow.
+//! Per breaker, under `cb:{<namespace>}:` (one hash slot per namespace):
+//!
+//! * a hash `b:<name>`: `kind` (the last change: `open`, `close`, `reset`,
+//!   `forced_open`, `disabled`), `ver` (the breaker's version: bumped by every
+//!   change, inside the script that makes it, to above the stored one and to
+//!   at least Redis's clock in microseconds, so a server restarted empty
+//!   never hands out a version a replica already holds), `per` (the version
+//!   that started the current open period), `level` (backoff), `succ` (probe
+//!   successes counted in this period), `cap` and `need` (the opener's
+//!   `half_open_max_calls` and `success_threshold`: they govern the period),
+//!   `cfg` and `by` (a configuration fingerprint and the replica it is
+//!   from, for the warning about replicas that disagree);
+//! * a marker `open:<name>` that exists while the circuit is open and
+//!   expires when its open duration ends (time from Redis's key expiry and
+//!   `PTTL`): kind `open` without the marker is the fleet's half-open;
+//! * a sorted set `lease:<name>` of probe leases scored by their expiry on
+//!   Redis's `TIME` (slots of `cap`, whatever the period: a probe that
+//!   outlives its period keeps its slot until it ends; emptied by a close
+//!   or a manual command), and a set `done:<name>` of the probe reports
+//!   counted in this period (a retried report is counted once; emptied when
+//!   a period starts);
+//! * a capped stream `log:<name>` of transitions.
+//!
+//! Per namespace: `names` (a sorted set of breaker names scored by when a
+//! replica last had them), `active` (the names whose state is not closed:
+//! what a joining replica adopts), `events` (the pub/sub channel) and
+//! `replica:<id>` (which process uses a replica id).
+//!
+//! Every script declares every key it touches (so the layout works on Redis
+//! Cluster too) and touches a bounded number of them. Each state-changing
+//! script publishes the change with its version and answers the state after
+//! it: `{kind, version, period, ms, level}` (`kind` is `none` when Redis holds
+//! no state; `ms` is the open marker's `PTTL`, 0 in half-open).
+
+use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: hash, open, lease, names. ARGV: ms, from_half_open, replica, name, channel.
-pub(crate) fn open() -> Script {
-    Script::new(
-        r"
-local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'forced_open' or st == 'disabled' then return {st, 0, 0} end
-local ms = tonumber(ARGV[1])
-if ms < 1 then ms = 1 end
-local pttl = redis.call('PTTL', KEYS[2])
-local level = tonumber(redis.call('HGET', KEYS[1], 'level') or '0')
-if pttl > 0 then
-  if ms > pttl then redis.call('SET', KEYS[2], '1', 'PX', ms) else ms = pttl end
+/// Helpers shared by the scripts.
+const PRELUDE: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function bump(h)
+  local t = redis.call('TIME')
+  local clock = t[1] .. string.format('%06d', tonumber(t[2]))
+  local v = redis.call('HINCRBY', h, 'ver', 1)
+  if v < tonumber(clock) then redis.call('HSET', h, 'ver', clock) end
+  return redis.call('HGET', h, 'ver')
+end
+local function state(h, o)
+  local k = redis.call('HGET', h, 'kind')
+  if not k then return {'none', '0', '0', '0', '0'} end
+  local ms = 0
+  if k == 'open' then
+    ms = redis.call('PTTL', o)
+    if ms < 0 then ms = 0 end
+  end
+  return {k, redis.call('HGET', h, 'ver') or '0', redis.call('HGET', h, 'per') or '0',
+          tostring(ms), redis.call('HGET', h, 'level') or '0'}
+end
+local function publish(ch, replica, h, o, name)
+  local s = state(h, o)
+  redis.call('PUBLISH', ch, 'v2|' .. s[1] .. '|' .. replica .. '|' .. s[2] .. '|' .. s[3] .. '|' .. s[4] .. '|' .. s[5] .. '|' .. name)
+end
+";
+
+/// Every script, for loading them all on connecting.
+pub(crate) fn all() -> [&'static Script; 10] {
+    [
+        open(),
+        close(),
+        probe(),
+        acquire(),
+        renew(),
+        manual(),
+        seed(),
+        states(),
+        touch(),
+        hello(),
+    ]
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// A local open. KEYS: hash, open, lease, done, names, active. ARGV: ms,
+/// reopen ('1' for a failed probe's), the period the failed probe belonged
+/// to, replica, name, channel, cap, need, cfg, name_ttl_ms.
+pub(crate) fn open() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o = KEYS[1], KEYS[2]
+local k = redis.call('HGET', h, 'kind')
+if k == 'forced_open' or k == 'disabled' then return state(h, o) end
+local ms = math.max(1, math.floor(tonumber(ARGV[1])))
+local pttl = redis.call('PTTL', o)
+if ARGV[2] == '1' and k == 'open' and pttl <= 0 and redis.call('HGET', h, 'per') ~= ARGV[3] then
+  return state(h, o)
+end
+if k == 'open' and pttl > 0 then
+  if ms <= pttl then return state(h, o) end
+  redis.call('SET', o, '1', 'PX', ms)
+  bump(h)
 else
-  if ARGV[2] == '1' and st == 'open' then level = level + 1 else level = 0 end
-  redis.call('SET', KEYS[2], '1', 'PX', ms)
+  local level = 0
+  if k == 'open' then level = tonumber(redis.call('HGET', h, 'level') or '0') + 1 end
+  redis.call('SET', o, '1', 'PX', ms)
+  redis.call('DEL', KEYS[4])
+  local v = bump(h)
+  redis.call('HSET', h, 'kind', 'open', 'per', v, 'level', level, 'succ', 0,
+             'cap', ARGV[7], 'need', ARGV[8], 'cfg', ARGV[9], 'by', ARGV[4])
 end
-redis.call('HSET', KEYS[1], 'state', 'open', 'level', level, 'succ', 0)
-redis.call('DEL', KEYS[3])
-redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('PUBLISH', ARGV[5], 'v1|open|' .. ARGV[3] .. '|' .. ms .. '|' .. level .. '|' .. ARGV[4])
-return {'open', ms, level}
+redis.call('PEXPIRE', h, ARGV[10])
+redis.call('ZADD', KEYS[5], now_ms(), ARGV[5])
+redis.call('ZADD', KEYS[6], 0, ARGV[5])
+publish(ARGV[6], ARGV[4], h, o, ARGV[5])
+return state(h, o)
 ",
-    )
+        )
+    });
+    &SCRIPT
 }
 
-/// KEYS: hash, open, lease. ARGV: replica, name, channel.
-pub(crate) fn close() -> Script {
-    Script::new(
-        r"
-local st = redis.call('HGET', KEYS[1], 'state')
-local pttl = redis.call('PTTL', KEYS[2])
-if st == 'forced_open' or st == 'disabled' then return {st, 0, 0} end
-if st == 'open' and pttl > 0 then
-  return {'open', pttl, tonumber(redis.call('HGET', KEYS[1], 'level') or '0')}
+/// A local close after this replica's probes succeeded in period `per`.
+/// KEYS: hash, open, lease, done, active. ARGV: period, replica, name,
+/// channel, name_ttl_ms.
+pub(crate) fn close() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o = KEYS[1], KEYS[2]
+if redis.call('HGET', h, 'kind') == 'open' and redis.call('PTTL', o) <= 0
+   and redis.call('HGET', h, 'per') == ARGV[1] then
+  redis.call('DEL', KEYS[3], KEYS[4])
+  bump(h)
+  redis.call('HSET', h, 'kind', 'close', 'level', 0, 'succ', 0)
+  redis.call('PEXPIRE', h, ARGV[5])
+  redis.call('ZREM', KEYS[5], ARGV[3])
+  publish(ARGV[4], ARGV[2], h, o, ARGV[3])
 end
-if st == 'open' then
-  redis.call('HSET', KEYS[1], 'state', 'closed', 'level', 0, 'succ', 0)
-  redis.call('DEL', KEYS[3])
-  redis.call('PUBLISH', ARGV[3], 'v1|close|' .. ARGV[1] .. '|0|0|' .. ARGV[2])
-end
-return {'closed', 0, 0}
+return state(h, o)
 ",
-    )
+        )
+    });
+    &SCRIPT
 }
 
-/// KEYS: hash, open, lease. ARGV: lease member or '', ok, success_threshold,
-/// replica, name, channel, successes (how many, for a repair of lost ones).
-pub(crate) fn probe() -> Script {
-    Script::new(
-        r"
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
-if ARGV[2] ~= '1' then return {'ignored', 0, 0} end
-local st = redis.call('HGET', KEYS[1], 'state')
-if st ~= 'open' or redis.call('PTTL', KEYS[2]) > 0 then return {'ignored', 0, 0} end
-local n = redis.call('HINCRBY', KEYS[1], 'succ', tonumber(ARGV[7]))
-if n >= tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], 'state', 'closed', 'level', 0, 'succ', 0)
-  redis.call('DEL', KEYS[3])
-  redis.call('PUBLISH', ARGV[6], 'v1|close|' .. ARGV[4] .. '|0|0|' .. ARGV[5])
-  return {'closed', 0, 0}
+/// A probe's result. KEYS: hash, open, lease, done, active. ARGV: report
+/// id, the lease to give back ('' for none), the probe's period, ok ('1'),
+/// count ('1': a success to count), replica, name, channel, name_ttl_ms,
+/// need (when the hash has none). A success is counted once per report id,
+/// and only in the period it was admitted in.
+pub(crate) fn probe() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o = KEYS[1], KEYS[2]
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[2]) end
+if ARGV[4] == '1' and ARGV[5] == '1' and redis.call('HGET', h, 'kind') == 'open'
+   and redis.call('PTTL', o) <= 0 and redis.call('HGET', h, 'per') == ARGV[3]
+   and redis.call('SADD', KEYS[4], ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  local n = redis.call('HINCRBY', h, 'succ', 1)
+  if n >= tonumber(redis.call('HGET', h, 'need') or ARGV[10]) then
+    redis.call('DEL', KEYS[3], KEYS[4])
+    bump(h)
+    redis.call('HSET', h, 'kind', 'close', 'level', 0, 'succ', 0)
+    redis.call('PEXPIRE', h, ARGV[9])
+    redis.call('ZREM', KEYS[5], ARGV[7])
+    publish(ARGV[8], ARGV[6], h, o, ARGV[7])
+  end
 end
-return {'counted', n, 0}
+return state(h, o)
 ",
-    )
+        )
+    });
+    &SCRIPT
 }
 
-/// KEYS: hash, open, lease. ARGV: member, ttl_ms, cap.
-pub(crate) fn acquire() -> Script {
-    Script::new(
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+/// A probe lease for a half-open replica. KEYS: hash, open, lease, active,
+/// names. ARGV: member, lease_ttl_ms, cap, level, need, cfg, replica, name,
+/// channel, name_ttl_ms. Answers the state and a sixth element, '1' when
+/// granted. With no state in Redis (never shared, or a server restarted
+/// empty), the asking replica's half-open becomes the fleet's.
+pub(crate) fn acquire() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o = KEYS[1], KEYS[2]
+local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'forced_open' or st == 'disabled' then return {st, 0, 0} end
-local pttl = redis.call('PTTL', KEYS[2])
-if pttl > 0 then return {'open', pttl, tonumber(redis.call('HGET', KEYS[1], 'level') or '0')} end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return {'full', 0, 0} end
+local k = redis.call('HGET', h, 'kind')
+if not k then
+  local v = bump(h)
+  redis.call('HSET', h, 'kind', 'open', 'per', v, 'level', ARGV[4], 'succ', 0,
+             'cap', ARGV[3], 'need', ARGV[5], 'cfg', ARGV[6], 'by', ARGV[7])
+  redis.call('PEXPIRE', h, ARGV[10])
+  redis.call('ZADD', KEYS[4], 0, ARGV[8])
+  redis.call('ZADD', KEYS[5], now, ARGV[8])
+  publish(ARGV[9], ARGV[7], h, o, ARGV[8])
+  k = 'open'
+end
+local s = state(h, o)
+s[6] = '0'
+if k ~= 'open' or redis.call('PTTL', o) > 0 then return s end
+local cap = tonumber(redis.call('HGET', h, 'cap') or ARGV[3])
+if redis.call('ZCARD', KEYS[3]) >= cap then return s end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]) * 2)
-return {'granted', 0, 0}
+s[6] = '1'
+return s
 ",
-    )
+        )
+    });
+    &SCRIPT
 }
 
 /// KEYS: lease. ARGV: ttl_ms, members... Extends the members' leases that
-/// have not expired; returns how many.
-pub(crate) fn renew() -> Script {
-    Script::new(
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+/// have not expired; answers the members Redis no longer holds.
+pub(crate) fn renew() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local now = now_ms()
 local ttl = tonumber(ARGV[1])
-local kept = 0
+local gone = {}
 for i = 2, #ARGV do
   local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if s and tonumber(s) > now then
     redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
-    kept = kept + 1
+  else
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    table.insert(gone, ARGV[i])
   end
 end
-if kept > 0 then redis.call('PEXPIRE', KEYS[1], ttl * 2) end
-return kept
+if #gone < #ARGV - 1 then redis.call('PEXPIRE', KEYS[1], ttl * 2) end
+return gone
 ",
-    )
+        )
+    });
+    &SCRIPT
 }
 
-/// KEYS: hash, open, lease, names. ARGV: state (closed, forced_open,
-/// disabled), replica, name, channel, '1' to refuse a name no replica has
-/// created (answers `unknown`).
-pub(crate) fn manual() -> Script {
-    Script::new(
-        r"
-if ARGV[5] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then return {'unknown', 0, 0} end
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'level', 0, 'succ', 0)
-redis.call('SADD', KEYS[4], ARGV[3])
-local kind = ARGV[1]
-if kind == 'closed' then kind = 'reset' end
-redis.call('PUBLISH', ARGV[4], 'v1|' .. kind .. '|' .. ARGV[2] .. '|0|0|' .. ARGV[3])
-return {ARGV[1], 0, 0}
+/// A fleet-wide manual command. KEYS: hash, open, lease, done, names,
+/// active. ARGV: kind (reset, forced_open, disabled), replica, name,
+/// channel, '1' to refuse a name no replica has (answers `unknown`),
+/// name_ttl_ms. Setting a state, it is safe to run twice.
+pub(crate) fn manual() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o = KEYS[1], KEYS[2]
+if ARGV[5] == '1' and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
+  return {'unknown', '0', '0', '0', '0'}
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+local v = bump(h)
+redis.call('HSET', h, 'kind', ARGV[1], 'per', v, 'level', 0, 'succ', 0)
+redis.call('PEXPIRE', h, ARGV[6])
+if ARGV[1] == 'reset' then redis.call('ZREM', KEYS[6], ARGV[3]) else redis.call('ZADD', KEYS[6], 0, ARGV[3]) end
+redis.call('ZADD', KEYS[5], now_ms(), ARGV[3])
+publish(ARGV[4], ARGV[2], h, o, ARGV[3])
+return state(h, o)
 ",
-    )
+        )
+    });
+    &SCRIPT
 }
 
-/// KEYS: names. ARGV: key prefix. Returns name, state (`none` when Redis
-/// holds none), level, pttl for every shared breaker, flat, as strings.
-pub(crate) fn sync() -> Script {
-    Script::new(
-        r"
+/// Gives Redis a replica's state when Redis holds none (a server restarted
+/// empty, or a breaker opened before its replica joined); with a state
+/// there, answers it. KEYS: hash, open, active, names. ARGV: kind (open,
+/// forced_open, disabled), ms (0: half-open), level, cap, need, cfg,
+/// replica, name, channel, name_ttl_ms.
+pub(crate) fn seed() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local h, o = KEYS[1], KEYS[2]
+if redis.call('HGET', h, 'kind') then return state(h, o) end
+local v = bump(h)
+redis.call('HSET', h, 'kind', ARGV[1], 'per', v, 'level', ARGV[3], 'succ', 0,
+           'cap', ARGV[4], 'need', ARGV[5], 'cfg', ARGV[6], 'by', ARGV[7])
+if ARGV[1] == 'open' and tonumber(ARGV[2]) > 0 then
+  redis.call('SET', o, '1', 'PX', ARGV[2])
+end
+redis.call('PEXPIRE', h, ARGV[10])
+redis.call('ZADD', KEYS[3], 0, ARGV[8])
+redis.call('ZADD', KEYS[4], now_ms(), ARGV[8])
+publish(ARGV[9], ARGV[7], h, o, ARGV[8])
+return state(h, o)
+",
+        )
+    });
+    &SCRIPT
+}
+
+/// Reads the states of a batch of breakers. KEYS: active, then hash and
+/// open marker per breaker. ARGV: the names. Answers, flat, per breaker:
+/// the state (5 fields), `cfg`, `by`. A name in `active` whose hash has
+/// expired leaves `active`.
+pub(crate) fn states() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
 local out = {}
-for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local h = ARGV[1] .. 'b:' .. name
-  table.insert(out, name)
-  table.insert(out, redis.call('HGET', h, 'state') or 'none')
-  table.insert(out, redis.call('HGET', h, 'level') or '0')
-  table.insert(out, tostring(redis.call('PTTL', ARGV[1] .. 'open:' .. name)))
+for i = 1, #ARGV do
+  local h, o = KEYS[2 * i], KEYS[2 * i + 1]
+  local s = state(h, o)
+  if s[1] == 'none' or s[1] == 'close' or s[1] == 'reset' then redis.call('ZREM', KEYS[1], ARGV[i]) end
+  for _, x in ipairs(s) do table.insert(out, x) end
+  table.insert(out, redis.call('HGET', h, 'cfg') or '')
+  table.insert(out, redis.call('HGET', h, 'by') or '')
 end
 return out
 ",
-    )
+        )
+    });
+    &SCRIPT
+}
+
+/// Marks a batch of names as in use and forgets, a bounded batch at a time,
+/// names no replica has had for the name TTL (their keys expire on their
+/// own). KEYS: names, active, then hash and log per breaker. ARGV:
+/// name_ttl_ms, replica, then name and cfg per breaker. Answers how many
+/// names were forgotten.
+pub(crate) fn touch() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local now = now_ms()
+local ttl = tonumber(ARGV[1])
+local n = (#ARGV - 2) / 2
+for i = 1, n do
+  local name, cfg = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local h, log = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  redis.call('ZADD', KEYS[1], now, name)
+  redis.call('HSETNX', h, 'cfg', cfg)
+  redis.call('HSETNX', h, 'by', ARGV[2])
+  redis.call('PEXPIRE', h, ttl)
+  redis.call('PEXPIRE', log, ttl)
+end
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl, 'LIMIT', 0, 100)
+for _, name in ipairs(old) do
+  redis.call('ZREM', KEYS[1], name)
+  redis.call('ZREM', KEYS[2], name)
+end
+return #old
+",
+        )
+    });
+    &SCRIPT
+}
+
+/// Claims a replica id for this process. KEYS: replica key. ARGV: this
+/// process's nonce, ttl_ms. Answers '' when the id is this process's, or
+/// the other process's nonce.
+pub(crate) fn hello() -> &'static Script {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+        script(
+            r"
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ''
+",
+        )
+    });
+    &SCRIPT
 }

@@ -1,9 +1,9 @@
 //! The background task: the only code that talks to Redis.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use cb_runtime::{CircuitBreaker, State};
@@ -12,26 +12,24 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ledger::{Ledger, Loss, Repair};
+use crate::ledger::{Ledger, Loss, Repair, Report};
 use crate::message::{self, Kind};
-use crate::{scripts, FleetError, LoggedTransition, Shared, View, LOG_MAX_LEN};
+use crate::{fingerprint, scripts, FleetError, LoggedTransition, Shared, View, LOG_MAX_LEN};
 
 /// What the breakers and the `Fleet` ask of the task.
 pub(crate) enum Cmd {
-    /// A local breaker opened (not by a peer): share it.
+    /// A local breaker opened (not by a peer): share it, for the time that
+    /// remains when the task gets to it. `reopen`: a failed probe's, with
+    /// the period it was admitted in.
     Opened {
         ledger: Arc<Ledger>,
-        ms: u64,
-        from_half_open: bool,
+        breaker: Weak<CircuitBreaker>,
+        reopen: Option<u64>,
     },
-    /// A local breaker closed after its probes succeeded.
-    Closed { ledger: Arc<Ledger> },
-    /// A probe ended; `leased` when it held a lease.
-    Probe {
-        ledger: Arc<Ledger>,
-        ok: bool,
-        leased: bool,
-    },
+    /// A local breaker closed after its probes of period `period` succeeded.
+    Closed { ledger: Arc<Ledger>, period: u64 },
+    /// A probe ended.
+    Probe { ledger: Arc<Ledger>, report: Report },
     /// A caller found no lease: take one ahead for the next.
     WantLease { name: Arc<str> },
     /// A transition, for the log.
@@ -43,15 +41,15 @@ pub(crate) enum Cmd {
         wall_ms: u64,
     },
     /// A fleet-wide manual command; with `known_only`, only for a name some
-    /// replica has created (the reply says whether it was applied).
+    /// replica has (the reply says whether it was applied).
     Manual {
         name: String,
         to: State,
         known_only: bool,
         reply: oneshot::Sender<Result<bool, FleetError>>,
     },
-    /// A breaker joined the fleet here: its name goes in the namespace's set.
-    Known { ledger: Arc<Ledger> },
+    /// A breaker joined the fleet here: record its name, read its fleet state.
+    Attached { ledger: Arc<Ledger> },
     /// Read the transition log.
     Transitions {
         name: String,
@@ -64,25 +62,10 @@ impl Cmd {
     /// What is lost if this message is never handled, for the breaker's ledger.
     pub(crate) fn loss(&self) -> Option<(Arc<Ledger>, Loss)> {
         Some(match self {
-            Cmd::Opened {
-                ledger,
-                from_half_open,
-                ..
-            } => (
-                Arc::clone(ledger),
-                Loss::Open {
-                    reopen: *from_half_open,
-                },
-            ),
-            Cmd::Closed { ledger } => (Arc::clone(ledger), Loss::Close),
-            Cmd::Known { ledger } => (Arc::clone(ledger), Loss::Known),
-            Cmd::Probe { ledger, ok, leased } => (
-                Arc::clone(ledger),
-                Loss::Probe {
-                    ok: *ok,
-                    leased: *leased,
-                },
-            ),
+            Cmd::Opened { ledger, reopen, .. } => (Arc::clone(ledger), Loss::Open { reopen: *reopen }),
+            Cmd::Closed { ledger, period } => (Arc::clone(ledger), Loss::Close { period: *period }),
+            Cmd::Attached { ledger } => (Arc::clone(ledger), Loss::Known),
+            Cmd::Probe { ledger, report } => (Arc::clone(ledger), Loss::Probe(report.clone())),
             // A lease asked again by the next caller after the tick; a log
             // entry counted as dropped; replies answered by their caller's timeout.
             _ => return None,
@@ -93,13 +76,32 @@ impl Cmd {
 const TICK: Duration = Duration::from_millis(200);
 /// Ticks an unused lease is kept before it goes back.
 const IDLE_TICKS: u32 = 5;
+/// Names per script call: no script touches more than a few hundred keys.
+const BATCH: usize = 100;
 
 /// How a connection ended.
-struct Lost(String);
+pub(crate) struct Lost {
+    why: String,
+    /// No answer in time: the command may have run.
+    timed_out: bool,
+}
 
 impl From<redis::RedisError> for Lost {
     fn from(e: redis::RedisError) -> Self {
-        Lost(e.to_string())
+        Lost {
+            timed_out: e.is_timeout(),
+            why: e.to_string(),
+        }
+    }
+}
+
+impl Lost {
+    fn to_error(&self) -> FleetError {
+        if self.timed_out {
+            FleetError::TimedOut(self.why.clone())
+        } else {
+            FleetError::Redis(self.why.clone())
+        }
     }
 }
 
@@ -113,12 +115,13 @@ pub(crate) async fn run(
     let mut first = Some(first);
     let mut attempt: u32 = 0;
     let mut warned = false;
+    let mut conn = Conn {
+        shared: Arc::clone(&shared),
+        pending: Vec::new(),
+        warned_dup: false,
+        warned_cfg: HashSet::new(),
+    };
     loop {
-        let mut conn = Conn {
-            shared: Arc::clone(&shared),
-            leases: HashMap::new(),
-            seq: 0,
-        };
         let why = match conn.connect(&client).await {
             Ok((con, stream)) => {
                 shared.link.set_connected(true);
@@ -132,13 +135,16 @@ pub(crate) async fn run(
                 }
                 let why = conn.serve(con, stream, &mut rx).await;
                 shared.link.set_connected(false);
-                conn.forget_leases();
+                conn.disconnected();
                 match why {
                     Some(why) => why,
                     None => return, // the Fleet is gone
                 }
             }
-            Err(why) => why,
+            Err(why) => {
+                conn.disconnected();
+                why
+            }
         };
         if let Some(f) = first.take() {
             let _ = f.send(());
@@ -149,11 +155,11 @@ pub(crate) async fn run(
                 namespace = %shared.namespace,
                 "fleet lost Redis at {}: {}; breakers go on with local state, reconnecting",
                 shared.url_shown(),
-                why.0
+                why.why
             );
             warned = true;
         } else {
-            tracing::debug!(target: "cb_fleet", "fleet reconnection failed: {}", why.0);
+            tracing::debug!(target: "cb_fleet", "fleet reconnection failed: {}", why.why);
         }
         // Jittered exponential backoff, answering the queue meanwhile.
         let base = Duration::from_millis(50) * 2u32.saturating_pow(attempt.min(6));
@@ -176,18 +182,34 @@ pub(crate) async fn run(
     }
 }
 
-/// One connection's life.
+/// The task's side of the fleet, across connections.
 struct Conn {
     shared: Arc<Shared>,
-    /// Lease members this replica holds in Redis, per breaker.
-    leases: HashMap<Arc<str>, Vec<String>>,
-    seq: u64,
+    /// Breakers attached while connected, whose fleet state is still to read.
+    pending: Vec<Arc<str>>,
+    warned_dup: bool,
+    warned_cfg: HashSet<String>,
 }
 
-/// A shared breaker as the tick sees it: its name, gate and breaker (if alive).
-type Tracked = (Arc<str>, Arc<crate::Gate>, Option<Arc<CircuitBreaker>>);
-
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
+
+/// A state-changing script's answer: kind, version, period, ms, level.
+type Answer = (String, u64, u64, i64, i64);
+
+/// A breaker's fleet state as `states` reads it, with its configuration's
+/// fingerprint and the replica it is from.
+struct Read {
+    view: Option<View>,
+    cfg: String,
+    by: String,
+}
+
+/// A member as the task sees it, with its breaker (if alive and live).
+struct Tracked {
+    name: Arc<str>,
+    gate: Arc<crate::Gate>,
+    breaker: Option<Arc<CircuitBreaker>>,
+}
 
 impl Conn {
     fn io<'a, T>(
@@ -198,9 +220,16 @@ impl Conn {
         async move {
             match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r.map_err(Lost::from),
-                Err(_) => Err(Lost(format!("no answer within {limit:?}"))),
+                Err(_) => Err(Lost {
+                    why: format!("no answer within {limit:?}"),
+                    timed_out: true,
+                }),
             }
         }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.shared.name_ttl.as_millis() as u64
     }
 
     async fn connect(&mut self, client: &redis::Client) -> Result<(MultiplexedConnection, Messages), Lost> {
@@ -208,93 +237,245 @@ impl Conn {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(io)
             .set_response_timeout(io);
-        let con = self
+        let mut con = self
             .io(client.get_multiplexed_async_connection_with_config(&config))
             .await?;
+        // Subscribed before reading any state: a change made after the read
+        // arrives as a message, and versions sort out the overlap.
         let mut pubsub = self.io(client.get_async_pubsub()).await?;
         self.io(pubsub.subscribe(self.shared.keys.channel())).await?;
         let stream: Messages = Box::pin(pubsub.into_on_message());
-        let mut con = con;
+        // Every script loaded now: a script's first use later is one
+        // `EVALSHA`, never a `NOSCRIPT` answer and a second try.
+        for script in scripts::all() {
+            let _: String = self.io(script.load_async(&mut con)).await?;
+        }
+        self.hello(&mut con).await?;
         self.sync(&mut con).await?;
         Ok((con, stream))
     }
 
-    /// Reads every shared breaker's fleet state, applies it, and shares the
-    /// local opens the fleet has not heard of (made while disconnected).
-    async fn sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
-        // What was lost while away first, so the fleet's state read next has it.
-        self.repair_dirty(con).await?;
-        let names: Vec<Arc<str>> = self
-            .shared
-            .local()
+    /// After a lost connection: probes admitted from now on have no period;
+    /// the leases held are renewed, or found lapsed, after reconnecting.
+    fn disconnected(&mut self) {
+        for m in self.shared.local().members.values() {
+            m.gate.disconnected();
+        }
+    }
+
+    /// The live members, with their breakers.
+    fn tracked(&self) -> Vec<Tracked> {
+        let local = self.shared.local();
+        local
             .members
-            .values()
-            .map(|m| Arc::clone(&m.gate.ledger.name))
-            .collect();
-        self.known(con, &names.iter().collect::<Vec<_>>()).await?;
-        let flat: Vec<String> = self
-            .io(scripts::sync()
-                .key(self.shared.keys.names())
-                .arg(self.shared.keys.prefix())
+            .iter()
+            .map(|(n, m)| Tracked {
+                name: Arc::clone(&m.gate.ledger.name),
+                gate: Arc::clone(&m.gate),
+                breaker: m.breaker.upgrade().filter(|_| self.shared.is_live(n, m)),
+            })
+            .collect()
+    }
+
+    /// Claims the replica id for this process; warns once when another
+    /// process uses it.
+    async fn hello(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+        let ttl = (self.shared.lease_ttl.as_millis() as u64).max(1000);
+        let other: String = self
+            .io(scripts::hello()
+                .key(self.shared.keys.replica(&self.shared.replica))
+                .arg(&self.shared.link.instance)
+                .arg(ttl)
                 .invoke_async(con))
             .await?;
-        let mut views = HashMap::new();
-        for row in flat.chunks_exact(4) {
-            let level = row[2].parse().unwrap_or(0i64);
-            let pttl: i64 = row[3].parse().unwrap_or(-2);
-            // `none`: Redis holds no state for it (never opened or
-            // controlled, or a restarted server forgot it).
-            if let Some(view) = View::from_fleet(&row[1], pttl, level) {
-                views.insert(row[0].clone(), view);
-            }
-        }
-        let mut report = Vec::new();
-        {
-            let mut local = self.shared.local();
-            for (name, member) in &local.members {
-                let Some(b) = member.breaker.upgrade() else {
-                    continue;
-                };
-                let ledger = &member.gate.ledger;
-                match views.get(name) {
-                    Some(v) if v.state != State::Closed => v.apply(&b),
-                    // Redis has no state for it: share our own open, if any
-                    // (a restarted server lost the fleet's).
-                    None => {
-                        if let Some(rem) = b.open_remaining() {
-                            report.push((Arc::clone(&ledger.name), rem));
-                        }
-                    }
-                    // The fleet is closed.
-                    Some(_) => match b.state() {
-                        // An open of our own the fleet has not heard of: share it.
-                        State::Open if ledger.has_unshared_open() => {
-                            if let Some(rem) = b.open_remaining() {
-                                report.push((Arc::clone(&ledger.name), rem));
-                            }
-                        }
-                        // A shared or followed open, and the fleet closed meanwhile.
-                        State::Open | State::HalfOpen if !ledger.has_unshared_open() => {
-                            b.follow_close();
-                        }
-                        // A fleet-wide force-open or disable, and a fleet-wide reset meanwhile
-                        // (a local one stays: local control wins on its replica).
-                        State::ForcedOpen | State::Disabled
-                            if ledger.manual_from_fleet.load(Ordering::Acquire) =>
-                        {
-                            b.follow_manual(State::Closed);
-                        }
-                        _ => {}
-                    },
-                }
-            }
-            local.views = views;
-        }
-        for (name, rem) in report {
-            self.opened(con, &name, rem.as_millis().max(1) as u64, false)
-                .await?;
+        if !other.is_empty() && !self.warned_dup {
+            self.warned_dup = true;
+            tracing::warn!(
+                target: "cb_fleet",
+                namespace = %self.shared.namespace,
+                replica_id = %self.shared.replica,
+                "two processes use replica id {:?} in fleet namespace {:?} (this one, {}, and {}): \
+                 give each replica its own `replica_id`, or leave it unset",
+                self.shared.replica,
+                self.shared.namespace,
+                self.shared.link.instance,
+                other
+            );
         }
         Ok(())
+    }
+
+    /// Resynchronises after (re)connecting: shares what was lost, renews
+    /// the leases still held, reads the fleet's state of every breaker here
+    /// and of every breaker the fleet holds open, forced open or disabled
+    /// (in batches), and reconciles.
+    async fn sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+        self.repair_dirty(con).await?;
+        self.renew(con).await?;
+        self.pending.clear();
+        let names: Vec<Arc<str>> = self.tracked().into_iter().map(|t| t.name).collect();
+        for batch in names.chunks(BATCH) {
+            self.sync_names(con, batch).await?;
+        }
+        // The fleet's other non-closed states, for breakers created here later.
+        let mut seen: HashSet<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut start = 0usize;
+        loop {
+            let page: Vec<String> = self
+                .io(redis::cmd("ZRANGE")
+                    .arg(self.shared.keys.active())
+                    .arg(start)
+                    .arg(start + BATCH - 1)
+                    .query_async(con))
+                .await?;
+            start += page.len();
+            let fresh: Vec<Arc<str>> = page
+                .iter()
+                .filter(|n| seen.insert((*n).clone()))
+                .map(|n| Arc::from(n.as_str()))
+                .collect();
+            if !fresh.is_empty() {
+                let reads = self.read_states(con, &fresh).await?;
+                for (name, read) in fresh.iter().zip(reads) {
+                    if let Some(view) = read.view {
+                        self.adopt(name, view, true);
+                    }
+                }
+            }
+            if page.len() < BATCH {
+                break;
+            }
+        }
+        // Views of other names the fleet no longer holds open are stale.
+        self.shared.local().views.retain(|name, _| seen.contains(name));
+        Ok(())
+    }
+
+    /// Records `names` in Redis, reads their fleet states and reconciles
+    /// each breaker with its fleet state (see the crate docs, "Consistency").
+    async fn sync_names(&mut self, con: &mut MultiplexedConnection, names: &[Arc<str>]) -> Result<(), Lost> {
+        self.touch(con, names).await?;
+        let reads = self.read_states(con, names).await?;
+        for (name, read) in names.iter().zip(reads) {
+            let Some(b) = self.breaker(name) else {
+                continue;
+            };
+            let mine = fingerprint(&b.config());
+            if !read.cfg.is_empty() && read.cfg != mine && self.warned_cfg.insert(name.to_string()) {
+                tracing::warn!(
+                    target: "cb_fleet",
+                    namespace = %self.shared.namespace,
+                    breaker = %name,
+                    "circuit breaker {name:?}: this replica ({}) is configured with {mine}, \
+                     and the fleet with {} (by replica {}); the configuration of the replica that \
+                     opens a period governs it fleet-wide (probe cap, successes to close, open duration)",
+                    self.shared.replica,
+                    read.cfg,
+                    read.by
+                );
+            }
+            self.reconcile(con, name, &b, read.view).await?;
+        }
+        Ok(())
+    }
+
+    /// One breaker's reconciliation with its fleet state `fleet`.
+    async fn reconcile(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        name: &Arc<str>,
+        b: &Arc<CircuitBreaker>,
+        fleet: Option<View>,
+    ) -> Result<(), Lost> {
+        let Some(ledger) = self.ledger(name) else {
+            return Ok(());
+        };
+        let local_control = ledger.local_control.load(Ordering::Acquire);
+        let Some(view) = fleet else {
+            // Redis holds no state (never shared, or a server restarted
+            // empty): it gets this replica's, unless local control set it.
+            if local_control {
+                return Ok(());
+            }
+            let state = b.state();
+            let seed = match state {
+                State::Open | State::HalfOpen => Some("open"),
+                State::ForcedOpen if ledger.manual_from_fleet.load(Ordering::Acquire) => Some("forced_open"),
+                State::Disabled if ledger.manual_from_fleet.load(Ordering::Acquire) => Some("disabled"),
+                _ => None,
+            };
+            if let Some(kind) = seed {
+                let ms = b.open_remaining().map_or(0, |r| r.as_millis().max(1) as u64);
+                self.seed(con, name, kind, ms, b).await?;
+            }
+            return Ok(());
+        };
+        let held = self.shared.local().views.get(&**name).map(|v| v.version);
+        if held == Some(view.version) && local_control {
+            return Ok(()); // nothing new in the fleet: local control made since holds
+        }
+        if ledger.has_unshared_open() && b.state() == State::Open {
+            // An open of this replica's own the fleet has not heard of.
+            if let Some(rem) = b.open_remaining() {
+                return self.opened(con, name, rem.as_millis().max(1) as u64, None).await;
+            }
+        }
+        self.adopt(name, view, true);
+        Ok(())
+    }
+
+    /// Applies `view` of `name`: to the breaker here (if any), its gate and
+    /// the views held. Without `resync`, only a version newer than the one
+    /// held; `true` when applied.
+    fn adopt(&self, name: &str, view: View, resync: bool) -> bool {
+        let mut local = self.shared.local();
+        if let Some(held) = local.views.get(name) {
+            if !resync && held.version >= view.version {
+                return false; // older than, or the same as, what is applied
+            }
+        }
+        let member = local
+            .members
+            .get(name)
+            .filter(|m| self.shared.is_live(name, m))
+            .and_then(|m| Some((m.breaker.upgrade()?, Arc::clone(&m.gate))));
+        if let Some((b, gate)) = &member {
+            let ledger = &gate.ledger;
+            if !view.is_manual()
+                && matches!(b.state(), State::ForcedOpen | State::Disabled)
+                && ledger.manual_from_fleet.load(Ordering::Acquire)
+                && !ledger.local_control.load(Ordering::Acquire)
+            {
+                // A fleet-wide force-open or disable that the fleet ended
+                // (this replica missed the reset): end it here too.
+                b.follow_manual(State::Closed);
+                ledger.manual_from_fleet.store(false, Ordering::Release);
+            }
+            if view.apply(b) {
+                gate.ledger.local_control.store(false, Ordering::Release);
+                if view.is_manual() {
+                    let fleet_manual = matches!(view.kind, Kind::ForcedOpen | Kind::Disabled);
+                    gate.ledger
+                        .manual_from_fleet
+                        .store(fleet_manual, Ordering::Release);
+                }
+            }
+            gate.enter_period(view.period);
+        }
+        if member.is_some() || !view.is_closed() {
+            local.views.insert(name.to_owned(), view);
+        } else {
+            local.views.remove(name);
+        }
+        true
+    }
+
+    /// Adopts a script's answer, if newer than what is held.
+    fn follow(&self, name: &str, answer: &Answer) {
+        let (kind, version, period, ms, level) = answer;
+        if let Some(view) = View::from_fleet(kind, *ms, *level, *version, *period) {
+            self.adopt(name, view, false);
+        }
     }
 
     /// Repairs every breaker on the dirty list (see [`crate::ledger`]).
@@ -327,44 +508,32 @@ impl Conn {
     ) -> Result<(), Lost> {
         let name = Arc::clone(&ledger.name);
         if r.known {
-            self.known(con, &[&name]).await?;
+            if self.shared.link.connected.load(Ordering::Acquire) {
+                self.pending.push(Arc::clone(&name));
+            }
             r.known = false;
         }
-        if r.leases > 0 {
-            let gone: Vec<String> = match self.leases.get_mut(&name) {
-                Some(list) => {
-                    let take = (r.leases as usize).min(list.len());
-                    list.drain(list.len() - take..).collect()
-                }
-                None => Vec::new(),
-            };
-            if !gone.is_empty() {
-                let [_, _, lease] = self.keys(&name);
-                let _: i64 = self
-                    .io(redis::cmd("ZREM").arg(lease).arg(gone).query_async(con))
-                    .await?;
-            }
-            r.leases = 0;
-        }
-        if r.successes > 0 {
-            // Counted in one script run: exactly once, or not at all.
-            self.probe_result(con, &name, String::new(), true, r.successes)
-                .await?;
-            r.successes = 0;
+        while let Some(report) = r.reports.first().cloned() {
+            // Sent again with its id: counted once, whatever happened to
+            // the first attempt.
+            self.probe(con, &name, &report).await?;
+            r.reports.remove(0);
         }
         let breaker = self.breaker(&name);
         if r.opens > 0 {
-            if let Some(rem) = breaker.as_ref().and_then(|b| b.open_remaining()) {
-                self.opened(con, &name, rem.as_millis().max(1) as u64, r.reopen)
-                    .await?;
+            if let Some(b) = &breaker {
+                let reopen = (r.reopen != 0).then_some(r.reopen);
+                if let Some(ms) = open_ms(b) {
+                    self.opened(con, &name, ms, reopen).await?;
+                }
             }
-            (r.opens, r.reopen) = (0, false);
+            (r.opens, r.reopen) = (0, 0);
         }
-        if r.close {
+        if r.close != 0 {
             if breaker.is_some_and(|b| b.state() == State::Closed) {
-                self.closed(con, &name).await?;
+                self.closed(con, &name, r.close).await?;
             }
-            r.close = false;
+            r.close = 0;
         }
         Ok(())
     }
@@ -379,6 +548,8 @@ impl Conn {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_renew = Instant::now();
+        let mut last_touch = Instant::now();
+        let touch_every = (self.shared.name_ttl / 4).min(Duration::from_secs(3600));
         loop {
             let step = tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -395,7 +566,7 @@ impl Conn {
                     }
                 },
                 msg = stream.next() => match msg {
-                    None => Err(Lost("the subscription closed".to_owned())),
+                    None => Err(Lost { why: "the subscription closed".to_owned(), timed_out: false }),
                     Some(msg) => { self.on_message(msg.get_payload_bytes()); Ok(()) }
                 },
                 _ = tick.tick() => {
@@ -403,13 +574,28 @@ impl Conn {
                     if renew {
                         last_renew = Instant::now();
                     }
-                    self.on_tick(&mut con, renew).await
+                    let touch = last_touch.elapsed() >= touch_every;
+                    if touch {
+                        last_touch = Instant::now();
+                    }
+                    self.on_tick(&mut con, renew, touch).await
                 }
             };
-            // Catch up with what a full queue dropped (one atomic load when nothing was).
+            // Catch up with what a full queue dropped (one atomic load when
+            // nothing was), and read the state of breakers attached meanwhile.
             let step = match step {
                 Ok(()) => self.repair_dirty(&mut con).await,
                 err => err,
+            };
+            let step = match step {
+                Ok(()) if !self.pending.is_empty() => {
+                    let mut batch: Vec<Arc<str>> =
+                        self.pending.drain(..self.pending.len().min(BATCH)).collect();
+                    batch.sort();
+                    batch.dedup();
+                    self.sync_names(&mut con, &batch).await
+                }
+                other => other,
             };
             if let Err(lost) = step {
                 return Some(lost);
@@ -426,51 +612,36 @@ impl Conn {
                 return;
             }
         };
-        if m.replica == self.shared.replica {
-            return; // our own echo: applied already
-        }
-        let view = match m.kind {
-            Kind::Open { ms, level } => View::open(ms, level),
-            Kind::Close | Kind::Reset => View::closed(),
-            Kind::ForcedOpen => View::manual(State::ForcedOpen),
-            Kind::Disabled => View::manual(State::Disabled),
-        };
-        let mut local = self.shared.local();
-        local.views.insert(m.name.clone(), view);
-        if let Some(b) = local.members.get(&m.name).and_then(|mb| mb.breaker.upgrade()) {
-            match m.kind {
-                Kind::Close => {
-                    b.follow_close();
-                }
-                Kind::Reset => b.follow_manual(State::Closed),
-                _ => view.apply(&b),
-            }
-        }
+        // Our own changes included: their version decides, as for anyone's.
+        self.adopt(&m.name, View::from_message(&m), false);
+    }
+
+    fn member<T>(&self, name: &str, f: impl FnOnce(&crate::Member) -> T) -> Option<T> {
+        let local = self.shared.local();
+        local
+            .members
+            .get(name)
+            .filter(|m| self.shared.is_live(name, m))
+            .map(f)
     }
 
     fn breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
-        self.shared
-            .local()
-            .members
-            .get(name)
-            .and_then(|m| m.breaker.upgrade())
+        self.member(name, |m| m.breaker.upgrade()).flatten()
     }
 
-    /// Adopts what a script answered: `{state, ms, level}`.
-    fn follow(&self, name: &str, answer: &(String, i64, i64)) {
-        let (state, ms, level) = answer;
-        let Some(view) = View::from_fleet(state, *ms, *level) else {
-            return;
-        };
-        let mut local = self.shared.local();
-        local.views.insert(name.to_owned(), view);
-        if let Some(b) = local.members.get(name).and_then(|m| m.breaker.upgrade()) {
-            view.apply(&b);
+    fn ledger(&self, name: &str) -> Option<Arc<Ledger>> {
+        self.member(name, |m| Arc::clone(&m.gate.ledger))
+    }
+
+    /// The breaker's probe cap, successes to close, and fingerprint.
+    fn config_args(&self, name: &str) -> (u32, u32, String) {
+        match self.breaker(name) {
+            Some(b) => {
+                let c = b.config();
+                (c.half_open_max_calls(), c.success_threshold(), fingerprint(&c))
+            }
+            None => (1, 1, String::new()),
         }
-    }
-
-    fn keys(&self, name: &str) -> [String; 3] {
-        self.shared.keys.breaker(name)
     }
 
     async fn opened(
@@ -478,119 +649,189 @@ impl Conn {
         con: &mut MultiplexedConnection,
         name: &str,
         ms: u64,
-        from_half_open: bool,
+        reopen: Option<u64>,
     ) -> Result<(), Lost> {
-        let [hash, open, lease] = self.keys(name);
-        let answer: (String, i64, i64) = self
+        let (cap, need, cfg) = self.config_args(name);
+        let k = self.shared.keys.breaker(name);
+        let answer: Answer = self
             .io(scripts::open()
-                .key(hash)
-                .key(open)
-                .key(lease)
+                .key(&k.hash)
+                .key(&k.open)
+                .key(&k.lease)
+                .key(&k.done)
                 .key(self.shared.keys.names())
+                .key(self.shared.keys.active())
                 .arg(ms)
-                .arg(if from_half_open { "1" } else { "0" })
+                .arg(if reopen.is_some() { "1" } else { "0" })
+                .arg(reopen.unwrap_or(0))
                 .arg(&self.shared.replica)
                 .arg(name)
                 .arg(self.shared.keys.channel())
+                .arg(cap)
+                .arg(need)
+                .arg(cfg)
+                .arg(self.ttl_ms())
                 .invoke_async(con))
             .await?;
         self.follow(name, &answer);
         Ok(())
     }
 
-    /// Adds `names` to the namespace's set of breaker names.
-    async fn known(&mut self, con: &mut MultiplexedConnection, names: &[&Arc<str>]) -> Result<(), Lost> {
-        if names.is_empty() {
-            return Ok(());
-        }
-        let mut sadd = redis::cmd("SADD");
-        sadd.arg(self.shared.keys.names());
-        for n in names {
-            sadd.arg(&***n);
-        }
-        let _: i64 = self.io(sadd.query_async(con)).await?;
-        Ok(())
-    }
-
-    /// Shares a close after this replica's probes succeeded.
-    async fn closed(&mut self, con: &mut MultiplexedConnection, name: &Arc<str>) -> Result<(), Lost> {
-        let [hash, open, lease] = self.keys(name);
-        let answer: (String, i64, i64) = self
-            .io(scripts::close()
-                .key(hash)
-                .key(open)
-                .key(lease)
-                .arg(&self.shared.replica)
-                .arg(&**name)
-                .arg(self.shared.keys.channel())
-                .invoke_async(con))
-            .await?;
-        self.leases.remove(name);
-        if answer.0 != "closed" {
-            self.follow(name, &answer);
-        }
-        Ok(())
-    }
-
-    /// Counts `n` probe successes, or one failure, and gives back `member`'s lease.
-    async fn probe_result(
+    async fn seed(
         &mut self,
         con: &mut MultiplexedConnection,
-        name: &Arc<str>,
-        member: String,
-        ok: bool,
-        n: u32,
+        name: &str,
+        kind: &str,
+        ms: u64,
+        b: &CircuitBreaker,
     ) -> Result<(), Lost> {
-        let threshold = self.breaker(name).map_or(1, |b| b.config().success_threshold());
-        let [hash, open, lease] = self.keys(name);
-        let answer: (String, i64, i64) = self
-            .io(scripts::probe()
-                .key(hash)
-                .key(open)
-                .key(lease)
-                .arg(member)
-                .arg(if ok { "1" } else { "0" })
-                .arg(threshold)
+        let (cap, need, cfg) = self.config_args(name);
+        let k = self.shared.keys.breaker(name);
+        let answer: Answer = self
+            .io(scripts::seed()
+                .key(&k.hash)
+                .key(&k.open)
+                .key(self.shared.keys.active())
+                .key(self.shared.keys.names())
+                .arg(kind)
+                .arg(ms)
+                .arg(b.backoff_level())
+                .arg(cap)
+                .arg(need)
+                .arg(cfg)
                 .arg(&self.shared.replica)
-                .arg(&**name)
+                .arg(name)
                 .arg(self.shared.keys.channel())
-                .arg(n)
+                .arg(self.ttl_ms())
                 .invoke_async(con))
             .await?;
-        if answer.0 == "closed" {
-            if let Some(b) = self.breaker(name) {
-                b.follow_close();
-            }
-            self.release_all(con, name).await?;
+        self.follow(name, &answer);
+        Ok(())
+    }
+
+    /// Records `names` in the namespace's set (renewing their keys' TTL)
+    /// and forgets a batch of names nobody has had for the name TTL.
+    async fn touch(&mut self, con: &mut MultiplexedConnection, names: &[Arc<str>]) -> Result<(), Lost> {
+        let mut script = scripts::touch().prepare_invoke();
+        script
+            .key(self.shared.keys.names())
+            .key(self.shared.keys.active())
+            .arg(self.ttl_ms())
+            .arg(&self.shared.replica);
+        for name in names {
+            let k = self.shared.keys.breaker(name);
+            script.key(k.hash).key(k.log);
+            let (_, _, cfg) = self.config_args(name);
+            script.arg(&**name).arg(cfg);
         }
+        let forgotten: i64 = self.io(script.invoke_async(con)).await?;
+        if forgotten > 0 {
+            tracing::debug!(target: "cb_fleet", "forgot {forgotten} breaker names no replica had for the name TTL");
+        }
+        Ok(())
+    }
+
+    async fn read_states(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        names: &[Arc<str>],
+    ) -> Result<Vec<Read>, Lost> {
+        let mut script = scripts::states().prepare_invoke();
+        script.key(self.shared.keys.active());
+        for name in names {
+            let k = self.shared.keys.breaker(name);
+            script.key(k.hash).key(k.open).arg(&**name);
+        }
+        let flat: Vec<String> = self.io(script.invoke_async(con)).await?;
+        Ok(flat
+            .chunks_exact(7)
+            .map(|row| Read {
+                view: View::from_fleet(
+                    &row[0],
+                    row[3].parse().unwrap_or(0),
+                    row[4].parse().unwrap_or(0),
+                    row[1].parse().unwrap_or(0),
+                    row[2].parse().unwrap_or(0),
+                ),
+                cfg: row[5].clone(),
+                by: row[6].clone(),
+            })
+            .collect())
+    }
+
+    /// Shares a close after this replica's probes of `period` succeeded.
+    async fn closed(&mut self, con: &mut MultiplexedConnection, name: &str, period: u64) -> Result<(), Lost> {
+        let k = self.shared.keys.breaker(name);
+        let answer: Answer = self
+            .io(scripts::close()
+                .key(&k.hash)
+                .key(&k.open)
+                .key(&k.lease)
+                .key(&k.done)
+                .key(self.shared.keys.active())
+                .arg(period)
+                .arg(&self.shared.replica)
+                .arg(name)
+                .arg(self.shared.keys.channel())
+                .arg(self.ttl_ms())
+                .invoke_async(con))
+            .await?;
+        self.follow(name, &answer);
+        Ok(())
+    }
+
+    /// Reports a probe's result (idempotent: see `scripts::probe`).
+    async fn probe(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        name: &str,
+        report: &Report,
+    ) -> Result<(), Lost> {
+        let (_, need, _) = self.config_args(name);
+        let k = self.shared.keys.breaker(name);
+        let answer: Answer = self
+            .io(scripts::probe()
+                .key(&k.hash)
+                .key(&k.open)
+                .key(&k.lease)
+                .key(&k.done)
+                .key(self.shared.keys.active())
+                .arg(&report.id)
+                .arg(report.lease.as_deref().unwrap_or(""))
+                .arg(report.period)
+                .arg(if report.ok { "1" } else { "0" })
+                .arg(if report.count { "1" } else { "0" })
+                .arg(&self.shared.replica)
+                .arg(name)
+                .arg(self.shared.keys.channel())
+                .arg(self.ttl_ms())
+                .arg(need)
+                .invoke_async(con))
+            .await?;
+        self.follow(name, &answer);
         Ok(())
     }
 
     async fn handle(&mut self, con: &mut MultiplexedConnection, cmd: Cmd) -> Result<(), Lost> {
-        let shared = Arc::clone(&self.shared);
-        let channel = shared.keys.channel();
         match cmd {
             Cmd::Opened {
                 ledger,
-                ms,
-                from_half_open,
+                breaker,
+                reopen,
             } => {
-                let name = Arc::clone(&ledger.name);
-                self.release_all(con, &name).await?;
-                self.opened(con, &name, ms, from_half_open).await?;
+                // The time that remains now, not when the breaker opened: a
+                // delay in the queue never stretches the fleet's open period.
+                let ms = breaker.upgrade().and_then(|b| open_ms(&b));
+                if let Some(ms) = ms {
+                    if self.ledger(&ledger.name).is_some() {
+                        self.opened(con, &ledger.name, ms, reopen).await?;
+                    }
+                }
                 ledger.open_shared();
                 Ok(())
             }
-            Cmd::Closed { ledger } => self.closed(con, &ledger.name).await,
-            Cmd::Probe { ledger, ok, leased } => {
-                let name = Arc::clone(&ledger.name);
-                let member = if leased {
-                    self.leases.get_mut(&name).and_then(Vec::pop).unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                self.probe_result(con, &name, member, ok, 1).await
-            }
+            Cmd::Closed { ledger, period } => self.closed(con, &ledger.name, period).await,
+            Cmd::Probe { ledger, report } => self.probe(con, &ledger.name, &report).await,
             Cmd::WantLease { name } => self.want_lease(con, name).await,
             Cmd::Log {
                 name,
@@ -599,81 +840,91 @@ impl Conn {
                 reason,
                 wall_ms,
             } => {
-                let _: String = self
-                    .io(redis::cmd("XADD")
-                        .arg(shared.keys.log())
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(LOG_MAX_LEN)
-                        .arg("*")
-                        .arg("replica")
-                        .arg(&shared.replica)
-                        .arg("name")
-                        .arg(&*name)
-                        .arg("from")
-                        .arg(from.as_str())
-                        .arg("to")
-                        .arg(to.as_str())
-                        .arg("reason")
-                        .arg(reason)
-                        .arg("wall_ms")
-                        .arg(wall_ms)
-                        .query_async(con))
-                    .await?;
+                let log = self.shared.keys.breaker(&name).log;
+                let mut pipe = redis::pipe();
+                pipe.cmd("XADD")
+                    .arg(&log)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(LOG_MAX_LEN)
+                    .arg("*")
+                    .arg("replica")
+                    .arg(&self.shared.replica)
+                    .arg("name")
+                    .arg(&*name)
+                    .arg("from")
+                    .arg(from.as_str())
+                    .arg("to")
+                    .arg(to.as_str())
+                    .arg("reason")
+                    .arg(reason)
+                    .arg("wall_ms")
+                    .arg(wall_ms)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&log)
+                    .arg(self.ttl_ms())
+                    .ignore();
+                let () = self.io(pipe.query_async(con)).await?;
                 Ok(())
             }
-            Cmd::Known { ledger } => self.known(con, &[&ledger.name]).await,
+            Cmd::Attached { ledger } => {
+                self.pending.push(Arc::clone(&ledger.name));
+                Ok(())
+            }
             Cmd::Manual {
                 name,
                 to,
                 known_only,
                 reply,
             } => {
-                let [hash, open, lease] = self.keys(&name);
-                let result: Result<(String, i64, i64), Lost> = self
+                let kind = match to {
+                    State::ForcedOpen => "forced_open",
+                    State::Disabled => "disabled",
+                    _ => "reset",
+                };
+                let k = self.shared.keys.breaker(&name);
+                let result: Result<Answer, Lost> = self
                     .io(scripts::manual()
-                        .key(hash)
-                        .key(open)
-                        .key(lease)
-                        .key(shared.keys.names())
-                        .arg(to.as_str())
-                        .arg(&shared.replica)
+                        .key(&k.hash)
+                        .key(&k.open)
+                        .key(&k.lease)
+                        .key(&k.done)
+                        .key(self.shared.keys.names())
+                        .key(self.shared.keys.active())
+                        .arg(kind)
+                        .arg(&self.shared.replica)
                         .arg(&name)
-                        .arg(&channel)
+                        .arg(self.shared.keys.channel())
                         .arg(if known_only { "1" } else { "0" })
+                        .arg(self.ttl_ms())
                         .invoke_async(con))
                     .await;
                 match result {
-                    Ok((answer, _, _)) if answer == "unknown" => {
+                    Ok(answer) if answer.0 == "unknown" => {
                         let _ = reply.send(Ok(false));
                         Ok(())
                     }
-                    Ok(_) => {
-                        {
-                            let mut local = shared.local();
-                            local.views.insert(name.clone(), View::manual(to));
-                            if let Some(b) = local.members.get(&name).and_then(|m| m.breaker.upgrade()) {
-                                b.follow_manual(to);
-                            }
-                        }
+                    Ok(answer) => {
+                        self.follow(&name, &answer);
                         let _ = reply.send(Ok(true));
                         Ok(())
                     }
                     Err(lost) => {
-                        let _ = reply.send(Err(FleetError::Redis(lost.0.clone())));
+                        let _ = reply.send(Err(lost.to_error()));
                         Err(lost)
                     }
                 }
             }
             Cmd::Transitions { name, limit, reply } => {
-                let scan = (limit.max(1) * 20).min(LOG_MAX_LEN);
+                let log = self.shared.keys.breaker(&name).log;
                 let result: Result<Vec<(String, Vec<String>)>, Lost> = self
                     .io(redis::cmd("XREVRANGE")
-                        .arg(shared.keys.log())
+                        .arg(log)
                         .arg("+")
                         .arg("-")
                         .arg("COUNT")
-                        .arg(scan)
+                        .arg(limit.clamp(1, LOG_MAX_LEN))
                         .query_async(con))
                     .await;
                 match result {
@@ -681,14 +932,13 @@ impl Conn {
                         let list = entries
                             .into_iter()
                             .filter_map(|(id, fields)| logged(id, &fields))
-                            .filter(|t| t.name == name)
                             .take(limit)
                             .collect();
                         let _ = reply.send(Ok(list));
                         Ok(())
                     }
                     Err(lost) => {
-                        let _ = reply.send(Err(FleetError::Redis(lost.0.clone())));
+                        let _ = reply.send(Err(lost.to_error()));
                         Err(lost)
                     }
                 }
@@ -697,132 +947,152 @@ impl Conn {
     }
 
     async fn want_lease(&mut self, con: &mut MultiplexedConnection, name: Arc<str>) -> Result<(), Lost> {
-        let Some(member) = self
-            .shared
-            .local()
-            .members
-            .get(&*name)
-            .map(|m| Arc::clone(&m.gate))
-        else {
+        let Some(gate) = self.member(&name, |m| Arc::clone(&m.gate)) else {
             return Ok(());
         };
-        let gate = member;
         let Some(b) = self.breaker(&name) else {
             return Ok(());
         };
-        let cap = b.config().half_open_max_calls();
-        let held = self.leases.get(&name).map_or(0, Vec::len);
+        let (cap, need, cfg) = self.config_args(&name);
+        let (held, id) = {
+            let l = gate.leases();
+            let n = l.in_use.len() + l.available.len();
+            (n, format!("{}:l{}", self.shared.link.instance, fastrand::u64(..)))
+        };
         if held >= cap as usize {
             return Ok(());
         }
-        self.seq += 1;
-        let id = format!("{}:{}", self.shared.replica, self.seq);
-        let [hash, open, lease] = self.keys(&name);
-        let answer: (String, i64, i64) = self
+        let k = self.shared.keys.breaker(&name);
+        let (kind, version, period, ms, level, granted): (String, u64, u64, i64, i64, String) = self
             .io(scripts::acquire()
-                .key(hash)
-                .key(open)
-                .key(lease)
+                .key(&k.hash)
+                .key(&k.open)
+                .key(&k.lease)
+                .key(self.shared.keys.active())
+                .key(self.shared.keys.names())
                 .arg(&id)
                 .arg(self.shared.lease_ttl.as_millis() as u64)
                 .arg(cap)
+                .arg(b.backoff_level())
+                .arg(need)
+                .arg(cfg)
+                .arg(&self.shared.replica)
+                .arg(&*name)
+                .arg(self.shared.keys.channel())
+                .arg(self.ttl_ms())
                 .invoke_async(con))
             .await?;
-        match answer.0.as_str() {
-            "granted" => {
-                self.leases.entry(Arc::clone(&name)).or_default().push(id);
-                gate.available.fetch_add(1, Ordering::AcqRel);
-                gate.idle_ticks.store(0, Ordering::Relaxed);
-                gate.asked.store(false, Ordering::Release);
-            }
-            "full" => {}
-            _ => self.follow(&name, &answer),
+        self.follow(&name, &(kind, version, period, ms, level));
+        if granted == "1" {
+            let mut l = gate.leases();
+            l.period = period;
+            l.available.push(id);
+            gate.idle_ticks.store(0, Ordering::Relaxed);
+            gate.asked.store(false, Ordering::Release);
         }
         Ok(())
     }
 
-    /// Gives back this replica's unused leases of `name`.
-    async fn release_unused(
+    /// Renews every lease held, and notes those Redis no longer holds.
+    async fn renew(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+        let ttl = self.shared.lease_ttl.as_millis() as u64;
+        let gates: Vec<Arc<crate::Gate>> = self
+            .shared
+            .local()
+            .members
+            .values()
+            .map(|m| Arc::clone(&m.gate))
+            .collect();
+        for gate in gates {
+            let ids = gate.leases().ids();
+            if ids.is_empty() {
+                continue;
+            }
+            let lease = self.shared.keys.breaker(&gate.ledger.name).lease;
+            let gone: Vec<String> = self
+                .io(scripts::renew().key(lease).arg(ttl).arg(ids).invoke_async(con))
+                .await?;
+            if !gone.is_empty() {
+                gate.leases().gone(&gone);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_tick(
         &mut self,
         con: &mut MultiplexedConnection,
-        name: &Arc<str>,
-        n: u32,
+        renew: bool,
+        touch: bool,
     ) -> Result<(), Lost> {
-        let Some(list) = self.leases.get_mut(name) else {
-            return Ok(());
+        let _: String = self.io(redis::cmd("PING").query_async(con)).await?;
+        // Breakers removed from the registry (or taken over by a later
+        // fleet) leave: their unused leases go back, and they get nothing
+        // more from this fleet. Running probes give theirs back as they end.
+        let gone: Vec<Arc<crate::Gate>> = {
+            let mut local = self.shared.local();
+            let dead: Vec<String> = local
+                .members
+                .iter()
+                .filter(|(n, m)| !self.shared.is_live(n, m) || m.breaker.strong_count() == 0)
+                .map(|(n, _)| n.clone())
+                .collect();
+            dead.iter()
+                .filter_map(|n| local.members.remove(n))
+                .map(|m| m.gate)
+                .collect()
         };
-        let take = (n as usize).min(list.len());
-        let gone: Vec<String> = list.drain(list.len() - take..).collect();
-        if gone.is_empty() {
+        for gate in gone {
+            let unused = std::mem::take(&mut gate.leases().available);
+            self.release(con, &gate.ledger.name, unused).await?;
+        }
+        for t in self.tracked() {
+            t.gate.asked.store(false, Ordering::Release);
+            let half_open = t.breaker.is_some_and(|b| b.state() == State::HalfOpen);
+            let idle = t.gate.idle_ticks.fetch_add(1, Ordering::Relaxed) + 1 >= IDLE_TICKS;
+            if !half_open || idle {
+                let unused = std::mem::take(&mut t.gate.leases().available);
+                self.release(con, &t.name, unused).await?;
+            }
+        }
+        if renew {
+            self.renew(con).await?;
+            self.hello(con).await?;
+        }
+        if touch {
+            let names: Vec<Arc<str>> = self.tracked().into_iter().map(|t| t.name).collect();
+            for batch in names.chunks(BATCH) {
+                self.touch(con, batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back unused leases.
+    async fn release(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        name: &str,
+        ids: Vec<String>,
+    ) -> Result<(), Lost> {
+        if ids.is_empty() {
             return Ok(());
         }
-        let [_, _, lease] = self.keys(name);
+        let lease = self.shared.keys.breaker(name).lease;
         let _: i64 = self
-            .io(redis::cmd("ZREM").arg(lease).arg(gone).query_async(con))
+            .io(redis::cmd("ZREM").arg(lease).arg(ids).query_async(con))
             .await?;
         Ok(())
     }
+}
 
-    /// Gives back every lease of `name` not in use.
-    async fn release_all(&mut self, con: &mut MultiplexedConnection, name: &Arc<str>) -> Result<(), Lost> {
-        let gate = self
-            .shared
-            .local()
-            .members
-            .get(&**name)
-            .map(|m| Arc::clone(&m.gate));
-        if let Some(gate) = gate {
-            let n = gate.available.swap(0, Ordering::AcqRel);
-            self.release_unused(con, name, n).await?;
-        }
-        Ok(())
-    }
-
-    async fn on_tick(&mut self, con: &mut MultiplexedConnection, renew: bool) -> Result<(), Lost> {
-        let _: String = self.io(redis::cmd("PING").query_async(con)).await?;
-        let members: Vec<Tracked> = self
-            .shared
-            .local()
-            .members
-            .iter()
-            .map(|(n, m)| (Arc::from(n.as_str()), Arc::clone(&m.gate), m.breaker.upgrade()))
-            .collect();
-        for (name, gate, breaker) in members {
-            gate.asked.store(false, Ordering::Release);
-            if !self.leases.contains_key(&name) {
-                continue;
-            }
-            let half_open = breaker.is_some_and(|b| b.state() == State::HalfOpen);
-            let idle = gate.idle_ticks.fetch_add(1, Ordering::Relaxed) + 1 >= IDLE_TICKS;
-            if !half_open || idle {
-                self.release_all(con, &name).await?;
-            }
-        }
-        self.leases.retain(|_, v| !v.is_empty());
-        if renew && !self.leases.is_empty() {
-            let ttl = self.shared.lease_ttl.as_millis() as u64;
-            let all: Vec<(Arc<str>, Vec<String>)> = self
-                .leases
-                .iter()
-                .map(|(k, v)| (Arc::clone(k), v.clone()))
-                .collect();
-            for (name, ids) in all {
-                let [_, _, lease] = self.keys(&name);
-                let _: i64 = self
-                    .io(scripts::renew().key(lease).arg(ttl).arg(ids).invoke_async(con))
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// After a lost connection: leases held in Redis expire on their own.
-    fn forget_leases(&mut self) {
-        for m in self.shared.local().members.values() {
-            m.gate.available.store(0, Ordering::Release);
-            m.gate.ledger.forget_leases();
-        }
-        self.leases.clear();
+/// The open time `b` has left, in ms, to share: at least 1 ms while open or
+/// half-open (its open period just ended), `None` in any other state.
+fn open_ms(b: &CircuitBreaker) -> Option<u64> {
+    match b.open_remaining() {
+        Some(rem) => Some(rem.as_millis().max(1) as u64),
+        None if b.state() == State::HalfOpen => Some(1),
+        None => None,
     }
 }
 

@@ -235,3 +235,185 @@ pub async fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Which traffic a [`Proxy`] holds back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// Nothing: everything flows.
+    None,
+    /// What the server sends on subscriber connections (pub/sub messages).
+    Messages,
+    /// What the server sends on the other connections (replies to commands
+    /// and scripts, which still run).
+    Replies,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    hold: Option<Traffic>,
+    refuse: bool,
+    /// Chunks read from the server and held back now.
+    waiting: usize,
+    streams: Vec<TcpStream>,
+}
+
+/// A TCP proxy on a free loopback port in front of a server, for tests
+/// that need a deterministic interleaving: it can hold back pub/sub
+/// messages or command replies (the commands still reach the server and
+/// run), cut every connection, and refuse new ones.
+pub struct Proxy {
+    port: u16,
+    state: std::sync::Arc<(std::sync::Mutex<ProxyState>, std::sync::Condvar)>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+type ProxyShared = std::sync::Arc<(std::sync::Mutex<ProxyState>, std::sync::Condvar)>;
+
+fn proxy_lock(state: &ProxyShared) -> std::sync::MutexGuard<'_, ProxyState> {
+    state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Proxy {
+    /// Starts a proxy to `127.0.0.1:upstream`.
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        let state: ProxyShared = Default::default();
+        let shared = std::sync::Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if proxy_lock(&shared).refuse {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut st = proxy_lock(&shared);
+                    for s in [&client, &server] {
+                        if let Ok(c) = s.try_clone() {
+                            st.streams.push(c);
+                        }
+                    }
+                }
+                let subscriber = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (Ok(c_read), Ok(s_write)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let flag = std::sync::Arc::clone(&subscriber);
+                std::thread::spawn(move || Self::upstream(c_read, s_write, &flag));
+                let st = std::sync::Arc::clone(&shared);
+                std::thread::spawn(move || Self::downstream(server, client, &subscriber, &st));
+            }
+        });
+        Proxy { port, state }
+    }
+
+    fn upstream(mut from: TcpStream, mut to: TcpStream, subscriber: &std::sync::atomic::AtomicBool) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                    if text.contains("SUBSCRIBE") {
+                        subscriber.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn downstream(
+        mut from: TcpStream,
+        mut to: TcpStream,
+        subscriber: &std::sync::atomic::AtomicBool,
+        state: &ProxyShared,
+    ) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mine = if subscriber.load(std::sync::atomic::Ordering::SeqCst) {
+                        Traffic::Messages
+                    } else {
+                        Traffic::Replies
+                    };
+                    {
+                        let mut st = proxy_lock(state);
+                        if st.hold == Some(mine) {
+                            st.waiting += 1;
+                            while st.hold == Some(mine) {
+                                st = state
+                                    .1
+                                    .wait(st)
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            }
+                            st.waiting -= 1;
+                        }
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The proxy's URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Holds back `traffic` from now on (what is held is delivered, in
+    /// order, by [`release`](Self::release)). `Traffic::None` releases.
+    pub fn hold(&self, traffic: Traffic) {
+        proxy_lock(&self.state).hold = (traffic != Traffic::None).then_some(traffic);
+        self.state.1.notify_all();
+    }
+
+    /// Delivers what is held, and holds nothing more.
+    pub fn release(&self) {
+        self.hold(Traffic::None);
+    }
+
+    /// How many chunks from the server are held back now: more than 0 once
+    /// a held reply or message exists (a client is waiting for it).
+    pub fn waiting(&self) -> usize {
+        proxy_lock(&self.state).waiting
+    }
+
+    /// Closes every connection now (the clients see the server go away).
+    pub fn cut(&self) {
+        let streams = std::mem::take(&mut proxy_lock(&self.state).streams);
+        for s in streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// With `true`, new connections are closed at once (the server looks
+    /// down); with `false`, they are served again.
+    pub fn refuse(&self, on: bool) {
+        proxy_lock(&self.state).refuse = on;
+    }
+}

@@ -373,7 +373,7 @@ async fn an_unreachable_server_is_not_an_error_but_bad_settings_are() {
 }
 
 /// The README's ACL, word for word (for namespace `checkout`).
-const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:checkout:* resetchannels &cb:checkout:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hincrby +pttl +set +del +sadd +sismember +smembers +publish +time +zremrangebyscore +zcard +zadd +zscore +pexpire";
+const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:{checkout}:* resetchannels &cb:{checkout}:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hsetnx +hincrby +pttl +set +get +del +sadd +publish +time +zremrangebyscore +zrangebyscore +zrange +zcard +zadd +zscore +pexpire";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace() {

@@ -23,19 +23,114 @@ mod kw {
     syn::custom_keyword!(failure_if);
     syn::custom_keyword!(ignore_if);
     syn::custom_keyword!(stream);
+    syn::custom_keyword!(fallback_on);
     syn::custom_keyword!(key);
 }
 
-/// The keys only the attribute takes; the configuration fields
-/// ([`cb_syntax::FIELDS`]) go between `name` and these.
-const ATTRIBUTE_KEYS: [&str; 6] = ["key", "fallback", "failure_if", "ignore_if", "stream", "crate"];
+/// A key of the attribute that is not a configuration field, as the README's table of keys
+/// describes it.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct KeyDoc {
+    pub(crate) name: &'static str,
+    /// What the value is.
+    pub(crate) takes: &'static str,
+    pub(crate) default: &'static str,
+    /// One line of meaning.
+    pub(crate) meaning: &'static str,
+}
+
+/// `name`, which comes first.
+const NAME_KEY: KeyDoc = KeyDoc {
+    name: "name",
+    takes: "a string: 1 to 256 bytes, no control characters",
+    default: "required",
+    meaning: "The breaker's name in the registry; every function with this name shares one breaker.",
+};
+
+/// The keys only the attribute takes, in the order the documentation lists them; the
+/// configuration fields ([`cb_syntax::FIELDS`]) go between `name` and these. A new key is one
+/// entry here (and its `Kind`).
+pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        name: "key",
+        takes: "an expression over the arguments and `self` whose value is `AsRef<str>`, such as `model` or `self.tenant`",
+        default: "none",
+        meaning: "One breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body.",
+    },
+    KeyDoc {
+        name: "fallback",
+        takes: "the path of an `async fn` with the same parameters and return type",
+        default: "none",
+        meaning: "Awaited with the same arguments instead of the body's answer, when `fallback_on` says.",
+    },
+    KeyDoc {
+        name: "fallback_on",
+        takes: "`\"refusal\"`, `\"breaker\"` or `\"failure\"`",
+        default: "`\"refusal\"`",
+        meaning:
+            "When the fallback runs: on a refusal; also on a timeout; also on an error counted as a failure.",
+    },
+    KeyDoc {
+        name: "failure_if",
+        takes: "the path of a `fn(&E) -> bool`",
+        default: "none",
+        meaning: "An error for which it returns `false` counts as a success (asked after `ignore_if`).",
+    },
+    KeyDoc {
+        name: "ignore_if",
+        takes: "the path of a `fn(&E) -> bool`",
+        default: "none",
+        meaning: "An error for which it returns `true` is counted in `Stats::ignored` only.",
+    },
+    KeyDoc {
+        name: "stream",
+        takes: "`true` or `false`",
+        default: "detected from `Result<impl Stream<...>, E>`",
+        meaning:
+            "Judges the call by its stream's items (`true`, for boxed streams and aliases) or at its opening.",
+    },
+    KeyDoc {
+        name: "crate",
+        takes: "a path in a string, like `\"my_cb\"`",
+        default: "`\"cb_runtime\"`",
+        meaning: "Where `cb-runtime` is, when the dependency is renamed.",
+    },
+];
 
 /// Every key, in the order the documentation lists them.
 fn keys() -> Vec<&'static str> {
-    let mut keys = vec!["name"];
+    let mut keys = vec![NAME_KEY.name];
     keys.extend(FIELD_NAMES);
-    keys.extend(ATTRIBUTE_KEYS);
+    keys.extend(ATTRIBUTE_KEYS.iter().map(|k| k.name));
     keys
+}
+
+/// The README's table of keys: `name`, the configuration fields, then [`ATTRIBUTE_KEYS`].
+#[cfg(test)]
+pub(crate) fn readme_table() -> String {
+    let mut table = String::from("| key | takes | default | meaning |\n|---|---|---|---|\n");
+    let row = |k: &KeyDoc| format!("| `{}` | {} | {} | {} |\n", k.name, k.takes, k.default, k.meaning);
+    table.push_str(&row(&NAME_KEY));
+    for field in &cb_syntax::FIELDS {
+        let (takes, default) = match field.kind {
+            FieldKind::Preset => (
+                format!("one of {}", cb_syntax::list(&PRESETS)),
+                format!("`\"{}\"`", cb_syntax::DEFAULT_PRESET),
+            ),
+            _ => (
+                format!("{}, like `{}`", field.range(), example(field.name)),
+                "the preset's".to_owned(),
+            ),
+        };
+        table.push_str(&format!(
+            "| `{}` | {takes} | {default} | {} |\n",
+            field.name, field.doc
+        ));
+    }
+    for key in ATTRIBUTE_KEYS {
+        table.push_str(&row(key));
+    }
+    table
 }
 
 /// What a key's value must be.
@@ -46,6 +141,7 @@ enum Kind {
     Fallback,
     FailureIf,
     IgnoreIf,
+    FallbackOn,
     /// `stream`: `true` or `false`.
     Stream,
     /// `key`: an expression over the arguments and `self`.
@@ -83,6 +179,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
     let lookahead = input.lookahead1();
     parse_key!(input, lookahead,
         name => Kind::Name,
+        fallback_on => Kind::FallbackOn,
         fallback => Kind::Fallback,
         failure_if => Kind::FailureIf,
         ignore_if => Kind::IgnoreIf,
@@ -159,13 +256,40 @@ pub(crate) struct Override {
     pub(crate) value: Value,
 }
 
-/// How a finished call is classified, when not by `Ok`/`Err` alone.
-pub(crate) enum Classify {
+/// How a call's error is classified, when not every `Err` is a failure. The expansion asks
+/// `ignore_if` first, then `failure_if`.
+#[derive(Default)]
+pub(crate) struct Classify {
     /// `failure_if = path`: an error counts only when `path(&e)` is `true`.
-    FailureIf(Path),
+    pub(crate) failure_if: Option<Path>,
     /// `ignore_if = path`: an error is not counted when `path(&e)` is `true`.
-    IgnoreIf(Path),
+    pub(crate) ignore_if: Option<Path>,
 }
+
+impl Classify {
+    /// Whether any key classifies errors.
+    pub(crate) fn is_set(&self) -> bool {
+        self.failure_if.is_some() || self.ignore_if.is_some()
+    }
+}
+
+/// `fallback_on`: when the fallback runs. Each level includes the ones before it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum FallbackOn {
+    /// The breaker refused the call (the default).
+    Refusal,
+    /// Also when the call timed out.
+    Breaker,
+    /// Also when the body's error counted as a failure.
+    Failure,
+}
+
+/// `fallback_on`'s values, as written, in the order of [`FallbackOn`].
+const FALLBACK_ON: [(&str, FallbackOn); 3] = [
+    ("\"refusal\"", FallbackOn::Refusal),
+    ("\"breaker\"", FallbackOn::Breaker),
+    ("\"failure\"", FallbackOn::Failure),
+];
 
 /// The checked arguments.
 pub(crate) struct Args {
@@ -176,7 +300,9 @@ pub(crate) struct Args {
     /// The path of `cb-runtime`; `::cb_runtime` unless `crate = "..."` says otherwise.
     pub(crate) krate: TokenStream,
     pub(crate) fallback: Option<Path>,
-    pub(crate) classify: Option<Classify>,
+    /// `fallback_on`, [`FallbackOn::Refusal`] when not given.
+    pub(crate) fallback_on: FallbackOn,
+    pub(crate) classify: Classify,
     /// `stream = true` or `false`, with the value's span; `None` when the return type decides.
     pub(crate) stream: Option<(bool, Span)>,
     /// `key = <expr>`: the function's breakers are a family, one per key.
@@ -213,7 +339,8 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut fallback = None;
     let mut stream = None;
     let mut key_expr = None;
-    let mut classify: Option<(&'static str, Classify)> = None;
+    let mut fallback_on = None;
+    let mut classify = Classify::default();
     let mut overrides = Vec::new();
 
     for RawArg { key, value } in raw {
@@ -260,21 +387,21 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 Ok(())
             }),
             Kind::Fallback => path(&key, &value).map(|p| fallback = Some(p)),
-            Kind::FailureIf | Kind::IgnoreIf => path(&key, &value).and_then(|p| {
-                if let Some((other, _)) = &classify {
+            Kind::FailureIf => path(&key, &value).map(|p| classify.failure_if = Some(p)),
+            Kind::IgnoreIf => path(&key, &value).map(|p| classify.ignore_if = Some(p)),
+            Kind::FallbackOn => string(&key, &value).and_then(|lit| {
+                let written = lit.value();
+                let Some((_, level)) = FALLBACK_ON.iter().find(|(v, _)| v.trim_matches('"') == written) else {
                     return Err(syn::Error::new(
-                        key.span,
+                        lit.span(),
                         format!(
-                            "`{}` cannot be combined with `{other}`: use one of them to classify errors",
-                            key.name
+                            "unknown `fallback_on` value `{written}`: it is one of {} (the fallback runs on a \
+                             refusal; also on a timeout; also on an error counted as a failure)",
+                            cb_syntax::list(&FALLBACK_ON.map(|(v, _)| v))
                         ),
                     ));
-                }
-                let chosen = match key.kind {
-                    Kind::FailureIf => Classify::FailureIf(p),
-                    _ => Classify::IgnoreIf(p),
                 };
-                classify = Some((key.name, chosen));
+                fallback_on = Some((*level, key.span));
                 Ok(())
             }),
             Kind::Stream => match &value {
@@ -321,6 +448,14 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         _ => {}
     }
 
+    if let (Some((_, span)), None) = (fallback_on, &fallback) {
+        if !seen.contains_key("fallback") {
+            errors.at(
+                span,
+                "`fallback_on` says when the fallback runs, and there is no `fallback`: add `fallback = path::to::fn`",
+            );
+        }
+    }
     if name.is_none() && !seen.contains_key("name") {
         errors.at(
             Span::call_site(),
@@ -340,7 +475,8 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         preset: preset.unwrap_or((default_preset.unwrap_or(0), Span::call_site())),
         krate: krate.unwrap_or_else(|| quote::quote!(::cb_runtime)),
         fallback,
-        classify: classify.map(|(_, c)| c),
+        fallback_on: fallback_on.map_or(FallbackOn::Refusal, |(level, _)| level),
+        classify,
         stream,
         key: key_expr,
         overrides,
@@ -370,6 +506,7 @@ fn example(key: &str) -> String {
         "name" => "name = \"openai\"".into(),
         "crate" => "crate = \"my_cb\"".into(),
         "fallback" => "fallback = cached_answer".into(),
+        "fallback_on" => "fallback_on = \"failure\"".into(),
         "failure_if" => "failure_if = is_server_error".into(),
         "ignore_if" => "ignore_if = is_client_error".into(),
         "stream" => "stream = true".into(),
@@ -550,5 +687,25 @@ mod tests {
             let key = parse_key.parse2(quote::quote!(#ident)).unwrap();
             assert!(key.is_ok(), "`{field}` is not an attribute key");
         }
+    }
+
+    /// Every key the attribute parses has a row in the README's table of keys, and the table
+    /// is the one [`super::readme_table`] renders from the key list: it cannot drift.
+    #[test]
+    fn the_readme_lists_every_key() {
+        for key in super::keys() {
+            let ident = match key {
+                "crate" => continue,
+                key => proc_macro2::Ident::new(key, proc_macro2::Span::call_site()),
+            };
+            let parsed = parse_key.parse2(quote::quote!(#ident)).unwrap();
+            assert!(parsed.is_ok(), "`{key}` is listed but not parsed");
+        }
+        let readme = include_str!("../../README.md");
+        let table = super::readme_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's table of the attribute's keys differs from the key list; paste this:\n\n{table}"
+        );
     }
 }

@@ -31,7 +31,7 @@ use syn::{
     Type, Visibility,
 };
 
-use crate::args::{self, Args, Classify, Value};
+use crate::args::{self, Args, FallbackOn, Value};
 
 /// The entry point: the item, rewritten, or as it was with the errors appended.
 pub(crate) fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -117,6 +117,9 @@ struct Shape {
     error_span: Span,
     /// `Result<impl Stream<...>, E>`: a streamed function, detected from the return type.
     stream: Option<DetectedStream>,
+    /// `E` of a declared `Result<T, CallError<E>>`: the body is then a `Result<T, E>`, and the
+    /// breaker's `CallError` is returned as it is.
+    call_error: Option<Type>,
 }
 
 /// A return type `Result<impl Stream<Item = I>, E>`, as written.
@@ -178,7 +181,84 @@ fn check_fn(function: &MaybeItemFn) -> syn::Result<Shape> {
         ret: ret.clone(),
         error_span,
         stream: detect_stream(ret),
+        call_error: result_args(ret)
+            .and_then(|(_, error)| call_error_inner(error))
+            .cloned(),
     })
+}
+
+/// `T` and `E` of a type spelled `Result<T, E>` (any path ending in `Result`).
+fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
+    let path = match ty {
+        Type::Paren(inner) => return result_args(&inner.elem),
+        Type::Group(inner) => return result_args(&inner.elem),
+        Type::Path(path) if path.qself.is_none() => path,
+        _ => return None,
+    };
+    let last = path.path.segments.last().filter(|last| last.ident == "Result")?;
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    let mut types = generics.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(ok), Some(error), None) => Some((ok, error)),
+        _ => None,
+    }
+}
+
+/// `E` of `CallError<E>` (the path may be imported, or `cb_runtime::CallError<E>`).
+fn call_error_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path
+        .path
+        .segments
+        .last()
+        .filter(|last| last.ident == "CallError")?;
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    match generics.args.iter().collect::<Vec<_>>()[..] {
+        [GenericArgument::Type(inner)] => Some(inner),
+        _ => None,
+    }
+}
+
+/// The type the body's `async` block returns: the declared type with every `impl Trait`
+/// replaced by `_`; for a declared `Result<T, CallError<E>>`, `Result<T, E>` (and
+/// `Result<_, E>` for a stream, whose items the body yields with `E` too).
+fn body_type(shape: &Shape, streamed: bool) -> Type {
+    let mut ty = erase_impl_trait(&shape.ret);
+    let Some(inner) = &shape.call_error else {
+        return ty;
+    };
+    let mut at = &mut ty;
+    while let Type::Paren(syn::TypeParen { elem, .. }) | Type::Group(syn::TypeGroup { elem, .. }) = at {
+        at = &mut **elem;
+    }
+    if let Type::Path(path) = at {
+        if let Some(PathArguments::AngleBracketed(generics)) =
+            path.path.segments.last_mut().map(|last| &mut last.arguments)
+        {
+            let mut types = generics.args.iter_mut().filter_map(|arg| match arg {
+                GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            });
+            if let (Some(ok), Some(error)) = (types.next(), types.next()) {
+                if streamed {
+                    *ok = Type::Infer(syn::TypeInfer {
+                        underscore_token: Default::default(),
+                    });
+                }
+                *error = inner.clone();
+            }
+        }
+    }
+    ty
 }
 
 /// `Result<impl Stream<Item = I>, E>` (or an alias `R<impl Stream<...>>`), read from the return
@@ -238,20 +318,6 @@ fn streamed<'a>(args: &Args, shape: &'a Shape) -> syn::Result<Streamed<'a>> {
             ));
         }
     }
-    if let (false, Some(classify)) = (matches!(streamed, Streamed::No), &args.classify) {
-        let (key, path) = match classify {
-            Classify::FailureIf(path) => ("failure_if", path),
-            Classify::IgnoreIf(path) => ("ignore_if", path),
-        };
-        return Err(syn::Error::new(
-            path.span(),
-            format!(
-                "`{key}` is not supported on a streamed function: its stream is judged item by \
-                 item (an `Err` item is a failure); add `stream = false` to judge the call when \
-                 the stream is opened instead"
-            ),
-        ));
-    }
     Ok(streamed)
 }
 
@@ -284,7 +350,14 @@ fn result_error_span(ty: &Type) -> syn::Result<Span> {
                         })
                         .collect();
                     if let [_, error] = types[..] {
-                        return Ok(error.span());
+                        // A path's last segment: the name of the type (`Error` of
+                        // `tokio_postgres::Error`), as a span cannot cover several tokens.
+                        return Ok(match error {
+                            Type::Path(path) => {
+                                path.path.segments.last().map_or(error.span(), |s| s.ident.span())
+                            }
+                            _ => error.span(),
+                        });
                     }
                 }
                 Ok(ty.span())
@@ -394,7 +467,8 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
     // signature and type errors land on the user's code.
     let ret_span = Span::call_site().located_at(shape.ret.span());
     let fake_ret = hidden("__cb_fake_return");
-    let ret_ty = erase_impl_trait(&shape.ret);
+    let is_stream = !matches!(streamed, Streamed::No);
+    let ret_ty = body_type(shape, is_stream);
     let fake_return = quote_spanned! {ret_span=>
         #[allow(
             unknown_lints,
@@ -411,54 +485,83 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             return #fake_ret;
         }
     };
-    let mut user_block = TokenStream::new();
-    brace.surround(&mut user_block, |tokens| block.to_tokens(tokens));
+    // The user's braces, spanned as the expansion's (at the user's place): rustc's style lints
+    // (`unused_braces` on a one-line body) do not fire on generated blocks, and `cargo fix`
+    // has nothing to rewrite.
     let block_span = Span::call_site().located_at(brace.span.join());
+    let mut user_block = Group::new(Delimiter::Brace, block.clone());
+    user_block.set_span(block_span);
     let mut async_body = Group::new(Delimiter::Brace, quote!(#fake_return #rebinds #user_block));
     async_body.set_span(block_span);
-    let async_block = quote_spanned!(block_span=> async move #async_body);
-
-    let run = match (&args.classify, streamed) {
-        (_, Streamed::Impl(_) | Streamed::Boxed) => quote!(#permit.run_stream(#async_block)),
-        (None, Streamed::No) => quote!(#permit.run(#async_block)),
-        (Some(classify), Streamed::No) => {
-            let (helper, path) = match classify {
-                Classify::FailureIf(path) => (quote!(failure_if), path),
-                Classify::IgnoreIf(path) => (quote!(ignore_if), path),
-            };
-            // Called through a closure, so that a wrong signature is one type error at the path.
-            let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
-            let call = quote_spanned!(path.span()=> #path(#error));
-            quote!(#permit.run_with(#async_block, #private::#helper(|#error| #call)))
-        }
+    // With a fallback after the call (`fallback_on = "breaker"` or `"failure"`), the body
+    // borrows the arguments, which the fallback is then given.
+    let after_call = args.fallback.is_some() && args.fallback_on > FallbackOn::Refusal;
+    let async_block = if after_call {
+        quote_spanned!(block_span=> async #async_body)
+    } else {
+        quote_spanned!(block_span=> async move #async_body)
     };
 
-    let on_rejected = match &args.fallback {
+    let classifier = classifier(args, &private);
+    let run = match (&classifier, is_stream) {
+        (None, true) => quote!(#permit.run_stream(#async_block)),
+        (Some(classify), true) => quote!(#permit.run_stream_with(#async_block, #classify)),
+        (None, false) => quote!(#permit.run(#async_block)),
+        (Some(classify), false) => quote!(#permit.run_classified(#async_block, #private::errors(#classify))),
+    };
+
+    // The fallback's call, and the arm that runs it on a refusal.
+    let fallback_call = args.fallback.as_ref().map(|path| {
+        let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
+        let callee = match path.get_ident() {
+            Some(ident) if has_receiver => {
+                let self_ty = Ident::new("Self", ident.span());
+                quote!(#self_ty::#ident)
+            }
+            _ => path.to_token_stream(),
+        };
+        let fallback_span = Span::call_site().located_at(path.span());
+        if let Streamed::Impl(_) = streamed {
+            let private_at_fallback = Ident::new("__cb_private", Span::mixed_site().located_at(path.span()));
+            quote_spanned! {fallback_span=>
+                #private_at_fallback::fallback_stream(#callee(#(#call_args),*).await)
+            }
+        } else {
+            quote_spanned!(fallback_span=> #callee(#(#call_args),*).await)
+        }
+    });
+    let on_rejected = match &fallback_call {
         None => {
             quote!(#private::Err(#rejected) => #private::Err(#private::CallError::Rejected(#rejected)),)
         }
-        Some(path) => {
-            let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
-            let callee = match path.get_ident() {
-                Some(ident) if has_receiver => {
-                    let self_ty = Ident::new("Self", ident.span());
-                    quote!(#self_ty::#ident)
+        Some(call) => quote! {
+            #private::Err(_) => {
+                #private::fell_back(#breaker, #private::FallbackReason::Refusal);
+                return #call;
+            }
+        },
+    };
+    // `fallback_on = "breaker"` or `"failure"`: the fallback may run after the call too.
+    let after = match (&fallback_call, args.fallback_on) {
+        (Some(call), FallbackOn::Breaker | FallbackOn::Failure) if after_call => {
+            let failures = match args.fallback_on {
+                FallbackOn::Failure => {
+                    let classify = classifier
+                        .clone()
+                        .unwrap_or_else(|| quote!(#private::ErrIsFailure));
+                    quote!(#private::Some(#classify))
                 }
-                _ => path.to_token_stream(),
+                _ => quote!(#private::NO_FAILURES),
             };
-            let fallback_span = Span::call_site().located_at(path.span());
-            if let Streamed::Impl(_) = streamed {
-                let private_at_fallback =
-                    Ident::new("__cb_private", Span::mixed_site().located_at(path.span()));
-                quote_spanned! {fallback_span=>
-                    #private::Err(_) => return #private_at_fallback::fallback_stream(#callee(#(#call_args),*).await),
-                }
-            } else {
-                quote_spanned! {fallback_span=>
-                    #private::Err(_) => return #callee(#(#call_args),*).await,
+            let reason = hidden("__cb_reason");
+            quote! {
+                if let #private::Some(#reason) = #private::fallback_due(&#result, #failures) {
+                    #private::fell_back(#breaker, #reason);
+                    return #call;
                 }
             }
         }
+        _ => TokenStream::new(),
     };
 
     let config = config(args, &private);
@@ -468,14 +571,20 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
     let fn_name = fn_name.trim_start_matches("r#");
     // Every token at `E`, so that a missing `From<BreakerError>` is reported there alone.
     let private_at_error = Ident::new("__cb_private", Span::mixed_site().located_at(shape.error_span));
-    let finish = match streamed {
-        Streamed::No => quote_spanned!(shape.error_span=> #private_at_error::finish(#result)),
-        Streamed::Impl(_) if args.fallback.is_some() => {
-            quote_spanned!(shape.error_span=> #private_at_error::finish_stream_or(#result))
-        }
-        Streamed::Impl(_) => quote_spanned!(shape.error_span=> #private_at_error::finish_stream(#result)),
-        Streamed::Boxed => quote_spanned!(shape.error_span=> #private_at_error::finish_boxed_stream(#result)),
+    // A declared `CallError<E>` is returned as the breaker made it (`*_passed`); any other `E`
+    // takes the breaker's error with `E::from(BreakerError)`.
+    let finish = match (streamed, shape.call_error.is_some()) {
+        (Streamed::No, false) => quote!(finish),
+        (Streamed::No, true) => quote!(finish_passed),
+        (Streamed::Impl(_), false) if args.fallback.is_some() => quote!(finish_stream_or),
+        (Streamed::Impl(_), true) if args.fallback.is_some() => quote!(finish_stream_or_passed),
+        (Streamed::Impl(_), false) => quote!(finish_stream),
+        (Streamed::Impl(_), true) => quote!(finish_stream_passed),
+        (Streamed::Boxed, false) => quote!(finish_boxed_stream),
+        (Streamed::Boxed, true) => quote!(finish_boxed_stream_passed),
     };
+    let finish_at_error = Ident::new(&finish.to_string(), shape.error_span);
+    let finish = quote_spanned!(shape.error_span=> #private_at_error::#finish_at_error(#result));
     // `Item = Result<T, E>` with the function's `E`, checked where the item type is written.
     let item_check = match streamed {
         Streamed::Impl(DetectedStream {
@@ -524,9 +633,32 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
                 #private::Ok(#permit) => #run.await,
                 #on_rejected
             };
+            #after
             #finish
         }
     }
+}
+
+/// The classifier of the function's errors, when a key classifies them: the keys folded over
+/// `ErrIsFailure`, the one asked first outermost (`ignore_if`, then `failure_if`). Each
+/// predicate is called through a closure, so that a wrong signature is one type error at its
+/// path.
+fn classifier(args: &Args, private: &TokenStream) -> Option<TokenStream> {
+    if !args.classify.is_set() {
+        return None;
+    }
+    let steps = [
+        (quote!(failure_if), &args.classify.failure_if),
+        (quote!(ignore_if), &args.classify.ignore_if),
+    ];
+    let mut classify = quote!(#private::ErrIsFailure);
+    for (helper, path) in steps {
+        let Some(path) = path else { continue };
+        let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
+        let call = quote_spanned!(path.span()=> #path(#error));
+        classify = quote!(#private::#helper(#classify, |#error| #call));
+    }
+    Some(classify)
 }
 
 /// The function's `Preset`: `Preset::ALL[i]` is the preset named `cb_syntax::PRESETS[i]`.

@@ -53,6 +53,31 @@ use proc_macro::TokenStream;
 /// breaker serves the function whatever its generic parameters. A refused or timed-out call
 /// returns `Err(E::from(BreakerError))`, so `E` must implement `From<BreakerError>`.
 ///
+/// # Foreign error types
+///
+/// For an error type of another crate, which cannot implement `From<BreakerError>`, declare
+/// `Result<T, CallError<E>>` (`cb_runtime::CallError`, imported or by its path): the body is then
+/// a `Result<T, E>`, so `?` works on `E` as written, and the breaker's refusal and timeout come
+/// back as `CallError::Rejected` and `CallError::Timeout`.
+///
+/// ```
+/// use cb_runtime::{circuit_breaker, CallError};
+///
+/// #[circuit_breaker(name = "doc-foreign", preset = "database")]
+/// async fn read_config(path: &str) -> Result<String, CallError<std::io::Error>> {
+///     let text = std::fs::read_to_string(path)?;
+///     Ok(text.trim().to_owned())
+/// }
+/// ```
+///
+/// # Fallbacks
+///
+/// `fallback_on = "refusal"` (the default) runs the fallback when the breaker refuses the call;
+/// `"breaker"` also when it timed out; `"failure"` also when the body's error counted as a
+/// failure (so a fallback that is itself a protected function of another provider makes a
+/// failover chain). Each run is counted in `Stats::fallbacks`. With `"breaker"` and
+/// `"failure"` the body borrows its arguments, which the fallback gets after it ran.
+///
 /// # Keys
 ///
 /// | key | value | meaning |
@@ -66,9 +91,10 @@ use proc_macro::TokenStream;
 /// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"`, or `"none"` | builder override: the open duration grows on each reopen |
 /// | `max_keys`, `family_open_keys` | integer | builder overrides for keyed functions: the most keys of the family (default 100), and how many open keys open the whole family (default 0: off) |
 /// | `key` | an expression over the arguments and `self` whose value is `AsRef<str>` (`key = model`, `key = self.tenant`) | one breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body |
-/// | `fallback` | path to an `async fn` with the same parameters and return type | awaited instead of the body when the breaker refuses the call |
+/// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
+/// | `fallback_on` | `"refusal"` (default), `"breaker"` or `"failure"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
-/// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted |
+/// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted (asked before `failure_if`) |
 /// | `stream` | `true` or `false` | force a streamed call on (boxed streams, aliases) or off; detected from `Result<impl Stream<...>, E>` otherwise |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
 ///
@@ -120,7 +146,10 @@ use proc_macro::TokenStream;
 /// item is a failure, and a stall ends the stream with an `Err(E::from(BreakerError))` item.
 /// `stream = true` does the same for a boxed stream (`Pin<Box<dyn Stream<...> + Send + 'a>>`,
 /// futures' `BoxStream`); `stream = false` judges the call when the stream is opened. A
-/// `fallback` returns a stream too; `failure_if` and `ignore_if` are refused.
+/// `fallback` returns a stream too, and runs only when the stream could not be opened.
+/// `failure_if` and `ignore_if` judge the opening's error and each `Err` item: an error they
+/// excuse still reaches the consumer and the stream goes on; the call is then ignored (or a
+/// success) unless a failure or a timeout follows.
 ///
 /// Every argument is checked at compile time, and a mistake is reported at the offending
 /// token.

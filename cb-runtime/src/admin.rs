@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `GET /circuit-breakers` | 200, every breaker's state, counts and configuration |
 //! | `GET /circuit-breakers/{name}` | 200, one breaker; 404 if there is none by that name |
+//! | `GET /circuit-breakers/{name}/transitions?limit=N` | 200 `{"name", "source", "transitions": [...]}`, newest first (N ≤ 1000, default 100), from the durable log attached with [`Registry::set_transition_source`] (a cb-postgres store); 404 `no_transition_log` without one, 503 while it cannot be read |
 //! | `POST /circuit-breakers/{name}/reset` | 200, closes it ([`CircuitBreaker::reset`]) |
 //! | `POST /circuit-breakers/{name}/force-open` | 200, refuses every call until reset ([`CircuitBreaker::force_open`]) |
 //! | `POST /circuit-breakers/{name}/disable` | 200, lets every call through until reset ([`CircuitBreaker::disable`]) |
@@ -90,7 +91,10 @@ use crate::state::State;
 use crate::stats::Stats;
 
 pub mod families;
+mod history;
 mod page;
+
+pub use history::{TransitionView, TransitionsView};
 
 /// The longest breaker name, in bytes: the API accepts every name a
 /// breaker can have (see [`CircuitBreaker::new`]).
@@ -236,6 +240,7 @@ pub fn router(registry: &'static Registry, auth: AdminAuth) -> Router {
     families::routes(Router::new())
         .route("/circuit-breakers", get(list))
         .route("/circuit-breakers/{name}", get(one))
+        .route("/circuit-breakers/{name}/transitions", get(history::transitions))
         .route(
             "/circuit-breakers/{name}/reset",
             mutation("reset", CircuitBreaker::reset),
@@ -312,7 +317,7 @@ pub struct StatsView {
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
-    /// Calls that failed.
+    /// Calls that failed (timeouts are in `timeouts`, and are failures in the window).
     pub failures: u64,
     /// Calls abandoned at `call_timeout`.
     pub timeouts: u64,
@@ -328,7 +333,7 @@ pub struct StatsView {
     pub consecutive_failures: u64,
     /// Calls in the sliding window.
     pub calls_in_window: u64,
-    /// Failures in the sliding window.
+    /// Failures and timeouts in the sliding window.
     pub failures_in_window: u64,
     /// The window's failure rate, once it holds `minimum_calls` calls.
     pub failure_rate: Option<f64>,
@@ -336,6 +341,8 @@ pub struct StatsView {
     pub slow_call_rate: Option<f64>,
     /// Probes in flight (half-open only).
     pub half_open_in_flight: u64,
+    /// Fallbacks that ran, by reason: `{"refusal": n, "timeout": n, "failure": n}`.
+    pub fallbacks: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl From<&Stats> for StatsView {
@@ -355,6 +362,10 @@ impl From<&Stats> for StatsView {
             failure_rate: s.failure_rate,
             slow_call_rate: s.slow_call_rate,
             half_open_in_flight: s.half_open_in_flight,
+            fallbacks: crate::FallbackReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), s.fallbacks_on(*r)))
+                .collect(),
         }
     }
 }
@@ -803,10 +814,13 @@ async fn not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     let path = uri.path();
-    // Only the mutations are POST: `/circuit-breakers/{name}/{action}`,
-    // `/families/{name}/{action}` and `/families/{name}/keys/{key}/{action}`.
+    // Only the mutations are POST: `/circuit-breakers/{name}/{action}` (not
+    // `/transitions`), `/families/{name}/{action}` and
+    // `/families/{name}/keys/{key}/{action}`.
     let segments = path.trim_matches('/').split('/').count();
-    let action = (path.starts_with("/circuit-breakers/") && segments == 3)
+    let action = (path.starts_with("/circuit-breakers/")
+        && segments == 3
+        && !path.trim_end_matches('/').ends_with("/transitions"))
         || (path.starts_with("/families/") && (segments == 3 || segments == 5));
     let allow = if action { "POST" } else { "GET, HEAD" };
     ApiError {

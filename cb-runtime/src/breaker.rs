@@ -42,8 +42,9 @@ pub mod coordination;
 
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
-use crate::counters::{Counter, Counters};
+use crate::counters::{Counter, Counters, RareCounts};
 use crate::error::{BreakerError, BreakerErrorKind};
+use crate::fallback::FallbackReason;
 use crate::log::RejectionLog;
 use crate::outcome::CallEnd;
 use crate::state::{next_generation, Admission, State, StateWord, Ticket, MAX_IN_FLIGHT};
@@ -91,18 +92,19 @@ pub struct CircuitBreaker {
     /// admission reads the clock. One load decides either.
     probes_and_timed: AtomicU64,
     counters: Counters,
+    /// Fallbacks and probes, counted from the first one on.
+    rare: std::sync::OnceLock<Box<RareCounts>>,
     clock: Clock,
     name: &'static &'static str,
     /// A keyed breaker's key (see [`Family`](crate::Family)); `None` for an
     /// unkeyed one. Keys are not interned: they come from requests.
-    key: Option<std::sync::Arc<str>>,
     inner: Mutex<LockedState>,
     observers: Observers,
     rejections: RejectionLog,
     /// Told each admitted call's duration, when call timing is on (metrics).
-    durations: std::sync::OnceLock<Box<DurationObserver>>,
+    durations: DurationObservers,
     /// Told each streamed call's time to first item, when that is on (metrics).
-    first_items: std::sync::OnceLock<Box<DurationObserver>>,
+    first_items: DurationObservers,
     /// Fleet mode: consulted only on the half-open admission path (see
     /// `coordination::ProbeGate`).
     gate: std::sync::OnceLock<Box<std::sync::Arc<dyn coordination::ProbeGate>>>,
@@ -118,8 +120,8 @@ const TIMED: u64 = 1 << 32;
 /// No generation: generations have 44 bits.
 const NO_GENERATION: u64 = u64::MAX;
 
-/// Told the duration of each call that finished (not cancelled).
-pub(crate) type DurationObserver = Box<dyn Fn(Duration) + Send + Sync>;
+pub(crate) use crate::timing::DurationObserver;
+use crate::timing::DurationObservers;
 
 /// What the breaker's lock guards: the configuration, the sliding window
 /// and everything else only the slow paths touch.
@@ -190,9 +192,9 @@ impl CircuitBreaker {
             timeout_nanos: AtomicU64::new(0),
             probes_and_timed: AtomicU64::new(0),
             counters: Counters::new(),
+            rare: std::sync::OnceLock::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
-            key: None,
             inner: Mutex::new(LockedState {
                 window: SlidingWindow::new(config.sliding_window),
                 config,
@@ -206,8 +208,8 @@ impl CircuitBreaker {
             }),
             observers: Observers::default(),
             rejections: RejectionLog::default(),
-            durations: std::sync::OnceLock::new(),
-            first_items: std::sync::OnceLock::new(),
+            durations: DurationObservers::default(),
+            first_items: DurationObservers::default(),
             gate: std::sync::OnceLock::new(),
         };
         breaker.publish(&lock(&breaker.inner).config);
@@ -221,9 +223,8 @@ impl CircuitBreaker {
             config.slow_call_duration.map_or(0, duration_nanos),
             Ordering::Release,
         );
-        let timed = config.slow_call_duration.is_some()
-            || self.durations.get().is_some()
-            || self.first_items.get().is_some();
+        let timed =
+            config.slow_call_duration.is_some() || !self.durations.is_empty() || !self.first_items.is_empty();
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
         let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
@@ -240,7 +241,7 @@ impl CircuitBreaker {
     /// `Some("gpt-4o")`, or `Some("_overflow")` for a family's overflow
     /// breaker; `None` for an unkeyed breaker.
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.rare.get().and_then(|r| r.key.as_deref())
     }
 
     /// The one identity of this breaker across processes, for a store that
@@ -260,7 +261,7 @@ impl CircuitBreaker {
     /// assert_eq!(registry.get_or_insert("billing", Config::default).id(), "billing");
     /// ```
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
-        match &self.key {
+        match self.key() {
             None => std::borrow::Cow::Borrowed(self.name),
             Some(key) => std::borrow::Cow::Owned(format!("{}{}{key}", self.name, ID_SEPARATOR)),
         }
@@ -269,8 +270,8 @@ impl CircuitBreaker {
     /// A keyed breaker of the family `name` (valid: the family's), for `key`
     /// (valid, or the overflow key).
     pub(crate) fn keyed(name: &str, key: std::sync::Arc<str>, config: Config) -> Self {
-        let mut breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
-        breaker.key = Some(key);
+        let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
+        let _ = breaker.rare.set(crate::counters::RareCounts::keyed(key));
         breaker
     }
 
@@ -366,6 +367,10 @@ impl CircuitBreaker {
         let rate =
             |n: u64| (tally.calls >= minimum && tally.calls > 0).then(|| n as f64 / tally.calls as f64);
         let w = self.load();
+        let fallbacks_by = match self.rare.get() {
+            Some(rare) => FallbackReason::ALL.map(|r| rare.fallbacks.sum(r.index())),
+            None => [0; FallbackReason::ALL.len()],
+        };
         Stats {
             state,
             successes: c(Counter::Success) + c(Counter::FastSuccess),
@@ -386,7 +391,29 @@ impl CircuitBreaker {
             failure_rate: rate(tally.failures),
             slow_call_rate: rate(tally.slow),
             half_open_in_flight: u64::from(w.in_flight()),
+            fallbacks: fallbacks_by.iter().sum(),
+            fallbacks_by,
+            probes_by: match self.rare.get() {
+                Some(rare) => CallEnd::ALL.map(|end| rare.probes[end.index()].load(Ordering::Relaxed)),
+                None => [0; CallEnd::ALL.len()],
+            },
         }
+    }
+
+    /// The rare counts, allocated on the first.
+    #[inline]
+    fn rare(&self) -> &RareCounts {
+        self.rare.get_or_init(RareCounts::new)
+    }
+
+    /// Counts a fallback that ran in place of (or after) a call through this
+    /// breaker, for `reason`: in [`Stats::fallbacks`] and the metric
+    /// `circuit_breaker_fallbacks_total{on}`. The attribute counts its own
+    /// fallbacks; call this when you run one yourself around
+    /// [`call`](Self::call).
+    #[inline]
+    pub fn record_fallback(&self, reason: FallbackReason) {
+        self.rare().fallbacks.add(reason.index());
     }
 
     /// How long the circuit stays open before it lets probes through: `Some`
@@ -729,10 +756,8 @@ impl CircuitBreaker {
     #[inline]
     fn measure(&self, ticket: Ticket, finish: CallEnd) -> bool {
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        if let Some(observe) = self.durations.get() {
-            if finish != CallEnd::Cancelled {
-                observe(Duration::from_nanos(elapsed));
-            }
+        if finish != CallEnd::Cancelled {
+            self.durations.notify(Duration::from_nanos(elapsed));
         }
         let limit = self.slow_nanos.load(Ordering::Relaxed);
         // "Slower than" is strictly longer, as in resilience4j.
@@ -740,12 +765,10 @@ impl CircuitBreaker {
     }
 
     /// Times every call from now on, telling `observe` each one's duration
-    /// (the metrics' histogram). Only the first observer is kept; `false` when
-    /// one was set already.
-    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) -> bool {
-        let set = self.durations.set(Box::new(observe)).is_ok();
+    /// (the metrics' histograms), after the observers added before it.
+    pub(crate) fn observe_call_durations(&self, observe: DurationObserver) {
+        self.durations.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-        set
     }
 
     /// Records how a streamed call ended. Its slowness is its time to first
@@ -773,19 +796,15 @@ impl CircuitBreaker {
             return None;
         }
         let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        if let Some(observe) = self.first_items.get() {
-            observe(Duration::from_nanos(elapsed));
-        }
+        self.first_items.notify(Duration::from_nanos(elapsed));
         Some(elapsed)
     }
 
     /// Times every call from now on, telling `observe` each streamed call's
-    /// time to first item. Only the first observer is kept; `false` when one
-    /// was set already.
-    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) -> bool {
-        let set = self.first_items.set(Box::new(observe)).is_ok();
+    /// time to first item, after the observers added before it.
+    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) {
+        self.first_items.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-        set
     }
 
     /// Records a finish the hot path did not; `true` when it moved the state
@@ -806,6 +825,7 @@ impl CircuitBreaker {
             Admission::Disabled => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
             Admission::HalfOpen => {
+                self.rare().probes[finish.index()].fetch_add(1, Ordering::Relaxed);
                 let transition = self.finish_probe(ticket, finish, slow);
                 self.probe_ended(finish);
                 transition
@@ -1043,7 +1063,7 @@ impl CircuitBreaker {
     fn transition(&self, from: StateWord, to: StateWord, reason: Reason) -> Transition {
         Transition {
             name: self.name,
-            key: self.key.clone(),
+            key: self.rare.get().and_then(|r| r.key.clone()),
             from: from.state(),
             to: to.state(),
             reason,
@@ -1085,7 +1105,7 @@ impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("name", &self.name)
-            .field("key", &self.key)
+            .field("key", &self.key())
             .field("state", &self.load().state())
             .finish_non_exhaustive()
     }

@@ -59,6 +59,12 @@ pub trait ProbeGate: Send + Sync + 'static {
     fn give_back(&self);
     /// A probe admitted with a grant ended.
     fn finished(&self, end: ProbeEnd);
+    /// The gate as [`Any`](std::any::Any), for a coordinator to find its own
+    /// gate on a breaker again (a second coordinator of the same registry
+    /// takes it over): `None` by default.
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 /// Told of every breaker of a registry; see
@@ -97,6 +103,11 @@ impl CircuitBreaker {
     /// set already.
     pub fn set_probe_gate(&self, gate: Arc<dyn ProbeGate>) -> bool {
         self.gate.set(Box::new(gate)).is_ok()
+    }
+
+    /// The probe gate installed with [`set_probe_gate`](Self::set_probe_gate), if any.
+    pub fn probe_gate(&self) -> Option<&Arc<dyn ProbeGate>> {
+        self.gate.get().map(|g| &**g)
     }
 
     /// Reopens since the circuit last closed: the open-duration backoff's level.
@@ -273,6 +284,7 @@ mod tests {
         let gate = Arc::new(Gate::default());
         assert!(b.set_probe_gate(gate.clone()));
         assert!(!b.set_probe_gate(Arc::new(Gate::default())));
+        assert!(b.probe_gate().is_some_and(|g| g.as_any().is_none()));
         b.try_acquire().unwrap().record(false);
         clock.advance(Duration::from_secs(10));
         // No grant: refused, although half-open has room.

@@ -33,6 +33,13 @@ pub(crate) enum Counter {
 
 const COUNTERS: usize = 8;
 
+impl From<Counter> for usize {
+    #[inline(always)]
+    fn from(c: Counter) -> usize {
+        c as usize
+    }
+}
+
 /// Shards owned by one thread each.
 #[cfg(not(loom))]
 const EXCLUSIVE: usize = 7;
@@ -41,33 +48,35 @@ const EXCLUSIVE: usize = 0;
 /// The exclusive shards plus the shared one.
 const SHARDS: usize = EXCLUSIVE + 1;
 
-/// One cache line of counters.
+/// One cache line of counters (`N` of at most 8).
 #[repr(align(64))]
-struct Shard([AtomicU64; COUNTERS]);
+struct Shard<const N: usize>([AtomicU64; N]);
 
 /// A set of sharded counters: `SHARDS` cache lines, each thread writing to its
-/// own (threads are spread over the shards round-robin).
-pub(crate) struct Counters {
-    shards: [Shard; SHARDS],
+/// own (threads are spread over the shards round-robin). `N` counters, the
+/// [`Counter`]s by default; a set of other counters is indexed by number.
+pub(crate) struct Counters<const N: usize = COUNTERS> {
+    shards: [Shard<N>; SHARDS],
 }
 
-impl Counters {
+impl<const N: usize> Counters<N> {
     pub(crate) fn new() -> Self {
         Counters {
             shards: std::array::from_fn(|_| Shard(std::array::from_fn(|_| AtomicU64::new(0)))),
         }
     }
 
-    /// Adds one to `c` in this thread's shard.
+    /// Adds one to counter `c` in this thread's shard.
     #[inline(always)]
-    pub(crate) fn add(&self, c: Counter) {
+    pub(crate) fn add(&self, c: impl Into<usize>) {
+        let c = c.into();
         // One compare on the hot path: a thread without a number yet reads
         // as `UNSET`, above every exclusive slot.
         let slot = cached_slot();
         if slot < EXCLUSIVE {
             // Only this thread writes this shard: a plain read-modify-write is
             // exact, and readers see either value.
-            let a = &self.shards[slot].0[c as usize];
+            let a = &self.shards[slot].0[c];
             a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         } else {
             self.add_beyond_exclusive(c, slot);
@@ -77,22 +86,54 @@ impl Counters {
     /// [`add`](Self::add) for a thread without an exclusive shard, or
     /// without a slot number yet.
     #[inline(never)]
-    fn add_beyond_exclusive(&self, c: Counter, cached: usize) {
+    fn add_beyond_exclusive(&self, c: usize, cached: usize) {
         let slot = if cached == UNSET { slot() } else { cached };
         if slot < EXCLUSIVE {
-            let a = &self.shards[slot].0[c as usize];
+            let a = &self.shards[slot].0[c];
             a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         } else {
-            self.shards[EXCLUSIVE].0[c as usize].fetch_add(1, Ordering::Relaxed);
+            self.shards[EXCLUSIVE].0[c].fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// The total of `c` over all shards.
-    pub(crate) fn sum(&self, c: Counter) -> u64 {
+    /// The total of counter `c` over all shards.
+    pub(crate) fn sum(&self, c: impl Into<usize>) -> u64 {
+        let c = c.into();
         self.shards
             .iter()
-            .map(|s| s.0[c as usize].load(Ordering::Relaxed))
+            .map(|s| s.0[c].load(Ordering::Relaxed))
             .fold(0u64, u64::wrapping_add)
+    }
+}
+
+/// Counts most breakers never make, in a box allocated on the first one, so
+/// that a breaker stays small: the fallbacks that ran, by reason (sharded,
+/// as they come at the rate of refusals), and the probes by how they ended
+/// (plain atomics: probes are few).
+pub(crate) struct RareCounts {
+    /// By `FallbackReason::index`.
+    pub(crate) fallbacks: Counters<{ crate::FallbackReason::ALL.len() }>,
+    /// By `CallEnd::index`.
+    pub(crate) probes: [AtomicU64; crate::outcome::CallEnd::ALL.len()],
+    /// A keyed breaker's key: set when the breaker is made, so that an
+    /// unkeyed breaker pays no field for it.
+    pub(crate) key: Option<std::sync::Arc<str>>,
+}
+
+impl RareCounts {
+    /// The counts of a keyed breaker, made with it.
+    pub(crate) fn keyed(key: std::sync::Arc<str>) -> Box<Self> {
+        let mut rare = RareCounts::new();
+        rare.key = Some(key);
+        rare
+    }
+
+    pub(crate) fn new() -> Box<Self> {
+        Box::new(RareCounts {
+            fallbacks: Counters::new(),
+            probes: std::array::from_fn(|_| AtomicU64::new(0)),
+            key: None,
+        })
     }
 }
 
@@ -199,7 +240,7 @@ mod tests {
 
     #[test]
     fn sums_are_exact_across_threads() {
-        let c = Counters::new();
+        let c = Counters::<COUNTERS>::new();
         // More threads than exclusive shards: some share the last one.
         std::thread::scope(|s| {
             for _ in 0..(EXCLUSIVE + 5) {
@@ -248,6 +289,6 @@ mod tests {
 
     #[test]
     fn a_shard_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Shard>(), 64);
+        assert_eq!(std::mem::size_of::<Shard<COUNTERS>>(), 64);
     }
 }

@@ -44,7 +44,8 @@
 //!   notification dependencies.
 //! * [`registry()`]: the process-wide [`Registry`] of named breakers.
 //! * [`circuit_breaker`]: the attribute.
-//! * [`metrics`]: Prometheus metrics; [`Registry::subscribe`]: transition
+//! * [`metrics`]: Prometheus metrics; `otel` (feature `otel`): OpenTelemetry
+//!   instruments; [`Registry::subscribe`]: transition
 //!   [`Events`]; [runtime configuration](Registry#runtime-configuration) from a
 //!   TOML file and `CB_<NAME>_<FIELD>` environment variables.
 //!
@@ -66,8 +67,10 @@ mod counters;
 mod duration;
 mod error;
 pub mod events;
+mod fallback;
 pub mod family;
 mod handle;
+pub mod history;
 mod hook;
 mod intern;
 mod log;
@@ -82,11 +85,14 @@ mod state;
 mod stats;
 pub mod stream;
 mod sync;
+mod timing;
 mod transition;
 mod window;
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -103,8 +109,9 @@ pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
+pub use fallback::FallbackReason;
 pub use family::{Family, OVERFLOW_KEY};
-pub use outcome::{Classify, ErrIsFailure, Outcome};
+pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};
 pub use preset::Preset;

@@ -12,7 +12,9 @@
 //! | metric | type | labels | value |
 //! |---|---|---|---|
 //! | `circuit_breaker_state` | gauge | `name` | 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled |
-//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome: `success`, `failure`, `rejected`, `timeout`, `ignored` |
+//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
+//! | `circuit_breaker_fallbacks_total` | counter | `name`, `on` | fallbacks that ran, by reason: `refusal`, `timeout`, `failure` |
+//! | `circuit_breaker_probes_total` | counter | `name`, `result` | calls admitted half-open, by how they ended: `success`, `failure`, `timeout`, `ignored`, `cancelled` |
 //! | `circuit_breaker_slow_calls_total` | counter | `name` | calls slower than `slow_call_duration` |
 //! | `circuit_breaker_state_transitions_total` | counter | `name`, `from`, `to` | transitions since the breaker joined the registry |
 //! | `circuit_breaker_consecutive_failures` | gauge | `name` | failures since the last success, while closed |
@@ -41,8 +43,7 @@
 //! observation per stream that yielded an item, from admission to the first
 //! item on the breaker's clock, in the same [`DURATION_BUCKETS`]. Streamed
 //! calls land in `circuit_breaker_calls_total` like any other call; a stream
-//! whose consumer dropped it before its first item is cancelled, and not
-//! counted there.
+//! whose consumer dropped it before its first item is `outcome="cancelled"`.
 //!
 //! ```
 //! use cb_runtime::{registry, Config};
@@ -64,6 +65,7 @@ use prometheus::{
 use std::sync::Arc;
 
 use crate::breaker::CircuitBreaker;
+use crate::fallback::FallbackReason;
 use crate::hook::Hook;
 use crate::registry::{registry, Registry, TransitionCounts};
 use crate::state::State;
@@ -75,6 +77,8 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 
 const STATE: &str = "circuit_breaker_state";
 const CALLS: &str = "circuit_breaker_calls_total";
+const FALLBACKS: &str = "circuit_breaker_fallbacks_total";
+const PROBES: &str = "circuit_breaker_probes_total";
 const SLOW: &str = "circuit_breaker_slow_calls_total";
 const TRANSITIONS: &str = "circuit_breaker_state_transitions_total";
 const CONSECUTIVE: &str = "circuit_breaker_consecutive_failures";
@@ -149,6 +153,8 @@ impl BreakerCollector {
         let descs = [
             desc(STATE, STATE_HELP, &["name"]),
             desc(CALLS, CALLS_HELP, &["name", "outcome"]),
+            desc(FALLBACKS, FALLBACKS_HELP, &["name", "on"]),
+            desc(PROBES, PROBES_HELP, &["name", "result"]),
             desc(SLOW, SLOW_HELP, &["name"]),
             desc(TRANSITIONS, TRANSITIONS_HELP, &["name", "from", "to"]),
             desc(CONSECUTIVE, CONSECUTIVE_HELP, &["name"]),
@@ -164,7 +170,9 @@ impl BreakerCollector {
 }
 
 const STATE_HELP: &str = "Circuit state: 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled.";
-const CALLS_HELP: &str = "Calls through the breaker, by outcome.";
+const CALLS_HELP: &str = "Calls through the breaker, by outcome; the outcomes add up to every call.";
+const FALLBACKS_HELP: &str = "Fallbacks that ran, by reason: refusal, timeout or failure.";
+const PROBES_HELP: &str = "Calls admitted while half-open, by how they ended.";
 const SLOW_HELP: &str = "Calls slower than the slow-call duration.";
 const TRANSITIONS_HELP: &str = "State transitions, by from and to state.";
 const CONSECUTIVE_HELP: &str = "Consecutive failures while closed.";
@@ -330,6 +338,8 @@ fn merge(families: &mut Vec<MetricFamily>, more: Vec<MetricFamily>) {
 struct Series {
     state: IntGaugeVec,
     calls: IntCounterVec,
+    fallbacks: IntCounterVec,
+    probes: IntCounterVec,
     slow: IntCounterVec,
     transitions: IntCounterVec,
     consecutive: IntGaugeVec,
@@ -347,6 +357,8 @@ impl Series {
         Ok(Series {
             state: IntGaugeVec::new(Opts::new(STATE, STATE_HELP), &labels(&[]))?,
             calls: IntCounterVec::new(Opts::new(CALLS, CALLS_HELP), &labels(&["outcome"]))?,
+            fallbacks: IntCounterVec::new(Opts::new(FALLBACKS, FALLBACKS_HELP), &labels(&["on"]))?,
+            probes: IntCounterVec::new(Opts::new(PROBES, PROBES_HELP), &labels(&["result"]))?,
             slow: IntCounterVec::new(Opts::new(SLOW, SLOW_HELP), &labels(&[]))?,
             transitions: IntCounterVec::new(
                 Opts::new(TRANSITIONS, TRANSITIONS_HELP),
@@ -361,20 +373,27 @@ impl Series {
     fn add(&self, ids: &[&str], breaker: &CircuitBreaker, counts: &TransitionCounts) {
         let with =
             |more: &[&str]| -> Vec<String> { ids.iter().chain(more).map(|s| (*s).to_owned()).collect() };
+        let labels = |more: &[&str]| with(more);
         let s = breaker.stats();
-        let id = with(&[]);
+        let id = labels(&[]);
         let id: Vec<&str> = id.iter().map(String::as_str).collect();
         self.state.with_label_values(&id).set(i64::from(s.state.code()));
-        for (outcome, n) in [
-            ("success", s.successes),
-            ("failure", s.failures),
-            ("rejected", s.rejected),
-            ("timeout", s.timeouts),
-            ("ignored", s.ignored),
-        ] {
-            let labels = with(&[outcome]);
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            self.calls.with_label_values(&labels).inc_by(n);
+        for (outcome, n) in s.outcomes() {
+            let l = labels(&[outcome]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.calls.with_label_values(&l).inc_by(n);
+        }
+        for reason in FallbackReason::ALL {
+            let l = labels(&[reason.as_str()]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.fallbacks
+                .with_label_values(&l)
+                .inc_by(s.fallbacks_on(reason));
+        }
+        for (result, n) in s.probe_results() {
+            let l = labels(&[result]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.probes.with_label_values(&l).inc_by(n);
         }
         self.slow.with_label_values(&id).inc_by(s.slow_calls);
         self.consecutive
@@ -387,9 +406,9 @@ impl Series {
             for to in State::ALL {
                 let n = counts.transitions(from, to);
                 if n > 0 {
-                    let labels = with(&[from.as_str(), to.as_str()]);
-                    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-                    self.transitions.with_label_values(&labels).inc_by(n);
+                    let l = labels(&[from.as_str(), to.as_str()]);
+                    let l: Vec<&str> = l.iter().map(String::as_str).collect();
+                    self.transitions.with_label_values(&l).inc_by(n);
                 }
             }
         }
@@ -399,6 +418,8 @@ impl Series {
         let mut families = Vec::new();
         families.extend(self.state.collect());
         families.extend(self.calls.collect());
+        families.extend(self.fallbacks.collect());
+        families.extend(self.probes.collect());
         families.extend(self.slow.collect());
         families.extend(self.transitions.collect());
         families.extend(self.consecutive.collect());

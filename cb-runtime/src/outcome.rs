@@ -85,6 +85,50 @@ impl<T, E, F: FnOnce(&Result<T, E>) -> Outcome> Classify<T, E> for F {
     }
 }
 
+/// Decides how an error of a [streamed call](crate::stream) counts: the error
+/// the opening returned, and each `Err` item.
+///
+/// Implemented by [`ErrIsFailure`] (every error is a failure) and by every
+/// closure `FnMut(&E) -> Outcome`. It is asked about each error, and the call
+/// is still judged once: an error it calls a [`Outcome::Failure`] judges the
+/// call a failure and ends the stream; one it calls [`Outcome::Ignored`] or
+/// [`Outcome::Success`] reaches the consumer, the stream goes on, and the
+/// first such error is the call's verdict (counted in `Stats::ignored`, or a
+/// success) unless a failure or a timeout follows.
+///
+/// ```
+/// use cb_runtime::{CircuitBreaker, Config, Outcome};
+/// use futures_core::Stream;
+///
+/// # tokio_test::block_on(async {
+/// let breaker = CircuitBreaker::new("classify-error-doc", Config::default());
+/// let items = vec![Ok::<_, u16>("a"), Err(400), Ok("b")];
+/// let open = async move { Ok::<_, u16>(tokio_stream::iter(items)) };
+/// // A 4xx is the caller's fault: counted as ignored, and passed on.
+/// let judge = |e: &u16| if *e < 500 { Outcome::Ignored } else { Outcome::Failure };
+/// let stream = breaker.call_stream_with(open, judge).await.unwrap();
+/// # let _ = &stream;
+/// # });
+/// ```
+pub trait ClassifyError<E> {
+    /// How `error` counts.
+    fn classify_error(&mut self, error: &E) -> Outcome;
+}
+
+impl<E> ClassifyError<E> for ErrIsFailure {
+    #[inline]
+    fn classify_error(&mut self, _: &E) -> Outcome {
+        Outcome::Failure
+    }
+}
+
+impl<E, F: FnMut(&E) -> Outcome> ClassifyError<E> for F {
+    #[inline]
+    fn classify_error(&mut self, error: &E) -> Outcome {
+        self(error)
+    }
+}
+
 /// How an admitted call ended, as the breaker records it: an [`Outcome`],
 /// or one of the two ends only the breaker sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +143,31 @@ pub(crate) enum CallEnd {
 }
 
 impl CallEnd {
+    /// Every end, in the order of [`CallEnd::index`].
+    pub(crate) const ALL: [CallEnd; 5] = [
+        CallEnd::Success,
+        CallEnd::Failure,
+        CallEnd::Timeout,
+        CallEnd::Ignored,
+        CallEnd::Cancelled,
+    ];
+
+    /// The end's place in [`CallEnd::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The word of the metrics' `outcome` and `result` labels.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            CallEnd::Success => "success",
+            CallEnd::Failure => "failure",
+            CallEnd::Timeout => "timeout",
+            CallEnd::Ignored => "ignored",
+            CallEnd::Cancelled => "cancelled",
+        }
+    }
+
     /// How a permit dropped unused ends: a failure while a panic unwinds
     /// through it, otherwise a cancellation, which records no outcome.
     pub(crate) fn dropped() -> CallEnd {

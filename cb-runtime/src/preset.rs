@@ -20,7 +20,7 @@ use crate::config::{Config, ConfigBuilder, ConfigError, Window};
 /// |---|---|---|---|---|---|---|---|---|---|
 /// | `llm` | 3 | 2 | 120 s | 2 | last 20 calls | 10 | 0.5 | 30 s | 60 s |
 /// | `http_api` | 5 | 2 | 30 s | 3 | last 50 calls | 10 | 0.5 | 2 s | 10 s |
-/// | `database` | 10 | 3 | 10 s | 5 | last 100 calls | 10 | 0.5 | 1 s | 5 s |
+/// | `database` | 10 | 3 | 10 s | 5 | last 100 calls | 10 | 0.5 | 1 s | 1.5 s |
 /// | `cache` | 8 | 3 | 20 s | 4 | last 100 calls | 10 | 0.5 | 50 ms | 250 ms |
 /// | `notification` | 10 | 2 | 60 s | 3 | last 20 calls | 10 | 0.5 | 5 s | 15 s |
 ///
@@ -132,7 +132,9 @@ impl Preset {
                 failure_rate: 0.5,
                 slow_call: secs(1),
                 slow_rate: 0.8,
-                timeout: secs(5),
+                // Every hung call counts at its timeout: with 4 callers the
+                // 10 failures that open it take 3 timeouts (4.5 s).
+                timeout: millis(1500),
             },
             Preset::Cache => Numbers {
                 failure_threshold: 8,

@@ -9,6 +9,7 @@ use crate::breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
 use crate::events::{EventHook, Events};
 use crate::family::{Family, Link};
+use crate::history::TransitionSource;
 use crate::hook::Hook;
 use crate::overrides::{self, FileConfig, CB_CONFIG};
 use crate::preset::Preset;
@@ -72,6 +73,8 @@ pub struct Registry {
     events: Arc<EventHook>,
     /// What a fleet that joined the registry reports about its link.
     fleet: RwLock<Option<FleetSource>>,
+    /// A durable transition log attached to the registry, if any.
+    history: RwLock<Option<Arc<dyn TransitionSource>>>,
     /// Told of every breaker as it joins and leaves: the metrics'
     /// histograms, the fleet's coordinators.
     hooks: Arc<RwLock<Vec<Arc<dyn Hook>>>>,
@@ -197,6 +200,7 @@ impl Registry {
             env: Arc::new(vars),
             events: Arc::clone(&events),
             fleet: RwLock::default(),
+            history: RwLock::default(),
             hooks: Arc::new(RwLock::new(vec![events as Arc<dyn Hook>])),
         }
     }
@@ -212,6 +216,23 @@ impl Registry {
     pub fn fleet_status(&self) -> Option<FleetStatus> {
         let source = self.fleet.read().unwrap_or_else(PoisonError::into_inner).clone();
         source.map(|status| status())
+    }
+
+    /// Attaches a durable transition log (the `cb-postgres` crate's store
+    /// does this): the admin API's `GET /circuit-breakers/{name}/transitions`
+    /// answers from it. A later call replaces an earlier one. See
+    /// [`history`](crate::history).
+    pub fn set_transition_source(&self, source: Arc<dyn TransitionSource>) {
+        *self.history.write().unwrap_or_else(PoisonError::into_inner) = Some(source);
+    }
+
+    /// The durable transition log attached with
+    /// [`set_transition_source`](Self::set_transition_source), if any.
+    pub fn transition_source(&self) -> Option<Arc<dyn TransitionSource>> {
+        self.history
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The breaker named `name`, created with `make()` (then the config file

@@ -9,9 +9,10 @@
 //! | what happens | the caller sees | counted as |
 //! |---|---|---|
 //! | refused while open | `Err(CallError::Rejected)`; `open` never polled | rejected |
-//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure |
+//! | `open` returns `Err(e)` | `Err(CallError::Inner(e))` | failure (or as the classifier says) |
 //! | `open` still pending at `call_timeout` | `Err(CallError::Timeout)` | timeout |
 //! | the stream yields `Err(e)` | `Some(Err(CallError::Inner(e)))`, then the end | failure |
+//! | the stream yields `Err(e)` that the classifier excuses (ignored, or a success) | `Some(Err(CallError::Inner(e)))`, and the stream goes on | ignored (or success), unless a failure or a timeout follows |
 //! | the stream ends with no error | `None` | success |
 //! | no first item within `call_timeout` of admission, or no next item within `call_timeout` of the previous | `Some(Err(CallError::Timeout))`, then the end | timeout |
 //! | dropped before its first item | nothing | cancelled |
@@ -30,8 +31,14 @@
 //!   timed out; it is judged when it is dropped, as a success (the consumer
 //!   had what it wanted). Hold on to a stream you do not poll and its probe
 //!   slot stays taken until you drop it.
-//! * After an `Err` item or a timeout the stream ends: the inner stream is
-//!   dropped at once (closing its connection), and the call is not judged again.
+//! * After an `Err` item judged a failure, or a timeout, the stream ends: the
+//!   inner stream is dropped at once (closing its connection), and the call is
+//!   not judged again.
+//! * [`CircuitBreaker::call_stream_with`] (and the attribute's `failure_if` /
+//!   `ignore_if`) classifies each error: the opening's, and every `Err` item.
+//!   An error it excuses reaches the consumer and the stream goes on under
+//!   watch; the first excused error is the call's verdict unless a failure or
+//!   a timeout follows.
 //!
 //! ```
 //! use cb_runtime::{CallError, CircuitBreaker, Config};
@@ -76,7 +83,7 @@ use crate::breaker::CircuitBreaker;
 use crate::call::{arm_timer_at, poll_guarded, PanicGuard, Phase, Timer};
 use crate::error::CallError;
 use crate::handle::BreakerRef;
-use crate::outcome::CallEnd;
+use crate::outcome::{CallEnd, ClassifyError, ErrIsFailure, Outcome};
 use crate::state::Ticket;
 
 pin_project! {
@@ -84,12 +91,14 @@ pin_project! {
     /// the future that opens the stream, under the breaker's `call_timeout`.
     ///
     /// It resolves to a [`BreakerStream`], or to the call's error. Dropping it
-    /// before it resolves gives the permit back and records nothing.
+    /// before it resolves gives the permit back and records nothing. `C`
+    /// judges the call's error, if it has one ([`ClassifyError`]).
     #[must_use = "futures do nothing unless polled"]
-    pub struct CallStream<'a, F> {
+    pub struct CallStream<'a, F, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
         phase: Phase,
         judge_at_first_item: bool,
+        classify: Option<C>,
         #[pin]
         open: Option<F>,
         timer: Timer,
@@ -97,7 +106,7 @@ pin_project! {
         deadline: Option<(Instant, Duration)>,
     }
 
-    impl<'a, F> PinnedDrop for CallStream<'a, F> {
+    impl<'a, F, C> PinnedDrop for CallStream<'a, F, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Phase::Running(ticket) = *this.phase {
@@ -107,7 +116,7 @@ pin_project! {
     }
 }
 
-impl<'a, F> CallStream<'a, F> {
+impl<'a, F, C> CallStream<'a, F, C> {
     /// Judges the call at its first item instead of at its end: the first
     /// item is a success, and whatever the stream does afterwards (an error,
     /// a stall) is passed to the consumer but not counted.
@@ -125,12 +134,13 @@ impl<'a, F> CallStream<'a, F> {
     }
 }
 
-impl<'a, F, S, T, E> Future for CallStream<'a, F>
+impl<'a, F, S, T, E, C> Future for CallStream<'a, F, C>
 where
     F: Future<Output = Result<S, E>>,
     S: Stream<Item = Result<T, E>>,
+    C: ClassifyError<E>,
 {
-    type Output = Result<BreakerStream<'a, S>, CallError<E>>;
+    type Output = Result<BreakerStream<'a, S, C>, CallError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -159,6 +169,8 @@ where
                     seen_item: false,
                     to_first_item: None,
                     judge_at_first_item: *this.judge_at_first_item,
+                    classify: this.classify.take(),
+                    excused: None,
                     stream: Some(stream),
                     timer: Timer(this.timer.0.take()),
                     deadline: *this.deadline,
@@ -166,7 +178,8 @@ where
             }
             Poll::Ready(Err(error)) => {
                 this.open.set(None);
-                breaker.finish_stream(ticket, CallEnd::Failure, None);
+                let outcome = judge_error(breaker, ticket, None, this.classify.as_mut(), &error);
+                breaker.finish_stream(ticket, CallEnd::from(outcome), None);
                 Poll::Ready(Err(CallError::Inner(error)))
             }
             Poll::Pending => {
@@ -181,6 +194,28 @@ where
             }
         }
     }
+}
+
+/// How `error` counts, by `classify` (user code, under a guard that records
+/// a failure if it panics); a failure without a classifier.
+fn judge_error<E, C: ClassifyError<E>>(
+    breaker: &CircuitBreaker,
+    ticket: Ticket,
+    to_first_item: Option<u64>,
+    classify: Option<&mut C>,
+    error: &E,
+) -> Outcome {
+    let Some(classify) = classify else {
+        return Outcome::Failure;
+    };
+    let guard = PanicGuard {
+        breaker,
+        ticket,
+        to_first_item,
+    };
+    let outcome = classify.classify_error(error);
+    mem::forget(guard);
+    outcome
 }
 
 /// Whether the timer for `deadline` has fired, arming it (or moving it to
@@ -207,15 +242,21 @@ pin_project! {
     /// [`CallError::Inner`] and a stall as one [`CallError::Timeout`]; after
     /// an error it ends. See the [module documentation](crate::stream) for how
     /// the call is judged. It is `Send` when the inner stream is, and `Unpin`
-    /// when the inner stream is.
+    /// when the inner stream is. `C` judges each error ([`ClassifyError`]): an
+    /// error it does not call a failure is passed on, and so is the rest of the
+    /// stream.
     #[must_use = "streams do nothing unless polled"]
-    pub struct BreakerStream<'a, S> {
+    pub struct BreakerStream<'a, S, C = ErrIsFailure> {
         breaker: BreakerRef<'a>,
         phase: StreamPhase,
         seen_item: bool,
         // Nanoseconds from admission to the first item, when the call is timed.
         to_first_item: Option<u64>,
         judge_at_first_item: bool,
+        classify: Option<C>,
+        // How the first error the classifier excused counts (ignored, or a
+        // success): the call's verdict unless a failure or a timeout follows.
+        excused: Option<CallEnd>,
         #[pin]
         stream: Option<S>,
         timer: Timer,
@@ -223,11 +264,15 @@ pin_project! {
         deadline: Option<(Instant, Duration)>,
     }
 
-    impl<'a, S> PinnedDrop for BreakerStream<'a, S> {
+    impl<'a, S, C> PinnedDrop for BreakerStream<'a, S, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let StreamPhase::Running(ticket) = *this.phase {
-                let finish = if *this.seen_item { CallEnd::Success } else { CallEnd::Cancelled };
+                let finish = match *this.excused {
+                    Some(excused) => excused,
+                    None if *this.seen_item => CallEnd::Success,
+                    None => CallEnd::Cancelled,
+                };
                 this.breaker.get().finish_stream(ticket, finish, *this.to_first_item);
             }
         }
@@ -245,7 +290,7 @@ enum StreamPhase {
     Ended,
 }
 
-impl<S> BreakerStream<'_, S> {
+impl<S, C> BreakerStream<'_, S, C> {
     /// The breaker that judges this stream.
     pub fn breaker(&self) -> &CircuitBreaker {
         self.breaker.get()
@@ -263,9 +308,10 @@ impl<S> BreakerStream<'_, S> {
     }
 }
 
-impl<S, T, E> Stream for BreakerStream<'_, S>
+impl<S, T, E, C> Stream for BreakerStream<'_, S, C>
 where
     S: Stream<Item = Result<T, E>>,
+    C: ClassifyError<E>,
 {
     type Item = Result<T, CallError<E>>;
 
@@ -309,7 +355,8 @@ where
                     *this.seen_item = true;
                     *this.to_first_item = breaker.first_item(ticket);
                     if *this.judge_at_first_item {
-                        breaker.finish_stream(ticket, CallEnd::Success, *this.to_first_item);
+                        let end = this.excused.unwrap_or(CallEnd::Success);
+                        breaker.finish_stream(ticket, end, *this.to_first_item);
                         *this.phase = StreamPhase::Judged;
                     }
                 }
@@ -319,12 +366,33 @@ where
                 Poll::Ready(Some(Ok(item)))
             }
             Poll::Ready(Some(Err(error))) => {
-                judge(CallEnd::Failure);
-                this.stream.set(None);
+                let outcome = match ticket {
+                    Some(ticket) => judge_error(
+                        breaker,
+                        ticket,
+                        *this.to_first_item,
+                        this.classify.as_mut(),
+                        &error,
+                    ),
+                    None => Outcome::Failure,
+                };
+                if outcome == Outcome::Failure {
+                    judge(CallEnd::Failure);
+                    this.stream.set(None);
+                } else {
+                    // Not the dependency's fault: passed on, and the stream goes on
+                    // under watch; the first such error is the verdict if nothing
+                    // worse follows.
+                    this.excused.get_or_insert(CallEnd::from(outcome));
+                    *this.phase = phase;
+                    if let Some((_, timeout)) = *this.deadline {
+                        *this.deadline = Some((Instant::now() + timeout, timeout));
+                    }
+                }
                 Poll::Ready(Some(Err(CallError::Inner(error))))
             }
             Poll::Ready(None) => {
-                judge(CallEnd::Success);
+                judge(this.excused.unwrap_or(CallEnd::Success));
                 this.stream.set(None);
                 Poll::Ready(None)
             }
@@ -350,7 +418,7 @@ where
     }
 }
 
-impl<F> fmt::Debug for CallStream<'_, F> {
+impl<F, C> fmt::Debug for CallStream<'_, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallStream")
             .field("breaker", &self.breaker.get().name())
@@ -359,7 +427,7 @@ impl<F> fmt::Debug for CallStream<'_, F> {
     }
 }
 
-impl<S> fmt::Debug for BreakerStream<'_, S> {
+impl<S, C> fmt::Debug for BreakerStream<'_, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerStream")
             .field("breaker", &self.breaker.get().name())
@@ -382,10 +450,26 @@ impl CircuitBreaker {
         F: Future<Output = Result<S, E>>,
         S: Stream<Item = Result<T, E>>,
     {
+        self.call_stream_with(open, ErrIsFailure)
+    }
+
+    /// Like [`call_stream`](Self::call_stream), with `classify` deciding how
+    /// each error counts: the error `open` returns, and each `Err` item. One it
+    /// calls a [`Outcome::Failure`] is a failure and ends the stream. One it
+    /// calls [`Outcome::Ignored`] or [`Outcome::Success`] reaches the caller and
+    /// the stream goes on; the call is then counted in `Stats::ignored` (or as
+    /// a success), unless a failure or a timeout follows.
+    pub fn call_stream_with<F, S, T, E, C>(&self, open: F, classify: C) -> CallStream<'_, F, C>
+    where
+        F: Future<Output = Result<S, E>>,
+        S: Stream<Item = Result<T, E>>,
+        C: ClassifyError<E>,
+    {
         CallStream {
             breaker: BreakerRef::Borrowed(self),
             phase: Phase::Start,
             judge_at_first_item: false,
+            classify: Some(classify),
             open: Some(open),
             timer: Timer(None),
             deadline: None,
@@ -402,19 +486,31 @@ impl<'a> crate::Permit<'a> {
         F: Future<Output = Result<S, E>>,
         S: Stream<Item = Result<T, E>>,
     {
+        self.run_stream_with(open, ErrIsFailure)
+    }
+
+    /// Like [`run_stream`](Self::run_stream), with `classify` deciding how
+    /// the call's error counts, as in [`CircuitBreaker::call_stream_with`].
+    pub fn run_stream_with<F, S, T, E, C>(self, open: F, classify: C) -> CallStream<'a, F, C>
+    where
+        F: Future<Output = Result<S, E>>,
+        S: Stream<Item = Result<T, E>>,
+        C: ClassifyError<E>,
+    {
         let (breaker, ticket) = self.into_parts();
-        CallStream::admitted(breaker, ticket, open)
+        CallStream::admitted(breaker, ticket, open, classify)
     }
 }
 
-impl<'a, F> CallStream<'a, F> {
+impl<'a, F, C> CallStream<'a, F, C> {
     /// A streamed call admitted with `ticket` already.
-    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, open: F) -> Self {
+    pub(crate) fn admitted(breaker: BreakerRef<'a>, ticket: Ticket, open: F, classify: C) -> Self {
         let deadline = breaker.get().call_timeout().map(|d| (Instant::now() + d, d));
         CallStream {
             breaker,
             phase: Phase::Running(ticket),
             judge_at_first_item: false,
+            classify: Some(classify),
             open: Some(open),
             timer: Timer(None),
             deadline,

@@ -78,6 +78,9 @@
       ["cancelled", stats.cancelled],
       ["slow", stats.slow_calls],
     ];
+    // Fallbacks by reason (refusal, timeout, failure); absent from an older server.
+    const fallbacks = Object.values(stats.fallbacks || {}).reduce((a, n) => a + n, 0);
+    items.push(["fallbacks", fallbacks]);
     for (const [label, n] of items) {
       list.append(el("li", "total", label + " " + n));
     }

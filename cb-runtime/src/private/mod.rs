@@ -3,18 +3,25 @@
 
 use std::sync::{Arc, OnceLock};
 
+pub use core::option::Option::{None, Some};
 pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration;
 pub use core::{concat, module_path};
 
+mod classify;
 mod stream;
 
+pub use self::classify::{
+    errors, failure_if, fallback_due, ignore_if, Errors, FailureIf, IgnoreIf, NO_FAILURES,
+};
 pub use self::stream::{
-    fallback_stream, finish_boxed_stream, finish_stream, finish_stream_or, stream_items, FallbackStream,
-    FromGuarded, Guarded, StreamItem, StreamOr,
+    fallback_stream, finish_boxed_stream, finish_boxed_stream_passed, finish_stream, finish_stream_or,
+    finish_stream_or_passed, finish_stream_passed, stream_items, FallbackStream, FromGuarded, Guarded,
+    StreamItem, StreamOr,
 };
 pub use crate::{
-    Backoff, BreakerError, CallError, CircuitBreaker, Config, ConfigBuilder, Outcome, Preset, Window,
+    Backoff, BreakerError, CallError, CircuitBreaker, ClassifyError, Config, ConfigBuilder, ErrIsFailure,
+    FallbackReason, Outcome, Preset, Window,
 };
 pub use cb_syntax::{BackoffText, Value as FieldValue};
 
@@ -222,10 +229,14 @@ pub fn minimum_calls_within(preset: Preset, calls: u32) -> u32 {
 }
 
 /// The error type of a `#[circuit_breaker]` function: what a refused or timed-out call returns.
+///
+/// The note never suggests `impl From<BreakerError> for {Self}`, which the orphan rule forbids
+/// for an error type of another crate (`tokio_postgres::Error`, `reqwest::Error`, ...).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` must implement `From<BreakerError>` to be the error type of a #[circuit_breaker] function",
-    label = "the trait `From<BreakerError>` is not implemented for `{Self}`",
-    note = "a refused or timed-out call returns `Err(E::from(BreakerError))`: add `impl From<cb_runtime::BreakerError> for {Self}`, or a variant `#[error(transparent)] Breaker(#[from] BreakerError)` with thiserror"
+    message = "`{Self}` cannot carry the breaker's refusal or timeout: it does not implement `From<BreakerError>`",
+    label = "a refused or timed-out call must return `Err(E::from(BreakerError))` here",
+    note = "declare the error as `cb_runtime::CallError<{Self}>`; the body stays a `Result<T, {Self}>`, so `?` works as written, e.g. `async fn find(id: i64) -> Result<User, CallError<{Self}>> {{ let row = db.query_one(id).await?; Ok(User::from(row)) }}`",
+    note = "or, for an error type your crate defines, give it a variant for the breaker: `impl From<BreakerError> for MyError`, or `#[error(transparent)] Breaker(#[from] BreakerError)` with thiserror"
 )]
 pub trait FromBreakerError {
     /// `Self::from(error)`.
@@ -250,24 +261,14 @@ pub fn finish<T, E: FromBreakerError>(result: Result<T, CallError<E>>) -> Result
     }
 }
 
-/// `failure_if = is_failure`: an error counts against the dependency only when
-/// `is_failure(&error)` is `true`; otherwise the call counts as a success.
+/// The result of a function declared `-> Result<T, CallError<E>>`: the breaker's result as it is.
 #[inline(always)]
-pub fn failure_if<T, E>(is_failure: impl FnOnce(&E) -> bool) -> impl FnOnce(&Result<T, E>) -> Outcome {
-    move |result| match result {
-        Ok(_) => Outcome::Success,
-        Err(error) if is_failure(error) => Outcome::Failure,
-        Err(_) => Outcome::Success,
-    }
+pub fn finish_passed<T, E>(result: Result<T, CallError<E>>) -> Result<T, CallError<E>> {
+    result
 }
 
-/// `ignore_if = is_ignored`: an error for which `is_ignored(&error)` is `true` is not counted
-/// at all; other errors count as failures.
+/// Counts a fallback about to run for `reason`.
 #[inline(always)]
-pub fn ignore_if<T, E>(is_ignored: impl FnOnce(&E) -> bool) -> impl FnOnce(&Result<T, E>) -> Outcome {
-    move |result| match result {
-        Ok(_) => Outcome::Success,
-        Err(error) if is_ignored(error) => Outcome::Ignored,
-        Err(_) => Outcome::Failure,
-    }
+pub fn fell_back(breaker: &CircuitBreaker, reason: FallbackReason) {
+    breaker.record_fallback(reason);
 }

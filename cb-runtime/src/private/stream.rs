@@ -63,6 +63,29 @@ pub fn finish_boxed_stream<S, D: FromGuarded<Guarded<S>>, E: FromBreakerError>(
     finish_stream(result).map(D::from_guarded)
 }
 
+/// The body's stream under the breaker, for a function declared with `CallError<E>`: the
+/// breaker's stream as it is (its items carry `CallError<E>`).
+#[inline(always)]
+pub fn finish_stream_passed<S, E>(result: Result<S, CallError<E>>) -> Result<S, CallError<E>> {
+    result
+}
+
+/// [`finish_stream_passed`] with a fallback.
+#[inline(always)]
+pub fn finish_stream_or_passed<S, B, E>(
+    result: Result<S, CallError<E>>,
+) -> Result<StreamOr<S, B>, CallError<E>> {
+    result.map(|stream| StreamOr::Guarded { stream })
+}
+
+/// [`finish_stream_passed`], boxed as the declared type (`stream = true`).
+#[inline(always)]
+pub fn finish_boxed_stream_passed<S, D: FromGuarded<S>, E>(
+    result: Result<S, CallError<E>>,
+) -> Result<D, CallError<E>> {
+    result.map(D::from_guarded)
+}
+
 /// A declared stream type the guarded stream can be turned into: a boxed `dyn Stream`.
 #[diagnostic::on_unimplemented(
     message = "`stream = true` needs the function to return `Result<S, E>` with `S` a boxed stream (`Pin<Box<dyn Stream<Item = Result<T, E>> + Send + 'a>>`, such as futures' `BoxStream`), not `{Self}`",

@@ -9,13 +9,13 @@ impl From<BreakerError> for Error {
     }
 }
 
-#[circuit_breaker(name = "fail", failure_if = is_bad, ignore_if = is_bad)]
+#[circuit_breaker(name = "fail", fallback = cached, fallback_on = "timeout")]
 async fn fetch() -> Result<u8, Error> {
     Ok(1)
 }
 
-fn is_bad(_: &Error) -> bool {
-    true
+async fn cached() -> Result<u8, Error> {
+    Ok(0)
 }
 
 fn main() {}

@@ -1,0 +1,103 @@
+//! How the expansion classifies errors (`failure_if`, `ignore_if`) and decides
+//! whether a fallback runs after the call (`fallback_on`).
+//!
+//! The expansion folds the classifier keys over [`ErrIsFailure`], the first
+//! asked outermost: `ignore_if(failure_if(ErrIsFailure, f), i)` asks `i`,
+//! then `f`. A new key is one more wrapper here and one more fold step there.
+//! The same classifier judges a plain call (through [`errors`]) and a
+//! streamed one (the error of its opening, and each `Err` item).
+
+use crate::error::CallError;
+use crate::{Classify, ClassifyError, ErrIsFailure, FallbackReason, Outcome};
+
+/// `failure_if = path`: an error counts as a failure only when `path(&error)`
+/// is `true`, and as a success otherwise; then `inner` judges a failure.
+#[derive(Clone, Copy)]
+pub struct FailureIf<C, P> {
+    inner: C,
+    is_failure: P,
+}
+
+/// `ignore_if = path`: an error for which `path(&error)` is `true` is not
+/// counted at all; `inner` judges the others.
+#[derive(Clone, Copy)]
+pub struct IgnoreIf<C, P> {
+    inner: C,
+    is_ignored: P,
+}
+
+/// `inner`, with `failure_if` asked first.
+#[inline(always)]
+pub fn failure_if<E, C, P: FnMut(&E) -> bool>(inner: C, is_failure: P) -> FailureIf<C, P> {
+    FailureIf { inner, is_failure }
+}
+
+/// `inner`, with `ignore_if` asked first.
+#[inline(always)]
+pub fn ignore_if<E, C, P: FnMut(&E) -> bool>(inner: C, is_ignored: P) -> IgnoreIf<C, P> {
+    IgnoreIf { inner, is_ignored }
+}
+
+impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for FailureIf<C, P> {
+    #[inline(always)]
+    fn classify_error(&mut self, error: &E) -> Outcome {
+        if (self.is_failure)(error) {
+            self.inner.classify_error(error)
+        } else {
+            Outcome::Success
+        }
+    }
+}
+
+impl<E, C: ClassifyError<E>, P: FnMut(&E) -> bool> ClassifyError<E> for IgnoreIf<C, P> {
+    #[inline(always)]
+    fn classify_error(&mut self, error: &E) -> Outcome {
+        if (self.is_ignored)(error) {
+            Outcome::Ignored
+        } else {
+            self.inner.classify_error(error)
+        }
+    }
+}
+
+/// An error classifier as a plain call's [`Classify`]: `Ok` is a success.
+#[derive(Clone, Copy)]
+pub struct Errors<C>(C);
+
+/// `classify` judging a plain call's result.
+#[inline(always)]
+pub fn errors<C>(classify: C) -> Errors<C> {
+    Errors(classify)
+}
+
+impl<T, E, C: ClassifyError<E>> Classify<T, E> for Errors<C> {
+    #[inline(always)]
+    fn classify(mut self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(error) => self.0.classify_error(error),
+        }
+    }
+}
+
+/// Whether the fallback runs after an admitted call, and why: for a timeout,
+/// and, when `failures` is given (`fallback_on = "failure"`), for an error it
+/// calls a failure (the classifier the call was judged by, asked again).
+#[inline(always)]
+pub fn fallback_due<S, E, C: ClassifyError<E>>(
+    result: &Result<S, CallError<E>>,
+    failures: Option<C>,
+) -> Option<FallbackReason> {
+    match result {
+        Ok(_) => None,
+        Err(CallError::Rejected(_)) => Some(FallbackReason::Refusal),
+        Err(CallError::Timeout(_)) => Some(FallbackReason::Timeout),
+        Err(CallError::Inner(error)) => {
+            let mut classify = failures?;
+            (classify.classify_error(error) == Outcome::Failure).then_some(FallbackReason::Failure)
+        }
+    }
+}
+
+/// For `fallback_on = "breaker"`: no error runs the fallback.
+pub const NO_FAILURES: Option<ErrIsFailure> = None;

@@ -26,6 +26,12 @@
 //! circuit; while it is open, callers get a canned stream at once; after the
 //! provider recovers, probes close it. The example exits non-zero if the
 //! breaker does not react so, since CI runs it.
+//!
+//! Last, the gateway **routes by model** (`key = model`, `cb_runtime::Family`):
+//! one annotated `complete(model, prompt)` gets one breaker per model. When
+//! `gpt-4o` has an outage, its breaker opens and its callers get the fallback,
+//! while `gpt-4o-mini` and `o3-mini` go on being served by the model. The
+//! admin API lists the family with its keys, and `/metrics` has a `key` label.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -482,6 +488,237 @@ async fn streaming_demo(t: &mut Timeline, client: &StreamClient) -> Result<(), S
     Ok(())
 }
 
+// ---- routing by model: one breaker per model ------------------------------
+
+/// The family of the per-model breakers.
+const MODELS_FAMILY: &str = "llm-gateway-models";
+const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "o3-mini"];
+
+/// The models a second fake provider is having an outage of.
+#[derive(Clone, Default)]
+struct ModelOutages(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ModelOutages {
+    fn set_down(&self, model: &str, down: bool) {
+        let mut list = self.0.lock().unwrap();
+        list.retain(|m| m != model);
+        if down {
+            list.push(model.to_owned());
+        }
+    }
+
+    fn is_down(&self, model: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|m| m == model)
+    }
+}
+
+/// `POST /v1/models/completions`: 503 for a model that is down, an answer otherwise.
+async fn model_completions(
+    AxumState(outages): AxumState<ModelOutages>,
+    Json(req): Json<CompletionRequest>,
+) -> Response {
+    if outages.is_down(&req.model) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "model overloaded").into_response();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let text = format!("{} answers {}", req.model, req.prompt);
+    Json(CompletionResponse { id: 0, text }).into_response()
+}
+
+/// One function for every model; `key = model` gives each model its own breaker.
+struct ModelRouter {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl ModelRouter {
+    #[circuit_breaker(
+        name = "llm-gateway-models",
+        preset = "llm",
+        key = model,
+        failure_threshold = 2,
+        open_duration = "400ms",
+        failure_if = is_outage,
+        fallback = unavailable
+    )]
+    async fn complete(&self, model: &str, prompt: &str) -> Result<Completion, LlmError> {
+        let request = CompletionRequest {
+            model: model.into(),
+            prompt: prompt.into(),
+        };
+        let reply = self
+            .http
+            .post(&self.url)
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
+        if !reply.status().is_success() {
+            return Err(LlmError::Status(reply.status().as_u16()));
+        }
+        let body: CompletionResponse = reply
+            .json()
+            .await
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
+        Ok(Completion {
+            text: body.text,
+            source: Source::Model,
+        })
+    }
+
+    /// While a model's circuit is open: a reply naming the model, at once.
+    async fn unavailable(&self, model: &str, _prompt: &str) -> Result<Completion, LlmError> {
+        Ok(Completion {
+            text: format!("{model} is unavailable; try another model"),
+            source: Source::Fallback,
+        })
+    }
+}
+
+/// One round: every model asked once; what each answered, in one line.
+async fn models_round(t: &Timeline, router: &ModelRouter) -> Vec<(&'static str, Kind)> {
+    let mut line = String::new();
+    let mut out = Vec::new();
+    for model in MODELS {
+        let kind = match router.complete(model, "ping").await {
+            Ok(c) if c.source == Source::Model => Kind::Answered,
+            Ok(_) => Kind::FellBack,
+            Err(_) => Kind::Failed,
+        };
+        let word = match kind {
+            Kind::Answered => "ok",
+            Kind::FellBack => "fallback",
+            _ => "FAILED",
+        };
+        let state = registry()
+            .family(MODELS_FAMILY)
+            .and_then(|f| f.get(model))
+            .map_or(State::Closed, |b| b.state());
+        let state = format!("({state})");
+        line.push_str(&format!("  {model}: {word:<8} {state:<11}"));
+        out.push((model, kind));
+    }
+    println!("{}  >>{line}", t.at());
+    out
+}
+
+/// The routing-by-model half of the demo; `Err` says what went wrong.
+async fn models_demo(
+    t: &Timeline,
+    router: &ModelRouter,
+    outages: &ModelOutages,
+    http: &reqwest::Client,
+    admin: &str,
+) -> Result<(), String> {
+    println!(
+        "\n== routing by model: family `{MODELS_FAMILY}`, one breaker per model (key = model; 2 failures open a model)\n"
+    );
+    t.note("every model is healthy");
+    models_round(t, router).await;
+    let family = registry()
+        .family(MODELS_FAMILY)
+        .ok_or("the attribute made no family")?;
+    for model in MODELS {
+        let start = t.start;
+        let breaker = family.get(model).ok_or("a model has no breaker")?;
+        breaker.on_transition(move |tr| {
+            println!(
+                "{:>6.2}s  ** breaker {} key {}: {} -> {} ({})",
+                start.elapsed().as_secs_f64(),
+                tr.name,
+                tr.key.as_deref().unwrap_or("-"),
+                tr.from,
+                tr.to,
+                tr.reason
+            );
+        });
+    }
+
+    t.note("gpt-4o has an outage: its breaker opens, the other models are still served");
+    outages.set_down("gpt-4o", true);
+    let mut isolated = false;
+    for _ in 0..4 {
+        let round = models_round(t, router).await;
+        let others_served = round
+            .iter()
+            .filter(|(m, _)| *m != "gpt-4o")
+            .all(|(_, k)| *k == Kind::Answered);
+        if !others_served {
+            return Err(format!("gpt-4o's outage reached another model: {round:?}"));
+        }
+        isolated |= round.contains(&("gpt-4o", Kind::FellBack));
+    }
+    let gpt = family.get("gpt-4o").ok_or("no gpt-4o breaker")?;
+    if !isolated || gpt.state() != State::Open {
+        return Err(format!("gpt-4o's breaker did not open: {:?}", gpt.stats()));
+    }
+    let list: serde_json::Value = http
+        .get(format!("{admin}/families/{MODELS_FAMILY}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys: Vec<String> = list["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            format!(
+                "{} {}",
+                k["key"].as_str().unwrap_or("?"),
+                k["state"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    t.note(&format!(
+        "admin GET /families/{MODELS_FAMILY} -> {} of {} keys open: {}",
+        list["open_keys"],
+        keys.len(),
+        keys.join(", ")
+    ));
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("circuit_breaker_state{") && l.contains(MODELS_FAMILY))
+    {
+        t.note(&format!("GET /metrics: {line}"));
+    }
+
+    t.note("gpt-4o recovers; after its open duration a probe closes its breaker");
+    outages.set_down("gpt-4o", false);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    for _ in 0..3 {
+        models_round(t, router).await;
+    }
+    if gpt.state() != State::Closed {
+        return Err(format!("gpt-4o's breaker did not close again: {:?}", gpt.stats()));
+    }
+    let served: Vec<String> = MODELS
+        .iter()
+        .filter_map(|m| family.get(m))
+        .map(|b| {
+            let s = b.stats();
+            format!(
+                "{} {} ok / {} fallback",
+                b.key().unwrap_or("?"),
+                s.successes,
+                s.rejected
+            )
+        })
+        .collect();
+    t.note(&format!("per-model stats: {}", served.join("; ")));
+    Ok(())
+}
+
 // ---- the timeline -----------------------------------------------------------
 
 /// How one request ended, for the summary.
@@ -564,6 +801,13 @@ async fn main() {
             .route("/v1/completions", post(completions))
             .route("/v1/stream", get(stream_completion))
             .with_state(provider.clone()),
+    )
+    .await;
+    let models = ModelOutages::default();
+    let models_addr = serve(
+        Router::new()
+            .route("/v1/models/completions", post(model_completions))
+            .with_state(models.clone()),
     )
     .await;
     let admin_addr = serve(admin_router(registry(), AdminAuth::bearer(ADMIN_TOKEN))).await;
@@ -711,6 +955,15 @@ async fn main() {
     };
     if let Err(what) = streaming_demo(&mut t, &streamer).await {
         eprintln!("streamed calls: {what}");
+        std::process::exit(1);
+    }
+
+    let router = ModelRouter {
+        http: http.clone(),
+        url: format!("http://{models_addr}/v1/models/completions"),
+    };
+    if let Err(what) = models_demo(&t, &router, &models, &http, &admin).await {
+        eprintln!("routing by model: {what}");
         std::process::exit(1);
     }
 

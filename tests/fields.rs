@@ -119,6 +119,17 @@ async fn max_retry_after() -> Result<(), Error> {
     Ok(())
 }
 
+// The two fields of keyed breakers are fields of every breaker's configuration.
+#[circuit_breaker(name = "fields-max_keys", max_keys = 7)]
+async fn max_keys() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-family_open_keys", family_open_keys = 7)]
+async fn family_open_keys() -> Result<(), Error> {
+    Ok(())
+}
+
 /// Calls every annotated function once, so that their breakers exist.
 async fn call_every_annotated_function() {
     preset().await.unwrap();
@@ -135,6 +146,8 @@ async fn call_every_annotated_function() {
     open_backoff().await.unwrap();
     throttle_duration().await.unwrap();
     max_retry_after().await.unwrap();
+    max_keys().await.unwrap();
+    family_open_keys().await.unwrap();
 }
 
 /// The view of breaker `b` of `registry`, made from `BASE` as the attribute

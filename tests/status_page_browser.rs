@@ -351,6 +351,16 @@ async fn fixtures(registry: &'static Registry, clock: &ManualClock) -> Arc<Circu
         .try_acquire()
         .unwrap()
         .record_outcome(cb_runtime::Outcome::Throttled);
+    // A family of keyed breakers: `gpt-4o` open, `gpt-4o-mini` closed.
+    let llm = registry.family_or_insert("llm", || Config::builder().failure_threshold(1).build().unwrap());
+    let _ = llm
+        .get_or_insert("gpt-4o")
+        .call(async { Err::<(), _>("outage") })
+        .await;
+    let _ = llm
+        .get_or_insert("gpt-4o-mini")
+        .call(async { Ok::<_, ()>(()) })
+        .await;
     payments
 }
 
@@ -510,6 +520,55 @@ async fn scenario(
         format!("mutations off: `{notice}`"),
     )?;
     expect(payments.state() == State::Closed, "the 403 changed the breaker")?;
+    family_scenario(client, base, registry).await
+}
+
+/// A family of keyed breakers is one row with its count of open keys, which
+/// expands to a row per key; one key and the whole family can be acted on.
+async fn family_scenario(client: &Client, base: &str, registry: &'static Registry) -> Outcome {
+    let family = registry.family("llm").ok_or("no family `llm`")?;
+    wd(client.goto(base).await)?;
+    let row = shows_state(client, "llm", "closed", "Closed").await?;
+    expect(row.open_left == "\u{2014}", format!("the family row: {row:?}"))?;
+    let count = wd(client
+        .execute(
+            "const tr = document.querySelector('#breakers tbody tr.family[data-family=\"llm\"]');
+             return [tr.querySelector('td.open-keys').textContent, document.querySelectorAll('tr.key-row').length];",
+            vec![],
+        )
+        .await)?;
+    expect(
+        count == json!(["1 of 2 keys open", 0]),
+        format!("the family row before expanding: {count}"),
+    )?;
+    // Expanded, a row per key, under the family.
+    let toggle = wd(row_element(client, "llm")
+        .await?
+        .find(Locator::Css("button.expand"))
+        .await)?;
+    wd(toggle.click().await)?;
+    shows_state(client, "llm \u{203a} gpt-4o", "open", "Open").await?;
+    shows_state(client, "llm \u{203a} gpt-4o-mini", "closed", "Closed").await?;
+    // One key, then the whole family.
+    let notice = act(client, "llm \u{203a} gpt-4o", "reset", Some(TOKEN)).await?;
+    expect(notice.contains("done"), format!("reset one key: `{notice}`"))?;
+    expect(
+        family.get("gpt-4o").map(|b| b.state()) == Some(State::Closed),
+        "the key's reset did not apply",
+    )?;
+    shows_state(client, "llm \u{203a} gpt-4o", "closed", "Closed").await?;
+    let notice = act(client, "llm", "force-open", None).await?;
+    expect(
+        notice.contains("done"),
+        format!("force open the family: `{notice}`"),
+    )?;
+    expect(
+        family.state() == State::ForcedOpen
+            && family.breakers().iter().all(|b| b.state() == State::ForcedOpen),
+        "the family's force-open did not apply to every key",
+    )?;
+    shows_state(client, "llm", "forced_open", "Forced open").await?;
+    shows_state(client, "llm \u{203a} gpt-4o-mini", "forced_open", "Forced open").await?;
     Ok(())
 }
 

@@ -26,6 +26,7 @@ mod kw {
     syn::custom_keyword!(fallback_on);
     syn::custom_keyword!(throttle_if);
     syn::custom_keyword!(retry_after);
+    syn::custom_keyword!(key);
 }
 
 /// A key of the attribute that is not a configuration field, as the README's table of keys
@@ -52,6 +53,12 @@ const NAME_KEY: KeyDoc = KeyDoc {
 /// configuration fields ([`cb_syntax::FIELDS`]) go between `name` and these. A new key is one
 /// entry here (and its `Kind`).
 pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        name: "key",
+        takes: "an expression over the arguments and `self` whose value is `AsRef<str>`, such as `model` or `self.tenant`",
+        default: "none",
+        meaning: "One breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body.",
+    },
     KeyDoc {
         name: "fallback",
         takes: "the path of an `async fn` with the same parameters and return type",
@@ -155,6 +162,8 @@ enum Kind {
     FallbackOn,
     /// `stream`: `true` or `false`.
     Stream,
+    /// `key`: an expression over the arguments and `self`.
+    Key,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -195,6 +204,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         throttle_if => Kind::ThrottleIf,
         retry_after => Kind::RetryAfter,
         stream => Kind::Stream,
+        key => Kind::Key,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -322,6 +332,8 @@ pub(crate) struct Args {
     pub(crate) classify: Classify,
     /// `stream = true` or `false`, with the value's span; `None` when the return type decides.
     pub(crate) stream: Option<(bool, Span)>,
+    /// `key = <expr>`: the function's breakers are a family, one per key.
+    pub(crate) key: Option<Expr>,
     pub(crate) overrides: Vec<Override>,
 }
 
@@ -353,6 +365,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut krate = None;
     let mut fallback = None;
     let mut stream = None;
+    let mut key_expr = None;
     let mut fallback_on = None;
     let mut classify = Classify::default();
     let mut overrides = Vec::new();
@@ -429,6 +442,10 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 }
                 _ => Err(wrong_type(&key, &value, "`true` or `false`")),
             },
+            Kind::Key => {
+                key_expr = Some(value);
+                Ok(())
+            }
             Kind::Field(field) => field_value(&key, field, &value).and_then(|v| {
                 slow_call_floor(&key, &v, &value)?;
                 overrides.push(setter(&key, Value::Field(v)));
@@ -490,6 +507,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         fallback_on: fallback_on.map_or(FallbackOn::Refusal, |(level, _)| level),
         classify,
         stream,
+        key: key_expr,
         overrides,
     })
 }
@@ -523,6 +541,7 @@ fn example(key: &str) -> String {
         "throttle_if" => "throttle_if = is_rate_limited".into(),
         "retry_after" => "retry_after = retry_after_hint".into(),
         "stream" => "stream = true".into(),
+        "key" => "key = model".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())

@@ -597,18 +597,37 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         _ => TokenStream::new(),
     };
 
+    // The breaker: the function's own, or with `key = <expr>` its key's in the family `name`,
+    // the key evaluated here, before the body, from the arguments and `self`.
+    let origin = quote!(#private::concat!(#private::module_path!(), "::", #fn_name));
+    let pick_breaker = match &args.key {
+        None => quote! {
+            let #breaker = #slot.get(#name, #origin, #preset, || #config);
+        },
+        Some(key) => {
+            let keyed = hidden("__cb_keyed");
+            let private_at_key = Ident::new("__cb_private", Span::mixed_site().located_at(key.span()));
+            let key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&(#key)));
+            match streamed {
+                // The stream outlives the body: its permit owns a share of the breaker.
+                Streamed::Impl(_) | Streamed::Boxed => quote! {
+                    let #breaker = #private::keyed_owned(&#slot, #name, #origin, #preset, || #config, #key_text);
+                },
+                Streamed::No => quote! {
+                    let #keyed = #private::keyed(&#slot, #name, #origin, #preset, || #config, #key_text);
+                    let #breaker: &#private::CircuitBreaker = &#keyed;
+                },
+            }
+        }
+    };
+
     quote! {
         #(#outer_attrs)*
         #vis #sig {
             #(#inner_attrs)*
             use #krate::__private as #private_import;
             static #slot: #private::Slot = #private::Slot::new();
-            let #breaker = #slot.get(
-                #name,
-                #private::concat!(#private::module_path!(), "::", #fn_name),
-                #preset,
-                || #config,
-            );
+            #pick_breaker
             #item_check
             let #result = match #breaker.try_acquire() {
                 #private::Ok(#permit) => #run.await,

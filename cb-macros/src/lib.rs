@@ -90,6 +90,8 @@ use proc_macro::TokenStream;
 /// | `sliding_window` | integer (last N calls) or duration string (calls of the last duration) | builder override |
 /// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"`, or `"none"` | builder override: the open duration grows on each reopen |
 /// | `throttle_duration`, `max_retry_after` | duration string; `max_retry_after = "0s"` ignores hints | builder overrides: how long a throttled error opens the circuit without a hint, and the longest hint honoured |
+/// | `max_keys`, `family_open_keys` | integer | builder overrides for keyed functions: the most keys of the family (default 100), and how many open keys open the whole family (default 0: off) |
+/// | `key` | an expression over the arguments and `self` whose value is `AsRef<str>` (`key = model`, `key = self.tenant`) | one breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
 /// | `fallback_on` | `"refusal"` (default), `"breaker"` or `"failure"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
@@ -120,6 +122,24 @@ use proc_macro::TokenStream;
 ///
 /// The function looks its breaker up in the registry once, on its first call, and keeps it:
 /// removing the name from the registry later does not detach the function from that breaker.
+///
+/// # Keyed functions
+///
+/// With `key = <expr>`, calls with key `"gpt-4o"` never open the breaker of `"gpt-4o-mini"`:
+///
+/// ```
+/// # use cb_runtime::{circuit_breaker, BreakerError};
+/// # #[derive(Debug)] struct LlmError;
+/// # impl From<BreakerError> for LlmError { fn from(_: BreakerError) -> Self { LlmError } }
+/// #[circuit_breaker(name = "doc-gateway", preset = "llm", key = model)]
+/// async fn complete(model: &str, prompt: &str) -> Result<String, LlmError> {
+///     Ok(format!("{model}: {prompt}"))
+/// }
+/// ```
+///
+/// The family is looked up once, on the first call, and kept; each call then finds its key's
+/// breaker without a lock or an allocation. A key that is not `AsRef<str>` is a compile error
+/// at the expression.
 ///
 /// # Streamed functions
 ///

@@ -376,12 +376,9 @@ impl Metrics {
 }
 
 /// The key column's value for `breaker`: its key in its family, or `''` for
-/// an unkeyed breaker. The one place the store learns a breaker's key (every
-/// breaker is unkeyed until cb-runtime gives breakers keys; then this is
-/// `breaker.key().unwrap_or_default().to_owned()`).
+/// an unkeyed breaker. The one place the store learns a breaker's key.
 fn key_of(breaker: &CircuitBreaker) -> String {
-    let _ = breaker;
-    String::new()
+    breaker.key().unwrap_or_default().to_owned()
 }
 
 /// `true` for 1 to [`MAX_NAME_LEN`] bytes without control characters.

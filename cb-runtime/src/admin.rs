@@ -16,6 +16,8 @@
 //! | `GET /health/startup` | 200 once the configuration has loaded and validated, else 503 with the [`ConfigError`](crate::ConfigError) (startup probe; see below) |
 //! | `GET /metrics` | 200, Prometheus text format ([`crate::metrics`]) |
 //! | `GET /` | the status page: every breaker, refreshed every 2 s, with the three actions |
+//! | `GET /families`, `/families/{name}`, `/families/{name}/keys/{key}` | 200, families of keyed breakers and their keys ([`families`]) |
+//! | `POST /families/{name}/{action}`, `/families/{name}/keys/{key}/{action}` | 200, `reset`, `force-open` or `disable` a whole family or one key |
 //!
 //! **The status page** (`GET /`, with `GET /ui/status.js` and `GET
 //! /ui/status.css`) shows each breaker's state as a word and a colour, its
@@ -88,6 +90,7 @@ use crate::registry::{FleetStatus, Registry};
 use crate::state::State;
 use crate::stats::Stats;
 
+pub mod families;
 mod history;
 mod page;
 
@@ -234,7 +237,7 @@ fn token_matches(expected: &[u8], given: &[u8]) -> bool {
 /// `Box::leak(Box::new(Registry::new()))`.
 pub fn router(registry: &'static Registry, auth: AdminAuth) -> Router {
     let state = Admin { registry, auth };
-    Router::new()
+    families::routes(Router::new())
         .route("/circuit-breakers", get(list))
         .route("/circuit-breakers/{name}", get(one))
         .route("/circuit-breakers/{name}/transitions", get(history::transitions))
@@ -274,8 +277,11 @@ struct Admin {
 /// One breaker, as `GET /circuit-breakers/{name}` returns it.
 #[derive(Clone, Debug, Serialize)]
 pub struct BreakerView {
-    /// The breaker's name.
+    /// The breaker's name (a keyed breaker's is its family's).
     pub name: String,
+    /// A keyed breaker's key; absent for an unkeyed breaker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
     pub state: &'static str,
     /// Counts since the breaker was created, and of its sliding window.
@@ -301,6 +307,7 @@ impl BreakerView {
         let stats = breaker.stats();
         BreakerView {
             name: breaker.name().to_owned(),
+            key: breaker.key().map(str::to_owned),
             state: stats.state.as_str(),
             stats: StatsView::from(&stats),
             config: ConfigView::from(&breaker.config()),
@@ -465,6 +472,8 @@ pub struct BreakerList {
     pub total: usize,
     /// Every breaker, sorted by name.
     pub circuit_breakers: Vec<BreakerView>,
+    /// Every family of keyed breakers, sorted by name, with its keys.
+    pub families: Vec<families::FamilyView>,
     /// The fleet's link, when a fleet joined the registry
     /// ([`Registry::set_fleet_status`]); the key is absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -511,7 +520,8 @@ pub struct HealthView {
     /// `false` while some breaker is open or forced open.
     pub healthy: bool,
     /// Each breaker's health: `healthy` (closed or disabled), `degraded`
-    /// (half-open: probing) or `unhealthy` (open or forced open).
+    /// (half-open: probing) or `unhealthy` (open or forced open). A keyed
+    /// breaker is listed as `<family>/<key>`.
     pub circuit_breakers: BTreeMap<String, &'static str>,
     /// The counts.
     pub summary: HealthSummary,
@@ -545,7 +555,7 @@ impl HealthView {
     pub fn of(registry: &Registry) -> Self {
         let mut summary = HealthSummary::default();
         let mut circuit_breakers = BTreeMap::new();
-        for breaker in registry.breakers() {
+        for breaker in registry.all_breakers() {
             let state = breaker.state();
             summary.total += 1;
             let (by_state, health) = match state {
@@ -561,7 +571,12 @@ impl HealthView {
                 "degraded" => summary.degraded += 1,
                 _ => summary.unhealthy += 1,
             }
-            circuit_breakers.insert(breaker.name().to_owned(), health);
+            // A keyed breaker as `<family>/<key>`.
+            let name = match breaker.key() {
+                None => breaker.name().to_owned(),
+                Some(key) => format!("{}/{key}", breaker.name()),
+            };
+            circuit_breakers.insert(name, health);
         }
         let healthy = summary.unhealthy == 0;
         HealthView {
@@ -674,6 +689,7 @@ async fn list(AxumState(admin): AxumState<Admin>) -> Json<BreakerList> {
     Json(BreakerList {
         total: circuit_breakers.len(),
         circuit_breakers,
+        families: families::views(&admin),
         fleet: admin.registry.fleet_status().map(FleetView::from),
     })
 }
@@ -813,10 +829,14 @@ async fn not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     let path = uri.path();
-    // Only the three mutations, `/circuit-breakers/{name}/{action}`, are POST.
-    let action = path.starts_with("/circuit-breakers/")
-        && path.trim_matches('/').split('/').count() == 3
-        && !path.trim_end_matches('/').ends_with("/transitions");
+    // Only the mutations are POST: `/circuit-breakers/{name}/{action}` (not
+    // `/transitions`), `/families/{name}/{action}` and
+    // `/families/{name}/keys/{key}/{action}`.
+    let segments = path.trim_matches('/').split('/').count();
+    let action = (path.starts_with("/circuit-breakers/")
+        && segments == 3
+        && !path.trim_end_matches('/').ends_with("/transitions"))
+        || (path.starts_with("/families/") && (segments == 3 || segments == 5));
     let allow = if action { "POST" } else { "GET, HEAD" };
     ApiError {
         allow: Some(allow),

@@ -96,6 +96,8 @@ pub struct CircuitBreaker {
     rare: std::sync::OnceLock<Box<RareCounts>>,
     clock: Clock,
     name: &'static &'static str,
+    /// A keyed breaker's key (see [`Family`](crate::Family)); `None` for an
+    /// unkeyed one. Keys are not interned: they come from requests.
     inner: Mutex<LockedState>,
     observers: Observers,
     rejections: RejectionLog,
@@ -107,6 +109,10 @@ pub struct CircuitBreaker {
     /// `coordination::ProbeGate`).
     gate: std::sync::OnceLock<Box<std::sync::Arc<dyn coordination::ProbeGate>>>,
 }
+
+/// What separates a family's name from a key in [`CircuitBreaker::id`]:
+/// U+001F, a control character, which neither may hold.
+pub const ID_SEPARATOR: char = '\u{1f}';
 
 /// The bit of `probes_and_timed` that says calls are timed.
 const TIMED: u64 = 1 << 32;
@@ -230,9 +236,47 @@ impl CircuitBreaker {
             .store(probes | if timed { TIMED } else { 0 }, Ordering::Release);
     }
 
-    /// The breaker's name.
+    /// The breaker's name. A keyed breaker's name is its family's.
     pub fn name(&self) -> &str {
         self.name
+    }
+
+    /// A keyed breaker's key (its family is [`name`](Self::name)), such as
+    /// `Some("gpt-4o")`, or `Some("_overflow")` for a family's overflow
+    /// breaker; `None` for an unkeyed breaker.
+    pub fn key(&self) -> Option<&str> {
+        self.rare.get().and_then(|r| r.key.as_deref())
+    }
+
+    /// The one identity of this breaker across processes, for a store that
+    /// shares breakers between replicas (the fleet) or keeps their history:
+    /// the name for an unkeyed breaker, and for a keyed one the family's name,
+    /// U+001F (the ASCII unit separator) and the key. Neither a name nor a key
+    /// may hold a control character ([`cb_syntax::check_name`]), so two
+    /// breakers never share an identity, and an unkeyed breaker's identity is
+    /// its name, as before keys existed.
+    ///
+    /// ```
+    /// use cb_runtime::{Config, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let family = registry.family_or_insert("openai", Config::default);
+    /// assert_eq!(family.get_or_insert("gpt-4o").id(), "openai\u{1f}gpt-4o");
+    /// assert_eq!(registry.get_or_insert("billing", Config::default).id(), "billing");
+    /// ```
+    pub fn id(&self) -> std::borrow::Cow<'_, str> {
+        match self.key() {
+            None => std::borrow::Cow::Borrowed(self.name),
+            Some(key) => std::borrow::Cow::Owned(format!("{}{}{key}", self.name, ID_SEPARATOR)),
+        }
+    }
+
+    /// A keyed breaker of the family `name` (valid: the family's), for `key`
+    /// (valid, or the overflow key).
+    pub(crate) fn keyed(name: &str, key: std::sync::Arc<str>, config: Config) -> Self {
+        let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
+        let _ = breaker.rare.set(crate::counters::RareCounts::keyed(key));
+        breaker
     }
 
     /// The breaker's current configuration.
@@ -475,6 +519,22 @@ impl CircuitBreaker {
     /// ```
     pub fn open_for(&self, duration: Duration) -> bool {
         self.open_for_if(|_| true, duration)
+    }
+
+    /// [`open_for`](Self::open_for) with another reason (a family's open).
+    pub(crate) fn open_with_reason(&self, duration: Duration, reason: Reason) -> bool {
+        self.open_at_least(
+            duration,
+            reason,
+            |_| true,
+            |_| {},
+            |inner, from, open| {
+                if from.state() == State::Closed {
+                    inner.window_open_generation = open.generation();
+                    inner.consecutive_failures = 0;
+                }
+            },
+        )
     }
 
     /// [`open_for`](Self::open_for), while the state word's generation
@@ -1147,6 +1207,7 @@ impl CircuitBreaker {
     fn transition(&self, from: StateWord, to: StateWord, reason: Reason) -> Transition {
         Transition {
             name: self.name,
+            key: self.rare.get().and_then(|r| r.key.clone()),
             from: from.state(),
             to: to.state(),
             reason,
@@ -1188,6 +1249,7 @@ impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("name", &self.name)
+            .field("key", &self.key())
             .field("state", &self.load().state())
             .finish_non_exhaustive()
     }

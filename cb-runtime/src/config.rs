@@ -132,6 +132,8 @@ impl Backoff {
 /// | `open_backoff` | none |
 /// | `throttle_duration` | 5 s |
 /// | `max_retry_after` | 5 min |
+/// | `max_keys` | 100 keys per family (keyed breakers only) |
+/// | `family_open_keys` | 0: off (keyed breakers only) |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -153,6 +155,8 @@ pub struct Config {
     /// (rounded up), so that a breaker stays within 1 KiB.
     pub(crate) throttle_ms: u32,
     pub(crate) max_retry_after_ms: u32,
+    pub(crate) max_keys: u32,
+    pub(crate) family_open_keys: u32,
     pub(crate) clock: Clock,
 }
 
@@ -174,6 +178,8 @@ impl Default for Config {
             open_backoff: None,
             throttle_ms: 5_000,
             max_retry_after_ms: 300_000,
+            max_keys: 100,
+            family_open_keys: 0,
             clock: Clock::system(),
         }
     }
@@ -277,6 +283,18 @@ impl Config {
         }
     }
 
+    /// Keyed breakers: the most keys a [`Family`](crate::Family) holds
+    /// before a new key evicts the least recently used closed one.
+    pub fn max_keys(&self) -> u32 {
+        self.max_keys
+    }
+
+    /// Keyed breakers: how many keys open at once open the whole
+    /// [`Family`](crate::Family); 0 when that is off.
+    pub fn family_open_keys(&self) -> u32 {
+        self.family_open_keys
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -312,6 +330,8 @@ impl Config {
             }),
             "throttle_duration" => duration(self.throttle_duration()),
             "max_retry_after" => duration(self.max_retry_after()),
+            "max_keys" => Value::Count(self.max_keys),
+            "family_open_keys" => Value::Count(self.family_open_keys),
             _ => return None,
         })
     }
@@ -521,6 +541,22 @@ impl ConfigBuilder {
         self
     }
 
+    /// Keyed breakers: the most keys a [`Family`](crate::Family) holds
+    /// (`1..=100_000`; default 100). A new key beyond it evicts the least
+    /// recently used key whose breaker is closed.
+    pub fn max_keys(mut self, n: u32) -> Self {
+        self.config.max_keys = n;
+        self
+    }
+
+    /// Keyed breakers: with this many keys of a [`Family`](crate::Family)
+    /// open at once, the whole family opens for `open_duration`
+    /// (`0..=100_000`; 0, the default, turns it off).
+    pub fn family_open_keys(mut self, n: u32) -> Self {
+        self.config.family_open_keys = n;
+        self
+    }
+
     /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
@@ -562,6 +598,8 @@ impl ConfigBuilder {
             ("open_backoff", Value::Off) => self.no_open_backoff(),
             ("throttle_duration", Value::Duration(d)) => self.throttle_duration(nanos(d)),
             ("max_retry_after", Value::Duration(d)) => self.max_retry_after(nanos(d)),
+            ("max_keys", Value::Count(n)) => self.max_keys(n),
+            ("family_open_keys", Value::Count(n)) => self.family_open_keys(n),
             _ => self,
         }
     }

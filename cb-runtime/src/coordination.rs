@@ -79,6 +79,23 @@ pub trait Coordinator: Send + Sync + 'static {
     /// just after it joins, with no lock held, since its observers may use
     /// the registry.
     fn attach(&self, breaker: &Arc<CircuitBreaker>);
+
+    /// `true` when this coordinator shares keyed breakers (the keys of a
+    /// [`Family`](crate::Family)) too. It must then keep each breaker's
+    /// state under [`CircuitBreaker::id`], which tells the keys of one family
+    /// apart, and not under [`CircuitBreaker::name`], which they share. The
+    /// default, `false`, attaches unkeyed breakers only.
+    fn coordinates_keys(&self) -> bool {
+        false
+    }
+
+    /// A keyed breaker left its family (evicted as least recently used; see
+    /// [`Family`](crate::Family)): the coordinator may drop what it keeps
+    /// for it. Called only when [`coordinates_keys`](Self::coordinates_keys)
+    /// is `true`, with no lock held.
+    fn detach_key(&self, breaker: &Arc<CircuitBreaker>) {
+        let _ = breaker;
+    }
 }
 
 impl CircuitBreaker {

@@ -117,14 +117,25 @@ pub(crate) struct RareCounts {
     pub(crate) probes: [AtomicU64; crate::outcome::CallEnd::ALL.len()],
     /// Calls the dependency throttled (`Stats::throttled`).
     pub(crate) throttled: AtomicU64,
+    /// A keyed breaker's key: set when the breaker is made, so that an
+    /// unkeyed breaker pays no field for it.
+    pub(crate) key: Option<std::sync::Arc<str>>,
 }
 
 impl RareCounts {
+    /// The counts of a keyed breaker, made with it.
+    pub(crate) fn keyed(key: std::sync::Arc<str>) -> Box<Self> {
+        let mut rare = RareCounts::new();
+        rare.key = Some(key);
+        rare
+    }
+
     pub(crate) fn new() -> Box<Self> {
         Box::new(RareCounts {
             fallbacks: Counters::new(),
             probes: std::array::from_fn(|_| AtomicU64::new(0)),
             throttled: AtomicU64::new(0),
+            key: None,
         })
     }
 }

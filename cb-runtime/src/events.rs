@@ -46,8 +46,10 @@ pub const CAPACITY: usize = 1024;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Event {
-    /// The breaker's name.
+    /// The breaker's name (a keyed breaker's is its family's).
     pub name: &'static str,
+    /// A keyed breaker's key; `None` for an unkeyed breaker.
+    pub key: Option<Arc<str>>,
     /// The state it left.
     pub from: State,
     /// The state it entered.
@@ -67,6 +69,7 @@ impl Event {
     pub(crate) fn new(transition: &Transition, stats: Stats) -> Self {
         Event {
             name: transition.name,
+            key: transition.key.clone(),
             from: transition.from,
             to: transition.to,
             time: transition.wall_time,

@@ -19,6 +19,11 @@ pub(crate) trait Hook: Send + Sync + 'static {
         let _ = name;
     }
 
+    /// Called when a keyed breaker leaves its family (evicted).
+    fn detach_key(&self, breaker: &Arc<CircuitBreaker>) {
+        let _ = breaker;
+    }
+
     /// The hook itself, for [`Registry::hook`](crate::Registry) to find it by type.
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }

@@ -34,6 +34,7 @@ pub(crate) fn transition(t: &Transition) {
         tracing::warn!(
             target: "cb_runtime",
             breaker = t.name,
+            key = t.key.as_deref(),
             from = %t.from,
             to = %t.to,
             reason = t.reason.as_str(),
@@ -47,6 +48,7 @@ pub(crate) fn transition(t: &Transition) {
         tracing::info!(
             target: "cb_runtime",
             breaker = t.name,
+            key = t.key.as_deref(),
             from = %t.from,
             to = %t.to,
             reason = t.reason.as_str(),
@@ -57,6 +59,7 @@ pub(crate) fn transition(t: &Transition) {
         tracing::debug!(
             target: "cb_runtime",
             breaker = t.name,
+            key = t.key.as_deref(),
             rejected = n,
             "calls rejected while the circuit was open"
         );

@@ -4,7 +4,10 @@
 //! Counts and states are read from the breakers' own exact counters when
 //! Prometheus scrapes, by a custom [`Collector`]:
 //! registering the metrics adds nothing to a call. Every metric has a `name`
-//! label, the breaker's name.
+//! label, the breaker's name; a keyed breaker's series (see
+//! [`Family`](crate::Family)) also have a `key` label, its key. A family
+//! exposes the keys it holds now, at most `max_keys` and its overflow key,
+//! so the label's cardinality is bounded: an evicted key's series leave.
 //!
 //! | metric | type | labels | value |
 //! |---|---|---|---|
@@ -65,7 +68,7 @@ use std::sync::Arc;
 use crate::breaker::CircuitBreaker;
 use crate::fallback::FallbackReason;
 use crate::hook::Hook;
-use crate::registry::{registry, Registry};
+use crate::registry::{registry, Registry, TransitionCounts};
 use crate::state::State;
 
 /// The histogram's buckets, in seconds.
@@ -187,6 +190,8 @@ const FIRST_ITEM_HELP: &str = "Time from admission to the first item of streamed
 /// or [`Registry::record_time_to_first_item`].
 struct Histogram<K> {
     series: HistogramVec,
+    /// The keyed breakers' series, labelled `name` and `key`.
+    keyed: HistogramVec,
     kind: std::marker::PhantomData<K>,
 }
 
@@ -223,9 +228,11 @@ impl Measure for TimeToFirstItem {
 impl<K: Measure> Histogram<K> {
     fn new() -> Option<Self> {
         let opts = HistogramOpts::new(K::NAME, K::HELP).buckets(DURATION_BUCKETS.to_vec());
-        let series = HistogramVec::new(opts, &["name"]).ok()?;
+        let series = HistogramVec::new(opts.clone(), &["name"]).ok()?;
+        let keyed = HistogramVec::new(opts, &["name", "key"]).ok()?;
         Some(Histogram {
             series,
+            keyed,
             kind: std::marker::PhantomData,
         })
     }
@@ -233,8 +240,17 @@ impl<K: Measure> Histogram<K> {
 
 impl<K: Measure> Hook for Histogram<K> {
     fn attach(&self, breaker: &Arc<CircuitBreaker>) {
-        let series = self.series.with_label_values(&[breaker.name()]);
+        let series = match breaker.key() {
+            None => self.series.with_label_values(&[breaker.name()]),
+            Some(key) => self.keyed.with_label_values(&[breaker.name(), key]),
+        };
         K::feed(breaker, Box::new(move |d| series.observe(d.as_secs_f64())));
+    }
+
+    fn detach_key(&self, breaker: &Arc<CircuitBreaker>) {
+        if let Some(key) = breaker.key() {
+            let _ = self.keyed.remove_label_values(&[breaker.name(), key]);
+        }
     }
 
     /// A series is absent when the breaker never finished a call (or never
@@ -278,71 +294,147 @@ impl Collector for BreakerCollector {
 }
 
 fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
-    let state = IntGaugeVec::new(Opts::new(STATE, STATE_HELP), &["name"])?;
-    let calls = IntCounterVec::new(Opts::new(CALLS, CALLS_HELP), &["name", "outcome"])?;
-    let fallbacks = IntCounterVec::new(Opts::new(FALLBACKS, FALLBACKS_HELP), &["name", "on"])?;
-    let probes = IntCounterVec::new(Opts::new(PROBES, PROBES_HELP), &["name", "result"])?;
-    let slow = IntCounterVec::new(Opts::new(SLOW, SLOW_HELP), &["name"])?;
-    let transitions = IntCounterVec::new(Opts::new(TRANSITIONS, TRANSITIONS_HELP), &["name", "from", "to"])?;
-    let consecutive = IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &["name"])?;
-    let rate = GaugeVec::new(Opts::new(RATE, RATE_HELP), &["name"])?;
-    let throttled = IntGaugeVec::new(Opts::new(THROTTLED, THROTTLED_HELP), &["name"])?;
-
+    let unkeyed = Series::new(&[])?;
     for (breaker, counts) in registry.observed() {
-        let name = breaker.name();
-        let s = breaker.stats();
-        state.with_label_values(&[name]).set(i64::from(s.state.code()));
-        for (outcome, n) in s.outcomes() {
-            calls.with_label_values(&[name, outcome]).inc_by(n);
-        }
-        for reason in FallbackReason::ALL {
-            fallbacks
-                .with_label_values(&[name, reason.as_str()])
-                .inc_by(s.fallbacks_on(reason));
-        }
-        for (result, n) in s.probe_results() {
-            probes.with_label_values(&[name, result]).inc_by(n);
-        }
-        slow.with_label_values(&[name]).inc_by(s.slow_calls);
-        consecutive
-            .with_label_values(&[name])
-            .set(i64::try_from(s.consecutive_failures).unwrap_or(i64::MAX));
-        if let Some(r) = s.failure_rate {
-            rate.with_label_values(&[name]).set(r);
-        }
-        throttled
-            .with_label_values(&[name])
-            .set(i64::from(breaker.throttling()));
-        for from in State::ALL {
-            for to in State::ALL {
-                let n = counts.transitions(from, to);
-                if n > 0 {
-                    transitions
-                        .with_label_values(&[name, from.as_str(), to.as_str()])
-                        .inc_by(n);
-                }
-            }
+        unkeyed.add(&[breaker.name()], &breaker, &counts);
+    }
+    // Keyed breakers: the same metrics with a `key` label, one series per
+    // key the family holds now, so at most `max_keys` (and the overflow
+    // key) per family; an evicted key's series are gone.
+    let keyed = Series::new(&["key"])?;
+    for family in registry.family_list() {
+        for (breaker, counts) in family.observed() {
+            keyed.add(
+                &[breaker.name(), breaker.key().unwrap_or_default()],
+                &breaker,
+                &counts,
+            );
         }
     }
-
-    let mut families = Vec::new();
-    families.extend(state.collect());
-    families.extend(calls.collect());
-    families.extend(fallbacks.collect());
-    families.extend(probes.collect());
-    families.extend(slow.collect());
-    families.extend(transitions.collect());
-    families.extend(consecutive.collect());
-    families.extend(rate.collect());
-    families.extend(throttled.collect());
+    let mut families = unkeyed.collect();
+    merge(&mut families, keyed.collect());
     if let Some(durations) = registry.hook::<Histogram<CallDuration>>() {
         families.extend(durations.series.collect());
+        merge(&mut families, durations.keyed.collect());
     }
     if let Some(first_items) = registry.hook::<Histogram<TimeToFirstItem>>() {
         families.extend(first_items.series.collect());
+        merge(&mut families, first_items.keyed.collect());
     }
     // An empty vector collects to a family with no metric, which the text
     // encoder refuses; leave such families out.
     families.retain(|f| !f.get_metric().is_empty());
     Ok(families)
+}
+
+/// Adds the series of `more` to the family of the same name in `families`
+/// (one `# HELP` and `# TYPE` per metric), or `more` itself when there is none.
+fn merge(families: &mut Vec<MetricFamily>, more: Vec<MetricFamily>) {
+    for family in more {
+        match families.iter_mut().find(|f| f.name() == family.name()) {
+            Some(existing) => existing.mut_metric().extend(family.get_metric().iter().cloned()),
+            None => families.push(family),
+        }
+    }
+}
+
+/// The scrape-time metrics of a set of breakers, labelled `name` and then
+/// `extra` (`key` for keyed breakers).
+struct Series {
+    state: IntGaugeVec,
+    calls: IntCounterVec,
+    fallbacks: IntCounterVec,
+    probes: IntCounterVec,
+    slow: IntCounterVec,
+    transitions: IntCounterVec,
+    consecutive: IntGaugeVec,
+    rate: GaugeVec,
+    throttled: IntGaugeVec,
+}
+
+impl Series {
+    fn new(extra: &[&str]) -> prometheus::Result<Self> {
+        let labels = |more: &[&'static str]| -> Vec<&str> {
+            let mut all = vec!["name"];
+            all.extend_from_slice(extra);
+            all.extend_from_slice(more);
+            all
+        };
+        Ok(Series {
+            state: IntGaugeVec::new(Opts::new(STATE, STATE_HELP), &labels(&[]))?,
+            calls: IntCounterVec::new(Opts::new(CALLS, CALLS_HELP), &labels(&["outcome"]))?,
+            fallbacks: IntCounterVec::new(Opts::new(FALLBACKS, FALLBACKS_HELP), &labels(&["on"]))?,
+            probes: IntCounterVec::new(Opts::new(PROBES, PROBES_HELP), &labels(&["result"]))?,
+            slow: IntCounterVec::new(Opts::new(SLOW, SLOW_HELP), &labels(&[]))?,
+            transitions: IntCounterVec::new(
+                Opts::new(TRANSITIONS, TRANSITIONS_HELP),
+                &labels(&["from", "to"]),
+            )?,
+            consecutive: IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &labels(&[]))?,
+            rate: GaugeVec::new(Opts::new(RATE, RATE_HELP), &labels(&[]))?,
+            throttled: IntGaugeVec::new(Opts::new(THROTTLED, THROTTLED_HELP), &labels(&[]))?,
+        })
+    }
+
+    /// The series of `breaker`, whose label values are `ids` (name, then key).
+    fn add(&self, ids: &[&str], breaker: &CircuitBreaker, counts: &TransitionCounts) {
+        let with =
+            |more: &[&str]| -> Vec<String> { ids.iter().chain(more).map(|s| (*s).to_owned()).collect() };
+        let labels = |more: &[&str]| with(more);
+        let s = breaker.stats();
+        let id = labels(&[]);
+        let id: Vec<&str> = id.iter().map(String::as_str).collect();
+        self.state.with_label_values(&id).set(i64::from(s.state.code()));
+        for (outcome, n) in s.outcomes() {
+            let l = labels(&[outcome]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.calls.with_label_values(&l).inc_by(n);
+        }
+        for reason in FallbackReason::ALL {
+            let l = labels(&[reason.as_str()]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.fallbacks
+                .with_label_values(&l)
+                .inc_by(s.fallbacks_on(reason));
+        }
+        for (result, n) in s.probe_results() {
+            let l = labels(&[result]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.probes.with_label_values(&l).inc_by(n);
+        }
+        self.slow.with_label_values(&id).inc_by(s.slow_calls);
+        self.consecutive
+            .with_label_values(&id)
+            .set(i64::try_from(s.consecutive_failures).unwrap_or(i64::MAX));
+        if let Some(r) = s.failure_rate {
+            self.rate.with_label_values(&id).set(r);
+        }
+        self.throttled
+            .with_label_values(&id)
+            .set(i64::from(breaker.throttling()));
+        for from in State::ALL {
+            for to in State::ALL {
+                let n = counts.transitions(from, to);
+                if n > 0 {
+                    let l = labels(&[from.as_str(), to.as_str()]);
+                    let l: Vec<&str> = l.iter().map(String::as_str).collect();
+                    self.transitions.with_label_values(&l).inc_by(n);
+                }
+            }
+        }
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        families.extend(self.state.collect());
+        families.extend(self.calls.collect());
+        families.extend(self.fallbacks.collect());
+        families.extend(self.probes.collect());
+        families.extend(self.slow.collect());
+        families.extend(self.transitions.collect());
+        families.extend(self.consecutive.collect());
+        families.extend(self.rate.collect());
+        families.extend(self.throttled.collect());
+        families
+    }
 }

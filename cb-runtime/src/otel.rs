@@ -279,12 +279,17 @@ type Rate = fn(&Stats) -> Option<f64>;
 /// The attributes every instrument carries for `breaker`: its name (and a
 /// keyed breaker's key). The one place they are built.
 fn breaker_attributes(breaker: &CircuitBreaker) -> Vec<KeyValue> {
-    vec![KeyValue::new(ATTR_NAME, breaker.name().to_owned())]
+    let mut attrs = vec![KeyValue::new(ATTR_NAME, breaker.name().to_owned())];
+    if let Some(key) = breaker.key() {
+        attrs.push(KeyValue::new(ATTR_KEY, key.to_owned()));
+    }
+    attrs
 }
 
-/// Calls `f` with the attributes and the stats of every breaker of `registry`.
+/// Calls `f` with the attributes and the stats of every breaker of
+/// `registry`, the keys of its families included.
 fn for_each_breaker(registry: &Registry, mut f: impl FnMut(&[KeyValue], &Stats)) {
-    for breaker in registry.breakers() {
+    for breaker in registry.all_breakers() {
         f(&breaker_attributes(&breaker), &breaker.stats());
     }
 }

@@ -102,6 +102,8 @@ pub(crate) struct FileConfig {
     defaults: Section,
     presets: BTreeMap<&'static str, Section>,
     breakers: BTreeMap<String, Section>,
+    /// `[breakers.<name>.keys."<key>"]`: one key of a family.
+    keys: BTreeMap<(String, String), Section>,
 }
 
 type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
@@ -119,6 +121,19 @@ struct RawFile {
     /// breakers' configuration ignores them.
     #[serde(default, rename = "fleet")]
     _fleet: Option<toml::Table>,
+}
+
+/// The `keys` tables of `[breakers.<name>]`, with their spans.
+#[derive(Deserialize)]
+struct RawKeys {
+    #[serde(default)]
+    breakers: BTreeMap<String, RawKeysOf>,
+}
+
+#[derive(Deserialize)]
+struct RawKeysOf {
+    #[serde(default)]
+    keys: BTreeMap<Spanned<String>, RawTable>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -194,8 +209,49 @@ impl FileConfig {
             }
             file.presets.insert(p.name(), section);
         }
-        for (name, raw_table) in raw.breakers {
+        // `[breakers.<name>.keys."<key>"]`, read again with their spans.
+        let raw_keys: RawKeys = toml::from_str(text).map_err(|e| {
+            let at = match e.span() {
+                Some(span) => format!("{source}, line {}", line_of(text, span.start)),
+                None => source.to_owned(),
+            };
+            ConfigError::new(
+                "keys",
+                e.message().trim().to_owned(),
+                "a table of keys' tables, like [breakers.<name>.keys.\"gpt-4o\"]",
+            )
+            .at(at)
+        })?;
+        for (name, of) in raw_keys.breakers {
+            let keys = of.keys;
+            for (key, raw_table) in keys {
+                let key_header = format!("[breakers.{name}.keys.{:?}]", key.get_ref());
+                if let Err(e) = cb_syntax::check_name(key.get_ref()) {
+                    return Err(ConfigError::new(
+                        "keys",
+                        format!("{:?} ({e})", key.get_ref()),
+                        cb_syntax::NAME_RULE,
+                    )
+                    .at(format!(
+                        "{source}, line {}, {key_header}",
+                        line_of(text, key.span().start)
+                    )));
+                }
+                let section = table(raw_table, &key_header)?;
+                if let Some((_, origin)) = section.preset() {
+                    return Err(ConfigError::new(
+                        "preset",
+                        format!("a `preset` key in {key_header}"),
+                        "no `preset` key: a key's table tunes its family's configuration",
+                    )
+                    .at(origin.to_owned()));
+                }
+                file.keys.insert((name.clone(), key.into_inner()), section);
+            }
+        }
+        for (name, mut raw_table) in raw.breakers {
             let header = format!("[breakers.{name}]");
+            raw_table.retain(|k, _| k.get_ref() != "keys");
             let section = table(raw_table, &header)?;
             file.breakers.insert(name, section);
         }
@@ -295,6 +351,21 @@ pub(crate) fn validate_env(vars: &[(String, String)]) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// The configuration of `key` of the family `name` (`None`: the family's
+/// own): [`resolve`]'s layers with the key's `[breakers.<name>.keys."<key>"]`
+/// table between the family's table and the environment.
+pub(crate) fn resolve_key(
+    name: &str,
+    key: Option<&str>,
+    compiled: &Config,
+    compiled_preset: Option<Preset>,
+    file: Option<&FileConfig>,
+    env: &Section,
+) -> Result<Config, ConfigError> {
+    let key_section = key.and_then(|k| file.and_then(|f| f.keys.get(&(name.to_owned(), k.to_owned()))));
+    resolve_layers(name, compiled, compiled_preset, file, key_section, env)
+}
+
 /// The configuration of breaker `name`: `compiled` (its preset and the
 /// attribute's arguments, or what `reconfigure` was given) with the file's
 /// and the environment's layers on top. The error names the layer at fault.
@@ -305,7 +376,19 @@ pub(crate) fn resolve(
     file: Option<&FileConfig>,
     env: &Section,
 ) -> Result<Config, ConfigError> {
+    resolve_layers(name, compiled, compiled_preset, file, None, env)
+}
+
+fn resolve_layers(
+    name: &str,
+    compiled: &Config,
+    compiled_preset: Option<Preset>,
+    file: Option<&FileConfig>,
+    key: Option<&Section>,
+    env: &Section,
+) -> Result<Config, ConfigError> {
     let empty = Section::default();
+    let key = key.unwrap_or(&empty);
     let defaults = file.map_or(&empty, |f| &f.defaults);
     let own = file.and_then(|f| f.breakers.get(name)).unwrap_or(&empty);
     let chosen = env
@@ -318,7 +401,7 @@ pub(crate) fn resolve(
         (Some(f), Some(p)) => f.presets.get(p.name()).unwrap_or(&empty),
         _ => &empty,
     };
-    let layers = [defaults, tuned, own, env];
+    let layers = [defaults, tuned, own, key, env];
     if chosen.is_none() && layers.iter().all(|l| l.is_empty()) {
         return Ok(compiled.clone());
     }

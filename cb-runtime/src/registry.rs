@@ -2,13 +2,13 @@
 //! configuration, metrics and transition events meet them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use crate::breaker::coordination::Coordinator;
 use crate::breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
 use crate::events::{EventHook, Events};
+use crate::family::{Family, Link};
 use crate::history::TransitionSource;
 use crate::hook::Hook;
 use crate::overrides::{self, FileConfig, CB_CONFIG};
@@ -57,9 +57,12 @@ type EnvSource = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 /// same way and not loaded. Nothing panics.
 pub struct Registry {
     breakers: RwLock<BTreeMap<String, Entry>>,
+    /// The families of keyed breakers, by name (see [`Family`]).
+    families: RwLock<BTreeMap<String, Arc<Family>>>,
     /// Serialises configuration changes (creation, reconfigure, load_file).
-    config_lock: Mutex<()>,
-    file: RwLock<Option<Arc<FileConfig>>>,
+    /// Shared with the families, whose keys join under it too.
+    config_lock: Arc<Mutex<()>>,
+    file: Arc<RwLock<Option<Arc<FileConfig>>>>,
     /// Set once `CB_CONFIG` has been looked at and, when it names a file,
     /// that file loaded. Creators wait for it (exactly one load), and an
     /// explicit [`Registry::load_file`] waits for it too, so the explicit
@@ -74,7 +77,7 @@ pub struct Registry {
     history: RwLock<Option<Arc<dyn TransitionSource>>>,
     /// Told of every breaker as it joins and leaves: the metrics'
     /// histograms, the fleet's coordinators.
-    hooks: RwLock<Vec<Arc<dyn Hook>>>,
+    hooks: Arc<RwLock<Vec<Arc<dyn Hook>>>>,
 }
 
 /// Where a registry reads its fleet's status.
@@ -120,10 +123,7 @@ struct Entry {
 }
 
 /// What the registry counts per breaker: transitions, by from and to state.
-#[derive(Default)]
-pub(crate) struct TransitionCounts {
-    transitions: [[AtomicU64; 5]; 5],
-}
+pub(crate) use crate::transition::TransitionCounts;
 
 impl Entry {
     /// `true` when a warning was given already for this call site, preset
@@ -132,12 +132,6 @@ impl Entry {
         self.warned
             .iter()
             .any(|(o, p, c)| *o == origin && *p == preset && c == requested)
-    }
-}
-
-impl TransitionCounts {
-    pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
-        self.transitions[usize::from(from.code())][usize::from(to.code())].load(Ordering::Relaxed)
     }
 }
 
@@ -199,14 +193,15 @@ impl Registry {
         let events = Arc::new(EventHook::new());
         Registry {
             breakers: RwLock::default(),
-            config_lock: Mutex::default(),
-            file: RwLock::default(),
+            families: RwLock::default(),
+            config_lock: Arc::default(),
+            file: Arc::default(),
             cb_config_read: OnceLock::new(),
             env: Arc::new(vars),
             events: Arc::clone(&events),
             fleet: RwLock::default(),
             history: RwLock::default(),
-            hooks: RwLock::new(vec![events as Arc<dyn Hook>]),
+            hooks: Arc::new(RwLock::new(vec![events as Arc<dyn Hook>])),
         }
     }
 
@@ -561,7 +556,15 @@ impl Registry {
             let config = overrides::resolve(name, &entry.base, entry.preset, Some(&file), &env)?;
             changes.push((Arc::clone(&entry.breaker), config));
         }
+        let mut plans = Vec::new();
+        for family in self.family_list() {
+            let plan = family.plan(None, Some(&file), &vars)?;
+            plans.push((family, plan));
+        }
         *self.file.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(file));
+        for (family, plan) in plans {
+            published.extend(family.apply(plan));
+        }
         for (breaker, config) in changes {
             if config != breaker.config() {
                 let transition = breaker.reconfigure_deferred(config)?;
@@ -703,10 +706,7 @@ impl Registry {
     fn attach(&self, breaker: &Arc<CircuitBreaker>) -> Arc<TransitionCounts> {
         let counts = Arc::new(TransitionCounts::default());
         let c = Arc::clone(&counts);
-        breaker.on_transition(move |t| {
-            c.transitions[usize::from(t.from.code())][usize::from(t.to.code())]
-                .fetch_add(1, Ordering::Relaxed);
-        });
+        breaker.on_transition(move |t| c.record(t));
         counts
     }
 
@@ -745,6 +745,11 @@ impl Registry {
     fn add_hook_locked(&self, hook: Arc<dyn Hook>) {
         for breaker in self.breakers() {
             hook.attach(&breaker);
+        }
+        for family in self.family_list() {
+            for breaker in family.breakers() {
+                hook.attach(&breaker);
+            }
         }
         self.hooks
             .write()
@@ -813,13 +818,14 @@ impl Registry {
             .collect()
     }
 
-    /// How many breakers are in each state.
+    /// How many breakers are in each state, the keys of every family
+    /// counted one by one.
     pub fn health(&self) -> Health {
         let mut h = Health {
             healthy: true,
             ..Health::default()
         };
-        for b in self.breakers() {
+        for b in self.all_breakers() {
             h.total += 1;
             match b.state() {
                 State::Closed => h.closed += 1,
@@ -833,16 +839,123 @@ impl Registry {
         h
     }
 
-    /// Resets every breaker (see [`CircuitBreaker::reset`]).
+    /// Resets every breaker (see [`CircuitBreaker::reset`]), and every
+    /// family ([`Family::reset`]).
     pub fn reset_all(&self) {
         for b in self.breakers() {
             b.reset();
         }
+        for f in self.family_list() {
+            f.reset();
+        }
     }
 
-    /// `true` when some breaker is open or forced open.
+    /// `true` when some breaker, keyed ones included, is open or forced open.
     pub fn has_open(&self) -> bool {
-        self.breakers().iter().any(|b| b.state().is_open())
+        self.all_breakers().iter().any(|b| b.state().is_open())
+    }
+
+    /// Every breaker: the unkeyed ones sorted by name, then every family's
+    /// keys (see [`Family::breakers`]), families sorted by name.
+    pub fn all_breakers(&self) -> Vec<Arc<CircuitBreaker>> {
+        let mut all = self.breakers();
+        for f in self.family_list() {
+            all.extend(f.breakers());
+        }
+        all
+    }
+
+    /// The family of keyed breakers named `name`, if there is one.
+    pub fn family(&self, name: &str) -> Option<Arc<Family>> {
+        self.families
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The family named `name`, created with `make()` (then the config file
+    /// and the environment) if there is none yet; the first configuration
+    /// for a name wins. Every key of the family starts from it.
+    ///
+    /// ```
+    /// use cb_runtime::{Config, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let openai = registry.family_or_insert("openai", Config::default);
+    /// let gpt = openai.get_or_insert("gpt-4o");
+    /// assert_eq!((gpt.name(), gpt.key()), ("openai", Some("gpt-4o")));
+    /// assert_eq!(registry.families(), ["openai"]);
+    /// ```
+    pub fn family_or_insert(&self, name: &str, make: impl FnOnce() -> Config) -> Arc<Family> {
+        self.family_or_insert_from(name, None, make)
+    }
+
+    /// [`family_or_insert`](Self::family_or_insert), remembering the preset
+    /// the configuration was made from (for the file's `[presets.<preset>]`).
+    pub(crate) fn family_or_insert_from(
+        &self,
+        name: &str,
+        preset: Option<Preset>,
+        make: impl FnOnce() -> Config,
+    ) -> Arc<Family> {
+        let repaired = crate::name::repair(name);
+        if let Some(family) = self.family(&repaired) {
+            return family;
+        }
+        let requested = make();
+        self.read_cb_config();
+        let _config = self.config_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(family) = self.family(&repaired) {
+            return family;
+        }
+        if *repaired != *name {
+            crate::name::log_repair(name, &repaired);
+        }
+        let file = self.file.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let config = Family::resolve_family(&repaired, &requested, preset, file.as_deref(), &(self.env)())
+            .unwrap_or_else(|error| {
+                tracing::error!(
+                    target: "cb_runtime",
+                    breaker = &*repaired,
+                    %error,
+                    "bad runtime configuration for circuit breaker family `{repaired}`: {error}; \
+                     it runs on its compiled-in configuration"
+                );
+                requested.clone()
+            });
+        let link = Link {
+            hooks: Arc::clone(&self.hooks),
+            file: Arc::clone(&self.file),
+            env: Arc::clone(&self.env),
+            config_lock: Arc::clone(&self.config_lock),
+        };
+        let family = Family::new(&repaired, requested, config, preset, link);
+        self.families
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(repaired.into_owned(), Arc::clone(&family));
+        family
+    }
+
+    /// Every family's name, sorted.
+    pub fn families(&self) -> Vec<String> {
+        self.families
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every family, sorted by name.
+    pub fn family_list(&self) -> Vec<Arc<Family>> {
+        self.families
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
@@ -857,7 +970,17 @@ struct CoordinatorHook(Arc<dyn Coordinator>);
 
 impl Hook for CoordinatorHook {
     fn attach(&self, breaker: &Arc<CircuitBreaker>) {
-        self.0.attach(breaker);
+        // A coordinator that keys its store by name alone would share one
+        // state among all the keys of a family: it must say it knows keys.
+        if breaker.key().is_none() || self.0.coordinates_keys() {
+            self.0.attach(breaker);
+        }
+    }
+
+    fn detach_key(&self, breaker: &Arc<CircuitBreaker>) {
+        if self.0.coordinates_keys() {
+            self.0.detach_key(breaker);
+        }
     }
 
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

@@ -11,8 +11,11 @@ use crate::state::State;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Transition {
-    /// The breaker's name.
+    /// The breaker's name (a keyed breaker's is its family's).
     pub name: &'static str,
+    /// A keyed breaker's key ([`CircuitBreaker::key`](crate::CircuitBreaker::key)); `None`
+    /// for an unkeyed breaker.
+    pub key: Option<Arc<str>>,
     /// The state it left.
     pub from: State,
     /// The state it entered.
@@ -76,11 +79,14 @@ pub enum Reason {
     /// To open: the dependency throttled a call ([`Outcome::Throttled`](crate::Outcome::Throttled)),
     /// for its `Retry-After` or `throttle_duration`. Not a failure.
     Throttled,
+    /// To open because its family opened: `family_open_keys` keys of the
+    /// family were open at once (see [`Family`](crate::Family)).
+    FamilyOpen,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::ConsecutiveFailures,
         Reason::FailureRate,
         Reason::SlowCallRate,
@@ -98,6 +104,7 @@ impl Reason {
         Reason::ForcedOpenByFleet,
         Reason::DisabledByFleet,
         Reason::Throttled,
+        Reason::FamilyOpen,
     ];
 
     /// The reason in words, as logs and events write it.
@@ -120,6 +127,7 @@ impl Reason {
             Reason::ForcedOpenByFleet => "forced open by the fleet",
             Reason::DisabledByFleet => "disabled by the fleet",
             Reason::Throttled => "throttled",
+            Reason::FamilyOpen => "its family opened",
         }
     }
 
@@ -154,11 +162,39 @@ impl fmt::Display for Reason {
 
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "circuit breaker `{}`: {} -> {} ({})",
-            self.name, self.from, self.to, self.reason
-        )
+        match &self.key {
+            None => write!(
+                f,
+                "circuit breaker `{}`: {} -> {} ({})",
+                self.name, self.from, self.to, self.reason
+            ),
+            Some(key) => write!(
+                f,
+                "circuit breaker `{}` key `{key}`: {} -> {} ({})",
+                self.name, self.from, self.to, self.reason
+            ),
+        }
+    }
+}
+
+/// How many transitions a breaker made, by from and to state (the registry's
+/// counts, which the metrics read).
+#[derive(Default)]
+pub(crate) struct TransitionCounts {
+    transitions: [[std::sync::atomic::AtomicU64; 5]; 5],
+}
+
+impl TransitionCounts {
+    /// Counts `t`.
+    pub(crate) fn record(&self, t: &Transition) {
+        self.transitions[usize::from(t.from.code())][usize::from(t.to.code())]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Transitions from `from` to `to` so far.
+    pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
+        self.transitions[usize::from(from.code())][usize::from(to.code())]
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

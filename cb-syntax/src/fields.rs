@@ -38,6 +38,8 @@ pub const MAX_PROBES: u32 = 10_000;
 /// The longest `max_retry_after`, in nanoseconds (24 h): a longer open
 /// period is not a rate limit, and fleet peers refuse opens over a day.
 pub const MAX_RETRY_AFTER_NANOS: u64 = 24 * 3_600_000_000_000;
+/// The most keys `max_keys` may allow in one family of keyed breakers.
+pub const MAX_KEYS: u32 = 100_000;
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +98,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 14] = [
+pub const FIELDS: [Field; 16] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -168,6 +170,16 @@ pub const FIELDS: [Field; 14] = [
             max: MAX_RETRY_AFTER_NANOS,
         },
         doc: "The longest `Retry-After` hint honoured; a longer one is cut to this, and \"0s\" ignores hints.",
+    },
+    Field {
+        name: "max_keys",
+        kind: count(MAX_KEYS),
+        doc: "Keyed breakers: the most keys a family holds; a new key evicts the least recently used closed one.",
+    },
+    Field {
+        name: "family_open_keys",
+        kind: Kind::Count { min: 0, max: MAX_KEYS },
+        doc: "Keyed breakers: this many keys open at once open the whole family; 0 turns it off.",
     },
 ];
 

@@ -24,7 +24,8 @@
   };
 
   let token = null; // the bearer token, in memory only
-  let pending = null; // { name, action } waiting in the dialog
+  let pending = null; // { label, path, action } waiting in the dialog
+  const expanded = new Set(); // the families whose keys are shown
   let lastGood = null; // when the API last answered
 
   const byId = (id) => document.getElementById(id);
@@ -94,13 +95,43 @@
     return b.state === "open" && b.throttled === true ? "throttled" : b.state;
   }
 
-  function row(b, fetchedAt) {
-    const shown = shownState(b);
-    const tr = el("tr", "state-" + shown);
-    tr.setAttribute("data-name", b.name);
-    tr.setAttribute("data-state", shown);
+  // The API path of a breaker's actions: an unkeyed breaker's, or one key's of a family.
+  function breakerPath(b) {
+    if (typeof b.key === "string") {
+      return "families/" + encodeURIComponent(b.name) + "/keys/" + encodeURIComponent(b.key);
+    }
+    return "circuit-breakers/" + encodeURIComponent(b.name);
+  }
 
-    tr.append(el("td", "name", b.name));
+  function breakerLabel(b) {
+    return typeof b.key === "string" ? b.name + " \u203a " + b.key : b.name;
+  }
+
+  function actionCell(label, path) {
+    const actions = el("td", "actions");
+    for (const [action, a] of Object.entries(ACTIONS)) {
+      const button = el("button", "action " + action, a.label);
+      button.type = "button";
+      button.setAttribute("data-action", action);
+      button.addEventListener("click", () => ask(label, path, action));
+      actions.append(button);
+    }
+    return actions;
+  }
+
+  function row(b, fetchedAt) {
+    const keyed = typeof b.key === "string";
+    const shown = shownState(b);
+    const tr = el("tr", "state-" + shown + (keyed ? " key-row" : ""));
+    tr.setAttribute("data-name", breakerLabel(b));
+    tr.setAttribute("data-state", shown);
+    if (keyed) {
+      tr.setAttribute("data-family", b.name);
+      tr.setAttribute("data-key", b.key);
+      tr.append(el("td", "name key", b.key));
+    } else {
+      tr.append(el("td", "name", b.name));
+    }
 
     const state = el("td");
     const badge = el("span", "state", stateWord(shown));
@@ -134,28 +165,69 @@
     }
     tr.append(left);
 
-    const actions = el("td", "actions");
-    for (const [action, a] of Object.entries(ACTIONS)) {
-      const button = el("button", "action " + action, a.label);
-      button.type = "button";
-      button.setAttribute("data-action", action);
-      button.addEventListener("click", () => ask(b.name, action));
-      actions.append(button);
-    }
-    tr.append(actions);
+    tr.append(actionCell(breakerLabel(b), breakerPath(b)));
     return tr;
+  }
+
+  // A family of keyed breakers: one row, with a count of open keys, that
+  // expands to a row per key.
+  function familyRows(f, fetchedAt) {
+    const keys = Array.isArray(f.keys) ? f.keys : [];
+    const tr = el("tr", "family state-" + f.state);
+    tr.setAttribute("data-name", f.name);
+    tr.setAttribute("data-family", f.name);
+    tr.setAttribute("data-state", f.state);
+    const open = expanded.has(f.name);
+
+    const name = el("td", "name");
+    const toggle = el("button", "expand", (open ? "\u25be " : "\u25b8 ") + f.name);
+    toggle.type = "button";
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    toggle.addEventListener("click", () => {
+      if (expanded.has(f.name)) expanded.delete(f.name);
+      else expanded.add(f.name);
+      refreshNow();
+    });
+    name.append(toggle);
+    tr.append(name);
+
+    const state = el("td");
+    state.append(el("span", "state", stateWord(f.state)));
+    tr.append(state);
+    const count = el("td", "num open-keys", f.open_keys + " of " + keys.length + " keys open");
+    count.setAttribute("colspan", "3");
+    tr.append(count);
+    const left = el("td", "num open-left");
+    if (typeof f.open_remaining_ms === "number") {
+      left.setAttribute("data-deadline", String(fetchedAt + f.open_remaining_ms));
+      left.textContent = duration(f.open_remaining_ms) + " left";
+    } else {
+      left.textContent = "\u2014";
+    }
+    tr.append(left);
+    tr.append(actionCell(f.name + " (every key)", "families/" + encodeURIComponent(f.name)));
+    const rows = [tr];
+    if (open) {
+      for (const k of keys) rows.push(row(k, fetchedAt));
+    }
+    return rows;
   }
 
   function render(data) {
     const fetchedAt = Date.now();
     const breakers = Array.isArray(data.circuit_breakers) ? data.circuit_breakers : [];
+    const families = Array.isArray(data.families) ? data.families : [];
     const counts = {};
     for (const b of breakers) counts[shownState(b)] = (counts[shownState(b)] || 0) + 1;
+    for (const f of families) {
+      for (const k of Array.isArray(f.keys) ? f.keys : []) counts[shownState(k)] = (counts[shownState(k)] || 0) + 1;
+    }
     const parts = Object.keys(STATES)
       .filter((s) => counts[s])
       .map((s) => counts[s] + " " + stateWord(s).toLowerCase());
     byId("summary").textContent =
       breakers.length + (breakers.length === 1 ? " breaker" : " breakers") +
+      (families.length ? ", " + families.length + (families.length === 1 ? " family" : " families") : "") +
       (parts.length ? ": " + parts.join(", ") : "");
 
     const fleet = byId("fleet");
@@ -171,8 +243,10 @@
     }
 
     const body = document.querySelector("#breakers tbody");
-    body.replaceChildren(...breakers.map((b) => row(b, fetchedAt)));
-    show("empty", breakers.length === 0);
+    const rows = breakers.map((b) => row(b, fetchedAt));
+    for (const f of families) rows.push(...familyRows(f, fetchedAt));
+    body.replaceChildren(...rows);
+    show("empty", breakers.length === 0 && families.length === 0);
   }
 
   // Counts the time left open down between refreshes.
@@ -206,8 +280,8 @@
 
   // ---- actions -------------------------------------------------------------
 
-  function ask(name, action) {
-    pending = { name, action };
+  function ask(name, path, action) {
+    pending = { name, path, action };
     const a = ACTIONS[action];
     byId("dialog-title").textContent = a.verb + " \u201c" + name + "\u201d?";
     byId("dialog-what").textContent = a.verb + " " + a.effect + ".";
@@ -231,7 +305,7 @@
 
   async function confirmAction() {
     if (!pending) return;
-    const { name, action } = pending;
+    const { name, path, action } = pending;
     if (token === null) {
       // An empty field sends no Authorization header: the server refuses it.
       setToken(byId("token").value.trim() === "" ? null : byId("token").value.trim());
@@ -243,7 +317,7 @@
     let response;
     try {
       response = await fetch(
-        "circuit-breakers/" + encodeURIComponent(name) + "/" + action,
+        path + "/" + action,
         { method: "POST", headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" },
       );
     } catch (e) {

@@ -32,6 +32,8 @@ pub use cb_syntax::{BackoffText, Value as FieldValue};
 /// breaker whatever its type parameters.
 pub struct Slot {
     breaker: OnceLock<Arc<CircuitBreaker>>,
+    /// With `key = ...`: the family, fetched on the first call.
+    family: OnceLock<Arc<crate::Family>>,
 }
 
 impl Slot {
@@ -40,6 +42,7 @@ impl Slot {
     pub const fn new() -> Self {
         Slot {
             breaker: OnceLock::new(),
+            family: OnceLock::new(),
         }
     }
 
@@ -73,6 +76,101 @@ impl Slot {
         self.breaker
             .get_or_init(|| get_or_insert_at(crate::registry(), name, origin, Some(preset), make))
     }
+}
+
+/// The breaker of `key` in the family of a call site with `key = <expr>`: the family is fetched
+/// from (or created in) the global registry on the first call and kept in `slot`; then the key is
+/// looked up without a lock or an allocation ([`Family::get_or_insert`](crate::Family::get_or_insert)).
+#[inline(always)]
+pub fn keyed(
+    slot: &'static Slot,
+    name: &'static str,
+    origin: &'static str,
+    preset: Preset,
+    make: impl FnOnce() -> Config,
+    key: &str,
+) -> crate::family::Lease {
+    let family = match slot.family.get() {
+        Some(family) => family,
+        None => slot.family_init(name, origin, preset, make),
+    };
+    family.lease(key)
+}
+
+/// [`keyed`] for a streamed function, whose stream outlives the body: the breaker is shared.
+#[inline(always)]
+pub fn keyed_owned(
+    slot: &'static Slot,
+    name: &'static str,
+    origin: &'static str,
+    preset: Preset,
+    make: impl FnOnce() -> Config,
+    key: &str,
+) -> OwnedKeyed {
+    let family = match slot.family.get() {
+        Some(family) => family,
+        None => slot.family_init(name, origin, preset, make),
+    };
+    OwnedKeyed(family.get_or_insert(key))
+}
+
+impl Slot {
+    #[cold]
+    #[inline(never)]
+    fn family_init(
+        &'static self,
+        name: &'static str,
+        origin: &'static str,
+        preset: Preset,
+        make: impl FnOnce() -> Config,
+    ) -> &'static Arc<crate::Family> {
+        let _ = origin;
+        self.family
+            .get_or_init(|| crate::registry().family_or_insert_from(name, Some(preset), make))
+    }
+}
+
+/// A streamed function's keyed breaker: its stream outlives the function's body, so its permit
+/// holds a share of the breaker (an owned permit) instead of a borrow.
+pub struct OwnedKeyed(pub Arc<CircuitBreaker>);
+
+impl OwnedKeyed {
+    /// [`CircuitBreaker::try_acquire_owned`].
+    #[inline(always)]
+    pub fn try_acquire(&self) -> Result<crate::OwnedPermit, BreakerError> {
+        self.0.try_acquire_owned()
+    }
+}
+
+impl core::ops::Deref for OwnedKeyed {
+    type Target = CircuitBreaker;
+    fn deref(&self) -> &CircuitBreaker {
+        &self.0
+    }
+}
+
+/// The text of a `key = <expr>` value: anything that is `AsRef<str>`.
+#[diagnostic::on_unimplemented(
+    message = "the key of a keyed #[circuit_breaker] must implement `AsRef<str>`; `{Self}` does not",
+    label = "`key = ...` must be a `&str`, a `String` or another `AsRef<str>` value",
+    note = "each distinct key has its own breaker in the family: convert it, e.g. `key = model.to_string()`, or implement `AsRef<str>` for `{Self}`"
+)]
+pub trait KeyText {
+    /// The key as text.
+    fn key_text(&self) -> &str;
+}
+
+impl<K: AsRef<str> + ?Sized> KeyText for K {
+    #[inline(always)]
+    fn key_text(&self) -> &str {
+        self.as_ref()
+    }
+}
+
+/// `key` as text, checked to be `AsRef<str>` where the attribute's `key = <expr>` is written.
+#[inline(always)]
+pub fn key_text<K: KeyText + ?Sized>(key: &K) -> &str {
+    key.key_text()
 }
 
 /// [`Registry::get_or_insert`](crate::Registry::get_or_insert) for the breaker of a call site:

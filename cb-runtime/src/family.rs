@@ -1,0 +1,680 @@
+//! Keyed breakers: one breaker per model, deployment or tenant, in a
+//! [`Family`] named like an unkeyed breaker.
+//!
+//! `#[circuit_breaker(name = "openai", key = model)]` gives every distinct
+//! `model` its own breaker, so an outage of `gpt-4o` never refuses calls to
+//! `gpt-4o-mini`. By hand:
+//!
+//! ```
+//! use cb_runtime::{Config, Registry, State};
+//!
+//! let registry = Registry::new();
+//! let openai = registry.family_or_insert("openai", || Config::builder().failure_threshold(1).build().unwrap());
+//! openai.get_or_insert("gpt-4o").force_open();
+//! assert_eq!(openai.get_or_insert("gpt-4o-mini").state(), State::Closed);
+//! assert_eq!(openai.keys(), ["gpt-4o", "gpt-4o-mini"]);
+//! assert_eq!(openai.get("gpt-4o").unwrap().key(), Some("gpt-4o"));
+//! ```
+//!
+//! # The lookup on the call path
+//!
+//! The keys live in a [`papaya`] hash map, hashed with [`foldhash`]. An
+//! existing key is found with no lock and no allocation: papaya's reads are
+//! lock-free (a guard is one thread-local epoch mark, no shared write),
+//! where a sharded `RwLock` map (`dashmap`) takes a read lock, one shared
+//! atomic write per lookup, on a shard that every thread calling a popular
+//! key contends for. The map is made for read-heavy use, which a family is:
+//! keys are created once and then looked up on every call. foldhash is
+//! seeded per process, so request-chosen keys cannot be crafted to collide
+//! in every process, and a family never holds more than `max_keys` of them
+//! anyway. The lookup hands back an `Arc` of the breaker, so a call in
+//! flight keeps its breaker even if the key is evicted meanwhile (its
+//! outcome then lands on the evicted breaker, which no one sees again).
+//!
+//! Recency for eviction is a per-family logical clock: a lookup of the key
+//! used last writes nothing; any other lookup writes the key's stamp. Creating
+//! a key, evicting one and the overflow are behind the family's mutex, so a
+//! key is never created twice.
+//!
+//! # Bounded
+//!
+//! A family holds at most `max_keys` keys (a configuration field, default
+//! 100). A new key beyond it evicts the least recently used key whose breaker
+//! is closed; open, half-open, forced-open and disabled breakers are never
+//! evicted. When none can be, the call goes through the family's overflow
+//! breaker, whose key is [`OVERFLOW_KEY`]. A key that breaks the name rule
+//! ([`cb_syntax::check_name`]: 1 to 256 bytes, not only white space, no
+//! control characters) goes to the overflow breaker too, with one WARN per
+//! family. An evicted key's metric series leave `/metrics`, and the admin
+//! API no longer lists it.
+//!
+//! # The provider above the models
+//!
+//! With `family_open_keys = n` (default 0: off), once `n` keys of a family
+//! are open at once the whole family opens for `open_duration`: every key
+//! opens (reason [`Reason::FamilyOpen`]) for that long, and a key created
+//! meanwhile starts open for the time that remains. [`Family::state`] is
+//! [`State::Open`] meanwhile. Afterwards each key probes on its own.
+//!
+//! # Configuration
+//!
+//! A family's configuration is layered as an unkeyed breaker's (see
+//! [runtime configuration](crate::Registry#runtime-configuration)):
+//! `[breakers.<name>]` and `CB_<NAME>_<FIELD>` apply to every key, and a
+//! `[breakers.<name>.keys."<key>"]` table to one key, above the family's
+//! table and below the environment. A reloaded file reconfigures every key.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+#[path = "family/lease.rs"]
+mod lease;
+pub use lease::Lease;
+
+use crate::breaker::CircuitBreaker;
+use crate::clock::duration_nanos;
+use crate::config::{Config, ConfigError};
+use crate::hook::Hook;
+use crate::overrides::{self, FileConfig};
+use crate::preset::Preset;
+use crate::state::State;
+use crate::transition::{Reason, TransitionCounts};
+
+/// The key of a family's overflow breaker: the calls whose key could not get
+/// a breaker of its own (the family is full of keys that cannot be evicted,
+/// or the key breaks the name rule). A request's key `"_overflow"` goes there too.
+pub const OVERFLOW_KEY: &str = "_overflow";
+
+pub use crate::breaker::ID_SEPARATOR;
+
+type KeyMap = papaya::HashMap<Arc<str>, KeyEntry, foldhash::fast::RandomState>;
+
+/// One key's breaker in the map.
+struct KeyEntry {
+    breaker: Arc<CircuitBreaker>,
+    counts: Arc<TransitionCounts>,
+    /// The family's logical time of the key's last use.
+    last_used: AtomicU64,
+}
+
+/// What a family shares with its registry: the configuration layers, the
+/// hooks and the lock under which breakers join.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) hooks: Arc<RwLock<Vec<Arc<dyn Hook>>>>,
+    pub(crate) file: Arc<RwLock<Option<Arc<FileConfig>>>>,
+    pub(crate) env: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    pub(crate) config_lock: Arc<Mutex<()>>,
+}
+
+impl Link {
+    /// The registry's config file now, if one was loaded.
+    fn file(&self) -> Option<Arc<FileConfig>> {
+        self.file.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn Hook>> {
+        self.hooks.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// The manual state of a whole family.
+const MANUAL_NONE: u8 = 0;
+const MANUAL_FORCED_OPEN: u8 = 1;
+const MANUAL_DISABLED: u8 = 2;
+
+/// A family of keyed breakers: one breaker per key, all named after the
+/// family; see the [module documentation](self).
+pub struct Family {
+    name: &'static str,
+    /// Unique in the process, unlike an address: the threads' caches of
+    /// key breakers tell families apart by it.
+    id: u64,
+    /// Keys evicted so far: a cached key breaker is checked against the map
+    /// when this moved since it was cached.
+    evictions: AtomicU64,
+    me: Weak<Family>,
+    keys: KeyMap,
+    /// Keys in `keys`; changed only with `create` held.
+    len: AtomicUsize,
+    /// The logical clock of `KeyEntry::last_used`.
+    tick: AtomicU64,
+    /// Serialises creation and eviction of keys.
+    create: Mutex<()>,
+    overflow: OnceLock<(Arc<CircuitBreaker>, Arc<TransitionCounts>)>,
+    /// The one WARN about keys that break the name rule has been given.
+    warned_bad_key: AtomicBool,
+    /// The configuration asked for at creation (or the last reconfigure's).
+    base: RwLock<Config>,
+    /// The family's own configuration: `base` with the file and the environment.
+    config: RwLock<Config>,
+    preset: Option<Preset>,
+    link: Link,
+    /// While the whole family is open: the clock reading it stays open until.
+    open_until: AtomicU64,
+    manual: AtomicU8,
+}
+
+impl Family {
+    pub(crate) fn new(
+        name: &str,
+        base: Config,
+        config: Config,
+        preset: Option<Preset>,
+        link: Link,
+    ) -> Arc<Family> {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        Arc::new_cyclic(|me| Family {
+            name: crate::intern::intern(name.to_owned()),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            evictions: AtomicU64::new(0),
+            me: me.clone(),
+            keys: KeyMap::with_hasher(foldhash::fast::RandomState::default()),
+            len: AtomicUsize::new(0),
+            tick: AtomicU64::new(0),
+            create: Mutex::new(()),
+            overflow: OnceLock::new(),
+            warned_bad_key: AtomicBool::new(false),
+            base: RwLock::new(base),
+            config: RwLock::new(config),
+            preset,
+            link,
+            open_until: AtomicU64::new(0),
+            manual: AtomicU8::new(MANUAL_NONE),
+        })
+    }
+
+    /// The family's name: every one of its breakers has it as
+    /// [`name`](CircuitBreaker::name).
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// The family's configuration: what every key starts from before its
+    /// own `[breakers.<name>.keys."<key>"]` table.
+    pub fn config(&self) -> Config {
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The breaker of `key`, created if there is none yet (evicting the least
+    /// recently used closed key when the family holds `max_keys`). The
+    /// overflow breaker when no key can be evicted, or when `key` breaks the
+    /// name rule.
+    ///
+    /// Finding an existing key takes no lock and allocates nothing.
+    #[inline]
+    pub fn get_or_insert(&self, key: &str) -> Arc<CircuitBreaker> {
+        {
+            let keys = self.keys.pin();
+            if let Some(entry) = keys.get(key) {
+                self.touch(entry);
+                return Arc::clone(&entry.breaker);
+            }
+        }
+        self.insert(key)
+    }
+
+    /// The breaker of `key`, if the family has one (the overflow breaker for
+    /// [`OVERFLOW_KEY`], once it exists). Counts as a use for eviction.
+    pub fn get(&self, key: &str) -> Option<Arc<CircuitBreaker>> {
+        if key == OVERFLOW_KEY {
+            return self.overflow();
+        }
+        let keys = self.keys.pin();
+        let entry = keys.get(key)?;
+        self.touch(entry);
+        Some(Arc::clone(&entry.breaker))
+    }
+
+    /// The family's keys, sorted (not the overflow key).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.keys.pin().keys().map(|k| k.to_string()).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// How many keys the family holds (at most `max_keys`; the overflow
+    /// breaker is not counted).
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// `true` when the family holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The family's overflow breaker, once a call needed it.
+    pub fn overflow(&self) -> Option<Arc<CircuitBreaker>> {
+        self.overflow.get().map(|(b, _)| Arc::clone(b))
+    }
+
+    /// Every breaker of the family, sorted by key, the overflow breaker last.
+    pub fn breakers(&self) -> Vec<Arc<CircuitBreaker>> {
+        self.observed().into_iter().map(|(b, _)| b).collect()
+    }
+
+    /// How many of the family's breakers (the overflow one included) are
+    /// open or forced open now.
+    pub fn open_keys(&self) -> usize {
+        self.breakers().iter().filter(|b| b.state().is_open()).count()
+    }
+
+    /// The state of the family as a whole:
+    ///
+    /// * [`State::ForcedOpen`] or [`State::Disabled`] after
+    ///   [`force_open`](Self::force_open) or [`disable`](Self::disable);
+    /// * [`State::Open`] while the family is open (`family_open_keys` keys
+    ///   were open at once; see the [module documentation](self));
+    /// * [`State::Closed`] otherwise, whatever its keys' states.
+    pub fn state(&self) -> State {
+        match self.manual.load(Ordering::Acquire) {
+            MANUAL_FORCED_OPEN => return State::ForcedOpen,
+            MANUAL_DISABLED => return State::Disabled,
+            _ => {}
+        }
+        if self.open_remaining().is_some() {
+            State::Open
+        } else {
+            State::Closed
+        }
+    }
+
+    /// While the whole family is open: how long it stays so.
+    pub fn open_remaining(&self) -> Option<Duration> {
+        let until = self.open_until.load(Ordering::Acquire);
+        let now = self.clock_now();
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+
+    /// Resets every key ([`CircuitBreaker::reset`]) and the family itself:
+    /// it is no longer open, forced open or disabled, and new keys start closed.
+    pub fn reset(&self) {
+        self.manual.store(MANUAL_NONE, Ordering::Release);
+        self.open_until.store(0, Ordering::Release);
+        for b in self.breakers() {
+            b.reset();
+        }
+    }
+
+    /// Forces every key open, and every key created later, until
+    /// [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.manual.store(MANUAL_FORCED_OPEN, Ordering::Release);
+        for b in self.breakers() {
+            b.force_open();
+        }
+    }
+
+    /// Disables every key, and every key created later, until
+    /// [`reset`](Self::reset): every call goes through, and is still counted.
+    pub fn disable(&self) {
+        self.manual.store(MANUAL_DISABLED, Ordering::Release);
+        for b in self.breakers() {
+            b.disable();
+        }
+    }
+
+    /// Every breaker with its transition counts, sorted by key, the
+    /// overflow breaker last.
+    pub(crate) fn observed(&self) -> Vec<(Arc<CircuitBreaker>, Arc<TransitionCounts>)> {
+        let mut all: Vec<(Arc<CircuitBreaker>, Arc<TransitionCounts>)> = self
+            .keys
+            .pin()
+            .values()
+            .map(|e| (Arc::clone(&e.breaker), Arc::clone(&e.counts)))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.key().cmp(&b.0.key()));
+        if let Some((b, c)) = self.overflow.get() {
+            all.push((Arc::clone(b), Arc::clone(c)));
+        }
+        all
+    }
+
+    /// Marks `entry` as the family's most recently used key: nothing is
+    /// written when it already is.
+    #[inline(always)]
+    fn touch(&self, entry: &KeyEntry) {
+        let now = self.tick.load(Ordering::Relaxed);
+        if entry.last_used.load(Ordering::Relaxed) != now {
+            entry
+                .last_used
+                .store(self.tick.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn clock_now(&self) -> u64 {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clock()
+            .now_nanos()
+    }
+
+    /// A key that is not in the map yet: created, after an eviction if the
+    /// family is full, or the overflow breaker.
+    #[cold]
+    #[inline(never)]
+    fn insert(&self, key: &str) -> Arc<CircuitBreaker> {
+        if key == OVERFLOW_KEY {
+            return self.overflow_breaker();
+        }
+        if let Err(error) = cb_syntax::check_name(key) {
+            if !self.warned_bad_key.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "cb_runtime",
+                    breaker = self.name,
+                    %error,
+                    "circuit breaker family `{}` was given a key that breaks the name rule ({error}); \
+                     such keys share the family's `{OVERFLOW_KEY}` breaker (warned once per family)",
+                    self.name
+                );
+            }
+            return self.overflow_breaker();
+        }
+        let (breaker, evicted) = {
+            let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = self.keys.pin().get(key) {
+                self.touch(entry);
+                return Arc::clone(&entry.breaker);
+            }
+            let max = self.config().max_keys() as usize;
+            let mut evicted = Vec::new();
+            while self.len() >= max {
+                match self.evict_one() {
+                    Some(gone) => evicted.push(gone),
+                    None => break,
+                }
+            }
+            if self.len() >= max {
+                drop(_create);
+                self.detach(&evicted);
+                return self.overflow_breaker();
+            }
+            let key: Arc<str> = Arc::from(key);
+            let (breaker, counts) = self.make(Arc::clone(&key));
+            let stamp = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+            self.keys.pin().insert(
+                key,
+                KeyEntry {
+                    breaker: Arc::clone(&breaker),
+                    counts,
+                    last_used: AtomicU64::new(stamp),
+                },
+            );
+            self.len.fetch_add(1, Ordering::AcqRel);
+            (breaker, evicted)
+        };
+        self.detach(&evicted);
+        breaker
+    }
+
+    /// Removes the least recently used key whose breaker is closed; `None`
+    /// when every key is open, half-open, forced open or disabled. Call with
+    /// `create` held.
+    fn evict_one(&self) -> Option<Arc<CircuitBreaker>> {
+        let keys = self.keys.pin();
+        let victim = keys
+            .iter()
+            .filter(|(_, e)| e.breaker.state() == State::Closed)
+            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+            .map(|(k, _)| Arc::clone(k))?;
+        // Before the key leaves the map: no thread uses its cached breaker
+        // for a call that starts after the key is gone.
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        let removed = keys.remove(&victim).map(|e| Arc::clone(&e.breaker));
+        if removed.is_some() {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+        removed
+    }
+
+    /// Tells the hooks that the `evicted` breakers left (their metric series go).
+    fn detach(&self, evicted: &[Arc<CircuitBreaker>]) {
+        if evicted.is_empty() {
+            return;
+        }
+        let hooks = self.link.hooks();
+        for breaker in evicted {
+            for hook in &hooks {
+                hook.detach_key(breaker);
+            }
+        }
+    }
+
+    fn overflow_breaker(&self) -> Arc<CircuitBreaker> {
+        let (breaker, _) = self.overflow.get_or_init(|| {
+            let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+            self.make(Arc::from(OVERFLOW_KEY))
+        });
+        Arc::clone(breaker)
+    }
+
+    /// A new breaker for `key`, with its configuration, its observers and the
+    /// registry's hooks, in the family's current manual or open state.
+    fn make(&self, key: Arc<str>) -> (Arc<CircuitBreaker>, Arc<TransitionCounts>) {
+        let config = match self.resolve_key(&key) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(
+                    target: "cb_runtime",
+                    breaker = self.name,
+                    key = &*key,
+                    %error,
+                    "bad runtime configuration for key `{key}` of circuit breaker family `{}`: {error}; \
+                     it runs on the family's configuration",
+                    self.name
+                );
+                self.config()
+            }
+        };
+        let breaker = Arc::new(CircuitBreaker::keyed(self.name, key, config));
+        let counts = Arc::new(TransitionCounts::default());
+        let c = Arc::clone(&counts);
+        breaker.on_transition(move |t| c.record(t));
+        let family = self.me.clone();
+        breaker.on_transition(move |t| {
+            if t.to == State::Open && t.reason != Reason::FamilyOpen {
+                if let Some(family) = family.upgrade() {
+                    family.key_opened();
+                }
+            }
+        });
+        {
+            // As the registry attaches its own breakers: no hook is added
+            // while this one joins, so it is told of each hook exactly once.
+            let _config = self
+                .link
+                .config_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for hook in self.link.hooks() {
+                hook.attach(&breaker);
+            }
+        }
+        match self.manual.load(Ordering::Acquire) {
+            MANUAL_FORCED_OPEN => breaker.force_open(),
+            MANUAL_DISABLED => breaker.disable(),
+            _ => {
+                if let Some(left) = self.open_remaining() {
+                    breaker.open_with_reason(left, Reason::FamilyOpen);
+                }
+            }
+        }
+        (breaker, counts)
+    }
+
+    /// A key opened on its own: opens the family when `family_open_keys`
+    /// of its keys are open now.
+    fn key_opened(&self) {
+        let config = self.config();
+        let threshold = config.family_open_keys() as usize;
+        if threshold == 0 || self.manual.load(Ordering::Acquire) != MANUAL_NONE {
+            return;
+        }
+        let open = self
+            .breakers()
+            .iter()
+            .filter(|b| b.state() == State::Open)
+            .count();
+        if open < threshold {
+            return;
+        }
+        let now = config.clock().now_nanos();
+        let duration = config.open_duration();
+        let until = now.saturating_add(duration_nanos(duration));
+        let before = self.open_until.load(Ordering::Acquire);
+        if before > now
+            || self
+                .open_until
+                .compare_exchange(before, until, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return; // already open, or another caller opens it
+        }
+        tracing::warn!(
+            target: "cb_runtime",
+            breaker = self.name,
+            open_keys = open,
+            family_open_keys = threshold,
+            open_for = ?duration,
+            "circuit breaker family `{}` opened: {open} of its keys are open; every key refuses for {duration:?}",
+            self.name
+        );
+        for breaker in self.breakers() {
+            breaker.open_with_reason(duration, Reason::FamilyOpen);
+        }
+    }
+
+    /// The configuration of `key`: the family's compiled configuration with
+    /// the file (its `[breakers.<name>]` and `[breakers.<name>.keys."<key>"]`
+    /// tables) and the environment on top.
+    fn resolve_key(&self, key: &str) -> Result<Config, ConfigError> {
+        let base = self.base.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let file = self.link.file();
+        self.resolve_with(&base, key, file.as_deref(), &(self.link.env)())
+    }
+
+    fn resolve_with(
+        &self,
+        base: &Config,
+        key: &str,
+        file: Option<&FileConfig>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let key = (key != OVERFLOW_KEY).then_some(key);
+        Family::resolve_layers(self.name, key, base, self.preset, file, vars)
+    }
+
+    /// The family's and every key's configuration under `file` (or the
+    /// registry's file) and the environment, from `base` (or the current
+    /// one): the first error, or the breakers to reconfigure. Nothing changes.
+    pub(crate) fn plan(
+        &self,
+        base: Option<&Config>,
+        file: Option<&FileConfig>,
+        vars: &[(String, String)],
+    ) -> Result<Plan, ConfigError> {
+        let base = match base {
+            Some(b) => b.clone(),
+            None => self.base.read().unwrap_or_else(PoisonError::into_inner).clone(),
+        };
+        let family = self.resolve_with(&base, OVERFLOW_KEY, file, vars)?;
+        let mut keys = Vec::new();
+        for breaker in self.breakers() {
+            let key = breaker.key().unwrap_or(OVERFLOW_KEY);
+            let config = self.resolve_with(&base, key, file, vars)?;
+            // Checked now, so that nothing changes on an error.
+            let config = config.to_builder().build()?;
+            keys.push((breaker, config));
+        }
+        Ok(Plan { base, family, keys })
+    }
+
+    /// Applies a [`plan`](Self::plan): the transitions made are returned, to
+    /// publish with no lock held.
+    pub(crate) fn apply(
+        &self,
+        plan: Plan,
+    ) -> Vec<(Arc<CircuitBreaker>, Option<crate::transition::Transition>)> {
+        *self.base.write().unwrap_or_else(PoisonError::into_inner) = plan.base;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = plan.family;
+        let mut published = Vec::new();
+        for (breaker, config) in plan.keys {
+            if config != breaker.config() {
+                match breaker.reconfigure_deferred(config) {
+                    Ok(transition) => published.push((breaker, transition)),
+                    Err(error) => {
+                        tracing::error!(target: "cb_runtime", breaker = self.name, %error, "bad runtime configuration")
+                    }
+                }
+            }
+        }
+        published
+    }
+
+    /// Replaces the family's compiled configuration with `config`, live: the
+    /// file and the environment still apply on top, and every key is
+    /// reconfigured (see [`CircuitBreaker::reconfigure`]). On an error
+    /// nothing changes.
+    pub fn reconfigure(&self, config: Config) -> Result<(), ConfigError> {
+        let published = {
+            let _config = self
+                .link
+                .config_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let file = self.link.file();
+            let plan = self.plan(Some(&config), file.as_deref(), &(self.link.env)())?;
+            self.apply(plan)
+        };
+        for (breaker, transition) in published {
+            breaker.publish_transition(transition);
+        }
+        Ok(())
+    }
+
+    /// The configuration a family named `name` gets from `base`: the
+    /// file's and the environment's family layers on top.
+    pub(crate) fn resolve_family(
+        name: &str,
+        base: &Config,
+        preset: Option<Preset>,
+        file: Option<&FileConfig>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        Family::resolve_layers(name, None, base, preset, file, vars)
+    }
+
+    /// The configuration of `key` (`None`: the family's own) of the family
+    /// `name`, from `base`, under `file` and the environment `vars`.
+    fn resolve_layers(
+        name: &str,
+        key: Option<&str>,
+        base: &Config,
+        preset: Option<Preset>,
+        file: Option<&FileConfig>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let env = overrides::env_section(name, vars)?;
+        overrides::resolve_key(name, key, base, preset, file, &env)
+    }
+}
+
+/// What a configuration change does to a family; see [`Family::plan`].
+pub(crate) struct Plan {
+    base: Config,
+    family: Config,
+    keys: Vec<(Arc<CircuitBreaker>, Config)>,
+}
+
+impl std::fmt::Debug for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Family")
+            .field("name", &self.name)
+            .field("len", &self.len())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}

@@ -137,9 +137,10 @@ impl Backoff {
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// The name of the preset this configuration started from, one of
-    /// [`cb_syntax::PRESETS`].
-    pub(crate) preset: Option<&'static str>,
+    /// The preset this configuration started from: its index in
+    /// [`cb_syntax::PRESETS`] (one byte, not a `&str`, so that a breaker
+    /// stays within 1 KiB).
+    pub(crate) preset: Option<u8>,
     pub(crate) failure_threshold: u32,
     pub(crate) failure_rate_threshold: f64,
     pub(crate) sliding_window: Window,
@@ -202,7 +203,7 @@ impl Config {
     /// [`Config::preset`] for the [`Preset`](crate::Preset)); `None` for a
     /// configuration built from [`Config::builder`].
     pub fn preset_name(&self) -> Option<&'static str> {
-        self.preset
+        self.preset.map(|i| cb_syntax::PRESETS[usize::from(i)])
     }
 
     /// Consecutive failures that open the circuit.
@@ -307,7 +308,7 @@ impl Config {
         let duration = |d: Duration| Value::Duration(duration_nanos(d));
         let optional = |d: Option<Duration>| d.map_or(Value::Off, duration);
         Some(match field.name {
-            "preset" => Value::Preset(self.preset?),
+            "preset" => Value::Preset(self.preset_name()?),
             "failure_threshold" => Value::Count(self.failure_threshold),
             "failure_rate_threshold" => Value::Rate(self.failure_rate_threshold),
             "sliding_window" => match self.sliding_window {
@@ -566,7 +567,10 @@ impl ConfigBuilder {
     /// Records the preset this configuration starts from (a name of
     /// [`cb_syntax::PRESETS`]).
     pub(crate) fn preset_name(mut self, name: &'static str) -> Self {
-        self.config.preset = Some(name);
+        self.config.preset = cb_syntax::PRESETS
+            .iter()
+            .position(|p| *p == name)
+            .and_then(|i| u8::try_from(i).ok());
         self
     }
 

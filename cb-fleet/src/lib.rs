@@ -34,6 +34,9 @@
 //! * **Probe successes are counted fleet-wide**, each once, in the period it
 //!   was admitted in; `success_threshold` of them close every replica. A
 //!   failed probe reopens every replica, and the backoff level is shared.
+//!   A throttled probe (or any open whose reason is
+//!   [`Reason::Throttled`](cb_runtime::Reason::Throttled)) reopens every
+//!   replica too, but keeps the level: a rate limit is not an outage.
 //! * **Manual control** with a fleet scope: [`Fleet::force_open`],
 //!   [`Fleet::reset`], [`Fleet::disable`]. See "Which wins" below.
 //! * **A transition log**: every transition of every replica goes to a capped

@@ -35,6 +35,16 @@ fn config() -> Config {
         .unwrap()
 }
 
+/// The fleet's state kind of identity `id` in Redis (`None`: no state).
+async fn kind(con: &mut redis::aio::MultiplexedConnection, id: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(format!("cb:{{keyed}}:b:{id}"))
+        .arg("kind")
+        .query_async(con)
+        .await
+        .unwrap()
+}
+
 async fn fail(b: &cb_runtime::CircuitBreaker) {
     let permit = b.try_acquire().expect("admitted");
     let _ = permit.run(async { Err::<(), _>("down") }).await;
@@ -69,19 +79,9 @@ async fn a_key_opens_only_that_key_on_every_replica() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let state: Option<String> = redis::cmd("HGET")
-        .arg("cb:{keyed}:b:openai\u{1f}gpt-4o")
-        .arg("kind")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let state = kind(&mut con, "openai\u{1f}gpt-4o").await;
     assert!(state.is_some(), "gpt-4o's fleet state is kept under its identity");
-    let family_state: Option<String> = redis::cmd("HGET")
-        .arg("cb:{keyed}:b:openai")
-        .arg("kind")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let family_state = kind(&mut con, "openai").await;
     assert_eq!(family_state, None, "nothing is kept under the family's name");
     // A message to b went through b's queue before this command's answer.
     fb.reset("barrier").await.unwrap();
@@ -108,12 +108,7 @@ async fn a_key_opens_only_that_key_on_every_replica() {
     assert!(wait_until(SOON, || mini_a.state() == State::ForcedOpen).await);
     fb.reset("barrier").await.unwrap();
     assert_eq!(mini_b.state(), State::Closed, "the evicted breaker is left alone");
-    let mini_state: Option<String> = redis::cmd("HGET")
-        .arg("cb:{keyed}:b:openai\u{1f}gpt-4o-mini")
-        .arg("kind")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let mini_state = kind(&mut con, "openai\u{1f}gpt-4o-mini").await;
     assert!(
         mini_state.is_some(),
         "the evicted key's shared state stays in Redis"

@@ -34,12 +34,41 @@
 //! * **Probe successes are counted fleet-wide**, each once, in the period it
 //!   was admitted in; `success_threshold` of them close every replica. A
 //!   failed probe reopens every replica, and the backoff level is shared.
+//!   A throttled probe (or any open whose reason is
+//!   [`Reason::Throttled`](cb_runtime::Reason::Throttled)) reopens every
+//!   replica too, but keeps the level: a rate limit is not an outage.
 //! * **Manual control** with a fleet scope: [`Fleet::force_open`],
 //!   [`Fleet::reset`], [`Fleet::disable`]. See "Which wins" below.
 //! * **A transition log**: every transition of every replica goes to a capped
 //!   Redis stream per breaker; read it with [`Fleet::transitions`]. Its
 //!   reasons are [`Reason::as_str`](cb_runtime::Reason::as_str)'s words, the
 //!   runtime's one table of reasons: a new reason needs nothing here.
+//!
+//! # Keyed breakers
+//!
+//! Every key of a [`Family`](cb_runtime::Family) is shared like any breaker,
+//! under its own identity, [`CircuitBreaker::id`]: the family's name, U+001F
+//! ([`cb_runtime::family::ID_SEPARATOR`]) and the key, as is, in its Redis
+//! keys (`b:openai\u{1f}gpt-4o`, ...), its messages and its transition log.
+//! A name or key may hold no control character, and U+001F is the one
+//! [`is_shareable_name`] allows, once, between a non-empty name and key: a
+//! key's identity never equals an unkeyed breaker's name, nor another key's.
+//! `gpt-4o` opening on one replica opens `gpt-4o` on every replica that has
+//! that key, and no other key. The fleet-wide commands take the identity
+//! (`fleet.force_open("openai\u{1f}gpt-4o")`).
+//!
+//! * **A replica without the key** has nothing to refuse: it creates no
+//!   key for a message. It keeps the fleet's state of the identity while it
+//!   is not closed, as for any name it has no breaker of, so a key it
+//!   creates later starts in the fleet's state (an open key refuses its
+//!   first call).
+//! * **Attaching a key** (at its first call) takes the fleet's local lock
+//!   and queues one message for the background task: no network, no wait.
+//! * **An evicted key** (see the family's `max_keys`) leaves the fleet on
+//!   this replica at once: its breaker gets no more fleet state, reports
+//!   nothing more, and its unused probe leases go back at the next tick.
+//!   Its state in Redis stays, for the replicas that still have the key;
+//!   unused by all, it is forgotten after [`name_ttl`](FleetBuilder::name_ttl).
 //!
 //! # Consistency
 //!
@@ -875,7 +904,7 @@ fn check_name(name: &str) -> Result<(), FleetError> {
         Err(FleetError::invalid(
             "name",
             format!("{:?}", name.chars().take(40).collect::<String>()),
-            "a breaker name of 1 to 256 bytes without control characters",
+            "a breaker name of 1 to 256 bytes without control characters, or a keyed breaker's `<name>\\u{1f}<key>`",
         ))
     }
 }
@@ -1011,6 +1040,11 @@ impl Shared {
         if member.gate.superseded.load(Ordering::Acquire) {
             return false;
         }
+        if names::is_key_identity(name) {
+            // A key is not in the registry by name: it leaves its family
+            // through `detach_key`, which supersedes its gate.
+            return true;
+        }
         match self.registry.get(name) {
             Some(b) if std::ptr::eq(Arc::as_ptr(&b), member.breaker.as_ptr()) => {
                 member.seen.store(true, Ordering::Release);
@@ -1022,13 +1056,14 @@ impl Shared {
     }
 }
 
-/// The fleet identity of `breaker`: the name under which replicas share it,
-/// or `None` for a breaker that stays local (a name over 256 bytes or with
-/// control characters). The one place that says which breakers are the
-/// same across replicas.
+/// The fleet identity of `breaker`: the identity under which replicas share
+/// it ([`CircuitBreaker::id`]: the name, or `<family>\u{1f}<key>` for a
+/// keyed breaker), or `None` for a breaker that stays local (a name over 256
+/// bytes or with control characters). The one place that says which
+/// breakers are the same across replicas.
 pub(crate) fn fleet_name(breaker: &CircuitBreaker) -> Option<String> {
-    let name = breaker.name();
-    is_shareable_name(name).then(|| name.to_owned())
+    let id = breaker.id();
+    is_shareable_name(&id).then(|| id.into_owned())
 }
 
 /// A configuration's fingerprint, as stored in Redis and compared between
@@ -1052,8 +1087,8 @@ impl Coordinator for Coord {
         let Some(name) = fleet_name(breaker) else {
             tracing::warn!(
                 target: "cb_fleet",
-                "circuit breaker {:?} stays local: a fleet shares names of 1 to 256 bytes without control characters",
-                breaker.name().chars().take(40).collect::<String>()
+                "circuit breaker {:?} stays local: a fleet shares names (and keys) of 1 to 256 bytes without control characters",
+                breaker.id().chars().take(40).collect::<String>()
             );
             return;
         };
@@ -1104,6 +1139,27 @@ impl Coordinator for Coord {
         // The task reads the fleet's state of this name (and shares an open
         // made before the join), and records the name in Redis.
         shared.link.send(task::Cmd::Attached { ledger });
+    }
+
+    fn coordinates_keys(&self) -> bool {
+        true
+    }
+
+    /// The evicted key's breaker gets nothing more from this fleet and
+    /// reports nothing more to it; the task's next tick gives back its unused
+    /// leases. Its state in Redis stays: the key lives on in the other
+    /// replicas, and comes back here as any new key.
+    fn detach_key(&self, breaker: &Arc<CircuitBreaker>) {
+        let Some(name) = fleet_name(breaker) else {
+            return;
+        };
+        let local = self.0.local();
+        if let Some(member) = local.members.get(&name) {
+            // Only this breaker: the key may have been made again since.
+            if std::ptr::eq(member.breaker.as_ptr(), Arc::as_ptr(breaker)) {
+                member.gate.superseded.store(true, Ordering::Release);
+            }
+        }
     }
 }
 

@@ -38,10 +38,23 @@ pub(crate) fn check_replica_id(id: &str) -> Result<(), FleetError> {
     Ok(())
 }
 
-/// `true` for a breaker name the fleet shares: 1 to 256 bytes, no control
-/// characters. Other breakers stay local (with a warning).
+/// `true` for a breaker identity the fleet shares: a name of 1 to 256 bytes
+/// without control characters, or a keyed breaker's identity
+/// ([`CircuitBreaker::id`](cb_runtime::CircuitBreaker::id)): such a name,
+/// U+001F ([`cb_runtime::family::ID_SEPARATOR`]) and a key of the same kind. U+001F
+/// is the only control character allowed, and only once, so a key's identity
+/// never equals an unkeyed name. Other breakers stay local (with a warning).
 pub fn is_shareable_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control)
+    let plain = |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control);
+    match name.split_once(cb_runtime::family::ID_SEPARATOR) {
+        None => plain(name),
+        Some((family, key)) => plain(family) && plain(key),
+    }
+}
+
+/// `true` for a keyed breaker's identity (`<family>\u{1f}<key>`).
+pub(crate) fn is_key_identity(name: &str) -> bool {
+    name.contains(cb_runtime::family::ID_SEPARATOR)
 }
 
 /// A default replica id: the host name (if `HOSTNAME` says it) and the process id.
@@ -234,5 +247,13 @@ mod tests {
         assert!(is_shareable_name("openai|gpt 4"));
         assert!(!is_shareable_name("a\nb"));
         assert!(!is_shareable_name(""));
+        assert!(is_shareable_name("openai\u{1f}gpt-4o"));
+        assert!(is_key_identity("openai\u{1f}gpt-4o") && !is_key_identity("openai"));
+        for bad in ["\u{1f}gpt-4o", "openai\u{1f}", "a\u{1f}b\u{1f}c", "a\u{1f}b\nc"] {
+            assert!(!is_shareable_name(bad), "{bad:?}");
+        }
+        let long = "x".repeat(MAX_NAME_LEN);
+        assert!(is_shareable_name(&format!("{long}\u{1f}{long}")));
+        assert!(!is_shareable_name(&format!("{long}x\u{1f}k")));
     }
 }

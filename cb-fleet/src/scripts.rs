@@ -108,7 +108,9 @@ fn script(body: &str) -> Script {
 /// ARGV: ms, reopen ('1' for a failed probe's), the period the failed probe
 /// belonged to, replica, name, channel, cap, need, cfg, name_ttl_ms, the
 /// open quorum, the breaker's open duration in ms (how long the open
-/// counts towards the quorum).
+/// counts towards the quorum), keep ('1' for a throttled open: a rate
+/// limit is not an outage, and an open from half-open keeps the backoff
+/// level instead of raising it).
 ///
 /// Answers the state and a sixth element: '0' when the open was shared
 /// (or the fleet's state left alone), else the distinct replicas counted
@@ -152,7 +154,10 @@ if k == 'open' and pttl > 0 then
   bump(h)
 else
   local level = 0
-  if k == 'open' then level = tonumber(redis.call('HGET', h, 'level') or '0') + 1 end
+  if k == 'open' then
+    level = tonumber(redis.call('HGET', h, 'level') or '0')
+    if ARGV[13] ~= '1' then level = level + 1 end
+  end
   start_open(h, o, KEYS[4], ms, level, ARGV[7], ARGV[8], ARGV[9], ARGV[4])
 end
 redis.call('PEXPIRE', h, ARGV[10])

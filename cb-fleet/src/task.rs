@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use cb_runtime::{CircuitBreaker, State};
+use cb_runtime::{CircuitBreaker, Reason, State};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
@@ -692,9 +692,14 @@ impl Conn {
         reopen: Option<u64>,
     ) -> Result<(), Lost> {
         let (cap, need, cfg) = self.config_args(name);
-        let open_ms = self
-            .breaker(name)
+        let breaker = self.breaker(name);
+        let open_ms = breaker
+            .as_ref()
             .map_or(ms, |b| b.config().open_duration().as_millis().max(1) as u64);
+        // A rate limit is not an outage: a throttled open (a throttled probe
+        // included) never raises the fleet's backoff level. The reason is
+        // the breaker's now, as the time left is.
+        let throttled = breaker.is_some_and(|b| b.open_reason() == Some(Reason::Throttled));
         let k = self.shared.keys.breaker(name);
         let (kind, version, period, left, level, votes): (String, u64, u64, i64, i64, u32) = self
             .io(scripts::open()
@@ -717,6 +722,7 @@ impl Conn {
                 .arg(self.ttl_ms())
                 .arg(self.shared.open_quorum)
                 .arg(open_ms)
+                .arg(if throttled { "1" } else { "0" })
                 .invoke_async(con))
             .await?;
         if votes > 0 {

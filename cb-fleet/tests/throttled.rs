@@ -1,7 +1,7 @@
 //! Fleet mode and rate limits: a throttled open is shared like any open
 //! (replicas usually share one API key and its limit), for the provider's
 //! hint, not `open_duration` or `throttle_duration`; a throttled probe
-//! reopens every replica for its hint.
+//! reopens every replica for its hint, and keeps the shared backoff level.
 //! Against real redis-server processes; skipped, saying why, when
 //! redis-server is missing, unless CB_REQUIRE_REDIS=1.
 
@@ -116,6 +116,116 @@ async fn a_throttled_open_is_shared_for_the_hint() {
     assert_eq!(
         (a.stats().throttled, a.stats().failures, b.stats().failures),
         (2, 0, 0)
+    );
+    drop((fa, fb));
+}
+
+/// The fleet's shared backoff level of breaker `name` in namespace `ns`.
+async fn shared_level(server: &RedisServer, ns: &str, name: &str) -> u32 {
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let level: Option<String> = redis::cmd("HGET")
+        .arg(format!("cb:{{{ns}}}:b:{name}"))
+        .arg("level")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    level.map_or(0, |l| l.parse().unwrap())
+}
+
+/// A probe of `b` once it is half-open.
+async fn probe(b: &CircuitBreaker) -> cb_runtime::Permit<'_> {
+    assert!(
+        wait_until(SOON, || b.state() == State::HalfOpen).await,
+        "never half-open"
+    );
+    loop {
+        if let Ok(p) = b.try_acquire() {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_probe_keeps_the_shared_backoff_level() {
+    let Some(server) = redis_or_skip("a_throttled_probe_keeps_the_shared_backoff_level") else {
+        return;
+    };
+    let ns = "throttled-level";
+    let (ra, rb) = (replica(), replica());
+    let fa = join(&server, ns, "a", ra).await;
+    let fb = join(&server, ns, "b", rb).await;
+    assert!(wait_until(SOON, || fa.is_connected() && fb.is_connected()).await);
+    let config = || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_millis(100))
+            .open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
+            .half_open_max_calls(1)
+            .success_threshold(1)
+            .build()
+            .unwrap()
+    };
+    let a = ra.get_or_insert("llm", config);
+    let b = rb.get_or_insert("llm", config);
+
+    // An outage opens the fleet at level 0; a failed probe raises it to 1.
+    let permit = a.try_acquire().expect("admitted");
+    let _ = permit.run(async { Err::<(), _>("down") }).await;
+    assert!(
+        wait_until(SOON, || b.state() == State::Open).await,
+        "b did not follow"
+    );
+    assert_eq!(shared_level(&server, ns, "llm").await, 0);
+    let _ = probe(&a).await.run(async { Err::<(), _>("down") }).await;
+    assert_eq!(a.state(), State::Open);
+    assert!(
+        wait_until(SOON, || b.state() == State::Open).await,
+        "b did not follow the reopen"
+    );
+    fa.reset("barrier").await.unwrap();
+    assert_eq!(
+        shared_level(&server, ns, "llm").await,
+        1,
+        "a failed probe raises the level"
+    );
+    assert_eq!(a.backoff_level(), 1);
+
+    // A throttled probe reopens every replica, and the level stays at 1.
+    let _ = probe(&a)
+        .await
+        .run_classified(
+            async { Err::<(), _>("429") },
+            Throttle(Duration::from_millis(300)),
+        )
+        .await;
+    assert_eq!(a.state(), State::Open);
+    assert_eq!(a.open_reason(), Some(Reason::Throttled));
+    assert_eq!(a.backoff_level(), 1);
+    assert!(
+        wait_until(SOON, || b.state() == State::Open).await,
+        "b did not follow the throttled reopen"
+    );
+    fa.reset("barrier").await.unwrap();
+    assert_eq!(
+        shared_level(&server, ns, "llm").await,
+        1,
+        "a throttled probe keeps the level"
+    );
+    assert_eq!(b.backoff_level(), 1);
+
+    // A failed probe after it still raises it.
+    let _ = probe(&a).await.run(async { Err::<(), _>("down") }).await;
+    assert!(wait_until(SOON, || b.state() == State::Open).await);
+    fa.reset("barrier").await.unwrap();
+    assert_eq!(
+        shared_level(&server, ns, "llm").await,
+        2,
+        "a failed probe raises the level"
     );
     drop((fa, fb));
 }

@@ -1,5 +1,5 @@
 //! The admin API's routes for families of keyed breakers (see
-//! [`Family`](crate::Family)):
+//! [`Family`]):
 //!
 //! | method and path | answer |
 //! |---|---|

@@ -93,7 +93,7 @@ pub struct CircuitBreaker {
     probes_and_timed: AtomicU64,
     counters: Counters,
     /// Fallbacks and probes, counted from the first one on.
-    rare: std::sync::OnceLock<Box<RareCounts>>,
+    rare: crate::sync::OnceBox<RareCounts>,
     clock: Clock,
     name: &'static &'static str,
     /// A keyed breaker's key (see [`Family`](crate::Family)); `None` for an
@@ -195,7 +195,7 @@ impl CircuitBreaker {
             timeout_nanos: AtomicU64::new(0),
             probes_and_timed: AtomicU64::new(0),
             counters: Counters::new(),
-            rare: std::sync::OnceLock::new(),
+            rare: crate::sync::OnceBox::new(),
             clock: config.clock.clone(),
             name: crate::intern::intern(name),
             inner: Mutex::new(LockedState {

@@ -3,35 +3,52 @@
 use std::future::Future;
 use std::io::Write;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Once;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// Runs `f`, returning its result and everything logged on this thread
 /// meanwhile, at DEBUG and above, as plain text.
+///
+/// The subscriber is the process's global one, installed on first use, and
+/// writes to the buffer of the thread that logged, if that thread is
+/// capturing. A subscriber scoped with `with_default` instead would race the
+/// test binary's other threads: one that reaches a log line first, with no
+/// subscriber of its own, can leave that callsite cached as disabled, and the
+/// capture then comes back empty.
 #[allow(dead_code)]
 pub fn logs_of<R>(f: impl FnOnce() -> R) -> (R, String) {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
+    thread_local! {
+        static CAPTURE: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+    }
+    struct ThisThread;
+    impl Write for ThisThread {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
+            CAPTURE.with(|c| {
+                if let Some(buf) = c.borrow_mut().as_mut() {
+                    buf.extend_from_slice(bytes);
+                }
+            });
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    (out, text)
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(|| ThisThread)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("logs_of installs the test binary's only global subscriber");
+    });
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let bytes = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, String::from_utf8(bytes).unwrap())
 }
 
 /// Polls `fut` once with a no-op waker: how the core's tests drive a call

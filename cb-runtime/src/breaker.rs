@@ -245,7 +245,13 @@ impl CircuitBreaker {
     /// `Some("gpt-4o")`, or `Some("_overflow")` for a family's overflow
     /// breaker; `None` for an unkeyed breaker.
     pub fn key(&self) -> Option<&str> {
-        self.rare.get().and_then(|r| r.key.as_deref())
+        self.key_tag().map(|tag| &*tag.key)
+    }
+
+    /// A keyed breaker's key with what its family's call path checks.
+    #[inline(always)]
+    pub(crate) fn key_tag(&self) -> Option<&crate::family::KeyTag> {
+        self.rare.get().and_then(|r| r.key.as_ref())
     }
 
     /// The one identity of this breaker across processes, for a store that
@@ -273,9 +279,9 @@ impl CircuitBreaker {
 
     /// A keyed breaker of the family `name` (valid: the family's), for `key`
     /// (valid, or the overflow key).
-    pub(crate) fn keyed(name: &str, key: std::sync::Arc<str>, config: Config) -> Self {
+    pub(crate) fn keyed(name: &str, tag: crate::family::KeyTag, config: Config) -> Self {
         let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
-        let _ = breaker.rare.set(crate::counters::RareCounts::keyed(key));
+        let _ = breaker.rare.set(crate::counters::RareCounts::keyed(tag));
         breaker
     }
 
@@ -1207,7 +1213,7 @@ impl CircuitBreaker {
     fn transition(&self, from: StateWord, to: StateWord, reason: Reason) -> Transition {
         Transition {
             name: self.name,
-            key: self.rare.get().and_then(|r| r.key.clone()),
+            key: self.key_tag().map(|tag| std::sync::Arc::clone(&tag.key)),
             from: from.state(),
             to: to.state(),
             reason,

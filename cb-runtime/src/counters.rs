@@ -117,16 +117,16 @@ pub(crate) struct RareCounts {
     pub(crate) probes: [AtomicU64; crate::outcome::CallEnd::ALL.len()],
     /// Calls the dependency throttled (`Stats::throttled`).
     pub(crate) throttled: AtomicU64,
-    /// A keyed breaker's key: set when the breaker is made, so that an
-    /// unkeyed breaker pays no field for it.
-    pub(crate) key: Option<std::sync::Arc<str>>,
+    /// A keyed breaker's key, with what its family's call path checks: set
+    /// when the breaker is made, so that an unkeyed breaker pays no field for it.
+    pub(crate) key: Option<crate::family::KeyTag>,
 }
 
 impl RareCounts {
     /// The counts of a keyed breaker, made with it.
-    pub(crate) fn keyed(key: std::sync::Arc<str>) -> Box<Self> {
+    pub(crate) fn keyed(tag: crate::family::KeyTag) -> Box<Self> {
         let mut rare = RareCounts::new();
-        rare.key = Some(key);
+        rare.key = Some(tag);
         rare
     }
 

@@ -94,8 +94,28 @@ type KeyMap = papaya::HashMap<Arc<str>, KeyEntry, foldhash::fast::RandomState>;
 struct KeyEntry {
     breaker: Arc<CircuitBreaker>,
     counts: Arc<TransitionCounts>,
+}
+
+impl KeyEntry {
+    fn tag(&self) -> &KeyTag {
+        self.breaker.key_tag().expect("a family's breakers are keyed")
+    }
+}
+
+/// What a keyed breaker carries of its key: the key, and what a thread's
+/// cache of key breakers checks before it reuses the breaker for a call
+/// (see the `family::lease` module), and its last use, for eviction.
+pub(crate) struct KeyTag {
+    pub(crate) key: Arc<str>,
+    /// [`Family::id`] of the family that made the breaker.
+    pub(crate) family: u64,
+    /// The key's hash, as the family's threads' caches compute it.
+    pub(crate) hash: u64,
+    /// Set when the key leaves its family: a cached breaker is then never
+    /// used for a new call.
+    pub(crate) evicted: AtomicBool,
     /// The family's logical time of the key's last use.
-    last_used: AtomicU64,
+    pub(crate) last_used: AtomicU64,
 }
 
 /// What a family shares with its registry: the configuration layers, the
@@ -131,9 +151,6 @@ pub struct Family {
     /// Unique in the process, unlike an address: the threads' caches of
     /// key breakers tell families apart by it.
     id: u64,
-    /// Keys evicted so far: a cached key breaker is checked against the map
-    /// when this moved since it was cached.
-    evictions: AtomicU64,
     me: Weak<Family>,
     keys: KeyMap,
     /// Keys in `keys`; changed only with `create` held.
@@ -168,7 +185,6 @@ impl Family {
         Arc::new_cyclic(|me| Family {
             name: crate::intern::intern(name.to_owned()),
             id: IDS.fetch_add(1, Ordering::Relaxed),
-            evictions: AtomicU64::new(0),
             me: me.clone(),
             keys: KeyMap::with_hasher(foldhash::fast::RandomState::default()),
             len: AtomicUsize::new(0),
@@ -208,7 +224,7 @@ impl Family {
         {
             let keys = self.keys.pin();
             if let Some(entry) = keys.get(key) {
-                self.touch(entry);
+                self.touch(entry.tag());
                 return Arc::clone(&entry.breaker);
             }
         }
@@ -223,7 +239,7 @@ impl Family {
         }
         let keys = self.keys.pin();
         let entry = keys.get(key)?;
-        self.touch(entry);
+        self.touch(entry.tag());
         Some(Arc::clone(&entry.breaker))
     }
 
@@ -332,14 +348,13 @@ impl Family {
         all
     }
 
-    /// Marks `entry` as the family's most recently used key: nothing is
-    /// written when it already is.
+    /// Marks the key of `tag` as the family's most recently used key:
+    /// nothing is written when it already is.
     #[inline(always)]
-    fn touch(&self, entry: &KeyEntry) {
+    fn touch(&self, tag: &KeyTag) {
         let now = self.tick.load(Ordering::Relaxed);
-        if entry.last_used.load(Ordering::Relaxed) != now {
-            entry
-                .last_used
+        if tag.last_used.load(Ordering::Relaxed) != now {
+            tag.last_used
                 .store(self.tick.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
     }
@@ -376,7 +391,7 @@ impl Family {
         let (breaker, evicted) = {
             let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(entry) = self.keys.pin().get(key) {
-                self.touch(entry);
+                self.touch(entry.tag());
                 return Arc::clone(&entry.breaker);
             }
             let max = self.config().max_keys() as usize;
@@ -394,13 +409,11 @@ impl Family {
             }
             let key: Arc<str> = Arc::from(key);
             let (breaker, counts) = self.make(Arc::clone(&key));
-            let stamp = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
             self.keys.pin().insert(
                 key,
                 KeyEntry {
                     breaker: Arc::clone(&breaker),
                     counts,
-                    last_used: AtomicU64::new(stamp),
                 },
             );
             self.len.fetch_add(1, Ordering::AcqRel);
@@ -418,11 +431,12 @@ impl Family {
         let victim = keys
             .iter()
             .filter(|(_, e)| e.breaker.state() == State::Closed)
-            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
-            .map(|(k, _)| Arc::clone(k))?;
+            .min_by_key(|(_, e)| e.tag().last_used.load(Ordering::Relaxed))
+            .map(|(k, e)| (Arc::clone(k), e.tag()))?;
+        let (victim, tag) = victim;
         // Before the key leaves the map: no thread uses its cached breaker
         // for a call that starts after the key is gone.
-        self.evictions.fetch_add(1, Ordering::AcqRel);
+        tag.evicted.store(true, Ordering::Release);
         let removed = keys.remove(&victim).map(|e| Arc::clone(&e.breaker));
         if removed.is_some() {
             self.len.fetch_sub(1, Ordering::AcqRel);
@@ -469,7 +483,15 @@ impl Family {
                 self.config()
             }
         };
-        let breaker = Arc::new(CircuitBreaker::keyed(self.name, key, config));
+        let tag = KeyTag {
+            hash: lease::hash(self.id, &key),
+            key,
+            family: self.id,
+            evicted: AtomicBool::new(false),
+            // The newest use: a new key is not the first to be evicted.
+            last_used: AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1),
+        };
+        let breaker = Arc::new(CircuitBreaker::keyed(self.name, tag, config));
         let counts = Arc::new(TransitionCounts::default());
         let c = Arc::clone(&counts);
         breaker.on_transition(move |t| c.record(t));

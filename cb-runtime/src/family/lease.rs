@@ -11,44 +11,38 @@
 //! a [`Lease`], and the lease moves it back when the call ends, into the
 //! table of whichever thread it ends on.
 //!
-//! A cached breaker is used only while its family has evicted no key since
-//! it was cached (one load of the family's eviction count): otherwise it is
-//! checked against the map first, so a call never reaches the breaker of a
-//! key that was evicted and created again. A thread's table holds at most
-//! [`SLOTS`] breakers, so it keeps at most that many evicted breakers alive.
+//! A cached breaker carries its key's tag ([`KeyTag`]): its family, its hash,
+//! its key, and whether the key has been evicted. A call uses a cached breaker
+//! only when the tag is its family's and key's and the key is still in the
+//! family (otherwise it asks the map), so a call never reaches the breaker of
+//! a key that was evicted and created again. The lease is one pointer, so a
+//! keyed call's future is hardly bigger than an unkeyed one's. A thread's
+//! table holds at most [`SLOTS`] breakers, so it keeps at most that many
+//! evicted breakers alive.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::hash::BuildHasher as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::Family;
+use super::{Family, KeyTag};
 use crate::breaker::CircuitBreaker;
 
 /// Breakers a thread keeps: a power of two.
 pub(crate) const SLOTS: usize = 64;
 
-struct Cached {
-    /// The key's hash, compared before the key.
-    hash: u64,
-    family: u64,
-    evictions: u64,
-    breaker: Arc<CircuitBreaker>,
-}
-
 thread_local! {
-    static CACHE: RefCell<[Option<Cached>; SLOTS]> = const { RefCell::new([const { None }; SLOTS]) };
+    static CACHE: [Cell<Option<Arc<CircuitBreaker>>>; SLOTS] =
+        const { [const { Cell::new(None) }; SLOTS] };
 }
 
 /// The breaker of one keyed call, held until the call ends; it dereferences to
 /// the [`CircuitBreaker`]. Dropping it gives the breaker back to the thread's
 /// cache.
 pub struct Lease {
+    /// Always a keyed breaker; taken only in `drop`. `Option<Arc>` is one
+    /// pointer wide.
     breaker: Option<Arc<CircuitBreaker>>,
-    hash: u64,
-    family: u64,
-    evictions: u64,
-    slot: usize,
 }
 
 impl std::ops::Deref for Lease {
@@ -58,7 +52,6 @@ impl std::ops::Deref for Lease {
     fn deref(&self) -> &CircuitBreaker {
         match &self.breaker {
             Some(b) => b,
-            // Taken only in `drop`.
             None => unreachable!("a lease holds its breaker until dropped"),
         }
     }
@@ -70,18 +63,12 @@ impl Drop for Lease {
         let Some(breaker) = self.breaker.take() else {
             return;
         };
-        let cached = Cached {
-            hash: self.hash,
-            family: self.family,
-            evictions: self.evictions,
-            breaker,
+        let Some(tag) = breaker.key_tag() else {
+            return;
         };
-        // Whatever the slot held before is dropped after the borrow ends.
-        let slot = self.slot;
-        let _replaced = CACHE.try_with(|cache| {
-            let mut cache = cache.try_borrow_mut().ok()?;
-            cache[slot].replace(cached)
-        });
+        let slot = slot_of(tag.hash);
+        // Whatever the slot held before is dropped after the table is left.
+        let _replaced = CACHE.try_with(|cache| cache[slot].replace(Some(breaker)));
     }
 }
 
@@ -91,11 +78,16 @@ impl std::fmt::Debug for Lease {
     }
 }
 
-/// The hash of `key` of the family `id`, and its slot in a thread's table.
+/// The hash of `key` in the family `id`: what a [`KeyTag`] holds.
 #[inline(always)]
-fn slot(id: u64, key: &str) -> (u64, usize) {
-    let hash = foldhash::fast::FixedState::with_seed(id).hash_one(key);
-    (hash, (hash >> (64 - SLOTS.trailing_zeros())) as usize)
+pub(crate) fn hash(id: u64, key: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(id).hash_one(key)
+}
+
+/// The slot of a key's hash in a thread's table.
+#[inline(always)]
+fn slot_of(hash: u64) -> usize {
+    (hash >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
 impl Family {
@@ -105,21 +97,19 @@ impl Family {
     /// key the thread used recently it changes no shared memory at all.
     #[inline]
     pub fn lease(&self, key: &str) -> Lease {
-        let (hash, slot) = slot(self.id, key);
-        let evictions = self.evictions.load(Ordering::Acquire);
+        let hash = hash(self.id, key);
         let hit = CACHE.try_with(|cache| {
-            let mut cache = cache.try_borrow_mut().ok()?;
-            let entry = &mut cache[slot];
-            match entry {
-                Some(c)
-                    if c.hash == hash
-                        && c.family == self.id
-                        && c.evictions == evictions
-                        && c.breaker.key() == Some(key) =>
-                {
-                    entry.take().map(|c| c.breaker)
+            let cell = &cache[slot_of(hash)];
+            let cached = cell.take()?;
+            match cached.key_tag() {
+                Some(tag) if self.owns(tag, hash, key) => {
+                    self.touch(tag);
+                    Some(cached)
                 }
-                _ => None,
+                _ => {
+                    cell.set(Some(cached));
+                    None
+                }
             }
         });
         let breaker = match hit {
@@ -128,11 +118,13 @@ impl Family {
         };
         Lease {
             breaker: Some(breaker),
-            hash,
-            family: self.id,
-            evictions,
-            slot,
         }
+    }
+
+    /// `tag` is this family's `key`, still in the family.
+    #[inline(always)]
+    fn owns(&self, tag: &KeyTag, hash: u64, key: &str) -> bool {
+        tag.hash == hash && tag.family == self.id && !tag.evicted.load(Ordering::Acquire) && *tag.key == *key
     }
 }
 
@@ -165,6 +157,21 @@ mod tests {
         // Two leases of one key at once: the second comes from the map.
         let second = family.lease("a");
         assert!(std::ptr::eq(&*second, &*a2));
+    }
+
+    #[test]
+    fn a_key_used_only_from_the_cache_stays_recent() {
+        let registry = Registry::with_env(Vec::new);
+        let family =
+            registry.family_or_insert("lease-lru", || Config::builder().max_keys(2).build().unwrap());
+        drop(family.lease("a"));
+        drop(family.lease("b"));
+        // Cache hits only: "a" must count as used after "b".
+        drop(family.lease("a"));
+        family.get_or_insert("c");
+        let mut keys = family.keys();
+        keys.sort();
+        assert_eq!(keys, ["a", "c"], "the least recently used key, `b`, was evicted");
     }
 
     #[test]

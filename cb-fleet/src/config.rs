@@ -4,17 +4,24 @@ use std::path::Path;
 
 use crate::{Fleet, FleetBuilder, FleetError};
 
+/// What `share_interval` may be, for errors.
+const SHARE_INTERVAL_RANGE: &str = "a duration of at least 10 ms, such as \"1s\" or \"250ms\"";
+
 /// Reads `[fleet]` from `path` (if given), then `CB_FLEET_URL`,
-/// `CB_FLEET_NAMESPACE` and `CB_FLEET_REPLICA_ID` from `env` on top
-/// (`name_ttl`, `open_quorum`, `share_failures` and `share_interval` are
-/// read from the file only: cb-runtime refuses other `CB_FLEET_*` names).
+/// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`, `CB_FLEET_OPEN_QUORUM`,
+/// `CB_FLEET_SHARE_FAILURES` and `CB_FLEET_SHARE_INTERVAL` from `env` on
+/// top (`name_ttl` is read from the file only: cb-runtime refuses other
+/// `CB_FLEET_*` names). A bad value is an error naming the key or the
+/// variable it came from, and the allowed range.
 pub(crate) fn settings(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<FleetBuilder>, FleetError> {
     let (mut url, mut namespace, mut replica, mut name_ttl) = (None, None, None, None);
-    let mut quorum: Option<String> = None;
-    let (mut share, mut share_interval): (Option<bool>, Option<String>) = (None, None);
+    // Each with the name of where it came from, for errors.
+    let mut quorum: Option<(String, &'static str)> = None;
+    let mut share: Option<bool> = None;
+    let mut share_interval: Option<(String, &'static str)> = None;
     if let Some(path) = path {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -39,22 +46,24 @@ pub(crate) fn settings(
                     continue;
                 }
                 if key == "share_interval" {
-                    share_interval = Some(value.as_str().map(str::to_owned).ok_or_else(|| {
+                    let text = value.as_str().map(str::to_owned).ok_or_else(|| {
                         FleetError::invalid(
                             "share_interval",
                             format!("{shown}: [fleet] `share_interval` is not a string"),
-                            "a duration of at least 10 ms, such as \"1s\" or \"250ms\"",
+                            SHARE_INTERVAL_RANGE,
                         )
-                    })?);
+                    })?;
+                    share_interval = Some((text, "share_interval"));
                     continue;
                 }
                 if key == "open_quorum" {
                     // A TOML integer (a string of digits is taken too).
-                    quorum = Some(match value {
+                    let text = match value {
                         toml::Value::Integer(n) => n.to_string(),
                         toml::Value::String(t) => t.clone(),
                         other => format!("a TOML {}", other.type_str()),
-                    });
+                    };
+                    quorum = Some((text, "open_quorum"));
                     continue;
                 }
                 let slot = match key.as_str() {
@@ -90,6 +99,25 @@ pub(crate) fn settings(
             *slot = Some(v);
         }
     }
+    if let Some(v) = env("CB_FLEET_OPEN_QUORUM").filter(|v| !v.is_empty()) {
+        quorum = Some((v, "CB_FLEET_OPEN_QUORUM"));
+    }
+    if let Some(v) = env("CB_FLEET_SHARE_FAILURES").filter(|v| !v.is_empty()) {
+        share = Some(match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(FleetError::invalid(
+                    "CB_FLEET_SHARE_FAILURES",
+                    format!("{:?}", v.chars().take(40).collect::<String>()),
+                    "true or false (or 1 or 0)",
+                ))
+            }
+        });
+    }
+    if let Some(v) = env("CB_FLEET_SHARE_INTERVAL").filter(|v| !v.is_empty()) {
+        share_interval = Some((v, "CB_FLEET_SHARE_INTERVAL"));
+    }
     let Some(url) = url else {
         return Ok(None);
     };
@@ -107,7 +135,7 @@ pub(crate) fn settings(
         crate::names::check_replica_id(&id)?;
         builder = builder.replica_id(&id);
     }
-    if let Some(text) = quorum {
+    if let Some((text, from)) = quorum {
         let n = text
             .trim()
             .parse::<u32>()
@@ -115,7 +143,7 @@ pub(crate) fn settings(
             .filter(|n| crate::check_open_quorum(*n).is_ok())
             .ok_or_else(|| {
                 FleetError::invalid(
-                    "open_quorum",
+                    from,
                     format!("{:?}", text.chars().take(40).collect::<String>()),
                     "a number of replicas from 1 to 10000",
                 )
@@ -125,15 +153,15 @@ pub(crate) fn settings(
     if let Some(on) = share {
         builder = builder.share_failures(on);
     }
-    if let Some(text) = share_interval {
+    if let Some((text, from)) = share_interval {
         let every = cb_runtime::parse_duration(&text)
             .ok()
-            .filter(|d| *d >= std::time::Duration::from_millis(10))
+            .filter(|d| *d >= crate::MIN_SHARE_INTERVAL)
             .ok_or_else(|| {
                 FleetError::invalid(
-                    "share_interval",
+                    from,
                     format!("{:?}", text.chars().take(40).collect::<String>()),
-                    "a duration of at least 10 ms, such as \"1s\" or \"250ms\"",
+                    SHARE_INTERVAL_RANGE,
                 )
             })?;
         builder = builder.share_interval(every);
@@ -230,6 +258,99 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// An environment of `pairs`, with a fleet URL and namespace.
+    fn env_of<'a>(pairs: &'a [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k: &str| match k {
+            "CB_FLEET_URL" => Some("redis://h/".to_owned()),
+            "CB_FLEET_NAMESPACE" => Some("x".to_owned()),
+            _ => pairs.iter().find(|(v, _)| *v == k).map(|(_, t)| (*t).to_owned()),
+        }
+    }
+
+    #[test]
+    fn quorum_and_sharing_come_from_the_environment_over_the_file() {
+        let b = settings(
+            None,
+            &env_of(&[
+                ("CB_FLEET_OPEN_QUORUM", "3"),
+                ("CB_FLEET_SHARE_FAILURES", "true"),
+                ("CB_FLEET_SHARE_INTERVAL", "250ms"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(b.open_quorum, 3);
+        assert!(b.share_failures);
+        assert_eq!(b.share_interval, std::time::Duration::from_millis(250));
+        let f = file("[fleet]\nurl = \"redis://h/\"\nnamespace = \"x\"\nopen_quorum = 2\nshare_failures = true\nshare_interval = \"2s\"\n");
+        let env = env_of(&[
+            ("CB_FLEET_OPEN_QUORUM", "5"),
+            ("CB_FLEET_SHARE_FAILURES", "0"),
+            ("CB_FLEET_SHARE_INTERVAL", "100ms"),
+        ]);
+        let b = settings(Some(&f.0), &env).unwrap().unwrap();
+        assert_eq!(b.open_quorum, 5, "the environment wins over the file");
+        assert!(!b.share_failures);
+        assert_eq!(b.share_interval, std::time::Duration::from_millis(100));
+        let b = settings(Some(&f.0), &env_of(&[("CB_FLEET_OPEN_QUORUM", "")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.open_quorum, 2, "an empty variable leaves the file's value");
+        let b = settings(None, &env_of(&[])).unwrap().unwrap();
+        assert_eq!(
+            (b.open_quorum, b.share_failures, b.share_interval),
+            (1, false, crate::DEFAULT_SHARE_INTERVAL),
+            "the defaults"
+        );
+    }
+
+    #[test]
+    fn a_bad_open_quorum_variable_names_it_and_the_range() {
+        for bad in ["0", "-1", "many", "10001", "1.5", "4294967296"] {
+            let pairs = [("CB_FLEET_OPEN_QUORUM", bad)];
+            let e = settings(None, &env_of(&pairs)).unwrap_err().to_string();
+            assert!(
+                e.contains("`CB_FLEET_OPEN_QUORUM`") && e.contains("1 to 10000"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_share_failures_variable_names_it_and_the_values() {
+        for bad in ["yes", "on", "2", "tru"] {
+            let pairs = [("CB_FLEET_SHARE_FAILURES", bad)];
+            let e = settings(None, &env_of(&pairs)).unwrap_err().to_string();
+            assert!(
+                e.contains("`CB_FLEET_SHARE_FAILURES`") && e.contains("true or false"),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["TRUE", "False", "1", "0"] {
+            let pairs = [("CB_FLEET_SHARE_FAILURES", good)];
+            assert!(settings(None, &env_of(&pairs)).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_bad_share_interval_variable_names_it_and_the_range() {
+        for bad in ["1ms", "9ms", "0s", "1", "soon", "-1s"] {
+            let pairs = [("CB_FLEET_SHARE_INTERVAL", bad)];
+            let e = settings(None, &env_of(&pairs)).unwrap_err().to_string();
+            assert!(
+                e.contains("`CB_FLEET_SHARE_INTERVAL`") && e.contains("at least 10 ms"),
+                "{bad}: {e}"
+            );
+        }
+        let pairs = [("CB_FLEET_SHARE_INTERVAL", "10ms")];
+        let b = settings(None, &env_of(&pairs)).unwrap().unwrap();
+        assert_eq!(
+            b.share_interval,
+            crate::MIN_SHARE_INTERVAL,
+            "the lower bound is allowed"
+        );
     }
 
     #[test]

@@ -367,6 +367,8 @@ pub const DEFAULT_NAME_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often each replica reports its call counts with
 /// [`FleetBuilder::share_failures`], by default.
 pub const DEFAULT_SHARE_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest [`FleetBuilder::share_interval`].
+pub const MIN_SHARE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Why a fleet could not be set up, or a fleet operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -520,7 +522,7 @@ impl FleetBuilder {
     /// How often each replica reports its call counts with
     /// [`share_failures`](Self::share_failures) (default 1 s; at least 10 ms).
     pub fn share_interval(mut self, every: Duration) -> Self {
-        self.share_interval = every.max(Duration::from_millis(10));
+        self.share_interval = every.max(MIN_SHARE_INTERVAL);
         self
     }
 
@@ -677,7 +679,10 @@ impl Fleet {
     }
 
     /// The fleet settings of the environment (`CB_FLEET_URL`,
-    /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`) over the `[fleet]` table
+    /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`, `CB_FLEET_OPEN_QUORUM`
+    /// (1 to 10000), `CB_FLEET_SHARE_FAILURES` (`true` or `false`) and
+    /// `CB_FLEET_SHARE_INTERVAL` (a duration of at least 10 ms, such as
+    /// `250ms`)) over the `[fleet]` table
     /// of the config file named by `CB_CONFIG`, if any: `Ok(None)` when no URL
     /// is configured (fleet mode off). See [`from_config`](Self::from_config).
     pub fn from_env() -> Result<Option<FleetBuilder>, FleetError> {

@@ -318,7 +318,14 @@ pub(crate) fn env_section(name: &str, vars: &[(String, String)]) -> Result<Secti
 pub(crate) fn validate_env(vars: &[(String, String)]) -> Result<(), ConfigError> {
     for (var, value) in vars {
         // These configure the `cb-fleet` crate, which validates them.
-        let fleet = ["CB_FLEET_URL", "CB_FLEET_NAMESPACE", "CB_FLEET_REPLICA_ID"];
+        let fleet = [
+            "CB_FLEET_URL",
+            "CB_FLEET_NAMESPACE",
+            "CB_FLEET_REPLICA_ID",
+            "CB_FLEET_OPEN_QUORUM",
+            "CB_FLEET_SHARE_FAILURES",
+            "CB_FLEET_SHARE_INTERVAL",
+        ];
         if !var.starts_with("CB_") || var == CB_CONFIG || fleet.contains(&var.as_str()) {
             continue;
         }
@@ -549,5 +556,13 @@ mod tests {
         assert!(err.to_string().contains("CB_MY_DB_OPEN_DURATION"), "{err}");
         let err = validate_env(&vars(&[("CB_MY_DB_OPEN_DURATON", "30s")])).unwrap_err();
         assert_eq!(err.field(), "key");
+        // cb-fleet's own variables: it checks their values.
+        for var in [
+            "CB_FLEET_OPEN_QUORUM",
+            "CB_FLEET_SHARE_FAILURES",
+            "CB_FLEET_SHARE_INTERVAL",
+        ] {
+            assert!(validate_env(&vars(&[(var, "x")])).is_ok(), "{var}");
+        }
     }
 }

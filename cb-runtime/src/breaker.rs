@@ -250,7 +250,7 @@ impl CircuitBreaker {
 
     /// A keyed breaker's key with what its family's call path checks.
     #[inline(always)]
-    pub(crate) fn key_tag(&self) -> Option<&crate::family::KeyTag> {
+    pub(crate) fn key_tag(&self) -> Option<&crate::key::KeyTag> {
         self.rare.get().and_then(|r| r.key.as_ref())
     }
 
@@ -279,7 +279,7 @@ impl CircuitBreaker {
 
     /// A keyed breaker of the family `name` (valid: the family's), for `key`
     /// (valid, or the overflow key).
-    pub(crate) fn keyed(name: &str, tag: crate::family::KeyTag, config: Config) -> Self {
+    pub(crate) fn keyed(name: &str, tag: crate::key::KeyTag, config: Config) -> Self {
         let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
         let _ = breaker.rare.set(crate::counters::RareCounts::keyed(tag));
         breaker

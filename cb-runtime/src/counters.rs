@@ -119,12 +119,12 @@ pub(crate) struct RareCounts {
     pub(crate) throttled: AtomicU64,
     /// A keyed breaker's key, with what its family's call path checks: set
     /// when the breaker is made, so that an unkeyed breaker pays no field for it.
-    pub(crate) key: Option<crate::family::KeyTag>,
+    pub(crate) key: Option<crate::key::KeyTag>,
 }
 
 impl RareCounts {
     /// The counts of a keyed breaker, made with it.
-    pub(crate) fn keyed(tag: crate::family::KeyTag) -> Box<Self> {
+    pub(crate) fn keyed(tag: crate::key::KeyTag) -> Box<Self> {
         let mut rare = RareCounts::new();
         rare.key = Some(tag);
         rare

@@ -76,6 +76,7 @@ use crate::breaker::CircuitBreaker;
 use crate::clock::duration_nanos;
 use crate::config::{Config, ConfigError};
 use crate::hook::Hook;
+use crate::key::KeyTag;
 use crate::overrides::{self, FileConfig};
 use crate::preset::Preset;
 use crate::state::State;
@@ -100,22 +101,6 @@ impl KeyEntry {
     fn tag(&self) -> &KeyTag {
         self.breaker.key_tag().expect("a family's breakers are keyed")
     }
-}
-
-/// What a keyed breaker carries of its key: the key, and what a thread's
-/// cache of key breakers checks before it reuses the breaker for a call
-/// (see the `family::lease` module), and its last use, for eviction.
-pub(crate) struct KeyTag {
-    pub(crate) key: Arc<str>,
-    /// [`Family::id`] of the family that made the breaker.
-    pub(crate) family: u64,
-    /// The key's hash, as the family's threads' caches compute it.
-    pub(crate) hash: u64,
-    /// Set when the key leaves its family: a cached breaker is then never
-    /// used for a new call.
-    pub(crate) evicted: AtomicBool,
-    /// The family's logical time of the key's last use.
-    pub(crate) last_used: AtomicU64,
 }
 
 /// What a family shares with its registry: the configuration layers, the

@@ -73,6 +73,7 @@ mod handle;
 pub mod history;
 mod hook;
 mod intern;
+mod key;
 mod log;
 pub mod metrics;
 mod name;

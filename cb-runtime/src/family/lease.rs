@@ -25,8 +25,9 @@ use std::hash::BuildHasher as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Family, KeyTag};
+use super::Family;
 use crate::breaker::CircuitBreaker;
+use crate::key::KeyTag;
 
 /// Breakers a thread keeps: a power of two.
 pub(crate) const SLOTS: usize = 64;

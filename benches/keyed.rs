@@ -8,6 +8,7 @@
 //! - `keyed/same_key`: `#[circuit_breaker(name = .., key = model)]`, one key over and over.
 //! - `keyed/cycling_keys`: the same function, the 1,000 keys in turn (every
 //!   call moves the family's recency clock).
+//! - `keyed/lease_only`: `Family::lease` and its drop alone, one key: the thread cache's share.
 //! - `keyed/family_get_or_insert`: `Family::get_or_insert` alone, the 1,000 keys in turn.
 //!
 //! After Criterion's report, a plain timing loop prints the differences per
@@ -76,6 +77,9 @@ fn bench_keyed(c: &mut Criterion) {
             i = (i + 1) % models.len();
             black_box(poll_once(keyed(black_box(&models[i]))))
         })
+    });
+    group.bench_function("lease_only", |b| {
+        b.iter(|| drop(black_box(family.lease(black_box(one)))))
     });
     let mut i = 0;
     group.bench_function("family_get_or_insert", |b| {

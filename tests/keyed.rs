@@ -15,6 +15,8 @@ use cb_runtime::{
 };
 use futures::StreamExt as _;
 
+mod support;
+
 #[derive(Debug, PartialEq)]
 enum LlmError {
     Down,
@@ -243,26 +245,15 @@ fn when_no_key_can_be_evicted_calls_go_through_the_overflow_breaker() {
 
 /// Counts the WARN lines written by `f`.
 fn warnings_during(f: impl FnOnce()) -> Vec<String> {
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    logs_during(f)
+        .into_iter()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
+}
+
+/// Every line logged on this thread during `f`, DEBUG and up.
+fn logs_during(f: impl FnOnce()) -> Vec<String> {
+    let ((), text) = support::logs_of(f);
     text.lines().map(str::to_owned).collect()
 }
 
@@ -547,5 +538,17 @@ fn logs_and_transitions_carry_the_key() {
     assert_eq!(
         *seen.lock().unwrap(),
         ["circuit breaker `logged` key `gpt-4o`: closed -> open (consecutive failures)"]
+    );
+    // The open period's first refusal names the key too.
+    let lines = logs_during(|| {
+        assert!(breaker.try_acquire().is_err());
+        assert!(breaker.try_acquire().is_err());
+    });
+    let rejected: Vec<_> = lines.iter().filter(|l| l.contains("call rejected")).collect();
+    assert_eq!(rejected.len(), 1, "{lines:#?}");
+    assert!(
+        rejected[0].contains("key=\"gpt-4o\"") || rejected[0].contains("key=gpt-4o"),
+        "{}",
+        rejected[0]
     );
 }

@@ -736,7 +736,8 @@ impl CircuitBreaker {
     #[inline(always)]
     fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
         self.counters.add(Counter::Rejected);
-        self.rejections.first_of_period(self.name, w.generation(), kind);
+        self.rejections
+            .first_of_period(self.name, self.key(), w.generation(), kind);
         BreakerError::new(self.name, kind, wait)
     }
 
@@ -747,7 +748,7 @@ impl CircuitBreaker {
     fn reject_open(&self, w: StateWord, wait: u64) -> BreakerError {
         self.counters.add(Counter::Rejected);
         self.rejections
-            .first_of_period(self.name, w.generation(), BreakerErrorKind::Open);
+            .first_of_period(self.name, self.key(), w.generation(), BreakerErrorKind::Open);
         if w.throttled() {
             return BreakerError::throttled(self.name, wait);
         }

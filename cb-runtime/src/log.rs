@@ -83,18 +83,25 @@ impl RejectionLog {
     pub(crate) fn first_of_period(
         &self,
         name: &'static &'static str,
+        key: Option<&str>,
         generation: u64,
         kind: BreakerErrorKind,
     ) {
         if tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG {
             return;
         }
-        self.first_of_period_slow(name, generation, kind);
+        self.first_of_period_slow(name, key, generation, kind);
     }
 
     #[cold]
     #[inline(never)]
-    fn first_of_period_slow(&self, name: &'static &'static str, generation: u64, kind: BreakerErrorKind) {
+    fn first_of_period_slow(
+        &self,
+        name: &'static &'static str,
+        key: Option<&str>,
+        generation: u64,
+        kind: BreakerErrorKind,
+    ) {
         if !tracing::enabled!(target: "cb_runtime", tracing::Level::DEBUG) {
             return;
         }
@@ -103,6 +110,7 @@ impl RejectionLog {
             tracing::debug!(
                 target: "cb_runtime",
                 breaker = *name,
+                key,
                 kind = ?kind,
                 "call rejected; further rejections in this period are summarised when it ends"
             );

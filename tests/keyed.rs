@@ -219,6 +219,37 @@ fn a_new_key_beyond_max_keys_evicts_the_least_recently_used_closed_key() {
 }
 
 #[test]
+fn a_lowered_max_keys_evicts_at_once_least_recently_used_closed_keys_first() {
+    let clock = ManualClock::new();
+    let registry = Registry::with_env(Vec::new);
+    let family = registry.family_or_insert("shrink", || {
+        config(&clock).to_builder().max_keys(5).build().unwrap()
+    });
+    for key in ["a", "b", "c", "d", "e"] {
+        family.get_or_insert(key);
+    }
+    // a is the least recently used key, but open: it stays.
+    fail(family.get_or_insert("a"), 2);
+    family.get_or_insert("d");
+    family.get_or_insert("b");
+    family
+        .reconfigure(config(&clock).to_builder().max_keys(2).build().unwrap())
+        .unwrap();
+    assert_eq!(
+        family.keys(),
+        ["a", "b"],
+        "c, e and d left, in that order, with no new key"
+    );
+    assert_eq!(family.len(), 2);
+    // With only open keys left, lowering further evicts none of them.
+    fail(family.get_or_insert("b"), 2);
+    family
+        .reconfigure(config(&clock).to_builder().max_keys(1).build().unwrap())
+        .unwrap();
+    assert_eq!(family.keys(), ["a", "b"]);
+}
+
+#[test]
 fn when_no_key_can_be_evicted_calls_go_through_the_overflow_breaker() {
     let clock = ManualClock::new();
     let registry = Registry::with_env(Vec::new);

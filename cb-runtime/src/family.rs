@@ -46,7 +46,8 @@
 //! ([`cb_syntax::check_name`]: 1 to 256 bytes, not only white space, no
 //! control characters) goes to the overflow breaker too, with one WARN per
 //! family. An evicted key's metric series leave `/metrics`, and the admin
-//! API no longer lists it.
+//! API no longer lists it. A `max_keys` lowered at run time (a reload, or
+//! [`Family::reconfigure`]) evicts closed keys the same way at once.
 //!
 //! # The provider above the models
 //!
@@ -408,6 +409,24 @@ impl Family {
         breaker
     }
 
+    /// Evicts closed keys, least recently used first, until the family holds
+    /// at most `max_keys`: a lowered `max_keys` applies at once, not only as
+    /// new keys arrive. Keys that are not closed stay until they close.
+    fn trim(&self) {
+        let max = self.config().max_keys() as usize;
+        let mut evicted = Vec::new();
+        {
+            let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+            while self.len() > max {
+                match self.evict_one() {
+                    Some(gone) => evicted.push(gone),
+                    None => break,
+                }
+            }
+        }
+        self.detach(&evicted);
+    }
+
     /// Removes the least recently used key whose breaker is closed; `None`
     /// when every key is open, half-open, forced open or disabled. Call with
     /// `create` held.
@@ -607,6 +626,7 @@ impl Family {
     ) -> Vec<(Arc<CircuitBreaker>, Option<crate::transition::Transition>)> {
         *self.base.write().unwrap_or_else(PoisonError::into_inner) = plan.base;
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = plan.family;
+        self.trim();
         let mut published = Vec::new();
         for (breaker, config) in plan.keys {
             if config != breaker.config() {

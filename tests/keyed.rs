@@ -62,6 +62,55 @@ async fn complete(model: &str, up: bool) -> Result<String, LlmError> {
     }
 }
 
+#[circuit_breaker(name = "keyed-twice", preset = "llm", key = model)]
+async fn first_site(model: &str) -> Result<(), LlmError> {
+    let _ = model;
+    Ok(())
+}
+
+#[circuit_breaker(name = "keyed-twice", preset = "llm", key = model)]
+async fn same_site_config(model: &str) -> Result<(), LlmError> {
+    let _ = model;
+    Ok(())
+}
+
+#[circuit_breaker(name = "keyed-twice", preset = "cache", key = model)]
+async fn other_site_config(model: &str) -> Result<(), LlmError> {
+    let _ = model;
+    Ok(())
+}
+
+#[test]
+fn a_second_call_site_with_another_configuration_is_warned_about_once() {
+    let lines = warnings_during(|| {
+        for _ in 0..3 {
+            assert_eq!(ready(first_site("a")), Ok(()));
+            assert_eq!(ready(same_site_config("b")), Ok(()));
+            assert_eq!(ready(other_site_config("c")), Ok(()));
+        }
+    });
+    let differ: Vec<_> = lines.iter().filter(|l| l.contains("keyed-twice")).collect();
+    assert_eq!(
+        differ.len(),
+        1,
+        "one warning, for the call site that differs: {lines:#?}"
+    );
+    for part in [
+        "other_site_config",
+        "first_site",
+        "second_preset=\"cache\"",
+        "first_preset=\"llm\"",
+    ] {
+        assert!(differ[0].contains(part), "{part} in {}", differ[0]);
+    }
+    // Every key runs on the first call site's configuration.
+    let family = registry().family("keyed-twice").unwrap();
+    assert_eq!(
+        family.get("c").unwrap().config(),
+        family.get("a").unwrap().config()
+    );
+}
+
 #[tokio::test]
 async fn one_keys_outage_leaves_the_other_keys_served() {
     for _ in 0..2 {

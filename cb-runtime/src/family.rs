@@ -153,6 +153,12 @@ pub struct Family {
     /// The family's own configuration: `base` with the file and the environment.
     config: RwLock<Config>,
     preset: Option<Preset>,
+    /// The configuration the family was first asked for with, as its call
+    /// site built it (before the file and the environment): what another
+    /// call site's is compared with.
+    requested: Config,
+    /// The first `#[circuit_breaker]` call site that asked for the family.
+    origin: OnceLock<&'static str>,
     link: Link,
     /// While the whole family is open: the clock reading it stays open until.
     open_until: AtomicU64,
@@ -178,13 +184,38 @@ impl Family {
             create: Mutex::new(()),
             overflow: OnceLock::new(),
             warned_bad_key: AtomicBool::new(false),
+            requested: base.clone(),
             base: RwLock::new(base),
             config: RwLock::new(config),
             preset,
+            origin: OnceLock::new(),
             link,
             open_until: AtomicU64::new(0),
             manual: AtomicU8::new(MANUAL_NONE),
         })
+    }
+
+    /// Notes the call site `origin` asking for the family with `requested`
+    /// and `preset`: the first is remembered, and a later one whose
+    /// configuration or preset differs is warned about (each call site asks
+    /// once), since every key runs on the first one's configuration.
+    pub(crate) fn note_call_site(&self, origin: &'static str, preset: Option<Preset>, requested: &Config) {
+        let first = *self.origin.get_or_init(|| origin);
+        if first == origin || (self.requested == *requested && self.preset == preset) {
+            return;
+        }
+        let preset_of = |p: Option<Preset>| p.map_or("none", Preset::name);
+        tracing::warn!(
+            target: "cb_runtime",
+            breaker = self.name,
+            first,
+            second = origin,
+            first_preset = preset_of(self.preset),
+            second_preset = preset_of(preset),
+            "circuit breaker family `{}` is asked for with a different configuration at {origin} than at {first}; \
+             every key runs on the first one's configuration",
+            self.name
+        );
     }
 
     /// The family's name: every one of its breakers has it as

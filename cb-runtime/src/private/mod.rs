@@ -124,9 +124,12 @@ impl Slot {
         preset: Preset,
         make: impl FnOnce() -> Config,
     ) -> &'static Arc<crate::Family> {
-        let _ = origin;
-        self.family
-            .get_or_init(|| crate::registry().family_or_insert_from(name, Some(preset), make))
+        self.family.get_or_init(|| {
+            let requested = make();
+            let family = crate::registry().family_or_insert_from(name, Some(preset), || requested.clone());
+            family.note_call_site(origin, Some(preset), &requested);
+            family
+        })
     }
 }
 

@@ -409,22 +409,41 @@ fn default_replica_id() -> String {
 
 /// The URL with any password replaced, for errors and logs.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
-                None => url.to_owned(),
-            }
+    let Some(scheme) = url.find("://") else {
+        return if url.to_ascii_lowercase().contains("password") {
+            "<a connection string with a password>".to_owned()
+        } else {
+            url.to_owned()
+        };
+    };
+    let (head, rest) = url.split_at(scheme + 3);
+    // The authority ends at the path, the query or the fragment; its
+    // userinfo at its last `@` (a raw `@` may be in the password).
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let authority = match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!("{}:***{}", &authority[..colon], &authority[at..]),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    // A `password` query parameter, as libpq reads it.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", query.join("&"))
         }
-        _ => {
-            if url.contains("password") {
-                "<a connection string with a password>".to_owned()
-            } else {
-                url.to_owned()
-            }
-        }
-    }
+        None => tail.to_owned(),
+    };
+    format!("{head}{authority}{tail}")
 }
 
 impl Store {
@@ -744,6 +763,21 @@ mod tests {
         );
         assert_eq!(redact("postgres://cb@db/app"), "postgres://cb@db/app");
         assert!(!redact("host=db password=s3cret").contains("s3cret"));
+        assert!(!redact("host=db PASSWORD=s3cret").contains("s3cret"));
+        assert_eq!(
+            redact("postgres://cb@db/app?sslmode=disable&password=s3cret"),
+            "postgres://cb@db/app?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            redact("postgresql://db/app?password=s3cret#x"),
+            "postgresql://db/app?password=***#x"
+        );
+        assert_eq!(redact("postgres://cb:p@ss@db/app"), "postgres://cb:***@db/app");
+        // An `@` in the query is not the userinfo's.
+        assert_eq!(
+            redact("postgres://db/app?application_name=a@b"),
+            "postgres://db/app?application_name=a@b"
+        );
     }
 
     #[test]

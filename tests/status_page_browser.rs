@@ -572,6 +572,70 @@ async fn family_scenario(client: &Client, base: &str, registry: &'static Registr
     Ok(())
 }
 
+/// Served through cb-fleet's admin router: an open below the fleet's open
+/// quorum shows as local, with its count, and the mark goes once the fleet
+/// opens. Needs redis-server (skipped without it unless CB_REQUIRE_REDIS=1).
+async fn fleet_scenario(client: &Client) -> Outcome {
+    let Some(server) = cb_fleet::testing::redis_or_skip("status_page_in_headless_chromium (fleet part)")
+    else {
+        return Ok(());
+    };
+    let replica = || -> &'static Registry { Box::leak(Box::new(Registry::with_env(Vec::new))) };
+    let (ra, rb) = (replica(), replica());
+    let join = |registry: &'static Registry, id: &'static str| {
+        cb_fleet::Fleet::builder(&server.url())
+            .namespace("status-page-quorum")
+            .replica_id(id)
+            .open_quorum(2)
+            .join(registry)
+    };
+    let fa = Arc::new(join(ra, "a").await.map_err(|e| e.to_string())?);
+    let _fb = join(rb, "b").await.map_err(|e| e.to_string())?;
+    let config = || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let a = ra.get_or_insert("quorum-pay", config);
+    let b = rb.get_or_insert("quorum-pay", config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let admin = cb_fleet::admin::router(Arc::clone(&fa), ra, AdminAuth::bearer(TOKEN));
+    tokio::spawn(async move { axum::serve(listener, admin).await.unwrap() });
+    let base = format!("http://{addr}/");
+
+    a.try_acquire().unwrap().record(false);
+    eventually("a local open", Duration::from_secs(5), || async {
+        expect(fa.local_open("quorum-pay").is_some(), "not local yet")
+    })
+    .await?;
+    wd(client.goto(&base).await)?;
+    let mark = "return (document.querySelector('#breakers tbody tr[data-name=\"quorum-pay\"] .fleet-local') || {}).textContent || '';";
+    eventually("the local mark", Duration::from_secs(5), || async {
+        let text = wd(client.execute(mark, vec![]).await)?;
+        expect(
+            text == json!("local open, awaiting quorum 1/2"),
+            format!("the mark: {text}"),
+        )
+    })
+    .await?;
+    // A second replica's open reaches the quorum: the fleet's open, no mark.
+    b.try_acquire().unwrap().record(false);
+    eventually("the fleet's open", Duration::from_secs(5), || async {
+        expect(fa.local_open("quorum-pay").is_none(), "still local")
+    })
+    .await?;
+    eventually("the mark gone", Duration::from_secs(5), || async {
+        wd(client.refresh().await)?;
+        let text = wd(client.execute(mark, vec![]).await)?;
+        expect(text == json!(""), format!("the mark: {text}"))
+    })
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_headless_chromium() {
     let require = std::env::var("CB_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
@@ -605,7 +669,10 @@ async fn status_page_in_headless_chromium() {
 
     let driver = start_driver(&chromedriver).await.unwrap();
     let client = start_browser(&driver, &chromium).await.unwrap();
-    let outcome = scenario(&client, &base, &locked_base, registry, &payments).await;
+    let mut outcome = scenario(&client, &base, &locked_base, registry, &payments).await;
+    if outcome.is_ok() {
+        outcome = fleet_scenario(&client).await;
+    }
     let _ = client.close().await;
     drop(driver);
     if let Err(e) = outcome {

@@ -140,6 +140,12 @@
     if (b.open_reason && (b.state === "open" || b.state === "half_open")) {
       state.append(el("div", "reason muted", b.open_reason === "throttled" ? "rate limit, not an outage" : b.open_reason));
     }
+    // Served through cb-fleet's admin router: an open that stays on this
+    // replica, below the fleet's open quorum.
+    if (b.fleet && b.fleet.open === "local") {
+      state.append(el("div", "fleet-local muted", typeof b.fleet.note === "string" ? b.fleet.note :
+        "local open, awaiting quorum " + b.fleet.opens + "/" + b.fleet.quorum));
+    }
     tr.append(state);
 
     const s = b.stats;

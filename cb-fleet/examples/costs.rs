@@ -20,9 +20,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::RedisServer;
-use cb_fleet::Fleet;
-use cb_runtime::{CircuitBreaker, Config, Registry};
+use cb_fleet::testing::{replicas, RedisServer};
+use cb_runtime::{CircuitBreaker, Config};
 use std::sync::Arc;
 
 /// How long each phase is measured.
@@ -136,23 +135,14 @@ async fn main() {
          commands/s in an outage, per replica | bytes/s sent at rest | bytes/s sent in an outage |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for replicas in [10usize, 100, 1000] {
+    for count in [10usize, 100, 1000] {
         for share in [false, true] {
-            let ns = format!("costs-{replicas}-{share}");
-            let mut fleets = Vec::new();
-            let mut breakers = Vec::new();
-            for i in 0..replicas {
-                let reg: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
-                let fleet = Fleet::builder(&server.url())
-                    .namespace(&ns)
-                    .replica_id(&format!("r{i}"))
-                    .share_failures(share)
-                    .join(reg)
-                    .await
-                    .expect("join");
-                breakers.push(reg.get_or_insert("provider", config));
-                fleets.push(fleet);
-            }
+            let ns = format!("costs-{count}-{share}");
+            let joined = replicas(&server, &ns, count, |b| b.share_failures(share)).await;
+            let breakers: Vec<_> = joined
+                .iter()
+                .map(|(_, registry)| registry.get_or_insert("provider", config))
+                .collect();
             // Let every replica register the breaker before measuring.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let rest = phase(&mut con, &breakers, false).await;
@@ -160,15 +150,15 @@ async fn main() {
             let outage = phase(&mut con, &breakers, true).await;
             let per_s = |n: u64| n as f64 / WINDOW.as_secs_f64();
             println!(
-                "| {replicas} | {share} | {:.1} KiB ({keys}) | {:.2} | {:.2} | {:.0} | {:.0} |",
+                "| {count} | {share} | {:.1} KiB ({keys}) | {:.2} | {:.2} | {:.0} | {:.0} |",
                 bytes as f64 / 1024.0,
-                per_s(rest.commands) / replicas as f64,
-                per_s(outage.commands) / replicas as f64,
+                per_s(rest.commands) / count as f64,
+                per_s(outage.commands) / count as f64,
                 per_s(rest.bytes_out),
                 per_s(outage.bytes_out),
             );
             // Dropping a fleet stops its task and closes its connections.
-            drop(fleets);
+            drop(joined);
         }
     }
 }

@@ -13,9 +13,8 @@
 
 use std::time::Duration;
 
-use cb_fleet::testing::RedisServer;
-use cb_fleet::Fleet;
-use cb_runtime::{Config, Registry, State, Window};
+use cb_fleet::testing::{self, RedisServer};
+use cb_runtime::{Config, State, Window};
 
 /// Fleet-wide: one call per millisecond.
 const GAP: Duration = Duration::from_millis(1);
@@ -33,29 +32,22 @@ fn config() -> Config {
         .expect("a valid config")
 }
 
-async fn dead_calls(server: &RedisServer, replicas: usize, share: bool, run: usize) -> u64 {
-    let ns = format!("dead-{replicas}-{share}-{run}");
-    let mut fleets = Vec::new();
-    let mut breakers = Vec::new();
-    for i in 0..replicas {
-        let reg: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
-        let fleet = Fleet::builder(&server.url())
-            .namespace(&ns)
-            .replica_id(&format!("r{i}"))
-            .share_failures(share)
-            .share_interval(INTERVAL)
-            .join(reg)
-            .await
-            .expect("join");
-        breakers.push(reg.get_or_insert("provider", config));
-        fleets.push(fleet);
-    }
+async fn dead_calls(server: &RedisServer, count: usize, share: bool, run: usize) -> u64 {
+    let ns = format!("dead-{count}-{share}-{run}");
+    let joined = testing::replicas(server, &ns, count, |b| {
+        b.share_failures(share).share_interval(INTERVAL)
+    })
+    .await;
+    let breakers: Vec<_> = joined
+        .iter()
+        .map(|(_, registry)| registry.get_or_insert("provider", config))
+        .collect();
     let mut tick = tokio::time::interval(GAP);
     let mut dead = 0u64;
     let mut i = 0usize;
     while !breakers.iter().all(|b| b.state() == State::Open) {
         tick.tick().await;
-        if let Ok(permit) = breakers[i % replicas].try_acquire() {
+        if let Ok(permit) = breakers[i % count].try_acquire() {
             permit.record(false);
             dead += 1;
         }

@@ -359,7 +359,10 @@
 //! - **Bytes** are the script answers plus the pub/sub deliveries: one
 //!   published change reaches every replica, so an outage's bytes grow with
 //!   replicas squared over the period (1.1 MB/s with 1,000 replicas opening
-//!   every second); at rest nothing is published.
+//!   every second); at rest nothing is published. The outage columns vary
+//!   from run to run with how the replicas' reopens fall: a second run gave
+//!   17.6 and 21.9 commands/s and 0.74 and 1.75 MB/s for the 1,000-replica
+//!   rows; the at-rest columns and the memory repeat within 1 %.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -207,6 +207,32 @@ impl Drop for RedisServer {
     }
 }
 
+/// `n` replicas in this process, each its own (leaked) registry joined to a
+/// fleet in namespace `ns` on `server`, with replica ids `r0`, `r1`, ...;
+/// `configure` sets each builder's other settings. For examples and benches
+/// that simulate a fleet.
+pub async fn replicas(
+    server: &RedisServer,
+    ns: &str,
+    n: usize,
+    configure: impl Fn(crate::FleetBuilder) -> crate::FleetBuilder,
+) -> Vec<(crate::Fleet, &'static cb_runtime::Registry)> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let registry: &'static cb_runtime::Registry =
+            Box::leak(Box::new(cb_runtime::Registry::with_env(Vec::new)));
+        let builder = crate::Fleet::builder(&server.url())
+            .namespace(ns)
+            .replica_id(&format!("r{i}"));
+        let fleet = configure(builder)
+            .join(registry)
+            .await
+            .expect("a replica joins the fleet");
+        out.push((fleet, registry));
+    }
+    out
+}
+
 /// Polls `f` every few milliseconds until it is true or `within` has passed;
 /// returns whether it became true.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -9,6 +9,9 @@
 //! names and key suggestions come from `cb-syntax`, which the runtime's config
 //! file and environment layers share, so all accept the same text.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 extern crate proc_macro;
 
 mod args;

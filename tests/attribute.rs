@@ -2,10 +2,11 @@
 //! shared names. Every test uses its own breaker names: the registry is process-wide.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cb_runtime::{circuit_breaker, registry, BreakerError, Preset, State};
+
+mod support;
 
 #[derive(Debug)]
 enum ApiError {
@@ -268,21 +269,6 @@ async fn a_panicking_body_counts_as_a_failure_and_propagates() {
     assert!(panics(false).await.unwrap_err().is_rejected());
 }
 
-/// A `tracing` writer that keeps what is written.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[circuit_breaker(name = "attr-shared-name", preset = "cache")]
 async fn first_site() -> Result<u8, ApiError> {
     Ok(1)
@@ -295,13 +281,7 @@ async fn second_site() -> Result<u8, ApiError> {
 
 #[test]
 fn two_sites_with_one_name_share_the_first_config_and_warn() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = support::logs_of(|| {
         futures::executor::block_on(async {
             assert_eq!(first_site().await.unwrap(), 1);
             assert_eq!(second_site().await.unwrap(), 2);
@@ -311,7 +291,6 @@ fn two_sites_with_one_name_share_the_first_config_and_warn() {
     assert_eq!(breaker.config(), Preset::Cache.config(), "the first config wins");
     assert_eq!(breaker.stats().successes, 2, "both sites use one breaker");
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("WARN"), "{logs}");
     assert!(logs.contains("attribute::first_site"), "{logs}");
     assert!(logs.contains("attribute::second_site"), "{logs}");
@@ -329,18 +308,12 @@ async fn same_config_b() -> Result<(), ApiError> {
 
 #[test]
 fn two_sites_with_the_same_config_do_not_warn() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = support::logs_of(|| {
         futures::executor::block_on(async {
             same_config_a().await.unwrap();
             same_config_b().await.unwrap();
         })
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(!logs.contains("WARN"), "{logs}");
 }
 

@@ -322,9 +322,40 @@
 //! # Keys
 //!
 //! Every key and channel of a namespace is `cb:{<namespace>}:...` (a Redis
-//! Cluster hash tag: one slot per namespace), and every script declares the
-//! keys it touches. Redis Cluster itself is not supported yet; use one Redis
-//! server (or a primary with replicas) per fleet.
+//! Cluster hash tag: one slot per namespace), in every mode, and every
+//! script declares the keys it touches.
+//!
+//! # Redis Cluster
+//!
+//! `Fleet::cluster_builder(&["redis://10.0.0.1:6379", ...])`, or
+//! `Fleet::builder(url).cluster(true)`, joins a Redis Cluster (7.0 or later)
+//! through redis-rs's cluster client; the nodes given are seeds, the
+//! cluster tells the rest.
+//!
+//! - **One slot per namespace.** The hash tag puts every key of a namespace
+//!   in one slot, so each script runs atomically on that slot's master, as
+//!   on one server. A namespace is one breaker set's unit of scale: spread
+//!   services over namespaces to spread them over masters.
+//! - **Sharded pub/sub.** Scripts `SPUBLISH` to the namespace's channel and
+//!   replicas `SSUBSCRIBE` to it (RESP3 pushes): a message goes to the
+//!   slot's shard alone, not to every node over the cluster bus as
+//!   `PUBLISH` would.
+//! - **Failover.** When the slot's master dies, calls go on with local
+//!   state (nothing on the call path waits for Redis), and what the fleet
+//!   could not hear meanwhile is kept per breaker. A node's disconnection,
+//!   or the cluster client subscribing again after a failover, ends the
+//!   replica's connection on purpose: it reconnects once the promoted
+//!   replica serves the slot, shares what it kept and resynchronises (reads
+//!   every breaker's fleet state), since messages published in between are
+//!   not replayed. `cb-fleet/tests/cluster.rs` starts 3 masters with a
+//!   replica each, kills the namespace's master, promotes its replica
+//!   (`CLUSTER FAILOVER TAKEOVER`), and checks that every call of a replica
+//!   calling all along succeeded and that an open made while the slot had
+//!   no master reached the other replica after.
+//! - **ACL.** The single-server ACL (see the README) plus `+cluster|slots
+//!   +ssubscribe +sunsubscribe +spublish`, on every node; the cluster test
+//!   runs it.
+//! - TLS: `rediss://` node URLs, with the same `tls_*` settings as one server.
 //!
 //! # Costs
 //!
@@ -385,6 +416,7 @@ mod ledger;
 pub mod message;
 mod names;
 mod scripts;
+mod server;
 mod task;
 #[doc(hidden)]
 pub mod testing;
@@ -473,6 +505,7 @@ pub struct FleetBuilder {
     open_quorum: u32,
     share_failures: bool,
     share_interval: Duration,
+    cluster: bool,
     tls: tls::TlsSettings,
 }
 
@@ -570,6 +603,19 @@ impl FleetBuilder {
         self
     }
 
+    /// Joins a Redis Cluster (default `false`: one server) through the
+    /// builder's URL, a node of the cluster; [`Fleet::cluster_builder`]
+    /// gives several. Every key and channel of a namespace lives in one
+    /// hash slot (`cb:{<namespace>}:...`), so the scripts stay atomic, on
+    /// that slot's master; messages use sharded pub/sub (`SSUBSCRIBE`,
+    /// Redis 7). When the slot's master fails over, calls go on with local
+    /// state and the replica resynchronises once the cluster answers again.
+    /// See "Redis Cluster" in the crate docs.
+    pub fn cluster(mut self, on: bool) -> Self {
+        self.cluster = on;
+        self
+    }
+
     /// Feature `tls`: trusts the CA certificates in `pem` (one or more PEM
     /// `CERTIFICATE` blocks) for the `rediss://` server, instead of the
     /// built-in Mozilla roots (webpki-roots). Use it for a private or
@@ -604,7 +650,9 @@ impl FleetBuilder {
     /// reconnecting in the background. Errors: a bad URL, namespace or
     /// replica id. Needs a tokio runtime.
     pub async fn join(self, registry: &'static Registry) -> Result<Fleet, FleetError> {
-        names::check_url(&self.url)?;
+        if !self.cluster {
+            names::check_url(&self.url)?;
+        }
         let namespace = self.namespace.clone().ok_or_else(|| {
             FleetError::invalid(
                 "namespace",
@@ -616,7 +664,18 @@ impl FleetBuilder {
         let replica = self.replica_id.clone().unwrap_or_else(names::default_replica_id);
         names::check_replica_id(&replica)?;
         check_open_quorum(self.open_quorum)?;
-        let client = tls::client(&self.url, &self.tls)?;
+        let server = if self.cluster {
+            let urls: Vec<String> = self
+                .url
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+            server::Server::cluster(&urls, &self.tls)?
+        } else {
+            server::Server::single(&self.url, &self.tls)?
+        };
         let (tx, rx) = mpsc::channel(self.queue);
         let metrics = Metrics::new(&namespace);
         let instance = format!("{replica}:{:08x}", fastrand::u32(..));
@@ -630,6 +689,7 @@ impl FleetBuilder {
             name_ttl: self.name_ttl,
             open_quorum: self.open_quorum,
             share_interval: self.share_failures.then_some(self.share_interval),
+            publish: server.publish(),
             link: Arc::new(Link {
                 connected: AtomicBool::new(false),
                 tx,
@@ -648,7 +708,7 @@ impl FleetBuilder {
         registry.coordinate(Arc::new(Coord(Arc::clone(&shared))));
         shared.joined.store(true, Ordering::Release);
         let (first_tx, first_rx) = oneshot::channel();
-        let handle = tokio::spawn(task::run(Arc::clone(&shared), client, rx, first_tx));
+        let handle = tokio::spawn(task::run(Arc::clone(&shared), server, rx, first_tx));
         // The first attempt: connected and synchronised, or given up.
         let _ = tokio::time::timeout(self.io_timeout * 4 + Duration::from_millis(100), first_rx).await;
         Ok(Fleet { shared, handle })
@@ -707,8 +767,29 @@ impl Fleet {
     /// Starts a fleet setup with the Redis server at `url`
     /// (`redis://[user:password@]host:port[/db]`, or `rediss://` with feature `tls`).
     pub fn builder(url: &str) -> FleetBuilder {
+        Self::new_builder(url.to_owned())
+    }
+
+    /// Starts a fleet setup with a Redis Cluster, reached first through any
+    /// of the nodes at `urls` (`redis://host:port`, each a master or a
+    /// replica of the cluster; the cluster tells the rest): the same as
+    /// [`builder`](Self::builder) with [`cluster(true)`](FleetBuilder::cluster).
+    ///
+    /// ```no_run
+    /// # async fn join() -> Result<(), cb_fleet::FleetError> {
+    /// let fleet = cb_fleet::Fleet::cluster_builder(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
+    ///     .namespace("checkout")
+    ///     .join(cb_runtime::registry())
+    ///     .await?;
+    /// # drop(fleet); Ok(()) }
+    /// ```
+    pub fn cluster_builder(urls: &[&str]) -> FleetBuilder {
+        Self::new_builder(urls.join(",")).cluster(true)
+    }
+
+    fn new_builder(url: String) -> FleetBuilder {
         FleetBuilder {
-            url: url.to_owned(),
+            url,
             namespace: None,
             replica_id: None,
             lease_ttl: DEFAULT_LEASE_TTL,
@@ -718,6 +799,7 @@ impl Fleet {
             open_quorum: 1,
             share_failures: false,
             share_interval: DEFAULT_SHARE_INTERVAL,
+            cluster: false,
             tls: tls::TlsSettings::default(),
         }
     }
@@ -1065,6 +1147,8 @@ pub(crate) struct Shared {
     pub(crate) open_quorum: u32,
     /// With `share_failures`: how often call counts are reported.
     pub(crate) share_interval: Option<Duration>,
+    /// How scripts publish: `SPUBLISH` on a cluster.
+    pub(crate) publish: scripts::Publish,
     pub(crate) link: Arc<Link>,
     pub(crate) local: Mutex<Local>,
     pub(crate) malformed: AtomicU64,

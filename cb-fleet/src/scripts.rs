@@ -42,7 +42,7 @@
 //! it: `{kind, version, period, ms, level}` (`kind` is `none` when Redis holds
 //! no state; `ms` is the open marker's `PTTL`, 0 in half-open).
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use redis::Script;
 
@@ -84,24 +84,53 @@ end
 ";
 
 /// Every script, for loading them all on connecting.
-pub(crate) fn all() -> [&'static Script; 11] {
+pub(crate) fn all(publish: Publish) -> [&'static Script; 11] {
     [
-        open(),
-        share(),
-        close(),
-        probe(),
-        acquire(),
-        renew(),
-        manual(),
-        seed(),
-        states(),
-        touch(),
-        hello(),
+        open(publish),
+        share(publish),
+        close(publish),
+        probe(publish),
+        acquire(publish),
+        renew(publish),
+        manual(publish),
+        seed(publish),
+        states(publish),
+        touch(publish),
+        hello(publish),
     ]
 }
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+/// How the scripts publish a change: `PUBLISH` on one server, `SPUBLISH`
+/// (sharded pub/sub, Redis 7) on a Redis Cluster, where the channel
+/// `cb:{<namespace>}:events` lives in the namespace's slot, so the message
+/// goes to that shard's nodes alone instead of every node of the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Publish {
+    /// `PUBLISH`, heard by `SUBSCRIBE`.
+    Plain = 0,
+    /// `SPUBLISH`, heard by `SSUBSCRIBE`.
+    Sharded = 1,
+}
+
+/// A script's text with each way of publishing, made on first use.
+struct Variants([OnceLock<Script>; 2]);
+
+impl Variants {
+    const fn new() -> Self {
+        Variants([OnceLock::new(), OnceLock::new()])
+    }
+
+    fn get(&'static self, publish: Publish, body: &str) -> &'static Script {
+        self.0[publish as usize].get_or_init(|| {
+            let text = format!("{PRELUDE}\n{body}");
+            match publish {
+                Publish::Plain => Script::new(&text),
+                Publish::Sharded => {
+                    Script::new(&text.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"))
+                }
+            }
+        })
+    }
 }
 
 /// A local open. KEYS: hash, open, lease, done, names, active, quorum.
@@ -120,10 +149,11 @@ fn script(body: &str) -> Script {
 /// its count ends, on Redis's `TIME`; the same replica again renews its
 /// entry, counted once); below the quorum nothing else changes (no version,
 /// no message), and at the quorum the open is shared as any other.
-pub(crate) fn open() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn open(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local h, o = KEYS[1], KEYS[2]
 local function answer(votes)
   local s = state(h, o)
@@ -166,9 +196,7 @@ redis.call('ZADD', KEYS[6], 0, ARGV[5])
 publish(ARGV[6], ARGV[4], h, o, ARGV[5])
 return answer(0)
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// A replica's batch of call counts (`share_failures`), added to the
@@ -181,9 +209,10 @@ return answer(0)
 /// failure rate threshold, slow rate threshold (-1: off),
 /// failure_threshold, open ms, cap, need, cfg, replica, name, channel,
 /// name_ttl_ms.
-pub(crate) fn share() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
+pub(crate) fn share(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
             r"
 local h, o, w = KEYS[1], KEYS[2], KEYS[6]
 local k = redis.call('HGET', h, 'kind')
@@ -243,18 +272,17 @@ redis.call('ZADD', KEYS[5], 0, ARGV[17])
 publish(ARGV[18], ARGV[16], h, o, ARGV[17])
 return state(h, o)
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// A local close after this replica's probes succeeded in period `per`.
 /// KEYS: hash, open, lease, done, active. ARGV: period, replica, name,
 /// channel, name_ttl_ms.
-pub(crate) fn close() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn close(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local h, o = KEYS[1], KEYS[2]
 if redis.call('HGET', h, 'kind') == 'open' and redis.call('PTTL', o) <= 0
    and redis.call('HGET', h, 'per') == ARGV[1] then
@@ -267,9 +295,7 @@ if redis.call('HGET', h, 'kind') == 'open' and redis.call('PTTL', o) <= 0
 end
 return state(h, o)
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// A probe's result. KEYS: hash, open, lease, done, active. ARGV: report
@@ -277,10 +303,11 @@ return state(h, o)
 /// count ('1': a success to count), replica, name, channel, name_ttl_ms,
 /// need (when the hash has none). A success is counted once per report id,
 /// and only in the period it was admitted in.
-pub(crate) fn probe() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn probe(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local h, o = KEYS[1], KEYS[2]
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[2]) end
 if ARGV[4] == '1' and ARGV[5] == '1' and redis.call('HGET', h, 'kind') == 'open'
@@ -299,9 +326,7 @@ if ARGV[4] == '1' and ARGV[5] == '1' and redis.call('HGET', h, 'kind') == 'open'
 end
 return state(h, o)
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// A probe lease for a half-open replica. KEYS: hash, open, lease, active,
@@ -309,10 +334,11 @@ return state(h, o)
 /// channel, name_ttl_ms. Answers the state and a sixth element, '1' when
 /// granted. With no state in Redis (never shared, or a server restarted
 /// empty), the asking replica's half-open becomes the fleet's.
-pub(crate) fn acquire() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn acquire(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local h, o = KEYS[1], KEYS[2]
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -337,17 +363,16 @@ redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]) * 2)
 s[6] = '1'
 return s
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// KEYS: lease. ARGV: ttl_ms, members... Extends the members' leases that
 /// have not expired; answers the members Redis no longer holds.
-pub(crate) fn renew() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn renew(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local now = now_ms()
 local ttl = tonumber(ARGV[1])
 local gone = {}
@@ -363,18 +388,17 @@ end
 if #gone < #ARGV - 1 then redis.call('PEXPIRE', KEYS[1], ttl * 2) end
 return gone
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// A fleet-wide manual command. KEYS: hash, open, lease, done, names,
 /// active. ARGV: kind (reset, forced_open, disabled), replica, name,
 /// channel, '1' to refuse a name no replica has (answers `unknown`),
 /// name_ttl_ms. Setting a state, it is safe to run twice.
-pub(crate) fn manual() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
+pub(crate) fn manual(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
             r"
 local h, o = KEYS[1], KEYS[2]
 if ARGV[5] == '1' and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
@@ -389,9 +413,7 @@ redis.call('ZADD', KEYS[5], now_ms(), ARGV[3])
 publish(ARGV[4], ARGV[2], h, o, ARGV[3])
 return state(h, o)
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// Gives Redis a replica's state when Redis holds none (a server restarted
@@ -399,10 +421,11 @@ return state(h, o)
 /// there, answers it. KEYS: hash, open, active, names. ARGV: kind (open,
 /// forced_open, disabled), ms (0: half-open), level, cap, need, cfg,
 /// replica, name, channel, name_ttl_ms.
-pub(crate) fn seed() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn seed(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local h, o = KEYS[1], KEYS[2]
 if redis.call('HGET', h, 'kind') then return state(h, o) end
 local v = bump(h)
@@ -417,19 +440,18 @@ redis.call('ZADD', KEYS[4], now_ms(), ARGV[8])
 publish(ARGV[9], ARGV[7], h, o, ARGV[8])
 return state(h, o)
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// Reads the states of a batch of breakers. KEYS: active, then hash and
 /// open marker per breaker. ARGV: the names. Answers, flat, per breaker:
 /// the state (5 fields), `cfg`, `by`. A name in `active` whose hash has
 /// expired leaves `active`.
-pub(crate) fn states() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn states(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local out = {}
 for i = 1, #ARGV do
   local h, o = KEYS[2 * i], KEYS[2 * i + 1]
@@ -441,9 +463,7 @@ for i = 1, #ARGV do
 end
 return out
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// Marks a batch of names as in use and forgets, a bounded batch at a time,
@@ -451,10 +471,11 @@ return out
 /// own). KEYS: names, active, then hash and log per breaker. ARGV:
 /// name_ttl_ms, replica, then name and cfg per breaker. Answers how many
 /// names were forgotten.
-pub(crate) fn touch() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn touch(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local now = now_ms()
 local ttl = tonumber(ARGV[1])
 local n = (#ARGV - 2) / 2
@@ -474,24 +495,21 @@ for _, name in ipairs(old) do
 end
 return #old
 ",
-        )
-    });
-    &SCRIPT
+    )
 }
 
 /// Claims a replica id for this process. KEYS: replica key. ARGV: this
 /// process's nonce, ttl_ms. Answers '' when the id is this process's, or
 /// the other process's nonce.
-pub(crate) fn hello() -> &'static Script {
-    static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-        script(
-            r"
+pub(crate) fn hello(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
 local v = redis.call('GET', KEYS[1])
 if v and v ~= ARGV[1] then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ''
 ",
-        )
-    });
-    &SCRIPT
+    )
 }

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use cb_runtime::{CircuitBreaker, Reason, State};
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{Ledger, Loss, Repair, Report};
 use crate::message::{self, Kind};
+use crate::server::{Con, Messages, Server};
 use crate::{fingerprint, scripts, FleetError, LoggedTransition, Shared, View, LOG_MAX_LEN};
 
 /// What the breakers and the `Fleet` ask of the task.
@@ -108,7 +107,7 @@ impl Lost {
 /// The task: connect, serve, and on any failure reconnect with backoff.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    client: redis::Client,
+    server: Server,
     mut rx: mpsc::Receiver<Cmd>,
     first: oneshot::Sender<()>,
 ) {
@@ -123,7 +122,7 @@ pub(crate) async fn run(
         reported: HashMap::new(),
     };
     loop {
-        let why = match conn.connect(&client).await {
+        let why = match conn.connect(&server).await {
             Ok((con, stream)) => {
                 shared.link.set_connected(true);
                 if warned {
@@ -212,8 +211,6 @@ impl Totals {
     }
 }
 
-type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
-
 /// A state-changing script's answer: kind, version, period, ms, level.
 type Answer = (String, u64, u64, i64, i64);
 
@@ -255,22 +252,14 @@ impl Conn {
         self.shared.name_ttl.as_millis() as u64
     }
 
-    async fn connect(&mut self, client: &redis::Client) -> Result<(MultiplexedConnection, Messages), Lost> {
-        let io = self.shared.io_timeout;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(io)
-            .set_response_timeout(io);
-        let mut con = self
-            .io(client.get_multiplexed_async_connection_with_config(&config))
-            .await?;
+    async fn connect(&mut self, server: &Server) -> Result<(Con, Messages), Lost> {
         // Subscribed before reading any state: a change made after the read
         // arrives as a message, and versions sort out the overlap.
-        let mut pubsub = self.io(client.get_async_pubsub()).await?;
-        self.io(pubsub.subscribe(self.shared.keys.channel())).await?;
-        let stream: Messages = Box::pin(pubsub.into_on_message());
+        let channel = self.shared.keys.channel();
+        let (mut con, stream) = self.io(server.connect(self.shared.io_timeout, &channel)).await?;
         // Every script loaded now: a script's first use later is one
         // `EVALSHA`, never a `NOSCRIPT` answer and a second try.
-        for script in scripts::all() {
+        for script in scripts::all(self.shared.publish) {
             let _: String = self.io(script.load_async(&mut con)).await?;
         }
         self.hello(&mut con).await?;
@@ -303,10 +292,10 @@ impl Conn {
 
     /// Claims the replica id for this process; warns once when another
     /// process uses it.
-    async fn hello(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+    async fn hello(&mut self, con: &mut Con) -> Result<(), Lost> {
         let ttl = (self.shared.lease_ttl.as_millis() as u64).max(1000);
         let other: String = self
-            .io(scripts::hello()
+            .io(scripts::hello(self.shared.publish)
                 .key(self.shared.keys.replica(&self.shared.replica))
                 .arg(&self.shared.link.instance)
                 .arg(ttl)
@@ -333,7 +322,7 @@ impl Conn {
     /// the leases still held, reads the fleet's state of every breaker here
     /// and of every breaker the fleet holds open, forced open or disabled
     /// (in batches), and reconciles.
-    async fn sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+    async fn sync(&mut self, con: &mut Con) -> Result<(), Lost> {
         self.repair_dirty(con).await?;
         self.renew(con).await?;
         self.pending.clear();
@@ -377,7 +366,7 @@ impl Conn {
 
     /// Records `names` in Redis, reads their fleet states and reconciles
     /// each breaker with its fleet state (see the crate docs, "Consistency").
-    async fn sync_names(&mut self, con: &mut MultiplexedConnection, names: &[Arc<str>]) -> Result<(), Lost> {
+    async fn sync_names(&mut self, con: &mut Con, names: &[Arc<str>]) -> Result<(), Lost> {
         self.touch(con, names).await?;
         let reads = self.read_states(con, names).await?;
         for (name, read) in names.iter().zip(reads) {
@@ -406,7 +395,7 @@ impl Conn {
     /// One breaker's reconciliation with its fleet state `fleet`.
     async fn reconcile(
         &mut self,
-        con: &mut MultiplexedConnection,
+        con: &mut Con,
         name: &Arc<str>,
         b: &Arc<CircuitBreaker>,
         fleet: Option<View>,
@@ -515,7 +504,7 @@ impl Conn {
     }
 
     /// Repairs every breaker on the dirty list (see [`crate::ledger`]).
-    async fn repair_dirty(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+    async fn repair_dirty(&mut self, con: &mut Con) -> Result<(), Lost> {
         let mut list = self.shared.link.dirty.take().into_iter();
         while let Some(ledger) = list.next() {
             let mut repair = ledger.take();
@@ -536,12 +525,7 @@ impl Conn {
 
     /// One breaker's repair; each part done is cleared from `r`, so what is
     /// left in it after an error is what was not done.
-    async fn repair(
-        &mut self,
-        con: &mut MultiplexedConnection,
-        ledger: &Arc<Ledger>,
-        r: &mut Repair,
-    ) -> Result<(), Lost> {
+    async fn repair(&mut self, con: &mut Con, ledger: &Arc<Ledger>, r: &mut Repair) -> Result<(), Lost> {
         let name = Arc::clone(&ledger.name);
         if r.known {
             if self.shared.link.connected.load(Ordering::Acquire) {
@@ -577,7 +561,7 @@ impl Conn {
     /// Serves until the connection is lost (`Some(why)`) or the fleet is dropped (`None`).
     async fn serve(
         &mut self,
-        mut con: MultiplexedConnection,
+        mut con: Con,
         mut stream: Messages,
         rx: &mut mpsc::Receiver<Cmd>,
     ) -> Option<Lost> {
@@ -684,13 +668,7 @@ impl Conn {
         }
     }
 
-    async fn opened(
-        &mut self,
-        con: &mut MultiplexedConnection,
-        name: &str,
-        ms: u64,
-        reopen: Option<u64>,
-    ) -> Result<(), Lost> {
+    async fn opened(&mut self, con: &mut Con, name: &str, ms: u64, reopen: Option<u64>) -> Result<(), Lost> {
         let (cap, need, cfg) = self.config_args(name);
         let breaker = self.breaker(name);
         let open_ms = breaker
@@ -702,7 +680,7 @@ impl Conn {
         let throttled = breaker.is_some_and(|b| b.open_reason() == Some(Reason::Throttled));
         let k = self.shared.keys.breaker(name);
         let (kind, version, period, left, level, votes): (String, u64, u64, i64, i64, u32) = self
-            .io(scripts::open()
+            .io(scripts::open(self.shared.publish)
                 .key(&k.hash)
                 .key(&k.open)
                 .key(&k.lease)
@@ -744,7 +722,7 @@ impl Conn {
 
     async fn seed(
         &mut self,
-        con: &mut MultiplexedConnection,
+        con: &mut Con,
         name: &str,
         kind: &str,
         ms: u64,
@@ -753,7 +731,7 @@ impl Conn {
         let (cap, need, cfg) = self.config_args(name);
         let k = self.shared.keys.breaker(name);
         let answer: Answer = self
-            .io(scripts::seed()
+            .io(scripts::seed(self.shared.publish)
                 .key(&k.hash)
                 .key(&k.open)
                 .key(self.shared.keys.active())
@@ -776,8 +754,8 @@ impl Conn {
 
     /// Records `names` in the namespace's set (renewing their keys' TTL)
     /// and forgets a batch of names nobody has had for the name TTL.
-    async fn touch(&mut self, con: &mut MultiplexedConnection, names: &[Arc<str>]) -> Result<(), Lost> {
-        let mut script = scripts::touch().prepare_invoke();
+    async fn touch(&mut self, con: &mut Con, names: &[Arc<str>]) -> Result<(), Lost> {
+        let mut script = scripts::touch(self.shared.publish).prepare_invoke();
         script
             .key(self.shared.keys.names())
             .key(self.shared.keys.active())
@@ -796,12 +774,8 @@ impl Conn {
         Ok(())
     }
 
-    async fn read_states(
-        &mut self,
-        con: &mut MultiplexedConnection,
-        names: &[Arc<str>],
-    ) -> Result<Vec<Read>, Lost> {
-        let mut script = scripts::states().prepare_invoke();
+    async fn read_states(&mut self, con: &mut Con, names: &[Arc<str>]) -> Result<Vec<Read>, Lost> {
+        let mut script = scripts::states(self.shared.publish).prepare_invoke();
         script.key(self.shared.keys.active());
         for name in names {
             let k = self.shared.keys.breaker(name);
@@ -825,10 +799,10 @@ impl Conn {
     }
 
     /// Shares a close after this replica's probes of `period` succeeded.
-    async fn closed(&mut self, con: &mut MultiplexedConnection, name: &str, period: u64) -> Result<(), Lost> {
+    async fn closed(&mut self, con: &mut Con, name: &str, period: u64) -> Result<(), Lost> {
         let k = self.shared.keys.breaker(name);
         let answer: Answer = self
-            .io(scripts::close()
+            .io(scripts::close(self.shared.publish)
                 .key(&k.hash)
                 .key(&k.open)
                 .key(&k.lease)
@@ -846,16 +820,11 @@ impl Conn {
     }
 
     /// Reports a probe's result (idempotent: see `scripts::probe`).
-    async fn probe(
-        &mut self,
-        con: &mut MultiplexedConnection,
-        name: &str,
-        report: &Report,
-    ) -> Result<(), Lost> {
+    async fn probe(&mut self, con: &mut Con, name: &str, report: &Report) -> Result<(), Lost> {
         let (_, need, _) = self.config_args(name);
         let k = self.shared.keys.breaker(name);
         let answer: Answer = self
-            .io(scripts::probe()
+            .io(scripts::probe(self.shared.publish)
                 .key(&k.hash)
                 .key(&k.open)
                 .key(&k.lease)
@@ -877,7 +846,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn handle(&mut self, con: &mut MultiplexedConnection, cmd: Cmd) -> Result<(), Lost> {
+    async fn handle(&mut self, con: &mut Con, cmd: Cmd) -> Result<(), Lost> {
         match cmd {
             Cmd::Opened {
                 ledger,
@@ -950,7 +919,7 @@ impl Conn {
                 };
                 let k = self.shared.keys.breaker(&name);
                 let result: Result<Answer, Lost> = self
-                    .io(scripts::manual()
+                    .io(scripts::manual(self.shared.publish)
                         .key(&k.hash)
                         .key(&k.open)
                         .key(&k.lease)
@@ -1011,7 +980,7 @@ impl Conn {
         }
     }
 
-    async fn want_lease(&mut self, con: &mut MultiplexedConnection, name: Arc<str>) -> Result<(), Lost> {
+    async fn want_lease(&mut self, con: &mut Con, name: Arc<str>) -> Result<(), Lost> {
         let Some(gate) = self.member(&name, |m| Arc::clone(&m.gate)) else {
             return Ok(());
         };
@@ -1032,7 +1001,7 @@ impl Conn {
         }
         let k = self.shared.keys.breaker(&name);
         let (kind, version, period, ms, level, granted): (String, u64, u64, i64, i64, String) = self
-            .io(scripts::acquire()
+            .io(scripts::acquire(self.shared.publish)
                 .key(&k.hash)
                 .key(&k.open)
                 .key(&k.lease)
@@ -1062,7 +1031,7 @@ impl Conn {
     }
 
     /// Renews every lease held, and notes those Redis no longer holds.
-    async fn renew(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+    async fn renew(&mut self, con: &mut Con) -> Result<(), Lost> {
         let ttl = self.shared.lease_ttl.as_millis() as u64;
         let gates: Vec<Arc<crate::Gate>> = self
             .shared
@@ -1078,7 +1047,11 @@ impl Conn {
             }
             let lease = self.shared.keys.breaker(&gate.ledger.name).lease;
             let gone: Vec<String> = self
-                .io(scripts::renew().key(lease).arg(ttl).arg(ids).invoke_async(con))
+                .io(scripts::renew(self.shared.publish)
+                    .key(lease)
+                    .arg(ttl)
+                    .arg(ids)
+                    .invoke_async(con))
                 .await?;
             if !gone.is_empty() {
                 gate.leases().gone(&gone);
@@ -1087,13 +1060,12 @@ impl Conn {
         Ok(())
     }
 
-    async fn on_tick(
-        &mut self,
-        con: &mut MultiplexedConnection,
-        renew: bool,
-        touch: bool,
-    ) -> Result<(), Lost> {
-        let _: String = self.io(redis::cmd("PING").query_async(con)).await?;
+    async fn on_tick(&mut self, con: &mut Con, renew: bool, touch: bool) -> Result<(), Lost> {
+        // A keyed command (in the ACL's list), so that on a cluster it asks
+        // the namespace's master.
+        let _: i64 = self
+            .io(redis::cmd("PTTL").arg(self.shared.keys.names()).query_async(con))
+            .await?;
         // Breakers removed from the registry (or taken over by a later
         // fleet) leave: their unused leases go back, and they get nothing
         // more from this fleet. Running probes give theirs back as they end.
@@ -1139,7 +1111,7 @@ impl Conn {
     /// Reports each breaker's calls since its last report (`share_failures`):
     /// one script run per breaker that had calls. Counts are reported at
     /// most once: a report lost with the connection is not sent again.
-    async fn share(&mut self, con: &mut MultiplexedConnection) -> Result<(), Lost> {
+    async fn share(&mut self, con: &mut Con) -> Result<(), Lost> {
         let live: Vec<(Arc<str>, Arc<CircuitBreaker>, bool)> = self
             .tracked()
             .into_iter()
@@ -1177,7 +1149,7 @@ impl Conn {
             let (cap, need, cfg) = self.config_args(&name);
             let k = self.shared.keys.breaker(&name);
             let answer: Answer = self
-                .io(scripts::share()
+                .io(scripts::share(self.shared.publish)
                     .key(&k.hash)
                     .key(&k.open)
                     .key(&k.done)
@@ -1211,12 +1183,7 @@ impl Conn {
     }
 
     /// Gives back unused leases.
-    async fn release(
-        &mut self,
-        con: &mut MultiplexedConnection,
-        name: &str,
-        ids: Vec<String>,
-    ) -> Result<(), Lost> {
+    async fn release(&mut self, con: &mut Con, name: &str, ids: Vec<String>) -> Result<(), Lost> {
         if ids.is_empty() {
             return Ok(());
         }

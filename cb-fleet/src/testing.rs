@@ -12,8 +12,10 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     stopped: bool,
-    /// With [`start_tls`](RedisServer::start_tls): the TLS port and its arguments.
-    tls: Option<(u16, Vec<String>)>,
+    /// With [`start_tls`](RedisServer::start_tls): the TLS port.
+    tls_port: Option<u16>,
+    /// More `redis-server` arguments (TLS, cluster mode).
+    args: Vec<String>,
 }
 
 /// A running server for test `test`, or `None` (after saying why) when
@@ -51,11 +53,16 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(None, Vec::new())
+    }
+
+    fn start_with(tls_port: Option<u16>, args: Vec<String>) -> Self {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
             stopped: false,
-            tls: None,
+            tls_port,
+            args,
         };
         server.spawn();
         server
@@ -87,29 +94,19 @@ impl RedisServer {
             "--tls-auth-clients".to_owned(),
             if client_certs { "yes" } else { "no" }.to_owned(),
         ];
-        let mut server = RedisServer {
-            port: free_port(),
-            child: None,
-            stopped: false,
-            tls: Some((tls_port, args)),
-        };
-        server.spawn();
-        server
+        Self::start_with(Some(tls_port), args)
     }
 
     /// The TLS URL of a server from [`start_tls`](Self::start_tls).
     pub fn tls_url(&self) -> Option<String> {
-        self.tls
-            .as_ref()
-            .map(|(port, _)| format!("rediss://127.0.0.1:{port}/"))
+        self.tls_port.map(|port| format!("rediss://127.0.0.1:{port}/"))
     }
 
     fn spawn(&mut self) {
-        let tls_args = self.tls.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .args(tls_args)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -441,5 +438,154 @@ impl Proxy {
     /// down); with `false`, they are served again.
     pub fn refuse(&self, on: bool) {
         proxy_lock(&self.state).refuse = on;
+    }
+}
+
+/// A Redis Cluster of `redis-server` processes on free loopback ports, in
+/// a temporary directory (the nodes' `nodes.conf`), made with
+/// `redis-cli --cluster create`; killed and removed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    dir: std::path::PathBuf,
+    /// The nodes, masters first (as `redis-cli --cluster create` was given them).
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// `masters` masters with `replicas` replicas each, every slot
+    /// assigned, once every node says `cluster_state:ok`. Failure detection
+    /// is fast (`cluster-node-timeout` 1 s).
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cb-cluster-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|i| {
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &dir.join(format!("nodes-{i}.conf")).display().to_string(),
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-port",
+                    &free_port().to_string(),
+                    "--dir",
+                    &dir.display().to_string(),
+                ];
+                RedisServer::start_with(None, args.iter().map(|a| (*a).to_owned()).collect())
+            })
+            .collect();
+        let cluster = RedisCluster { dir, nodes };
+        let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
+        create.extend(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+        create.extend([
+            "--cluster-replicas".into(),
+            replicas.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        let out = Command::new("redis-cli")
+            .args(&create)
+            .output()
+            .expect("redis-cli runs (package redis-tools, installed with redis-server)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            cluster.wait_ok(Duration::from_secs(20)),
+            "the cluster did not become ok"
+        );
+        cluster
+    }
+
+    /// The URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `redis-cli -p <node's port> <args>`, its output.
+    pub fn cli(&self, node: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.nodes[node].port().to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `true` once every live node reports `cluster_state:ok` and agrees on
+    /// which node serves every slot.
+    pub fn wait_ok(&self, within: Duration) -> bool {
+        eventually(within, || {
+            self.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.child.is_some())
+                .all(|(i, _)| self.cli(i, &["cluster", "info"]).contains("cluster_state:ok"))
+        })
+    }
+
+    /// The index of the node that is the master of `key`'s slot, as node
+    /// `asked` sees it.
+    pub fn master_of(&self, asked: usize, key: &str) -> Option<usize> {
+        let slot: u16 = self
+            .cli(asked, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .ok()?;
+        self.cli(asked, &["cluster", "nodes"]).lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let is_live_master =
+                fields.get(2)?.split(',').any(|f| f == "master") && !fields[2].contains("fail");
+            let serves = fields.iter().skip(8).any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+                }
+                None => range.parse::<u16>().ok() == Some(slot),
+            });
+            let port: u16 = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            (is_live_master && serves).then(|| self.nodes.iter().position(|n| n.port() == port))?
+        })
+    }
+
+    /// The indexes of the nodes replicating node `master`, as `master` sees it.
+    pub fn replicas_of(&self, master: usize) -> Vec<usize> {
+        let id = self.cli(master, &["cluster", "myid"]).trim().to_owned();
+        self.cli(master, &["cluster", "replicas", &id])
+            .lines()
+            .filter_map(|line| {
+                let port: u16 = line
+                    .split_whitespace()
+                    .nth(1)?
+                    .split(['@', ':'])
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                self.nodes.iter().position(|n| n.port() == port)
+            })
+            .collect()
+    }
+
+    /// The keys matching `pattern` held by node `node` (`SCAN`).
+    pub fn keys(&self, node: usize, pattern: &str) -> Vec<String> {
+        self.cli(node, &["--scan", "--pattern", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -27,7 +27,8 @@ pub(crate) struct TlsSettings {
 }
 
 impl TlsSettings {
-    fn is_set(&self) -> bool {
+    /// A CA or a client identity was given.
+    pub(crate) fn is_set(&self) -> bool {
         self.root_ca.is_some() || self.identity.is_some()
     }
 }
@@ -51,6 +52,14 @@ pub(crate) fn client(url: &str, tls: &TlsSettings) -> Result<redis::Client, Flee
 
 #[cfg(feature = "tls")]
 fn with_certificates(url: &str, tls: &TlsSettings) -> Result<redis::Client, FleetError> {
+    redis::Client::build_with_tls(url, certificates(tls)?)
+        .map_err(|_| FleetError::invalid("url", redact(url), "a rediss:// URL with usable TLS certificates"))
+}
+
+/// The TLS material of `tls`, checked: readable PEM certificates, and a
+/// private key (never shown).
+#[cfg(feature = "tls")]
+pub(crate) fn certificates(tls: &TlsSettings) -> Result<redis::TlsCertificates, FleetError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -81,15 +90,13 @@ fn with_certificates(url: &str, tls: &TlsSettings) -> Result<redis::Client, Flee
             )
         })?;
     }
-    let certs = redis::TlsCertificates {
+    Ok(redis::TlsCertificates {
         client_tls: tls.identity.as_ref().map(|(chain, key)| redis::ClientTlsConfig {
             client_cert: chain.clone(),
             client_key: key.clone(),
         }),
         root_cert: tls.root_ca.clone(),
-    };
-    redis::Client::build_with_tls(url, certs)
-        .map_err(|_| FleetError::invalid("url", redact(url), "a rediss:// URL with usable TLS certificates"))
+    })
 }
 
 #[cfg(not(feature = "tls"))]

@@ -9,7 +9,8 @@ const SHARE_INTERVAL_RANGE: &str = "a duration of at least 10 ms, such as \"1s\"
 
 /// Reads `[fleet]` from `path` (if given), then `CB_FLEET_URL`,
 /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`, `CB_FLEET_OPEN_QUORUM`,
-/// `CB_FLEET_SHARE_FAILURES` and `CB_FLEET_SHARE_INTERVAL` from `env` on
+/// `CB_FLEET_SHARE_FAILURES`, `CB_FLEET_SHARE_INTERVAL` and
+/// `CB_FLEET_CLUSTER` from `env` on
 /// top (`name_ttl` is read from the file only: cb-runtime refuses other
 /// `CB_FLEET_*` names). A bad value is an error naming the key or the
 /// variable it came from, and the allowed range.
@@ -21,6 +22,8 @@ pub(crate) fn settings(
     // Each with the name of where it came from, for errors.
     let mut quorum: Option<(String, &'static str)> = None;
     let mut share: Option<bool> = None;
+    // With `cluster`, `url` may list several nodes, comma-separated.
+    let mut cluster: Option<bool> = None;
     let mut share_interval: Option<(String, &'static str)> = None;
     if let Some(path) = path {
         let shown = path.display().to_string();
@@ -35,14 +38,23 @@ pub(crate) fn settings(
                 FleetError::invalid("fleet", format!("{shown}: not a table"), "a [fleet] table")
             })?;
             for (key, value) in fleet {
-                if key == "share_failures" {
-                    share = Some(value.as_bool().ok_or_else(|| {
+                if key == "share_failures" || key == "cluster" {
+                    let on = value.as_bool().ok_or_else(|| {
                         FleetError::invalid(
-                            "share_failures",
-                            format!("{shown}: [fleet] `share_failures` is not a boolean"),
+                            if key == "cluster" {
+                                "cluster"
+                            } else {
+                                "share_failures"
+                            },
+                            format!("{shown}: [fleet] `{key}` is not a boolean"),
                             "true or false",
                         )
-                    })?);
+                    })?;
+                    *(if key == "cluster" {
+                        &mut cluster
+                    } else {
+                        &mut share
+                    }) = Some(on);
                     continue;
                 }
                 if key == "share_interval" {
@@ -75,7 +87,7 @@ pub(crate) fn settings(
                         return Err(FleetError::invalid(
                             "fleet key",
                             format!("{shown}: [fleet] key `{key}`"),
-                            "one of `url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`, `share_failures`, `share_interval`",
+                            "one of `url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`, `share_failures`, `share_interval`, `cluster`",
                         ))
                     }
                 };
@@ -102,18 +114,23 @@ pub(crate) fn settings(
     if let Some(v) = env("CB_FLEET_OPEN_QUORUM").filter(|v| !v.is_empty()) {
         quorum = Some((v, "CB_FLEET_OPEN_QUORUM"));
     }
-    if let Some(v) = env("CB_FLEET_SHARE_FAILURES").filter(|v| !v.is_empty()) {
-        share = Some(match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            _ => {
-                return Err(FleetError::invalid(
-                    "CB_FLEET_SHARE_FAILURES",
-                    format!("{:?}", v.chars().take(40).collect::<String>()),
-                    "true or false (or 1 or 0)",
-                ))
-            }
-        });
+    for (var, slot) in [
+        ("CB_FLEET_SHARE_FAILURES", &mut share),
+        ("CB_FLEET_CLUSTER", &mut cluster),
+    ] {
+        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+            *slot = Some(match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(FleetError::invalid(
+                        var,
+                        format!("{:?}", v.chars().take(40).collect::<String>()),
+                        "true or false (or 1 or 0)",
+                    ))
+                }
+            });
+        }
     }
     if let Some(v) = env("CB_FLEET_SHARE_INTERVAL").filter(|v| !v.is_empty()) {
         share_interval = Some((v, "CB_FLEET_SHARE_INTERVAL"));
@@ -121,7 +138,14 @@ pub(crate) fn settings(
     let Some(url) = url else {
         return Ok(None);
     };
-    crate::names::check_url(&url)?;
+    let cluster = cluster.unwrap_or(false);
+    if cluster {
+        for node in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            crate::names::check_url(node)?;
+        }
+    } else {
+        crate::names::check_url(&url)?;
+    }
     let namespace = namespace.ok_or_else(|| {
         FleetError::invalid(
             "namespace",
@@ -130,7 +154,7 @@ pub(crate) fn settings(
         )
     })?;
     crate::names::check_namespace(&namespace)?;
-    let mut builder = Fleet::builder(&url).namespace(&namespace);
+    let mut builder = Fleet::builder(&url).cluster(cluster).namespace(&namespace);
     if let Some(id) = replica {
         crate::names::check_replica_id(&id)?;
         builder = builder.replica_id(&id);
@@ -332,6 +356,39 @@ mod tests {
             let pairs = [("CB_FLEET_SHARE_FAILURES", good)];
             assert!(settings(None, &env_of(&pairs)).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn cluster_mode_comes_from_the_file_or_the_environment_with_a_list_of_nodes() {
+        let none = |_: &str| None;
+        let f =
+            file("[fleet]\nurl = \"redis://a:7000, redis://b:7000\"\nnamespace = \"x\"\ncluster = true\n");
+        let b = settings(Some(&f.0), &none).unwrap().unwrap();
+        assert!(b.cluster);
+        assert_eq!(b.url, "redis://a:7000, redis://b:7000");
+        let f = file("[fleet]\nurl = \"redis://a:7000\"\nnamespace = \"x\"\n");
+        assert!(
+            !settings(Some(&f.0), &none).unwrap().unwrap().cluster,
+            "default: one server"
+        );
+        let b = settings(None, &env_of(&[("CB_FLEET_CLUSTER", "1")]))
+            .unwrap()
+            .unwrap();
+        assert!(b.cluster);
+        let e = settings(None, &env_of(&[("CB_FLEET_CLUSTER", "yes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`CB_FLEET_CLUSTER`") && e.contains("true or false"),
+            "{e}"
+        );
+        let f = file("[fleet]\nurl = \"redis://a:7000\"\nnamespace = \"x\"\ncluster = \"on\"\n");
+        let e = settings(Some(&f.0), &none).unwrap_err().to_string();
+        assert!(e.contains("`cluster`") && e.contains("true or false"), "{e}");
+        // A bad node URL in the list is named.
+        let f = file("[fleet]\nurl = \"redis://a:7000,http://b\"\nnamespace = \"x\"\ncluster = true\n");
+        let e = settings(Some(&f.0), &none).unwrap_err().to_string();
+        assert!(e.contains("http://b"), "{e}");
     }
 
     #[test]

@@ -806,9 +806,10 @@ impl Fleet {
 
     /// The fleet settings of the environment (`CB_FLEET_URL`,
     /// `CB_FLEET_NAMESPACE`, `CB_FLEET_REPLICA_ID`, `CB_FLEET_OPEN_QUORUM`
-    /// (1 to 10000), `CB_FLEET_SHARE_FAILURES` (`true` or `false`) and
+    /// (1 to 10000), `CB_FLEET_SHARE_FAILURES` (`true` or `false`),
     /// `CB_FLEET_SHARE_INTERVAL` (a duration of at least 10 ms, such as
-    /// `250ms`)) over the `[fleet]` table
+    /// `250ms`) and `CB_FLEET_CLUSTER` (`true` or `false`; with `true` the URL
+    /// may list several cluster nodes, comma-separated)) over the `[fleet]` table
     /// of the config file named by `CB_CONFIG`, if any: `Ok(None)` when no URL
     /// is configured (fleet mode off). See [`from_config`](Self::from_config).
     pub fn from_env() -> Result<Option<FleetBuilder>, FleetError> {

@@ -325,6 +325,7 @@ pub(crate) fn validate_env(vars: &[(String, String)]) -> Result<(), ConfigError>
             "CB_FLEET_OPEN_QUORUM",
             "CB_FLEET_SHARE_FAILURES",
             "CB_FLEET_SHARE_INTERVAL",
+            "CB_FLEET_CLUSTER",
         ];
         if !var.starts_with("CB_") || var == CB_CONFIG || fleet.contains(&var.as_str()) {
             continue;
@@ -561,6 +562,7 @@ mod tests {
             "CB_FLEET_OPEN_QUORUM",
             "CB_FLEET_SHARE_FAILURES",
             "CB_FLEET_SHARE_INTERVAL",
+            "CB_FLEET_CLUSTER",
         ] {
             assert!(validate_env(&vars(&[(var, "x")])).is_ok(), "{var}");
         }

@@ -355,7 +355,13 @@
 //! - **ACL.** The single-server ACL (see the README) plus `+cluster|slots
 //!   +ssubscribe +sunsubscribe +spublish`, on every node; the cluster test
 //!   runs it.
-//! - TLS: `rediss://` node URLs, with the same `tls_*` settings as one server.
+//! - TLS: `rediss://` node URLs, with the same `tls_*` settings as one
+//!   server (built, not yet tested against a TLS cluster).
+//! - **Costs** (computed from the table below, not measured on a cluster):
+//!   a namespace costs its slot's master what it costs one server, plus
+//!   that master's replication to its replicas; the other masters carry
+//!   none of it. Sharded messages reach only the nodes of that shard, where
+//!   `PUBLISH` would cross the cluster bus to every node.
 //!
 //! # Costs
 //!

@@ -14,8 +14,12 @@ pub struct RedisServer {
     stopped: bool,
     /// With [`start_tls`](RedisServer::start_tls): the TLS port.
     tls_port: Option<u16>,
-    /// More `redis-server` arguments (TLS, cluster mode).
+    /// In a [`RedisCluster`]: the cluster bus port.
+    bus_port: Option<u16>,
+    /// More `redis-server` arguments (TLS files, cluster mode), without ports.
     args: Vec<String>,
+    /// The server's log, read when it does not start.
+    log: std::path::PathBuf,
 }
 
 /// A running server for test `test`, or `None` (after saying why) when
@@ -43,29 +47,75 @@ pub fn redis_available(test: &str) -> bool {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A loopback port that is free now and that this process has not handed
+/// out before.
+///
+/// It is chosen below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): a port the kernel picks for
+/// `bind(0)` is one it may also give to an outgoing connection (a cluster
+/// node's bus link, a client) before the server binds it, which is how a
+/// cluster test once failed to start a node. A server that still loses its
+/// port to another process is started again on another one
+/// ([`RedisServer::start`]).
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low - 1)
+    } else {
+        (ephemeral_low.max(1024), u16::MAX)
+    };
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = fastrand::u16(low..=high);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
+
+/// How many times a new server is started on new ports when it exits
+/// before answering (its port was taken between choosing and binding).
+const START_ATTEMPTS: usize = 5;
 
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Self {
-        Self::start_with(None, Vec::new())
+        Self::start_with(false, false, Vec::new())
     }
 
-    fn start_with(tls_port: Option<u16>, args: Vec<String>) -> Self {
+    /// Starts a server with `args`, and a TLS port and a cluster bus port
+    /// when asked for, every port free.
+    fn start_with(tls: bool, cluster_bus: bool, args: Vec<String>) -> Self {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
             stopped: false,
-            tls_port,
+            tls_port: tls.then(free_port),
+            bus_port: cluster_bus.then(free_port),
             args,
+            log: std::env::temp_dir().join(format!(
+                "cb-redis-{}-{:08x}.log",
+                std::process::id(),
+                fastrand::u32(..)
+            )),
         };
-        server.spawn();
-        server
+        for attempt in 1..=START_ATTEMPTS {
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(why) if attempt == START_ATTEMPTS => panic!("{why}"),
+                Err(_) => {
+                    server.port = free_port();
+                    server.tls_port = server.tls_port.map(|_| free_port());
+                    server.bus_port = server.bus_port.map(|_| free_port());
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// Starts a server that also listens with TLS on a second free port
@@ -80,11 +130,8 @@ impl RedisServer {
         ca: &std::path::Path,
         client_certs: bool,
     ) -> Self {
-        let tls_port = free_port();
         let path = |p: &std::path::Path| p.display().to_string();
         let args = vec![
-            "--tls-port".to_owned(),
-            tls_port.to_string(),
             "--tls-cert-file".to_owned(),
             path(cert),
             "--tls-key-file".to_owned(),
@@ -94,7 +141,7 @@ impl RedisServer {
             "--tls-auth-clients".to_owned(),
             if client_certs { "yes" } else { "no" }.to_owned(),
         ];
-        Self::start_with(Some(tls_port), args)
+        Self::start_with(true, false, args)
     }
 
     /// The TLS URL of a server from [`start_tls`](Self::start_tls).
@@ -102,9 +149,25 @@ impl RedisServer {
         self.tls_port.map(|port| format!("rediss://127.0.0.1:{port}/"))
     }
 
-    fn spawn(&mut self) {
+    /// Runs `redis-server` and waits until it answers; `Err` (with its
+    /// log) when it exits first or does not answer within 10 s.
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut ports = vec!["--port".to_owned(), self.port.to_string()];
+        if let Some(tls) = self.tls_port {
+            ports.extend(["--tls-port".to_owned(), tls.to_string()]);
+        }
+        if let Some(bus) = self.bus_port {
+            ports.extend(["--cluster-port".to_owned(), bus.to_string()]);
+        }
+        let _ = std::fs::remove_file(&self.log);
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&ports)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--logfile",
+                &self.log.display().to_string(),
+            ])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(&self.args)
             .stdout(Stdio::null())
@@ -115,13 +178,24 @@ impl RedisServer {
         self.stopped = false;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pings() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer on port {}",
-                self.port
-            );
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                self.kill();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                return Err(format!(
+                    "redis-server did not answer on port {} ({}); the end of its log:\n{}",
+                    self.port,
+                    match exited {
+                        Some(status) => format!("it exited: {status}"),
+                        None => "for 10 s".to_owned(),
+                    },
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
     }
 
     fn pings(&self) -> bool {
@@ -182,7 +256,9 @@ impl RedisServer {
     /// Starts the server again on the same port (after [`kill`](Self::kill)); empty.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(why) = self.spawn() {
+            panic!("{why}");
+        }
     }
 
     /// SIGSTOP: the server hangs, its connections stay open.
@@ -201,6 +277,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -471,12 +548,10 @@ impl RedisCluster {
                     &dir.join(format!("nodes-{i}.conf")).display().to_string(),
                     "--cluster-node-timeout",
                     "1000",
-                    "--cluster-port",
-                    &free_port().to_string(),
                     "--dir",
                     &dir.display().to_string(),
                 ];
-                RedisServer::start_with(None, args.iter().map(|a| (*a).to_owned()).collect())
+                RedisServer::start_with(false, true, args.iter().map(|a| (*a).to_owned()).collect())
             })
             .collect();
         let cluster = RedisCluster { dir, nodes };
@@ -587,5 +662,48 @@ impl Drop for RedisCluster {
             node.kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_below_the_ephemeral_range_and_never_given_twice() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+        if let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+            .filter(|low| *low > 12_000)
+        {
+            assert!(ports.iter().all(|p| *p < low), "{ports:?} vs {low}");
+        }
+    }
+
+    #[test]
+    fn a_server_whose_port_is_taken_says_why_and_a_new_one_moves_on() {
+        if !redis_available("a_server_whose_port_is_taken_says_why_and_a_new_one_moves_on") {
+            return;
+        }
+        let taken = TcpListener::bind("127.0.0.1:0").expect("a port");
+        let mut server = RedisServer::start();
+        let first = server.port();
+        // The same server made to bind a port that is in use: the start
+        // fails at once with redis-server's own reason, not after 10 s.
+        server.kill();
+        server.port = taken.local_addr().expect("bound").port();
+        let why = server.spawn().expect_err("the port is taken");
+        assert!(why.contains("it exited"), "{why}");
+        assert!(why.to_lowercase().contains("address already in use"), "{why}");
+        // What `start` does next: another port, and the server answers.
+        server.port = free_port();
+        server.spawn().expect("a free port");
+        assert_ne!(server.port(), first);
+        assert_eq!(server.command(&["PING"]), "+PONG");
     }
 }

@@ -85,6 +85,9 @@ fn find_bin() -> Option<PathBuf> {
     versions.pop().map(|(_, dir)| dir)
 }
 
+/// How many ports a new server is tried on before its start is a failure.
+const START_ATTEMPTS: usize = 5;
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -121,7 +124,7 @@ impl PostgresServer {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown {user} {}", dir.display());
         }
-        let server = PostgresServer {
+        let mut server = PostgresServer {
             bin,
             dir,
             port: free_port(),
@@ -151,8 +154,16 @@ impl PostgresServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        server.pg_start();
-        server
+        // A port free when chosen can be taken by another process before
+        // the server binds it; then the server is started on another one.
+        for attempt in 1..=START_ATTEMPTS {
+            match server.pg_start() {
+                Ok(()) => return server,
+                Err(why) if attempt == START_ATTEMPTS => panic!("{why}"),
+                Err(_) => server.port = free_port(),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// A command running binary `name` of the installation, as the server's user.
@@ -172,7 +183,9 @@ impl PostgresServer {
         self.dir.join("data")
     }
 
-    fn pg_start(&self) {
+    /// `pg_ctl start`, waiting until the server accepts connections; `Err`
+    /// with its log when it does not start.
+    fn pg_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
              -c full_page_writes=off -c max_connections=50",
@@ -196,8 +209,11 @@ impl PostgresServer {
             .stderr(Stdio::null())
             .status()
             .expect("pg_ctl runs");
+        if status.success() {
+            return Ok(());
+        }
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(status.success(), "pg_ctl start failed: {log_text}");
+        Err(format!("pg_ctl start failed on port {}: {log_text}", self.port))
     }
 
     /// The server's URL (user `postgres`, database `postgres`).
@@ -324,7 +340,9 @@ impl PostgresServer {
     /// [`kill`](Self::kill)): its tables are kept, after crash recovery.
     pub fn restart(&mut self) {
         self.kill();
-        self.pg_start();
+        if let Err(why) = self.pg_start() {
+            panic!("{why}");
+        }
     }
 }
 

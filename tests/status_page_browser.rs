@@ -15,7 +15,7 @@
 //! and passes, unless `CB_REQUIRE_BROWSER=1`, as in CI, where it fails.
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -52,14 +52,6 @@ fn tool(var: &str, names: &[&str]) -> Option<PathBuf> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// chromedriver, killed when dropped, with the browser's profile directory.
 struct Driver {
     child: Child,
@@ -76,7 +68,7 @@ impl Drop for Driver {
 }
 
 async fn start_driver(chromedriver: &Path) -> Outcome<Driver> {
-    let port = free_port();
+    let port = cb_fleet::testing::free_port();
     let profile = std::env::temp_dir().join(format!(
         "cb-status-page-{}-{}",
         std::process::id(),

@@ -16,3 +16,22 @@ pub fn poll_once<F: Future>(fut: F) -> F::Output {
         Poll::Pending => unreachable!("a ready body wrapped by a breaker must finish at once"),
     }
 }
+
+/// Polls `fut` once as an executor polls a task: through a `dyn Future`
+/// and a call that is not inlined, so the future's `poll` is never folded
+/// into the bench loop (tokio polls a task through its vtable). Nothing is
+/// allocated: the future stays on the caller's stack.
+#[allow(dead_code)] // not every bench measures both ways
+pub fn poll_as_task<F: Future>(fut: F) -> F::Output {
+    let fut: std::pin::Pin<&mut dyn Future<Output = F::Output>> = pin!(fut);
+    poll_dyn(fut)
+}
+
+#[inline(never)]
+fn poll_dyn<T>(fut: std::pin::Pin<&mut dyn Future<Output = T>>) -> T {
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => unreachable!("a ready body wrapped by a breaker must finish at once"),
+    }
+}

@@ -6,6 +6,10 @@
 //! Groups:
 //! - `keyed/unkeyed`: `#[circuit_breaker(name = ..)]`, the function's own breaker.
 //! - `keyed/same_key`: `#[circuit_breaker(name = .., key = model)]`, one key over and over.
+//! - `keyed/unkeyed_as_task`, `keyed/same_key_as_task`: the same two calls
+//!   polled as an executor polls a task (`common::poll_as_task`: through
+//!   `dyn Future`, not inlined), so neither call's `poll` is folded into the
+//!   bench loop.
 //! - `keyed/cycling_keys`: the same function, the 1,000 keys in turn (every
 //!   call moves the family's recency clock).
 //! - `keyed/lease_only`: `Family::lease` and its drop alone, one key: the thread cache's share.
@@ -23,7 +27,7 @@ use std::time::Instant;
 mod common;
 
 use cb_runtime::{circuit_breaker, registry, BreakerError};
-use common::poll_once;
+use common::{poll_as_task, poll_once};
 use criterion::{criterion_group, Criterion};
 
 /// The error type of the annotated functions.
@@ -71,6 +75,12 @@ fn bench_keyed(c: &mut Criterion) {
     group.bench_function("same_key", |b| {
         b.iter(|| black_box(poll_once(keyed(black_box(one)))))
     });
+    group.bench_function("unkeyed_as_task", |b| {
+        b.iter(|| black_box(poll_as_task(unkeyed(black_box(one)))))
+    });
+    group.bench_function("same_key_as_task", |b| {
+        b.iter(|| black_box(poll_as_task(keyed(black_box(one)))))
+    });
     let mut i = 0;
     group.bench_function("cycling_keys", |b| {
         b.iter(|| {
@@ -116,6 +126,12 @@ fn print_difference() {
     let same = ns_per_call(calls, || {
         black_box(poll_once(keyed(black_box(one)))).ok();
     });
+    let base_task = ns_per_call(calls, || {
+        black_box(poll_as_task(unkeyed(black_box(one)))).ok();
+    });
+    let same_task = ns_per_call(calls, || {
+        black_box(poll_as_task(keyed(black_box(one)))).ok();
+    });
     let mut i = 0;
     let cycling = ns_per_call(calls, || {
         i = (i + 1) % models.len();
@@ -126,6 +142,11 @@ fn print_difference() {
          cycling keys {cycling:.2} ns ({:+.2} ns) per call",
         same - base,
         cycling - base
+    );
+    println!(
+        "polled as a task (through `dyn Future`, not inlined): unkeyed {base_task:.2} ns, \
+         same key {same_task:.2} ns ({:+.2} ns) per call",
+        same_task - base_task
     );
 }
 

@@ -125,7 +125,27 @@ impl Family {
     /// `tag` is this family's `key`, still in the family.
     #[inline(always)]
     fn owns(&self, tag: &KeyTag, hash: u64, key: &str) -> bool {
-        tag.hash == hash && tag.family == self.id && !tag.evicted.load(Ordering::Acquire) && *tag.key == *key
+        tag.hash == hash
+            && tag.family == self.id
+            && !tag.evicted.load(Ordering::Acquire)
+            && same_bytes(tag.key.as_bytes(), key.as_bytes())
+    }
+}
+
+/// `a == b`, inline for the short keys models and tenants have (up to 16
+/// bytes: two overlapping word loads per side, no call to `memcmp`).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
     }
 }
 
@@ -133,6 +153,32 @@ impl Family {
 mod tests {
     use crate::{Config, Registry};
     use std::sync::Arc;
+
+    #[test]
+    fn short_keys_compare_as_bytes_do() {
+        let keys: Vec<String> = (0..=24)
+            .flat_map(|n| {
+                let base: String = "abcdefghijklmnopqrstuvwxyz"[..n].to_owned();
+                (0..n.max(1)).map(move |flip| {
+                    let mut k = base.clone().into_bytes();
+                    if let Some(b) = k.get_mut(flip) {
+                        *b = b'_';
+                    }
+                    String::from_utf8(k).unwrap()
+                })
+            })
+            .chain(["".to_owned(), "a".to_owned()])
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(
+                    super::same_bytes(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_lease_is_the_keys_breaker_and_never_an_evicted_one() {

@@ -9,8 +9,9 @@
 //!   change the breaker's configuration, and only that field;
 //! - the admin view: the field's member must show the sample.
 //!
-//! The docs are checked against the table too: the README's field list is the
-//! table's, and the attribute's documentation names every field.
+//! The docs are checked against the table too: the field list of the guide's
+//! "Configuring" chapter (`docs/guide/configuring.md`) is the table's, and the
+//! attribute's documentation names every field.
 
 // The entry point of the attribute and the tower layer, which name their call site.
 use cb_runtime::__private::get_or_insert_at;
@@ -235,8 +236,8 @@ fn the_admin_view_has_one_member_per_field() {
     }
 }
 
-/// The README's list of fields, as the table renders it.
-fn readme_table() -> String {
+/// The guide's list of fields (`docs/guide/configuring.md`), as the table renders it.
+fn guide_table() -> String {
     let mut table = String::from("| field | takes | meaning |\n|---|---|---|\n");
     for field in &FIELDS {
         table.push_str(&field.doc_row());
@@ -246,12 +247,12 @@ fn readme_table() -> String {
 }
 
 #[test]
-fn the_readme_lists_the_fields_of_the_table() {
-    let readme = include_str!("../README.md");
-    let table = readme_table();
+fn the_guide_lists_the_fields_of_the_table() {
+    let chapter = include_str!("../docs/guide/configuring.md");
+    let table = guide_table();
     assert!(
-        readme.contains(&table),
-        "README.md's field list differs from cb_syntax::FIELDS; paste this:\n\n{table}"
+        chapter.contains(&table),
+        "docs/guide/configuring.md's field list differs from cb_syntax::FIELDS; paste this:\n\n{table}"
     );
 }
 

@@ -5,8 +5,8 @@
 //! dependency that answers in 1 ms, until it hangs (every call in flight or
 //! made after that never answers). The time from the hang to the open is
 //! exact, so the targets are asserted: a hang with 4 callers opens `database`
-//! within 6 s and `cache` within 1 s. The README's presets section has the
-//! table this prints (`cargo test --test hang_detection -- --nocapture`).
+//! within 6 s and `cache` within 1 s. The presets section of the guide's
+//! "Configuring" chapter (`docs/guide/configuring.md`) has the table this prints (`cargo test --test hang_detection -- --nocapture`).
 //!
 //! Against a real PostgreSQL stopped with SIGSTOP (started by the test; skipped
 //! where PostgreSQL is not installed, required with `CB_REQUIRE_POSTGRES=1`),
@@ -104,10 +104,11 @@ async fn a_hang_opens_each_preset_in_a_few_timeouts() {
         table.push_str(&format!("| {} |\n", row.join(" | ")));
     }
     println!("{table}");
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let chapter =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide/configuring.md")).unwrap();
     assert!(
-        readme.contains(&table),
-        "README.md's presets section should hold this table of times to open:\n{table}"
+        chapter.contains(&table),
+        "docs/guide/configuring.md's presets section should hold this table of times to open:\n{table}"
     );
 }
 

@@ -12,7 +12,8 @@
 //! The four classes hold 53 test methods: 39 are ported here, 14 are not (listed
 //! below). One module per Java class, one `#[test]` per ported Java method,
 //! named after it. One port ends differently on purpose:
-//! `should_release_permission_when_exception_ignored`, whose last probe fails. The settings map as the README's "Coming from resilience4j" says:
+//! `should_release_permission_when_exception_ignored`, whose last probe fails. The settings map as
+//! `docs/guide/coming-from.md` ("Coming from resilience4j") says:
 //! `slidingWindowSize` -> `Window::Count(n)` / `Window::Time(d)`,
 //! `minimumNumberOfCalls` -> `minimum_calls`, `failureRateThreshold` (percent)
 //! -> `failure_rate_threshold` (fraction), `slowCallRateThreshold` ->

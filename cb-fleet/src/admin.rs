@@ -28,7 +28,7 @@
 //! use std::sync::Arc;
 //! use cb_runtime::admin::AdminAuth;
 //!
-//! let admin = cb_fleet::admin::router(Arc::new(fleet), cb_runtime::registry(), AdminAuth::from_env("CB_ADMIN_TOKEN"));
+//! let admin = cb_fleet::admin::router(Arc::new(fleet), cb_runtime::registry(), AdminAuth::from_env("ADMIN_TOKEN"));
 //! # let _ = admin;
 //! # }
 //! ```

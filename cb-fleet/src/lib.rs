@@ -352,9 +352,9 @@
 //!   (`CLUSTER FAILOVER TAKEOVER`), and checks that every call of a replica
 //!   calling all along succeeded and that an open made while the slot had
 //!   no master reached the other replica after.
-//! - **ACL.** The single-server ACL (see the README) plus `+cluster|slots
-//!   +ssubscribe +sunsubscribe +spublish`, on every node; the cluster test
-//!   runs it.
+//! - **ACL.** The single-server ACL (see the guide's fleet chapter,
+//!   `docs/guide/fleet.md`, "ACL") plus `+cluster|slots +ssubscribe
+//!   +sunsubscribe +spublish`, on every node; the cluster test runs it.
 //! - TLS: `rediss://` node URLs, with the same `tls_*` settings as one
 //!   server (built, not yet tested against a TLS cluster).
 //! - **Costs** (computed from the table below, not measured on a cluster):
@@ -827,7 +827,7 @@ impl Fleet {
 
     /// The fleet settings of the `[fleet]` table of the TOML file at `path`
     /// (`url`, `namespace`, `replica_id`, `name_ttl`, `open_quorum`,
-    /// `share_failures`, `share_interval`), with the environment's
+    /// `share_failures`, `share_interval`, `cluster`), with the environment's
     /// `CB_FLEET_*` variables on top: `Ok(None)` when no URL is configured.
     /// An unreadable file, an unknown key or a value of the wrong type is an
     /// error naming it.
@@ -840,6 +840,7 @@ impl Fleet {
     /// open_quorum = 2     # optional: replicas that must open a breaker to open the fleet's
     /// share_failures = true    # optional: the fleet opens on all replicas' counts together
     /// share_interval = "1s"    # optional: how often each replica reports them
+    /// cluster = false          # optional: true when `url` lists Redis Cluster nodes, comma-separated
     /// ```
     pub fn from_config(path: &std::path::Path) -> Result<Option<FleetBuilder>, FleetError> {
         config::settings(Some(path), &|k| std::env::var(k).ok())

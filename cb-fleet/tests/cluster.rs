@@ -14,7 +14,8 @@ use cb_fleet::testing::{redis_available, wait_until, RedisCluster};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{CircuitBreaker, Config, Registry, State};
 
-/// The README's ACL for a cluster (namespace `clustered`), word for word.
+/// The guide's ACL for a cluster (docs/guide/fleet.md, "ACL", shown for
+/// namespace `checkout`), word for word, for namespace `clustered`.
 const CLUSTER_ACL: &str = "ACL SETUSER cb-clustered on >long-random-password resetkeys ~cb:{clustered}:* resetchannels &cb:{clustered}:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hsetnx +hincrby +pttl +set +get +del +sadd +publish +time +zremrangebyscore +zrangebyscore +zrange +zcard +zadd +zscore +pexpire +cluster|slots +ssubscribe +sunsubscribe +spublish";
 
 const SOON: Duration = Duration::from_secs(10);
@@ -48,6 +49,44 @@ fn trip(b: &CircuitBreaker) {
     assert_eq!(b.state(), State::Open);
 }
 
+/// The cluster ACL the guide shows operators is the one the next test runs,
+/// and it is the single-server ACL plus the four commands that the guide and
+/// the crate docs name.
+#[test]
+fn the_guide_holds_the_cluster_acl() {
+    const EXTRA: &str = "+cluster|slots +ssubscribe +sunsubscribe +spublish";
+    let guide = include_str!("../../docs/guide/fleet.md");
+    let shown = CLUSTER_ACL.replace("clustered", "checkout");
+    assert!(
+        guide.lines().any(|line| line == shown),
+        "docs/guide/fleet.md no longer shows the cluster ACL that this file runs: {shown}"
+    );
+    let single = shown
+        .strip_suffix(&format!(" {EXTRA}"))
+        .expect("the cluster ACL ends with the extra commands");
+    assert!(
+        guide.lines().any(|line| line == single),
+        "docs/guide/fleet.md's single-server ACL is not the cluster ACL without {EXTRA}"
+    );
+    // Prose, its lines joined: the guide's, and the crate docs' `//!` lines.
+    let guide_prose = guide.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    let crate_docs = include_str!("../src/lib.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (what, text) in [
+        ("docs/guide/fleet.md", guide_prose),
+        ("cb-fleet's crate docs", crate_docs),
+    ] {
+        assert!(
+            text.contains(&format!("`{EXTRA}`")),
+            "{what} no longer names `{EXTRA}` as what a cluster adds"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_reaches_every_replica_and_a_namespace_lives_in_one_slot() {
     if !redis_available("an_open_reaches_every_replica_and_a_namespace_lives_in_one_slot") {
@@ -61,7 +100,7 @@ async fn an_open_reaches_every_replica_and_a_namespace_lives_in_one_slot() {
     let a = join(&[&urls[0]], ns, "a", ra).await;
     let b = join(&[&urls[1]], ns, "b", rb).await;
     // `builder(url).cluster(true)` is `cluster_builder(&[url])`; `c` is
-    // the README's ACL user, with what a cluster needs besides.
+    // the guide's ACL user, with what a cluster needs besides.
     for node in 0..cluster.nodes.len() {
         let args: Vec<&str> = CLUSTER_ACL.split(' ').collect();
         assert_eq!(

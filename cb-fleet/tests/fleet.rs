@@ -372,16 +372,26 @@ async fn an_unreachable_server_is_not_an_error_but_bad_settings_are() {
     assert!(e.to_string().contains("namespace"), "{e}");
 }
 
-/// The README's ACL, word for word (for namespace `checkout`).
-const README_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:{checkout}:* resetchannels &cb:{checkout}:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hsetnx +hincrby +pttl +set +get +del +sadd +publish +time +zremrangebyscore +zrangebyscore +zrange +zcard +zadd +zscore +pexpire";
+/// The guide's ACL (docs/guide/fleet.md, "ACL"), word for word (for namespace `checkout`).
+const GUIDE_ACL: &str = "ACL SETUSER cb-checkout on >long-random-password resetkeys ~cb:{checkout}:* resetchannels &cb:{checkout}:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hsetnx +hincrby +pttl +set +get +del +sadd +publish +time +zremrangebyscore +zrangebyscore +zrange +zcard +zadd +zscore +pexpire";
+
+/// The line the guide shows operators is the one the next test runs.
+#[test]
+fn the_guide_holds_this_acl() {
+    let guide = include_str!("../../docs/guide/fleet.md");
+    assert!(
+        guide.lines().any(|line| line == GUIDE_ACL),
+        "docs/guide/fleet.md no longer shows the ACL that the_guides_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace runs: {GUIDE_ACL}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace() {
-    let Some(server) = redis_or_skip("the_readmes_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace")
+async fn the_guides_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace() {
+    let Some(server) = redis_or_skip("the_guides_minimal_acl_is_enough_and_keeps_the_user_in_its_namespace")
     else {
         return;
     };
-    let args: Vec<&str> = README_ACL.split(' ').collect();
+    let args: Vec<&str> = GUIDE_ACL.split(' ').collect();
     assert_eq!(server.command(&args), "+OK");
     let url = format!(
         "redis://cb-checkout:long-random-password@127.0.0.1:{}/",

@@ -29,8 +29,8 @@ mod kw {
     syn::custom_keyword!(key);
 }
 
-/// A key of the attribute that is not a configuration field, as the README's table of keys
-/// describes it.
+/// A key of the attribute that is not a configuration field, as the table of keys in the
+/// guide's "Getting started" chapter (`docs/guide/getting-started.md`) describes it.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct KeyDoc {
     pub(crate) name: &'static str,
@@ -119,9 +119,10 @@ fn keys() -> Vec<&'static str> {
     keys
 }
 
-/// The README's table of keys: `name`, the configuration fields, then [`ATTRIBUTE_KEYS`].
+/// The guide's table of keys (`docs/guide/getting-started.md`): `name`, the configuration
+/// fields, then [`ATTRIBUTE_KEYS`].
 #[cfg(test)]
-pub(crate) fn readme_table() -> String {
+pub(crate) fn guide_table() -> String {
     let mut table = String::from("| key | takes | default | meaning |\n|---|---|---|---|\n");
     let row = |k: &KeyDoc| format!("| `{}` | {} | {} | {} |\n", k.name, k.takes, k.default, k.meaning);
     table.push_str(&row(&NAME_KEY));
@@ -725,10 +726,11 @@ mod tests {
         }
     }
 
-    /// Every key the attribute parses has a row in the README's table of keys, and the table
-    /// is the one [`super::readme_table`] renders from the key list: it cannot drift.
+    /// Every key the attribute parses has a row in the guide's table of keys
+    /// (`docs/guide/getting-started.md`), and the table is the one [`super::guide_table`]
+    /// renders from the key list: it cannot drift.
     #[test]
-    fn the_readme_lists_every_key() {
+    fn the_guide_lists_every_key() {
         for key in super::keys() {
             let ident = match key {
                 "crate" => continue,
@@ -737,11 +739,11 @@ mod tests {
             let parsed = parse_key.parse2(quote::quote!(#ident)).unwrap();
             assert!(parsed.is_ok(), "`{key}` is listed but not parsed");
         }
-        let readme = include_str!("../../README.md");
-        let table = super::readme_table();
+        let guide = include_str!("../../docs/guide/getting-started.md");
+        let table = super::guide_table();
         assert!(
-            readme.contains(&table),
-            "README.md's table of the attribute's keys differs from the key list; paste this:\n\n{table}"
+            guide.contains(&table),
+            "docs/guide/getting-started.md's table of the attribute's keys differs from the key list; paste this:\n\n{table}"
         );
     }
 }

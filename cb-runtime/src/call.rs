@@ -163,7 +163,7 @@ where
     type Output = Result<T, CallError<E>>;
 
     // Always inlined: out of line, its register saves and the call were most
-    // of a call's cost (README, "Performance").
+    // of a call's cost (the guide's Internals chapter, "Performance").
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();

@@ -42,7 +42,7 @@
 //! * **Cost.** While it runs the thread wakes about 1,000 times a second
 //!   (`std::thread::sleep` of 1 ms; timer slack and scheduling make it 900
 //!   to 950) and does one clock read and one compare-and-swap per wake-up.
-//!   On the 2-vCPU VM of the README's benchmarks that is 1.4 % of one CPU
+//!   On the 2-vCPU VM of the guide's benchmarks (docs/guide/internals.md) that is 1.4 % of one CPU
 //!   (28 ms of thread CPU time in 2 s, 928 wake-ups a second, measured with
 //!   the thread's own CPU clock by `upkeep_cost` in this module's tests:
 //!   `cargo test -p cb-runtime --release --lib upkeep_cost -- --ignored
@@ -548,7 +548,7 @@ mod tests {
         /// What the upkeep thread costs: this runs its loop (sleep 1 ms, one
         /// clock read, one compare-and-swap) for 2 s on a thread of its own
         /// and prints the wake-ups per second and the share of one CPU it
-        /// used, from the thread's CPU clock. The README quotes its output.
+        /// used, from the thread's CPU clock. The guide's Internals chapter quotes its output.
         /// `cargo test -p cb-runtime --release --lib upkeep_cost -- --ignored --nocapture`
         #[test]
         #[cfg(target_os = "linux")]

@@ -114,7 +114,8 @@ impl Backoff {
 /// Each field is described once, in the table [`cb_syntax::FIELDS`] (its
 /// kind, range and messages), which the attribute, [`ConfigBuilder::build`],
 /// the config file, the environment and the admin view all read; the
-/// README lists them. The builder's defaults:
+/// guide's "Configuring" chapter (`docs/guide/configuring.md`) lists them.
+/// The builder's defaults:
 ///
 /// | field | default |
 /// |---|---|

@@ -33,6 +33,14 @@
 //! # });
 //! ```
 //!
+//! # The guide
+//!
+//! The repository's `docs/guide/` is a guide in chapters: getting started,
+//! configuring, keyed breakers and failover, streams, rate limits, tower and
+//! axum, operating, fleet, PostgreSQL, coming from resilience4j, Polly,
+//! gobreaker and failsafe, and internals. `cargo test --workspace` compiles
+//! every code block in it, and `cargo doc -p cb --open` renders it.
+//!
 //! # The pieces
 //!
 //! * [`CircuitBreaker`]: the state machine, [`call`](CircuitBreaker::call) and

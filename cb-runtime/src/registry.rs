@@ -493,7 +493,8 @@ impl Registry {
     ///
     /// The file has `[defaults]`, `[presets.<preset>]` and `[breakers.<name>]`
     /// tables, whose keys are the configuration fields of the table
-    /// [`cb_syntax::FIELDS`] (the README lists them, with their ranges): an
+    /// [`cb_syntax::FIELDS`] (the guide's "Configuring" chapter,
+    /// `docs/guide/configuring.md`, lists them, with their ranges): an
     /// optional `preset = "..."`, then any field, written as the attribute
     /// writes it. Durations are written `"250ms"`, `"30s"`, `"2m"`; `"none"`
     /// turns a slow-call duration, a call timeout or an open backoff off.

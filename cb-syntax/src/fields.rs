@@ -409,7 +409,8 @@ impl Field {
     }
 
     /// The field's row in a Markdown table of `| field | takes | meaning |`,
-    /// as the README and the runtime's docs list the fields.
+    /// as the guide's "Configuring" chapter (`docs/guide/configuring.md`) and
+    /// the runtime's docs list the fields.
     pub fn doc_row(&self) -> String {
         format!("| `{}` | {} | {} |", self.name, self.range(), self.doc)
     }

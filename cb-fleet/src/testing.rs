@@ -59,10 +59,7 @@ pub fn redis_available(test: &str) -> bool {
 /// ([`RedisServer::start`]).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
+    let ephemeral_low = ephemeral_low().unwrap_or(32768);
     let (low, high) = if ephemeral_low > 12_000 {
         (10_000, ephemeral_low - 1)
     } else {
@@ -76,6 +73,13 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The first port of the kernel's ephemeral range, when it can be read.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
 }
 
 /// How many times a new server is started on new ports when it exits
@@ -676,11 +680,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
-        if let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-            .filter(|low| *low > 12_000)
-        {
+        if let Some(low) = ephemeral_low().filter(|low| *low > 12_000) {
             assert!(ports.iter().all(|p| *p < low), "{ports:?} vs {low}");
         }
     }

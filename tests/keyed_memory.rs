@@ -4,7 +4,10 @@
 //!   attribute and through `Family::get_or_insert`, allocates nothing;
 //! - 1,000,000 distinct keys through one family leave at most `max_keys`
 //!   breakers alive, a live heap that does not grow with the keys, and no
-//!   metric series of an evicted key.
+//!   metric series of an evicted key;
+//! - a keyed call's future is an unkeyed call's and one pointer (the key's
+//!   breaker, leased for the call): neither the admission's result nor a
+//!   `&str` key parameter is kept across the body's `.await`.
 //!
 //! This file has a counting global allocator of its own, so it is a test
 //! binary of its own. It counts per thread, like `tests/memory.rs`.
@@ -79,6 +82,24 @@ impl From<BreakerError> for Error {
 #[circuit_breaker(name = "keyed-alloc", key = model, max_keys = 1000)]
 async fn complete(model: &str) -> Result<u32, Error> {
     Ok(model.len() as u32)
+}
+
+#[circuit_breaker(name = "keyed-alloc-unkeyed")]
+async fn complete_unkeyed(model: &str) -> Result<u32, Error> {
+    Ok(model.len() as u32)
+}
+
+#[test]
+fn a_keyed_calls_future_is_an_unkeyed_ones_and_one_pointer() {
+    let keyed = std::mem::size_of_val(&complete("gpt-4o"));
+    let unkeyed = std::mem::size_of_val(&complete_unkeyed("gpt-4o"));
+    assert!(
+        keyed <= unkeyed + std::mem::size_of::<usize>(),
+        "keyed {keyed} bytes, unkeyed {unkeyed} bytes"
+    );
+    // The body's future with its permit, and the argument: 112 bytes with rustc 1.95. The
+    // admission's `Result` kept beside them would make it 144.
+    assert!(unkeyed < 144, "unkeyed {unkeyed} bytes");
 }
 
 #[test]

@@ -530,10 +530,17 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             quote_spanned!(fallback_span=> #callee(#(#call_args),*).await)
         }
     });
+    // The admission's `Result` must not live across the call's `.await` (it would take 32
+    // bytes of every call's future): the permit is moved out of it in a statement of its own,
+    // and a refusal leaves the labeled block with the call's result.
+    let admitted = syn::Lifetime {
+        apostrophe: Span::mixed_site(),
+        ident: hidden("__cb_admitted"),
+    };
     let on_rejected = match &fallback_call {
-        None => {
-            quote!(#private::Err(#rejected) => #private::Err(#private::CallError::Rejected(#rejected)),)
-        }
+        None => quote! {
+            #private::Err(#rejected) => break #admitted #private::Err(#private::CallError::Rejected(#rejected)),
+        },
         Some(call) => quote! {
             #private::Err(_) => {
                 #private::fell_back(#breaker, #private::FallbackReason::Refusal);
@@ -607,7 +614,16 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         Some(key) => {
             let keyed = hidden("__cb_keyed");
             let private_at_key = Ident::new("__cb_private", Span::mixed_site().located_at(key.span()));
-            let key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&(#key)));
+            // A parameter of a shared reference type is copied, and what it points to borrowed
+            // (the same type as for any other key): a borrow of the parameter itself would keep
+            // it in the future across the call's `.await` (16 bytes for a `&str`), though the
+            // key is read only here.
+            let operand = if is_shared_ref_param(key, &function.sig) {
+                quote_spanned!(key.span()=> (*{ #key }))
+            } else {
+                quote_spanned!(key.span()=> (#key))
+            };
+            let key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&#operand));
             match streamed {
                 // The stream outlives the body: its permit owns a share of the breaker.
                 Streamed::Impl(_) | Streamed::Boxed => quote! {
@@ -629,14 +645,38 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             static #slot: #private::Slot = #private::Slot::new();
             #pick_breaker
             #item_check
-            let #result = match #breaker.try_acquire() {
-                #private::Ok(#permit) => #run.await,
-                #on_rejected
+            let #result = #admitted: {
+                let #permit = match #breaker.try_acquire() {
+                    #private::Ok(#permit) => #permit,
+                    #on_rejected
+                };
+                #run.await
             };
             #after
             #finish
         }
     }
+}
+
+/// `key` names a parameter of `sig` whose type is a shared reference (`model: &str`), which is
+/// `Copy`.
+fn is_shared_ref_param(key: &syn::Expr, sig: &syn::Signature) -> bool {
+    let syn::Expr::Path(syn::ExprPath {
+        qself: None, path, ..
+    }) = key
+    else {
+        return false;
+    };
+    let Some(name) = path.get_ident() else {
+        return false;
+    };
+    sig.inputs.iter().any(|input| match input {
+        FnArg::Typed(typed) => {
+            matches!(&*typed.pat, Pat::Ident(PatIdent { ident, by_ref: None, subpat: None, .. }) if ident == name)
+                && matches!(&*typed.ty, syn::Type::Reference(r) if r.mutability.is_none())
+        }
+        FnArg::Receiver(_) => false,
+    })
 }
 
 /// The classifier of the function's errors, when a key classifies them: the keys folded over

@@ -518,14 +518,8 @@ impl Family {
                 self.config()
             }
         };
-        let tag = KeyTag {
-            hash: lease::hash(self.id, &key),
-            key,
-            family: self.id,
-            evicted: AtomicBool::new(false),
-            // The newest use: a new key is not the first to be evicted.
-            last_used: AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1),
-        };
+        // The newest use: a new key is not the first to be evicted.
+        let tag = KeyTag::new(key, self.id, self.tick.fetch_add(1, Ordering::Relaxed) + 1);
         let breaker = Arc::new(CircuitBreaker::keyed(self.name, tag, config));
         let counts = Arc::new(TransitionCounts::default());
         let c = Arc::clone(&counts);

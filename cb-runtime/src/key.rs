@@ -1,10 +1,19 @@
-//! The tag a keyed breaker carries of its key.
+//! The tag a keyed breaker carries of its key, and how a thread's cache
+//! recognizes a key without reading it.
 //!
 //! A breaker made by a [`Family`](crate::Family) for one key holds a
 //! [`KeyTag`]: the key itself, and what the family's call path checks before it
 //! reuses a breaker from a thread's cache. It lives apart from the family so
-//! that a breaker's counts can hold it without depending on the family.
+//! that a breaker can hold it without depending on the family.
+//!
+//! The call path compares a key with a cached breaker's through [`words`]: the
+//! key's bytes packed into two words, which with the key's length say exactly
+//! which key it is when it has at most [`SHORT`] bytes (models, deployments
+//! and tenants mostly do). A short key is then hashed from those two words
+//! with one multiplication, and compared with two, none of which reads the
+//! cached key's bytes through another pointer.
 
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
@@ -15,11 +24,144 @@ pub(crate) struct KeyTag {
     pub(crate) key: Arc<str>,
     /// [`Family::id`](crate::Family::id) of the family that made the breaker.
     pub(crate) family: u64,
-    /// The key's hash, as the family's threads' caches compute it.
+    /// The key's [`hash`] in its family.
     pub(crate) hash: u64,
+    /// The key's [`words`].
+    pub(crate) words: [u64; 2],
     /// Set when the key leaves its family: a cached breaker is then never
     /// used for a new call.
     pub(crate) evicted: AtomicBool,
     /// The family's logical time of the key's last use.
     pub(crate) last_used: AtomicU64,
+}
+
+impl KeyTag {
+    /// The tag of `key` in the family `family`, last used at `last_used`.
+    pub(crate) fn new(key: Arc<str>, family: u64, last_used: u64) -> Self {
+        let words = words(key.as_bytes());
+        KeyTag {
+            hash: hash(family, &key, words),
+            words,
+            key,
+            family,
+            evicted: AtomicBool::new(false),
+            last_used: AtomicU64::new(last_used),
+        }
+    }
+
+    /// This tag is the family `family`'s `key`, whose [`words`] are `words`.
+    /// It reads the tag's key bytes only for a key longer than [`SHORT`].
+    #[inline(always)]
+    pub(crate) fn is(&self, family: u64, key: &str, words: [u64; 2]) -> bool {
+        self.family == family
+            && self.words == words
+            && self.key.len() == key.len()
+            && (key.len() <= SHORT || *self.key == *key)
+    }
+}
+
+/// The longest key that its [`words`] and length name exactly.
+pub(crate) const SHORT: usize = 16;
+
+/// A key's bytes in two words: for a key of up to [`SHORT`] bytes, with its
+/// length, exactly the key (the words overlap for fewer than 16 bytes, and
+/// every byte is in one of them); for a longer one, its first and last 8
+/// bytes. At most four loads, no loop, no call.
+#[inline(always)]
+pub(crate) fn words(b: &[u8]) -> [u64; 2] {
+    let n = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4])));
+    match n {
+        8.. => [word(0), word(n - 8)],
+        4..=7 => [half(0) | half(n - 4) << 32, 0],
+        1..=3 => [
+            u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+            0,
+        ],
+        0 => [0, 0],
+    }
+}
+
+/// The hash of `key` (whose [`words`] are `words`) in the family `family`:
+/// it picks the key's slot in a thread's cache. A short key's is one folded
+/// multiplication of its words; a longer key's is foldhash of all its bytes,
+/// so that long keys that differ only in the middle spread too.
+#[inline(always)]
+pub(crate) fn hash(family: u64, key: &str, words: [u64; 2]) -> u64 {
+    if key.len() > SHORT {
+        return long_hash(family, key);
+    }
+    // Two of foldhash's constants (digits of pi), to keep a zero word from
+    // zeroing the product.
+    let a = words[0] ^ family ^ 0x243f_6a88_85a3_08d3;
+    let b = words[1] ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ key.len() as u64;
+    let product = u128::from(a) * u128::from(b);
+    product as u64 ^ (product >> 64) as u64
+}
+
+#[cold]
+#[inline(never)]
+fn long_hash(family: u64, key: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(family).hash_one(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every string of the given bytes up to `max` long.
+    fn strings(alphabet: &[u8], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |&c| format!("{s}{}", c as char)))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn words_and_length_name_a_short_key_exactly() {
+        // Every string of up to 5 bytes over 3 letters, and keys of 6 to 24
+        // bytes that differ in one byte: two keys are the same key exactly
+        // when `KeyTag::is` says so.
+        let mut keys = strings(b"ab_", 5);
+        for n in 6..=24 {
+            let base: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            for flip in 0..n {
+                let mut k = base.clone();
+                k[flip] = b'_';
+                keys.push(String::from_utf8(k).unwrap());
+            }
+            keys.push(String::from_utf8(base).unwrap());
+        }
+        let tags: Vec<KeyTag> = keys
+            .iter()
+            .map(|k| KeyTag::new(k.as_str().into(), 7, 0))
+            .collect();
+        for (tag, a) in tags.iter().zip(&keys) {
+            for b in &keys {
+                assert_eq!(tag.is(7, b, words(b.as_bytes())), a == b, "{a:?} {b:?}");
+            }
+            assert!(!tag.is(8, a, words(a.as_bytes())), "another family's key");
+        }
+    }
+
+    #[test]
+    fn a_tag_holds_the_hash_the_call_path_computes() {
+        for key in [
+            "",
+            "a",
+            "gpt-4o",
+            "claude-sonnet-4-5",
+            "tenant-00000000000000000042",
+        ] {
+            let tag = KeyTag::new(key.into(), 3, 0);
+            assert_eq!(tag.hash, hash(3, key, words(key.as_bytes())), "{key:?}");
+        }
+    }
 }

@@ -60,18 +60,25 @@ impl std::ops::Deref for Lease {
 }
 
 impl Drop for Lease {
-    #[inline(always)]
+    #[inline]
     fn drop(&mut self) {
-        let Some(breaker) = self.breaker.take() else {
-            return;
-        };
-        let Some(tag) = breaker.key_tag() else {
-            return;
-        };
-        let slot = slot_of(tag.hash);
-        // Whatever the slot held before is dropped after the table is left.
-        let _replaced = CACHE.try_with(|cache| cache[slot].replace(Some(breaker)));
+        if let Some(breaker) = self.breaker.take() {
+            give_back(breaker);
+        }
     }
+}
+
+/// Puts a leased breaker back in the thread's table. One call, out of line,
+/// so that a keyed call's `poll` stays small enough to be inlined where it
+/// is awaited, as an unkeyed call's is.
+#[inline(never)]
+fn give_back(breaker: Arc<CircuitBreaker>) {
+    let Some(tag) = breaker.key_tag() else {
+        return;
+    };
+    let slot = slot_of(tag.hash);
+    // Whatever the slot held before is dropped after the table is left.
+    let _replaced = CACHE.try_with(|cache| cache[slot].replace(Some(breaker)));
 }
 
 impl std::fmt::Debug for Lease {
@@ -91,13 +98,16 @@ impl Family {
     /// [`get_or_insert`](Self::get_or_insert) returns, from the thread's
     /// cache when it can be (see the `family::lease` module's source). On a
     /// key the thread used recently it changes no shared memory at all.
-    #[inline(always)]
+    ///
+    /// One call, out of line, so that a keyed call's `poll` stays small
+    /// enough to be inlined where it is awaited, as an unkeyed call's is.
+    #[inline(never)]
     pub fn lease(&self, key: &str) -> Lease {
         let hit = CACHE.try_with(|cache| {
             // Computed here, where they are compared, not before the closure:
-            // `try_with` is often not inlined, and words stored to its
-            // captures as two 8-byte writes and compared as one 16-byte load
-            // stall the load (no store forwarding).
+            // were `try_with` not inlined, words stored to its captures as
+            // two 8-byte writes and compared as one 16-byte load would stall
+            // the load (no store forwarding).
             let words = key::words(key.as_bytes());
             let cell = &cache[slot_of(key::hash(self.id, key, words))];
             let cached = cell.take()?;

@@ -20,8 +20,13 @@ pub fn poll_once<F: Future>(fut: F) -> F::Output {
 /// Polls `fut` once as an executor polls a task: through a `dyn Future`
 /// and a call that is not inlined, so the future's `poll` is never folded
 /// into the bench loop (tokio polls a task through its vtable). Nothing is
-/// allocated: the future stays on the caller's stack.
+/// allocated: the future stays on the caller's stack. This function itself
+/// is always inlined, so that the future is made where it is pinned for
+/// every future alike: an executor moves a task's future once, when it is
+/// spawned, not on every poll, and whether LLVM inlined a copy here would
+/// otherwise depend on the future's size.
 #[allow(dead_code)] // not every bench measures both ways
+#[inline(always)]
 pub fn poll_as_task<F: Future>(fut: F) -> F::Output {
     let fut: std::pin::Pin<&mut dyn Future<Output = F::Output>> = pin!(fut);
     poll_dyn(fut)

@@ -24,8 +24,6 @@ pub(crate) struct KeyTag {
     pub(crate) key: Arc<str>,
     /// [`Family::id`](crate::Family::id) of the family that made the breaker.
     pub(crate) family: u64,
-    /// The key's [`hash`] in its family.
-    pub(crate) hash: u64,
     /// The key's [`words`].
     pub(crate) words: [u64; 2],
     /// Set when the key leaves its family: a cached breaker is then never
@@ -38,10 +36,8 @@ pub(crate) struct KeyTag {
 impl KeyTag {
     /// The tag of `key` in the family `family`, last used at `last_used`.
     pub(crate) fn new(key: Arc<str>, family: u64, last_used: u64) -> Self {
-        let words = words(key.as_bytes());
         KeyTag {
-            hash: hash(family, &key, words),
-            words,
+            words: words(key.as_bytes()),
             key,
             family,
             evicted: AtomicBool::new(false),
@@ -148,20 +144,6 @@ mod tests {
                 assert_eq!(tag.is(7, b, words(b.as_bytes())), a == b, "{a:?} {b:?}");
             }
             assert!(!tag.is(8, a, words(a.as_bytes())), "another family's key");
-        }
-    }
-
-    #[test]
-    fn a_tag_holds_the_hash_the_call_path_computes() {
-        for key in [
-            "",
-            "a",
-            "gpt-4o",
-            "claude-sonnet-4-5",
-            "tenant-00000000000000000042",
-        ] {
-            let tag = KeyTag::new(key.into(), 3, 0);
-            assert_eq!(tag.hash, hash(3, key, words(key.as_bytes())), "{key:?}");
         }
     }
 }

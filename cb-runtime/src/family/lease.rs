@@ -12,14 +12,14 @@
 //! table of whichever thread it ends on.
 //!
 //! A cached breaker carries its key's tag ([`KeyTag`](crate::key::KeyTag)):
-//! its family, its hash, its key (and the key's bytes packed in two words),
+//! its family, its key (and the key's bytes packed in two words),
 //! and whether the key has been evicted. A call uses a cached breaker only
 //! when the tag is its family's and key's and the key is still in the family
 //! (otherwise it asks the map), so a call never reaches the breaker of a key
 //! that was evicted and created again. For a key of up to 16 bytes the check
 //! reads only the tag (never the cached key's bytes), and the hash is one
-//! multiplication. The lease is one pointer, so a keyed call's future is
-//! hardly bigger than an unkeyed one's. A thread's table holds at most
+//! multiplication. The lease is two words (the breaker and its slot), so a
+//! keyed call's future is hardly bigger than an unkeyed one's. A thread's table holds at most
 //! [`SLOTS`] breakers, so it keeps at most that many evicted breakers alive.
 
 use std::cell::Cell;
@@ -45,6 +45,9 @@ pub struct Lease {
     /// Always a keyed breaker; taken only in `drop`. `Option<Arc>` is one
     /// pointer wide.
     breaker: Option<Arc<CircuitBreaker>>,
+    /// The key's slot in a thread's table, so that the breaker goes back
+    /// without its tag being read.
+    slot: usize,
 }
 
 impl std::ops::Deref for Lease {
@@ -63,7 +66,7 @@ impl Drop for Lease {
     #[inline]
     fn drop(&mut self) {
         if let Some(breaker) = self.breaker.take() {
-            give_back(breaker);
+            give_back(breaker, self.slot);
         }
     }
 }
@@ -72,11 +75,7 @@ impl Drop for Lease {
 /// so that a keyed call's `poll` stays small enough to be inlined where it
 /// is awaited, as an unkeyed call's is.
 #[inline(never)]
-fn give_back(breaker: Arc<CircuitBreaker>) {
-    let Some(tag) = breaker.key_tag() else {
-        return;
-    };
-    let slot = slot_of(tag.hash);
+fn give_back(breaker: Arc<CircuitBreaker>, slot: usize) {
     // Whatever the slot held before is dropped after the table is left.
     let _replaced = CACHE.try_with(|cache| cache[slot].replace(Some(breaker)));
 }
@@ -109,33 +108,43 @@ impl Family {
             // two 8-byte writes and compared as one 16-byte load would stall
             // the load (no store forwarding).
             let words = key::words(key.as_bytes());
-            let cell = &cache[slot_of(key::hash(self.id, key, words))];
-            let cached = cell.take()?;
+            let slot = slot_of(key::hash(self.id, key, words));
+            let cell = &cache[slot];
+            let Some(cached) = cell.take() else {
+                return (None, slot);
+            };
             match cached.key_tag() {
                 Some(tag) if tag.is(self.id, key, words) && !tag.evicted.load(Ordering::Acquire) => {
                     self.touch(tag);
-                    Some(cached)
+                    (Some(cached), slot)
                 }
                 _ => {
                     cell.set(Some(cached));
-                    None
+                    (None, slot)
                 }
             }
         });
         match hit {
-            Ok(Some(breaker)) => Lease {
+            Ok((Some(breaker), slot)) => Lease {
                 breaker: Some(breaker),
+                slot,
             },
-            _ => self.lease_from_map(key),
+            Ok((None, slot)) => self.lease_from_map(key, slot),
+            // The thread is exiting and its table is gone. A slot only decides
+            // where the breaker waits for its next call, never which breaker a
+            // call gets (a call checks the tag), so any slot will do.
+            Err(_) => self.lease_from_map(key, 0),
         }
     }
 
-    /// [`lease`](Self::lease) of a key the thread's cache does not hold.
+    /// [`lease`](Self::lease) of a key the thread's cache does not hold, in
+    /// the slot `slot`.
     #[cold]
     #[inline(never)]
-    fn lease_from_map(&self, key: &str) -> Lease {
+    fn lease_from_map(&self, key: &str, slot: usize) -> Lease {
         Lease {
             breaker: Some(self.get_or_insert(key)),
+            slot,
         }
     }
 }

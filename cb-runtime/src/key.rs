@@ -22,7 +22,7 @@ use std::sync::Arc;
 /// (see the family's `lease` module), and its last use, for eviction.
 pub(crate) struct KeyTag {
     pub(crate) key: Arc<str>,
-    /// [`Family::id`](crate::Family::id) of the family that made the breaker.
+    /// The id of the family that made the breaker (unique in the process).
     pub(crate) family: u64,
     /// The key's [`words`].
     pub(crate) words: [u64; 2],

@@ -102,6 +102,27 @@ impl Family {
     /// enough to be inlined where it is awaited, as an unkeyed call's is.
     #[inline(never)]
     pub fn lease(&self, key: &str) -> Lease {
+        // A short key's copy of the path below has no call on its way to a
+        // hit (the long key's hash and compare are calls), so it saves no
+        // registers either.
+        if key.len() > key::SHORT {
+            return self.lease_long(key);
+        }
+        self.lease_through_cache::<false>(key)
+    }
+
+    /// [`lease`](Self::lease) of a key longer than [`key::SHORT`].
+    #[cold]
+    #[inline(never)]
+    fn lease_long(&self, key: &str) -> Lease {
+        self.lease_through_cache::<true>(key)
+    }
+
+    /// The cache's part of [`lease`](Self::lease). `LONG` only makes the two
+    /// copies two types, so that each `try_with` has one caller and is
+    /// inlined into it.
+    #[inline(always)]
+    fn lease_through_cache<const LONG: bool>(&self, key: &str) -> Lease {
         let hit = CACHE.try_with(|cache| {
             // Computed here, where they are compared, not before the closure:
             // were `try_with` not inlined, words stored to its captures as
@@ -119,7 +140,9 @@ impl Family {
                     (Some(cached), slot)
                 }
                 _ => {
-                    cell.set(Some(cached));
+                    // The cell is empty (its breaker was just taken): there is
+                    // nothing to drop, and no drop call on the way.
+                    std::mem::forget(cell.replace(Some(cached)));
                     (None, slot)
                 }
             }
@@ -203,6 +226,34 @@ mod tests {
         // Two leases of one key at once: the second comes from the map.
         let second = family.lease("a");
         assert!(std::ptr::eq(&*second, &*a2));
+    }
+
+    #[test]
+    fn long_keys_are_leased_through_the_cache_and_told_apart() {
+        // Two keys over 16 bytes, of one length and with the same first and
+        // last 8 bytes (so equal words), in the same slot: only their bytes
+        // tell them apart.
+        let registry = Registry::with_env(Vec::new);
+        let family = registry.family_or_insert("lease-long", Config::default);
+        let slot = |k: &str| super::slot_of(key::hash(family.id, k, key::words(k.as_bytes())));
+        let keys: Vec<String> = ('a'..='z')
+            .chain('A'..='Z')
+            .chain('0'..='9')
+            .map(|c| format!("tenant-0{c}-eu-prod"))
+            .collect();
+        let (a, b) = keys
+            .iter()
+            .enumerate()
+            .find_map(|(n, a)| keys[n + 1..].iter().find(|b| slot(a) == slot(b)).map(|b| (a, b)))
+            .expect("62 keys in 64 slots: two share one");
+        assert_eq!(key::words(a.as_bytes()), key::words(b.as_bytes()));
+        let breaker_a = family.get_or_insert(a);
+        let breaker_b = family.get_or_insert(b);
+        for _ in 0..3 {
+            // Each lease finds the other key's breaker in the slot.
+            assert!(std::ptr::eq(&*family.lease(a), &*breaker_a));
+            assert!(std::ptr::eq(&*family.lease(b), &*breaker_b));
+        }
     }
 
     #[test]

@@ -4,17 +4,26 @@
 //! async fn complete(&self, prompt: &str) -> Result<String, LlmError> {
 //!     static SLOT: __private::Slot = __private::Slot::new();
 //!     let breaker = SLOT.get("openai", "my_crate::complete", Preset::Llm, || /* config */);
-//!     let result = match breaker.try_acquire() {
-//!         Ok(permit) => permit.run(async move { /* fake return */ { /* body */ } }).await,
-//!         Err(_) => return Self::cached_answer(self, prompt).await, // with `fallback`
-//!         Err(e) => Err(__private::CallError::Rejected(e)),         // without
+//!     let result = 'admitted: {
+//!         let permit = match breaker.try_acquire() {
+//!             Ok(permit) => permit,
+//!             Err(_) => return Self::cached_answer(self, prompt).await, // with `fallback`
+//!             Err(e) => break 'admitted Err(__private::CallError::Rejected(e)), // without
+//!         };
+//!         permit.run(async move { /* fake return */ { /* body */ } }).await
 //!     };
 //!     __private::finish(result) // Err(E::from(BreakerError)) on refusal or timeout
 //! }
 //! ```
 //!
 //! Admission is checked before the body's `async move` block exists, so a refused call still
-//! has every argument to hand to the fallback.
+//! has every argument to hand to the fallback. The permit leaves the admission's `Result` in a
+//! statement of its own, so the `Result` is not kept in the future across the `.await`.
+//!
+//! With `key = <expr>`, `breaker` is the key's: `let lease = __private::keyed(&SLOT, ..,
+//! key_text(&(<expr>))); let breaker = &*lease;`, the lease giving the breaker back to the
+//! thread's cache when the call ends (a streamed function's breaker is shared instead: its stream
+//! outlives the body).
 //!
 //! A streamed function (`-> Result<impl Stream<Item = Result<T, E>>, E>`, or `stream = true`)
 //! runs its body with `permit.run_stream(...)`, and returns the breaker's stream with its errors

@@ -11,7 +11,8 @@
 //! which key it is when it has at most [`SHORT`] bytes (models, deployments
 //! and tenants mostly do). A short key is then hashed from those two words
 //! with one multiplication, and compared with two, none of which reads the
-//! cached key's bytes through another pointer.
+//! cached key's bytes through another pointer. A key of 17 to 32 bytes is
+//! hashed and compared in line too, from four word loads per side.
 
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -52,12 +53,39 @@ impl KeyTag {
         self.family == family
             && self.words == words
             && self.key.len() == key.len()
-            && (key.len() <= SHORT || *self.key == *key)
+            && (key.len() <= SHORT || same_long(self.key.as_bytes(), key.as_bytes()))
     }
 }
 
 /// The longest key that its [`words`] and length name exactly.
 pub(crate) const SHORT: usize = 16;
+
+/// The longest key over [`SHORT`] bytes that is still hashed and compared in
+/// line, with four word loads per side (model names such as
+/// `claude-3-5-sonnet-20241022` are 17 to 32 bytes long).
+const MID: usize = 32;
+
+/// A key's four words when it has [`SHORT`] to [`MID`] bytes: its first and
+/// last 16 bytes, which cover it.
+#[inline(always)]
+fn mid_words(b: &[u8]) -> [u64; 4] {
+    let n = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    [word(0), word(8), word(n - 16), word(n - 8)]
+}
+
+/// `a == b`, for two keys of one length over [`SHORT`] bytes: in line with
+/// four word loads per side up to [`MID`] bytes, by `memcmp` beyond.
+#[inline(always)]
+fn same_long(a: &[u8], b: &[u8]) -> bool {
+    if a.len() > MID || a.len() != b.len() {
+        return a == b;
+    }
+    let (a, b) = (mid_words(a), mid_words(b));
+    // Word by word, not `==` on the arrays, which compares them as 16-byte
+    // vectors loaded from where the words were just stored as 8-byte ones.
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) == 0
+}
 
 /// A key's bytes in two words: for a key of up to [`SHORT`] bytes, with its
 /// length, exactly the key (the words overlap for fewer than 16 bytes, and
@@ -81,19 +109,35 @@ pub(crate) fn words(b: &[u8]) -> [u64; 2] {
 
 /// The hash of `key` (whose [`words`] are `words`) in the family `family`:
 /// it picks the key's slot in a thread's cache. A short key's is one folded
-/// multiplication of its words; a longer key's is foldhash of all its bytes,
-/// so that long keys that differ only in the middle spread too.
+/// multiplication of its words; up to [`MID`] bytes, two side by side of its
+/// four words; a longer key's is foldhash of all its bytes. Each covers every
+/// byte, so that keys that differ only in the middle spread too.
 #[inline(always)]
 pub(crate) fn hash(family: u64, key: &str, words: [u64; 2]) -> u64 {
-    if key.len() > SHORT {
+    // foldhash's constants (digits of pi), to keep a zero word from zeroing a
+    // product.
+    let fold = |a: u64, b: u64| {
+        let product = u128::from(a) * u128::from(b);
+        product as u64 ^ (product >> 64) as u64
+    };
+    let n = key.len();
+    if n <= SHORT {
+        return fold(
+            words[0] ^ family ^ 0x243f_6a88_85a3_08d3,
+            words[1] ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ n as u64,
+        );
+    }
+    if n > MID {
         return long_hash(family, key);
     }
-    // Two of foldhash's constants (digits of pi), to keep a zero word from
-    // zeroing the product.
-    let a = words[0] ^ family ^ 0x243f_6a88_85a3_08d3;
-    let b = words[1] ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ key.len() as u64;
-    let product = u128::from(a) * u128::from(b);
-    product as u64 ^ (product >> 64) as u64
+    let w = mid_words(key.as_bytes());
+    fold(
+        w[0] ^ family ^ 0x243f_6a88_85a3_08d3,
+        w[1] ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ n as u64,
+    ) ^ fold(
+        w[2] ^ family.rotate_left(16) ^ 0xa409_3822_299f_31d0,
+        w[3] ^ 0x082e_fa98_ec4e_6c89,
+    )
 }
 
 #[cold]
@@ -126,7 +170,7 @@ mod tests {
         // bytes that differ in one byte: two keys are the same key exactly
         // when `KeyTag::is` says so.
         let mut keys = strings(b"ab_", 5);
-        for n in 6..=24 {
+        for n in 6..=40 {
             let base: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
             for flip in 0..n {
                 let mut k = base.clone();

@@ -231,28 +231,31 @@ mod tests {
     #[test]
     fn long_keys_are_leased_through_the_cache_and_told_apart() {
         // Two keys over 16 bytes, of one length and with the same first and
-        // last 8 bytes (so equal words), in the same slot: only their bytes
-        // tell them apart.
+        // last 8 bytes (so equal words), in the same slot, of each length the
+        // long path treats apart (in line up to 32 bytes, by `memcmp` beyond):
+        // only their bytes tell them apart.
         let registry = Registry::with_env(Vec::new);
         let family = registry.family_or_insert("lease-long", Config::default);
         let slot = |k: &str| super::slot_of(key::hash(family.id, k, key::words(k.as_bytes())));
-        let keys: Vec<String> = ('a'..='z')
-            .chain('A'..='Z')
-            .chain('0'..='9')
-            .map(|c| format!("tenant-0{c}-eu-prod"))
-            .collect();
-        let (a, b) = keys
-            .iter()
-            .enumerate()
-            .find_map(|(n, a)| keys[n + 1..].iter().find(|b| slot(a) == slot(b)).map(|b| (a, b)))
-            .expect("62 keys in 64 slots: two share one");
-        assert_eq!(key::words(a.as_bytes()), key::words(b.as_bytes()));
-        let breaker_a = family.get_or_insert(a);
-        let breaker_b = family.get_or_insert(b);
-        for _ in 0..3 {
-            // Each lease finds the other key's breaker in the slot.
-            assert!(std::ptr::eq(&*family.lease(a), &*breaker_a));
-            assert!(std::ptr::eq(&*family.lease(b), &*breaker_b));
+        let shapes: [fn(char) -> String; 2] = [
+            |c| format!("tenant-0{c}-eu-prod"),
+            |c| format!("tenant-000000000{c}-europe-west4-01"),
+        ];
+        for shape in shapes {
+            let keys: Vec<String> = ('a'..='z').chain('A'..='Z').chain('0'..='9').map(shape).collect();
+            let (a, b) = keys
+                .iter()
+                .enumerate()
+                .find_map(|(n, a)| keys[n + 1..].iter().find(|b| slot(a) == slot(b)).map(|b| (a, b)))
+                .expect("62 keys in 64 slots: two share one");
+            assert_eq!(key::words(a.as_bytes()), key::words(b.as_bytes()));
+            let breaker_a = family.get_or_insert(a);
+            let breaker_b = family.get_or_insert(b);
+            for _ in 0..3 {
+                // Each lease finds the other key's breaker in the slot.
+                assert!(std::ptr::eq(&*family.lease(a), &*breaker_a), "{a}");
+                assert!(std::ptr::eq(&*family.lease(b), &*breaker_b), "{b}");
+            }
         }
     }
 

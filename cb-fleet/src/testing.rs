@@ -576,10 +576,49 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         assert!(
-            cluster.wait_ok(Duration::from_secs(20)),
-            "the cluster did not become ok"
+            cluster.wait_formed(masters * replicas, Duration::from_secs(20)),
+            "the cluster did not form: {}",
+            cluster.cli(0, &["cluster", "nodes"])
         );
         cluster
+    }
+
+    /// `true` once the new cluster has formed, as every node sees it: state
+    /// ok, every node known and connected (none failing or in handshake),
+    /// `replicas` of them replicas, and each replica's link to its master up.
+    /// `cluster_state:ok` alone comes before the replicas are attached, and
+    /// a test that fails a master over, or reaches the cluster through a
+    /// replica, needs them.
+    fn wait_formed(&self, replicas: usize, within: Duration) -> bool {
+        let total = self.nodes.len();
+        let is_replica = |line: &str| {
+            line.split_whitespace()
+                .nth(2)
+                .is_some_and(|flags| flags.split(',').any(|f| f == "slave" || f == "replica"))
+        };
+        eventually(within, || {
+            (0..total).all(|i| {
+                if !self.cli(i, &["cluster", "info"]).contains("cluster_state:ok") {
+                    return false;
+                }
+                let nodes = self.cli(i, &["cluster", "nodes"]);
+                let lines: Vec<&str> = nodes.lines().filter(|l| !l.trim().is_empty()).collect();
+                let settled = lines.len() == total
+                    && lines.iter().all(|l| {
+                        l.split_whitespace().nth(7) == Some("connected")
+                            && !l.contains("fail")
+                            && !l.contains("handshake")
+                            && !l.contains("noaddr")
+                    })
+                    && lines.iter().filter(|l| is_replica(l)).count() == replicas;
+                let me_replica = lines.iter().any(|l| l.contains("myself") && is_replica(l));
+                settled
+                    && (!me_replica
+                        || self
+                            .cli(i, &["info", "replication"])
+                            .contains("master_link_status:up"))
+            })
+        })
     }
 
     /// The URLs of every node.

@@ -70,8 +70,18 @@ const MID: usize = 32;
 #[inline(always)]
 fn mid_words(b: &[u8]) -> [u64; 4] {
     let n = b.len();
-    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
-    [word(0), word(8), word(n - 16), word(n - 8)]
+    [
+        word_at(b, 0),
+        word_at(b, 8),
+        word_at(b, n - 16),
+        word_at(b, n - 8),
+    ]
+}
+
+/// The 8 bytes of `b` from `at` as one word.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
 }
 
 /// `a == b`, for two keys of one length over [`SHORT`] bytes: in line with
@@ -94,10 +104,9 @@ fn same_long(a: &[u8], b: &[u8]) -> bool {
 #[inline(always)]
 pub(crate) fn words(b: &[u8]) -> [u64; 2] {
     let n = b.len();
-    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
     let half = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4])));
     match n {
-        8.. => [word(0), word(n - 8)],
+        8.. => [word_at(b, 0), word_at(b, n - 8)],
         4..=7 => [half(0) | half(n - 4) << 32, 0],
         1..=3 => [
             u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
@@ -121,23 +130,25 @@ pub(crate) fn hash(family: u64, key: &str, words: [u64; 2]) -> u64 {
         product as u64 ^ (product >> 64) as u64
     };
     let n = key.len();
+    // The first two words with the family and the length.
+    let head = |w0: u64, w1: u64| {
+        fold(
+            w0 ^ family ^ 0x243f_6a88_85a3_08d3,
+            w1 ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ n as u64,
+        )
+    };
     if n <= SHORT {
-        return fold(
-            words[0] ^ family ^ 0x243f_6a88_85a3_08d3,
-            words[1] ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ n as u64,
-        );
+        return head(words[0], words[1]);
     }
     if n > MID {
         return long_hash(family, key);
     }
     let w = mid_words(key.as_bytes());
-    fold(
-        w[0] ^ family ^ 0x243f_6a88_85a3_08d3,
-        w[1] ^ family.rotate_left(32) ^ 0x1319_8a2e_0370_7344 ^ n as u64,
-    ) ^ fold(
-        w[2] ^ family.rotate_left(16) ^ 0xa409_3822_299f_31d0,
-        w[3] ^ 0x082e_fa98_ec4e_6c89,
-    )
+    head(w[0], w[1])
+        ^ fold(
+            w[2] ^ family.rotate_left(16) ^ 0xa409_3822_299f_31d0,
+            w[3] ^ 0x082e_fa98_ec4e_6c89,
+        )
 }
 
 #[cold]
@@ -166,7 +177,7 @@ mod tests {
 
     #[test]
     fn words_and_length_name_a_short_key_exactly() {
-        // Every string of up to 5 bytes over 3 letters, and keys of 6 to 24
+        // Every string of up to 5 bytes over 3 letters, and keys of 6 to 40
         // bytes that differ in one byte: two keys are the same key exactly
         // when `KeyTag::is` says so.
         let mut keys = strings(b"ab_", 5);

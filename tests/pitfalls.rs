@@ -417,7 +417,7 @@ fn pitfall_15_refusals_say_they_are_refusals() {
     let Err(e) = succeed(&b) else {
         panic!("expected a refusal")
     };
-    let be = *e.breaker_error().unwrap();
+    let be = e.breaker_error().unwrap().clone();
     assert!(be.is_rejected() && !be.is_timeout());
     assert_eq!(be.kind(), BreakerErrorKind::Open);
     assert!(be.retry_after().is_some_and(|d| d <= secs(30)));

@@ -114,6 +114,11 @@ pub struct CircuitBreaker {
 /// U+001F, a control character, which neither may hold.
 pub const ID_SEPARATOR: char = '\u{1f}';
 
+/// The `retry_after` of a refusal while half-open with every probe slot
+/// taken: a probe usually ends within it, and a caller that waits this long
+/// may take a freed slot (or find the circuit closed).
+pub(crate) const HALF_OPEN_RETRY: Duration = Duration::from_secs(1);
+
 /// The bit of `probes_and_timed` that says calls are timed.
 const TIMED: u64 = 1 << 32;
 
@@ -738,7 +743,17 @@ impl CircuitBreaker {
         self.counters.add(Counter::Rejected);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), kind);
-        BreakerError::new(self.name, kind, wait)
+        let wait = match kind {
+            BreakerErrorKind::HalfOpenFull => Some(HALF_OPEN_RETRY),
+            _ => wait,
+        };
+        BreakerError::new(self.name, kind, wait).with_key(self.shared_key())
+    }
+
+    /// A keyed breaker's key as the `Arc` it holds, for its errors.
+    #[inline(always)]
+    fn shared_key(&self) -> Option<&std::sync::Arc<str>> {
+        self.key_tag().map(|tag| &tag.key)
     }
 
     /// [`reject`](Self::reject) for an open circuit whose deadline is `wait`
@@ -749,10 +764,12 @@ impl CircuitBreaker {
         self.counters.add(Counter::Rejected);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), BreakerErrorKind::Open);
-        if w.throttled() {
-            return BreakerError::throttled(self.name, wait);
-        }
-        BreakerError::open(self.name, wait)
+        let error = if w.throttled() {
+            BreakerError::throttled(self.name, wait)
+        } else {
+            BreakerError::open(self.name, wait)
+        };
+        error.with_key(self.shared_key())
     }
 
     /// The `call_timeout` in force, if any.
@@ -765,7 +782,7 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn timeout_error(&self, after: Duration) -> BreakerError {
-        BreakerError::new(self.name, BreakerErrorKind::Timeout, Some(after))
+        BreakerError::new(self.name, BreakerErrorKind::Timeout, Some(after)).with_key(self.shared_key())
     }
 
     /// Records how an admitted call ended.

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the breaker itself refused or abandoned a call.
@@ -12,7 +13,9 @@ pub enum BreakerErrorKind {
     Open,
     /// The circuit was forced open by an operator.
     ForcedOpen,
-    /// The circuit is half-open and every probe slot is taken.
+    /// The circuit is half-open and every probe slot is taken; the error's
+    /// [`retry_after`](BreakerError::retry_after) is a short time after which
+    /// a probe slot may be free.
     HalfOpenFull,
     /// The call ran longer than the configured `call_timeout` and was abandoned.
     Timeout,
@@ -26,13 +29,18 @@ pub enum BreakerErrorKind {
 /// [`is_rejected`](Self::is_rejected) and stop: a rejected call never reached
 /// the dependency, and [`retry_after`](Self::retry_after) says when the circuit
 /// will next let a probe through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// A keyed breaker's error names its key too ([`key`](Self::key)), and its
+/// message says ``circuit breaker `openai` key `gpt-4o` is open ...``.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BreakerError {
     name: &'static &'static str,
     /// The kind in the top two bits; then [`THROTTLED`]; below, `retry_after`
-    /// or the timeout in nanoseconds, all ones for none. Two words in all, so
-    /// every `Result` that carries the error stays small on the hot path.
+    /// or the timeout in nanoseconds, all ones for none.
     packed: u64,
+    /// A keyed breaker's key: the `Arc` its breaker holds, so that naming the
+    /// key allocates nothing (one reference count more).
+    key: Option<Arc<str>>,
 }
 
 const KIND_SHIFT: u32 = 62;
@@ -53,7 +61,15 @@ impl BreakerError {
         BreakerError {
             name,
             packed: kind << KIND_SHIFT | after,
+            key: None,
         }
+    }
+
+    /// The same error, naming a keyed breaker's `key`.
+    #[inline]
+    pub(crate) fn with_key(mut self, key: Option<&Arc<str>>) -> Self {
+        self.key = key.cloned();
+        self
     }
 
     /// A refusal while open, `wait` nanoseconds before a probe may go
@@ -64,6 +80,7 @@ impl BreakerError {
             name,
             // Kind `Open` is 0: the top bits stay clear.
             packed: wait.min(NO_AFTER - 1),
+            key: None,
         }
     }
 
@@ -74,6 +91,7 @@ impl BreakerError {
         BreakerError {
             name,
             packed: wait.min(NO_AFTER - 1) | THROTTLED,
+            key: None,
         }
     }
 
@@ -82,9 +100,17 @@ impl BreakerError {
         (nanos != NO_AFTER).then(|| Duration::from_nanos(nanos))
     }
 
-    /// The name of the breaker that refused the call.
+    /// The name of the breaker that refused the call (a keyed breaker's
+    /// family).
     pub fn name(&self) -> &str {
         self.name
+    }
+
+    /// The key of the keyed breaker that refused the call (see
+    /// [`Family`](crate::Family)), such as `Some("gpt-4o")`; `None` for an
+    /// unkeyed breaker.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// Why the call was refused or abandoned.
@@ -121,8 +147,10 @@ impl BreakerError {
     }
 
     /// For a refusal while open: how long until the circuit lets a probe
-    /// through (for a throttled period, the time left of it). `None` when
-    /// unknown (forced open, half-open full, timeout).
+    /// through (for a throttled period, the time left of it). For a refusal
+    /// while half-open with every probe slot taken: a short time after which
+    /// a slot may be free. `None` when forced open (only an operator ends
+    /// that) and for a timeout.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind() {
             BreakerErrorKind::Timeout => None,
@@ -141,12 +169,12 @@ impl BreakerError {
 
 impl fmt::Display for BreakerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = *self.name;
+        let name = Named(self);
         match self.kind() {
             BreakerErrorKind::Open if self.is_throttled() => {
                 write!(
                     f,
-                    "circuit breaker `{name}` is open: its dependency is rate limiting (throttled) and asked \
+                    "circuit breaker {name} is open: its dependency is rate limiting (throttled) and asked \
                      callers to wait; the call was rejected without being attempted"
                 )?;
                 if let Some(after) = self.after() {
@@ -155,7 +183,10 @@ impl fmt::Display for BreakerError {
                 Ok(())
             }
             BreakerErrorKind::Open => {
-                write!(f, "circuit breaker `{name}` is open; the call was rejected without being attempted")?;
+                write!(
+                    f,
+                    "circuit breaker {name} is open; the call was rejected without being attempted"
+                )?;
                 if let Some(after) = self.after() {
                     write!(f, " (a probe is allowed in {after:?})")?;
                 }
@@ -163,17 +194,43 @@ impl fmt::Display for BreakerError {
             }
             BreakerErrorKind::ForcedOpen => write!(
                 f,
-                "circuit breaker `{name}` is forced open; the call was rejected without being attempted"
+                "circuit breaker {name} is forced open; the call was rejected without being attempted"
             ),
-            BreakerErrorKind::HalfOpenFull => write!(
-                f,
-                "circuit breaker `{name}` is half-open and all probe slots are taken; the call was rejected without being attempted"
-            ),
+            BreakerErrorKind::HalfOpenFull => {
+                write!(
+                    f,
+                    "circuit breaker {name} is half-open and all probe slots are taken; the call was rejected without being attempted"
+                )?;
+                if let Some(after) = self.after() {
+                    write!(f, " (a probe slot may be free in {after:?})")?;
+                }
+                Ok(())
+            }
             BreakerErrorKind::Timeout => match self.after() {
-                Some(t) => write!(f, "call through circuit breaker `{name}` timed out after {t:?} and was abandoned"),
-                None => write!(f, "call through circuit breaker `{name}` timed out and was abandoned"),
+                Some(t) => write!(
+                    f,
+                    "call through circuit breaker {name} timed out after {t:?} and was abandoned"
+                ),
+                None => write!(
+                    f,
+                    "call through circuit breaker {name} timed out and was abandoned"
+                ),
             },
         }
+    }
+}
+
+/// A breaker's name in a message: `` `openai` ``, or `` `openai` key `gpt-4o` ``
+/// for a keyed breaker.
+struct Named<'a>(&'a BreakerError);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.0.name)?;
+        if let Some(key) = &self.0.key {
+            write!(f, " key `{key}`")?;
+        }
+        Ok(())
     }
 }
 
@@ -373,8 +430,45 @@ mod tests {
 
     #[test]
     fn errors_stay_small() {
-        assert_eq!(std::mem::size_of::<BreakerError>(), 16);
-        assert!(std::mem::size_of::<CallError<()>>() <= 24);
+        // The name, the packed kind and wait, and the key's `Arc<str>`.
+        assert_eq!(std::mem::size_of::<BreakerError>(), 32);
+        assert!(std::mem::size_of::<CallError<()>>() <= 40);
+    }
+
+    #[test]
+    fn a_keyed_error_names_its_key() {
+        let key: Arc<str> = Arc::from("gpt-4o");
+        let e = BreakerError::open(&"openai", 2_000_000_000).with_key(Some(&key));
+        assert_eq!(e.key(), Some("gpt-4o"));
+        assert_eq!(e.name(), "openai");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("circuit breaker `openai` key `gpt-4o` is open"),
+            "{msg}"
+        );
+        let t = BreakerError::new(
+            &"openai",
+            BreakerErrorKind::Timeout,
+            Some(Duration::from_secs(60)),
+        )
+        .with_key(Some(&key));
+        assert_eq!(
+            t.to_string(),
+            "call through circuit breaker `openai` key `gpt-4o` timed out after 60s and was abandoned"
+        );
+        let full = BreakerError::new(
+            &"openai",
+            BreakerErrorKind::HalfOpenFull,
+            Some(Duration::from_secs(1)),
+        )
+        .with_key(Some(&key));
+        assert_eq!(full.retry_after(), Some(Duration::from_secs(1)));
+        assert!(full.to_string().contains("key `gpt-4o` is half-open"), "{full}");
+        let unkeyed = BreakerError::open(&"openai", 1);
+        assert_eq!(unkeyed.key(), None);
+        assert!(unkeyed
+            .to_string()
+            .starts_with("circuit breaker `openai` is open"));
     }
 
     #[test]
@@ -418,10 +512,10 @@ mod tests {
         assert_eq!(chain(&inner), ["query failed", "connection reset"]);
 
         let open = BreakerError::new(&"db", BreakerErrorKind::Open, None);
-        let rejected: CallError<Query> = CallError::Rejected(open);
+        let rejected: CallError<Query> = CallError::Rejected(open.clone());
         assert_eq!(chain(&rejected), [open.to_string()]);
         let timeout = BreakerError::new(&"db", BreakerErrorKind::Timeout, Some(Duration::from_secs(1)));
-        let timed_out: CallError<Query> = CallError::Timeout(timeout);
+        let timed_out: CallError<Query> = CallError::Timeout(timeout.clone());
         assert_eq!(chain(&timed_out), [timeout.to_string()]);
 
         // Boxed as `dyn Error`, as anyhow and `?` into `Box<dyn Error>` keep it.
@@ -442,7 +536,10 @@ mod tests {
             }
         }
         let b = BreakerError::new(&"x", BreakerErrorKind::Open, None);
-        assert_eq!(CallError::<MyErr>::Rejected(b).into_error(), MyErr::Breaker(b));
+        assert_eq!(
+            CallError::<MyErr>::Rejected(b.clone()).into_error(),
+            MyErr::Breaker(b)
+        );
         assert_eq!(CallError::Inner(MyErr::Io).into_error(), MyErr::Io);
     }
 }

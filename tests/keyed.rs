@@ -1,5 +1,5 @@
 //! Keyed breakers: `key = <expr>` in the attribute, families in the
-//! registry, bounded keys with LRU eviction and the overflow breaker, the
+//! registry, bounded keys with LRU eviction and unguarded calls, the
 //! family open, configuration per key, metrics, events and concurrency.
 
 use std::collections::HashMap;
@@ -10,9 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
-use cb_runtime::{
-    circuit_breaker, registry, BreakerError, CircuitBreaker, Config, Reason, Registry, State, OVERFLOW_KEY,
-};
+use cb_runtime::{circuit_breaker, registry, BreakerError, CircuitBreaker, Config, Reason, Registry, State};
 use futures::StreamExt as _;
 
 mod support;
@@ -299,7 +297,7 @@ fn a_lowered_max_keys_evicts_at_once_least_recently_used_closed_keys_first() {
 }
 
 #[test]
-fn when_no_key_can_be_evicted_calls_go_through_the_overflow_breaker() {
+fn when_no_key_can_be_evicted_new_keys_are_served_unguarded() {
     let clock = ManualClock::new();
     let registry = Registry::with_env(Vec::new);
     let family = registry.family_or_insert("full", || {
@@ -307,20 +305,25 @@ fn when_no_key_can_be_evicted_calls_go_through_the_overflow_breaker() {
     });
     fail(family.get_or_insert("a"), 2);
     family.get_or_insert("b").force_open();
-    let overflow = family.get_or_insert("c");
-    assert_eq!((overflow.name(), overflow.key()), ("full", Some(OVERFLOW_KEY)));
-    assert!(
-        Arc::ptr_eq(&overflow, &family.get_or_insert("d")),
-        "one overflow breaker"
-    );
-    assert!(Arc::ptr_eq(&overflow, &family.get(OVERFLOW_KEY).unwrap()));
+    // Each call of a new key gets a breaker of its own, outside the family:
+    // one key's failures never refuse another's calls.
+    let c = family.get_or_insert("c");
+    assert_eq!((c.name(), c.key()), ("full", Some("c")));
+    fail(&c, 5);
+    let d = family.get_or_insert("d");
+    assert!(!Arc::ptr_eq(&c, &d));
+    assert_eq!(d.state(), State::Closed);
+    assert_eq!(family.get_or_insert("c").state(), State::Closed);
+    assert!(family.get("c").is_none());
     assert_eq!(family.keys(), ["a", "b"]);
     assert_eq!(family.len(), 2);
+    assert_eq!(family.unguarded_calls().full, 3);
     // Once a key closes again, a new key takes its place.
     family.get("b").unwrap().reset();
     let c = family.get_or_insert("c");
     assert_eq!(c.key(), Some("c"));
     assert_eq!(family.keys(), ["a", "c"]);
+    assert_eq!(family.evictions(), 1);
 }
 
 /// Counts the WARN lines written by `f`.
@@ -338,13 +341,19 @@ fn logs_during(f: impl FnOnce()) -> Vec<String> {
 }
 
 #[test]
-fn keys_that_break_the_name_rule_go_to_the_overflow_breaker_with_one_warning() {
+fn keys_that_break_the_name_rule_are_served_unguarded_with_one_warning() {
     let registry = Registry::with_env(Vec::new);
     let family = registry.family_or_insert("bad-keys", Config::default);
     let long = "k".repeat(300);
     let warnings = warnings_during(|| {
         for key in ["", "   ", "a\nb", &long, "tab\there"] {
-            assert_eq!(family.get_or_insert(key).key(), Some(OVERFLOW_KEY), "{key:?}");
+            let breaker = family.get_or_insert(key);
+            let shown = breaker.key().unwrap();
+            assert!(
+                cb_syntax::check_name(shown).is_ok(),
+                "{key:?} is shown repaired: {shown:?}"
+            );
+            assert!(!Arc::ptr_eq(&breaker, &family.get_or_insert(key)), "{key:?}");
         }
     });
     let about_keys: Vec<_> = warnings.iter().filter(|l| l.contains("name rule")).collect();
@@ -352,6 +361,7 @@ fn keys_that_break_the_name_rule_go_to_the_overflow_breaker_with_one_warning() {
     assert!(about_keys[0].contains("bad-keys"), "{}", about_keys[0]);
     assert!(family.is_empty());
     assert_eq!(family.keys(), Vec::<String>::new());
+    assert_eq!(family.unguarded_calls().bad_key, 10);
 }
 
 // ---- the provider above the models ------------------------------------------

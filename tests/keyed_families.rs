@@ -106,3 +106,135 @@ fn a_keyed_timeout_names_its_key() {
     let msg = e.to_string();
     assert!(msg.contains("`timed-keys` key `slow-model` timed out"), "{msg}");
 }
+
+// ---- 1 to 4: what a full family keeps ---------------------------------------
+
+fn small_family(
+    registry: &Registry,
+    name: &str,
+    clock: &ManualClock,
+    max_keys: u32,
+) -> std::sync::Arc<cb_runtime::Family> {
+    registry.family_or_insert(name, || {
+        config(clock).to_builder().max_keys(max_keys).build().unwrap()
+    })
+}
+
+#[test]
+fn idle_keys_whose_open_period_ended_are_evicted_and_the_family_never_wedges() {
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let family = small_family(&registry, "idle-half-open", &clock, 2);
+    fail(&family.get_or_insert("tenant-a"), 2);
+    fail(&family.get_or_insert("tenant-b"), 2);
+    // Nobody calls them again; a day later they hold nothing worth keeping.
+    clock.advance(Duration::from_secs(86_400));
+    let c = family.get_or_insert("tenant-c");
+    assert_eq!(c.key(), Some("tenant-c"));
+    assert!(
+        family.get("tenant-c").is_some(),
+        "a breaker of its own, in the family"
+    );
+    assert_eq!(family.unguarded_calls().total(), 0);
+    assert_eq!(family.evictions(), 1);
+}
+
+#[test]
+fn a_half_open_key_with_a_probe_in_flight_is_kept() {
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let family = small_family(&registry, "probing-kept", &clock, 1);
+    let a = family.get_or_insert("a");
+    fail(&a, 2);
+    clock.advance(Duration::from_secs(30));
+    let probe = a.try_acquire().expect("a probe");
+    assert_eq!(a.state(), State::HalfOpen);
+    let b = family.get_or_insert("b");
+    assert!(family.get("b").is_none(), "served unguarded: `a` is probing");
+    drop(b);
+    drop(probe);
+    assert!(family.get_or_insert("b").key() == Some("b") && family.get("b").is_some());
+    assert_eq!(family.keys(), ["b"]);
+}
+
+#[test]
+fn one_failing_new_tenant_never_refuses_another_new_tenant() {
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let family = small_family(&registry, "no-shared-overflow", &clock, 2);
+    fail(&family.get_or_insert("a"), 2);
+    fail(&family.get_or_insert("b"), 2);
+    // Every slot holds an open key: a new tenant failing again and again...
+    for _ in 0..10 {
+        fail(&family.get_or_insert("tenant-bad"), 3);
+    }
+    // ...refuses no other new tenant, and no open key was forgotten.
+    for tenant in ["tenant-c", "tenant-d", "tenant-bad"] {
+        let b = family.get_or_insert(tenant);
+        assert!(ready(b.call(async { Ok::<(), &str>(()) })).is_ok(), "{tenant}");
+    }
+    for key in ["a", "b"] {
+        assert!(refusal(&family.get_or_insert(key)).is_rejected(), "{key}");
+    }
+    assert_eq!(family.unguarded_calls().full, 13);
+}
+
+#[test]
+fn a_key_spelled_overflow_is_a_key_like_any_other() {
+    let registry = Registry::new();
+    let family = registry.family_or_insert("overflow-spelled", Config::default);
+    let bad = family.get_or_insert("line\nbreak");
+    let overflow = family.get_or_insert("_overflow");
+    assert!(!std::sync::Arc::ptr_eq(&bad, &overflow));
+    assert_eq!(overflow.key(), Some("_overflow"));
+    assert_eq!(family.keys(), ["_overflow"]);
+    overflow.force_open();
+    assert!(ready(
+        family
+            .get_or_insert("line\nbreak")
+            .call(async { Ok::<(), &str>(()) })
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_failure_in_flight_across_an_eviction_opens_the_key() {
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let family = small_family(&registry, "in-flight-open", &clock, 1);
+    let a = family.get_or_insert("a");
+    fail(&a, 1);
+    let call = a.try_acquire().expect("closed");
+    // Another key takes `a`'s place while the call runs.
+    family.get_or_insert("b");
+    assert_eq!(family.keys(), ["b"]);
+    // The call fails: `a` had two consecutive failures, so it opens...
+    call.record(false);
+    // ...and the next call on `a` is refused, for the time that remained.
+    let next = family.get_or_insert("a");
+    assert!(!std::sync::Arc::ptr_eq(&a, &next));
+    assert_eq!(next.state(), State::Open);
+    let e = refusal(&next);
+    assert_eq!(e.key(), Some("a"));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+}
+
+#[test]
+fn a_failure_in_flight_across_an_eviction_still_counts_for_the_key() {
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let family = small_family(&registry, "in-flight-count", &clock, 1);
+    let a = family.get_or_insert("a");
+    let call = a.try_acquire().expect("closed");
+    family.get_or_insert("b");
+    call.record(false);
+    let next = family.get_or_insert("a");
+    assert_eq!(next.stats().failures, 1);
+    assert_eq!(next.stats().consecutive_failures, 1);
+    fail(&next, 1);
+    assert_eq!(
+        next.state(),
+        State::Open,
+        "two consecutive failures of `a` open it"
+    );
+}

@@ -357,6 +357,20 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether a family may evict this key's breaker now: `Ok` when it holds
+    /// nothing worth keeping (closed, or half-open with no probe in flight:
+    /// an open period that has ended moves to half-open here); otherwise
+    /// `Err` with the clock reading at which that may change, when known
+    /// (the end of an open period).
+    pub(crate) fn eviction_check(&self) -> Result<(), Option<u64>> {
+        match self.state() {
+            State::Closed => Ok(()),
+            State::HalfOpen if self.load().in_flight() == 0 => Ok(()),
+            State::Open => Err(Some(self.open_until.load(Ordering::Acquire))),
+            State::HalfOpen | State::ForcedOpen | State::Disabled => Err(None),
+        }
+    }
+
     /// A snapshot of the state and every count. The counts are exact.
     pub fn stats(&self) -> Stats {
         let state = self.state();
@@ -883,6 +897,9 @@ impl CircuitBreaker {
         if probe {
             self.probe_ended(CallEnd::Throttled);
         }
+        if opened {
+            self.hand_over_if_evicted();
+        }
         opened
     }
 
@@ -995,12 +1012,39 @@ impl CircuitBreaker {
                 self.rare().probes[finish.index()].fetch_add(1, Ordering::Relaxed);
                 let transition = self.finish_probe(ticket, finish, slow);
                 self.probe_ended(finish);
+                self.tell_family_probe_ended();
                 transition
             }
         };
         let moved = transition.is_some();
         self.emit(transition);
+        if matches!(finish, CallEnd::Failure | CallEnd::Timeout) {
+            self.hand_over_if_evicted();
+        }
         moved
+    }
+
+    /// A keyed breaker's probe ended: its family may evict the key now, if
+    /// it is full (a probe that ends without a transition says so only here).
+    fn tell_family_probe_ended(&self) {
+        if let Some(family) = self.key_tag().and_then(|tag| tag.home.upgrade()) {
+            family.key_settled();
+        }
+    }
+
+    /// A keyed breaker whose key was evicted while this call was in flight:
+    /// the failure is handed over to the key's breaker in its family now,
+    /// so that it still counts for the key (see the family's `handover`
+    /// module). One load of the key's tag on the failure path; nothing for
+    /// an unkeyed breaker.
+    fn hand_over_if_evicted(&self) {
+        if let Some(tag) = self.key_tag() {
+            if !tag.detached && tag.evicted.load(Ordering::Acquire) {
+                if let Some(family) = tag.home.upgrade() {
+                    family.hand_over(self);
+                }
+            }
+        }
     }
 
     fn finish_closed(&self, ticket: Ticket, finish: CallEnd, slow: bool) -> Option<Transition> {

@@ -39,15 +39,33 @@
 //! # Bounded
 //!
 //! A family holds at most `max_keys` keys (a configuration field, default
-//! 100). A new key beyond it evicts the least recently used key whose breaker
-//! is closed; open, half-open, forced-open and disabled breakers are never
-//! evicted. When none can be, the call goes through the family's overflow
-//! breaker, whose key is [`OVERFLOW_KEY`]. A key that breaks the name rule
+//! 100). A new key beyond it evicts the least recently used key that holds
+//! nothing worth keeping: a closed breaker, or a half-open one (its open
+//! period is over) with no probe in flight. An open, forced-open or disabled
+//! key is never evicted, so an open key is refused until its period ends
+//! however many other keys come and go. Evictions are counted
+//! ([`Family::evictions`], the metric `circuit_breaker_family_evictions_total`,
+//! the admin API) and logged at DEBUG, and an evicted key's metric series
+//! leave `/metrics`. A `max_keys` lowered at run time (a reload, or
+//! [`Family::reconfigure`]) evicts such keys the same way at once.
+//!
+//! When every key holds something worth keeping, a new key is served
+//! *unguarded*: its call goes through a breaker made for that call alone,
+//! outside the family (the family's configuration, so `call_timeout` still
+//! applies, and the family's forced-open, disabled or open state), and counted
+//! in [`Family::unguarded_calls`]. A key that breaks the name rule
 //! ([`cb_syntax::check_name`]: 1 to 256 bytes, not only white space, no
-//! control characters) goes to the overflow breaker too, with one WARN per
-//! family. An evicted key's metric series leave `/metrics`, and the admin
-//! API no longer lists it. A `max_keys` lowered at run time (a reload, or
-//! [`Family::reconfigure`]) evicts closed keys the same way at once.
+//! control characters) is served the same way, with one WARN per family.
+//! No two keys ever share a breaker, so no key's failures can refuse
+//! another key's calls; the only way one key refuses others is
+//! `family_open_keys` (below). A key spelled `_overflow` is a key like any
+//! other.
+//!
+//! A call in flight keeps its breaker even if its key is evicted meanwhile.
+//! If it then fails, the failure is handed over to the key's breaker in the
+//! family (see the `handover` module): it counts for the key, and if it
+//! opened the evicted breaker, the key's breaker opens for the time that
+//! remains.
 //!
 //! # The provider above the models
 //!
@@ -69,8 +87,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+#[path = "family/evict.rs"]
+mod evict;
+#[path = "family/handover.rs"]
+mod handover;
 #[path = "family/lease.rs"]
 mod lease;
+pub use evict::UnguardedCalls;
 pub use lease::Lease;
 
 use crate::breaker::CircuitBreaker;
@@ -83,9 +106,9 @@ use crate::preset::Preset;
 use crate::state::State;
 use crate::transition::{Reason, TransitionCounts};
 
-/// The key of a family's overflow breaker: the calls whose key could not get
-/// a breaker of its own (the family is full of keys that cannot be evicted,
-/// or the key breaks the name rule). A request's key `"_overflow"` goes there too.
+/// A key that earlier versions gave a family's shared overflow breaker. A
+/// family has no shared breaker any more (see the [module documentation](self)):
+/// `"_overflow"` is a key like any other, with a breaker of its own.
 pub const OVERFLOW_KEY: &str = "_overflow";
 
 pub use crate::breaker::ID_SEPARATOR;
@@ -143,9 +166,15 @@ pub struct Family {
     len: AtomicUsize,
     /// The logical clock of `KeyEntry::last_used`.
     tick: AtomicU64,
-    /// Serialises creation and eviction of keys.
-    create: Mutex<()>,
-    overflow: OnceLock<(Arc<CircuitBreaker>, Arc<TransitionCounts>)>,
+    /// Serialises creation and eviction of keys, and remembers the last
+    /// search for a key to evict that found none.
+    create: Mutex<evict::Scan>,
+    /// Keys evicted, in all.
+    evictions: AtomicU64,
+    /// Calls served unguarded: the family was full, and the key broke the name rule.
+    unguarded: [AtomicU64; 2],
+    /// Bumped each time a key closes or half-opens: a key may be evictable again.
+    settled: AtomicU64,
     /// The one WARN about keys that break the name rule has been given.
     warned_bad_key: AtomicBool,
     /// The configuration asked for at creation (or the last reconfigure's).
@@ -181,8 +210,10 @@ impl Family {
             keys: KeyMap::with_hasher(foldhash::fast::RandomState::default()),
             len: AtomicUsize::new(0),
             tick: AtomicU64::new(0),
-            create: Mutex::new(()),
-            overflow: OnceLock::new(),
+            create: Mutex::new(evict::Scan::default()),
+            evictions: AtomicU64::new(0),
+            unguarded: [AtomicU64::new(0), AtomicU64::new(0)],
+            settled: AtomicU64::new(0),
             warned_bad_key: AtomicBool::new(false),
             requested: base.clone(),
             base: RwLock::new(base),
@@ -231,9 +262,10 @@ impl Family {
     }
 
     /// The breaker of `key`, created if there is none yet (evicting the least
-    /// recently used closed key when the family holds `max_keys`). The
-    /// overflow breaker when no key can be evicted, or when `key` breaks the
-    /// name rule.
+    /// recently used key that holds nothing worth keeping when the family
+    /// holds `max_keys`). When no key can be evicted, or when `key` breaks
+    /// the name rule, a breaker made for this call alone, outside the family
+    /// (an unguarded call; see the [module documentation](self)).
     ///
     /// Finding an existing key takes no lock and allocates nothing.
     #[inline]
@@ -248,27 +280,25 @@ impl Family {
         self.insert(key)
     }
 
-    /// The breaker of `key`, if the family has one (the overflow breaker for
-    /// [`OVERFLOW_KEY`], once it exists). Counts as a use for eviction.
+    /// The breaker of `key`, if the family has one. Counts as a use for
+    /// eviction.
     pub fn get(&self, key: &str) -> Option<Arc<CircuitBreaker>> {
-        if key == OVERFLOW_KEY {
-            return self.overflow();
-        }
         let keys = self.keys.pin();
         let entry = keys.get(key)?;
         self.touch(entry.tag());
         Some(Arc::clone(&entry.breaker))
     }
 
-    /// The family's keys, sorted (not the overflow key).
+    /// The family's keys, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.keys.pin().keys().map(|k| k.to_string()).collect();
         keys.sort_unstable();
         keys
     }
 
-    /// How many keys the family holds (at most `max_keys`; the overflow
-    /// breaker is not counted).
+    /// How many keys the family holds: at most `max_keys`, or a few more
+    /// while failures of calls in flight across an eviction reopen evicted
+    /// keys (an open key is never forgotten).
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
     }
@@ -278,18 +308,12 @@ impl Family {
         self.len() == 0
     }
 
-    /// The family's overflow breaker, once a call needed it.
-    pub fn overflow(&self) -> Option<Arc<CircuitBreaker>> {
-        self.overflow.get().map(|(b, _)| Arc::clone(b))
-    }
-
-    /// Every breaker of the family, sorted by key, the overflow breaker last.
+    /// Every breaker of the family, sorted by key.
     pub fn breakers(&self) -> Vec<Arc<CircuitBreaker>> {
         self.observed().into_iter().map(|(b, _)| b).collect()
     }
 
-    /// How many of the family's breakers (the overflow one included) are
-    /// open or forced open now.
+    /// How many of the family's keys are open or forced open now.
     pub fn open_keys(&self) -> usize {
         self.breakers().iter().filter(|b| b.state().is_open()).count()
     }
@@ -349,8 +373,7 @@ impl Family {
         }
     }
 
-    /// Every breaker with its transition counts, sorted by key, the
-    /// overflow breaker last.
+    /// Every breaker with its transition counts, sorted by key.
     pub(crate) fn observed(&self) -> Vec<(Arc<CircuitBreaker>, Arc<TransitionCounts>)> {
         let mut all: Vec<(Arc<CircuitBreaker>, Arc<TransitionCounts>)> = self
             .keys
@@ -359,9 +382,6 @@ impl Family {
             .map(|e| (Arc::clone(&e.breaker), Arc::clone(&e.counts)))
             .collect();
         all.sort_unstable_by(|a, b| a.0.key().cmp(&b.0.key()));
-        if let Some((b, c)) = self.overflow.get() {
-            all.push((Arc::clone(b), Arc::clone(c)));
-        }
         all
     }
 
@@ -385,13 +405,10 @@ impl Family {
     }
 
     /// A key that is not in the map yet: created, after an eviction if the
-    /// family is full, or the overflow breaker.
+    /// family is full, or served unguarded.
     #[cold]
     #[inline(never)]
     fn insert(&self, key: &str) -> Arc<CircuitBreaker> {
-        if key == OVERFLOW_KEY {
-            return self.overflow_breaker();
-        }
         if let Err(error) = cb_syntax::check_name(key) {
             if !self.warned_bad_key.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -399,14 +416,15 @@ impl Family {
                     breaker = self.name,
                     %error,
                     "circuit breaker family `{}` was given a key that breaks the name rule ({error}); \
-                     such keys share the family's `{OVERFLOW_KEY}` breaker (warned once per family)",
+                     such calls are served unguarded, each with a breaker of its own for that call \
+                     (warned once per family)",
                     self.name
                 );
             }
-            return self.overflow_breaker();
+            return self.unguarded(key, evict::Why::BadKey);
         }
         let (breaker, evicted) = {
-            let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut scan = self.create.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(entry) = self.keys.pin().get(key) {
                 self.touch(entry.tag());
                 return Arc::clone(&entry.breaker);
@@ -414,69 +432,29 @@ impl Family {
             let max = self.config().max_keys() as usize;
             let mut evicted = Vec::new();
             while self.len() >= max {
-                match self.evict_one() {
+                match self.evict_one(&mut scan) {
                     Some(gone) => evicted.push(gone),
                     None => break,
                 }
             }
             if self.len() >= max {
-                drop(_create);
+                drop(scan);
                 self.detach(&evicted);
-                return self.overflow_breaker();
+                return self.unguarded(key, evict::Why::Full);
             }
-            let key: Arc<str> = Arc::from(key);
-            let (breaker, counts) = self.make(Arc::clone(&key));
-            self.keys.pin().insert(
-                key,
-                KeyEntry {
-                    breaker: Arc::clone(&breaker),
-                    counts,
-                },
-            );
-            self.len.fetch_add(1, Ordering::AcqRel);
+            let (breaker, counts) = self.make(Arc::from(key));
+            self.add(breaker.clone(), counts);
             (breaker, evicted)
         };
         self.detach(&evicted);
         breaker
     }
 
-    /// Evicts closed keys, least recently used first, until the family holds
-    /// at most `max_keys`: a lowered `max_keys` applies at once, not only as
-    /// new keys arrive. Keys that are not closed stay until they close.
-    fn trim(&self) {
-        let max = self.config().max_keys() as usize;
-        let mut evicted = Vec::new();
-        {
-            let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
-            while self.len() > max {
-                match self.evict_one() {
-                    Some(gone) => evicted.push(gone),
-                    None => break,
-                }
-            }
-        }
-        self.detach(&evicted);
-    }
-
-    /// Removes the least recently used key whose breaker is closed; `None`
-    /// when every key is open, half-open, forced open or disabled. Call with
-    /// `create` held.
-    fn evict_one(&self) -> Option<Arc<CircuitBreaker>> {
-        let keys = self.keys.pin();
-        let victim = keys
-            .iter()
-            .filter(|(_, e)| e.breaker.state() == State::Closed)
-            .min_by_key(|(_, e)| e.tag().last_used.load(Ordering::Relaxed))
-            .map(|(k, e)| (Arc::clone(k), e.tag()))?;
-        let (victim, tag) = victim;
-        // Before the key leaves the map: no thread uses its cached breaker
-        // for a call that starts after the key is gone.
-        tag.evicted.store(true, Ordering::Release);
-        let removed = keys.remove(&victim).map(|e| Arc::clone(&e.breaker));
-        if removed.is_some() {
-            self.len.fetch_sub(1, Ordering::AcqRel);
-        }
-        removed
+    /// Puts a new key's breaker in the map. Call with `create` held.
+    fn add(&self, breaker: Arc<CircuitBreaker>, counts: Arc<TransitionCounts>) {
+        let key = Arc::clone(&breaker.key_tag().expect("a family's breakers are keyed").key);
+        self.keys.pin().insert(key, KeyEntry { breaker, counts });
+        self.len.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Tells the hooks that the `evicted` breakers left (their metric series go).
@@ -490,14 +468,6 @@ impl Family {
                 hook.detach_key(breaker);
             }
         }
-    }
-
-    fn overflow_breaker(&self) -> Arc<CircuitBreaker> {
-        let (breaker, _) = self.overflow.get_or_init(|| {
-            let _create = self.create.lock().unwrap_or_else(PoisonError::into_inner);
-            self.make(Arc::from(OVERFLOW_KEY))
-        });
-        Arc::clone(breaker)
     }
 
     /// A new breaker for `key`, with its configuration, its observers and the
@@ -519,17 +489,22 @@ impl Family {
             }
         };
         // The newest use: a new key is not the first to be evicted.
-        let tag = KeyTag::new(key, self.id, self.tick.fetch_add(1, Ordering::Relaxed) + 1);
+        let tag =
+            KeyTag::new(key, self.id, self.tick.fetch_add(1, Ordering::Relaxed) + 1).homed(self.me.clone());
         let breaker = Arc::new(CircuitBreaker::keyed(self.name, tag, config));
         let counts = Arc::new(TransitionCounts::default());
         let c = Arc::clone(&counts);
         breaker.on_transition(move |t| c.record(t));
         let family = self.me.clone();
         breaker.on_transition(move |t| {
-            if t.to == State::Open && t.reason != Reason::FamilyOpen {
-                if let Some(family) = family.upgrade() {
-                    family.key_opened();
-                }
+            let Some(family) = family.upgrade() else {
+                return;
+            };
+            match t.to {
+                State::Open if t.reason != Reason::FamilyOpen => family.key_opened(),
+                // The key may be evictable now.
+                State::Closed | State::HalfOpen => family.key_settled(),
+                _ => {}
             }
         });
         {
@@ -544,6 +519,12 @@ impl Family {
                 hook.attach(&breaker);
             }
         }
+        self.impose(&breaker);
+        (breaker, counts)
+    }
+
+    /// Puts a new breaker in the family's manual or open state.
+    fn impose(&self, breaker: &CircuitBreaker) {
         match self.manual.load(Ordering::Acquire) {
             MANUAL_FORCED_OPEN => breaker.force_open(),
             MANUAL_DISABLED => breaker.disable(),
@@ -553,7 +534,6 @@ impl Family {
                 }
             }
         }
-        (breaker, counts)
     }
 
     /// A key opened on its own: opens the family when `family_open_keys`
@@ -604,17 +584,16 @@ impl Family {
     fn resolve_key(&self, key: &str) -> Result<Config, ConfigError> {
         let base = self.base.read().unwrap_or_else(PoisonError::into_inner).clone();
         let file = self.link.file();
-        self.resolve_with(&base, key, file.as_deref(), &(self.link.env)())
+        self.resolve_with(&base, Some(key), file.as_deref(), &(self.link.env)())
     }
 
     fn resolve_with(
         &self,
         base: &Config,
-        key: &str,
+        key: Option<&str>,
         file: Option<&FileConfig>,
         vars: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let key = (key != OVERFLOW_KEY).then_some(key);
         Family::resolve_layers(self.name, key, base, self.preset, file, vars)
     }
 
@@ -631,11 +610,10 @@ impl Family {
             Some(b) => b.clone(),
             None => self.base.read().unwrap_or_else(PoisonError::into_inner).clone(),
         };
-        let family = self.resolve_with(&base, OVERFLOW_KEY, file, vars)?;
+        let family = self.resolve_with(&base, None, file, vars)?;
         let mut keys = Vec::new();
         for breaker in self.breakers() {
-            let key = breaker.key().unwrap_or(OVERFLOW_KEY);
-            let config = self.resolve_with(&base, key, file, vars)?;
+            let config = self.resolve_with(&base, breaker.key(), file, vars)?;
             // Checked now, so that nothing changes on an error.
             let config = config.to_builder().build()?;
             keys.push((breaker, config));

@@ -16,7 +16,7 @@
 
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// What a keyed breaker carries of its key: the key, and what a thread's
 /// cache of key breakers checks before it reuses the breaker for a call
@@ -32,6 +32,14 @@ pub(crate) struct KeyTag {
     pub(crate) evicted: AtomicBool,
     /// The family's logical time of the key's last use.
     pub(crate) last_used: AtomicU64,
+    /// The family that made the breaker: where the failure of a call in
+    /// flight across the key's eviction is handed over (see the family's
+    /// `handover` module).
+    pub(crate) home: Weak<crate::family::Family>,
+    /// The breaker was made for one call only and was never in its family's
+    /// map (the family was full of keys it may not forget, or the key breaks
+    /// the name rule): nothing of it is handed over.
+    pub(crate) detached: bool,
 }
 
 impl KeyTag {
@@ -43,7 +51,23 @@ impl KeyTag {
             family,
             evicted: AtomicBool::new(false),
             last_used: AtomicU64::new(last_used),
+            home: Weak::new(),
+            detached: false,
         }
+    }
+
+    /// The tag of a key of the family `home`.
+    pub(crate) fn homed(mut self, home: Weak<crate::family::Family>) -> Self {
+        self.home = home;
+        self
+    }
+
+    /// The tag of a breaker made for one call, outside its family's map: it
+    /// counts as evicted from the start, so no thread's cache reuses it.
+    pub(crate) fn detached(mut self) -> Self {
+        self.detached = true;
+        self.evicted = AtomicBool::new(true);
+        self
     }
 
     /// This tag is the family `family`'s `key`, whose [`words`] are `words`.

@@ -261,3 +261,69 @@ async fn metrics_of_the_admin_router_carry_keys() {
         "{text}"
     );
 }
+
+/// A key `..` as a path segment resolves to the whole family's action (a URL
+/// parser treats `%2e%2e` the same); the query form addresses it alone.
+#[tokio::test]
+async fn a_key_spelled_dot_dot_is_acted_on_alone_through_the_query_form() {
+    let admin = admin(AdminAuth::bearer("s3cret")).await;
+    let family = admin.registry.family("openai").unwrap();
+    family.get_or_insert("..");
+    let (status, body) = admin.post("/families/openai/key/force-open?key=..").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key"], "..");
+    assert_eq!(family.get("..").unwrap().state(), State::ForcedOpen);
+    assert_eq!(admin.state("gpt-4o-mini"), State::Closed, "no other key moved");
+    assert_eq!(family.state(), State::Closed, "the family itself did not move");
+    let (status, one) = admin.get("/families/openai/key?key=..").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["state"], "forced_open");
+    // A missing key, an unknown one, and no token.
+    let (status, body) = admin.post("/families/openai/key/reset").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("?key="),
+        "{body}"
+    );
+    let (status, _) = admin.post("/families/openai/key/reset?key=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin
+        .send(Method::POST, "/families/openai/key/reset?key=..", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The status page addresses keys through the query.
+    let script = admin
+        .http
+        .get(format!("{}/ui/status.js", admin.base))
+        .send()
+        .await
+        .unwrap();
+    let script = script.text().await.unwrap();
+    assert!(
+        script.contains("\"/key\", query: \"?key=\""),
+        "the page's key actions use the query form"
+    );
+}
+
+/// A family closed as a whole with open and throttled keys reads as
+/// degraded, and names those keys.
+#[tokio::test]
+async fn a_family_with_open_keys_reads_as_degraded_and_names_them() {
+    let admin = admin(AdminAuth::bearer("s3cret")).await;
+    let family = admin.registry.family("openai").unwrap();
+    family
+        .get_or_insert("o3")
+        .try_acquire()
+        .unwrap()
+        .record_outcome(cb_runtime::Outcome::Throttled);
+    let (_, view) = admin.get("/families/openai").await;
+    assert_eq!(view["state"], "closed");
+    assert_eq!(view["status"], "degraded", "{view}");
+    assert_eq!(view["open"], serde_json::json!(["gpt-4o"]));
+    assert_eq!(view["throttled"], serde_json::json!(["o3"]));
+    assert_eq!(view["evictions"], 0);
+    assert_eq!(view["unguarded_calls"]["full"], 0);
+    family.reset();
+    let (_, view) = admin.get("/families/openai").await;
+    assert_eq!(view["status"], "ok", "{view}");
+}

@@ -520,17 +520,21 @@ async fn scenario(
 async fn family_scenario(client: &Client, base: &str, registry: &'static Registry) -> Outcome {
     let family = registry.family("llm").ok_or("no family `llm`")?;
     wd(client.goto(base).await)?;
-    let row = shows_state(client, "llm", "closed", "Closed").await?;
+    // Closed as a whole, but with a key open: degraded at a glance, the open
+    // key named without expanding the row.
+    let row = shows_state(client, "llm", "degraded", "Degraded").await?;
     expect(row.open_left == "\u{2014}", format!("the family row: {row:?}"))?;
     let count = wd(client
         .execute(
             "const tr = document.querySelector('#breakers tbody tr.family[data-family=\"llm\"]');
-             return [tr.querySelector('td.open-keys').textContent, document.querySelectorAll('tr.key-row').length];",
+             const cell = tr.querySelector('td.open-keys');
+             return [cell.firstChild.textContent, cell.querySelector('.key-list-open').textContent,
+                     document.querySelectorAll('tr.key-row').length];",
             vec![],
         )
         .await)?;
     expect(
-        count == json!(["1 of 2 keys open", 0]),
+        count == json!(["1 of 2 keys open", "open: gpt-4o", 0]),
         format!("the family row before expanding: {count}"),
     )?;
     // Expanded, a row per key, under the family.

@@ -6,8 +6,10 @@
 //! registering the metrics adds nothing to a call. Every metric has a `name`
 //! label, the breaker's name; a keyed breaker's series (see
 //! [`Family`](crate::Family)) also have a `key` label, its key. A family
-//! exposes the keys it holds now, at most `max_keys` and its overflow key,
-//! so the label's cardinality is bounded: an evicted key's series leave.
+//! exposes the keys it holds now, at most `max_keys`, so the label's
+//! cardinality is bounded: an evicted key's series leave. A family as a
+//! whole has series of its own (its keys, evictions and unguarded calls; see
+//! the table at the end).
 //!
 //! | metric | type | labels | value |
 //! |---|---|---|---|
@@ -25,6 +27,14 @@
 //!
 //! The state is what the next call would meet: an open breaker whose open
 //! duration has elapsed is reported half-open (pitfall 11).
+//!
+//! Families of keyed breakers, as a whole:
+//!
+//! | metric | type | labels | value |
+//! |---|---|---|---|
+//! | `circuit_breaker_family_keys` | gauge | `name` | keys the family holds now (at most `max_keys`) |
+//! | `circuit_breaker_family_evictions_total` | counter | `name` | keys evicted to make room for new ones |
+//! | `circuit_breaker_family_unguarded_calls_total` | counter | `name`, `reason` | calls served by a breaker made for that call alone: `full` (every key held was open or probing), `bad_key` (the key broke the name rule) |
 //!
 //! # The duration histogram is opt-in
 //!
@@ -56,6 +66,9 @@
 //! let text = cb_runtime::metrics::encode(&prom.gather());
 //! assert!(text.contains(r#"circuit_breaker_state{name="metrics-doc"} 0"#));
 //! ```
+
+#[path = "metrics/family.rs"]
+mod family;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -167,6 +180,7 @@ impl BreakerCollector {
         ]
         .into_iter()
         .flatten()
+        .chain(family::descs())
         .collect();
         BreakerCollector { registry, descs }
     }
@@ -299,8 +313,8 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
         unkeyed.add(&[breaker.name()], &breaker, &counts);
     }
     // Keyed breakers: the same metrics with a `key` label, one series per
-    // key the family holds now, so at most `max_keys` (and the overflow
-    // key) per family; an evicted key's series are gone.
+    // key the family holds now, so at most `max_keys` per family; an
+    // evicted key's series are gone.
     let keyed = Series::new(&["key"])?;
     for family in registry.family_list() {
         for (breaker, counts) in family.observed() {
@@ -313,6 +327,7 @@ fn collect(registry: &Registry) -> prometheus::Result<Vec<MetricFamily>> {
     }
     let mut families = unkeyed.collect();
     merge(&mut families, keyed.collect());
+    families.extend(family::collect(registry)?);
     if let Some(durations) = registry.hook::<Histogram<CallDuration>>() {
         families.extend(durations.series.collect());
         merge(&mut families, durations.keyed.collect());

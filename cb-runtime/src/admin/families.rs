@@ -8,6 +8,14 @@
 //! | `GET /families/{name}/keys/{key}` | 200, one key's breaker; 404 if the family or the key is unknown |
 //! | `POST /families/{name}/reset` (`force-open`, `disable`) | 200, the whole family ([`Family::reset`](crate::Family::reset), ...) |
 //! | `POST /families/{name}/keys/{key}/reset` (`force-open`, `disable`) | 200, one key |
+//! | `GET /families/{name}/key?key={key}` | 200, one key's breaker, the key in the query |
+//! | `POST /families/{name}/key/reset?key={key}` (`force-open`, `disable`) | 200, one key, the key in the query |
+//!
+//! A key may be any text the name rule allows, `..` and `.` included, and a
+//! URL parser resolves those as path segments (`%2e%2e` too): the path
+//! `/families/openai/keys/../force-open` *is* `/families/openai/force-open`,
+//! the whole family's action. The query forms address every key, and the
+//! status page uses them.
 //!
 //! The mutations need the bearer token as the other mutations do (401, or
 //! 403 with none configured), checked before the name and the key; a
@@ -17,8 +25,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State as AxumState};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
@@ -26,7 +34,7 @@ use serde::Serialize;
 
 use super::{Admin, ApiError, BreakerView, ConfigView};
 use crate::breaker::CircuitBreaker;
-use crate::family::{Family, OVERFLOW_KEY};
+use crate::family::Family;
 
 /// The family routes, added to the admin router.
 pub(super) fn routes(router: Router<Admin>) -> Router<Admin> {
@@ -55,6 +63,42 @@ pub(super) fn routes(router: Router<Admin>) -> Router<Admin> {
             "/families/{name}/keys/{key}/disable",
             key_mutation("disable", CircuitBreaker::disable),
         )
+        .route("/families/{name}/key", get(one_key_in_query))
+        .route(
+            "/families/{name}/key/reset",
+            key_mutation_in_query("reset", CircuitBreaker::reset),
+        )
+        .route(
+            "/families/{name}/key/force-open",
+            key_mutation_in_query("force-open", CircuitBreaker::force_open),
+        )
+        .route(
+            "/families/{name}/key/disable",
+            key_mutation_in_query("disable", CircuitBreaker::disable),
+        )
+}
+
+/// The query of the routes that take the key there: `?key=<key>`.
+#[derive(Debug, serde::Deserialize)]
+struct KeyQuery {
+    key: String,
+}
+
+/// The family's name in the path and the key in the query, checked.
+fn checked_in_query(
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<Vec<String>, ApiError> {
+    let name = super::breaker_name(path)?;
+    let Query(KeyQuery { key }) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "the key goes in the query, percent-encoded: `?key=<key>`".to_owned(),
+        )
+    })?;
+    cb_syntax::check_name(&key).map_err(|e| ApiError::bad_name(&e.to_string()))?;
+    Ok(vec![name, key])
 }
 
 /// One family, as `GET /families/{name}` returns it.
@@ -68,23 +112,68 @@ pub struct FamilyView {
     pub state: &'static str,
     /// While the family is open: how long it stays so, in milliseconds.
     pub open_remaining_ms: Option<u64>,
-    /// Keys the family holds (the overflow breaker not counted).
+    /// Keys the family holds.
     pub len: usize,
-    /// Keys (the overflow breaker included) open or forced open now.
+    /// Keys open or forced open now.
     pub open_keys: usize,
     /// The family's configuration, `max_keys` and `family_open_keys` included.
     pub config: ConfigView,
-    /// Every key's breaker, sorted by key, the overflow breaker (`"_overflow"`) last.
+    /// Every key's breaker, sorted by key.
     pub keys: Vec<BreakerView>,
+    /// At a glance: `"ok"` when every key is closed (or disabled), `"degraded"`
+    /// when some keys are open, half-open or forced open, and the family's
+    /// own state otherwise (`"open"`, `"forced_open"`, `"disabled"`).
+    pub status: &'static str,
+    /// The keys open or forced open now for an outage (not throttled), sorted.
+    pub open: Vec<String>,
+    /// The keys open, or half-open, after a rate limit (a 429): throttled, not down.
+    pub throttled: Vec<String>,
+    /// The keys half-open now (probing), sorted.
+    pub half_open: Vec<String>,
+    /// Keys evicted to make room for new ones, in all.
+    pub evictions: u64,
+    /// Calls served by a breaker made for that call alone (see
+    /// [`Family::unguarded_calls`](crate::Family::unguarded_calls)).
+    pub unguarded_calls: UnguardedView,
+}
+
+/// A family's unguarded calls, by why.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct UnguardedView {
+    /// The family held `max_keys` keys, none of which could be evicted.
+    pub full: u64,
+    /// The key broke the name rule.
+    pub bad_key: u64,
 }
 
 impl FamilyView {
     /// The view of `family` now.
     pub fn of(family: &Family) -> Self {
-        let keys: Vec<BreakerView> = family.breakers().iter().map(|b| BreakerView::of(b)).collect();
+        let breakers = family.breakers();
+        let keys: Vec<BreakerView> = breakers.iter().map(|b| BreakerView::of(b)).collect();
+        let mut open = Vec::new();
+        let mut throttled = Vec::new();
+        let mut half_open = Vec::new();
+        for (breaker, view) in breakers.iter().zip(&keys) {
+            let key = breaker.key().unwrap_or_default().to_owned();
+            if breaker.throttling() {
+                throttled.push(key);
+            } else if view.state == "open" || view.state == "forced_open" {
+                open.push(key);
+            } else if view.state == "half_open" {
+                half_open.push(key);
+            }
+        }
+        let state = family.state().as_str();
+        let status = match state {
+            "closed" if open.is_empty() && throttled.is_empty() && half_open.is_empty() => "ok",
+            "closed" => "degraded",
+            other => other,
+        };
+        let unguarded = family.unguarded_calls();
         FamilyView {
             name: family.name().to_owned(),
-            state: family.state().as_str(),
+            state,
             open_remaining_ms: family
                 .open_remaining()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -95,6 +184,15 @@ impl FamilyView {
                 .count(),
             config: ConfigView::from(&family.config()),
             keys,
+            status,
+            open,
+            throttled,
+            half_open,
+            evictions: family.evictions(),
+            unguarded_calls: UnguardedView {
+                full: unguarded.full,
+                bad_key: unguarded.bad_key,
+            },
         }
     }
 }
@@ -119,7 +217,7 @@ pub struct FamilyActionResult {
     pub previous_state: &'static str,
     /// The family's state after.
     pub state: &'static str,
-    /// How many breakers (keys and the overflow breaker) it applied to.
+    /// How many keys it applied to.
     pub keys: usize,
 }
 
@@ -175,15 +273,10 @@ fn family(admin: &Admin, name: &str) -> Result<Arc<Family>, ApiError> {
 /// The breaker of `key` in `family`, without creating it.
 fn key(family: &Family, key: &str) -> Result<Arc<CircuitBreaker>, ApiError> {
     family.get(key).ok_or_else(|| {
-        let what = if key == OVERFLOW_KEY {
-            "has no overflow breaker yet".to_owned()
-        } else {
-            format!("has no key `{key}`")
-        };
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("circuit breaker family `{}` {what}", family.name()),
+            format!("circuit breaker family `{}` has no key `{key}`", family.name()),
         )
     })
 }
@@ -246,26 +339,59 @@ fn key_mutation(action: &'static str, apply: fn(&CircuitBreaker)) -> MethodRoute
               headers: HeaderMap,
               path: Result<Path<(String, String)>, PathRejection>| async move {
             admin.auth.check(&headers)?;
-            let parts = checked(path)?;
-            let family = family(&admin, &parts[0])?;
-            let breaker = key(&family, &parts[1])?;
-            let previous_state = breaker.state().as_str();
-            apply(&breaker);
-            let (name, key) = (family.name().to_owned(), parts[1].clone());
-            tracing::info!(
-                target: "cb_runtime",
-                breaker = %name,
-                key = %key,
-                action,
-                "admin API: {action} key `{key}` of circuit breaker family `{name}`"
-            );
-            Ok::<_, ApiError>(Json(KeyActionResult {
-                name,
-                key,
-                action,
-                previous_state,
-                state: breaker.state().as_str(),
-            }))
+            mutate_key(&admin, checked(path)?, action, apply)
         },
     )
+}
+
+/// [`key_mutation`] with the key in the query.
+fn key_mutation_in_query(action: &'static str, apply: fn(&CircuitBreaker)) -> MethodRouter<Admin> {
+    post(
+        move |AxumState(admin): AxumState<Admin>,
+              headers: HeaderMap,
+              path: Result<Path<String>, PathRejection>,
+              query: Result<Query<KeyQuery>, QueryRejection>| async move {
+            admin.auth.check(&headers)?;
+            mutate_key(&admin, checked_in_query(path, query)?, action, apply)
+        },
+    )
+}
+
+async fn one_key_in_query(
+    AxumState(admin): AxumState<Admin>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<Json<BreakerView>, ApiError> {
+    let parts = checked_in_query(path, query)?;
+    let family = family(&admin, &parts[0])?;
+    let breaker = key(&family, &parts[1])?;
+    Ok(Json(BreakerView::of(&breaker)))
+}
+
+/// Applies one mutation to the key `parts[1]` of the family `parts[0]`.
+fn mutate_key(
+    admin: &Admin,
+    parts: Vec<String>,
+    action: &'static str,
+    apply: fn(&CircuitBreaker),
+) -> Result<Json<KeyActionResult>, ApiError> {
+    let family = family(admin, &parts[0])?;
+    let breaker = key(&family, &parts[1])?;
+    let previous_state = breaker.state().as_str();
+    apply(&breaker);
+    let (name, key) = (family.name().to_owned(), parts[1].clone());
+    tracing::info!(
+        target: "cb_runtime",
+        breaker = %name,
+        key = %key,
+        action,
+        "admin API: {action} key `{key}` of circuit breaker family `{name}`"
+    );
+    Ok(Json(KeyActionResult {
+        name,
+        key,
+        action,
+        previous_state,
+        state: breaker.state().as_str(),
+    }))
 }

@@ -16,6 +16,7 @@
     half_open: "Half-open",
     forced_open: "Forced open",
     disabled: "Disabled",
+    degraded: "Degraded",
   };
   const ACTIONS = {
     reset: { label: "Reset", verb: "Reset", effect: "closes it and clears its window" },
@@ -24,7 +25,7 @@
   };
 
   let token = null; // the bearer token, in memory only
-  let pending = null; // { label, path, action } waiting in the dialog
+  let pending = null; // { label, path: { path, query }, action } waiting in the dialog
   const expanded = new Set(); // the families whose keys are shown
   let lastGood = null; // when the API last answered
 
@@ -95,12 +96,14 @@
     return b.state === "open" && b.throttled === true ? "throttled" : b.state;
   }
 
-  // The API path of a breaker's actions: an unkeyed breaker's, or one key's of a family.
+  // The API path of a breaker's actions: an unkeyed breaker's, or one key's of a
+  // family. A key goes in the query: as a path segment a key `..` (or `%2e%2e`)
+  // would resolve to the whole family's action.
   function breakerPath(b) {
     if (typeof b.key === "string") {
-      return "families/" + encodeURIComponent(b.name) + "/keys/" + encodeURIComponent(b.key);
+      return { path: "families/" + encodeURIComponent(b.name) + "/key", query: "?key=" + encodeURIComponent(b.key) };
     }
-    return "circuit-breakers/" + encodeURIComponent(b.name);
+    return { path: "circuit-breakers/" + encodeURIComponent(b.name), query: "" };
   }
 
   function breakerLabel(b) {
@@ -179,10 +182,13 @@
   // expands to a row per key.
   function familyRows(f, fetchedAt) {
     const keys = Array.isArray(f.keys) ? f.keys : [];
-    const tr = el("tr", "family state-" + f.state);
+    // A family closed as a whole but with keys open, throttled or probing
+    // reads as degraded at a glance, not as a green row.
+    const shown = f.status === "degraded" ? "degraded" : f.state;
+    const tr = el("tr", "family state-" + shown);
     tr.setAttribute("data-name", f.name);
     tr.setAttribute("data-family", f.name);
-    tr.setAttribute("data-state", f.state);
+    tr.setAttribute("data-state", shown);
     const open = expanded.has(f.name);
 
     const name = el("td", "name");
@@ -198,10 +204,26 @@
     tr.append(name);
 
     const state = el("td");
-    state.append(el("span", "state", stateWord(f.state)));
+    state.append(el("span", "state", stateWord(shown)));
     tr.append(state);
     const count = el("td", "num open-keys", f.open_keys + " of " + keys.length + " keys open");
     count.setAttribute("colspan", "3");
+    // The keys that are not closed, named without expanding the row.
+    const named = [
+      ["open", Array.isArray(f.open) ? f.open : []],
+      ["throttled", Array.isArray(f.throttled) ? f.throttled : []],
+      ["half-open", Array.isArray(f.half_open) ? f.half_open : []],
+    ];
+    for (const [word, list] of named) {
+      if (list.length === 0) continue;
+      const shownKeys = list.slice(0, 5).join(", ") + (list.length > 5 ? " and " + (list.length - 5) + " more" : "");
+      count.append(el("div", "key-list key-list-" + word, word + ": " + shownKeys));
+    }
+    const unguarded = f.unguarded_calls && typeof f.unguarded_calls.full === "number" ?
+      f.unguarded_calls.full + f.unguarded_calls.bad_key : 0;
+    if (unguarded > 0 || f.evictions > 0) {
+      count.append(el("div", "muted", f.evictions + " evicted, " + unguarded + " calls unguarded"));
+    }
     tr.append(count);
     const left = el("td", "num open-left");
     if (typeof f.open_remaining_ms === "number") {
@@ -211,7 +233,7 @@
       left.textContent = "\u2014";
     }
     tr.append(left);
-    tr.append(actionCell(f.name + " (every key)", "families/" + encodeURIComponent(f.name)));
+    tr.append(actionCell(f.name + " (every key)", { path: "families/" + encodeURIComponent(f.name), query: "" }));
     const rows = [tr];
     if (open) {
       for (const k of keys) rows.push(row(k, fetchedAt));
@@ -323,7 +345,7 @@
     let response;
     try {
       response = await fetch(
-        path + "/" + action,
+        path.path + "/" + action + path.query,
         { method: "POST", headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" },
       );
     } catch (e) {

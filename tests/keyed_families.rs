@@ -238,3 +238,101 @@ fn a_failure_in_flight_across_an_eviction_still_counts_for_the_key() {
         "two consecutive failures of `a` open it"
     );
 }
+
+// ---- 5: transitions reach observers in order ---------------------------------
+
+/// Four threads fail at once on a breaker whose open period ends all the
+/// time: every transition an observer is told, and every event a
+/// subscriber gets, starts where the one before it ended.
+#[test]
+fn transitions_reach_observers_and_subscribers_in_the_order_they_happened() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let mut events = registry.subscribe();
+    let family = registry.family_or_insert("ordered", || {
+        Config::builder()
+            .clock(clock.clock())
+            .failure_threshold(1)
+            .half_open_max_calls(4)
+            .open_duration(Duration::from_millis(1))
+            .build()
+            .unwrap()
+    });
+    let breaker = family.get_or_insert("model");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    breaker.on_transition(move |t| s.lock().unwrap().push((t.from, t.to)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (clock, stop) = (clock.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                clock.advance(Duration::from_millis(1));
+                std::thread::yield_now();
+            }
+        })
+    };
+    let subscriber = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                let done = stop.load(Ordering::Acquire);
+                while let Some(e) = events.try_recv() {
+                    got.push((e.from, e.to));
+                }
+                if done {
+                    return (got, events.missed());
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let breaker = Arc::clone(&breaker);
+            std::thread::spawn(move || {
+                for n in 0..20_000 {
+                    let up = (n + i) % 3 == 0;
+                    let _ = ready(breaker.call(async move {
+                        if up {
+                            Ok(())
+                        } else {
+                            Err("down")
+                        }
+                    }));
+                    if n % 8 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    ticker.join().unwrap();
+    let (from_events, missed) = subscriber.join().unwrap();
+    let from_observer = seen.lock().unwrap().clone();
+    assert!(
+        from_observer.len() > 50,
+        "the run made {} transitions",
+        from_observer.len()
+    );
+    for (what, list) in [("on_transition", &from_observer), ("subscribe", &from_events)] {
+        let broken: Vec<_> = list.windows(2).filter(|w| w[0].1 != w[1].0).collect();
+        assert!(
+            broken.is_empty(),
+            "{what}: {} of {} out of order: {:?}",
+            broken.len(),
+            list.len(),
+            &broken[..broken.len().min(5)]
+        );
+    }
+    assert_eq!(missed, 0);
+    assert_eq!(from_events.len(), from_observer.len());
+}

@@ -50,7 +50,7 @@ use crate::outcome::CallEnd;
 use crate::state::{next_generation, Admission, State, StateWord, Ticket, MAX_IN_FLIGHT};
 use crate::stats::Stats;
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
-use crate::transition::{Observers, Reason, Transition};
+use crate::transition::{Observers, Publisher, Reason, Transition};
 use crate::window::{SlidingWindow, Tally};
 
 /// A circuit breaker guarding one dependency.
@@ -744,10 +744,16 @@ impl CircuitBreaker {
         }
         // A throttled period's half-open keeps the mark: still rate limited.
         let half_open = w.next(State::HalfOpen, w.throttled()).with_in_flight(probes);
-        if !self.cas(w, half_open) {
-            return Ok(None);
-        }
-        self.emit(Some(self.transition(w, half_open, Reason::OpenDurationElapsed)));
+        // Under the lock, as every other transition: stamped in the order of
+        // the states (once per open period, so the lock costs nothing).
+        let transition = {
+            let _inner = lock(&self.inner);
+            if !self.cas(w, half_open) {
+                return Ok(None);
+            }
+            self.transition(w, half_open, Reason::OpenDurationElapsed)
+        };
+        self.emit(Some(transition));
         Ok(Some(half_open))
     }
 
@@ -1285,20 +1291,30 @@ impl CircuitBreaker {
             failures_in_window: 0,
             calls_in_window: 0,
             rejected_while_open: None,
+            seq: self.publisher().stamp(),
         }
     }
 
-    /// Logs a transition and tells the observers, with no lock held.
+    /// What tells the observers the transitions in order: with the rare
+    /// counts, made at the first transition.
+    fn publisher(&self) -> &Publisher {
+        &self.rare().published
+    }
+
+    /// Logs a transition and tells the observers, with no lock held, in the
+    /// order the transitions happened (see `transition::Publisher`).
     fn emit(&self, transition: Option<Transition>) {
-        if let Some(mut t) = transition {
-            if t.from.is_open() {
-                t.rejected_while_open =
-                    Some(self.rejections.end_period(self.counters.sum(Counter::Rejected)));
-            } else if t.to.is_open() {
-                self.rejections.start_period(self.counters.sum(Counter::Rejected));
-            }
-            crate::log::transition(&t);
-            self.observers.notify(&t);
+        if let Some(t) = transition {
+            self.publisher().publish(t, |mut t| {
+                if t.from.is_open() {
+                    t.rejected_while_open =
+                        Some(self.rejections.end_period(self.counters.sum(Counter::Rejected)));
+                } else if t.to.is_open() {
+                    self.rejections.start_period(self.counters.sum(Counter::Rejected));
+                }
+                crate::log::transition(&t);
+                self.observers.notify(&t);
+            });
         }
     }
 

@@ -1,8 +1,10 @@
 //! Transition events, and the observers a breaker tells about them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::state::State;
@@ -34,6 +36,9 @@ pub struct Transition {
     pub calls_in_window: u64,
     /// On leaving open or forced open: calls rejected during that period.
     pub rejected_while_open: Option<u64>,
+    /// The breaker's count of transitions before this one: the order
+    /// observers are told them in (see [`Publisher`]).
+    pub(crate) seq: u64,
 }
 
 /// Why a breaker changed state: the [`Transition::reason`].
@@ -195,6 +200,86 @@ impl TransitionCounts {
     pub(crate) fn transitions(&self, from: State, to: State) -> u64 {
         self.transitions[usize::from(from.code())][usize::from(to.code())]
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Tells a breaker's transitions to its observers in the order they
+/// happened, each one's `from` the previous one's `to`.
+///
+/// A transition is made under the breaker's lock, and told with no lock
+/// held, so two threads that move one breaker one after the other could tell
+/// their transitions in the other order. Each transition is stamped under the
+/// lock ([`stamp`](Self::stamp)); [`publish`](Self::publish) queues it, and
+/// whichever thread finds nobody telling tells every queued transition whose
+/// turn has come, in stamp order, with no lock held while it does. A thread
+/// that finds another one telling returns at once: its transition is told by
+/// that one, right after those before it. An observer may move its own
+/// breaker: its transition is queued and told next.
+#[derive(Default)]
+pub(crate) struct Publisher {
+    stamps: AtomicU64,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// The stamp of the next transition to tell.
+    next: u64,
+    waiting: BTreeMap<u64, Transition>,
+    /// A thread is telling transitions now.
+    telling: bool,
+}
+
+/// Transitions waiting for an earlier one that never came: past this many,
+/// the gap is skipped (and logged) rather than every later one held back.
+const MAX_WAITING: usize = 1024;
+
+impl Publisher {
+    /// The next transition's place in the order. Call with the breaker's
+    /// lock held, where the transition is made.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamps.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Tells `t`, and every transition queued after it, to `tell`, in stamp
+    /// order.
+    pub(crate) fn publish(&self, t: Transition, tell: impl Fn(Transition)) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.waiting.insert(t.seq, t);
+        if queue.telling {
+            return;
+        }
+        queue.telling = true;
+        loop {
+            let ready = match queue.waiting.first_key_value() {
+                Some((&seq, _)) if seq == queue.next => true,
+                Some((&seq, t)) if queue.waiting.len() > MAX_WAITING => {
+                    tracing::error!(
+                        target: "cb_runtime",
+                        breaker = t.name,
+                        "circuit breaker `{}`: transition {} was never told; {} later ones skip it",
+                        t.name,
+                        queue.next,
+                        seq - queue.next
+                    );
+                    true
+                }
+                _ => false,
+            };
+            if !ready {
+                queue.telling = false;
+                return;
+            }
+            let Some((seq, t)) = queue.waiting.pop_first() else {
+                queue.telling = false;
+                return;
+            };
+            queue.next = seq + 1;
+            drop(queue);
+            // `tell` catches the observers' panics: `telling` is reset below.
+            tell(t);
+            queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 

@@ -327,3 +327,36 @@ async fn a_family_with_open_keys_reads_as_degraded_and_names_them() {
     let (_, view) = admin.get("/families/openai").await;
     assert_eq!(view["status"], "ok", "{view}");
 }
+
+/// A key open only for a rate limit is not an outage: `/health` stays 200,
+/// and names it `throttled`. A key holding `/` is escaped in the map.
+#[tokio::test]
+async fn health_calls_a_throttled_key_throttled_and_escapes_slashes() {
+    let admin = admin(AdminAuth::bearer("s3cret")).await;
+    let family = admin.registry.family("openai").unwrap();
+    family.get("gpt-4o").unwrap().reset();
+    let slashed = family.get_or_insert("org/a/b");
+    slashed
+        .try_acquire()
+        .unwrap()
+        .record_outcome(cb_runtime::Outcome::Throttled);
+    let (status, health) = admin.get("/health").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(
+        health["circuit_breakers"]["openai/org%2Fa%2Fb"], "throttled",
+        "{health}"
+    );
+    assert_eq!(health["summary"]["throttled"], 1);
+    assert_eq!(health["summary"]["unhealthy"], 0);
+    let h = admin.registry.health();
+    assert!(h.healthy && h.throttled == 1 && h.open == 1, "{h:?}");
+    // An outage is still unhealthy.
+    let _ = family
+        .get_or_insert("gpt-4o")
+        .call(async { Err::<(), _>("down") })
+        .await;
+    let (status, health) = admin.get("/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["circuit_breakers"]["openai/gpt-4o"], "unhealthy");
+}

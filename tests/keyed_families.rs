@@ -8,7 +8,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
-use cb_runtime::{BreakerError, CircuitBreaker, Config, Registry, State};
+use cb_runtime::{BreakerError, CircuitBreaker, Config, Outcome, Registry, State};
+
+mod support;
 
 fn ready<F: Future>(fut: F) -> F::Output {
     match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
@@ -335,4 +337,35 @@ fn transitions_reach_observers_and_subscribers_in_the_order_they_happened() {
     }
     assert_eq!(missed, 0);
     assert_eq!(from_events.len(), from_observer.len());
+}
+
+// ---- 6: every log line of a keyed breaker names its key ---------------------
+
+#[test]
+fn a_throttled_open_and_an_eviction_are_logged_with_their_key() {
+    let clock = ManualClock::new();
+    let registry = Registry::new();
+    let family = small_family(&registry, "logged-keys", &clock, 1);
+    let ((), logs) = support::logs_of(|| {
+        family
+            .get_or_insert("o3-mini")
+            .try_acquire()
+            .unwrap()
+            .record_outcome(Outcome::Throttled);
+        family.get_or_insert("o3-mini").reset();
+        family.get_or_insert("gpt-4o");
+    });
+    let throttled = logs
+        .lines()
+        .find(|l| l.contains("circuit breaker throttled"))
+        .unwrap_or_else(|| panic!("no throttled line in {logs}"));
+    assert!(throttled.contains("key=\"o3-mini\""), "{throttled}");
+    let evicted = logs
+        .lines()
+        .find(|l| l.contains("evicted key"))
+        .unwrap_or_else(|| panic!("no eviction line in {logs}"));
+    assert!(
+        evicted.contains("DEBUG") && evicted.contains("key=\"o3-mini\""),
+        "{evicted}"
+    );
 }

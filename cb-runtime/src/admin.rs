@@ -10,7 +10,7 @@
 //! | `POST /circuit-breakers/{name}/reset` | 200, closes it ([`CircuitBreaker::reset`]) |
 //! | `POST /circuit-breakers/{name}/force-open` | 200, refuses every call until reset ([`CircuitBreaker::force_open`]) |
 //! | `POST /circuit-breakers/{name}/disable` | 200, lets every call through until reset ([`CircuitBreaker::disable`]) |
-//! | `GET /health` | 200 `healthy`, or 503 `degraded` while a breaker is open or forced open, with counts |
+//! | `GET /health` | 200 `healthy`, or 503 `degraded` while a breaker is open or forced open for an outage (a throttled one is not unhealthy), with counts |
 //! | `GET /health/live` | 200 while the process serves HTTP (liveness probe) |
 //! | `GET /health/ready` | 200 while the process serves HTTP (readiness probe; see below) |
 //! | `GET /health/startup` | 200 once the configuration has loaded and validated, else 503 with the [`ConfigError`](crate::ConfigError) (startup probe; see below) |
@@ -519,9 +519,12 @@ pub struct HealthView {
     pub status: &'static str,
     /// `false` while some breaker is open or forced open.
     pub healthy: bool,
-    /// Each breaker's health: `healthy` (closed or disabled), `degraded`
-    /// (half-open: probing) or `unhealthy` (open or forced open). A keyed
-    /// breaker is listed as `<family>/<key>`.
+    /// Each breaker's health: `healthy` (closed or disabled), `throttled`
+    /// (open or half-open after a rate limit: the dependency asked callers
+    /// to wait, it is not down), `degraded` (half-open: probing) or
+    /// `unhealthy` (open or forced open). A keyed breaker is listed as
+    /// `<family>/<key>`, with `%` and `/` in either part written `%25` and
+    /// `%2F`, so that a key holding `/` is not read as another breaker's.
     pub circuit_breakers: BTreeMap<String, &'static str>,
     /// The counts.
     pub summary: HealthSummary,
@@ -536,8 +539,10 @@ pub struct HealthSummary {
     pub healthy: usize,
     /// Half-open breakers.
     pub degraded: usize,
-    /// Open or forced-open breakers.
+    /// Open or forced-open breakers (not throttled ones).
     pub unhealthy: usize,
+    /// Breakers open or half-open after a rate limit: not unhealthy.
+    pub throttled: usize,
     /// Closed breakers.
     pub closed: usize,
     /// Open breakers.
@@ -558,10 +563,13 @@ impl HealthView {
         for breaker in registry.all_breakers() {
             let state = breaker.state();
             summary.total += 1;
+            let throttled = matches!(state, State::Open | State::HalfOpen) && breaker.throttling();
             let (by_state, health) = match state {
                 State::Closed => (&mut summary.closed, "healthy"),
                 State::Disabled => (&mut summary.disabled, "healthy"),
+                State::HalfOpen if throttled => (&mut summary.half_open, "throttled"),
                 State::HalfOpen => (&mut summary.half_open, "degraded"),
+                State::Open if throttled => (&mut summary.open, "throttled"),
                 State::Open => (&mut summary.open, "unhealthy"),
                 State::ForcedOpen => (&mut summary.forced_open, "unhealthy"),
             };
@@ -569,12 +577,13 @@ impl HealthView {
             match health {
                 "healthy" => summary.healthy += 1,
                 "degraded" => summary.degraded += 1,
+                "throttled" => summary.throttled += 1,
                 _ => summary.unhealthy += 1,
             }
-            // A keyed breaker as `<family>/<key>`.
+            // A keyed breaker as `<family>/<key>`, each part escaped.
             let name = match breaker.key() {
-                None => breaker.name().to_owned(),
-                Some(key) => format!("{}/{key}", breaker.name()),
+                None => health_part(breaker.name()),
+                Some(key) => format!("{}/{}", health_part(breaker.name()), health_part(key)),
             };
             circuit_breakers.insert(name, health);
         }
@@ -586,6 +595,15 @@ impl HealthView {
             summary,
         }
     }
+}
+
+/// One part of a name in [`HealthView::circuit_breakers`]: `%` and `/`
+/// escaped, so that `/` only ever separates a family from its key.
+fn health_part(part: &str) -> String {
+    if !part.contains(['%', '/']) {
+        return part.to_owned();
+    }
+    part.replace('%', "%25").replace('/', "%2F")
 }
 
 // ---- errors -----------------------------------------------------------------

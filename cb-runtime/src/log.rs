@@ -24,6 +24,7 @@ pub(crate) fn transition(t: &Transition) {
         tracing::info!(
             target: "cb_runtime",
             breaker = t.name,
+            key = t.key.as_deref(),
             from = %t.from,
             to = %t.to,
             reason = t.reason.as_str(),

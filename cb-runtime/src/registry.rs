@@ -151,7 +151,12 @@ pub struct Health {
     pub forced_open: usize,
     /// Disabled breakers.
     pub disabled: usize,
-    /// `true` when no breaker is open or forced open.
+    /// Of the open and half-open breakers, those that are so after a rate
+    /// limit ([`CircuitBreaker::throttling`]): the dependency asked callers
+    /// to wait; it is not down.
+    pub throttled: usize,
+    /// `true` when no breaker is open or forced open for an outage: a
+    /// breaker open only because it is throttled is not unhealthy.
     pub healthy: bool,
 }
 
@@ -826,17 +831,24 @@ impl Registry {
             healthy: true,
             ..Health::default()
         };
+        let mut throttled_open = 0;
         for b in self.all_breakers() {
             h.total += 1;
-            match b.state() {
+            let state = b.state();
+            let throttled = matches!(state, State::Open | State::HalfOpen) && b.throttling();
+            h.throttled += usize::from(throttled);
+            match state {
                 State::Closed => h.closed += 1,
-                State::Open => h.open += 1,
+                State::Open => {
+                    h.open += 1;
+                    throttled_open += usize::from(throttled);
+                }
                 State::HalfOpen => h.half_open += 1,
                 State::ForcedOpen => h.forced_open += 1,
                 State::Disabled => h.disabled += 1,
             }
         }
-        h.healthy = h.open == 0 && h.forced_open == 0;
+        h.healthy = h.open == throttled_open && h.forced_open == 0;
         h
     }
 

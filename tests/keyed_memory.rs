@@ -175,3 +175,71 @@ fn a_million_distinct_keys_leave_memory_bounded_and_no_series_behind() {
         "the live heap grew by {grown} bytes over 980,000 keys"
     );
 }
+
+/// A flood of junk keys that all fail: memory stays bounded, the open state
+/// of a real model is never forgotten, and healthy keys are still served.
+/// Once every key the family holds is open, a new key is served unguarded
+/// (counted) rather than making room by forgetting an open key.
+#[test]
+fn a_million_failing_keys_leave_memory_bounded_and_forget_no_open_key() {
+    let clock = cb_runtime::clock::ManualClock::new();
+    let registry: &'static Registry = Box::leak(Box::new(Registry::with_env(Vec::new)));
+    let family = registry.family_or_insert("attacked", || {
+        Config::builder()
+            .clock(clock.clock())
+            .failure_threshold(1)
+            .open_duration(std::time::Duration::from_secs(60))
+            .max_keys(100)
+            .build()
+            .unwrap()
+    });
+    let fail = |key: &str| {
+        let _ = ready(family.lease(key).call(async { Err::<(), _>("junk") }));
+    };
+    let served = |key: &str| ready(family.lease(key).call(async { Ok::<_, &str>(()) })).is_ok();
+    fail("gpt-4o");
+    assert!(served("gpt-4o-mini"));
+    let mut key = String::new();
+    let mut flood = |range: std::ops::Range<u32>| {
+        for i in range {
+            key.clear();
+            use std::fmt::Write as _;
+            let _ = write!(key, "junk-{i}");
+            fail(&key);
+        }
+    };
+    flood(0..20_000);
+    let before = live_bytes();
+    flood(20_000..1_000_000);
+    let after = live_bytes();
+    assert_eq!(family.len(), 100);
+    assert!(
+        family.unguarded_calls().full >= 1_000_000 - 100,
+        "{:?}",
+        family.unguarded_calls()
+    );
+    // The real model's open state survived the flood: refused until its
+    // period ends.
+    let refused = ready(family.lease("gpt-4o").call(async { Ok::<_, &str>(()) })).unwrap_err();
+    assert!(refused.is_rejected());
+    assert_eq!(refused.breaker_error().unwrap().key(), Some("gpt-4o"));
+    // A healthy key is served, and so is a new healthy tenant.
+    assert!(served("gpt-4o-mini"));
+    assert!(served("tenant-new"));
+    let grown = after - before;
+    println!(
+        "1,000,000 failing keys: {} keys held, {} calls unguarded, live heap {} bytes over the last 980,000 keys",
+        family.len(),
+        family.unguarded_calls().full,
+        grown
+    );
+    assert!(
+        grown < 2 * 1024 * 1024,
+        "the live heap grew by {grown} bytes over 980,000 keys"
+    );
+    // After the period, the flood's keys hold nothing worth keeping: room
+    // again for a new key of its own.
+    clock.advance(std::time::Duration::from_secs(60));
+    assert!(served("tenant-after"));
+    assert!(family.get("tenant-after").is_some());
+}

@@ -247,8 +247,7 @@ impl CircuitBreaker {
     }
 
     /// A keyed breaker's key (its family is [`name`](Self::name)), such as
-    /// `Some("gpt-4o")`, or `Some("_overflow")` for a family's overflow
-    /// breaker; `None` for an unkeyed breaker.
+    /// `Some("gpt-4o")`; `None` for an unkeyed breaker.
     pub fn key(&self) -> Option<&str> {
         self.key_tag().map(|tag| &*tag.key)
     }
@@ -283,7 +282,7 @@ impl CircuitBreaker {
     }
 
     /// A keyed breaker of the family `name` (valid: the family's), for `key`
-    /// (valid, or the overflow key).
+    /// (valid, or repaired for a call served unguarded).
     pub(crate) fn keyed(name: &str, tag: crate::key::KeyTag, config: Config) -> Self {
         let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
         let _ = breaker.rare.set(crate::counters::RareCounts::keyed(tag));

@@ -28,12 +28,12 @@
 //! seeded per process, so request-chosen keys cannot be crafted to collide
 //! in every process, and a family never holds more than `max_keys` of them
 //! anyway. The lookup hands back an `Arc` of the breaker, so a call in
-//! flight keeps its breaker even if the key is evicted meanwhile (its
-//! outcome then lands on the evicted breaker, which no one sees again).
+//! flight keeps its breaker even if the key is evicted meanwhile (a failure
+//! is then handed over to the key's breaker: see [Bounded](#bounded)).
 //!
 //! Recency for eviction is a per-family logical clock: a lookup of the key
 //! used last writes nothing; any other lookup writes the key's stamp. Creating
-//! a key, evicting one and the overflow are behind the family's mutex, so a
+//! a key and evicting one are behind the family's mutex, so a
 //! key is never created twice.
 //!
 //! # Bounded

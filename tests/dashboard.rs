@@ -69,6 +69,19 @@ async fn exported() -> BTreeSet<String> {
     let failed: Res = search.call(async { Err("timeout") }).await;
     assert!(failed.is_err());
 
+    // A family of keyed breakers, full, for the family series.
+    let family = registry.family_or_insert("llm", || {
+        Config::builder()
+            .failure_threshold(1)
+            .max_keys(1)
+            .build()
+            .unwrap()
+    });
+    let down: Res = family.get_or_insert("gpt-4o").call(async { Err("down") }).await;
+    assert!(down.is_err());
+    let unguarded: Res = family.get_or_insert("o3").call(async { Ok(()) }).await;
+    assert!(unguarded.is_ok());
+
     // A streamed call, for the time-to-first-item histogram.
     let stream = search
         .call_stream(async { Ok::<_, &str>(futures::stream::iter([Ok::<u8, &str>(1)])) })

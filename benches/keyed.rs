@@ -15,6 +15,11 @@
 //!   that the two compared above have the same callers.
 //! - `keyed/lease_only`: `Family::lease` and its drop alone, one key: the thread cache's share.
 //! - `keyed/family_get_or_insert`: `Family::get_or_insert` alone, the 1,000 keys in turn.
+//! - `keyed/llm_unkeyed_as_task`, `keyed/llm_same_key_as_task`: the case of an
+//!   independent harness: the `llm` preset (slow-call detection and a call
+//!   timeout on, so every call reads the clock twice), a family of 1,000 keys
+//!   with `max_keys = 2000`, the 10-byte key `model-0500`, polled as a task.
+//!   Its functions are their own, called from here and from the plain loop.
 //!
 //! After Criterion's report, a plain timing loop prints the differences per
 //! call in ns. The issue's target: at most 15 ns more than unkeyed (and no
@@ -58,6 +63,27 @@ async fn keyed(model: &str) -> Result<usize, BenchError> {
 #[circuit_breaker(name = "bench-keyed", preset = "http_api", key = model, max_keys = 1000)]
 async fn keyed_elsewhere(model: &str) -> Result<usize, BenchError> {
     Ok(model.len())
+}
+
+#[circuit_breaker(name = "bench-llm-unkeyed", preset = "llm")]
+async fn llm_unkeyed(model: &str) -> Result<usize, BenchError> {
+    Ok(model.len())
+}
+
+#[circuit_breaker(name = "bench-llm-keyed", preset = "llm", key = model, max_keys = 2000)]
+async fn llm_keyed(model: &str) -> Result<usize, BenchError> {
+    Ok(model.len())
+}
+
+/// The `llm` family filled with the 1,000 keys, through `Family::get_or_insert`
+/// (not through `llm_keyed`, which keeps the callers of the comparison).
+fn fill_llm(models: &[String]) {
+    poll_once(llm_keyed(&models[0])).unwrap();
+    let family = registry().family("bench-llm-keyed").unwrap();
+    for m in models {
+        family.get_or_insert(m);
+    }
+    assert_eq!(family.len(), 1000);
 }
 
 fn models() -> Vec<String> {
@@ -108,6 +134,13 @@ fn bench_keyed(c: &mut Criterion) {
             black_box(family.get_or_insert(black_box(&models[i])))
         })
     });
+    fill_llm(&models);
+    group.bench_function("llm_unkeyed_as_task", |b| {
+        b.iter(|| black_box(poll_as_task(llm_unkeyed(black_box(one)))))
+    });
+    group.bench_function("llm_same_key_as_task", |b| {
+        b.iter(|| black_box(poll_as_task(llm_keyed(black_box(one)))))
+    });
     group.finish();
     assert_eq!(family.len(), 1000, "no key was created or evicted");
 }
@@ -153,6 +186,16 @@ fn print_difference() {
             black_box(poll_as_task(keyed(black_box(one)))).ok();
         },
     );
+    fill_llm(&models);
+    let (llm_base, llm_same) = ns_per_call_pair(
+        calls,
+        || {
+            black_box(poll_as_task(llm_unkeyed(black_box(one)))).ok();
+        },
+        || {
+            black_box(poll_as_task(llm_keyed(black_box(one)))).ok();
+        },
+    );
     let mut i = 0;
     let (_, cycling) = ns_per_call_pair(
         calls,
@@ -172,6 +215,11 @@ fn print_difference() {
         "polled as a task (through `dyn Future`, not inlined): unkeyed {base_task:.2} ns, \
          same key {same_task:.2} ns ({:+.2} ns) per call",
         same_task - base_task
+    );
+    println!(
+        "the llm preset, max_keys = 2000, polled as a task: unkeyed {llm_base:.2} ns, \
+         same key {llm_same:.2} ns ({:+.2} ns) per call",
+        llm_same - llm_base
     );
 }
 

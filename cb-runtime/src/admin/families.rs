@@ -37,45 +37,36 @@ use crate::breaker::CircuitBreaker;
 use crate::family::Family;
 
 /// The family routes, added to the admin router.
+/// One action: its word, and what it does to a family and to one key.
+type Action = (&'static str, fn(&Family), fn(&CircuitBreaker));
+
 pub(super) fn routes(router: Router<Admin>) -> Router<Admin> {
-    router
+    let mut router = router
         .route("/families", get(list))
         .route("/families/{name}", get(one))
         .route("/families/{name}/keys/{key}", get(one_key))
-        .route("/families/{name}/reset", family_mutation("reset", Family::reset))
-        .route(
-            "/families/{name}/force-open",
-            family_mutation("force-open", Family::force_open),
-        )
-        .route(
-            "/families/{name}/disable",
-            family_mutation("disable", Family::disable),
-        )
-        .route(
-            "/families/{name}/keys/{key}/reset",
-            key_mutation("reset", CircuitBreaker::reset),
-        )
-        .route(
-            "/families/{name}/keys/{key}/force-open",
-            key_mutation("force-open", CircuitBreaker::force_open),
-        )
-        .route(
-            "/families/{name}/keys/{key}/disable",
-            key_mutation("disable", CircuitBreaker::disable),
-        )
-        .route("/families/{name}/key", get(one_key_in_query))
-        .route(
-            "/families/{name}/key/reset",
-            key_mutation_in_query("reset", CircuitBreaker::reset),
-        )
-        .route(
-            "/families/{name}/key/force-open",
-            key_mutation_in_query("force-open", CircuitBreaker::force_open),
-        )
-        .route(
-            "/families/{name}/key/disable",
-            key_mutation_in_query("disable", CircuitBreaker::disable),
-        )
+        .route("/families/{name}/key", get(one_key_in_query));
+    let actions: [Action; 3] = [
+        ("reset", Family::reset, CircuitBreaker::reset),
+        ("force-open", Family::force_open, CircuitBreaker::force_open),
+        ("disable", Family::disable, CircuitBreaker::disable),
+    ];
+    for (action, family, key) in actions {
+        router = router
+            .route(
+                &format!("/families/{{name}}/{action}"),
+                family_mutation(action, family),
+            )
+            .route(
+                &format!("/families/{{name}}/keys/{{key}}/{action}"),
+                key_mutation(action, key),
+            )
+            .route(
+                &format!("/families/{{name}}/key/{action}"),
+                key_mutation_in_query(action, key),
+            );
+    }
+    router
 }
 
 /// The query of the routes that take the key there: `?key=<key>`.

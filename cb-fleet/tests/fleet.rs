@@ -586,3 +586,51 @@ async fn a_reconnecting_replica_adopts_the_closes_and_resets_it_missed() {
     );
     assert_eq!(local_a.state(), State::ForcedOpen);
 }
+
+/// Issue 38, item 11: no spelling of a password reaches an error, the
+/// builder's `Debug` or the fleet's, whatever characters it holds; the URL
+/// is shown from what the Redis client parsed of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_shown_whatever_their_spelling() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases = [
+        (format!("redis://cb:se/cret@127.0.0.1:{port}/"), "se/cret"),
+        (format!("redis://cb:se?cret@127.0.0.1:{port}/"), "se?cret"),
+        (format!("redis://cb:se#cret@127.0.0.1:{port}/"), "se#cret"),
+        (format!("redis://:p@ss@127.0.0.1:{port}/"), "p@ss"),
+        (format!("redis://cb:s%33cret@127.0.0.1:{port}/"), "s3cret"),
+        (format!("redis://cb:se%2Fcret@127.0.0.1:{port}/"), "se%2Fcret"),
+        (format!("redis://127.0.0.1:{port}/?password=s3cret"), "s3cret"),
+        (format!("redis://127.0.0.1:{port}/0?protocol=resp2&%70assword=s3cret"), "s3cret"),
+        (format!("rediss://cb:se/cret@127.0.0.1:{port}/"), "se/cret"),
+        (format!("http://cb:s3cret@127.0.0.1:{port}/"), "s3cret"),
+    ];
+    for (url, secret) in &cases {
+        let builder = Fleet::builder(url)
+            .namespace("hidden")
+            .io_timeout(Duration::from_millis(100));
+        let mut shown = format!("{builder:?}");
+        match builder.join(replica()).await {
+            Ok(fleet) => shown.push_str(&format!(" {fleet:?}")),
+            Err(e) => shown.push_str(&format!(" {e} {e:?}")),
+        }
+        for piece in [*secret, "cret", "cb:", "ss@"] {
+            assert!(!shown.contains(piece), "{url} shows {piece:?}: {shown}");
+        }
+    }
+    // A cluster's node list, each node shown as parsed.
+    let urls = [
+        format!("redis://:se/cret@127.0.0.1:{port}"),
+        format!("redis://:s3cret@127.0.0.1:{port}/?password=s3cret"),
+    ];
+    let builder = Fleet::cluster_builder(&[&urls[0], &urls[1]]).namespace("hidden");
+    let mut shown = format!("{builder:?}");
+    if let Err(e) = builder.join(replica()).await {
+        shown.push_str(&format!(" {e} {e:?}"));
+    }
+    assert!(!shown.contains("cret"), "{shown}");
+}

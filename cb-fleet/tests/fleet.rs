@@ -634,3 +634,33 @@ async fn passwords_never_shown_whatever_their_spelling() {
     }
     assert!(!shown.contains("cret"), "{shown}");
 }
+
+/// Issue 38, item 10: an open as long as the configuration allows (the one
+/// bound, a day) reaches every replica, and a replica that joins later
+/// adopts it whole; an `open_for` longer than the bound is cut to it rather
+/// than refused by the peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_of_a_day_reaches_every_replica_and_late_joiners() {
+    let Some(server) = redis_or_skip("an_open_of_a_day_reaches_every_replica_and_late_joiners") else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let _fa = join(&server, "long", "a", ra).await;
+    let _fb = join(&server, "long", "b", rb).await;
+    let a = ra.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    let b = rb.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    assert!(a.open_for(Duration::from_secs(3 * 86_400)));
+    assert_eq!(a.open_remaining().map(|r| r <= cb_runtime::MAX_OPEN_DURATION), Some(true));
+    assert!(
+        eventually(SOON, || b.state() == State::Open).await,
+        "the peer opens (it counted a malformed message instead)"
+    );
+    let hours = |b: &CircuitBreaker| b.open_remaining().map_or(0, |r| r.as_secs() / 3600);
+    assert_eq!(hours(&b), 23, "{:?}", b.open_remaining());
+    // A replica joining now adopts what remains, not a day's clamp of it.
+    let rc = replica();
+    let c = rc.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    let _fc = join(&server, "long", "c", rc).await;
+    assert_eq!(c.state(), State::Open);
+    assert_eq!(hours(&c), 23, "{:?}", c.open_remaining());
+}

@@ -1322,7 +1322,8 @@ fn observe(link: &Link, gate: &Gate, breaker: &Weak<CircuitBreaker>, t: &Transit
         link.send(task::Cmd::Opened {
             ledger: Arc::clone(ledger),
             breaker: breaker.clone(),
-            reopen: (t.from == State::HalfOpen).then(|| gate.period()),
+            // A probe of this replica's own open (below the quorum) has no fleet period.
+            reopen: (t.from == State::HalfOpen).then(|| gate.local_open().map_or(gate.period(), |_| 0)),
         });
     } else if shared && t.from == State::HalfOpen && t.to == State::Closed {
         link.send(task::Cmd::Closed {

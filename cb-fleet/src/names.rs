@@ -105,7 +105,15 @@ fn redact_one(url: &str) -> String {
         .map(|(s, _)| s.to_ascii_lowercase())
         .filter(|s| SCHEMES.contains(&s.as_str()))
     else {
-        return "<not a redis:// URL>".to_owned();
+        // Another scheme: where it points, as parsed (no credentials, no query).
+        return match url::Url::parse(url) {
+            Ok(parsed) => {
+                let host = parsed.host_str().unwrap_or_default();
+                let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{}://{host}{port}", parsed.scheme())
+            }
+            Err(_) => "<not a URL>".to_owned(),
+        };
     };
     let info = match url.into_connection_info() {
         Ok(info) => info,
@@ -258,7 +266,8 @@ mod tests {
         assert_eq!(second == "***@h2:2/0", cfg!(feature = "tls"), "{two}");
         assert_eq!(redact("redis://u:p%2Fw@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/0");
-        assert_eq!(redact("nonsense"), "<not a redis:// URL>");
+        assert_eq!(redact("nonsense"), "<not a URL>");
+        assert_eq!(redact("http://u:s3cret@b:80/?password=x"), "http://b");
         let err = check_url("http://u:secret@h/").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
         let err = check_url("rediss://u:secret@h:1/#insecure")

@@ -579,10 +579,19 @@ mod tests {
         let keys = Keys::new("stale");
         let k = keys.breaker("dep");
         assert_eq!(open_dep(&mut con, false, "0").await, "open");
-        let period: String = redis::cmd("HGET").arg(&k.hash).arg("per").query_async(&mut con).await.unwrap();
+        let period: String = redis::cmd("HGET")
+            .arg(&k.hash)
+            .arg("per")
+            .query_async(&mut con)
+            .await
+            .unwrap();
         // The open period ends: the fleet is half-open; replica b's probe
         // of this period succeeds and closes it.
-        let _: () = redis::cmd("DEL").arg(&k.open).query_async(&mut con).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&k.open)
+            .query_async(&mut con)
+            .await
+            .unwrap();
         let closed: Vec<String> = probe(Publish::Plain)
             .key(&k.hash)
             .key(&k.open)
@@ -605,7 +614,11 @@ mod tests {
         assert_eq!(closed[0], "close");
         // Replica a's probe of the same period fails after: stale.
         assert_eq!(open_dep(&mut con, true, &period).await, "close");
-        let marker: i64 = redis::cmd("PTTL").arg(&k.open).query_async(&mut con).await.unwrap();
+        let marker: i64 = redis::cmd("PTTL")
+            .arg(&k.open)
+            .query_async(&mut con)
+            .await
+            .unwrap();
         assert_eq!(marker, -2, "no open marker");
         // A probe of a replica's own open (period 0) opens as any open.
         assert_eq!(open_dep(&mut con, true, "0").await, "open");

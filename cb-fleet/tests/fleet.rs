@@ -605,7 +605,10 @@ async fn passwords_never_shown_whatever_their_spelling() {
         (format!("redis://cb:s%33cret@127.0.0.1:{port}/"), "s3cret"),
         (format!("redis://cb:se%2Fcret@127.0.0.1:{port}/"), "se%2Fcret"),
         (format!("redis://127.0.0.1:{port}/?password=s3cret"), "s3cret"),
-        (format!("redis://127.0.0.1:{port}/0?protocol=resp2&%70assword=s3cret"), "s3cret"),
+        (
+            format!("redis://127.0.0.1:{port}/0?protocol=resp2&%70assword=s3cret"),
+            "s3cret",
+        ),
         (format!("rediss://cb:se/cret@127.0.0.1:{port}/"), "se/cret"),
         (format!("http://cb:s3cret@127.0.0.1:{port}/"), "s3cret"),
     ];
@@ -650,7 +653,10 @@ async fn an_open_of_a_day_reaches_every_replica_and_late_joiners() {
     let a = ra.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
     let b = rb.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
     assert!(a.open_for(Duration::from_secs(3 * 86_400)));
-    assert_eq!(a.open_remaining().map(|r| r <= cb_runtime::MAX_OPEN_DURATION), Some(true));
+    assert_eq!(
+        a.open_remaining().map(|r| r <= cb_runtime::MAX_OPEN_DURATION),
+        Some(true)
+    );
     assert!(
         eventually(SOON, || b.state() == State::Open).await,
         "the peer opens (it counted a malformed message instead)"

@@ -24,7 +24,11 @@ fn reason(e: &tokio_postgres::Error) -> String {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
     };
-    let plain = ["invalid value for option", "unterminated parameter", "unexpected EOF"];
+    let plain = [
+        "invalid value for option",
+        "unterminated parameter",
+        "unexpected EOF",
+    ];
     if plain.iter().any(|p| text.contains(p)) {
         text
     } else {
@@ -38,7 +42,13 @@ fn reason(e: &tokio_postgres::Error) -> String {
 fn shown_config(config: &Config, url: bool) -> String {
     // The parser splits a URL's credentials at its first `@`: a host or a
     // database name that still holds one holds a piece of a password.
-    let plain = |s: &str| if s.contains('@') { "***".to_owned() } else { s.to_owned() };
+    let plain = |s: &str| {
+        if s.contains('@') {
+            "***".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -125,7 +135,10 @@ mod tests {
         );
         // An unescaped `@` in the password: the parser takes `ss@db` for the
         // host; it is not shown.
-        assert_eq!(shown("postgres://cb:p@ss@db/app"), "postgres://cb:***@***:5432/app");
+        assert_eq!(
+            shown("postgres://cb:p@ss@db/app"),
+            "postgres://cb:***@***:5432/app"
+        );
         assert_eq!(
             shown("host=db user=cb password='se cret' dbname=app"),
             "host=db user=cb dbname=app password=***"

@@ -601,7 +601,10 @@ async fn keyed_breakers_are_written_and_adopted_after_a_restart() {
         )
         .await
         .unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("open".to_owned(), true));
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("open".to_owned(), true)
+    );
     let got = store.transitions("llm", 10).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].key.as_deref(), Some("gpt-4o"));
@@ -625,7 +628,10 @@ async fn keyed_breakers_are_written_and_adopted_after_a_restart() {
     let store2 = attach(&server, "gateway", second).await;
     assert_eq!(present.state(), State::Open, "adopted at attach");
     let left = present.open_remaining().unwrap();
-    assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60), "{left:?}");
+    assert!(
+        left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+        "{left:?}"
+    );
     assert!(wait_until(Duration::from_secs(10), || store2.written_events() == 1).await);
     let last = &store2.transitions("llm", 1).await.unwrap()[0];
     assert_eq!(last.key.as_deref(), Some("gpt-4o"));
@@ -655,9 +661,11 @@ async fn an_adopted_key_is_adopted_once() {
     };
     let first = registry();
     let store = attach(&server, "gateway", first).await;
-    fail(&first
-        .family_or_insert("llm", || trips(Duration::from_secs(60)))
-        .get_or_insert("a"))
+    fail(
+        &first
+            .family_or_insert("llm", || trips(Duration::from_secs(60)))
+            .get_or_insert("a"),
+    )
     .await;
     assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
     let second = registry();
@@ -693,7 +701,10 @@ async fn an_extended_open_period_is_written() {
     let b = first.get_or_insert("payments", || trips(Duration::from_secs(60)));
     fail(&b).await;
     assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
-    assert!(b.open_for(Duration::from_secs(3600)), "extended in place, no transition");
+    assert!(
+        b.open_for(Duration::from_secs(3600)),
+        "extended in place, no transition"
+    );
     let db = client(&server.url()).await;
     assert!(
         sql_until(
@@ -711,7 +722,10 @@ async fn an_extended_open_period_is_written() {
         .get_or_insert("payments", || trips(Duration::from_secs(60)))
         .open_remaining()
         .unwrap();
-    assert!(left > Duration::from_secs(3000), "{left:?}: the extended hour, not the minute");
+    assert!(
+        left > Duration::from_secs(3000),
+        "{left:?}: the extended hour, not the minute"
+    );
 }
 
 /// Events sent after the writer task ended (its runtime shut down) are
@@ -746,7 +760,10 @@ async fn passwords_never_shown_whatever_their_spelling() {
         ("postgres://cb:se#cret@db:notaport/app", "se#cret"),
         ("postgres://cb:p@ss@db:notaport/app", "p@ss"),
         ("postgres://cb:s%33cret@db:notaport/app", "s3cret"),
-        ("postgres://cb@db:notaport/app?sslmode=disable&%70assword=s3cret", "s3cret"),
+        (
+            "postgres://cb@db:notaport/app?sslmode=disable&%70assword=s3cret",
+            "s3cret",
+        ),
         ("postgres://cb@db:notaport/app?password=s%33cret", "s3cret"),
         ("postgresql://db:notaport/app?PASSWORD=s3cret", "s3cret"),
         ("host=db port=notaport password=s3cret", "s3cret"),
@@ -764,10 +781,16 @@ async fn passwords_never_shown_whatever_their_spelling() {
             .await
             .unwrap_err();
         let shown = format!("{err} {err:?}");
-        assert!(matches!(err, StoreError::Invalid { field: "url", .. }), "{url}: {shown}");
+        assert!(
+            matches!(err, StoreError::Invalid { field: "url", .. }),
+            "{url}: {shown}"
+        );
         assert!(!shown.contains(secret), "{url} shows its password: {shown}");
         for piece in ["cret", "s3c", "ss@"] {
-            assert!(!shown.contains(piece), "{url} shows a piece of its password: {shown}");
+            assert!(
+                !shown.contains(piece),
+                "{url} shows a piece of its password: {shown}"
+            );
         }
         if url.contains("sslmode=require") {
             // Parsed, then refused: what the parser understood is shown.

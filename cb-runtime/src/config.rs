@@ -925,7 +925,8 @@ mod tests {
         assert!(b.open_duration(day, 3, 0.25) < day);
         // open_for cuts a longer period to the bound.
         let clock = crate::clock::ManualClock::new();
-        let breaker = crate::CircuitBreaker::new("a-week", Config::builder().clock(clock.clock()).build().unwrap());
+        let breaker =
+            crate::CircuitBreaker::new("a-week", Config::builder().clock(clock.clock()).build().unwrap());
         assert!(breaker.open_for(Duration::from_secs(7 * 86_400)));
         assert_eq!(breaker.open_remaining(), Some(day));
     }

@@ -313,7 +313,10 @@ impl Field {
             Kind::Count { min, max: u32::MAX } => format!("a whole number of at least {min}"),
             Kind::Count { min, max } => format!("a whole number in {min}..={max}"),
             Kind::Rate => "a rate in [0.0, 1.0]".to_owned(),
-            Kind::Duration => format!("a duration longer than zero, at most {}", format_nanos(MAX_OPEN_NANOS)),
+            Kind::Duration => format!(
+                "a duration longer than zero, at most {}",
+                format_nanos(MAX_OPEN_NANOS)
+            ),
             Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
             Kind::DurationUpTo { max } => format!("a duration from 0s to {}", format_nanos(max)),
             Kind::Window => format!(

@@ -649,6 +649,22 @@ async fn keyed_breakers_are_written_and_adopted_after_a_restart() {
     assert!(err.is_rejected(), "the first call on the open key is refused");
     assert_eq!(llm.get_or_insert("gpt-4o-mini").state(), State::Closed);
     assert_eq!(llm.get_or_insert("claude").state(), State::Closed);
+
+    // With `family_open_keys` on, the adoption (run while the family makes
+    // the key, whose observers then ask the family for its open keys)
+    // neither deadlocks nor opens another key.
+    let fourth = registry();
+    attach(&server, "gateway", fourth).await;
+    let provider = fourth.family_or_insert("llm", || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(60))
+            .family_open_keys(2)
+            .build()
+            .unwrap()
+    });
+    assert_eq!(provider.get_or_insert("gpt-4o").state(), State::Open);
+    assert_eq!(provider.get_or_insert("claude").state(), State::Closed);
 }
 
 /// A key evicted from its family is no longer followed (the store keeps no

@@ -1141,7 +1141,9 @@ impl Raw {
         if self.slow.is_some_and(|d| d < ms(10)) {
             v.push("slow_call_duration");
         }
-        if self.open.is_zero() {
+        // Every open is at most a day (issue 38: the one bound the fleet carries).
+        let day = Duration::from_secs(86_400);
+        if self.open.is_zero() || self.open > day {
             v.push("open_duration");
         }
         if self.probes == 0 || self.probes > 10_000 {
@@ -1154,7 +1156,7 @@ impl Raw {
             v.push("call_timeout");
         }
         if let Some((mult, max, jitter)) = self.backoff {
-            if !(mult.is_finite() && mult >= 1.0) || max < self.open || bad_rate(jitter) {
+            if !(mult.is_finite() && mult >= 1.0) || max < self.open || max > day || bad_rate(jitter) {
                 v.push("open_backoff");
             }
         }

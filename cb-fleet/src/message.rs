@@ -19,6 +19,12 @@ use crate::names::{is_shareable_name, MAX_REPLICA_ID_LEN};
 /// The longest message accepted, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
+/// The longest open a message carries, in milliseconds: the bound of every
+/// open ([`cb_runtime::MAX_OPEN_DURATION`], a day), which also bounds
+/// `open_duration`, `open_backoff`'s cap and `open_for`. A larger value is
+/// corrupt, never an open period a replica can make.
+pub const MAX_OPEN_MS: u64 = cb_runtime::MAX_OPEN_DURATION.as_millis() as u64;
+
 /// What a message says about one breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -121,9 +127,9 @@ pub fn parse(payload: &[u8]) -> Result<Message, ParseError> {
     if !is_shareable_name(name) {
         return Err(ParseError("bad breaker name"));
     }
-    // At most a day: a larger value is corrupt, not an open duration.
-    if kind == "open" && ms > 86_400_000 {
-        return Err(ParseError("open duration over a day"));
+    // A larger value is corrupt, not an open period a replica can make.
+    if kind == "open" && ms > MAX_OPEN_MS {
+        return Err(ParseError("open duration over the bound of every open (a day)"));
     }
     let kind = Kind::from_word(kind, ms, level).ok_or(ParseError("unknown kind"))?;
     Ok(Message {
@@ -159,7 +165,7 @@ pub fn encode(m: &Message) -> String {
 ///
 /// - `parse` never panics; a refusal says it is a malformed fleet message;
 /// - an accepted message has a sendable replica id and a shareable name,
-///   opens for at most a day, re-encodes within [`MAX_MESSAGE_LEN`] to a
+///   opens for at most [`MAX_OPEN_MS`], re-encodes within [`MAX_MESSAGE_LEN`] to a
 ///   message that parses to the same value, and that encoding is canonical
 ///   (it re-encodes to itself);
 /// - whatever Redis holds, the view read from it never panics, and applying
@@ -172,7 +178,7 @@ pub fn fuzz_check(data: &[u8]) {
             assert!(!m.replica.contains('|'), "replica {:?}", m.replica);
             assert!(is_shareable_name(&m.name), "name {:?}", m.name);
             if let Kind::Open { ms, .. } = m.kind {
-                assert!(ms <= 86_400_000, "open for {ms} ms");
+                assert!(ms <= MAX_OPEN_MS, "open for {ms} ms");
             }
             let text = encode(&m);
             assert!(

@@ -73,12 +73,15 @@ pub(crate) fn default_replica_id() -> String {
     format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
 }
 
-/// The URL with its credentials replaced by `***`, for logs, errors and
-/// `Debug`. Everything between `://` and the last `@` of the URL is
-/// credentials, whatever it holds (`/`, `:`, `@`, percent-encoded bytes), so
-/// an unencoded `/` in a password is hidden too. A comma-separated list of
-/// URLs is redacted URL by URL (a piece without `://` belongs to the one
-/// before it: a comma in a password).
+/// The URL as logs, errors and `Debug` show it: rebuilt from what the
+/// Redis client parsed of it (scheme, host, port, database), never from its
+/// text, with `***@` for any credentials. So no spelling of a password is
+/// shown: an unencoded `/`, `?`, `#` or `@`, a percent-encoded one, or a
+/// `password` query parameter (which the client ignores, and which is not
+/// shown either: no query is). A URL that does not parse is not shown, only
+/// its scheme and why. A comma-separated list of URLs (a cluster's nodes)
+/// is shown URL by URL (a piece without `://` belongs to the one before it:
+/// a comma in a password).
 pub(crate) fn redact(url: &str) -> String {
     let mut pieces: Vec<String> = Vec::new();
     for piece in url.split(',') {
@@ -90,17 +93,54 @@ pub(crate) fn redact(url: &str) -> String {
             _ => pieces.push(piece.to_owned()),
         }
     }
-    let shown: Vec<String> = pieces.iter().map(|p| redact_one(p)).collect();
+    let shown: Vec<String> = pieces.iter().map(|p| redact_one(p.trim())).collect();
     shown.join(",")
 }
 
 fn redact_one(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<not a URL>".to_owned();
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    const SCHEMES: [&str; 6] = ["redis", "rediss", "valkey", "valkeys", "unix", "redis+unix"];
+    let Some(scheme) = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .filter(|s| SCHEMES.contains(&s.as_str()))
+    else {
+        // Another scheme: where it points, as parsed (no credentials, no query).
+        return match url::Url::parse(url) {
+            Ok(parsed) => {
+                let host = parsed.host_str().unwrap_or_default();
+                let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{}://{host}{port}", parsed.scheme())
+            }
+            Err(_) => "<not a URL>".to_owned(),
+        };
     };
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => format!("{scheme}://{rest}"),
+    let info = match url.into_connection_info() {
+        Ok(info) => info,
+        // The client's reasons are fixed sentences: they quote nothing.
+        Err(e) => {
+            return format!(
+                "{scheme}://<a URL that does not parse ({e}); a password's `/`, `?`, `#` or `@` must be \
+                 percent-encoded>"
+            )
+        }
+    };
+    let r = &info.redis;
+    let credentials = if r.username.is_some() || r.password.is_some() {
+        "***@"
+    } else {
+        ""
+    };
+    match &info.addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            let host = if host.contains(':') {
+                format!("[{host}]") // IPv6
+            } else {
+                host.clone()
+            };
+            format!("{scheme}://{credentials}{host}:{port}/{}", r.db)
+        }
+        ConnectionAddr::Unix(path) => format!("{scheme}://{credentials}{}", path.display()),
     }
 }
 
@@ -200,7 +240,7 @@ mod tests {
             redact("redis://user:pa55@10.0.0.1:6379/0"),
             "redis://***@10.0.0.1:6379/0"
         );
-        assert_eq!(redact("redis://:p@ss@h:1"), "redis://***@h:1");
+        assert_eq!(redact("redis://:p@ss@h:1"), "redis://***@h:1/0");
         for (url, secret) in [
             ("redis://user:pa/ss@h:6379/0", "pa/ss"),
             ("redis://:se/cr/et@h:6379/", "se/cr/et"),
@@ -209,18 +249,25 @@ mod tests {
             ("redis://u:p%2Fct%40x@h/", "p%2Fct%40x"),
             ("redis://u:a@b/c@h:1/2", "a@b/c"),
             ("redis://u:one/1@h1:1/,redis://u:two,2@h2:2/", "one/1"),
+            ("redis://:se?cret@h:6379", "se?cret"),
+            ("redis://:se#cret@h:6379", "se#cret"),
+            ("redis://h:6379/?password=s3cret", "s3cret"),
+            ("redis://h:6379/0?protocol=resp2&%70assword=s3cret", "s3cret"),
+            ("redis://:s%33cret@h:6379", "s3cret"),
         ] {
             let shown = redact(url);
-            assert!(!shown.contains(secret), "{url} shown as {shown}");
-            assert!(!shown.contains("u:"), "{url} shown as {shown}");
+            for piece in [secret, "cret", "u:", "ss@", "et@", "c@"] {
+                assert!(!shown.contains(piece), "{url} shown as {shown}");
+            }
         }
-        assert_eq!(
-            redact("redis://u:a/b@h1:1/,rediss://:c,d@h2:2/"),
-            "redis://***@h1:1/,rediss://***@h2:2/"
-        );
-        assert_eq!(redact("redis://u:a/b@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+        let two = redact("redis://u:a/b@h1:1/,rediss://:c,d@h2:2/");
+        let (first, second) = two.split_once(",rediss://").unwrap();
+        assert!(first.starts_with("redis://<a URL that does not parse") && first.contains("percent-encoded"));
+        assert_eq!(second == "***@h2:2/0", cfg!(feature = "tls"), "{two}");
+        assert_eq!(redact("redis://u:p%2Fw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/0");
         assert_eq!(redact("nonsense"), "<not a URL>");
+        assert_eq!(redact("http://u:s3cret@b:80/?password=x"), "http://b");
         let err = check_url("http://u:secret@h/").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
         let err = check_url("rediss://u:secret@h:1/#insecure")

@@ -141,6 +141,14 @@ impl Variants {
 /// limit is not an outage, and an open from half-open keeps the backoff
 /// level instead of raising it).
 ///
+/// A failed fleet probe's reopen (reopen '1' with its period, not '0')
+/// counts only in the period it was admitted in: not once the fleet has
+/// closed or been reset since (another replica's probes succeeded first),
+/// nor in a later half-open period. While a later period is open it may
+/// only lengthen that open, as any open does. A reopen with period '0' is
+/// a probe of this replica's own open (below the quorum, or while
+/// disconnected), an open like any other.
+///
 /// Answers the state and a sixth element: '0' when the open was shared
 /// (or the fleet's state left alone), else the distinct replicas counted
 /// towards the quorum, this one included, while that is below the quorum.
@@ -164,6 +172,9 @@ local k = redis.call('HGET', h, 'kind')
 if k == 'forced_open' or k == 'disabled' then return answer(0) end
 local ms = math.max(1, math.floor(tonumber(ARGV[1])))
 local pttl = redis.call('PTTL', o)
+if ARGV[2] == '1' and ARGV[3] ~= '0' and k and k ~= 'open' then
+  return answer(0)
+end
 if ARGV[2] == '1' and k == 'open' and pttl <= 0 and redis.call('HGET', h, 'per') ~= ARGV[3] then
   return answer(0)
 end
@@ -512,4 +523,104 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ''
 ",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Keys;
+    use crate::testing::redis_or_skip;
+
+    /// Runs `open` for breaker `dep`: `reopen` with `period` for a failed
+    /// probe's. Answers the fleet's state after it.
+    async fn open_dep(con: &mut redis::aio::MultiplexedConnection, reopen: bool, period: &str) -> String {
+        let keys = Keys::new("stale");
+        let k = keys.breaker("dep");
+        let answer: Vec<String> = open(Publish::Plain)
+            .key(&k.hash)
+            .key(&k.open)
+            .key(&k.lease)
+            .key(&k.done)
+            .key(keys.names())
+            .key(keys.active())
+            .key(&k.quorum)
+            .arg(60_000)
+            .arg(if reopen { "1" } else { "0" })
+            .arg(period)
+            .arg("a")
+            .arg("dep")
+            .arg(keys.channel())
+            .arg(1)
+            .arg(1)
+            .arg("")
+            .arg(60_000)
+            .arg(1)
+            .arg(60_000)
+            .arg("0")
+            .invoke_async(con)
+            .await
+            .unwrap();
+        answer[0].clone()
+    }
+
+    /// Issue 38: a failed probe of a period that another replica's probe
+    /// already closed does not reopen the fleet (it did, since the period
+    /// check applied only while the fleet was half-open).
+    #[tokio::test]
+    async fn a_stale_failed_probe_does_not_reopen_a_closed_fleet() {
+        let Some(server) = redis_or_skip("a_stale_failed_probe_does_not_reopen_a_closed_fleet") else {
+            return;
+        };
+        let mut con = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys = Keys::new("stale");
+        let k = keys.breaker("dep");
+        assert_eq!(open_dep(&mut con, false, "0").await, "open");
+        let period: String = redis::cmd("HGET")
+            .arg(&k.hash)
+            .arg("per")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        // The open period ends: the fleet is half-open; replica b's probe
+        // of this period succeeds and closes it.
+        let _: () = redis::cmd("DEL")
+            .arg(&k.open)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let closed: Vec<String> = probe(Publish::Plain)
+            .key(&k.hash)
+            .key(&k.open)
+            .key(&k.lease)
+            .key(&k.done)
+            .key(keys.active())
+            .arg("b:1")
+            .arg("")
+            .arg(&period)
+            .arg("1")
+            .arg("1")
+            .arg("b")
+            .arg("dep")
+            .arg(keys.channel())
+            .arg(60_000)
+            .arg(1)
+            .invoke_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(closed[0], "close");
+        // Replica a's probe of the same period fails after: stale.
+        assert_eq!(open_dep(&mut con, true, &period).await, "close");
+        let marker: i64 = redis::cmd("PTTL")
+            .arg(&k.open)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(marker, -2, "no open marker");
+        // A probe of a replica's own open (period 0) opens as any open.
+        assert_eq!(open_dep(&mut con, true, "0").await, "open");
+    }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cb_runtime::{CircuitBreaker, State};
 
-use crate::message::{Kind, Message};
+use crate::message::{Kind, Message, MAX_OPEN_MS};
 
 /// One breaker's fleet state, as a script answered it or a message said it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,9 +23,11 @@ pub(crate) struct View {
 impl View {
     /// The view of a script's answer (`kind`, `PTTL` of the open marker,
     /// level, version, period); `None` for `none` (Redis holds no state) or
-    /// an answer that is not a state.
+    /// an answer that is not a state. The time left is bounded as messages
+    /// are ([`MAX_OPEN_MS`]), which no open a replica makes exceeds: only a
+    /// corrupt marker is cut.
     pub(crate) fn from_fleet(kind: &str, ms: i64, level: i64, version: u64, period: u64) -> Option<Self> {
-        let ms = ms.clamp(0, 86_400_000) as u64;
+        let ms = ms.clamp(0, MAX_OPEN_MS as i64) as u64;
         let level = level.clamp(0, i64::from(u32::MAX)) as u32;
         let kind = Kind::from_word(kind, ms, level)?;
         Some(View::new(kind, version, period))

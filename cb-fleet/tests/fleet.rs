@@ -586,3 +586,87 @@ async fn a_reconnecting_replica_adopts_the_closes_and_resets_it_missed() {
     );
     assert_eq!(local_a.state(), State::ForcedOpen);
 }
+
+/// Issue 38, item 11: no spelling of a password reaches an error, the
+/// builder's `Debug` or the fleet's, whatever characters it holds; the URL
+/// is shown from what the Redis client parsed of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_shown_whatever_their_spelling() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases = [
+        (format!("redis://cb:se/cret@127.0.0.1:{port}/"), "se/cret"),
+        (format!("redis://cb:se?cret@127.0.0.1:{port}/"), "se?cret"),
+        (format!("redis://cb:se#cret@127.0.0.1:{port}/"), "se#cret"),
+        (format!("redis://:p@ss@127.0.0.1:{port}/"), "p@ss"),
+        (format!("redis://cb:s%33cret@127.0.0.1:{port}/"), "s3cret"),
+        (format!("redis://cb:se%2Fcret@127.0.0.1:{port}/"), "se%2Fcret"),
+        (format!("redis://127.0.0.1:{port}/?password=s3cret"), "s3cret"),
+        (
+            format!("redis://127.0.0.1:{port}/0?protocol=resp2&%70assword=s3cret"),
+            "s3cret",
+        ),
+        (format!("rediss://cb:se/cret@127.0.0.1:{port}/"), "se/cret"),
+        (format!("http://cb:s3cret@127.0.0.1:{port}/"), "s3cret"),
+    ];
+    for (url, secret) in &cases {
+        let builder = Fleet::builder(url)
+            .namespace("hidden")
+            .io_timeout(Duration::from_millis(100));
+        let mut shown = format!("{builder:?}");
+        match builder.join(replica()).await {
+            Ok(fleet) => shown.push_str(&format!(" {fleet:?}")),
+            Err(e) => shown.push_str(&format!(" {e} {e:?}")),
+        }
+        for piece in [*secret, "cret", "cb:", "ss@"] {
+            assert!(!shown.contains(piece), "{url} shows {piece:?}: {shown}");
+        }
+    }
+    // A cluster's node list, each node shown as parsed.
+    let urls = [
+        format!("redis://:se/cret@127.0.0.1:{port}"),
+        format!("redis://:s3cret@127.0.0.1:{port}/?password=s3cret"),
+    ];
+    let builder = Fleet::cluster_builder(&[&urls[0], &urls[1]]).namespace("hidden");
+    let mut shown = format!("{builder:?}");
+    if let Err(e) = builder.join(replica()).await {
+        shown.push_str(&format!(" {e} {e:?}"));
+    }
+    assert!(!shown.contains("cret"), "{shown}");
+}
+
+/// Issue 38, item 10: an open as long as the configuration allows (the one
+/// bound, a day) reaches every replica, and a replica that joins later
+/// adopts it whole; an `open_for` longer than the bound is cut to it rather
+/// than refused by the peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_of_a_day_reaches_every_replica_and_late_joiners() {
+    let Some(server) = redis_or_skip("an_open_of_a_day_reaches_every_replica_and_late_joiners") else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let _fa = join(&server, "long", "a", ra).await;
+    let _fb = join(&server, "long", "b", rb).await;
+    let a = ra.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    let b = rb.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    assert!(a.open_for(Duration::from_secs(3 * 86_400)));
+    assert_eq!(
+        a.open_remaining().map(|r| r <= cb_runtime::MAX_OPEN_DURATION),
+        Some(true)
+    );
+    assert!(
+        eventually(SOON, || b.state() == State::Open).await,
+        "the peer opens (it counted a malformed message instead)"
+    );
+    let hours = |b: &CircuitBreaker| b.open_remaining().map_or(0, |r| r.as_secs() / 3600);
+    assert_eq!(hours(&b), 23, "{:?}", b.open_remaining());
+    // A replica joining now adopts what remains, not a day's clamp of it.
+    let rc = replica();
+    let c = rc.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
+    let _fc = join(&server, "long", "c", rc).await;
+    assert_eq!(c.state(), State::Open);
+    assert_eq!(hours(&c), 23, "{:?}", c.open_remaining());
+}

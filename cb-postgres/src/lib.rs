@@ -16,19 +16,28 @@
 //!
 //! Every breaker of the attached registry, present or created later, is
 //! followed: each transition becomes a row of `circuit_breaker_events`, and
-//! the breaker's row of `circuit_breaker_state` is kept current.
+//! the breaker's row of `circuit_breaker_state` is kept current. Keyed
+//! breakers (the keys of a [`cb_runtime::Family`], one per model or tenant)
+//! are followed as any breaker, each under its family's name and its key
+//! (column `key`), from families made before or after attach and keys made
+//! at any time. A key evicted from its family is no longer synced; a
+//! transition it still makes (a call in flight at its eviction) is written.
 //!
 //! # Off the call path
 //!
 //! No call ever waits on PostgreSQL. A transition is put on a bounded queue
 //! ([`StoreBuilder::queue_capacity`], default [`DEFAULT_QUEUE_CAPACITY`]) by
 //! the breaker's transition observer, without waiting; a full queue drops the
-//! event and counts it ([`Store::dropped_events`]). One background task per
+//! event and counts it ([`Store::dropped_events`]), as does a queue whose
+//! task has ended (its tokio runtime shut down). One background task per
 //! store does all the I/O: it takes up to [`MAX_BATCH`] events at a time and
 //! writes them in one transaction (one `INSERT ... SELECT FROM unnest(...)`
 //! for the events, one upsert for the states). Closed calls are not observed
 //! at all; once a second the task reads each breaker's counters to update
-//! `failure_count`, `last_failure_at` and `last_success_at`.
+//! `failure_count`, `last_failure_at` and `last_success_at`, and moves
+//! `next_probe_at` later for an open period extended in place (a later
+//! `open_for`, a `Retry-After`, a fleet peer's longer open), which makes no
+//! transition.
 //!
 //! **PostgreSQL down or hung.** Every statement has a timeout
 //! ([`StoreBuilder::io_timeout`], default 2 s), and a connection attempt with
@@ -51,7 +60,9 @@
 //! row says `open` with a `next_probe_at` in the future, as the database's
 //! `now()` sees it, is opened for the time that remains before its first
 //! call: breakers present at attach at once, breakers created later when
-//! the registry creates them. Its event is written with the reason
+//! the registry creates them, and a keyed breaker when its family makes the
+//! key's breaker (its first call on that key is refused). Each persisted
+//! open is adopted once: a key reset, evicted and made again is closed. Its event is written with the reason
 //! [`RESTORED`]. A server unreachable at attach is not an error; the first
 //! connection later adopts the open states for the breakers still closed.
 //! Only `open` is adopted: `forced_open` and `disabled` are a replica's local
@@ -170,13 +181,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use cb_runtime::coordination::Coordinator;
 use cb_runtime::history::{TransitionSource, TransitionsFuture};
-use cb_runtime::{CircuitBreaker, Registry, State, Transition};
+use cb_runtime::{CircuitBreaker, Registry, State};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+mod follow;
 mod schema;
+mod shown;
 mod task;
 #[doc(hidden)]
 pub mod testing;
@@ -294,6 +306,10 @@ pub(crate) struct Member {
     pub(crate) restoring: Arc<AtomicBool>,
     /// The totals at the last counter sync: successes, failures and timeouts.
     pub(crate) synced: (u64, u64),
+    /// While open: the next probe time last written or queued, in
+    /// [`follow::since_base`]'s nanoseconds (0: none). The counter sync
+    /// writes a later one when the open period was extended in place.
+    pub(crate) probe_at: Arc<AtomicU64>,
 }
 
 /// An open state read from the table: open until `until`, on this process's clock.
@@ -310,13 +326,14 @@ pub(crate) struct Shared {
     pub(crate) tx: mpsc::Sender<Event>,
     /// The task's connection, for reads; `None` while disconnected.
     pub(crate) client: RwLock<Option<Arc<Client>>>,
-    pub(crate) members: Mutex<Vec<Member>>,
+    /// The breakers followed, by [`follow::id_of`].
+    pub(crate) members: Mutex<HashMap<usize, Member>>,
     /// The open states read at attach, adopted by breakers created later.
     pub(crate) persisted: Mutex<Option<Persisted>>,
 }
 
 impl Shared {
-    pub(crate) fn members(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
+    pub(crate) fn members(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Member>> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -330,9 +347,10 @@ impl Shared {
         *self.client.write().unwrap_or_else(PoisonError::into_inner) = client;
     }
 
-    /// Queues `event` without waiting; a full queue drops and counts it.
-    fn send(&self, event: Event) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(event) {
+    /// Queues `event` without waiting; a full queue drops and counts it, as
+    /// does a queue whose task has ended (its runtime shut down).
+    pub(crate) fn send(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.dropped.inc();
         }
@@ -375,12 +393,6 @@ impl Metrics {
     }
 }
 
-/// The key column's value for `breaker`: its key in its family, or `''` for
-/// an unkeyed breaker. The one place the store learns a breaker's key.
-fn key_of(breaker: &CircuitBreaker) -> String {
-    breaker.key().unwrap_or_default().to_owned()
-}
-
 /// `true` for 1 to [`MAX_NAME_LEN`] bytes without control characters.
 fn is_storable(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control)
@@ -405,45 +417,6 @@ fn default_replica_id() -> String {
         host
     };
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
-}
-
-/// The URL with any password replaced, for errors and logs.
-fn redact(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
-        return if url.to_ascii_lowercase().contains("password") {
-            "<a connection string with a password>".to_owned()
-        } else {
-            url.to_owned()
-        };
-    };
-    let (head, rest) = url.split_at(scheme + 3);
-    // The authority ends at the path, the query or the fragment; its
-    // userinfo at its last `@` (a raw `@` may be in the password).
-    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let authority = match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!("{}:***{}", &authority[..colon], &authority[at..]),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    // A `password` query parameter, as libpq reads it.
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
-            format!("{path}?{}{fragment}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{head}{authority}{tail}")
 }
 
 impl Store {
@@ -573,22 +546,22 @@ impl StoreBuilder {
         let config: tokio_postgres::Config =
             self.url
                 .parse()
-                .map_err(|e: tokio_postgres::Error| StoreError::Invalid {
+                .map_err(|_: tokio_postgres::Error| StoreError::Invalid {
                     field: "url",
-                    got: format!("`{}` ({e})", redact(&self.url)),
+                    got: shown::shown(&self.url),
                     expected: "postgres://user[:password]@host[:port]/database, or key=value pairs",
                 })?;
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::invalid(
                 "url",
-                format!("`{}`", redact(&self.url)),
+                format!("`{}`", shown::shown(&self.url)),
                 "sslmode=disable or prefer: cb-postgres does not support TLS yet",
             ));
         }
         if config.get_hosts().is_empty() {
             return Err(StoreError::invalid(
                 "url",
-                format!("`{}`", redact(&self.url)),
+                format!("`{}`", shown::shown(&self.url)),
                 "a URL that names a host",
             ));
         }
@@ -641,7 +614,7 @@ impl StoreBuilder {
             written: AtomicU64::new(0),
             tx,
             client: RwLock::new(None),
-            members: Mutex::new(Vec::new()),
+            members: Mutex::new(HashMap::new()),
             persisted: Mutex::new(None),
         });
         let mut writer = task::Writer::new(Arc::clone(&shared), config, rx);
@@ -654,10 +627,10 @@ impl StoreBuilder {
                 target: "cb_postgres",
                 service = %shared.service,
                 "cb-postgres: PostgreSQL at {} is not reachable; the store keeps trying, and events wait in its queue",
-                redact(&self.url)
+                shown::shown(&self.url)
             );
         }
-        registry.coordinate(Arc::new(Follow(Arc::clone(&shared))));
+        registry.coordinate(Arc::new(follow::Follow(Arc::clone(&shared))));
         registry.set_transition_source(Arc::new(Store {
             shared: Arc::clone(&shared),
         }));
@@ -680,105 +653,9 @@ impl TransitionSource for Store {
     }
 }
 
-/// The registry's coordinator: follows each breaker.
-struct Follow(Arc<Shared>);
-
-impl Coordinator for Follow {
-    fn attach(&self, breaker: &Arc<CircuitBreaker>) {
-        let shared = &self.0;
-        let name: Arc<str> = Arc::from(breaker.name());
-        let key: Arc<str> = Arc::from(key_of(breaker));
-        let restoring = Arc::new(AtomicBool::new(false));
-        {
-            let weak_shared = Arc::downgrade(shared);
-            let (name, key, restoring) = (Arc::clone(&name), Arc::clone(&key), Arc::clone(&restoring));
-            let weak = Arc::downgrade(breaker);
-            breaker.on_transition(move |t| {
-                if let Some(shared) = weak_shared.upgrade() {
-                    shared.send(event(&name, &key, &weak, &restoring, t));
-                }
-            });
-        }
-        let until = shared
-            .persisted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .and_then(|p| p.get(&(name.to_string(), key.to_string())).copied());
-        if let Some(until) = until {
-            shared.adopt(breaker, &restoring, until);
-        }
-        let stats = breaker.stats();
-        shared.members().push(Member {
-            breaker: Arc::downgrade(breaker),
-            name,
-            key,
-            restoring,
-            synced: (stats.successes, stats.failures + stats.timeouts),
-        });
-    }
-}
-
-/// The event of transition `t`.
-fn event(
-    name: &Arc<str>,
-    key: &Arc<str>,
-    breaker: &Weak<CircuitBreaker>,
-    restoring: &AtomicBool,
-    t: &Transition,
-) -> Event {
-    let probe_in = (t.to == State::Open).then(|| {
-        breaker
-            .upgrade()
-            .and_then(|b| b.open_remaining())
-            .or(t.open_for)
-            .unwrap_or_default()
-    });
-    Event {
-        id: fastrand::i64(..),
-        name: Arc::clone(name),
-        key: Arc::clone(key),
-        from: t.from,
-        to: t.to,
-        reason: if restoring.load(Ordering::Acquire) {
-            RESTORED
-        } else {
-            t.reason.as_str()
-        },
-        failures_in_window: t.failures_in_window,
-        probe_in,
-        at: Instant::now(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://cb:s3cret@db:5432/app"),
-            "postgres://cb:***@db:5432/app"
-        );
-        assert_eq!(redact("postgres://cb@db/app"), "postgres://cb@db/app");
-        assert!(!redact("host=db password=s3cret").contains("s3cret"));
-        assert!(!redact("host=db PASSWORD=s3cret").contains("s3cret"));
-        assert_eq!(
-            redact("postgres://cb@db/app?sslmode=disable&password=s3cret"),
-            "postgres://cb@db/app?sslmode=disable&password=***"
-        );
-        assert_eq!(
-            redact("postgresql://db/app?password=s3cret#x"),
-            "postgresql://db/app?password=***#x"
-        );
-        assert_eq!(redact("postgres://cb:p@ss@db/app"), "postgres://cb:***@db/app");
-        // An `@` in the query is not the userinfo's.
-        assert_eq!(
-            redact("postgres://db/app?application_name=a@b"),
-            "postgres://db/app?application_name=a@b"
-        );
-    }
 
     #[test]
     fn names_are_checked() {

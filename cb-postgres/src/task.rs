@@ -1,15 +1,16 @@
 //! The background task: the only code that writes to PostgreSQL.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use cb_runtime::State;
+use cb_runtime::{CircuitBreaker, State};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
+use crate::follow::{from_base, since_base};
 use crate::{schema, Event, Persisted, Shared, StoreError, StoredTransition, MAX_BATCH};
 
 /// How often the breakers' counters are read for `failure_count`,
@@ -58,6 +59,14 @@ ON CONFLICT (service, name, key) DO UPDATE SET
     failure_count = EXCLUDED.failure_count,
     last_failure_at = coalesce(EXCLUDED.last_failure_at, s.last_failure_at),
     last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at)
+"#;
+
+/// A later next probe time for open rows: an open period extended in place.
+const EXTEND: &str = r#"
+UPDATE circuit_breaker_state AS s SET next_probe_at = n.probe
+FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS n(name, key, probe)
+WHERE s.service = $1 AND s.name = n.name AND s.key = n.key AND s.state = 'open'
+  AND (s.next_probe_at IS NULL OR s.next_probe_at < n.probe)
 "#;
 
 const PERSISTED: &str = "SELECT name, key, extract(epoch FROM next_probe_at - now())::float8 \
@@ -148,10 +157,10 @@ impl Writer {
                 // Events of the time away first: they are newer than the table.
                 self.write_pending(&client).await?;
             }
-            let persisted = read_persisted(&client, &self.shared).await?;
+            let mut persisted = read_persisted(&client, &self.shared).await?;
             self.adopted = true;
             if !self.attaching {
-                self.adopt_late(&persisted);
+                self.adopt_late(&mut persisted);
             }
             *self
                 .shared
@@ -164,14 +173,15 @@ impl Writer {
     }
 
     /// Applies the persisted open states to the breakers followed already,
-    /// when the first connection came after attach.
-    fn adopt_late(&self, persisted: &Persisted) {
+    /// when the first connection came after attach; each state is adopted
+    /// once, and the rest kept for breakers made later.
+    fn adopt_late(&self, persisted: &mut Persisted) {
         let members: Vec<_> = self
             .shared
             .members()
-            .iter()
+            .values()
             .filter_map(|m| {
-                let until = *persisted.get(&(m.name.to_string(), m.key.to_string()))?;
+                let until = persisted.remove(&(m.name.to_string(), m.key.to_string()))?;
                 Some((m.breaker.upgrade()?, Arc::clone(&m.restoring), until))
             })
             .collect();
@@ -271,19 +281,30 @@ impl Writer {
         }
     }
 
+    /// Writes the counters of the breakers called since the last sync, and
+    /// the next probe time of the open periods extended in place since.
     async fn sync_counters(&mut self, client: &Client) -> Result<(), Failure> {
+        // Transitions first: an extension is written over its open's row.
+        self.write_pending(client).await?;
         let mut changed = Vec::new();
+        let mut extended = Vec::new();
         {
             let mut members = self.shared.members();
-            members.retain(|m| m.breaker.strong_count() > 0);
-            for (i, m) in members.iter().enumerate() {
+            members.retain(|_, m| m.breaker.strong_count() > 0);
+            for (id, m) in members.iter() {
                 let Some(b) = m.breaker.upgrade() else { continue };
                 let s = b.stats();
                 let now = (s.successes, s.failures + s.timeouts);
                 if now != m.synced {
-                    changed.push((i, m.name.to_string(), m.key.to_string(), s, now));
+                    changed.push((*id, m.name.to_string(), m.key.to_string(), s, now));
+                }
+                if let Some(until) = extension(&b, &m.probe_at) {
+                    extended.push((m.name.to_string(), m.key.to_string(), until));
                 }
             }
+        }
+        if !extended.is_empty() {
+            self.write_extensions(client, &extended).await?;
         }
         if changed.is_empty() {
             return Ok(());
@@ -292,7 +313,7 @@ impl Writer {
             let members = self.shared.members();
             changed
                 .iter()
-                .map(|(i, ..)| members.get(*i).map_or((0, 0), |m| m.synced))
+                .map(|(id, ..)| members.get(id).map_or((0, 0), |m| m.synced))
                 .collect()
         };
         let names: Vec<&str> = changed.iter().map(|c| c.1.as_str()).collect();
@@ -316,13 +337,61 @@ impl Writer {
             .await
             .map_err(|_| Failure::TimedOut)??;
         let mut members = self.shared.members();
-        for (i, name, _, _, now) in &changed {
-            if let Some(m) = members.get_mut(*i).filter(|m| &*m.name == name.as_str()) {
+        for (id, name, _, _, now) in &changed {
+            if let Some(m) = members.get_mut(id).filter(|m| &*m.name == name.as_str()) {
                 m.synced = *now;
             }
         }
         Ok(())
     }
+
+    /// Moves `next_probe_at` of the open rows of `extended` (name, key, the
+    /// new next probe time on this process's clock) later.
+    async fn write_extensions(
+        &mut self,
+        client: &Client,
+        extended: &[(String, String, Instant)],
+    ) -> Result<(), Failure> {
+        let (base, db_base) = self.clock.unwrap_or_else(|| (Instant::now(), SystemTime::now()));
+        let names: Vec<&str> = extended.iter().map(|e| e.0.as_str()).collect();
+        let keys: Vec<&str> = extended.iter().map(|e| e.1.as_str()).collect();
+        let probes: Vec<SystemTime> = extended
+            .iter()
+            .map(|e| db_base + e.2.saturating_duration_since(base))
+            .collect();
+        let io = self.shared.io_timeout;
+        tokio::time::timeout(
+            io,
+            client.execute(EXTEND, &[&self.shared.service, &names, &keys, &probes]),
+        )
+        .await
+        .map_err(|_| Failure::TimedOut)??;
+        Ok(())
+    }
+}
+
+/// How much later than the last written next probe time an open period
+/// must end to be written again: it absorbs the reading of two clocks, and
+/// bounds the writes of a breaker on a manual clock (whose open period does
+/// not run down with real time) to one per second.
+const EXTENSION_SLACK: Duration = Duration::from_millis(500);
+
+/// The new next probe time of `b`, when it is open and its open period now
+/// ends later than `probe_at` says (extended in place by `open_for`, a
+/// `Retry-After` or a peer); `probe_at` is set to it.
+fn extension(b: &CircuitBreaker, probe_at: &AtomicU64) -> Option<Instant> {
+    let known = probe_at.load(Ordering::Acquire);
+    if known == 0 || b.state() != State::Open {
+        return None;
+    }
+    let until = Instant::now() + b.open_remaining()?;
+    if until <= from_base(known) + EXTENSION_SLACK {
+        return None;
+    }
+    probe_at
+        .compare_exchange(known, since_base(until), Ordering::AcqRel, Ordering::Acquire)
+        .ok()
+        .map(|_| until)
 }
 
 /// Why a write did not happen.

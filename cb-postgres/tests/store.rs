@@ -571,3 +571,247 @@ async fn the_admin_api_reads_transitions_from_the_store() {
         "{text}"
     );
 }
+
+/// Issue 38, item 9: keyed breakers (one per model) are written, with their
+/// key, and adopted by a restarted service: a family and key present at
+/// attach at once, a family created after attach and a key created lazily
+/// when the key's breaker is made, before its first call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_breakers_are_written_and_adopted_after_a_restart() {
+    let Some(server) = postgres_or_skip("keyed_breakers_are_written_and_adopted_after_a_restart") else {
+        return;
+    };
+    let first = registry();
+    let store = attach(&server, "gateway", first).await;
+    // The family is created after attach, its keys lazily.
+    let llm = first.family_or_insert("llm", || trips(Duration::from_secs(60)));
+    fail(&llm.get_or_insert("gpt-4o")).await;
+    llm.get_or_insert("gpt-4o-mini")
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
+    assert_eq!(llm.get_or_insert("gpt-4o").state(), State::Open);
+    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    let db = client(&server.url()).await;
+    let row = db
+        .query_one(
+            "SELECT state, next_probe_at > now() + interval '50 seconds' FROM circuit_breaker_state
+             WHERE service = 'gateway' AND name = 'llm' AND key = 'gpt-4o'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("open".to_owned(), true)
+    );
+    let got = store.transitions("llm", 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].key.as_deref(), Some("gpt-4o"));
+    assert_eq!((got[0].from, got[0].to), (State::Closed, State::Open));
+    // The counters of a closed key reach its row too.
+    assert!(
+        sql_until(
+            &db,
+            "SELECT count(*) FROM circuit_breaker_state
+             WHERE service = 'gateway' AND name = 'llm' AND key = 'gpt-4o-mini' AND last_success_at IS NOT NULL",
+            1
+        )
+        .await
+    );
+
+    // A restart with the family and its open key present at attach.
+    let second = registry();
+    let present = second
+        .family_or_insert("llm", || trips(Duration::from_secs(60)))
+        .get_or_insert("gpt-4o");
+    let store2 = attach(&server, "gateway", second).await;
+    assert_eq!(present.state(), State::Open, "adopted at attach");
+    let left = present.open_remaining().unwrap();
+    assert!(
+        left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+        "{left:?}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || store2.written_events() == 1).await);
+    let last = &store2.transitions("llm", 1).await.unwrap()[0];
+    assert_eq!(last.key.as_deref(), Some("gpt-4o"));
+    assert_eq!(last.reason, cb_postgres::RESTORED);
+
+    // A restart whose family is made after attach, its key at its first call.
+    let third = registry();
+    attach(&server, "gateway", third).await;
+    let llm = third.family_or_insert("llm", || trips(Duration::from_secs(60)));
+    let err = llm
+        .get_or_insert("gpt-4o")
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .unwrap_err();
+    assert!(err.is_rejected(), "the first call on the open key is refused");
+    assert_eq!(llm.get_or_insert("gpt-4o-mini").state(), State::Closed);
+    assert_eq!(llm.get_or_insert("claude").state(), State::Closed);
+
+    // With `family_open_keys` on, the adoption (run while the family makes
+    // the key, whose observers then ask the family for its open keys)
+    // neither deadlocks nor opens another key.
+    let fourth = registry();
+    attach(&server, "gateway", fourth).await;
+    let provider = fourth.family_or_insert("llm", || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(60))
+            .family_open_keys(2)
+            .build()
+            .unwrap()
+    });
+    assert_eq!(provider.get_or_insert("gpt-4o").state(), State::Open);
+    assert_eq!(provider.get_or_insert("claude").state(), State::Closed);
+}
+
+/// A key evicted from its family is no longer followed (the store keeps no
+/// record of it), and a key made again after its adopted open was reset is
+/// not adopted a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_key_is_adopted_once() {
+    let Some(server) = postgres_or_skip("an_adopted_key_is_adopted_once") else {
+        return;
+    };
+    let first = registry();
+    let store = attach(&server, "gateway", first).await;
+    fail(
+        &first
+            .family_or_insert("llm", || trips(Duration::from_secs(60)))
+            .get_or_insert("a"),
+    )
+    .await;
+    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    let second = registry();
+    attach(&server, "gateway", second).await;
+    let config = || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(60))
+            .max_keys(1)
+            .build()
+            .unwrap()
+    };
+    let llm = second.family_or_insert("llm", config);
+    let a = llm.get_or_insert("a");
+    assert_eq!(a.state(), State::Open);
+    a.reset();
+    // `b` takes the one slot: `a` (closed) is evicted; made again, it is closed.
+    llm.get_or_insert("b");
+    assert!(llm.get("a").is_none(), "a was evicted");
+    drop(a);
+    assert_eq!(llm.get_or_insert("a").state(), State::Closed);
+}
+
+/// An open period extended in place (a later `open_for`, a `Retry-After`)
+/// reaches `next_probe_at`, so a restart adopts the longer period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_open_period_is_written() {
+    let Some(server) = postgres_or_skip("an_extended_open_period_is_written") else {
+        return;
+    };
+    let first = registry();
+    let store = attach(&server, "checkout", first).await;
+    let b = first.get_or_insert("payments", || trips(Duration::from_secs(60)));
+    fail(&b).await;
+    assert!(wait_until(Duration::from_secs(10), || store.written_events() == 1).await);
+    assert!(
+        b.open_for(Duration::from_secs(3600)),
+        "extended in place, no transition"
+    );
+    let db = client(&server.url()).await;
+    assert!(
+        sql_until(
+            &db,
+            "SELECT count(*) FROM circuit_breaker_state
+             WHERE name = 'payments' AND next_probe_at > now() + interval '50 minutes'",
+            1
+        )
+        .await,
+        "the extension reaches next_probe_at"
+    );
+    let second = registry();
+    attach(&server, "checkout", second).await;
+    let left = second
+        .get_or_insert("payments", || trips(Duration::from_secs(60)))
+        .open_remaining()
+        .unwrap();
+    assert!(
+        left > Duration::from_secs(3000),
+        "{left:?}: the extended hour, not the minute"
+    );
+}
+
+/// Events sent after the writer task ended (its runtime shut down) are
+/// counted as dropped, as a full queue's are.
+#[test]
+fn events_after_the_writer_ended_are_counted() {
+    let r = registry();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(attach_to(&url, "checkout", 16, 100, r));
+    drop(runtime); // the writer task ends with its runtime
+    let b = r.get_or_insert("payments", || trips(Duration::from_secs(60)));
+    flip(&b, 3);
+    assert_eq!(store.dropped_events(), 3);
+    assert!(store
+        .metrics_text()
+        .contains("circuit_breaker_store_dropped_events_total{service=\"checkout\"} 3"));
+}
+
+/// Issue 38, item 11: no spelling of a password reaches an error or the
+/// store's `Debug`, whatever characters it holds.
+#[tokio::test]
+async fn passwords_never_shown_whatever_their_spelling() {
+    let cases = [
+        ("postgres://cb:se/cret@db:notaport/app", "se/cret"),
+        ("postgres://cb:se?cret@db:notaport/app", "se?cret"),
+        ("postgres://cb:se#cret@db:notaport/app", "se#cret"),
+        ("postgres://cb:p@ss@db:notaport/app", "p@ss"),
+        ("postgres://cb:s%33cret@db:notaport/app", "s3cret"),
+        (
+            "postgres://cb@db:notaport/app?sslmode=disable&%70assword=s3cret",
+            "s3cret",
+        ),
+        ("postgres://cb@db:notaport/app?password=s%33cret", "s3cret"),
+        ("postgresql://db:notaport/app?PASSWORD=s3cret", "s3cret"),
+        ("host=db port=notaport password=s3cret", "s3cret"),
+        ("host=db port=notaport password='se cret'", "se cret"),
+        ("host=db port=notaport password=se\\ cret", "cret"),
+        // TLS refused: the message shows the URL, without its password.
+        ("postgres://cb:se/cret@db/app?sslmode=require", "se/cret"),
+        ("postgres://cb@db/app?sslmode=require&%70assword=s3cret", "s3cret"),
+        ("host=db password=s3cret sslmode=require", "s3cret"),
+    ];
+    for (url, secret) in cases {
+        let err = Store::builder(url)
+            .service("checkout")
+            .attach(registry())
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            matches!(err, StoreError::Invalid { field: "url", .. }),
+            "{url}: {shown}"
+        );
+        assert!(!shown.contains(secret), "{url} shows its password: {shown}");
+        for piece in ["cret", "s3c", "ss@"] {
+            assert!(
+                !shown.contains(piece),
+                "{url} shows a piece of its password: {shown}"
+            );
+        }
+        if url.contains("sslmode=require") {
+            // Parsed, then refused: what the parser understood is shown.
+            assert!(shown.contains("db"), "{url}: the host is still shown: {shown}");
+            assert!(shown.contains("TLS"), "{url}: {shown}");
+        }
+    }
+}

@@ -527,6 +527,9 @@ impl CircuitBreaker {
     ///   published, and the period's rejections keep counting as one period.
     /// * Forced open or disabled: left as it is, and `false` returned.
     ///
+    /// A `duration` over [`MAX_OPEN_DURATION`](crate::MAX_OPEN_DURATION) (a
+    /// day) is cut to it: the bound of every open, which the fleet carries.
+    ///
     /// ```
     /// use std::time::Duration;
     /// use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, State};
@@ -542,7 +545,7 @@ impl CircuitBreaker {
     /// # Ok::<(), cb_runtime::ConfigError>(())
     /// ```
     pub fn open_for(&self, duration: Duration) -> bool {
-        self.open_for_if(|_| true, duration)
+        self.open_for_if(|_| true, duration.min(crate::MAX_OPEN_DURATION))
     }
 
     /// [`open_for`](Self::open_for) with another reason (a family's open).

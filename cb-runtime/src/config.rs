@@ -104,7 +104,9 @@ impl Backoff {
         let grown = base.as_secs_f64() * self.multiplier.powi(reopens.min(1024) as i32);
         let capped = grown.min(self.max.as_secs_f64());
         let spread = capped * (1.0 + self.jitter * (2.0 * unit - 1.0));
-        Duration::try_from_secs_f64(spread.max(0.0)).unwrap_or(self.max)
+        // Jitter spreads around the cap, never past the bound of every open.
+        let spread = spread.clamp(0.0, MAX_OPEN_DURATION.as_secs_f64());
+        Duration::try_from_secs_f64(spread).unwrap_or(self.max)
     }
 }
 
@@ -394,6 +396,13 @@ fn whole_millis(d: Duration) -> u32 {
 
 /// The most probes `half_open_max_calls` may allow.
 pub const MAX_PROBES: u32 = cb_syntax::MAX_PROBES;
+
+/// The longest open period (24 h), the one bound of every open:
+/// `open_duration`, `throttle_duration` and `open_backoff`'s cap are
+/// refused above it, the open durations a backoff grows (jitter included)
+/// and [`CircuitBreaker::open_for`](crate::CircuitBreaker::open_for) are cut
+/// to it, and the fleet (`cb-fleet`) carries any open up to it.
+pub const MAX_OPEN_DURATION: Duration = Duration::from_nanos(cb_syntax::MAX_OPEN_NANOS);
 
 /// The shortest `slow_call_duration` accepted with [`Clock::system`]: it
 /// reads a recent time that a background thread refreshes about every
@@ -886,6 +895,40 @@ mod tests {
         }
         let cache = Config::builder().preset_name("cache").build().unwrap();
         assert_eq!(cache.value(&FIELDS[0]), Some(Value::Preset("cache")));
+    }
+
+    #[test]
+    fn every_open_is_bounded_by_one_bound() {
+        let day = MAX_OPEN_DURATION;
+        assert_eq!(day, Duration::from_secs(86_400));
+        let over = day + Duration::from_millis(1);
+        for (config, field) in [
+            (Config::builder().open_duration(over), "open_duration"),
+            (Config::builder().throttle_duration(over), "throttle_duration"),
+            (
+                Config::builder().open_backoff(Backoff::exponential(2.0, over)),
+                "open_backoff",
+            ),
+        ] {
+            let e = config.build().unwrap_err();
+            assert_eq!(e.field(), field, "{e}");
+            assert!(e.to_string().contains("at most 24h"), "{e}");
+        }
+        let c = Config::builder()
+            .open_duration(day)
+            .open_backoff(Backoff::exponential(2.0, day).jitter(1.0))
+            .build()
+            .unwrap();
+        // The jitter spreads around the cap, never past the bound.
+        let b = c.open_backoff().unwrap();
+        assert_eq!(b.open_duration(day, 3, 0.999_999), day);
+        assert!(b.open_duration(day, 3, 0.25) < day);
+        // open_for cuts a longer period to the bound.
+        let clock = crate::clock::ManualClock::new();
+        let breaker =
+            crate::CircuitBreaker::new("a-week", Config::builder().clock(clock.clock()).build().unwrap());
+        assert!(breaker.open_for(Duration::from_secs(7 * 86_400)));
+        assert_eq!(breaker.open_remaining(), Some(day));
     }
 
     #[test]

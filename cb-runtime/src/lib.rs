@@ -114,7 +114,10 @@ pub use breaker::CircuitBreaker;
 pub use call::Call;
 pub use cb_macros::circuit_breaker;
 pub use clock::Clock;
-pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES, MIN_SLOW_CALL_DURATION};
+pub use config::{
+    Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_OPEN_DURATION, MAX_PROBES,
+    MIN_SLOW_CALL_DURATION,
+};
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};

@@ -35,11 +35,18 @@ pub const MIN_WINDOW_NANOS: u64 = 100_000_000;
 pub const MAX_WINDOW_NANOS: u64 = 24 * 3_600_000_000_000;
 /// The most probes `half_open_max_calls` may allow at once.
 pub const MAX_PROBES: u32 = 10_000;
-/// The longest `max_retry_after`, in nanoseconds (24 h): a longer open
-/// period is not a rate limit, and fleet peers refuse opens over a day.
-pub const MAX_RETRY_AFTER_NANOS: u64 = 24 * 3_600_000_000_000;
+/// The longest `max_retry_after`, in nanoseconds: [`MAX_OPEN_NANOS`], since
+/// a hint opens the circuit for that long.
+pub const MAX_RETRY_AFTER_NANOS: u64 = MAX_OPEN_NANOS;
 /// The most keys `max_keys` may allow in one family of keyed breakers.
 pub const MAX_KEYS: u32 = 100_000;
+/// The longest open period, in nanoseconds (24 h), and the one bound of
+/// every open: `open_duration` and `throttle_duration` (the
+/// [`Kind::Duration`] fields), `open_backoff`'s cap (and the open durations
+/// it grows, jitter included), `max_retry_after`, and the runtime's
+/// `open_for`, which cuts a longer period to it. The fleet's messages carry
+/// any open up to it, and a fleet resynchronising never cuts one shorter.
+pub const MAX_OPEN_NANOS: u64 = 24 * 3_600_000_000_000;
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +63,8 @@ pub enum Kind {
     },
     /// A fraction in `[0, 1]`.
     Rate,
-    /// A duration longer than zero.
+    /// An open period: a duration longer than zero and at most
+    /// [`MAX_OPEN_NANOS`].
     Duration,
     /// A duration longer than zero, or `"none"` (or `"off"`) for none.
     OptionalDuration,
@@ -71,8 +79,8 @@ pub enum Kind {
     /// duration).
     Window,
     /// `"<multiplier> <cap> [<jitter>]"` ([`parse_backoff`]: a multiplier of
-    /// at least 1, a cap longer than zero, a jitter fraction in `[0, 1]`), or
-    /// `"none"` (or `"off"`) for none.
+    /// at least 1, a cap longer than zero and at most [`MAX_OPEN_NANOS`], a
+    /// jitter fraction in `[0, 1]`), or `"none"` (or `"off"`) for none.
     Backoff,
 }
 
@@ -305,7 +313,10 @@ impl Field {
             Kind::Count { min, max: u32::MAX } => format!("a whole number of at least {min}"),
             Kind::Count { min, max } => format!("a whole number in {min}..={max}"),
             Kind::Rate => "a rate in [0.0, 1.0]".to_owned(),
-            Kind::Duration => "a duration longer than zero".to_owned(),
+            Kind::Duration => format!(
+                "a duration longer than zero, at most {}",
+                format_nanos(MAX_OPEN_NANOS)
+            ),
             Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
             Kind::DurationUpTo { max } => format!("a duration from 0s to {}", format_nanos(max)),
             Kind::Window => format!(
@@ -313,9 +324,11 @@ impl Field {
                 format_nanos(MIN_WINDOW_NANOS),
                 format_nanos(MAX_WINDOW_NANOS)
             ),
-            Kind::Backoff => "a multiplier of at least 1, a cap longer than zero and an optional jitter \
-                              fraction in [0.0, 1.0], such as \"2 5m 0.1\"; or \"none\""
-                .to_owned(),
+            Kind::Backoff => format!(
+                "a multiplier of at least 1, a cap longer than zero and at most {}, and an optional jitter \
+                 fraction in [0.0, 1.0], such as \"2 5m 0.1\"; or \"none\"",
+                format_nanos(MAX_OPEN_NANOS)
+            ),
         }
     }
 
@@ -386,7 +399,8 @@ impl Field {
             (Kind::Preset, Value::Preset(name)) => PRESETS.contains(&name),
             (Kind::Count { min, max }, Value::Count(n)) => (min..=max).contains(&n),
             (Kind::Rate, Value::Rate(r)) => (0.0..=1.0).contains(&r),
-            (Kind::Duration | Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
+            (Kind::Duration, Value::Duration(nanos)) => (1..=MAX_OPEN_NANOS).contains(&nanos),
+            (Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
             (Kind::DurationUpTo { max }, Value::Duration(nanos)) => nanos <= max,
             (Kind::OptionalDuration | Kind::Backoff, Value::Off) => true,
             (Kind::Window, Value::WindowCalls(calls)) => (1..=MAX_WINDOW_CALLS).contains(&calls),
@@ -396,7 +410,7 @@ impl Field {
             (Kind::Backoff, Value::Backoff(b)) => {
                 b.multiplier.is_finite()
                     && b.multiplier >= 1.0
-                    && b.cap_nanos > 0
+                    && (1..=MAX_OPEN_NANOS).contains(&b.cap_nanos)
                     && (0.0..=1.0).contains(&b.jitter)
             }
             _ => return Err(Refusal::Malformed(None)),
@@ -487,6 +501,22 @@ mod tests {
         let throttle = field("throttle_duration").unwrap();
         assert_eq!(throttle.parse("0s"), Err(Refusal::OutOfRange));
         assert_eq!(throttle.parse("10s"), Ok(Value::Duration(10_000_000_000)));
+    }
+
+    #[test]
+    fn every_open_is_at_most_a_day() {
+        for name in ["open_duration", "throttle_duration"] {
+            let f = field(name).unwrap();
+            assert_eq!(f.parse("24h"), Ok(Value::Duration(MAX_OPEN_NANOS)), "{name}");
+            assert_eq!(f.parse("86400001ms"), Err(Refusal::OutOfRange), "{name}");
+            assert_eq!(f.parse("2d").map_err(|_| ()), Err(()), "{name}");
+            assert_eq!(f.range(), "a duration longer than zero, at most 24h", "{name}");
+        }
+        let backoff = field("open_backoff").unwrap();
+        assert!(backoff.parse("2 24h 0.1").is_ok());
+        assert_eq!(backoff.parse("2 25h 0.1"), Err(Refusal::OutOfRange));
+        assert!(backoff.range().contains("at most 24h"), "{}", backoff.range());
+        assert_eq!(MAX_RETRY_AFTER_NANOS, MAX_OPEN_NANOS);
     }
 
     #[test]

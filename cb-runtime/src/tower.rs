@@ -65,6 +65,9 @@
 //! ```
 
 pub mod body;
+mod grpc;
+
+pub use grpc::GrpcClassifier;
 
 use std::fmt;
 use std::future::Future;

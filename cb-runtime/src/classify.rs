@@ -17,7 +17,8 @@
 //! | `reqwest` | `reqwest` | `reqwest::Error` (reqwest 0.13) |
 //!
 //! With `#[circuit_breaker(name = "orders-db", classify = cb_runtime::classify::postgres)]`
-//! on a function returning `Result<_, tokio_postgres::Error>`, a unique
+//! on a function returning `Result<_, CallError<tokio_postgres::Error>>` (the
+//! driver's error type has no `From<BreakerError>`), a unique
 //! violation (SQLSTATE 23505) comes back to the caller and counts in
 //! `Stats::ignored` only; a lost connection counts as a failure.
 

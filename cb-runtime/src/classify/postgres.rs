@@ -27,9 +27,11 @@ use crate::Outcome;
 /// configuration, are ignored.
 ///
 /// ```no_run
-/// use cb_runtime::circuit_breaker;
+/// use cb_runtime::{circuit_breaker, CallError};
 /// #[circuit_breaker(name = "orders-db", preset = "database", classify = cb_runtime::classify::postgres)]
-/// async fn insert_order(db: &tokio_postgres::Client, id: i64) -> Result<u64, tokio_postgres::Error> {
+/// // `CallError<E>`: the refusal comes back as `CallError::Rejected`, the
+/// // driver's error as `CallError::Inner`, judged by `classify`.
+/// async fn insert_order(db: &tokio_postgres::Client, id: i64) -> Result<u64, CallError<tokio_postgres::Error>> {
 ///     db.execute("INSERT INTO orders (id) VALUES ($1)", &[&id]).await
 /// }
 /// ```

@@ -16,9 +16,9 @@ use crate::Outcome;
 /// | any other error the server answers | ignored |
 ///
 /// ```no_run
-/// use cb_runtime::circuit_breaker;
+/// use cb_runtime::{circuit_breaker, CallError};
 /// #[circuit_breaker(name = "sessions", preset = "cache", classify = cb_runtime::classify::redis)]
-/// async fn session(id: &str) -> Result<Option<String>, redis::RedisError> {
+/// async fn session(id: &str) -> Result<Option<String>, CallError<redis::RedisError>> {
 ///     // redis::cmd("GET").arg(id).query_async(&mut connection).await
 /// #   let _ = id;
 /// #   Ok(None)

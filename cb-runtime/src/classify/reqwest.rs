@@ -18,9 +18,9 @@ use crate::Outcome;
 /// `cb-reqwest` middleware reads each answer itself.
 ///
 /// ```no_run
-/// use cb_runtime::circuit_breaker;
+/// use cb_runtime::{circuit_breaker, CallError};
 /// #[circuit_breaker(name = "billing", classify = cb_runtime::classify::reqwest)]
-/// async fn invoice(http: &reqwest::Client, id: u64) -> Result<String, reqwest::Error> {
+/// async fn invoice(http: &reqwest::Client, id: u64) -> Result<String, CallError<reqwest::Error>> {
 ///     http.get(format!("https://billing.internal/invoices/{id}")).send().await?.error_for_status()?.text().await
 /// }
 /// ```

@@ -85,7 +85,7 @@ mod with_postgres {
             .await
             .unwrap();
         let limited = server.url().replace("postgres@", "limited@");
-        let e = connect(&limited).await.err().expect("refused");
+        let e = connect(&limited).await.expect_err("refused");
         assert_eq!(
             (classify::postgres(&e), e.code().map(|c| c.code())),
             (Outcome::Throttled, Some("53300"))
@@ -108,14 +108,14 @@ mod with_postgres {
         server.kill();
         let e = db.batch_execute("SELECT 1").await.unwrap_err();
         assert_eq!(classify::postgres(&e), Outcome::Failure, "{e:?}");
-        let e = connect(&server.url()).await.err().expect("refused");
+        let e = connect(&server.url()).await.expect_err("refused");
         assert_eq!(classify::postgres(&e), Outcome::Failure, "{e:?}");
     }
 
     #[tokio::test]
     async fn a_closed_port_is_a_failure() {
         let url = format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port());
-        let e = connect(&url).await.err().expect("nothing listens");
+        let e = connect(&url).await.expect_err("nothing listens");
         assert_eq!(classify::postgres(&e), Outcome::Failure, "{e}");
     }
 }
@@ -193,8 +193,7 @@ mod with_redis {
     async fn a_closed_port_is_a_failure() {
         let e = connect(&format!("redis://127.0.0.1:{}/", closed_port()))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(classify::redis(&e), Outcome::Failure, "{e:?}");
     }
 }

@@ -342,10 +342,38 @@ async fn a_streams_status_is_read_from_its_trailers() {
     assert_eq!((messages.len(), end.unwrap_err().code()), (0, Code::DataLoss));
     assert_eq!(b.stats().failures, 2);
 
-    // RESOURCE_EXHAUSTED after a message, with pushback: throttled.
+    // RESOURCE_EXHAUSTED after a message: throttled.
     let (_, end) = count_through(&mut client, "1:8").await;
     assert_eq!(end.unwrap_err().code(), Code::ResourceExhausted);
     assert_eq!((b.stats().throttled, b.state()), (1, State::Open));
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::from_secs(5))
+    );
+}
+
+#[tokio::test]
+async fn a_pushback_in_the_trailers_is_bounded_as_the_layer_bounds_hints() {
+    let (addr, _) = server().await;
+    let clock = ManualClock::new();
+    let b = breaker("grpc-stream-pushback", &clock);
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let layer = CircuitBreakerLayer::new(Arc::clone(&b))
+        .max_retry_after(Duration::from_secs(2))
+        .classifier(GrpcClassifier::default());
+    let mut client = tonic::client::Grpc::new(layer.layer(channel));
+
+    // Two messages, then RESOURCE_EXHAUSTED with a pushback of 30 s in the trailers.
+    let (messages, end) = count_through(&mut client, "2:8:30000").await;
+    assert_eq!(
+        (messages.len(), end.unwrap_err().code()),
+        (2, Code::ResourceExhausted)
+    );
+    let e = b.try_acquire().unwrap_err();
+    assert!(e.is_throttled());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(2)), "the layer's cap");
 }
 
 #[tokio::test]

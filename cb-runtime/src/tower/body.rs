@@ -171,12 +171,26 @@ impl<D, BE> ClassifyError<Failed<D, BE>> for JudgeFailed {
 /// a head) that carry no verdict. The gRPC status is read this way.
 pub(crate) type TrailersRule = fn(&http::HeaderMap) -> Option<(Outcome, Option<std::time::Duration>)>;
 
+/// A [`TrailersRule`] with the layer's own bound on the hints it reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Trailers {
+    pub(crate) rule: TrailersRule,
+    pub(crate) cap: super::LayerCap,
+}
+
+impl Trailers {
+    /// The verdict of `headers`, its hint bounded as the layer bounds a head's.
+    fn judge(self, headers: &http::HeaderMap) -> Option<(Outcome, Option<std::time::Duration>)> {
+        (self.rule)(headers).map(|(outcome, hint)| (outcome, self.cap.bound(outcome, hint)))
+    }
+}
+
 /// The response's body as a stream of frames; the head waits beside it until
 /// the call is admitted and opened.
 pub(crate) struct Frames<B> {
     head: Option<http::response::Parts>,
     body: Pin<Box<B>>,
-    trailers: Option<TrailersRule>,
+    trailers: Option<Trailers>,
 }
 
 impl<B: Body> Stream for Frames<B> {
@@ -191,7 +205,7 @@ impl<B: Body> Stream for Frames<B> {
                     // Trailers that fail, throttle or ignore the call reach
                     // the caller as an "error" the breaker judges, turned
                     // back into the frame by `JudgedBody`.
-                    (Some(rule), Some(trailers)) => match rule(trailers) {
+                    (Some(rule), Some(trailers)) => match rule.judge(trailers) {
                         Some((outcome, hint)) if outcome != Outcome::Success => {
                             Err(Failed::Trailers { frame, outcome, hint })
                         }
@@ -242,7 +256,7 @@ pub(crate) fn call_judged<S, C, Req, B>(
     inner: &mut S,
     req: Req,
     classifier: C,
-    trailers: Option<TrailersRule>,
+    trailers: Option<Trailers>,
 ) -> ResponseFuture<B, S::Error>
 where
     S: Service<Req, Response = Response<B>>,
@@ -270,7 +284,7 @@ where
         // A head that carries the trailers' verdict (a gRPC
         // trailers-only answer) is judged by it alone, ignored included.
         let final_head = matches!(&result, Ok(response)
-            if outcome == Outcome::Ignored && trailers.is_some_and(|rule| rule(response.headers()).is_some()));
+            if outcome == Outcome::Ignored && trailers.is_some_and(|rule| rule.judge(response.headers()).is_some()));
         match result {
             Ok(response) if !matches!(outcome, Outcome::Failure | Outcome::Throttled) && !final_head => {
                 let (head, body) = response.into_parts();

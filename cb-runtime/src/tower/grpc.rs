@@ -36,7 +36,8 @@ use crate::{CallError, Classify, Outcome};
 ///   client unchanged (the body as [`JudgedBody`]).
 /// * A failure's `grpc-retry-pushback-ms` opens the circuit for that long, as
 ///   a 503's `Retry-After` does over HTTP; both are capped by the breaker's
-///   `max_retry_after`.
+///   `max_retry_after` (and the layer's
+///   [`max_retry_after`](CircuitBreakerLayer::max_retry_after), if set).
 /// * The inner service's error (the transport's) is a failure. A head whose
 ///   HTTP status is not 200 and has no `grpc-status` (a proxy's answer) is
 ///   read as gRPC reads it: 429, 502, 503 and 504 are UNAVAILABLE, 400
@@ -221,6 +222,10 @@ where
             classifier: GrpcClassifier::default(),
             max_retry_after: self.max_retry_after,
         };
-        body::call_judged(&self.breaker, &mut self.inner, req, classifier, Some(verdict))
+        let trailers = body::Trailers {
+            rule: verdict,
+            cap: self.max_retry_after,
+        };
+        body::call_judged(&self.breaker, &mut self.inner, req, classifier, Some(trailers))
     }
 }

@@ -14,6 +14,10 @@
 //!
 //! Each read is one character: `.` a fast cache hit, `s` a slow cache hit,
 //! `D` served by the database while the circuit is open.
+//!
+//! Then, when redis-server is installed, a real one on loopback, its errors
+//! sorted by `cb_runtime::classify::redis`: a command on a key of the wrong
+//! type is ignored, the server's death is a failure.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cb_runtime::{circuit_breaker, registry, BreakerError};
+use cb_runtime::{circuit_breaker, registry, BreakerError, CallError};
 
 const BREAKER: &str = "session-cache";
 
@@ -166,4 +170,57 @@ async fn main() {
         stats.successes, stats.slow_calls, stats.rejected
     );
     println!("  without the breaker, every read during the spike would have taken 70 ms");
+
+    real_redis().await;
+}
+
+/// A real redis-server's errors, sorted by `cb_runtime::classify::redis`.
+async fn real_redis() {
+    println!("\n== a real redis-server, errors sorted by cb_runtime::classify::redis");
+    let Some(mut server) = cb_fleet::testing::redis_or_skip("examples/cache") else {
+        return;
+    };
+    let client = redis::Client::open(server.url()).expect("a redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the server just started");
+    redis::cmd("SET")
+        .arg("session:1")
+        .arg("alice")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("SET");
+
+    let show = |what: &str, r: &Result<Option<String>, CallError<redis::RedisError>>| match r {
+        Ok(v) => println!("  {what}: {v:?}"),
+        Err(e) => println!("  {what}: {e}"),
+    };
+    show("GET session:1", &get(&mut conn, "GET", "session:1").await);
+    // A list command on a string: WRONGTYPE, the caller's mistake.
+    show("LPOP session:1", &get(&mut conn, "LPOP", "session:1").await);
+    server.kill();
+    show(
+        "GET session:1, the server killed",
+        &get(&mut conn, "GET", "session:1").await,
+    );
+
+    let stats = registry()
+        .get("sessions-redis")
+        .expect("created by the first read")
+        .stats();
+    println!(
+        "  breaker `sessions-redis`: {} success, {} ignored (WRONGTYPE), {} failure (the dead server)",
+        stats.successes, stats.ignored, stats.failures
+    );
+    assert_eq!((stats.successes, stats.ignored, stats.failures), (1, 1, 1));
+}
+
+#[circuit_breaker(name = "sessions-redis", preset = "cache", classify = cb_runtime::classify::redis)]
+async fn get(
+    conn: &mut redis::aio::MultiplexedConnection,
+    command: &str,
+    key: &str,
+) -> Result<Option<String>, CallError<redis::RedisError>> {
+    redis::cmd(command).arg(key).query_async(conn).await
 }

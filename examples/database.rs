@@ -14,12 +14,16 @@
 //! Every 200 ms a line shows the breaker's state, what the calls did in that
 //! interval and how many pool connections were in use: once the circuit is
 //! open, refused calls take no connection at all.
+//!
+//! Then, when PostgreSQL is installed, the same on a real one started on
+//! loopback, with `classify = cb_runtime::classify::postgres`: a duplicate
+//! key (SQLSTATE 23505) is ignored, the server's death is a failure.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cb_runtime::{circuit_breaker, registry, BreakerError, State};
+use cb_runtime::{circuit_breaker, registry, BreakerError, CallError, State};
 use tokio::sync::Semaphore;
 
 const BREAKER: &str = "orders-db";
@@ -208,4 +212,55 @@ async fn main() {
         tally.slowest_rejection_ns.load(Ordering::Relaxed) as f64 / 1e6,
         db.max_in_use.load(Ordering::SeqCst)
     );
+
+    real_postgres().await;
+}
+
+/// A real PostgreSQL's errors, sorted by `cb_runtime::classify::postgres`.
+async fn real_postgres() {
+    println!("\n== a real PostgreSQL, errors sorted by cb_runtime::classify::postgres");
+    let Some(mut server) = cb_postgres::testing::postgres_or_skip("examples/database") else {
+        return;
+    };
+    let (db, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("the server just started");
+    tokio::spawn(connection);
+    db.batch_execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        .await
+        .expect("a table");
+
+    for (what, id) in [
+        ("order 1", 1),
+        ("order 1 again (a duplicate key)", 1),
+        ("order 2", 2),
+    ] {
+        match insert_order(&db, id).await {
+            Ok(_) => println!("  {what}: inserted"),
+            Err(CallError::Inner(e)) => match e.as_db_error() {
+                Some(db) => println!("  {what}: {} (SQLSTATE {})", db.message(), db.code().code()),
+                None => println!("  {what}: {e}"),
+            },
+            Err(e) => println!("  {what}: {e}"),
+        }
+    }
+    server.kill();
+    match insert_order(&db, 3).await {
+        Ok(_) => println!("  order 3: inserted?"),
+        Err(e) => println!("  order 3, the server killed: {e}"),
+    }
+    let stats = registry()
+        .get("orders-pg")
+        .expect("created by the first insert")
+        .stats();
+    println!(
+        "  breaker `orders-pg`: {} successes, {} ignored (the duplicate), {} failure (the dead server)",
+        stats.successes, stats.ignored, stats.failures
+    );
+    assert_eq!((stats.successes, stats.ignored, stats.failures), (2, 1, 1));
+}
+
+#[circuit_breaker(name = "orders-pg", preset = "database", classify = cb_runtime::classify::postgres)]
+async fn insert_order(db: &tokio_postgres::Client, id: i32) -> Result<u64, CallError<tokio_postgres::Error>> {
+    db.execute("INSERT INTO orders (id) VALUES ($1)", &[&id]).await
 }

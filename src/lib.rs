@@ -3,7 +3,7 @@
 //! code block in them builds against the crates as they are.
 //!
 //! The guide lives in this package, the workspace's root, because it spans
-//! every crate (`cb-runtime`, `cb-fleet`, `cb-postgres`) and this package
+//! every crate (`cb-runtime`, `cb-fleet`, `cb-postgres`, `cb-reqwest`) and this package
 //! depends on all of them. The README's code blocks are compiled here too
 //! (the hidden module `readme`). Nothing here is an API: it is documentation.
 #![doc = ""]
@@ -31,6 +31,7 @@ chapter!(fleet, "fleet.md");
 chapter!(postgres, "postgres.md");
 chapter!(coming_from, "coming-from.md");
 chapter!(internals, "internals.md");
+chapter!(integrations, "integrations.md");
 
 /// The repository's README, so that its code blocks are compiled too.
 #[doc(hidden)]

@@ -27,6 +27,7 @@ mod kw {
     syn::custom_keyword!(throttle_if);
     syn::custom_keyword!(retry_after);
     syn::custom_keyword!(key);
+    syn::custom_keyword!(classify);
 }
 
 /// A key of the attribute that is not a configuration field, as the table of keys in the
@@ -109,6 +110,12 @@ pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
         default: "`\"cb_runtime\"`",
         meaning: "Where `cb-runtime` is, when the dependency is renamed.",
     },
+    KeyDoc {
+        name: "classify",
+        takes: "the path of a `fn(&E) -> Outcome`, such as `cb_runtime::classify::postgres`",
+        default: "none",
+        meaning: "Decides how each error counts (a failure, ignored, throttled, or a success); not with `failure_if`, `ignore_if` or `throttle_if`.",
+    },
 ];
 
 /// Every key, in the order the documentation lists them.
@@ -165,6 +172,8 @@ enum Kind {
     Stream,
     /// `key`: an expression over the arguments and `self`.
     Key,
+    /// `classify = path`: a `fn(&E) -> Outcome`.
+    Classify,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -206,6 +215,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         retry_after => Kind::RetryAfter,
         stream => Kind::Stream,
         key => Kind::Key,
+        classify => Kind::Classify,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -289,6 +299,8 @@ pub(crate) struct Classify {
     pub(crate) throttle_if: Option<Path>,
     /// `retry_after = path`: the hint `path(&e)` reads from the error.
     pub(crate) retry_after: Option<Path>,
+    /// `classify = path`: `path(&e)` is the error's outcome; alone, or with `retry_after`.
+    pub(crate) classify: Option<Path>,
 }
 
 impl Classify {
@@ -298,6 +310,7 @@ impl Classify {
             || self.ignore_if.is_some()
             || self.throttle_if.is_some()
             || self.retry_after.is_some()
+            || self.classify.is_some()
     }
 }
 
@@ -419,6 +432,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
             Kind::IgnoreIf => path(&key, &value).map(|p| classify.ignore_if = Some(p)),
             Kind::ThrottleIf => path(&key, &value).map(|p| classify.throttle_if = Some(p)),
             Kind::RetryAfter => path(&key, &value).map(|p| classify.retry_after = Some(p)),
+            Kind::Classify => path(&key, &value).map(|p| classify.classify = Some(p)),
             Kind::FallbackOn => string(&key, &value).and_then(|lit| {
                 let written = lit.value();
                 let Some((_, level)) = FALLBACK_ON.iter().find(|(v, _)| v.trim_matches('"') == written) else {
@@ -486,6 +500,19 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
             );
         }
     }
+    if seen.contains_key("classify") {
+        for rule in ["failure_if", "ignore_if", "throttle_if"] {
+            if let Some(span) = seen.get(rule) {
+                errors.at(
+                    *span,
+                    format!(
+                        "`{rule}` cannot be combined with `classify`: `classify` decides how every error \
+                         counts; fold this rule into the `classify` function"
+                    ),
+                );
+            }
+        }
+    }
     if name.is_none() && !seen.contains_key("name") {
         errors.at(
             Span::call_site(),
@@ -543,6 +570,7 @@ fn example(key: &str) -> String {
         "retry_after" => "retry_after = retry_after_hint".into(),
         "stream" => "stream = true".into(),
         "key" => "key = model".into(),
+        "classify" => "classify = cb_runtime::classify::postgres".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())

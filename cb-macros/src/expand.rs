@@ -700,7 +700,15 @@ fn classifier(args: &Args, private: &TokenStream) -> Option<TokenStream> {
         (quote!(failure_if), &args.classify.failure_if),
         (quote!(ignore_if), &args.classify.ignore_if),
     ];
-    let mut classify = quote!(#private::ErrIsFailure);
+    // `classify = path` judges every error (it comes without `failure_if` and `ignore_if`).
+    let mut classify = match &args.classify.classify {
+        Some(path) => {
+            let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));
+            let call = quote_spanned!(path.span()=> #path(#error));
+            quote!(#private::classify_with(|#error| #call))
+        }
+        None => quote!(#private::ErrIsFailure),
+    };
     for (helper, path) in steps {
         let Some(path) = path else { continue };
         let error = Ident::new("__cb_error", Span::mixed_site().located_at(path.span()));

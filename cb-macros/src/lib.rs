@@ -103,6 +103,7 @@ use proc_macro::TokenStream;
 /// | `retry_after` | path to a `fn(&E) -> Option<Duration>` | the provider's hint carried by the error (a `Retry-After` header, a "try again in 20s" in its body), capped at `max_retry_after` |
 /// | `stream` | `true` or `false` | force a streamed call on (boxed streams, aliases) or off; detected from `Result<impl Stream<...>, E>` otherwise |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
+/// | `classify` | path to a `fn(&E) -> Outcome` | decides how each error counts (`Failure`, `Ignored`, `Throttled` with `retry_after`'s hint, or `Success`), such as `cb_runtime::classify::postgres`; not with `failure_if`, `ignore_if` or `throttle_if` |
 ///
 /// The configuration keys, their kinds and ranges are those of the field table
 /// `cb_syntax::FIELDS`, which the runtime's config file, environment variables, validation and

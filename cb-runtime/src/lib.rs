@@ -69,6 +69,7 @@
 
 mod breaker;
 mod call;
+pub mod classify;
 pub mod clock;
 mod config;
 mod counters;

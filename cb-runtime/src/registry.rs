@@ -904,6 +904,22 @@ impl Registry {
         self.family_or_insert_from(name, None, make)
     }
 
+    /// The family named `name`, made from `preset` if there is none yet: what
+    /// [`get_or_insert_preset`](Self::get_or_insert_preset) is to a breaker.
+    /// The config file's `[presets.<preset>]` table applies to it, then its
+    /// own table and the environment.
+    ///
+    /// ```
+    /// use cb_runtime::{Preset, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let hosts = registry.family_or_insert_preset("upstream", Preset::HttpApi);
+    /// assert_eq!(hosts.config(), Preset::HttpApi.config());
+    /// ```
+    pub fn family_or_insert_preset(&self, name: &str, preset: Preset) -> Arc<Family> {
+        self.family_or_insert_from(name, Some(preset), || preset.config())
+    }
+
     /// [`family_or_insert`](Self::family_or_insert), remembering the preset
     /// the configuration was made from (for the file's `[presets.<preset>]`).
     pub(crate) fn family_or_insert_from(

@@ -37,6 +37,10 @@
 //!   request is dropped and ends with [`CallError::Timeout`]. Dropping the
 //!   response future gives the permit back and records nothing.
 //!
+//! * **gRPC**: with [`GrpcClassifier`], the `grpc-status` decides, read from
+//!   the response head (a trailers-only answer) or from the trailers of the
+//!   body, the permit held until they come; see [`GrpcClassifier`].
+//!
 //! The service's error is [`CallError<S::Error>`](CallError): `Rejected` or
 //! `Timeout` from the breaker, `Inner` from the wrapped service.
 //!
@@ -65,6 +69,9 @@
 //! ```
 
 pub mod body;
+mod grpc;
+
+pub use grpc::GrpcClassifier;
 
 use std::fmt;
 use std::future::Future;
@@ -233,7 +240,7 @@ pub struct CircuitBreakerLayer<C = HttpClassifier> {
 /// The layer's own bound on `Retry-After`, beneath the breaker's
 /// `max_retry_after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LayerCap {
+pub(crate) enum LayerCap {
     /// None of its own: the breaker's field decides.
     Breaker,
     /// At most this long (and at most the breaker's field).
@@ -423,12 +430,19 @@ impl<Res, E, C: Classify<Res, E>> Classify<Res, E> for WithRetryAfter<C> {
 
     fn classify_with_retry_after(self, result: &Result<Res, E>) -> (Outcome, Option<Duration>) {
         let (outcome, hint) = self.classifier.classify_with_retry_after(result);
-        let hint = match (outcome, self.max_retry_after) {
+        (outcome, self.max_retry_after.bound(outcome, hint))
+    }
+}
+
+impl LayerCap {
+    /// The hint the layer lets through for `outcome`: a failure's or a
+    /// throttled answer's, at most this cap; none for any other outcome.
+    pub(crate) fn bound(self, outcome: Outcome, hint: Option<Duration>) -> Option<Duration> {
+        match (outcome, self) {
             (Outcome::Failure | Outcome::Throttled, LayerCap::Breaker) => hint,
             (Outcome::Failure | Outcome::Throttled, LayerCap::At(max)) => hint.map(|h| h.min(max)),
             _ => None,
-        };
-        (outcome, hint)
+        }
     }
 }
 

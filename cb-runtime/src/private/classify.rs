@@ -76,10 +76,28 @@ where
         if (self.is_throttled)(error) {
             return (Outcome::Throttled, (self.retry_after)(error));
         }
+        // A failure, or a rate limit `classify` found, takes the hint.
         match self.inner.classify_error_with_retry_after(error) {
-            (Outcome::Failure, None) => (Outcome::Failure, (self.retry_after)(error)),
+            (outcome @ (Outcome::Failure | Outcome::Throttled), None) => (outcome, (self.retry_after)(error)),
             judged => judged,
         }
+    }
+}
+
+/// `classify = path`: `path(&error)` is how an error counts.
+#[derive(Clone, Copy)]
+pub struct ClassifyWith<P>(P);
+
+/// The classifier of `classify = path`.
+#[inline(always)]
+pub fn classify_with<E, P: FnMut(&E) -> Outcome>(judge: P) -> ClassifyWith<P> {
+    ClassifyWith(judge)
+}
+
+impl<E, P: FnMut(&E) -> Outcome> ClassifyError<E> for ClassifyWith<P> {
+    #[inline(always)]
+    fn classify_error(&mut self, error: &E) -> Outcome {
+        (self.0)(error)
     }
 }
 

@@ -12,8 +12,8 @@ mod classify;
 mod stream;
 
 pub use self::classify::{
-    errors, failure_if, fallback_due, ignore_if, throttle_if, Errors, FailureIf, IgnoreIf, ThrottleIf,
-    NO_FAILURES,
+    classify_with, errors, failure_if, fallback_due, ignore_if, throttle_if, ClassifyWith, Errors, FailureIf,
+    IgnoreIf, ThrottleIf, NO_FAILURES,
 };
 pub use self::stream::{
     fallback_stream, finish_boxed_stream, finish_boxed_stream_passed, finish_stream, finish_stream_or,

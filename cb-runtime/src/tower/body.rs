@@ -126,9 +126,17 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for BodyCircuitBreakerService<S, C
 }
 
 /// What the opening of a response can fail with, or a frame error.
-enum Failed<BE> {
-    /// The body failed: the only error a frame carries.
+pub(crate) enum Failed<D, BE> {
+    /// The body failed.
     Body(BE),
+    /// The trailers say the call failed, was throttled or is to be ignored
+    /// (a gRPC status): counted as `outcome` with `hint`, and handed to the
+    /// caller as the frame it is.
+    Trailers {
+        frame: Frame<D>,
+        outcome: Outcome,
+        hint: Option<std::time::Duration>,
+    },
     /// The head failed or was throttled (its status, or the service's
     /// error), counting as `outcome` with the `Retry-After` `hint`: the
     /// details wait in the service future's own slot.
@@ -138,41 +146,75 @@ enum Failed<BE> {
     },
 }
 
-/// Judges a [`Failed`]: a body error is a failure; a head as it was classified.
+/// Judges a [`Failed`]: a body error is a failure; a head or trailers as
+/// they were classified.
 #[derive(Clone, Copy)]
-struct JudgeFailed;
+pub(crate) struct JudgeFailed;
 
-impl<BE> ClassifyError<Failed<BE>> for JudgeFailed {
-    fn classify_error(&mut self, error: &Failed<BE>) -> Outcome {
+impl<D, BE> ClassifyError<Failed<D, BE>> for JudgeFailed {
+    fn classify_error(&mut self, error: &Failed<D, BE>) -> Outcome {
         self.classify_error_with_retry_after(error).0
     }
 
     fn classify_error_with_retry_after(
         &mut self,
-        error: &Failed<BE>,
+        error: &Failed<D, BE>,
     ) -> (Outcome, Option<std::time::Duration>) {
         match error {
             Failed::Body(_) => (Outcome::Failure, None),
-            Failed::Head { outcome, hint } => (*outcome, *hint),
+            Failed::Head { outcome, hint } | Failed::Trailers { outcome, hint, .. } => (*outcome, *hint),
         }
+    }
+}
+
+/// How a response's trailers count, when they say: `None` for trailers (or
+/// a head) that carry no verdict. The gRPC status is read this way.
+pub(crate) type TrailersRule = fn(&http::HeaderMap) -> Option<(Outcome, Option<std::time::Duration>)>;
+
+/// A [`TrailersRule`] with the layer's own bound on the hints it reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Trailers {
+    pub(crate) rule: TrailersRule,
+    pub(crate) cap: super::LayerCap,
+}
+
+impl Trailers {
+    /// The verdict of `headers`, its hint bounded as the layer bounds a head's.
+    fn judge(self, headers: &http::HeaderMap) -> Option<(Outcome, Option<std::time::Duration>)> {
+        (self.rule)(headers).map(|(outcome, hint)| (outcome, self.cap.bound(outcome, hint)))
     }
 }
 
 /// The response's body as a stream of frames; the head waits beside it until
 /// the call is admitted and opened.
-struct Frames<B> {
+pub(crate) struct Frames<B> {
     head: Option<http::response::Parts>,
     body: Pin<Box<B>>,
+    trailers: Option<Trailers>,
 }
 
 impl<B: Body> Stream for Frames<B> {
-    type Item = Result<Frame<B::Data>, Failed<B::Error>>;
+    type Item = Result<Frame<B::Data>, Failed<B::Data, B::Error>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.body
-            .as_mut()
-            .poll_frame(cx)
-            .map(|frame| frame.map(|f| f.map_err(Failed::Body)))
+        let rule = self.trailers;
+        self.body.as_mut().poll_frame(cx).map(|frame| {
+            frame.map(|f| match f {
+                Err(e) => Err(Failed::Body(e)),
+                Ok(frame) => match (rule, frame.trailers_ref()) {
+                    // Trailers that fail, throttle or ignore the call reach
+                    // the caller as an "error" the breaker judges, turned
+                    // back into the frame by `JudgedBody`.
+                    (Some(rule), Some(trailers)) => match rule.judge(trailers) {
+                        Some((outcome, hint)) if outcome != Outcome::Success => {
+                            Err(Failed::Trailers { frame, outcome, hint })
+                        }
+                        _ => Ok(frame),
+                    },
+                    _ => Ok(frame),
+                },
+            })
+        })
     }
 }
 
@@ -202,69 +244,95 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        // Admission first: while open, the inner service never sees the request.
-        let permit = match self.breaker.try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(refusal) => return Box::pin(std::future::ready(Err(CallError::Rejected(refusal)))),
-        };
-        let fut = self.inner.call(req);
-        let classifier = self.classifier.clone();
-        // A failing head (its status, or the service's error), handed back to
-        // the caller after the breaker has counted it. Never locked across an
-        // `.await`.
-        let head_failure: HeadSlot<B, S::Error> = Arc::default();
-        let slot = Arc::clone(&head_failure);
-        let open = async move {
-            let result = fut.await;
-            let (outcome, hint) = classifier.classify_with_retry_after(&result);
-            match result {
-                Ok(response) if !matches!(outcome, Outcome::Failure | Outcome::Throttled) => {
-                    let (head, body) = response.into_parts();
-                    Ok(Frames {
-                        head: Some(head),
-                        body: Box::pin(body),
-                    })
-                }
-                other => {
-                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(other);
-                    // A transport error is a failure whatever the rule says.
-                    let outcome = if outcome == Outcome::Success {
-                        Outcome::Failure
-                    } else {
-                        outcome
-                    };
-                    Err(Failed::Head { outcome, hint })
-                }
-            }
-        };
-        // Holds the permit from here: dropped unpolled, it gives it back.
-        let call = permit.run_stream_with(open, JudgeFailed);
-        Box::pin(async move {
-            match call.await {
-                Ok(mut stream) => {
-                    let head = Pin::new(&mut stream)
-                        .inner_mut()
-                        .and_then(|frames| frames.get_mut().head.take());
-                    let Some(head) = head else {
-                        // Taken once, here, before any frame is polled.
-                        unreachable!("a response's head is taken once");
-                    };
-                    Ok(Response::from_parts(head, JudgedBody::judged(stream)))
-                }
-                Err(CallError::Inner(_)) => {
-                    let failed = head_failure.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    match failed {
-                        // A failing status: counted, and handed back unchanged.
-                        Some(Ok(response)) => Ok(response.map(JudgedBody::plain)),
-                        Some(Err(error)) => Err(CallError::Inner(error)),
-                        None => unreachable!("`open` fails only after filling the slot"),
-                    }
-                }
-                Err(CallError::Rejected(e)) => Err(CallError::Rejected(e)),
-                Err(CallError::Timeout(e)) => Err(CallError::Timeout(e)),
-            }
-        })
+        call_judged(&self.breaker, &mut self.inner, req, self.classifier.clone(), None)
     }
+}
+
+/// A request through `breaker`, its response judged by `classifier` (the
+/// head), then by its body, and with `trailers` by its trailers too: what
+/// [`BodyCircuitBreakerService`] does, and the gRPC classifier's service.
+pub(crate) fn call_judged<S, C, Req, B>(
+    breaker: &Arc<CircuitBreaker>,
+    inner: &mut S,
+    req: Req,
+    classifier: C,
+    trailers: Option<Trailers>,
+) -> ResponseFuture<B, S::Error>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Send,
+    C: Classify<Response<B>, S::Error> + Send + 'static,
+{
+    // Admission first: while open, the inner service never sees the request.
+    let permit = match breaker.try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(refusal) => return Box::pin(std::future::ready(Err(CallError::Rejected(refusal)))),
+    };
+    let fut = inner.call(req);
+    // A failing head (its status, or the service's error), handed back to
+    // the caller after the breaker has counted it. Never locked across an
+    // `.await`.
+    let head_failure: HeadSlot<B, S::Error> = Arc::default();
+    let slot = Arc::clone(&head_failure);
+    let open = async move {
+        let result = fut.await;
+        let (outcome, hint) = classifier.classify_with_retry_after(&result);
+        // A head that carries the trailers' verdict (a gRPC
+        // trailers-only answer) is judged by it alone, ignored included.
+        let final_head = matches!(&result, Ok(response)
+            if outcome == Outcome::Ignored && trailers.is_some_and(|rule| rule.judge(response.headers()).is_some()));
+        match result {
+            Ok(response) if !matches!(outcome, Outcome::Failure | Outcome::Throttled) && !final_head => {
+                let (head, body) = response.into_parts();
+                Ok(Frames {
+                    head: Some(head),
+                    body: Box::pin(body),
+                    trailers,
+                })
+            }
+            other => {
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(other);
+                // A transport error is a failure whatever the rule says.
+                let outcome = if outcome == Outcome::Success {
+                    Outcome::Failure
+                } else {
+                    outcome
+                };
+                Err(Failed::Head { outcome, hint })
+            }
+        }
+    };
+    // Holds the permit from here: dropped unpolled, it gives it back.
+    let call = permit.run_stream_with(open, JudgeFailed);
+    Box::pin(async move {
+        match call.await {
+            Ok(mut stream) => {
+                let head = Pin::new(&mut stream)
+                    .inner_mut()
+                    .and_then(|frames| frames.get_mut().head.take());
+                let Some(head) = head else {
+                    // Taken once, here, before any frame is polled.
+                    unreachable!("a response's head is taken once");
+                };
+                Ok(Response::from_parts(head, JudgedBody::judged(stream)))
+            }
+            Err(CallError::Inner(_)) => {
+                let failed = head_failure.lock().unwrap_or_else(PoisonError::into_inner).take();
+                match failed {
+                    // A failing status: counted, and handed back unchanged.
+                    Some(Ok(response)) => Ok(response.map(JudgedBody::plain)),
+                    Some(Err(error)) => Err(CallError::Inner(error)),
+                    None => unreachable!("`open` fails only after filling the slot"),
+                }
+            }
+            Err(CallError::Rejected(e)) => Err(CallError::Rejected(e)),
+            Err(CallError::Timeout(e)) => Err(CallError::Timeout(e)),
+        }
+    })
 }
 
 pin_project! {
@@ -314,12 +382,13 @@ impl<B: Body> Body for JudgedBody<B> {
                 .map(|f| f.map(|r| r.map_err(CallError::Inner))),
             BodyStateProj::Judged { stream } => stream.poll_next(cx).map(|item| {
                 item.map(|r| {
-                    r.map_err(|e| match e {
-                        CallError::Inner(Failed::Body(e)) => CallError::Inner(e),
-                        CallError::Rejected(e) => CallError::Rejected(e),
-                        CallError::Timeout(e) => CallError::Timeout(e),
+                    r.or_else(|e| match e {
+                        CallError::Inner(Failed::Body(e)) => Err(CallError::Inner(e)),
+                        CallError::Inner(Failed::Trailers { frame, .. }) => Ok(frame),
+                        CallError::Rejected(e) => Err(CallError::Rejected(e)),
+                        CallError::Timeout(e) => Err(CallError::Timeout(e)),
                         CallError::Inner(Failed::Head { .. }) => {
-                            unreachable!("frames carry body errors only")
+                            unreachable!("frames carry body errors and trailers only")
                         }
                     })
                 })

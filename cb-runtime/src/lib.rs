@@ -118,7 +118,7 @@ pub use config::{Backoff, Config, ConfigBuilder, ConfigError, Window, MAX_PROBES
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
-pub use fallback::FallbackReason;
+pub use fallback::{FallbackCause, FallbackReason};
 pub use family::{Family, OVERFLOW_KEY};
 pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
 pub use overrides::env_name;

@@ -459,3 +459,130 @@ async fn the_last_fallback_of_a_chain_sees_the_smallest_time_left() {
     assert_eq!(refused, LlmError::Breaker("every provider refused; Retry-After: 1200".to_owned()));
 
 }
+
+// ---------------------------------------------------------------------------------------------
+// Open durations by failure type (the guide's recipe): the hint `retry_after` reads from a
+// failure opens the circuit for that long, and `UNTIL_RESET` until an operator resets it.
+
+#[derive(Debug, Clone, PartialEq)]
+struct ApiError {
+    status: u16,
+    body: String,
+    /// The `Retry-After` header, when the provider sent one.
+    retry_after: Option<Duration>,
+}
+
+impl From<BreakerError> for ApiError {
+    fn from(e: BreakerError) -> Self {
+        ApiError {
+            status: 503,
+            body: e.to_string(),
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn quota_exhausted(e: &ApiError) -> bool {
+    e.status == 402 || e.body.contains("insufficient_quota")
+}
+
+/// A rate limit: a 429 (Gemini's `RESOURCE_EXHAUSTED` too), but not a spent quota, which
+/// does not come back in seconds.
+fn rate_limited(e: &ApiError) -> bool {
+    e.status == 429 && !quota_exhausted(e)
+}
+
+/// The caller's own mistakes: another provider would refuse them too.
+fn callers_mistake(e: &ApiError) -> bool {
+    matches!(e.status, 400 | 404 | 413 | 422)
+}
+
+/// How long the provider stays useless after `e`.
+fn open_for(e: &ApiError) -> Option<Duration> {
+    match e.status {
+        _ if quota_exhausted(e) => Some(HOUR),
+        401 => Some(cb_runtime::UNTIL_RESET),
+        _ => e.retry_after.or_else(|| gemini_retry_delay(&e.body)),
+    }
+}
+
+/// Gemini puts its hint in the error body: `"retryDelay": "37s"`.
+fn gemini_retry_delay(body: &str) -> Option<Duration> {
+    let after = body.split("\"retryDelay\"").nth(1)?;
+    let value = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let seconds: f64 = value.split('s').next()?.parse().ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[circuit_breaker(name = "recipe-openai", preset = "llm", key = model, max_retry_after = "1h",
+                  throttle_if = rate_limited, ignore_if = callers_mistake, retry_after = open_for,
+                  fallback_with_cause = recipe_failover, fallback_on = "failure")]
+async fn recipe(model: &str, answer: &Result<String, ApiError>) -> Result<String, ApiError> {
+    answer.clone()
+}
+
+async fn recipe_failover(
+    _model: &str,
+    _answer: &Result<String, ApiError>,
+    cause: FallbackCause<ApiError>,
+) -> Result<String, ApiError> {
+    Ok(format!("anthropic, after {} ({:?})", cause.reason(), cause.retry_after()))
+}
+
+fn status(status: u16, body: &str) -> Result<String, ApiError> {
+    Err(ApiError {
+        status,
+        body: body.to_owned(),
+        retry_after: None,
+    })
+}
+
+#[tokio::test]
+async fn open_durations_follow_the_failure_type() {
+    let family = || registry().family("recipe-openai").unwrap();
+    let open_remaining = |key: &str| family().get(key).unwrap().open_remaining();
+
+    // A spent quota (OpenAI's 429 `insufficient_quota`, or a 402): fails over at once, and the
+    // key's circuit opens for an hour.
+    let quota = status(429, r#"{"error": {"code": "insufficient_quota"}}"#);
+    assert_eq!(recipe("gpt-4o", &quota).await.unwrap(), "anthropic, after failure (None)");
+    assert!(open_remaining("gpt-4o").unwrap() > HOUR - Duration::from_secs(60));
+    assert!(recipe("gpt-4o", &Ok("hi".into())).await.unwrap().starts_with("anthropic, after refusal"));
+    assert_eq!(recipe("o3", &status(402, "payment required")).await.unwrap(), "anthropic, after failure (None)");
+    assert!(open_remaining("o3").unwrap() > HOUR - Duration::from_secs(60));
+
+    // A revoked key (401): open until someone resets it.
+    assert_eq!(recipe("gpt-4.1", &status(401, "invalid_api_key")).await.unwrap(), "anthropic, after failure (None)");
+    let revoked = family().get("gpt-4.1").unwrap();
+    assert_eq!(revoked.state(), State::ForcedOpen);
+    revoked.reset();
+    assert_eq!(recipe("gpt-4.1", &Ok("back".into())).await.unwrap(), "back");
+
+    // An overload (503, Anthropic's 529): an ordinary failure, one of `failure_threshold`.
+    for code in [503, 529] {
+        assert_eq!(recipe("gpt-4o-mini", &status(code, "overloaded")).await.unwrap(), "anthropic, after failure (None)");
+    }
+    let overloaded = family().get("gpt-4o-mini").unwrap();
+    assert_eq!((overloaded.state(), overloaded.stats().failures), (State::Closed, 2));
+
+    // Gemini's 429 with `retryDelay` in its body: a rate limit for that long.
+    let gemini = status(429, r#"{"error": {"status": "RESOURCE_EXHAUSTED", "details": [{"retryDelay": "37s"}]}}"#);
+    assert_eq!(recipe("gemini-2.5-pro", &gemini).await.unwrap(), "anthropic, after throttled (Some(37s))");
+    let throttled = family().get("gemini-2.5-pro").unwrap();
+    assert!(throttled.is_throttled());
+    assert!(open_remaining("gemini-2.5-pro").unwrap() <= Duration::from_secs(37));
+
+    // The caller's own mistake goes back to the caller, and opens nothing.
+    assert_eq!(recipe("gpt-4o-mini", &status(400, "context_length_exceeded")).await, status(400, "context_length_exceeded"));
+    assert_eq!(overloaded.stats().ignored, 1);
+}
+
+#[test]
+fn gemini_retry_delay_is_read_from_the_body() {
+    assert_eq!(gemini_retry_delay(r#"{"retryDelay": "37s"}"#), Some(Duration::from_secs(37)));
+    assert_eq!(gemini_retry_delay(r#"{"retryDelay":"1.5s"}"#), Some(Duration::from_millis(1500)));
+    assert_eq!(gemini_retry_delay(r#"{"retryDelay": "soon"}"#), None);
+    assert_eq!(gemini_retry_delay("overloaded"), None);
+}

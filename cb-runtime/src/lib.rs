@@ -120,7 +120,7 @@ pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
 pub use fallback::{FallbackCause, FallbackReason};
 pub use family::{Family, OVERFLOW_KEY};
-pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
+pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome, UNTIL_RESET};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};
 pub use preset::Preset;

@@ -260,7 +260,8 @@ async fn run() -> Result<(), String> {
     let (openai_left, anthropic_left) = (left(OPENAI), left(ANTHROPIC));
     let told = Duration::from_nanos(RETRY_AFTER_NANOS.load(Ordering::SeqCst));
     match (openai_left, anthropic_left) {
-        (Some(o), Some(a)) if told.abs_diff(o) < Duration::from_millis(50) && told + Duration::from_millis(100) < a => {}
+        (Some(o), Some(a))
+            if told.abs_diff(o) < Duration::from_millis(50) && told + Duration::from_millis(100) < a => {}
         _ => {
             return Err(format!(
                 "Retry-After {told:?}: expected openai's time left ({openai_left:?}), the smaller of \

@@ -568,9 +568,16 @@ impl FailoverRouter {
     /// The failover policy: a rate limit or an outage goes to another provider, a prompt too
     /// long for the model to a model with a bigger context window; any other caller's error
     /// goes back to the caller.
-    async fn reroute(&self, model: &str, prompt: &str, cause: FallbackCause<LlmError>) -> Result<Completion, LlmError> {
+    async fn reroute(
+        &self,
+        model: &str,
+        prompt: &str,
+        cause: FallbackCause<LlmError>,
+    ) -> Result<Completion, LlmError> {
         let (to, why) = match (cause.reason(), cause.error()) {
-            (FallbackReason::Error, Some(LlmError::ContextTooLong)) => ("gpt-4.1", "context window exceeded".to_owned()),
+            (FallbackReason::Error, Some(LlmError::ContextTooLong)) => {
+                ("gpt-4.1", "context window exceeded".to_owned())
+            }
             (FallbackReason::Error, _) => return Err(cause.into_error().unwrap_or(LlmError::Status(400))),
             (reason, _) => (
                 "claude-sonnet-4",
@@ -595,7 +602,13 @@ impl FailoverRouter {
             prompt: prompt.into(),
         };
         let transport = |e: reqwest::Error| LlmError::Transport(e.to_string());
-        let reply = self.http.post(&self.url).json(&request).send().await.map_err(transport)?;
+        let reply = self
+            .http
+            .post(&self.url)
+            .json(&request)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = reply.status().as_u16();
         match status {
             200..=299 => {
@@ -606,10 +619,17 @@ impl FailoverRouter {
                 })
             }
             429 => {
-                let hint = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+                let hint = reply
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
                 Err(LlmError::RateLimited(hint.map(Duration::from_secs)))
             }
-            400 if reply.text().await.is_ok_and(|b| b.contains("context_length_exceeded")) => {
+            400 if reply
+                .text()
+                .await
+                .is_ok_and(|b| b.contains("context_length_exceeded")) =>
+            {
                 Err(LlmError::ContextTooLong)
             }
             _ => Err(LlmError::Status(status)),
@@ -645,16 +665,29 @@ async fn failover_demo(
 
     t.note("gpt-4o answers 429 (Retry-After: 2): a rate limit fails over at once, with the provider's hint");
     throttled.store(true, Ordering::SeqCst);
-    expect(&ask("gpt-4o", "hello").await?, "[gpt-4o: throttled, retry after 2.0s -> claude-sonnet-4]")?;
-    expect(&ask("gpt-4o", "hello again").await?, "[gpt-4o: refusal, retry after")?;
+    expect(
+        &ask("gpt-4o", "hello").await?,
+        "[gpt-4o: throttled, retry after 2.0s -> claude-sonnet-4]",
+    )?;
+    expect(
+        &ask("gpt-4o", "hello again").await?,
+        "[gpt-4o: refusal, retry after",
+    )?;
     throttled.store(false, Ordering::SeqCst);
 
-    t.note(&format!("gpt-4o-mini's context window is {SMALL_CONTEXT} bytes: a longer prompt goes to gpt-4.1"));
+    t.note(&format!(
+        "gpt-4o-mini's context window is {SMALL_CONTEXT} bytes: a longer prompt goes to gpt-4.1"
+    ));
     expect(&ask("gpt-4o-mini", "short").await?, "gpt-4o-mini answers")?;
     let long = "a prompt longer than gpt-4o-mini's context window";
-    expect(&ask("gpt-4o-mini", long).await?, "[gpt-4o-mini: context window exceeded -> gpt-4.1]")?;
+    expect(
+        &ask("gpt-4o-mini", long).await?,
+        "[gpt-4o-mini: context window exceeded -> gpt-4.1]",
+    )?;
 
-    let family = registry().family(ROUTED_FAMILY).ok_or("the attribute made no family")?;
+    let family = registry()
+        .family(ROUTED_FAMILY)
+        .ok_or("the attribute made no family")?;
     let on = |key: &str, reason| family.get(key).map_or(0, |b| b.stats().fallbacks_on(reason));
     let counted = (
         on("gpt-4o", FallbackReason::Throttled),

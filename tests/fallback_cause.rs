@@ -6,9 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use cb_runtime::{
-    circuit_breaker, registry, BreakerError, CallError, FallbackCause, FallbackReason, State,
-};
+use cb_runtime::{circuit_breaker, registry, BreakerError, CallError, FallbackCause, FallbackReason, State};
 use futures::stream::{self, Stream, StreamExt};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +67,9 @@ fn answer(cause: &FallbackCause<LlmError>) -> String {
 }
 
 fn open(name: &str, for_: Duration) {
-    let breaker = registry().get(name).expect("the breaker exists after its first call");
+    let breaker = registry()
+        .get(name)
+        .expect("the breaker exists after its first call");
     assert!(breaker.open_for(for_));
 }
 
@@ -91,7 +91,10 @@ async fn plain(answer: Result<u32, LlmError>) -> Result<u32, LlmError> {
 
 static PLAIN: std::sync::Mutex<Vec<Seen>> = std::sync::Mutex::new(Vec::new());
 
-async fn plain_fallback(_answer: Result<u32, LlmError>, cause: FallbackCause<LlmError>) -> Result<u32, LlmError> {
+async fn plain_fallback(
+    _answer: Result<u32, LlmError>,
+    cause: FallbackCause<LlmError>,
+) -> Result<u32, LlmError> {
     PLAIN.lock().unwrap().push(seen(&cause));
     match cause.reason() {
         FallbackReason::Error => Err(cause.into_error().unwrap()),
@@ -107,14 +110,20 @@ async fn the_cause_says_why_for_every_reason() {
     // A failure: the error, no wait.
     assert_eq!(plain(Err(LlmError::Server(500))).await, Ok(0));
     // A rate limit fails over, with the provider's hint exactly as it sent it.
-    assert_eq!(plain(Err(LlmError::RateLimited(Some(Duration::from_secs(20))))).await, Ok(0));
+    assert_eq!(
+        plain(Err(LlmError::RateLimited(Some(Duration::from_secs(20))))).await,
+        Ok(0)
+    );
     let b = registry().get("cause-plain").unwrap();
     assert_eq!(b.state(), State::Open, "the rate limit opened the circuit");
     // A refusal: the breaker's error and its time left.
     assert_eq!(plain(Ok(1)).await, Ok(0));
     b.reset();
     // An error the classifier ignores reaches the fallback at "error", which gives it back.
-    assert_eq!(plain(Err(LlmError::ContextTooLong)).await, Err(LlmError::ContextTooLong));
+    assert_eq!(
+        plain(Err(LlmError::ContextTooLong)).await,
+        Err(LlmError::ContextTooLong)
+    );
 
     let seen = PLAIN.lock().unwrap().clone();
     assert_eq!(seen.len(), 4, "{seen:?}");
@@ -141,7 +150,11 @@ async fn the_cause_says_why_for_every_reason() {
     assert_eq!(seen[2].reason, FallbackReason::Refusal);
     assert_eq!(seen[2].error, None);
     assert_eq!(seen[2].refused_by.as_deref(), Some("cause-plain"));
-    assert!(about(seen[2].retry_after, Duration::from_secs(20)), "{:?}", seen[2]);
+    assert!(
+        about(seen[2].retry_after, Duration::from_secs(20)),
+        "{:?}",
+        seen[2]
+    );
     assert_eq!(seen[3].reason, FallbackReason::Error);
     assert_eq!(seen[3].error, Some(LlmError::ContextTooLong));
 
@@ -189,8 +202,15 @@ async fn canned(_answer: Result<u32, LlmError>) -> Result<u32, LlmError> {
     Ok(0)
 }
 
-async fn reason_as_answer(_answer: Result<u32, LlmError>, cause: FallbackCause<LlmError>) -> Result<u32, LlmError> {
-    Ok(FallbackReason::ALL.iter().position(|r| *r == cause.reason()).unwrap() as u32 + 100)
+async fn reason_as_answer(
+    _answer: Result<u32, LlmError>,
+    cause: FallbackCause<LlmError>,
+) -> Result<u32, LlmError> {
+    Ok(FallbackReason::ALL
+        .iter()
+        .position(|r| *r == cause.reason())
+        .unwrap() as u32
+        + 100)
 }
 
 #[tokio::test]
@@ -198,7 +218,10 @@ async fn failure_includes_rate_limits_and_error_includes_everything() {
     // "failure": a 429 fails over (with a plain `fallback` too), a caller's error does not.
     assert_eq!(on_failure(Err(LlmError::RateLimited(None))).await, Ok(0));
     registry().get("cause-level-failure").unwrap().reset();
-    assert_eq!(on_failure(Err(LlmError::ContextTooLong)).await, Err(LlmError::ContextTooLong));
+    assert_eq!(
+        on_failure(Err(LlmError::ContextTooLong)).await,
+        Err(LlmError::ContextTooLong)
+    );
     let stats = registry().get("cause-level-failure").unwrap().stats();
     assert_eq!(stats.fallbacks_on(FallbackReason::Throttled), 1);
     assert_eq!(stats.fallbacks_on(FallbackReason::Error), 0);
@@ -208,7 +231,10 @@ async fn failure_includes_rate_limits_and_error_includes_everything() {
     let error = 104;
     assert_eq!(on_error_counted(Err(LlmError::Server(503))).await, Ok(failure));
     // An error `failure_if` excuses (a success for the breaker) is `Error`.
-    assert_eq!(on_error_failure_if(Err(LlmError::ContextTooLong)).await, Ok(error));
+    assert_eq!(
+        on_error_failure_if(Err(LlmError::ContextTooLong)).await,
+        Ok(error)
+    );
     assert_eq!(on_error_failure_if(Err(LlmError::Server(502))).await, Ok(failure));
     let stats = registry().get("cause-level-failure-if").unwrap().stats();
     assert_eq!((stats.successes, stats.failures), (1, 1));
@@ -231,7 +257,12 @@ async fn reason_only(_id: u32, cause: FallbackCause<LlmError>) -> Result<String,
 #[tokio::test(start_paused = true)]
 async fn a_timeout_is_told_as_such_with_no_wait() {
     let seen = hangs(1).await.unwrap();
-    assert!(seen.starts_with("Seen { reason: Timeout, error: None, refused_by: Some(\"cause-timeout\"), retry_after: None"), "{seen}");
+    assert!(
+        seen.starts_with(
+            "Seen { reason: Timeout, error: None, refused_by: Some(\"cause-timeout\"), retry_after: None"
+        ),
+        "{seen}"
+    );
 }
 
 struct Provider {
@@ -250,7 +281,12 @@ impl Provider {
     }
 
     async fn failover(&self, prompt: &str, cause: FallbackCause<LlmError>) -> Result<String, LlmError> {
-        Ok(format!("{} failed over for {prompt:?} ({:?}, key {:?})", self.name, cause.reason(), cause.key()))
+        Ok(format!(
+            "{} failed over for {prompt:?} ({:?}, key {:?})",
+            self.name,
+            cause.reason(),
+            cause.key()
+        ))
     }
 
     #[circuit_breaker(name = "cause-method-mut", failure_threshold = 100,
@@ -288,7 +324,10 @@ async fn methods_get_the_receiver_the_arguments_and_the_cause() {
 
 #[circuit_breaker(name = "cause-generic", failure_threshold = 100,
                   fallback_with_cause = generic_fallback, fallback_on = "failure")]
-async fn generic<T: std::fmt::Display + Send>(value: T, (fail, times): (bool, u32)) -> Result<String, LlmError> {
+async fn generic<T: std::fmt::Display + Send>(
+    value: T,
+    (fail, times): (bool, u32),
+) -> Result<String, LlmError> {
     if fail {
         return Err(LlmError::Server(500));
     }
@@ -318,7 +357,7 @@ type DbError = std::io::Error;
                   fallback_with_cause = replica, fallback_on = "failure")]
 async fn primary(id: u32) -> Result<u32, CallError<DbError>> {
     if id == 0 {
-        return Err(std::io::Error::other("connection reset").into());
+        return Err(std::io::Error::other("connection reset"));
     }
     Ok(id)
 }
@@ -346,7 +385,11 @@ async fn keyed(model: &str, prompt: &str) -> Result<String, LlmError> {
     Ok(format!("{model}: {prompt}"))
 }
 
-async fn keyed_fallback(_model: &str, _prompt: &str, cause: FallbackCause<LlmError>) -> Result<String, LlmError> {
+async fn keyed_fallback(
+    _model: &str,
+    _prompt: &str,
+    cause: FallbackCause<LlmError>,
+) -> Result<String, LlmError> {
     Ok(answer(&cause))
 }
 
@@ -357,7 +400,9 @@ async fn a_keyed_cause_names_the_key_and_the_refusal_names_the_breaker() {
     family.get("gpt-4o").unwrap().force_open();
     let seen = keyed("gpt-4o", "hi").await.unwrap();
     assert!(
-        seen.contains("reason: Refusal") && seen.contains("refused_by: Some(\"cause-keyed\")") && seen.contains("key: Some(\"gpt-4o\")"),
+        seen.contains("reason: Refusal")
+            && seen.contains("refused_by: Some(\"cause-keyed\")")
+            && seen.contains("key: Some(\"gpt-4o\")"),
         "{seen}"
     );
     // Forced open: no end but a reset, so no time to wait.
@@ -368,7 +413,9 @@ async fn a_keyed_cause_names_the_key_and_the_refusal_names_the_breaker() {
 #[circuit_breaker(name = "cause-stream", failure_threshold = 100,
                   throttle_if = is_rate_limited, retry_after = hint,
                   fallback_with_cause = stream_fallback, fallback_on = "failure")]
-async fn tokens(open: Result<(), LlmError>) -> Result<impl Stream<Item = Result<String, LlmError>>, LlmError> {
+async fn tokens(
+    open: Result<(), LlmError>,
+) -> Result<impl Stream<Item = Result<String, LlmError>>, LlmError> {
     open.clone()?;
     Ok(stream::iter(vec![Ok("body".to_owned())]))
 }
@@ -377,7 +424,10 @@ async fn stream_fallback(
     _open: Result<(), LlmError>,
     cause: FallbackCause<LlmError>,
 ) -> Result<impl Stream<Item = Result<String, LlmError>>, LlmError> {
-    Ok(stream::iter(vec![Ok(format!("{}", cause.reason())), Ok(format!("{:?}", cause.retry_after()))]))
+    Ok(stream::iter(vec![
+        Ok(format!("{}", cause.reason())),
+        Ok(format!("{:?}", cause.retry_after())),
+    ]))
 }
 
 #[tokio::test]
@@ -391,7 +441,11 @@ async fn a_streamed_function_gets_the_cause_when_its_stream_could_not_be_opened(
         .await;
     assert_eq!(items, [Ok("throttled".to_owned()), Ok("Some(9s)".to_owned())]);
     let items: Vec<_> = tokens(Ok(())).await.unwrap().collect().await;
-    assert_eq!(items[0], Ok("refusal".to_owned()), "open for the rate limit's 9 s");
+    assert_eq!(
+        items[0],
+        Ok("refusal".to_owned()),
+        "open for the rate limit's 9 s"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,7 +474,11 @@ static ANTHROPIC_ANSWERS: AtomicU32 = AtomicU32::new(0);
 
 #[circuit_breaker(name = "chain-mistral", preset = "llm", max_retry_after = "1h",
                   fallback_with_cause = chain_last_word, fallback_on = "failure")]
-async fn chain_mistral(model: &str, prompt: &str, cause: FallbackCause<LlmError>) -> Result<String, LlmError> {
+async fn chain_mistral(
+    model: &str,
+    prompt: &str,
+    cause: FallbackCause<LlmError>,
+) -> Result<String, LlmError> {
     let _ = (model, prompt);
     Ok(format!("mistral, after anthropic's {}", cause.reason()))
 }
@@ -441,23 +499,46 @@ async fn chain_last_word(
 async fn the_last_fallback_of_a_chain_sees_the_smallest_time_left() {
     assert_eq!(chain_openai("gpt-4o", "hi").await.unwrap(), "openai gpt-4o");
     // anthropic's first answer is a 429 (10 min): it fails over to mistral.
-    registry().family("chain-openai").unwrap().get("gpt-4o").unwrap().open_for(Duration::from_secs(300));
-    assert_eq!(chain_openai("gpt-4o", "hi").await.unwrap(), "mistral, after anthropic's throttled");
+    registry()
+        .family("chain-openai")
+        .unwrap()
+        .get("gpt-4o")
+        .unwrap()
+        .open_for(Duration::from_secs(300));
+    assert_eq!(
+        chain_openai("gpt-4o", "hi").await.unwrap(),
+        "mistral, after anthropic's throttled"
+    );
 
     // Every member refuses: openai's key for 5 min, anthropic for the rest of its 10,
     // mistral for 20. The last word is the soonest: openai's 5 minutes.
     open("chain-mistral", Duration::from_secs(1200));
     let refused = chain_openai("gpt-4o", "hi").await.unwrap_err();
-    assert_eq!(refused, LlmError::Breaker("every provider refused; Retry-After: 300".to_owned()));
+    assert_eq!(
+        refused,
+        LlmError::Breaker("every provider refused; Retry-After: 300".to_owned())
+    );
 
     // Only a member that gave a time counts: with openai's key closed and anthropic failing
     // (a 503 gives no time), the soonest is mistral's.
-    registry().family("chain-openai").unwrap().get("gpt-4o").unwrap().reset();
-    registry().family("chain-openai").unwrap().get("gpt-4o").unwrap().force_open();
+    registry()
+        .family("chain-openai")
+        .unwrap()
+        .get("gpt-4o")
+        .unwrap()
+        .reset();
+    registry()
+        .family("chain-openai")
+        .unwrap()
+        .get("gpt-4o")
+        .unwrap()
+        .force_open();
     registry().get("chain-anthropic").unwrap().reset();
     let refused = chain_openai("gpt-4o", "hi").await.unwrap_err();
-    assert_eq!(refused, LlmError::Breaker("every provider refused; Retry-After: 1200".to_owned()));
-
+    assert_eq!(
+        refused,
+        LlmError::Breaker("every provider refused; Retry-After: 1200".to_owned())
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,7 +592,11 @@ fn open_for(e: &ApiError) -> Option<Duration> {
 /// Gemini puts its hint in the error body: `"retryDelay": "37s"`.
 fn gemini_retry_delay(body: &str) -> Option<Duration> {
     let after = body.split("\"retryDelay\"").nth(1)?;
-    let value = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let value = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     let seconds: f64 = value.split('s').next()?.parse().ok()?;
     Duration::try_from_secs_f64(seconds).ok()
 }
@@ -528,7 +613,11 @@ async fn recipe_failover(
     _answer: &Result<String, ApiError>,
     cause: FallbackCause<ApiError>,
 ) -> Result<String, ApiError> {
-    Ok(format!("anthropic, after {} ({:?})", cause.reason(), cause.retry_after()))
+    Ok(format!(
+        "anthropic, after {} ({:?})",
+        cause.reason(),
+        cause.retry_after()
+    ))
 }
 
 fn status(status: u16, body: &str) -> Result<String, ApiError> {
@@ -547,14 +636,26 @@ async fn open_durations_follow_the_failure_type() {
     // A spent quota (OpenAI's 429 `insufficient_quota`, or a 402): fails over at once, and the
     // key's circuit opens for an hour.
     let quota = status(429, r#"{"error": {"code": "insufficient_quota"}}"#);
-    assert_eq!(recipe("gpt-4o", &quota).await.unwrap(), "anthropic, after failure (None)");
+    assert_eq!(
+        recipe("gpt-4o", &quota).await.unwrap(),
+        "anthropic, after failure (None)"
+    );
     assert!(open_remaining("gpt-4o").unwrap() > HOUR - Duration::from_secs(60));
-    assert!(recipe("gpt-4o", &Ok("hi".into())).await.unwrap().starts_with("anthropic, after refusal"));
-    assert_eq!(recipe("o3", &status(402, "payment required")).await.unwrap(), "anthropic, after failure (None)");
+    assert!(recipe("gpt-4o", &Ok("hi".into()))
+        .await
+        .unwrap()
+        .starts_with("anthropic, after refusal"));
+    assert_eq!(
+        recipe("o3", &status(402, "payment required")).await.unwrap(),
+        "anthropic, after failure (None)"
+    );
     assert!(open_remaining("o3").unwrap() > HOUR - Duration::from_secs(60));
 
     // A revoked key (401): open until someone resets it.
-    assert_eq!(recipe("gpt-4.1", &status(401, "invalid_api_key")).await.unwrap(), "anthropic, after failure (None)");
+    assert_eq!(
+        recipe("gpt-4.1", &status(401, "invalid_api_key")).await.unwrap(),
+        "anthropic, after failure (None)"
+    );
     let revoked = family().get("gpt-4.1").unwrap();
     assert_eq!(revoked.state(), State::ForcedOpen);
     revoked.reset();
@@ -562,27 +663,48 @@ async fn open_durations_follow_the_failure_type() {
 
     // An overload (503, Anthropic's 529): an ordinary failure, one of `failure_threshold`.
     for code in [503, 529] {
-        assert_eq!(recipe("gpt-4o-mini", &status(code, "overloaded")).await.unwrap(), "anthropic, after failure (None)");
+        assert_eq!(
+            recipe("gpt-4o-mini", &status(code, "overloaded")).await.unwrap(),
+            "anthropic, after failure (None)"
+        );
     }
     let overloaded = family().get("gpt-4o-mini").unwrap();
-    assert_eq!((overloaded.state(), overloaded.stats().failures), (State::Closed, 2));
+    assert_eq!(
+        (overloaded.state(), overloaded.stats().failures),
+        (State::Closed, 2)
+    );
 
     // Gemini's 429 with `retryDelay` in its body: a rate limit for that long.
-    let gemini = status(429, r#"{"error": {"status": "RESOURCE_EXHAUSTED", "details": [{"retryDelay": "37s"}]}}"#);
-    assert_eq!(recipe("gemini-2.5-pro", &gemini).await.unwrap(), "anthropic, after throttled (Some(37s))");
+    let gemini = status(
+        429,
+        r#"{"error": {"status": "RESOURCE_EXHAUSTED", "details": [{"retryDelay": "37s"}]}}"#,
+    );
+    assert_eq!(
+        recipe("gemini-2.5-pro", &gemini).await.unwrap(),
+        "anthropic, after throttled (Some(37s))"
+    );
     let throttled = family().get("gemini-2.5-pro").unwrap();
     assert!(throttled.is_throttled());
     assert!(open_remaining("gemini-2.5-pro").unwrap() <= Duration::from_secs(37));
 
     // The caller's own mistake goes back to the caller, and opens nothing.
-    assert_eq!(recipe("gpt-4o-mini", &status(400, "context_length_exceeded")).await, status(400, "context_length_exceeded"));
+    assert_eq!(
+        recipe("gpt-4o-mini", &status(400, "context_length_exceeded")).await,
+        status(400, "context_length_exceeded")
+    );
     assert_eq!(overloaded.stats().ignored, 1);
 }
 
 #[test]
 fn gemini_retry_delay_is_read_from_the_body() {
-    assert_eq!(gemini_retry_delay(r#"{"retryDelay": "37s"}"#), Some(Duration::from_secs(37)));
-    assert_eq!(gemini_retry_delay(r#"{"retryDelay":"1.5s"}"#), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        gemini_retry_delay(r#"{"retryDelay": "37s"}"#),
+        Some(Duration::from_secs(37))
+    );
+    assert_eq!(
+        gemini_retry_delay(r#"{"retryDelay":"1.5s"}"#),
+        Some(Duration::from_millis(1500))
+    );
     assert_eq!(gemini_retry_delay(r#"{"retryDelay": "soon"}"#), None);
     assert_eq!(gemini_retry_delay("overloaded"), None);
 }

@@ -539,9 +539,9 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         };
         let fallback_span = Span::call_site().located_at(path.span());
         let private_at_fallback = Ident::new("__cb_private", Span::mixed_site().located_at(path.span()));
-        let with_cause = args.fallback_with_cause.then(|| {
-            quote_spanned!(fallback_span=> #private_at_fallback::cause_arg(#cause))
-        });
+        let with_cause = args
+            .fallback_with_cause
+            .then(|| quote_spanned!(fallback_span=> #private_at_fallback::cause_arg(#cause)));
         let call_args: Vec<TokenStream> = call_args.iter().cloned().chain(with_cause).collect();
         move |retry_after: TokenStream| {
             let call = quote_spanned! {fallback_span=>

@@ -492,13 +492,6 @@ impl CircuitBreaker {
         self.manual(State::ForcedOpen, Reason::ForcedOpen);
     }
 
-    /// [`force_open`](Self::force_open), unless an operator disabled the circuit.
-    fn force_open_unless_disabled(&self) {
-        if self.load().state() != State::Disabled {
-            self.force_open();
-        }
-    }
-
     /// Lets every call through and never opens, until [`reset`](Self::reset).
     /// Calls are still counted in [`Stats`].
     pub fn disable(&self) {
@@ -821,8 +814,8 @@ impl CircuitBreaker {
     fn honour_failure_hint(&self, ticket: Ticket, finish: CallEnd, moved: bool, hint: Duration) {
         let cap = lock(&self.inner).config.max_retry_after();
         if matches!(finish, CallEnd::Failure | CallEnd::Timeout) && !cap.is_zero() && !hint.is_zero() {
-            if hint == crate::UNTIL_RESET {
-                return self.force_open_unless_disabled();
+            if hint == crate::UNTIL_RESET && self.load().state() != State::Disabled {
+                return self.force_open();
             }
             let admitted = ticket.generation();
             let after = next_generation(admitted);

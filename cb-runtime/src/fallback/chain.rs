@@ -80,7 +80,10 @@ impl<F: Future> Future for InChain<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let before = SOONEST.try_with(|cell| cell.replace(*this.soonest)).ok().flatten();
+        let before = SOONEST
+            .try_with(|cell| cell.replace(*this.soonest))
+            .ok()
+            .flatten();
         let _restore = Restore(before);
         this.inner.poll(cx)
     }
@@ -102,7 +105,10 @@ mod tests {
     #[test]
     fn a_cause_outside_a_chain_keeps_its_own_wait() {
         assert_eq!(soonest(None), None);
-        assert_eq!(soonest(Some(Duration::from_secs(5))), Some(Duration::from_secs(5)));
+        assert_eq!(
+            soonest(Some(Duration::from_secs(5))),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]

@@ -236,7 +236,9 @@ pub fn due_retry_after<S, E>(result: &Result<S, CallError<E>>, due: Due) -> Opti
 #[cold]
 pub fn due_cause<E>(error: CallError<E>, due: Due, key: Option<&str>) -> FallbackCause<E> {
     match error {
-        CallError::Rejected(error) | CallError::Timeout(error) => FallbackCause::from_breaker_error(error, key),
+        CallError::Rejected(error) | CallError::Timeout(error) => {
+            FallbackCause::from_breaker_error(error, key)
+        }
         CallError::Inner(error) => match due.reason {
             FallbackReason::Throttled => FallbackCause::from_throttled(error, due.hint, key),
             FallbackReason::Error => FallbackCause::from_ignored(error, key),

@@ -12,15 +12,15 @@ mod classify;
 mod stream;
 
 pub use self::classify::{
-    due_cause, due_retry_after, errors, failure_if, fallback_due, ignore_if, refused_cause, refused_retry_after,
-    throttle_if, Due, Errors, FailureIf, FallbackOn, IgnoreIf, ThrottleIf,
+    due_cause, due_retry_after, errors, failure_if, fallback_due, ignore_if, refused_cause,
+    refused_retry_after, throttle_if, Due, Errors, FailureIf, FallbackOn, IgnoreIf, ThrottleIf,
 };
-pub use crate::fallback::chain::{in_chain, InChain};
 pub use self::stream::{
     fallback_stream, finish_boxed_stream, finish_boxed_stream_passed, finish_stream, finish_stream_or,
     finish_stream_or_passed, finish_stream_passed, stream_items, FallbackStream, FromGuarded, Guarded,
     StreamItem, StreamOr,
 };
+pub use crate::fallback::chain::{in_chain, InChain};
 pub use crate::{
     Backoff, BreakerError, CallError, CircuitBreaker, ClassifyError, Config, ConfigBuilder, ErrIsFailure,
     FallbackCause, FallbackReason, Outcome, Preset, Window,

@@ -528,6 +528,17 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         _ => quote!(#private::None),
     };
     let cause = hidden("__cb_cause");
+    // The cause's `E` is the body's error type, written where the signature says it (for an
+    // alias such as `io::Result<T>`, inferred), so that a fallback taking another
+    // `FallbackCause<_>` is refused at its path.
+    let cause_error = shape
+        .call_error
+        .clone()
+        .or_else(|| result_args(&shape.ret).map(|(_, error)| error.clone()));
+    let cause_ty = match &cause_error {
+        Some(error) => quote!(: #private::FallbackCause<#error>),
+        None => TokenStream::new(),
+    };
     let fallback_call = args.fallback.as_ref().map(|path| {
         let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
         let callee = match path.get_ident() {
@@ -570,7 +581,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             quote! {
                 #private::Err(#rejected) => {
                     #private::fell_back(#breaker, #private::FallbackReason::Refusal);
-                    let #cause = #private::refused_cause(#rejected, #cause_key);
+                    let #cause #cause_ty = #private::refused_cause(#rejected, #cause_key);
                     return #call;
                 }
             }
@@ -603,7 +614,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
                 let call = call(quote!(#private::FallbackCause::retry_after(&#cause)));
                 quote! {
                     if let #private::Err(#error) = #result {
-                        let #cause = #private::due_cause(#error, #due, #cause_key);
+                        let #cause #cause_ty = #private::due_cause(#error, #due, #cause_key);
                         return #call;
                     }
                 }

@@ -51,7 +51,8 @@
 //! * [`Preset`]: starting points for LLM, HTTP API, database, cache and
 //!   notification dependencies.
 //! * [`registry()`]: the process-wide [`Registry`] of named breakers.
-//! * [`circuit_breaker`]: the attribute.
+//! * [`circuit_breaker`]: the attribute; its `fallback_with_cause` hands the
+//!   fallback a [`FallbackCause`]: why it runs, and how long to wait.
 //! * [`metrics`]: Prometheus metrics; `otel` (feature `otel`): OpenTelemetry
 //!   instruments; [`Registry::subscribe`]: transition
 //!   [`Events`]; [runtime configuration](Registry#runtime-configuration) from a

@@ -7,10 +7,14 @@
 //! * Two fake completion APIs (axum) listen on random 127.0.0.1 ports, one per
 //!   provider. Each answers at once, returns 503s, or hangs, as the demo says.
 //! * `openai` carries `fallback = anthropic, fallback_on = "failure"`, and
-//!   `anthropic` carries `fallback = canned, fallback_on = "failure"`: a hop
-//!   that is refused (its circuit is open), times out, or fails hands the same
-//!   arguments to the next hop. Each function's error type is
+//!   `anthropic` carries `fallback_with_cause = last_word, fallback_on = "failure"`:
+//!   a hop that is refused (its circuit is open), times out, or fails hands the
+//!   same arguments to the next hop, and the last hop is told why
+//!   (`FallbackCause`). Each function's error type is
 //!   `CallError<reqwest::Error>`: a foreign error type, which `?` takes as it is.
+//! * When every provider refuses, the last hop answers what a gateway answers
+//!   its client: `503` with a `Retry-After` that is true, the smallest time
+//!   left across the chain (`cause.retry_after()`), here openai's.
 //! * Each line of the timeline is one request, with what every hop did, read
 //!   from the breakers' own counts (`Stats`): answered, failed, timed out, or
 //!   refused while open. The summary prints `Stats::fallbacks_on` per hop.
@@ -20,7 +24,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +33,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use cb_runtime::{circuit_breaker, registry, CallError, FallbackReason, Stats};
+use cb_runtime::{circuit_breaker, registry, CallError, FallbackCause, FallbackReason, Stats};
 use serde::Deserialize;
 
 /// What a fake provider does with the next request.
@@ -129,7 +133,7 @@ async fn openai(http: &Http, prompt: &str) -> Result<String, CallError<reqwest::
     failure_threshold = 2,
     open_duration = "1s",
     success_threshold = 1,
-    fallback = canned,
+    fallback_with_cause = last_word,
     fallback_on = "failure"
 )]
 async fn anthropic(http: &Http, prompt: &str) -> Result<String, CallError<reqwest::Error>> {
@@ -137,11 +141,29 @@ async fn anthropic(http: &Http, prompt: &str) -> Result<String, CallError<reqwes
     Ok(text.trim().to_owned())
 }
 
-/// The last hop: no provider at all.
-async fn canned(_http: &Http, prompt: &str) -> Result<String, CallError<reqwest::Error>> {
-    Ok(format!(
-        "canned: both providers are unavailable; {prompt:?} is queued for later"
-    ))
+/// The `Retry-After` the last hop gave, in nanoseconds (`u64::MAX`: none yet).
+static RETRY_AFTER_NANOS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The last hop: no provider at all, told why anthropic could not answer.
+async fn last_word(
+    _http: &Http,
+    prompt: &str,
+    cause: FallbackCause<reqwest::Error>,
+) -> Result<String, CallError<reqwest::Error>> {
+    match (cause.reason(), cause.retry_after()) {
+        // Every provider refused: the first moment one of them takes calls again.
+        (FallbackReason::Refusal, Some(after)) => {
+            RETRY_AFTER_NANOS.store(after.as_nanos() as u64, Ordering::SeqCst);
+            Ok(format!(
+                "canned: 503, every provider refused; Retry-After: {} (the soonest of the chain: {} ms)",
+                after.as_secs_f64().ceil(),
+                after.as_millis()
+            ))
+        }
+        (reason, _) => Ok(format!(
+            "canned: anthropic's {reason}; {prompt:?} is queued for later"
+        )),
+    }
 }
 
 // ---- the timeline ---------------------------------------------------------------------------
@@ -231,6 +253,21 @@ async fn run() -> Result<(), String> {
     anthropic_api.set(Mode::Hanging);
     for (n, by) in [step("canned"), step("canned"), step("canned")] {
         request(&http, n, by).await?;
+    }
+    // The last request met two refusals: its Retry-After is openai's time left (it opened
+    // first), not anthropic's (within the breakers' clock reading, a millisecond or so).
+    let left = |name: &str| registry().get(name).and_then(|b| b.open_remaining());
+    let (openai_left, anthropic_left) = (left(OPENAI), left(ANTHROPIC));
+    let told = Duration::from_nanos(RETRY_AFTER_NANOS.load(Ordering::SeqCst));
+    match (openai_left, anthropic_left) {
+        (Some(o), Some(a))
+            if told.abs_diff(o) < Duration::from_millis(50) && told + Duration::from_millis(100) < a => {}
+        _ => {
+            return Err(format!(
+                "Retry-After {told:?}: expected openai's time left ({openai_left:?}), the smaller of \
+                 anthropic's ({anthropic_left:?})"
+            ))
+        }
     }
 
     println!("== both recover: after open_duration (1 s) openai's first probe closes its circuit");

@@ -32,6 +32,14 @@
 //! `gpt-4o` has an outage, its breaker opens and its callers get the fallback,
 //! while `gpt-4o-mini` and `o3-mini` go on being served by the model. The
 //! admin API lists the family with its keys, and `/metrics` has a `key` label.
+//!
+//! And the gateway **fails over by cause** (`fallback_with_cause`,
+//! `fallback_on = "error"`): its fallback is told why it runs
+//! (`cb_runtime::FallbackCause`). A 429 from `gpt-4o` is a rate limit, not an
+//! outage: the call fails over to another provider at once, told the
+//! provider's `Retry-After`, and the next call is refused for that long and
+//! fails over too. A prompt longer than `gpt-4o-mini`'s context window (a 400
+//! the breaker ignores) is routed to a model with a bigger one.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -47,7 +55,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cb_runtime::admin::{router as admin_router, AdminAuth};
-use cb_runtime::{circuit_breaker, registry, BreakerError, State};
+use cb_runtime::{circuit_breaker, registry, BreakerError, FallbackCause, FallbackReason, State};
 use eventsource_stream::Eventsource;
 use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -191,6 +199,10 @@ enum LlmError {
     Transport(String),
     /// The breaker refused the call or abandoned it at `call_timeout`.
     Breaker(BreakerError),
+    /// HTTP 429, with the provider's `Retry-After` when it sent one.
+    RateLimited(Option<Duration>),
+    /// HTTP 400 `context_length_exceeded`: the prompt is longer than the model's window.
+    ContextTooLong,
 }
 
 impl From<BreakerError> for LlmError {
@@ -205,6 +217,8 @@ impl fmt::Display for LlmError {
             LlmError::Status(code) => write!(f, "provider answered {code}"),
             LlmError::Transport(e) => write!(f, "transport error: {e}"),
             LlmError::Breaker(e) => write!(f, "{e}"),
+            LlmError::RateLimited(_) => write!(f, "provider answered 429"),
+            LlmError::ContextTooLong => write!(f, "the prompt is longer than the model's context window"),
         }
     }
 }
@@ -485,6 +499,208 @@ async fn streaming_demo(t: &mut Timeline, client: &StreamClient) -> Result<(), S
         "stream breaker stats: {} successes, {} timeouts, {} rejected; {} slow calls (time to first token over 200 ms, timeouts included)",
         s.successes, s.timeouts, s.rejected, s.slow_calls
     ));
+    Ok(())
+}
+
+// ---- failover by cause: a 429 and a too-long prompt -----------------------
+
+/// The family of the failover-by-cause breakers.
+const ROUTED_FAMILY: &str = "llm-gateway-routed";
+/// `gpt-4o-mini`'s context window in this demo, in bytes of prompt.
+const SMALL_CONTEXT: usize = 32;
+
+/// `POST /v1/routed/completions`: `gpt-4o` is rate limited (429, `Retry-After: 2`) while
+/// `throttled` is set; `gpt-4o-mini` refuses prompts over its small context window (400);
+/// every other model answers.
+async fn routed_completions(
+    AxumState(throttled): AxumState<Arc<std::sync::atomic::AtomicBool>>,
+    Json(req): Json<CompletionRequest>,
+) -> Response {
+    if req.model == "gpt-4o" && throttled.load(Ordering::SeqCst) {
+        let headers = [("retry-after", "2")];
+        return (StatusCode::TOO_MANY_REQUESTS, headers, "rate limit reached").into_response();
+    }
+    if req.model == "gpt-4o-mini" && req.prompt.len() > SMALL_CONTEXT {
+        let body = r#"{"error": {"code": "context_length_exceeded"}}"#;
+        return (StatusCode::BAD_REQUEST, body).into_response();
+    }
+    let text = format!("{} answers {:?}", req.model, req.prompt);
+    Json(CompletionResponse { id: 0, text }).into_response()
+}
+
+fn is_rate_limited(e: &LlmError) -> bool {
+    matches!(e, LlmError::RateLimited(_))
+}
+
+fn retry_after(e: &LlmError) -> Option<Duration> {
+    match e {
+        LlmError::RateLimited(after) => *after,
+        _ => None,
+    }
+}
+
+/// The caller's own mistakes say nothing of the provider's health.
+fn is_callers_error(e: &LlmError) -> bool {
+    matches!(e, LlmError::ContextTooLong) || !is_outage(e)
+}
+
+/// A gateway whose fallback writes its failover policy, told why it runs.
+struct FailoverRouter {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl FailoverRouter {
+    #[circuit_breaker(
+        name = "llm-gateway-routed",
+        preset = "llm",
+        key = model,
+        throttle_if = is_rate_limited,
+        retry_after = retry_after,
+        ignore_if = is_callers_error,
+        fallback_with_cause = reroute,
+        fallback_on = "error"
+    )]
+    async fn complete(&self, model: &str, prompt: &str) -> Result<Completion, LlmError> {
+        self.post(model, prompt).await
+    }
+
+    /// The failover policy: a rate limit or an outage goes to another provider, a prompt too
+    /// long for the model to a model with a bigger context window; any other caller's error
+    /// goes back to the caller.
+    async fn reroute(
+        &self,
+        model: &str,
+        prompt: &str,
+        cause: FallbackCause<LlmError>,
+    ) -> Result<Completion, LlmError> {
+        let (to, why) = match (cause.reason(), cause.error()) {
+            (FallbackReason::Error, Some(LlmError::ContextTooLong)) => {
+                ("gpt-4.1", "context window exceeded".to_owned())
+            }
+            (FallbackReason::Error, _) => return Err(cause.into_error().unwrap_or(LlmError::Status(400))),
+            (reason, _) => (
+                "claude-sonnet-4",
+                match cause.retry_after() {
+                    Some(after) => format!("{reason}, retry after {:.1}s", after.as_secs_f64()),
+                    None => reason.to_string(),
+                },
+            ),
+        };
+        let reply = self.post(to, prompt).await?;
+        Ok(Completion {
+            text: format!("{} [{model}: {why} -> {to}]", reply.text),
+            source: Source::Fallback,
+        })
+    }
+
+    /// One completion over HTTP: a 429 with its `Retry-After`, a 400
+    /// `context_length_exceeded`, any other error status.
+    async fn post(&self, model: &str, prompt: &str) -> Result<Completion, LlmError> {
+        let request = CompletionRequest {
+            model: model.into(),
+            prompt: prompt.into(),
+        };
+        let transport = |e: reqwest::Error| LlmError::Transport(e.to_string());
+        let reply = self
+            .http
+            .post(&self.url)
+            .json(&request)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = reply.status().as_u16();
+        match status {
+            200..=299 => {
+                let body: CompletionResponse = reply.json().await.map_err(transport)?;
+                Ok(Completion {
+                    text: body.text,
+                    source: Source::Model,
+                })
+            }
+            429 => {
+                let hint = reply
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                Err(LlmError::RateLimited(hint.map(Duration::from_secs)))
+            }
+            400 if reply
+                .text()
+                .await
+                .is_ok_and(|b| b.contains("context_length_exceeded")) =>
+            {
+                Err(LlmError::ContextTooLong)
+            }
+            _ => Err(LlmError::Status(status)),
+        }
+    }
+}
+
+/// The failover-by-cause part of the demo; `Err` says what went wrong.
+async fn failover_demo(
+    t: &Timeline,
+    router: &FailoverRouter,
+    throttled: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
+    println!(
+        "\n== failover by cause: family `{ROUTED_FAMILY}` (fallback_with_cause = reroute, fallback_on = \"error\")\n"
+    );
+    let ask = |model: &'static str, prompt: &'static str| async move {
+        let reply = router
+            .complete(model, prompt)
+            .await
+            .map_err(|e| format!("{model}: the gateway returned an error: {e}"))?;
+        t.note(&format!("{model} {prompt:?} -> {}", reply.text));
+        Ok::<String, String>(reply.text)
+    };
+    let expect = |text: &str, what: &str| {
+        if text.contains(what) {
+            Ok(())
+        } else {
+            Err(format!("expected {what:?} in {text:?}"))
+        }
+    };
+    expect(&ask("gpt-4o", "hello").await?, "gpt-4o answers")?;
+
+    t.note("gpt-4o answers 429 (Retry-After: 2): a rate limit fails over at once, with the provider's hint");
+    throttled.store(true, Ordering::SeqCst);
+    expect(
+        &ask("gpt-4o", "hello").await?,
+        "[gpt-4o: throttled, retry after 2.0s -> claude-sonnet-4]",
+    )?;
+    expect(
+        &ask("gpt-4o", "hello again").await?,
+        "[gpt-4o: refusal, retry after",
+    )?;
+    throttled.store(false, Ordering::SeqCst);
+
+    t.note(&format!(
+        "gpt-4o-mini's context window is {SMALL_CONTEXT} bytes: a longer prompt goes to gpt-4.1"
+    ));
+    expect(&ask("gpt-4o-mini", "short").await?, "gpt-4o-mini answers")?;
+    let long = "a prompt longer than gpt-4o-mini's context window";
+    expect(
+        &ask("gpt-4o-mini", long).await?,
+        "[gpt-4o-mini: context window exceeded -> gpt-4.1]",
+    )?;
+
+    let family = registry()
+        .family(ROUTED_FAMILY)
+        .ok_or("the attribute made no family")?;
+    let on = |key: &str, reason| family.get(key).map_or(0, |b| b.stats().fallbacks_on(reason));
+    let counted = (
+        on("gpt-4o", FallbackReason::Throttled),
+        on("gpt-4o", FallbackReason::Refusal),
+        on("gpt-4o-mini", FallbackReason::Error),
+    );
+    t.note(&format!(
+        "fallbacks_on: gpt-4o throttled {}, refusal {}; gpt-4o-mini error {}",
+        counted.0, counted.1, counted.2
+    ));
+    if counted != (1, 1, 1) {
+        return Err(format!("unexpected fallback counts {counted:?}"));
+    }
     Ok(())
 }
 
@@ -810,6 +1026,13 @@ async fn main() {
             .with_state(models.clone()),
     )
     .await;
+    let throttled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let routed_addr = serve(
+        Router::new()
+            .route("/v1/routed/completions", post(routed_completions))
+            .with_state(Arc::clone(&throttled)),
+    )
+    .await;
     let admin_addr = serve(admin_router(registry(), AdminAuth::bearer(ADMIN_TOKEN))).await;
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -964,6 +1187,15 @@ async fn main() {
     };
     if let Err(what) = models_demo(&t, &router, &models, &http, &admin).await {
         eprintln!("routing by model: {what}");
+        std::process::exit(1);
+    }
+
+    let failover = FailoverRouter {
+        http: http.clone(),
+        url: format!("http://{routed_addr}/v1/routed/completions"),
+    };
+    if let Err(what) = failover_demo(&t, &failover, &throttled).await {
+        eprintln!("failover by cause: {what}");
         std::process::exit(1);
     }
 

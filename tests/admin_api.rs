@@ -107,6 +107,9 @@ async fn one_breaker_counts_what_happened() {
     let _ = openai.call(async { Err::<(), _>("503") }).await;
     let _ = openai.call(async { Ok::<_, ()>(()) }).await;
     openai.record_fallback(cb_runtime::FallbackReason::Refusal);
+    openai.record_fallback(cb_runtime::FallbackReason::Throttled);
+    openai.record_fallback(cb_runtime::FallbackReason::Error);
+    openai.record_fallback(cb_runtime::FallbackReason::Error);
 
     let (status, body) = json(admin.get("/circuit-breakers/openai").await).await;
     assert_eq!(status, StatusCode::OK);
@@ -116,7 +119,7 @@ async fn one_breaker_counts_what_happened() {
     assert_eq!(body["stats"]["calls"], 2);
     assert_eq!(
         body["stats"]["fallbacks"],
-        serde_json::json!({"refusal": 1, "timeout": 0, "failure": 0})
+        serde_json::json!({"refusal": 1, "timeout": 0, "failure": 0, "throttled": 1, "error": 2})
     );
     assert_eq!(body["config"]["half_open_max_calls"], 2);
 }

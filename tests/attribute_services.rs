@@ -286,9 +286,9 @@ async fn fallback_on_each_level_includes_the_ones_above() {
             FallbackReason::ALL.map(|reason| stats.fallbacks_on(reason)),
         )
     };
-    assert_eq!(on("svc-on-refusal"), (1, [1, 0, 0]));
-    assert_eq!(on("svc-on-breaker"), (2, [1, 1, 0]));
-    assert_eq!(on("svc-on-failure"), (3, [1, 1, 1]));
+    assert_eq!(on("svc-on-refusal"), (1, [1, 0, 0, 0, 0]));
+    assert_eq!(on("svc-on-breaker"), (2, [1, 1, 0, 0, 0]));
+    assert_eq!(on("svc-on-failure"), (3, [1, 1, 1, 0, 0]));
     // The body's own failure is still counted against the dependency.
     assert_eq!(registry().get("svc-on-failure").unwrap().stats().failures, 1);
 }

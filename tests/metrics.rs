@@ -309,7 +309,7 @@ async fn fallbacks_and_probes_are_counted_by_reason_and_result() {
             .unwrap()
     });
     let text = exposition(registry);
-    for on in ["refusal", "timeout", "failure"] {
+    for on in ["refusal", "timeout", "failure", "throttled", "error"] {
         assert_eq!(
             series(
                 &text,
@@ -325,6 +325,9 @@ async fn fallbacks_and_probes_are_counted_by_reason_and_result() {
     b.record_fallback(FallbackReason::Refusal);
     b.record_fallback(FallbackReason::Refusal);
     b.record_fallback(FallbackReason::Failure);
+    b.record_fallback(FallbackReason::Throttled);
+    b.record_fallback(FallbackReason::Error);
+    b.record_fallback(FallbackReason::Error);
 
     // Open, then half-open: one probe ignored, one succeeds, one fails.
     let failed: Res = b.call(async { Err("down") }).await;
@@ -341,10 +344,12 @@ async fn fallbacks_and_probes_are_counted_by_reason_and_result() {
     assert_eq!(b.state(), State::Open);
 
     let stats = b.stats();
-    assert_eq!(stats.fallbacks, 3);
+    assert_eq!(stats.fallbacks, 6);
     assert_eq!(stats.fallbacks_on(FallbackReason::Refusal), 2);
     assert_eq!(stats.fallbacks_on(FallbackReason::Timeout), 0);
     assert_eq!(stats.fallbacks_on(FallbackReason::Failure), 1);
+    assert_eq!(stats.fallbacks_on(FallbackReason::Throttled), 1);
+    assert_eq!(stats.fallbacks_on(FallbackReason::Error), 2);
     let probes: Vec<_> = stats.probe_results().collect();
     assert_eq!(
         probes,
@@ -369,8 +374,8 @@ async fn fallbacks_and_probes_are_counted_by_reason_and_result() {
         )
     };
     assert_eq!(
-        (fallbacks("refusal"), fallbacks("timeout"), fallbacks("failure")),
-        (Some(2), Some(0), Some(1))
+        FallbackReason::ALL.map(|r| fallbacks(r.as_str())),
+        [Some(2), Some(0), Some(1), Some(1), Some(2)]
     );
     for (result, n) in probes {
         assert_eq!(

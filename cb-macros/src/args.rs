@@ -28,6 +28,7 @@ mod kw {
     syn::custom_keyword!(retry_after);
     syn::custom_keyword!(key);
     syn::custom_keyword!(classify);
+    syn::custom_keyword!(fallback_with_cause);
 }
 
 /// A key of the attribute that is not a configuration field, as the table of keys in the
@@ -68,10 +69,9 @@ pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
     },
     KeyDoc {
         name: "fallback_on",
-        takes: "`\"refusal\"`, `\"breaker\"` or `\"failure\"`",
+        takes: "`\"refusal\"`, `\"breaker\"`, `\"failure\"` or `\"error\"`",
         default: "`\"refusal\"`",
-        meaning:
-            "When the fallback runs: on a refusal; also on a timeout; also on an error counted as a failure.",
+        meaning: "When the fallback runs: on a refusal; also on a timeout; also on an error counted as a failure or a rate limit; also on any other error.",
     },
     KeyDoc {
         name: "throttle_if",
@@ -115,6 +115,12 @@ pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
         takes: "the path of a `fn(&E) -> Outcome`, such as `cb_runtime::classify::postgres`",
         default: "none",
         meaning: "Decides how each error counts (a failure, ignored, throttled, or a success); not with `failure_if`, `ignore_if` or `throttle_if`.",
+    },
+    KeyDoc {
+        name: "fallback_with_cause",
+        takes: "the path of an `async fn` with the same parameters, then a `cb_runtime::FallbackCause<E>`, and the same return type",
+        default: "none",
+        meaning: "Like `fallback`, and told why it runs: the reason, the body's error or the refusal, the time to wait, the key.",
     },
 ];
 
@@ -174,6 +180,8 @@ enum Kind {
     Key,
     /// `classify = path`: a `fn(&E) -> Outcome`.
     Classify,
+    /// `fallback_with_cause = path`: a fallback that takes a `FallbackCause<E>` last.
+    FallbackWithCause,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -216,6 +224,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         stream => Kind::Stream,
         key => Kind::Key,
         classify => Kind::Classify,
+        fallback_with_cause => Kind::FallbackWithCause,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -321,15 +330,18 @@ pub(crate) enum FallbackOn {
     Refusal,
     /// Also when the call timed out.
     Breaker,
-    /// Also when the body's error counted as a failure.
+    /// Also when the body's error counted as a failure, or was a rate limit.
     Failure,
+    /// Also for any other error of the body (one the classifier ignored).
+    Error,
 }
 
 /// `fallback_on`'s values, as written, in the order of [`FallbackOn`].
-const FALLBACK_ON: [(&str, FallbackOn); 3] = [
+const FALLBACK_ON: [(&str, FallbackOn); 4] = [
     ("\"refusal\"", FallbackOn::Refusal),
     ("\"breaker\"", FallbackOn::Breaker),
     ("\"failure\"", FallbackOn::Failure),
+    ("\"error\"", FallbackOn::Error),
 ];
 
 /// The checked arguments.
@@ -349,6 +361,9 @@ pub(crate) struct Args {
     /// `key = <expr>`: the function's breakers are a family, one per key.
     pub(crate) key: Option<Expr>,
     pub(crate) overrides: Vec<Override>,
+    /// `fallback` was given as `fallback_with_cause`: the fallback takes a
+    /// `FallbackCause<E>` after the function's parameters.
+    pub(crate) fallback_with_cause: bool,
 }
 
 /// Collects errors so that all of them are reported together.
@@ -381,6 +396,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut stream = None;
     let mut key_expr = None;
     let mut fallback_on = None;
+    let mut with_cause = false;
     let mut classify = Classify::default();
     let mut overrides = Vec::new();
 
@@ -427,7 +443,25 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 krate = Some(quote::quote_spanned!(lit.span()=> #path));
                 Ok(())
             }),
-            Kind::Fallback => path(&key, &value).map(|p| fallback = Some(p)),
+            Kind::Fallback | Kind::FallbackWithCause => {
+                let other = match key.kind {
+                    Kind::Fallback => "fallback_with_cause",
+                    _ => "fallback",
+                };
+                if seen.contains_key(other) {
+                    Err(syn::Error::new(
+                        key.span,
+                        "`fallback` and `fallback_with_cause` both name the fallback; keep one: \
+                         `fallback_with_cause` when the fallback takes a `FallbackCause<E>` after the \
+                         function's parameters, `fallback` when it takes only them",
+                    ))
+                } else {
+                    path(&key, &value).map(|p| {
+                        with_cause = matches!(key.kind, Kind::FallbackWithCause);
+                        fallback = Some(p);
+                    })
+                }
+            }
             Kind::FailureIf => path(&key, &value).map(|p| classify.failure_if = Some(p)),
             Kind::IgnoreIf => path(&key, &value).map(|p| classify.ignore_if = Some(p)),
             Kind::ThrottleIf => path(&key, &value).map(|p| classify.throttle_if = Some(p)),
@@ -440,7 +474,8 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                         lit.span(),
                         format!(
                             "unknown `fallback_on` value `{written}`: it is one of {} (the fallback runs on a \
-                             refusal; also on a timeout; also on an error counted as a failure)",
+                             refusal; also on a timeout; also on an error counted as a failure or a rate limit; \
+                             also on any other error)",
                             cb_syntax::list(&FALLBACK_ON.map(|(v, _)| v))
                         ),
                     ));
@@ -493,10 +528,11 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     }
 
     if let (Some((_, span)), None) = (fallback_on, &fallback) {
-        if !seen.contains_key("fallback") {
+        if !seen.contains_key("fallback") && !seen.contains_key("fallback_with_cause") {
             errors.at(
                 span,
-                "`fallback_on` says when the fallback runs, and there is no `fallback`: add `fallback = path::to::fn`",
+                "`fallback_on` says when the fallback runs, and there is no `fallback`: add `fallback = path::to::fn` \
+                 (or `fallback_with_cause = path::to::fn`)",
             );
         }
     }
@@ -537,6 +573,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         stream,
         key: key_expr,
         overrides,
+        fallback_with_cause: with_cause,
     })
 }
 
@@ -571,6 +608,7 @@ fn example(key: &str) -> String {
         "stream" => "stream = true".into(),
         "key" => "key = model".into(),
         "classify" => "classify = cb_runtime::classify::postgres".into(),
+        "fallback_with_cause" => "fallback_with_cause = failover".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())
@@ -708,7 +746,7 @@ fn string(key: &Key, value: &Expr) -> syn::Result<LitStr> {
 
 fn path(key: &Key, value: &Expr) -> syn::Result<Path> {
     let wanted = match key.kind {
-        Kind::Fallback => "the path of an async fn, not in quotes",
+        Kind::Fallback | Kind::FallbackWithCause => "the path of an async fn, not in quotes",
         Kind::RetryAfter => "the path of a `fn(&E) -> Option<Duration>`, not in quotes",
         _ => "the path of a `fn(&E) -> bool`, not in quotes",
     };

@@ -519,7 +519,26 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         (Some(classify), false) => quote!(#permit.run_classified(#async_block, #private::errors(#classify))),
     };
 
-    // The fallback's call, and the arm that runs it on a refusal.
+    // The fallback's call, and the arm that runs it on a refusal. It runs as a member of a
+    // failover chain (`in_chain`), with the chain's soonest retry `retry_after`; with
+    // `fallback_with_cause`, `cause` is its last argument.
+    let key_text = hidden("__cb_key");
+    let cause_key = match &args.key {
+        Some(_) if args.fallback_with_cause => quote!(#private::Some(#key_text)),
+        _ => quote!(#private::None),
+    };
+    let cause = hidden("__cb_cause");
+    // The cause's `E` is the body's error type, written where the signature says it (for an
+    // alias such as `io::Result<T>`, inferred), so that a fallback taking another
+    // `FallbackCause<_>` is refused at its path.
+    let cause_error = shape
+        .call_error
+        .clone()
+        .or_else(|| result_args(&shape.ret).map(|(_, error)| error.clone()));
+    let cause_ty = match &cause_error {
+        Some(error) => quote!(: #private::FallbackCause<#error>),
+        None => TokenStream::new(),
+    };
     let fallback_call = args.fallback.as_ref().map(|path| {
         let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
         let callee = match path.get_ident() {
@@ -530,13 +549,20 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             _ => path.to_token_stream(),
         };
         let fallback_span = Span::call_site().located_at(path.span());
-        if let Streamed::Impl(_) = streamed {
-            let private_at_fallback = Ident::new("__cb_private", Span::mixed_site().located_at(path.span()));
-            quote_spanned! {fallback_span=>
-                #private_at_fallback::fallback_stream(#callee(#(#call_args),*).await)
+        let private_at_fallback = Ident::new("__cb_private", Span::mixed_site().located_at(path.span()));
+        let with_cause = args
+            .fallback_with_cause
+            .then(|| quote_spanned!(fallback_span=> #private_at_fallback::cause_arg(#cause)));
+        let call_args: Vec<TokenStream> = call_args.iter().cloned().chain(with_cause).collect();
+        move |retry_after: TokenStream| {
+            let call = quote_spanned! {fallback_span=>
+                #private_at_fallback::in_chain(#retry_after, #callee(#(#call_args),*)).await
+            };
+            if let Streamed::Impl(_) = streamed {
+                quote_spanned!(fallback_span=> #private_at_fallback::fallback_stream(#call))
+            } else {
+                call
             }
-        } else {
-            quote_spanned!(fallback_span=> #callee(#(#call_args),*).await)
         }
     });
     // The admission's `Result` must not live across the call's `.await` (it would take 32
@@ -550,30 +576,56 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         None => quote! {
             #private::Err(#rejected) => break #admitted #private::Err(#private::CallError::Rejected(#rejected)),
         },
-        Some(call) => quote! {
-            #private::Err(_) => {
-                #private::fell_back(#breaker, #private::FallbackReason::Refusal);
-                return #call;
-            }
-        },
-    };
-    // `fallback_on = "breaker"` or `"failure"`: the fallback may run after the call too.
-    let after = match (&fallback_call, args.fallback_on) {
-        (Some(call), FallbackOn::Breaker | FallbackOn::Failure) if after_call => {
-            let failures = match args.fallback_on {
-                FallbackOn::Failure => {
-                    let classify = classifier
-                        .clone()
-                        .unwrap_or_else(|| quote!(#private::ErrIsFailure));
-                    quote!(#private::Some(#classify))
-                }
-                _ => quote!(#private::NO_FAILURES),
-            };
-            let reason = hidden("__cb_reason");
+        Some(call) if args.fallback_with_cause => {
+            let call = call(quote!(#private::FallbackCause::retry_after(&#cause)));
             quote! {
-                if let #private::Some(#reason) = #private::fallback_due(&#result, #failures) {
-                    #private::fell_back(#breaker, #reason);
+                #private::Err(#rejected) => {
+                    #private::fell_back(#breaker, #private::FallbackReason::Refusal);
+                    let #cause #cause_ty = #private::refused_cause(#rejected, #cause_key);
                     return #call;
+                }
+            }
+        }
+        Some(call) => {
+            let call = call(quote!(#private::refused_retry_after(&#rejected)));
+            quote! {
+                #private::Err(#rejected) => {
+                    #private::fell_back(#breaker, #private::FallbackReason::Refusal);
+                    return #call;
+                }
+            }
+        }
+    };
+    // `fallback_on = "breaker"`, `"failure"` or `"error"`: the fallback may run after the call
+    // too, when the call's result (asked again of the classifier it was judged by) says so.
+    let after = match &fallback_call {
+        Some(call) if after_call => {
+            let level = match args.fallback_on {
+                FallbackOn::Refusal | FallbackOn::Breaker => quote!(Breaker),
+                FallbackOn::Failure => quote!(Failure),
+                FallbackOn::Error => quote!(Error),
+            };
+            let classify = classifier
+                .clone()
+                .unwrap_or_else(|| quote!(#private::ErrIsFailure));
+            let due = hidden("__cb_due");
+            let error = hidden("__cb_error");
+            let run = if args.fallback_with_cause {
+                let call = call(quote!(#private::FallbackCause::retry_after(&#cause)));
+                quote! {
+                    if let #private::Err(#error) = #result {
+                        let #cause #cause_ty = #private::due_cause(#error, #due, #cause_key);
+                        return #call;
+                    }
+                }
+            } else {
+                let call = call(quote!(#private::due_retry_after(&#result, #due)));
+                quote!(return #call;)
+            };
+            quote! {
+                if let #private::Some(#due) = #private::fallback_due(&#result, #private::FallbackOn::#level, #classify) {
+                    #private::fell_back(#breaker, #due.reason);
+                    #run
                 }
             }
         }
@@ -632,8 +684,20 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             } else {
                 quote_spanned!(key.span()=> (#key))
             };
-            let key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&#operand));
-            match streamed {
+            let mut key_text = quote_spanned!(key.span()=> #private_at_key::key_text(&#operand));
+            let mut bind_key = TokenStream::new();
+            if args.fallback_with_cause {
+                // The fallback's cause tells the key: its text is kept for it, borrowed from
+                // the key's value (a temporary, such as `model.to_string()`, lives as long).
+                let value = hidden("__cb_key_value");
+                let text = hidden("__cb_key");
+                bind_key = quote_spanned! {key.span()=>
+                    let #value = &#operand;
+                    let #text: &str = #private_at_key::key_text(#value);
+                };
+                key_text = text.to_token_stream();
+            }
+            let pick = match streamed {
                 // The stream outlives the body: its permit owns a share of the breaker.
                 Streamed::Impl(_) | Streamed::Boxed => quote! {
                     let #breaker = #private::keyed_owned(&#slot, #name, #origin, #preset, || #config, #key_text);
@@ -642,7 +706,8 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
                     let #keyed = #private::keyed(&#slot, #name, #origin, #preset, || #config, #key_text);
                     let #breaker: &#private::CircuitBreaker = &#keyed;
                 },
-            }
+            };
+            quote!(#bind_key #pick)
         }
     };
 

@@ -77,9 +77,48 @@ use proc_macro::TokenStream;
 ///
 /// `fallback_on = "refusal"` (the default) runs the fallback when the breaker refuses the call;
 /// `"breaker"` also when it timed out; `"failure"` also when the body's error counted as a
-/// failure (so a fallback that is itself a protected function of another provider makes a
-/// failover chain). Each run is counted in `Stats::fallbacks`. With `"breaker"` and
-/// `"failure"` the body borrows its arguments, which the fallback gets after it ran.
+/// failure or was a rate limit (`throttle_if`), so a fallback that is itself a protected
+/// function of another provider makes a failover chain; `"error"` also for any other error of
+/// the body (one `ignore_if` ignored: a prompt too long for the model). Each run is counted in
+/// `Stats::fallbacks_on(reason)`. Beyond `"refusal"` the body borrows its arguments, which the
+/// fallback gets after it ran.
+///
+/// `fallback_with_cause = path` names a fallback that is also told why it runs: it takes the
+/// function's parameters, then a `cb_runtime::FallbackCause<E>` (`E` the body's error type) with
+/// the reason, the body's error or the breaker's refusal, the time to wait (in a failover chain,
+/// the smallest time left of its members) and the key of a keyed breaker:
+///
+/// ```
+/// use cb_runtime::{circuit_breaker, BreakerError, FallbackCause, FallbackReason};
+///
+/// #[derive(Debug)]
+/// enum LlmError {
+///     RateLimited,
+///     Breaker(BreakerError),
+/// }
+///
+/// impl From<BreakerError> for LlmError {
+///     fn from(e: BreakerError) -> Self {
+///         LlmError::Breaker(e)
+///     }
+/// }
+///
+/// fn is_rate_limited(e: &LlmError) -> bool {
+///     matches!(e, LlmError::RateLimited)
+/// }
+///
+/// #[circuit_breaker(name = "doc-cause", preset = "llm", key = model, throttle_if = is_rate_limited,
+///                   fallback_with_cause = failover, fallback_on = "failure")]
+/// async fn complete(model: &str, prompt: &str) -> Result<String, LlmError> {
+///     let _ = (model, prompt);
+///     Err(LlmError::RateLimited)
+/// }
+///
+/// async fn failover(model: &str, prompt: &str, cause: FallbackCause<LlmError>) -> Result<String, LlmError> {
+///     assert_eq!((cause.reason(), cause.key()), (FallbackReason::Throttled, Some(model)));
+///     Ok(format!("another provider: {prompt}"))
+/// }
+/// ```
 ///
 /// # Keys
 ///
@@ -96,7 +135,7 @@ use proc_macro::TokenStream;
 /// | `max_keys`, `family_open_keys` | integer | builder overrides for keyed functions: the most keys of the family (default 100), and how many open keys open the whole family (default 0: off) |
 /// | `key` | an expression over the arguments and `self` whose value is `AsRef<str>` (`key = model`, `key = self.tenant`) | one breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
-/// | `fallback_on` | `"refusal"` (default), `"breaker"` or `"failure"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure |
+/// | `fallback_on` | `"refusal"` (default), `"breaker"`, `"failure"` or `"error"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure or a rate limit; also on any other error |
 /// | `failure_if` | path to a `fn(&E) -> bool` | errors for which it returns `false` count as successes |
 /// | `ignore_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are not counted (asked before `failure_if`) |
 /// | `throttle_if` | path to a `fn(&E) -> bool` | errors for which it returns `true` are rate limits (`Outcome::Throttled`): no failure is counted, and the circuit opens for the hint or `throttle_duration`; asked before `ignore_if` and `failure_if` |
@@ -104,6 +143,7 @@ use proc_macro::TokenStream;
 /// | `stream` | `true` or `false` | force a streamed call on (boxed streams, aliases) or off; detected from `Result<impl Stream<...>, E>` otherwise |
 /// | `crate` | string, e.g. `"my_cb"` | path of `cb-runtime` when the dependency is renamed |
 /// | `classify` | path to a `fn(&E) -> Outcome` | decides how each error counts (`Failure`, `Ignored`, `Throttled` with `retry_after`'s hint, or `Success`), such as `cb_runtime::classify::postgres`; not with `failure_if`, `ignore_if` or `throttle_if` |
+/// | `fallback_with_cause` | path to an `async fn` with the same parameters, then a `FallbackCause<E>`, and the same return type | like `fallback`, and told why it runs (`cb_runtime::FallbackCause`); not with `fallback` |
 ///
 /// The configuration keys, their kinds and ranges are those of the field table
 /// `cb_syntax::FIELDS`, which the runtime's config file, environment variables, validation and

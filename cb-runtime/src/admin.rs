@@ -353,7 +353,8 @@ pub struct StatsView {
     pub slow_call_rate: Option<f64>,
     /// Probes in flight (half-open only).
     pub half_open_in_flight: u64,
-    /// Fallbacks that ran, by reason: `{"refusal": n, "timeout": n, "failure": n}`.
+    /// Fallbacks that ran, by reason: `{"refusal": n, "timeout": n, "failure": n,
+    /// "throttled": n, "error": n}`.
     pub fallbacks: std::collections::BTreeMap<&'static str, u64>,
 }
 

@@ -849,9 +849,13 @@ impl CircuitBreaker {
     /// A failure's `Retry-After`, capped at `max_retry_after` (`0s` ignores
     /// it): opens for at least that long when the call belongs to the current
     /// period (admitted in it, or its own failure just `moved` the state).
+    /// [`UNTIL_RESET`](crate::UNTIL_RESET) forces it open.
     fn honour_failure_hint(&self, ticket: Ticket, finish: CallEnd, moved: bool, hint: Duration) {
         let cap = lock(&self.inner).config.max_retry_after();
         if matches!(finish, CallEnd::Failure | CallEnd::Timeout) && !cap.is_zero() && !hint.is_zero() {
+            if hint == crate::UNTIL_RESET && self.load().state() != State::Disabled {
+                return self.force_open();
+            }
             let admitted = ticket.generation();
             let after = next_generation(admitted);
             self.open_for_if(|g| g == admitted || (moved && g == after), hint.min(cap));

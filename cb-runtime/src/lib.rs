@@ -51,7 +51,8 @@
 //! * [`Preset`]: starting points for LLM, HTTP API, database, cache and
 //!   notification dependencies.
 //! * [`registry()`]: the process-wide [`Registry`] of named breakers.
-//! * [`circuit_breaker`]: the attribute.
+//! * [`circuit_breaker`]: the attribute; its `fallback_with_cause` hands the
+//!   fallback a [`FallbackCause`]: why it runs, and how long to wait.
 //! * [`metrics`]: Prometheus metrics; `otel` (feature `otel`): OpenTelemetry
 //!   instruments; [`Registry::subscribe`]: transition
 //!   [`Events`]; [runtime configuration](Registry#runtime-configuration) from a
@@ -122,9 +123,9 @@ pub use config::{
 pub use duration::{parse_duration, ParseDurationError};
 pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
-pub use fallback::FallbackReason;
+pub use fallback::{FallbackCause, FallbackReason};
 pub use family::{Family, OVERFLOW_KEY};
-pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
+pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome, UNTIL_RESET};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};
 pub use preset::Preset;

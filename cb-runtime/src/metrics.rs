@@ -15,7 +15,7 @@
 //! |---|---|---|---|
 //! | `circuit_breaker_state` | gauge | `name` | 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled |
 //! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`, `throttled`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
-//! | `circuit_breaker_fallbacks_total` | counter | `name`, `on` | fallbacks that ran, by reason: `refusal`, `timeout`, `failure` |
+//! | `circuit_breaker_fallbacks_total` | counter | `name`, `on` | fallbacks that ran, by reason: `refusal`, `timeout`, `failure`, `throttled`, `error` |
 //! | `circuit_breaker_probes_total` | counter | `name`, `result` | calls admitted half-open, by how they ended: `success`, `failure`, `timeout`, `ignored`, `throttled`, `cancelled` |
 //! | `circuit_breaker_throttled` | gauge | `name` | 1 while open, or half-open, after a rate limit ([`Outcome::Throttled`](crate::Outcome::Throttled)), else 0 |
 //! | `circuit_breaker_slow_calls_total` | counter | `name` | calls slower than `slow_call_duration` |
@@ -188,7 +188,7 @@ impl BreakerCollector {
 
 const STATE_HELP: &str = "Circuit state: 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled.";
 const CALLS_HELP: &str = "Calls through the breaker, by outcome; the outcomes add up to every call.";
-const FALLBACKS_HELP: &str = "Fallbacks that ran, by reason: refusal, timeout or failure.";
+const FALLBACKS_HELP: &str = "Fallbacks that ran, by reason: refusal, timeout, failure, throttled or error.";
 const PROBES_HELP: &str = "Calls admitted while half-open, by how they ended.";
 const SLOW_HELP: &str = "Calls slower than the slow-call duration.";
 const TRANSITIONS_HELP: &str = "State transitions, by from and to state.";

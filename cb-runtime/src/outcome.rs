@@ -105,6 +105,18 @@ pub trait Classify<T, E> {
     }
 }
 
+/// The hint of a failure that will not end by itself (an HTTP 401: the API
+/// key was revoked): returned by the attribute's `retry_after = path` (or
+/// [`Classify::classify_with_retry_after`]) for an error counted as a
+/// failure, it forces the circuit open ([`CircuitBreaker::force_open`](crate::CircuitBreaker::force_open))
+/// until someone resets it, instead of opening it for a time.
+///
+/// Every other hint is a time, capped at `max_retry_after`; this one is not a
+/// time. A rate limit ([`Outcome::Throttled`]) with this hint opens for
+/// `max_retry_after`, as any long hint does, and `max_retry_after = "0s"`
+/// ignores it too. A disabled circuit stays disabled.
+pub const UNTIL_RESET: Duration = Duration::MAX;
+
 /// The default classifier: `Ok` is a success, `Err` a failure.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ErrIsFailure;

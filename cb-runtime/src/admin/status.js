@@ -81,7 +81,7 @@
       ["throttled", stats.throttled],
       ["slow", stats.slow_calls],
     ];
-    // Fallbacks by reason (refusal, timeout, failure); absent from an older server.
+    // Fallbacks by reason (refusal, timeout, failure, throttled, error); absent from an older server.
     const fallbacks = Object.values(stats.fallbacks || {}).reduce((a, n) => a + n, 0);
     items.push(["fallbacks", fallbacks]);
     for (const [label, n] of items) {

@@ -2,7 +2,7 @@
 //! `failure_if`, `ignore_if`) and decides
 //! whether a fallback runs after the call (`fallback_on`).
 //!
-//! The expansion folds the classifier keys over [`ErrIsFailure`], the first
+//! The expansion folds the classifier keys over [`ErrIsFailure`](crate::ErrIsFailure), the first
 //! asked outermost: `ignore_if(failure_if(ErrIsFailure, f), i)` asks `i`,
 //! then `f`. A new key is one more wrapper here and one more fold step there.
 //! The same classifier judges a plain call (through [`errors`]) and a
@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::error::CallError;
-use crate::{Classify, ClassifyError, ErrIsFailure, FallbackReason, Outcome};
+use crate::{BreakerError, Classify, ClassifyError, FallbackCause, FallbackReason, Outcome};
 
 /// `failure_if = path`: an error counts as a failure only when `path(&error)`
 /// is `true`, and as a success otherwise; then `inner` judges a failure.
@@ -181,24 +181,98 @@ impl<T, E, C: ClassifyError<E>> Classify<T, E> for Errors<C> {
     }
 }
 
-/// Whether the fallback runs after an admitted call, and why: for a timeout,
-/// and, when `failures` is given (`fallback_on = "failure"`), for an error it
-/// calls a failure (the classifier the call was judged by, asked again).
+/// `fallback_on`: when the fallback runs, each level including the ones
+/// before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FallbackOn {
+    /// `"refusal"`: the breaker refused the call.
+    Refusal,
+    /// `"breaker"`: also when the call timed out.
+    Breaker,
+    /// `"failure"`: also when the body's error counted as a failure, or was
+    /// a rate limit.
+    Failure,
+    /// `"error"`: also for any other error of the body.
+    Error,
+}
+
+/// Why a fallback runs after an admitted call, with the dependency's hint
+/// for a throttled answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Due {
+    /// Why.
+    pub reason: FallbackReason,
+    /// A throttled answer's hint (`retry_after = path`).
+    pub hint: Option<Duration>,
+}
+
+/// Whether the fallback runs after an admitted call, and why, at the level
+/// `on`: for a timeout (`"breaker"`); for an error that `classify` (the
+/// classifier the call was judged by, asked again) calls a failure or a rate
+/// limit (`"failure"`); for any other error (`"error"`).
 #[inline(always)]
 pub fn fallback_due<S, E, C: ClassifyError<E>>(
     result: &Result<S, CallError<E>>,
-    failures: Option<C>,
-) -> Option<FallbackReason> {
+    on: FallbackOn,
+    mut classify: C,
+) -> Option<Due> {
+    let due = |reason| Some(Due { reason, hint: None });
     match result {
         Ok(_) => None,
-        Err(CallError::Rejected(_)) => Some(FallbackReason::Refusal),
-        Err(CallError::Timeout(_)) => Some(FallbackReason::Timeout),
-        Err(CallError::Inner(error)) => {
-            let mut classify = failures?;
-            (classify.classify_error(error) == Outcome::Failure).then_some(FallbackReason::Failure)
+        Err(CallError::Rejected(_)) => due(FallbackReason::Refusal),
+        Err(CallError::Timeout(_)) if on >= FallbackOn::Breaker => due(FallbackReason::Timeout),
+        Err(CallError::Timeout(_)) => None,
+        Err(CallError::Inner(error)) if on >= FallbackOn::Failure => {
+            match classify.classify_error_with_retry_after(error) {
+                (Outcome::Failure, _) => due(FallbackReason::Failure),
+                (Outcome::Throttled, hint) => Some(Due {
+                    reason: FallbackReason::Throttled,
+                    hint,
+                }),
+                _ if on == FallbackOn::Error => due(FallbackReason::Error),
+                _ => None,
+            }
         }
+        Err(CallError::Inner(_)) => None,
     }
 }
 
-/// For `fallback_on = "breaker"`: no error runs the fallback.
-pub const NO_FAILURES: Option<ErrIsFailure> = None;
+/// The chain's soonest retry for a plain `fallback` that runs for `due`
+/// after `result` (it gets no cause, but the members after it do).
+#[inline]
+pub fn due_retry_after<S, E>(result: &Result<S, CallError<E>>, due: Due) -> Option<Duration> {
+    let own = match result {
+        Err(CallError::Rejected(error)) => error.retry_after(),
+        _ if due.reason == FallbackReason::Throttled => due.hint,
+        _ => None,
+    };
+    crate::fallback::chain::soonest(own)
+}
+
+/// The cause handed to a `fallback_with_cause` that runs for `due`, with
+/// the call's error moved into it.
+#[cold]
+pub fn due_cause<E>(error: CallError<E>, due: Due, key: Option<&str>) -> FallbackCause<E> {
+    match error {
+        CallError::Rejected(error) | CallError::Timeout(error) => {
+            FallbackCause::from_breaker_error(error, key)
+        }
+        CallError::Inner(error) => match due.reason {
+            FallbackReason::Throttled => FallbackCause::from_throttled(error, due.hint, key),
+            FallbackReason::Error => FallbackCause::from_ignored(error, key),
+            _ => FallbackCause::from_failure(error, key),
+        },
+    }
+}
+
+/// The cause handed to a `fallback_with_cause` that runs on a refusal.
+#[cold]
+pub fn refused_cause<E>(error: BreakerError, key: Option<&str>) -> FallbackCause<E> {
+    FallbackCause::from_breaker_error(error, key)
+}
+
+/// The chain's soonest retry for a plain `fallback` that runs on a refusal.
+#[inline]
+pub fn refused_retry_after(error: &BreakerError) -> Option<Duration> {
+    crate::fallback::chain::soonest(error.retry_after())
+}

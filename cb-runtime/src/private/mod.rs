@@ -12,17 +12,18 @@ mod classify;
 mod stream;
 
 pub use self::classify::{
-    classify_with, errors, failure_if, fallback_due, ignore_if, throttle_if, ClassifyWith, Errors, FailureIf,
-    IgnoreIf, ThrottleIf, NO_FAILURES,
+    classify_with, due_cause, due_retry_after, errors, failure_if, fallback_due, ignore_if, refused_cause,
+    refused_retry_after, throttle_if, ClassifyWith, Due, Errors, FailureIf, FallbackOn, IgnoreIf, ThrottleIf,
 };
 pub use self::stream::{
     fallback_stream, finish_boxed_stream, finish_boxed_stream_passed, finish_stream, finish_stream_or,
     finish_stream_or_passed, finish_stream_passed, stream_items, FallbackStream, FromGuarded, Guarded,
     StreamItem, StreamOr,
 };
+pub use crate::fallback::chain::{in_chain, InChain};
 pub use crate::{
     Backoff, BreakerError, CallError, CircuitBreaker, ClassifyError, Config, ConfigBuilder, ErrIsFailure,
-    FallbackReason, Outcome, Preset, Window,
+    FallbackCause, FallbackReason, Outcome, Preset, Window,
 };
 pub use cb_syntax::{BackoffText, Value as FieldValue};
 
@@ -275,4 +276,29 @@ pub fn finish_passed<T, E>(result: Result<T, CallError<E>>) -> Result<T, CallErr
 #[inline(always)]
 pub fn fell_back(breaker: &CircuitBreaker, reason: FallbackReason) {
     breaker.record_fallback(reason);
+}
+
+/// The last argument of a `fallback_with_cause` function: the cause, checked
+/// to be what the fallback's last parameter takes.
+#[inline(always)]
+pub fn cause_arg<E, C: FromCause<E>>(cause: FallbackCause<E>) -> C {
+    C::from_cause(cause)
+}
+
+/// The type of a `fallback_with_cause` function's last parameter.
+#[diagnostic::on_unimplemented(
+    message = "the last parameter of a `fallback_with_cause` function must be `FallbackCause<{E}>`, not `{Self}`",
+    label = "this fallback is called with the function's arguments, then a `cb_runtime::FallbackCause<{E}>`",
+    note = "`{E}` is the body's error type (for a function declared `Result<T, CallError<E>>`, that `E`); write the fallback as `async fn fallback(<the function's parameters>, cause: FallbackCause<{E}>)`"
+)]
+pub trait FromCause<E> {
+    /// `cause`, as the parameter's type.
+    fn from_cause(cause: FallbackCause<E>) -> Self;
+}
+
+impl<E> FromCause<E> for FallbackCause<E> {
+    #[inline(always)]
+    fn from_cause(cause: FallbackCause<E>) -> Self {
+        cause
+    }
 }

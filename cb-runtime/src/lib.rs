@@ -96,6 +96,7 @@ pub mod stream;
 mod sync;
 mod timing;
 mod transition;
+mod trigger;
 mod window;
 
 #[cfg(feature = "admin")]

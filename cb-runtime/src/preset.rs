@@ -81,6 +81,15 @@ struct Numbers {
     max_retry_after: Duration,
 }
 
+/// What every preset shares since issue 39 ("Presets tuned by what an outage
+/// costs"): a window of the last 200 calls, judged once 50 are in it; a run
+/// of errors that opens only when half the window failed; and an open period
+/// that grows to 3.3 % of a long outage.
+const WINDOW: u32 = 200;
+const MINIMUM_CALLS: u32 = 50;
+const STREAK_FAILURE_RATE: f64 = 0.5;
+const OPEN_GROWTH: f64 = 0.033;
+
 const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -116,8 +125,8 @@ impl Preset {
                 success_threshold: 2,
                 open: secs(120),
                 half_open_max_calls: 2,
-                window: 20,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(30),
                 slow_rate: 0.8,
@@ -130,8 +139,8 @@ impl Preset {
                 success_threshold: 2,
                 open: secs(30),
                 half_open_max_calls: 3,
-                window: 50,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(2),
                 slow_rate: 0.8,
@@ -144,8 +153,8 @@ impl Preset {
                 success_threshold: 3,
                 open: secs(10),
                 half_open_max_calls: 5,
-                window: 100,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(1),
                 slow_rate: 0.8,
@@ -160,8 +169,8 @@ impl Preset {
                 success_threshold: 3,
                 open: secs(20),
                 half_open_max_calls: 4,
-                window: 100,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: millis(50),
                 slow_rate: 0.8,
@@ -174,8 +183,8 @@ impl Preset {
                 success_threshold: 2,
                 open: secs(60),
                 half_open_max_calls: 3,
-                window: 20,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(5),
                 slow_rate: 0.8,
@@ -203,6 +212,8 @@ impl Preset {
             .call_timeout(n.timeout)
             .throttle_duration(n.throttle)
             .max_retry_after(n.max_retry_after)
+            .streak_failure_rate(STREAK_FAILURE_RATE)
+            .open_growth(OPEN_GROWTH)
     }
 
     /// The preset's configuration.
@@ -278,7 +289,10 @@ mod tests {
             assert_eq!(c.success_threshold(), st, "{name}");
             assert_eq!(c.open_duration(), Duration::from_secs(open), "{name}");
             assert_eq!(c.half_open_max_calls(), hom, "{name}");
-            assert_eq!(c.minimum_calls(), 10, "{name}");
+            // The contract: judged after at least 10 calls. Issue 39 raised
+            // it to 50: a 10-call judgement opens on chance (see the table).
+            assert!(c.minimum_calls() >= 10, "{name}");
+            assert_eq!(c.minimum_calls(), MINIMUM_CALLS, "{name}");
             assert!(
                 c.call_timeout().is_some() && c.slow_call_duration().is_some(),
                 "{name}"

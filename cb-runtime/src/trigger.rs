@@ -1,0 +1,214 @@
+//! What opens a closed circuit, and how long a reopened one stays open.
+//!
+//! The breaker (`breaker.rs`) calls [`closed_reason`] after each outcome it
+//! records while closed, and [`open_period`] each time it opens. Both are
+//! pure: the breaker holds the state ([`Streak`], the window's [`Tally`],
+//! when the circuit opened) under its lock.
+//!
+//! # Chance runs (pitfall 17)
+//!
+//! A provider failing a share `p` of its calls at random produces runs of
+//! `k` failures about once every `1 / ((1 - p) p^k)` calls: at `p` = 0.1 a
+//! run of 3 every 1,100 calls, at `p` = 0.3 a run of 5 every 600. A
+//! consecutive-failure trigger alone opens on them, more often the more
+//! traffic the provider carries. With
+//! [`streak_failure_rate`](crate::ConfigBuilder::streak_failure_rate) set, a
+//! run of errors opens only when the window agrees; a run of **timeouts**
+//! still opens on its own, since a hung dependency answers nothing and each
+//! of its calls holds the caller for the whole `call_timeout`.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::outcome::CallEnd;
+use crate::transition::Reason;
+use crate::window::Tally;
+
+/// The failures at the end of the closed state's record: how many in a row,
+/// and how many of those in a row were timeouts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Streak {
+    /// Consecutive failures (errors and timeouts): `Stats::consecutive_failures`.
+    pub(crate) failures: u64,
+    /// Consecutive timeouts, the last `timeouts` of `failures`.
+    pub(crate) timeouts: u64,
+}
+
+impl Streak {
+    /// Adds one recorded outcome (a success, a failure or a timeout; the
+    /// breaker records no other while closed).
+    pub(crate) fn record(&mut self, end: CallEnd) {
+        match end {
+            CallEnd::Timeout => {
+                self.failures += 1;
+                self.timeouts += 1;
+            }
+            CallEnd::Failure => {
+                self.failures += 1;
+                self.timeouts = 0;
+            }
+            _ => *self = Streak::default(),
+        }
+    }
+
+    /// Starts over (a success, a close, a reset, an open).
+    pub(crate) fn clear(&mut self) {
+        *self = Streak::default();
+    }
+
+    /// No failure at the end of the record.
+    pub(crate) fn is_clear(&self) -> bool {
+        self.failures == 0
+    }
+}
+
+/// Why a closed circuit must open after the outcome just recorded, if it must.
+///
+/// In order: a run of `failure_threshold` failures (errors need the window to
+/// agree when `streak_failure_rate` is set; timeouts do not); a failure rate
+/// `>=` `failure_rate_threshold` over at least `minimum_calls` calls; a
+/// slow-call rate `>=` `slow_call_rate_threshold` over as many.
+pub(crate) fn closed_reason(cfg: &Config, tally: Tally, streak: Streak) -> Option<Reason> {
+    let judged = tally.calls >= u64::from(cfg.minimum_calls);
+    let rate = |n: u64| n as f64 / tally.calls as f64;
+    if streak_opens(cfg, tally, streak) {
+        Some(Reason::ConsecutiveFailures)
+    } else if judged && tally.failures > 0 && rate(tally.failures) >= cfg.failure_rate_threshold {
+        Some(Reason::FailureRate)
+    } else if judged
+        && cfg.slow_call_duration.is_some()
+        && tally.slow > 0
+        && rate(tally.slow) >= cfg.slow_call_rate_threshold
+    {
+        Some(Reason::SlowCallRate)
+    } else {
+        None
+    }
+}
+
+/// Whether the run of failures opens: `failure_threshold` of them, and when
+/// `streak_failure_rate` is set, either that many timeouts in a row or a
+/// window in which that share failed, a window of fewer than `minimum_calls`
+/// calls counting as `minimum_calls` (the missing calls as successes).
+fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
+    let threshold = u64::from(cfg.failure_threshold);
+    if streak.failures < threshold {
+        return false;
+    }
+    if cfg.streak_failure_rate <= 0.0 || streak.timeouts >= threshold {
+        return true;
+    }
+    let judged_over = tally.calls.max(u64::from(cfg.minimum_calls)).max(1);
+    tally.failures as f64 / judged_over as f64 >= cfg.streak_failure_rate
+}
+
+/// How long the circuit opens for: `open_duration`, grown by `open_backoff`
+/// after `reopens` failed probes (with the jitter draw `unit` in `[0, 1)`),
+/// and after a failed probe at least `open_growth` of `since_open`, the time
+/// since the circuit left the closed state (`None` when unknown: the
+/// growth is skipped).
+pub(crate) fn open_period(cfg: &Config, reopens: u32, since_open: Option<Duration>, unit: f64) -> Duration {
+    let base = match cfg.open_backoff {
+        Some(b) => b.open_duration(cfg.open_duration, reopens, unit),
+        None => cfg.open_duration,
+    };
+    match since_open {
+        Some(since) if reopens > 0 && cfg.open_growth > 0.0 => base.max(since.mul_f64(cfg.open_growth)),
+        _ => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Window;
+
+    fn tally(calls: u64, failures: u64) -> Tally {
+        Tally {
+            calls,
+            failures,
+            slow: 0,
+        }
+    }
+
+    fn streak(ends: &[CallEnd]) -> Streak {
+        let mut s = Streak::default();
+        ends.iter().for_each(|&e| s.record(e));
+        s
+    }
+
+    fn agreeing() -> Config {
+        Config::builder()
+            .failure_threshold(3)
+            .sliding_window(Window::Count(200))
+            .minimum_calls(50)
+            .streak_failure_rate(0.5)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_streak_counts_failures_and_the_timeouts_at_its_end() {
+        use CallEnd::{Failure, Success, Timeout};
+        assert_eq!(streak(&[Failure, Timeout, Timeout]), Streak { failures: 3, timeouts: 2 });
+        assert_eq!(streak(&[Timeout, Failure]), Streak { failures: 2, timeouts: 0 });
+        assert_eq!(streak(&[Timeout, Success]), Streak::default());
+        assert!(streak(&[Failure, Success]).is_clear());
+    }
+
+    #[test]
+    fn without_streak_failure_rate_any_run_opens() {
+        let cfg = Config::builder().failure_threshold(3).build().unwrap();
+        let run = streak(&[CallEnd::Failure; 3]);
+        assert_eq!(closed_reason(&cfg, tally(100, 3), run), Some(Reason::ConsecutiveFailures));
+        assert_eq!(closed_reason(&cfg, tally(100, 2), streak(&[CallEnd::Failure; 2])), None);
+    }
+
+    #[test]
+    fn a_run_of_errors_needs_the_window_to_agree() {
+        let cfg = agreeing();
+        let run = streak(&[CallEnd::Failure; 3]);
+        // A chance run in a healthy window.
+        assert_eq!(closed_reason(&cfg, tally(200, 20), run), None);
+        // Half the window failed.
+        assert_eq!(closed_reason(&cfg, tally(120, 60), run), Some(Reason::ConsecutiveFailures));
+        // A young window counts as `minimum_calls` calls: 24 of 50 is not half.
+        assert_eq!(closed_reason(&cfg, tally(30, 24), streak(&[CallEnd::Failure; 24])), None);
+        assert_eq!(
+            closed_reason(&cfg, tally(30, 25), streak(&[CallEnd::Failure; 25])),
+            Some(Reason::ConsecutiveFailures)
+        );
+    }
+
+    #[test]
+    fn a_run_of_timeouts_opens_on_its_own() {
+        let cfg = agreeing();
+        let hung = streak(&[CallEnd::Failure, CallEnd::Timeout, CallEnd::Timeout, CallEnd::Timeout]);
+        assert_eq!(closed_reason(&cfg, tally(200, 4), hung), Some(Reason::ConsecutiveFailures));
+        let mixed = streak(&[CallEnd::Timeout, CallEnd::Timeout, CallEnd::Failure]);
+        assert_eq!(closed_reason(&cfg, tally(200, 3), mixed), None);
+    }
+
+    #[test]
+    fn the_rate_triggers_wait_for_minimum_calls() {
+        let cfg = agreeing();
+        assert_eq!(closed_reason(&cfg, tally(49, 30), Streak::default()), None);
+        assert_eq!(closed_reason(&cfg, tally(50, 25), Streak::default()), Some(Reason::FailureRate));
+    }
+
+    #[test]
+    fn the_open_period_grows_with_the_outage_after_a_failed_probe() {
+        let secs = Duration::from_secs;
+        let cfg = Config::builder()
+            .open_duration(secs(10))
+            .open_growth(0.05)
+            .build()
+            .unwrap();
+        assert_eq!(open_period(&cfg, 0, Some(secs(1000)), 0.5), secs(10), "a first open");
+        assert_eq!(open_period(&cfg, 1, Some(secs(100)), 0.5), secs(10));
+        assert_eq!(open_period(&cfg, 3, Some(secs(1000)), 0.5), secs(50));
+        assert_eq!(open_period(&cfg, 3, None, 0.5), secs(10));
+        let off = Config::builder().open_duration(secs(10)).build().unwrap();
+        assert_eq!(open_period(&off, 3, Some(secs(1000)), 0.5), secs(10));
+    }
+}

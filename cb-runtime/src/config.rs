@@ -589,7 +589,10 @@ impl ConfigBuilder {
     /// `rate` of the window's calls failed, counting a window that holds
     /// fewer than `minimum_calls` calls as `minimum_calls` calls (the missing
     /// ones as successes). A run of `failure_threshold` **timeouts** still
-    /// opens on its own: a hung dependency is found as fast as before.
+    /// opens on its own: a hung dependency is found as fast as before. So
+    /// does a run of errors too long for chance: one that a dependency
+    /// failing `rate` of its calls at random makes less than once in a
+    /// million calls (20 errors at 0.5, 12 at 0.3).
     /// `rate` is a fraction in `[0, 1]`; 0 (the default) lets any run open.
     ///
     /// A provider failing 10 % of its calls at random produces a run of 3

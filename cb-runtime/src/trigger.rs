@@ -86,16 +86,29 @@ pub(crate) fn closed_reason(cfg: &Config, tally: Tally, streak: Streak) -> Optio
     }
 }
 
+/// The chance below which a run of errors is not chance (see [`streak_opens`]).
+const NOT_CHANCE: f64 = 1e-6;
+
 /// Whether the run of failures opens: `failure_threshold` of them, and when
-/// `streak_failure_rate` is set, either that many timeouts in a row or a
-/// window in which that share failed, a window of fewer than `minimum_calls`
-/// calls counting as `minimum_calls` (the missing calls as successes).
+/// `streak_failure_rate` is set, either that many timeouts in a row, a run
+/// too long for chance, or a window in which that share failed, a window of
+/// fewer than `minimum_calls` calls counting as `minimum_calls` (the missing
+/// calls as successes).
 fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
     let threshold = u64::from(cfg.failure_threshold);
     if streak.failures < threshold {
         return false;
     }
     if cfg.streak_failure_rate <= 0.0 || streak.timeouts >= threshold {
+        return true;
+    }
+    // A run that a dependency failing `streak_failure_rate` of its calls at
+    // random makes less than once in a million calls (20 errors at 0.5) is
+    // not chance: it opens without the window, however many successes the
+    // window still holds from before (pitfall 12: a dependency called once a
+    // second waits for 20 errors, not for half of 200 calls).
+    let run = i32::try_from(streak.failures).unwrap_or(i32::MAX).min(1_000);
+    if cfg.streak_failure_rate.powi(run) <= NOT_CHANCE {
         return true;
     }
     let judged_over = tally.calls.max(u64::from(cfg.minimum_calls)).max(1);
@@ -173,11 +186,26 @@ mod tests {
         // Half the window failed.
         assert_eq!(closed_reason(&cfg, tally(120, 60), run), Some(Reason::ConsecutiveFailures));
         // A young window counts as `minimum_calls` calls: 24 of 50 is not half.
-        assert_eq!(closed_reason(&cfg, tally(30, 24), streak(&[CallEnd::Failure; 24])), None);
+        let run = streak(&[CallEnd::Failure; 12]);
+        assert_eq!(closed_reason(&cfg, tally(30, 24), run), None);
+        assert_eq!(closed_reason(&cfg, tally(30, 25), run), Some(Reason::ConsecutiveFailures));
+    }
+
+    #[test]
+    fn a_run_too_long_for_chance_opens_without_the_window() {
+        let cfg = agreeing();
+        // 0.5^19 is about 1.9e-6, 0.5^20 about 9.5e-7.
+        assert_eq!(closed_reason(&cfg, tally(200, 19), streak(&[CallEnd::Failure; 19])), None);
         assert_eq!(
-            closed_reason(&cfg, tally(30, 25), streak(&[CallEnd::Failure; 25])),
+            closed_reason(&cfg, tally(200, 20), streak(&[CallEnd::Failure; 20])),
             Some(Reason::ConsecutiveFailures)
         );
+        let strict = cfg.to_builder().streak_failure_rate(1.0).build().unwrap();
+        let long = Streak {
+            failures: u64::MAX,
+            timeouts: 0,
+        };
+        assert_eq!(closed_reason(&strict, tally(200, 20), long), None, "only the window opens it");
     }
 
     #[test]

@@ -695,7 +695,15 @@ impl ConfigBuilder {
 
     /// Validates and returns the configuration. The error names the first
     /// field that is out of range, and the range allowed.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    ///
+    /// A configuration started from a [`Preset`](crate::Preset) clamps its
+    /// `minimum_calls` to a smaller count window set over it (as
+    /// resilience4j clamps it): `sliding_window = 20` over a preset judging
+    /// 50 calls judges 20. Without a preset, the two must agree.
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        if let (Some(_), Window::Count(n)) = (self.config.preset, self.config.sliding_window) {
+            self.config.minimum_calls = self.config.minimum_calls.min(n.max(1));
+        }
         self.config.validate()?;
         Ok(self.config)
     }
@@ -970,6 +978,16 @@ mod tests {
         }
         let cache = Config::builder().preset_name("cache").build().unwrap();
         assert_eq!(cache.value(&FIELDS[0]), Some(Value::Preset("cache")));
+    }
+
+    #[test]
+    fn a_presets_minimum_calls_gives_way_to_a_smaller_window() {
+        let c = crate::Preset::Llm.builder().sliding_window(Window::Count(20)).build().unwrap();
+        assert_eq!(c.minimum_calls(), 20);
+        let c = crate::Preset::Llm.builder().sliding_window(Window::Count(500)).build().unwrap();
+        assert_eq!(c.minimum_calls(), 50);
+        let plain = Config::builder().sliding_window(Window::Count(20)).minimum_calls(50);
+        assert_eq!(field_of(plain), "minimum_calls");
     }
 
     #[test]

@@ -43,9 +43,10 @@ use crate::config::{Config, ConfigBuilder, ConfigError, Window};
 /// through `cache`. Now no preset loses more than 0.05 % of calls at either
 /// share, or lets more than 1.5 % through to a dead dependency, at 1 to 1,000
 /// calls a second; after a 5-minute outage each lets a call through within
-/// its open duration (`llm` used to wait 60 s more). A fast-failing outage
-/// now takes 25 errors to open a fresh breaker, half the window's calls after
-/// a healthy spell; a hang opens each preset as fast as before. The guide's
+/// its open duration (`llm` used to wait 60 s more). The price: a
+/// fast-failing outage opens a preset after 20 errors in a row (or half the
+/// window), no longer after 3 to 10; a hang opens each preset as fast as
+/// before. The guide's
 /// chapter "Choosing a preset" (`docs/guide/choosing-a-preset.md`) has the
 /// whole table.
 ///

@@ -39,7 +39,13 @@ fn main() {
                 .map(|&p| (p, outage::partial_seeds(setup, rate, p, CALLS, SEEDS)))
                 .collect();
             let recovery = outage::full_outage(setup, rate);
-            let cost = |p: f64| costs.iter().find(|(q, _)| *q == p).map(|(_, c)| *c).unwrap_or_default();
+            let cost = |p: f64| {
+                costs
+                    .iter()
+                    .find(|(q, _)| *q == p)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default()
+            };
             table.push_str(&format!(
                 "| {} | {rate}/s | {} | {} | {} | {} / {} | {} | {} | {} |\n",
                 setup.name,

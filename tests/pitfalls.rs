@@ -377,7 +377,11 @@ fn pitfall_12_low_traffic_still_opens_on_consecutive_failures() {
     }
     let s = b.stats();
     assert_eq!(s.state, State::Open);
-    assert_eq!((s.calls_in_window, s.failures_in_window), (170, 20), "far under the 50 % rate");
+    assert_eq!(
+        (s.calls_in_window, s.failures_in_window),
+        (170, 20),
+        "far under the 50 % rate"
+    );
 }
 
 /// Pitfall 13: no lock is held across the protected call: two calls through

@@ -1107,7 +1107,9 @@ impl CircuitBreaker {
         tally: Tally,
     ) -> Option<Transition> {
         let now = self.clock.now_nanos();
-        let since_open = inner.opened_at.map(|at| Duration::from_nanos(now.saturating_sub(at)));
+        let since_open = inner
+            .opened_at
+            .map(|at| Duration::from_nanos(now.saturating_sub(at)));
         let duration = crate::trigger::open_period(&inner.config, inner.reopens, since_open, fastrand::f64());
         self.open_until
             .store(now.saturating_add(duration_nanos(duration)), Ordering::Release);

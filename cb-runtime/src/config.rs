@@ -982,11 +982,21 @@ mod tests {
 
     #[test]
     fn a_presets_minimum_calls_gives_way_to_a_smaller_window() {
-        let c = crate::Preset::Llm.builder().sliding_window(Window::Count(20)).build().unwrap();
+        let c = crate::Preset::Llm
+            .builder()
+            .sliding_window(Window::Count(20))
+            .build()
+            .unwrap();
         assert_eq!(c.minimum_calls(), 20);
-        let c = crate::Preset::Llm.builder().sliding_window(Window::Count(500)).build().unwrap();
+        let c = crate::Preset::Llm
+            .builder()
+            .sliding_window(Window::Count(500))
+            .build()
+            .unwrap();
         assert_eq!(c.minimum_calls(), 50);
-        let plain = Config::builder().sliding_window(Window::Count(20)).minimum_calls(50);
+        let plain = Config::builder()
+            .sliding_window(Window::Count(20))
+            .minimum_calls(50);
         assert_eq!(field_of(plain), "minimum_calls");
     }
 

@@ -163,8 +163,20 @@ mod tests {
     #[test]
     fn a_streak_counts_failures_and_the_timeouts_at_its_end() {
         use CallEnd::{Failure, Success, Timeout};
-        assert_eq!(streak(&[Failure, Timeout, Timeout]), Streak { failures: 3, timeouts: 2 });
-        assert_eq!(streak(&[Timeout, Failure]), Streak { failures: 2, timeouts: 0 });
+        assert_eq!(
+            streak(&[Failure, Timeout, Timeout]),
+            Streak {
+                failures: 3,
+                timeouts: 2
+            }
+        );
+        assert_eq!(
+            streak(&[Timeout, Failure]),
+            Streak {
+                failures: 2,
+                timeouts: 0
+            }
+        );
         assert_eq!(streak(&[Timeout, Success]), Streak::default());
         assert!(streak(&[Failure, Success]).is_clear());
     }
@@ -173,8 +185,14 @@ mod tests {
     fn without_streak_failure_rate_any_run_opens() {
         let cfg = Config::builder().failure_threshold(3).build().unwrap();
         let run = streak(&[CallEnd::Failure; 3]);
-        assert_eq!(closed_reason(&cfg, tally(100, 3), run), Some(Reason::ConsecutiveFailures));
-        assert_eq!(closed_reason(&cfg, tally(100, 2), streak(&[CallEnd::Failure; 2])), None);
+        assert_eq!(
+            closed_reason(&cfg, tally(100, 3), run),
+            Some(Reason::ConsecutiveFailures)
+        );
+        assert_eq!(
+            closed_reason(&cfg, tally(100, 2), streak(&[CallEnd::Failure; 2])),
+            None
+        );
     }
 
     #[test]
@@ -184,18 +202,27 @@ mod tests {
         // A chance run in a healthy window.
         assert_eq!(closed_reason(&cfg, tally(200, 20), run), None);
         // Half the window failed.
-        assert_eq!(closed_reason(&cfg, tally(120, 60), run), Some(Reason::ConsecutiveFailures));
+        assert_eq!(
+            closed_reason(&cfg, tally(120, 60), run),
+            Some(Reason::ConsecutiveFailures)
+        );
         // A young window counts as `minimum_calls` calls: 24 of 50 is not half.
         let run = streak(&[CallEnd::Failure; 12]);
         assert_eq!(closed_reason(&cfg, tally(30, 24), run), None);
-        assert_eq!(closed_reason(&cfg, tally(30, 25), run), Some(Reason::ConsecutiveFailures));
+        assert_eq!(
+            closed_reason(&cfg, tally(30, 25), run),
+            Some(Reason::ConsecutiveFailures)
+        );
     }
 
     #[test]
     fn a_run_too_long_for_chance_opens_without_the_window() {
         let cfg = agreeing();
         // 0.5^19 is about 1.9e-6, 0.5^20 about 9.5e-7.
-        assert_eq!(closed_reason(&cfg, tally(200, 19), streak(&[CallEnd::Failure; 19])), None);
+        assert_eq!(
+            closed_reason(&cfg, tally(200, 19), streak(&[CallEnd::Failure; 19])),
+            None
+        );
         assert_eq!(
             closed_reason(&cfg, tally(200, 20), streak(&[CallEnd::Failure; 20])),
             Some(Reason::ConsecutiveFailures)
@@ -205,14 +232,26 @@ mod tests {
             failures: u64::MAX,
             timeouts: 0,
         };
-        assert_eq!(closed_reason(&strict, tally(200, 20), long), None, "only the window opens it");
+        assert_eq!(
+            closed_reason(&strict, tally(200, 20), long),
+            None,
+            "only the window opens it"
+        );
     }
 
     #[test]
     fn a_run_of_timeouts_opens_on_its_own() {
         let cfg = agreeing();
-        let hung = streak(&[CallEnd::Failure, CallEnd::Timeout, CallEnd::Timeout, CallEnd::Timeout]);
-        assert_eq!(closed_reason(&cfg, tally(200, 4), hung), Some(Reason::ConsecutiveFailures));
+        let hung = streak(&[
+            CallEnd::Failure,
+            CallEnd::Timeout,
+            CallEnd::Timeout,
+            CallEnd::Timeout,
+        ]);
+        assert_eq!(
+            closed_reason(&cfg, tally(200, 4), hung),
+            Some(Reason::ConsecutiveFailures)
+        );
         let mixed = streak(&[CallEnd::Timeout, CallEnd::Timeout, CallEnd::Failure]);
         assert_eq!(closed_reason(&cfg, tally(200, 3), mixed), None);
     }
@@ -221,7 +260,10 @@ mod tests {
     fn the_rate_triggers_wait_for_minimum_calls() {
         let cfg = agreeing();
         assert_eq!(closed_reason(&cfg, tally(49, 30), Streak::default()), None);
-        assert_eq!(closed_reason(&cfg, tally(50, 25), Streak::default()), Some(Reason::FailureRate));
+        assert_eq!(
+            closed_reason(&cfg, tally(50, 25), Streak::default()),
+            Some(Reason::FailureRate)
+        );
     }
 
     #[test]
@@ -232,7 +274,11 @@ mod tests {
             .open_growth(0.05)
             .build()
             .unwrap();
-        assert_eq!(open_period(&cfg, 0, Some(secs(1000)), 0.5), secs(10), "a first open");
+        assert_eq!(
+            open_period(&cfg, 0, Some(secs(1000)), 0.5),
+            secs(10),
+            "a first open"
+        );
         assert_eq!(open_period(&cfg, 1, Some(secs(100)), 0.5), secs(10));
         assert_eq!(open_period(&cfg, 3, Some(secs(1000)), 0.5), secs(50));
         assert_eq!(open_period(&cfg, 3, None, 0.5), secs(10));

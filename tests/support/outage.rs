@@ -117,14 +117,18 @@ pub fn peers() -> Vec<Setup> {
         .success_threshold(1)
         .build()
         .expect("failsafe's defaults");
-    [("resilience4j", r4j), ("gobreaker", gobreaker), ("failsafe", failsafe)]
-        .into_iter()
-        .map(|(name, config)| Setup {
-            name: format!("{name} defaults"),
-            preset: None,
-            config,
-        })
-        .collect()
+    [
+        ("resilience4j", r4j),
+        ("gobreaker", gobreaker),
+        ("failsafe", failsafe),
+    ]
+    .into_iter()
+    .map(|(name, config)| Setup {
+        name: format!("{name} defaults"),
+        preset: None,
+        config,
+    })
+    .collect()
 }
 
 /// What one run cost.
@@ -165,7 +169,12 @@ struct Run {
 impl Run {
     fn new(setup: &Setup, rate: u32) -> Self {
         let clock = ManualClock::new();
-        let config = setup.config.to_builder().clock(clock.clock()).build().expect("a valid setup");
+        let config = setup
+            .config
+            .to_builder()
+            .clock(clock.clock())
+            .build()
+            .expect("a valid setup");
         Run {
             breaker: CircuitBreaker::new(format!("outage-cost-{}", setup.name.trim_matches('`')), config),
             clock,

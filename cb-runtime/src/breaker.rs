@@ -130,9 +130,9 @@ struct LockedState {
     config: Config,
     window: SlidingWindow,
     streak: Streak,
-    /// When the circuit last left the closed state (clock nanoseconds), for
-    /// `open_growth`; `None` while closed.
-    opened_at: Option<u64>,
+    /// When the circuit last left the closed state, for `open_growth`;
+    /// `OpenedAt::NONE` while closed.
+    opened_at: crate::trigger::OpenedAt,
     /// The `FastSuccess` total the window has caught up with.
     synced_fast: u64,
     /// The generation `probe_successes` and `probe_slow` count for.
@@ -206,7 +206,7 @@ impl CircuitBreaker {
                 window: SlidingWindow::new(config.sliding_window),
                 config,
                 streak: Streak::default(),
-                opened_at: None,
+                opened_at: crate::trigger::OpenedAt::NONE,
                 synced_fast: 0,
                 probe_generation: 0,
                 probe_successes: 0,
@@ -374,7 +374,7 @@ impl CircuitBreaker {
                 } else {
                     Tally::default()
                 },
-                inner.streak.failures,
+                u64::from(inner.streak.failures),
                 u64::from(inner.config.minimum_calls),
             )
         };
@@ -610,7 +610,7 @@ impl CircuitBreaker {
                         match self.cas_from(w, open) {
                             Ok(()) => {
                                 if w.state() == State::Closed {
-                                    inner.opened_at = Some(self.clock.now_nanos());
+                                    inner.opened_at = crate::trigger::OpenedAt::at(self.clock.now_nanos());
                                 }
                                 opened(&mut inner, w, open);
                                 inner.open_reason = Some(reason);
@@ -1107,16 +1107,14 @@ impl CircuitBreaker {
         tally: Tally,
     ) -> Option<Transition> {
         let now = self.clock.now_nanos();
-        let since_open = inner
-            .opened_at
-            .map(|at| Duration::from_nanos(now.saturating_sub(at)));
+        let since_open = inner.opened_at.since(now);
         let duration = crate::trigger::open_period(&inner.config, inner.reopens, since_open, fastrand::f64());
         self.open_until
             .store(now.saturating_add(duration_nanos(duration)), Ordering::Release);
         let open = w.next(State::Open, false);
         let mut t = self.swap_locked(w, open, reason)?;
         if w.state() == State::Closed {
-            inner.opened_at = Some(now);
+            inner.opened_at = crate::trigger::OpenedAt::at(now);
         }
         inner.open_reason = Some(reason);
         t.failures_in_window = tally.failures;
@@ -1163,7 +1161,7 @@ impl CircuitBreaker {
     fn start_over(&self, inner: &mut LockedState) {
         inner.window.clear();
         inner.streak.clear();
-        inner.opened_at = None;
+        inner.opened_at = crate::trigger::OpenedAt::NONE;
         inner.reopens = 0;
         inner.synced_fast = self.counters.sum(Counter::FastSuccess);
     }

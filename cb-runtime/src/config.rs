@@ -163,8 +163,10 @@ pub struct Config {
     pub(crate) family_open_keys: u32,
     /// Issue 39: how much of the window must agree with a run of errors,
     /// and how the open period grows in a long outage.
-    pub(crate) streak_failure_rate: f64,
-    pub(crate) open_growth: f64,
+    /// In ten-thousandths (so that a breaker stays within 1 KiB), or
+    /// [`NOT_A_RATE`] for a value no rate field takes.
+    pub(crate) streak_failure_rate: u16,
+    pub(crate) open_growth: u16,
     pub(crate) clock: Clock,
 }
 
@@ -188,8 +190,8 @@ impl Default for Config {
             max_retry_after_ms: 300_000,
             max_keys: 100,
             family_open_keys: 0,
-            streak_failure_rate: 0.0,
-            open_growth: 0.0,
+            streak_failure_rate: 0,
+            open_growth: 0,
             clock: Clock::system(),
         }
     }
@@ -310,14 +312,14 @@ impl Config {
     /// circuit (0: any run opens). See
     /// [`ConfigBuilder::streak_failure_rate`].
     pub fn streak_failure_rate(&self) -> f64 {
-        self.streak_failure_rate
+        from_ten_thousandths(self.streak_failure_rate)
     }
 
     /// The share of an outage's length that the circuit stays open after a
     /// failed probe, when longer than the open duration (0: off). See
     /// [`ConfigBuilder::open_growth`].
     pub fn open_growth(&self) -> f64 {
-        self.open_growth
+        from_ten_thousandths(self.open_growth)
     }
 
     /// The clock the breaker reads.
@@ -357,8 +359,8 @@ impl Config {
             "max_retry_after" => duration(self.max_retry_after()),
             "max_keys" => Value::Count(self.max_keys),
             "family_open_keys" => Value::Count(self.family_open_keys),
-            "streak_failure_rate" => Value::Rate(self.streak_failure_rate),
-            "open_growth" => Value::Rate(self.open_growth),
+            "streak_failure_rate" => Value::Rate(self.streak_failure_rate()),
+            "open_growth" => Value::Rate(self.open_growth()),
             _ => return None,
         })
     }
@@ -407,6 +409,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A rate field kept in ten-thousandths that was given no rate (negative,
+/// above 1, NaN): `validate` refuses it.
+const NOT_A_RATE: u16 = u16::MAX;
+
+/// `rate` in ten-thousandths, rounded (0.033 is 330), or [`NOT_A_RATE`].
+fn ten_thousandths(rate: f64) -> u16 {
+    if (0.0..=1.0).contains(&rate) {
+        (rate * 10_000.0).round() as u16
+    } else {
+        NOT_A_RATE
+    }
+}
+
+/// A rate kept in ten-thousandths, back as a fraction (330 reads 0.033
+/// exactly); NaN for [`NOT_A_RATE`], which `validate` refuses.
+fn from_ten_thousandths(n: u16) -> f64 {
+    if n == NOT_A_RATE {
+        f64::NAN
+    } else {
+        f64::from(n) / 10_000.0
     }
 }
 
@@ -620,7 +645,7 @@ impl ConfigBuilder {
     /// # Ok::<(), cb_runtime::ConfigError>(())
     /// ```
     pub fn streak_failure_rate(mut self, rate: f64) -> Self {
-        self.config.streak_failure_rate = rate;
+        self.config.streak_failure_rate = ten_thousandths(rate);
         self
     }
 
@@ -637,7 +662,7 @@ impl ConfigBuilder {
     /// `database` breaker (10 s open) probes every 10 s for the first 5
     /// minutes of an outage, every minute after half an hour.
     pub fn open_growth(mut self, share: f64) -> Self {
-        self.config.open_growth = share;
+        self.config.open_growth = ten_thousandths(share);
         self
     }
 

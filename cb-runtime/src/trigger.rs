@@ -29,9 +29,10 @@ use crate::window::Tally;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Streak {
     /// Consecutive failures (errors and timeouts): `Stats::consecutive_failures`.
-    pub(crate) failures: u64,
+    /// (`u32`s, saturating, so that a breaker stays within 1 KiB.)
+    pub(crate) failures: u32,
     /// Consecutive timeouts, the last `timeouts` of `failures`.
-    pub(crate) timeouts: u64,
+    pub(crate) timeouts: u32,
 }
 
 impl Streak {
@@ -40,11 +41,11 @@ impl Streak {
     pub(crate) fn record(&mut self, end: CallEnd) {
         match end {
             CallEnd::Timeout => {
-                self.failures += 1;
-                self.timeouts += 1;
+                self.failures = self.failures.saturating_add(1);
+                self.timeouts = self.timeouts.saturating_add(1);
             }
             CallEnd::Failure => {
-                self.failures += 1;
+                self.failures = self.failures.saturating_add(1);
                 self.timeouts = 0;
             }
             _ => *self = Streak::default(),
@@ -86,6 +87,28 @@ pub(crate) fn closed_reason(cfg: &Config, tally: Tally, streak: Streak) -> Optio
     }
 }
 
+/// When the circuit left the closed state, for [`open_period`]: the clock's
+/// reading in milliseconds, wrapping, in 4 bytes (so that a breaker stays
+/// within 1 KiB; an outage is shorter than the 49 days it takes to wrap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpenedAt(u32);
+
+impl OpenedAt {
+    /// Closed: no time.
+    pub(crate) const NONE: OpenedAt = OpenedAt(u32::MAX);
+
+    /// At the clock reading `now_nanos`.
+    pub(crate) fn at(now_nanos: u64) -> OpenedAt {
+        OpenedAt(((now_nanos / 1_000_000) as u32).min(u32::MAX - 1))
+    }
+
+    /// The time since, at `now_nanos`; `None` for [`NONE`](Self::NONE).
+    pub(crate) fn since(self, now_nanos: u64) -> Option<Duration> {
+        (self != OpenedAt::NONE)
+            .then(|| Duration::from_millis(u64::from(OpenedAt::at(now_nanos).0.wrapping_sub(self.0))))
+    }
+}
+
 /// The chance below which a run of errors is not chance (see [`streak_opens`]).
 const NOT_CHANCE: f64 = 1e-6;
 
@@ -96,10 +119,11 @@ const NOT_CHANCE: f64 = 1e-6;
 /// calls as successes).
 fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
     let threshold = u64::from(cfg.failure_threshold);
-    if streak.failures < threshold {
+    if u64::from(streak.failures) < threshold {
         return false;
     }
-    if cfg.streak_failure_rate <= 0.0 || streak.timeouts >= threshold {
+    let rate = cfg.streak_failure_rate();
+    if rate <= 0.0 || u64::from(streak.timeouts) >= threshold {
         return true;
     }
     // A run that a dependency failing `streak_failure_rate` of its calls at
@@ -107,12 +131,12 @@ fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
     // not chance: it opens without the window, however many successes the
     // window still holds from before (pitfall 12: a dependency called once a
     // second waits for 20 errors, not for half of 200 calls).
-    let run = i32::try_from(streak.failures).unwrap_or(i32::MAX).min(1_000);
-    if cfg.streak_failure_rate.powi(run) <= NOT_CHANCE {
+    let run = streak.failures.min(1_000) as i32;
+    if rate.powi(run) <= NOT_CHANCE {
         return true;
     }
     let judged_over = tally.calls.max(u64::from(cfg.minimum_calls)).max(1);
-    tally.failures as f64 / judged_over as f64 >= cfg.streak_failure_rate
+    tally.failures as f64 / judged_over as f64 >= rate
 }
 
 /// How long the circuit opens for: `open_duration`, grown by `open_backoff`
@@ -126,7 +150,7 @@ pub(crate) fn open_period(cfg: &Config, reopens: u32, since_open: Option<Duratio
         None => cfg.open_duration,
     };
     match since_open {
-        Some(since) if reopens > 0 && cfg.open_growth > 0.0 => base.max(since.mul_f64(cfg.open_growth)),
+        Some(since) if reopens > 0 && cfg.open_growth() > 0.0 => base.max(since.mul_f64(cfg.open_growth())),
         _ => base,
     }
 }
@@ -229,7 +253,7 @@ mod tests {
         );
         let strict = cfg.to_builder().streak_failure_rate(1.0).build().unwrap();
         let long = Streak {
-            failures: u64::MAX,
+            failures: u32::MAX,
             timeouts: 0,
         };
         assert_eq!(

@@ -425,10 +425,12 @@ impl Model {
         let rate = |n: u64| n as f64 / calls as f64;
         // A run of errors needs the window's agreement when `streak_rate` is
         // set: that share of the calls failed, counting at least
-        // `minimum_calls`; unless the run is of timeouts, or too long for
-        // chance (`streak_rate^run` under one in a million).
+        // `minimum_calls`; unless the run is of timeouts, the window holds no
+        // success, or the run is too long for chance (`streak_rate^run` under
+        // one in a million).
         let agrees = self.streak_rate <= 0.0
             || self.consecutive_timeouts >= self.failure_threshold
+            || failures >= calls
             || self.streak_rate.powi(self.consecutive.min(1_000) as i32) <= 1e-6
             || failures as f64 / calls.max(self.minimum_calls).max(1) as f64 >= self.streak_rate;
         let trigger = if self.consecutive >= self.failure_threshold && agrees {

@@ -615,7 +615,8 @@ impl ConfigBuilder {
     /// fewer than `minimum_calls` calls as `minimum_calls` calls (the missing
     /// ones as successes). A run of `failure_threshold` **timeouts** still
     /// opens on its own: a hung dependency is found as fast as before. So
-    /// does a run of errors too long for chance: one that a dependency
+    /// does a run of errors in a window with no success (a fresh breaker's
+    /// first calls), and a run too long for chance: one that a dependency
     /// failing `rate` of its calls at random makes less than once in a
     /// million calls (20 errors at 0.5, 12 at 0.3).
     /// `rate` is a fraction in `[0, 1]`; 0 (the default) lets any run open.

@@ -41,12 +41,12 @@ use crate::config::{Config, ConfigBuilder, ConfigError, Window};
 /// 69 % from 10 calls a second up, and a dead dependency called once a second
 /// got 10 % of its calls through `database` (a probe every 10 s), 5 %
 /// through `cache`. Now no preset refuses a good call at either share (0.00 %
-/// in the table), or lets more than 1.35 % through to a dead dependency, at 1
+/// in the table), or lets more than 1.27 % through to a dead dependency, at 1
 /// to 1,000 calls a second; after a 5-minute outage each lets a call through within
-/// its open duration (`llm` used to wait 60 s more). The price: a
-/// fast-failing outage opens a preset after 20 errors in a row (or half the
-/// window), no longer after 3 to 10; a hang opens each preset as fast as
-/// before. The guide's
+/// its open duration (`llm` used to wait 60 s more). The price: once a
+/// preset has seen a success, a fast-failing outage opens it after 20 errors
+/// in a row (or half the window), no longer after 3 to 10; a fresh breaker
+/// whose first calls fail, and a hang, open each preset as fast as before. The guide's
 /// chapter "Choosing a preset" (`docs/guide/choosing-a-preset.md`) has the
 /// whole table.
 ///

@@ -113,8 +113,9 @@ impl OpenedAt {
 const NOT_CHANCE: f64 = 1e-6;
 
 /// Whether the run of failures opens: `failure_threshold` of them, and when
-/// `streak_failure_rate` is set, either that many timeouts in a row, a run
-/// too long for chance, or a window in which that share failed, a window of
+/// `streak_failure_rate` is set, either that many timeouts in a row, a window
+/// with no success (a fresh breaker), a run too long for chance, or a window
+/// in which that share failed, a window of
 /// fewer than `minimum_calls` calls counting as `minimum_calls` (the missing
 /// calls as successes).
 fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
@@ -124,6 +125,12 @@ fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
     }
     let rate = cfg.streak_failure_rate();
     if rate <= 0.0 || u64::from(streak.timeouts) >= threshold {
+        return true;
+    }
+    // No success in the window: a fresh breaker (or one just closed) whose
+    // first calls all failed opens on `failure_threshold` of them, as
+    // without the check.
+    if tally.failures >= tally.calls {
         return true;
     }
     // A run that a dependency failing `streak_failure_rate` of its calls at
@@ -261,6 +268,18 @@ mod tests {
             None,
             "only the window opens it"
         );
+    }
+
+    #[test]
+    fn a_window_without_a_success_agrees() {
+        let cfg = agreeing();
+        let run = streak(&[CallEnd::Failure; 3]);
+        assert_eq!(
+            closed_reason(&cfg, tally(3, 3), run),
+            Some(Reason::ConsecutiveFailures),
+            "a fresh breaker"
+        );
+        assert_eq!(closed_reason(&cfg, tally(4, 3), run), None, "one success before");
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub const FIELDS: [Field; 18] = [
     Field {
         name: "streak_failure_rate",
         kind: Kind::Rate,
-        doc: "A run of `failure_threshold` errors opens only if this share of the window failed (judged over at least `minimum_calls` calls); a run of timeouts, or one too long for chance, opens on its own; 0 lets any run open.",
+        doc: "A run of `failure_threshold` errors opens only if this share of the window failed (judged over at least `minimum_calls` calls); a run of timeouts, one too long for chance, or one in a window without a success opens on its own; 0 lets any run open.",
     },
     Field {
         name: "open_growth",

@@ -15,7 +15,7 @@
 #[path = "../tests/support/outage.rs"]
 mod outage;
 
-use outage::{Cost, Setup, RATES, SHARES};
+use outage::{Cost, RATES, SHARES};
 
 const CALLS: u64 = 12_000;
 const SEEDS: u64 = 5;
@@ -72,5 +72,4 @@ fn main() {
             println!("- {miss}");
         }
     }
-    let _: Option<&Setup> = setups.first();
 }

@@ -287,11 +287,14 @@ pub fn full_outage(setup: &Setup, rate: u32) -> Recovery {
 pub fn misses(setup: &Setup, rate: u32, costs: &[(f64, Cost)], recovery: Option<Recovery>) -> Vec<String> {
     let mut misses = Vec::new();
     for &(p, cost) in costs {
-        let (what, n, max) = match p {
-            p if p == 0.1 => ("lost", cost.lost, 1.0),
-            p if p == 0.3 => ("lost", cost.lost, 5.0),
-            p if p == 1.0 => ("dead", cost.dead, 1.5),
-            _ => continue,
+        let (what, n, max) = if p == 0.1 {
+            ("lost", cost.lost, 1.0)
+        } else if p == 0.3 {
+            ("lost", cost.lost, 5.0)
+        } else if p == 1.0 {
+            ("dead", cost.dead, 1.5)
+        } else {
+            continue;
         };
         if cost.percent(n) > max {
             misses.push(format!(

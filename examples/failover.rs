@@ -116,6 +116,9 @@ const ANTHROPIC: &str = "failover-anthropic";
     preset = "llm",
     call_timeout = "300ms",
     failure_threshold = 2,
+    // Any 2 errors in a row open it, even after a success: the demo trips
+    // at once (the preset alone waits for its window to agree, issue 39).
+    streak_failure_rate = 0,
     open_duration = "1s",
     success_threshold = 1,
     fallback = anthropic,
@@ -131,6 +134,9 @@ async fn openai(http: &Http, prompt: &str) -> Result<String, CallError<reqwest::
     preset = "llm",
     call_timeout = "300ms",
     failure_threshold = 2,
+    // Any 2 errors in a row open it, even after a success: the demo trips
+    // at once (the preset alone waits for its window to agree, issue 39).
+    streak_failure_rate = 0,
     open_duration = "1s",
     success_threshold = 1,
     fallback_with_cause = last_word,

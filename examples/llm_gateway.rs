@@ -247,8 +247,9 @@ struct LlmClient {
 }
 
 impl LlmClient {
-    /// One line protects the call: the `llm` preset (3 consecutive failures
-    /// open the circuit, 2 probes close it), with the timeout and open
+    /// One line protects the call: the `llm` preset (3 timeouts in a row, or
+    /// 3 errors once its window agrees, open the circuit; 2 probes close it),
+    /// with the timeout and open
     /// duration shortened so the demo fits in a few seconds.
     #[circuit_breaker(
         name = "llm-gateway",
@@ -311,6 +312,9 @@ impl StreamClient {
         call_timeout = "400ms",
         slow_call_duration = "200ms",
         failure_threshold = 2,
+        // Any 2 errors in a row open it, even after a success: the demo trips
+        // at once (the preset alone waits for its window to agree, issue 39).
+        streak_failure_rate = 0,
         open_duration = "500ms",
         fallback = busy_stream
     )]
@@ -753,6 +757,9 @@ impl ModelRouter {
         preset = "llm",
         key = model,
         failure_threshold = 2,
+        // Any 2 errors in a row open it, even after a success: the demo trips
+        // at once (the preset alone waits for its window to agree, issue 39).
+        streak_failure_rate = 0,
         open_duration = "400ms",
         failure_if = is_outage,
         fallback = unavailable

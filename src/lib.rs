@@ -22,6 +22,7 @@ macro_rules! chapter {
 
 chapter!(getting_started, "getting-started.md");
 chapter!(configuring, "configuring.md");
+chapter!(choosing_a_preset, "choosing-a-preset.md");
 chapter!(keyed_and_failover, "keyed-and-failover.md");
 chapter!(streams, "streams.md");
 chapter!(rate_limits, "rate-limits.md");

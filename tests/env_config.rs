@@ -161,12 +161,14 @@ fn a_value_refused_by_build_is_logged_with_its_variable() {
 
 #[test]
 fn a_combination_refused_by_build_names_the_variable() {
-    // Each value is fine alone; together with the preset's window of 100 calls they are not.
-    let registry = Registry::with_env(env(&[("CB_WIDE_MINIMUM_CALLS", "500")]));
+    // The value is fine alone; with the preset's 10 s open duration it is not (a
+    // backoff capped under it). A preset's `minimum_calls` gives way to a
+    // smaller window instead, so it no longer serves here.
+    let registry = Registry::with_env(env(&[("CB_WIDE_OPEN_BACKOFF", "2 5s")]));
     assert!(registry.validate_env().is_ok());
     let (b, logs) = logs_of(|| registry.get_or_insert("wide", || Preset::Database.config()));
     assert_eq!(b.config(), Preset::Database.config());
-    assert!(logs.contains("CB_WIDE_MINIMUM_CALLS"), "{logs}");
+    assert!(logs.contains("CB_WIDE_OPEN_BACKOFF"), "{logs}");
 }
 
 #[test]

@@ -40,7 +40,9 @@ fn sample(field: &Field) -> (&'static str, Value) {
         Kind::Count { .. } => ("7", json!(7)),
         Kind::Rate => ("0.25", json!(0.25)),
         Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => ("7s", json!(7000)),
-        Kind::Window => ("40", json!({ "calls": 40 })),
+        // Above the presets' 200 calls: a window under their `minimum_calls`
+        // (50) would also clamp that.
+        Kind::Window => ("400", json!({ "calls": 400 })),
         Kind::Backoff => (
             "2 5m 0.1",
             json!({ "multiplier": 2.0, "max_ms": 300_000, "jitter": 0.1 }),
@@ -65,7 +67,7 @@ async fn failure_rate_threshold() -> Result<(), Error> {
     Ok(())
 }
 
-#[circuit_breaker(name = "fields-sliding_window", sliding_window = 40)]
+#[circuit_breaker(name = "fields-sliding_window", sliding_window = 400)]
 async fn sliding_window() -> Result<(), Error> {
     Ok(())
 }
@@ -131,6 +133,16 @@ async fn family_open_keys() -> Result<(), Error> {
     Ok(())
 }
 
+#[circuit_breaker(name = "fields-streak_failure_rate", streak_failure_rate = 0.25)]
+async fn streak_failure_rate() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-open_growth", open_growth = 0.25)]
+async fn open_growth() -> Result<(), Error> {
+    Ok(())
+}
+
 /// Calls every annotated function once, so that their breakers exist.
 async fn call_every_annotated_function() {
     preset().await.unwrap();
@@ -149,6 +161,8 @@ async fn call_every_annotated_function() {
     max_retry_after().await.unwrap();
     max_keys().await.unwrap();
     family_open_keys().await.unwrap();
+    streak_failure_rate().await.unwrap();
+    open_growth().await.unwrap();
 }
 
 /// The view of breaker `b` of `registry`, made from `BASE` as the attribute

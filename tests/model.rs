@@ -122,6 +122,10 @@ struct Model {
     success_threshold: u64,
     throttle: Duration,
     max_retry_after: Duration,
+    /// Issue 39: the window's agreement with a run of errors, and the open
+    /// period's growth in a long outage.
+    streak_rate: f64,
+    growth: f64,
     // State.
     now: u64,
     state: State,
@@ -137,6 +141,10 @@ struct Model {
     /// The open period (and the half-open after it) is a throttled answer's.
     throttled_period: bool,
     consecutive: u64,
+    /// Of `consecutive`, the timeouts at its end.
+    consecutive_timeouts: u64,
+    /// When the circuit last left the closed state.
+    opened_at: Option<u64>,
     calls: Vec<Rec>,
     // Totals.
     successes: u64,
@@ -233,6 +241,8 @@ impl Model {
             success_threshold: u64::from(c.success_threshold()),
             throttle: c.throttle_duration(),
             max_retry_after: c.max_retry_after(),
+            streak_rate: c.streak_failure_rate(),
+            growth: c.open_growth(),
             now: 0,
             state: State::Closed,
             generation: 0,
@@ -244,6 +254,8 @@ impl Model {
             reopens: 0,
             throttled_period: false,
             consecutive: 0,
+            consecutive_timeouts: 0,
+            opened_at: None,
             calls: Vec::new(),
             successes: 0,
             failures: 0,
@@ -349,6 +361,8 @@ impl Model {
             if from == State::Closed {
                 self.window_open_gen = Some(self.generation);
                 self.consecutive = 0;
+                self.consecutive_timeouts = 0;
+                self.opened_at = Some(self.now);
             }
             return;
         }
@@ -369,6 +383,11 @@ impl Model {
                     }
                 }
                 self.consecutive = if failure { self.consecutive + 1 } else { 0 };
+                self.consecutive_timeouts = if end == End::Timeout {
+                    self.consecutive_timeouts + 1
+                } else {
+                    0
+                };
                 self.judge();
             }
             Via::Probe => {
@@ -388,6 +407,8 @@ impl Model {
                         self.go(State::Closed);
                         self.calls.clear();
                         self.consecutive = 0;
+                        self.consecutive_timeouts = 0;
+                        self.opened_at = None;
                         self.reopens = 0;
                     }
                 } else if failure {
@@ -402,7 +423,17 @@ impl Model {
         let (calls, failures, slow) = self.tally();
         let judged = calls >= self.minimum_calls;
         let rate = |n: u64| n as f64 / calls as f64;
-        let trigger = if self.consecutive >= self.failure_threshold {
+        // A run of errors needs the window's agreement when `streak_rate` is
+        // set: that share of the calls failed, counting at least
+        // `minimum_calls`; unless the run is of timeouts, the window holds no
+        // success, or the run is too long for chance (`streak_rate^run` under
+        // one in a million).
+        let agrees = self.streak_rate <= 0.0
+            || self.consecutive_timeouts >= self.failure_threshold
+            || failures >= calls
+            || self.streak_rate.powi(self.consecutive.min(1_000) as i32) <= 1e-6
+            || failures as f64 / calls.max(self.minimum_calls).max(1) as f64 >= self.streak_rate;
+        let trigger = if self.consecutive >= self.failure_threshold && agrees {
             Some(0)
         } else if judged && failures > 0 && rate(failures) >= self.failure_rate {
             Some(1)
@@ -418,19 +449,27 @@ impl Model {
             // The window that tripped it stays readable while open.
             self.window_open_gen = Some(self.generation);
             self.consecutive = 0;
+            self.consecutive_timeouts = 0;
         }
     }
 
     /// Opens for the open duration, grown by the backoff (no jitter here):
     /// `open_duration × multiplier^reopens`, capped, computed in `f64` seconds.
     fn trip(&mut self) {
-        let open = match self.backoff {
+        let mut open = match self.backoff {
             None => self.open,
             Some(b) => {
                 let grown = self.open.as_secs_f64() * b.multiplier().powi(self.reopens as i32);
                 Duration::try_from_secs_f64(grown.min(b.max().as_secs_f64())).unwrap_or(b.max())
             }
         };
+        // After a failed probe, at least `growth` of the time since it opened.
+        if let Some(at) = self.opened_at.filter(|_| self.reopens > 0 && self.growth > 0.0) {
+            open = open.max(Duration::from_nanos(self.now - at).mul_f64(self.growth));
+        }
+        if self.state == State::Closed {
+            self.opened_at = Some(self.now);
+        }
         self.open_until = self.now.saturating_add(nanos(open));
         self.go(State::Open);
         self.throttled_period = false;
@@ -441,6 +480,8 @@ impl Model {
         self.throttled_period = false;
         self.calls.clear();
         self.consecutive = 0;
+        self.consecutive_timeouts = 0;
+        self.opened_at = None;
         self.reopens = 0;
     }
 
@@ -460,6 +501,8 @@ impl Model {
                 if from == State::Closed {
                     self.window_open_gen = Some(self.generation);
                     self.consecutive = 0;
+                    self.consecutive_timeouts = 0;
+                    self.opened_at = Some(self.now);
                 }
             }
         }

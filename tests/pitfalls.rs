@@ -355,17 +355,33 @@ fn pitfall_11_state_is_truthful_at_low_traffic() {
 }
 
 /// Pitfall 12: a rate trigger alone never fires on a dependency called a
-/// few times a minute; the presets' consecutive trigger catches it.
+/// few times a minute; the presets' consecutive trigger catches it. Since
+/// issue 39 (pitfall 17, chance runs) a run of errors opens a preset once
+/// half its window failed, or once the run is too long for chance: 20 errors
+/// in a row, here while the window still holds 150 successes. A run of
+/// `failure_threshold` timeouts, a hang, still opens it on its own
+/// (tests/hang_detection.rs: `llm` after 3 timeouts).
 #[test]
 fn pitfall_12_low_traffic_still_opens_on_consecutive_failures() {
-    let b = CircuitBreaker::new("p12", Preset::Llm.config());
-    assert_eq!(b.config().minimum_calls(), 10);
-    for _ in 0..3 {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::new("p12", Preset::Llm.builder().clock(clock.clock()).build().unwrap());
+    // One call a minute.
+    for _ in 0..150 {
+        let _ = succeed(&b);
+        clock.advance(secs(60));
+    }
+    for errors in 0..20 {
+        assert_eq!(b.state(), State::Closed, "after {errors} errors in a row");
         let _ = fail(&b);
+        clock.advance(secs(60));
     }
     let s = b.stats();
     assert_eq!(s.state, State::Open);
-    assert_eq!(s.failure_rate, None, "the rate was never judged: too few calls");
+    assert_eq!(
+        (s.calls_in_window, s.failures_in_window),
+        (170, 20),
+        "far under the 50 % rate"
+    );
 }
 
 /// Pitfall 13: no lock is held across the protected call: two calls through

@@ -51,6 +51,7 @@ use crate::state::{next_generation, Admission, State, StateWord, Ticket, MAX_IN_
 use crate::stats::Stats;
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 use crate::transition::{Observers, Publisher, Reason, Transition};
+use crate::trigger::Streak;
 use crate::window::{SlidingWindow, Tally};
 
 /// A circuit breaker guarding one dependency.
@@ -133,7 +134,10 @@ use crate::timing::DurationObservers;
 struct LockedState {
     config: Config,
     window: SlidingWindow,
-    consecutive_failures: u64,
+    streak: Streak,
+    /// When the circuit last left the closed state, for `open_growth`;
+    /// `OpenedAt::NONE` while closed.
+    opened_at: crate::trigger::OpenedAt,
     /// The `FastSuccess` total the window has caught up with.
     synced_fast: u64,
     /// The generation `probe_successes` and `probe_slow` count for.
@@ -206,7 +210,8 @@ impl CircuitBreaker {
             inner: Mutex::new(LockedState {
                 window: SlidingWindow::new(config.sliding_window),
                 config,
-                consecutive_failures: 0,
+                streak: Streak::default(),
+                opened_at: crate::trigger::OpenedAt::NONE,
                 synced_fast: 0,
                 probe_generation: 0,
                 probe_successes: 0,
@@ -387,7 +392,7 @@ impl CircuitBreaker {
                 } else {
                     Tally::default()
                 },
-                inner.consecutive_failures,
+                u64::from(inner.streak.failures),
                 u64::from(inner.config.minimum_calls),
             )
         };
@@ -558,7 +563,7 @@ impl CircuitBreaker {
             |inner, from, open| {
                 if from.state() == State::Closed {
                     inner.window_open_generation = open.generation();
-                    inner.consecutive_failures = 0;
+                    inner.streak.clear();
                 }
             },
         )
@@ -575,7 +580,7 @@ impl CircuitBreaker {
             |inner, from, open| {
                 if from.state() == State::Closed {
                     inner.window_open_generation = open.generation();
-                    inner.consecutive_failures = 0;
+                    inner.streak.clear();
                 }
             },
         )
@@ -625,6 +630,9 @@ impl CircuitBreaker {
                         let open = w.next_open(reason == Reason::Throttled);
                         match self.cas_from(w, open) {
                             Ok(()) => {
+                                if w.state() == State::Closed {
+                                    inner.opened_at = crate::trigger::OpenedAt::at(self.clock.now_nanos());
+                                }
                                 opened(&mut inner, w, open);
                                 inner.open_reason = Some(reason);
                                 let mut t = self.transition(w, open, reason);
@@ -902,7 +910,7 @@ impl CircuitBreaker {
             |inner, from, open| {
                 if from.state() == State::Closed {
                     inner.window_open_generation = open.generation();
-                    inner.consecutive_failures = 0;
+                    inner.streak.clear();
                 }
             },
         );
@@ -1073,11 +1081,7 @@ impl CircuitBreaker {
         self.sync_fast_successes(&mut inner);
         let now = self.window_now(&inner);
         inner.window.record(now, failure, slow);
-        if failure {
-            inner.consecutive_failures += 1;
-        } else {
-            inner.consecutive_failures = 0;
-        }
+        inner.streak.record(finish);
         self.judge_closed(&mut inner, w)
     }
 
@@ -1085,22 +1089,7 @@ impl CircuitBreaker {
     fn judge_closed(&self, inner: &mut LockedState, w: StateWord) -> Option<Transition> {
         let now = self.window_now(inner);
         let tally = inner.window.tally(now);
-        let cfg = &inner.config;
-        let judged = tally.calls >= u64::from(cfg.minimum_calls);
-        let reason = if inner.consecutive_failures >= u64::from(cfg.failure_threshold) {
-            Some(Reason::ConsecutiveFailures)
-        } else if judged && tally.failures > 0 && rate(tally.failures, tally) >= cfg.failure_rate_threshold {
-            Some(Reason::FailureRate)
-        } else if judged
-            && cfg.slow_call_duration.is_some()
-            && tally.slow > 0
-            && rate(tally.slow, tally) >= cfg.slow_call_rate_threshold
-        {
-            Some(Reason::SlowCallRate)
-        } else {
-            None
-        };
-        match reason {
+        match crate::trigger::closed_reason(&inner.config, tally, inner.streak) {
             Some(reason) => {
                 inner.reopens = 0;
                 let opened = self.open_locked(inner, w, reason, tally);
@@ -1110,11 +1099,11 @@ impl CircuitBreaker {
                 if opened.is_some() {
                     inner.window_open_generation = next_generation(w.generation());
                 }
-                inner.consecutive_failures = 0;
+                inner.streak.clear();
                 opened
             }
             None => {
-                let dirty = !(inner.window.is_clean() && inner.consecutive_failures == 0);
+                let dirty = !(inner.window.is_clean() && inner.streak.is_clear());
                 if dirty != w.dirty() {
                     // Nothing else changes a closed word without this lock.
                     let _ = self.cas(w, w.with_dirty(dirty));
@@ -1190,15 +1179,16 @@ impl CircuitBreaker {
         reason: Reason,
         tally: Tally,
     ) -> Option<Transition> {
-        let cfg = &inner.config;
-        let duration = match cfg.open_backoff {
-            Some(b) => b.open_duration(cfg.open_duration, inner.reopens, fastrand::f64()),
-            None => cfg.open_duration,
-        };
-        let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
-        self.open_until.store(deadline, Ordering::Release);
+        let now = self.clock.now_nanos();
+        let since_open = inner.opened_at.since(now);
+        let duration = crate::trigger::open_period(&inner.config, inner.reopens, since_open, fastrand::f64());
+        self.open_until
+            .store(now.saturating_add(duration_nanos(duration)), Ordering::Release);
         let open = w.next(State::Open, false);
         let mut t = self.swap_locked(w, open, reason)?;
+        if w.state() == State::Closed {
+            inner.opened_at = crate::trigger::OpenedAt::at(now);
+        }
         inner.open_reason = Some(reason);
         t.failures_in_window = tally.failures;
         t.calls_in_window = tally.calls;
@@ -1243,7 +1233,8 @@ impl CircuitBreaker {
     /// successes that skipped the lock so far as already seen.
     fn start_over(&self, inner: &mut LockedState) {
         inner.window.clear();
-        inner.consecutive_failures = 0;
+        inner.streak.clear();
+        inner.opened_at = crate::trigger::OpenedAt::NONE;
         inner.reopens = 0;
         inner.synced_fast = self.counters.sum(Counter::FastSuccess);
     }
@@ -1256,7 +1247,7 @@ impl CircuitBreaker {
             inner.synced_fast = total;
             let now = self.window_now(inner);
             inner.window.record_successes(now, pending);
-            inner.consecutive_failures = 0;
+            inner.streak.clear();
         }
     }
 
@@ -1329,10 +1320,6 @@ impl CircuitBreaker {
     pub fn on_transition(&self, f: impl Fn(&Transition) + Send + Sync + 'static) {
         self.observers.add(Box::new(f));
     }
-}
-
-fn rate(n: u64, tally: Tally) -> f64 {
-    n as f64 / tally.calls as f64
 }
 
 impl fmt::Debug for CircuitBreaker {

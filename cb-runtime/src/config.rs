@@ -137,6 +137,8 @@ impl Backoff {
 /// | `max_retry_after` | 5 min |
 /// | `max_keys` | 100 keys per family (keyed breakers only) |
 /// | `family_open_keys` | 0: off (keyed breakers only) |
+/// | `streak_failure_rate` | 0: any run of `failure_threshold` failures opens |
+/// | `open_growth` | 0: off |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -161,6 +163,12 @@ pub struct Config {
     pub(crate) max_retry_after_ms: u32,
     pub(crate) max_keys: u32,
     pub(crate) family_open_keys: u32,
+    /// Issue 39: how much of the window must agree with a run of errors,
+    /// and how the open period grows in a long outage.
+    /// In ten-thousandths (so that a breaker stays within 1 KiB), or
+    /// [`NOT_A_RATE`] for a value no rate field takes.
+    pub(crate) streak_failure_rate: u16,
+    pub(crate) open_growth: u16,
     pub(crate) clock: Clock,
 }
 
@@ -184,6 +192,8 @@ impl Default for Config {
             max_retry_after_ms: 300_000,
             max_keys: 100,
             family_open_keys: 0,
+            streak_failure_rate: 0,
+            open_growth: 0,
             clock: Clock::system(),
         }
     }
@@ -299,6 +309,21 @@ impl Config {
         self.family_open_keys
     }
 
+    /// The share of the window that must have failed for a run of
+    /// [`failure_threshold`](Self::failure_threshold) errors to open the
+    /// circuit (0: any run opens). See
+    /// [`ConfigBuilder::streak_failure_rate`].
+    pub fn streak_failure_rate(&self) -> f64 {
+        from_ten_thousandths(self.streak_failure_rate)
+    }
+
+    /// The share of an outage's length that the circuit stays open after a
+    /// failed probe, when longer than the open duration (0: off). See
+    /// [`ConfigBuilder::open_growth`].
+    pub fn open_growth(&self) -> f64 {
+        from_ten_thousandths(self.open_growth)
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -336,6 +361,8 @@ impl Config {
             "max_retry_after" => duration(self.max_retry_after()),
             "max_keys" => Value::Count(self.max_keys),
             "family_open_keys" => Value::Count(self.family_open_keys),
+            "streak_failure_rate" => Value::Rate(self.streak_failure_rate()),
+            "open_growth" => Value::Rate(self.open_growth()),
             _ => return None,
         })
     }
@@ -384,6 +411,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A rate field kept in ten-thousandths that was given no rate (negative,
+/// above 1, NaN): `validate` refuses it.
+const NOT_A_RATE: u16 = u16::MAX;
+
+/// `rate` in ten-thousandths, rounded (0.033 is 330), or [`NOT_A_RATE`].
+fn ten_thousandths(rate: f64) -> u16 {
+    if (0.0..=1.0).contains(&rate) {
+        (rate * 10_000.0).round() as u16
+    } else {
+        NOT_A_RATE
+    }
+}
+
+/// A rate kept in ten-thousandths, back as a fraction (330 reads 0.033
+/// exactly); NaN for [`NOT_A_RATE`], which `validate` refuses.
+fn from_ten_thousandths(n: u16) -> f64 {
+    if n == NOT_A_RATE {
+        f64::NAN
+    } else {
+        f64::from(n) / 10_000.0
     }
 }
 
@@ -568,6 +618,64 @@ impl ConfigBuilder {
         self
     }
 
+    /// Makes the consecutive-failure trigger harder to fool: a run of
+    /// `failure_threshold` errors opens the circuit only when at least
+    /// `rate` of the window's calls failed, counting a window that holds
+    /// fewer than `minimum_calls` calls as `minimum_calls` calls (the missing
+    /// ones as successes). A run of `failure_threshold` **timeouts** still
+    /// opens on its own: a hung dependency is found as fast as before. So
+    /// does a run of errors in a window with no success (a fresh breaker's
+    /// first calls), and a run too long for chance: one that a dependency
+    /// failing `rate` of its calls at random makes less than once in a
+    /// million calls (20 errors at 0.5, 12 at 0.3).
+    /// `rate` is a fraction in `[0, 1]`; 0 (the default) lets any run open.
+    ///
+    /// A provider failing 10 % of its calls at random produces a run of 3
+    /// failures every 1,000 calls or so, 10 seconds apart at 100 calls a
+    /// second: without the window's agreement each run costs an open
+    /// period (pitfall 17). The presets set it to their failure rate, 0.5;
+    /// the guide's chapter "Choosing a preset" measures what it saves.
+    ///
+    /// ```
+    /// use cb_runtime::{CircuitBreaker, Config, State, Window};
+    ///
+    /// let config = Config::builder()
+    ///     .failure_threshold(3)
+    ///     .sliding_window(Window::Count(100))
+    ///     .minimum_calls(10)
+    ///     .streak_failure_rate(0.5)
+    ///     .build()?;
+    /// let breaker = CircuitBreaker::new("streak-doc", config);
+    /// let call = |ok: bool| breaker.try_acquire().unwrap().record(ok);
+    /// for _ in 0..40 {
+    ///     call(true);
+    /// }
+    /// (0..3).for_each(|_| call(false));
+    /// assert_eq!(breaker.state(), State::Closed, "3 of 43 failed: a chance run");
+    /// # Ok::<(), cb_runtime::ConfigError>(())
+    /// ```
+    pub fn streak_failure_rate(mut self, rate: f64) -> Self {
+        self.config.streak_failure_rate = ten_thousandths(rate);
+        self
+    }
+
+    /// Probes a long outage less often: after a failed probe the circuit
+    /// stays open for `share` of the time since it opened (left the closed
+    /// state), when that is longer than the open duration (and than
+    /// `open_backoff`'s). `share` is a fraction in `[0, 1]`; 0 (the default)
+    /// turns it off.
+    ///
+    /// The wait after a provider comes back is then at most the open
+    /// duration or `share` of the outage, whichever is longer, and the
+    /// calls let through to a dead provider grow with the logarithm of the
+    /// outage's length, not with its length. The presets set 0.033: a
+    /// `database` breaker (10 s open) probes every 10 s for the first 5
+    /// minutes of an outage, every minute after half an hour.
+    pub fn open_growth(mut self, share: f64) -> Self {
+        self.config.open_growth = ten_thousandths(share);
+        self
+    }
+
     /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
@@ -614,13 +722,23 @@ impl ConfigBuilder {
             ("max_retry_after", Value::Duration(d)) => self.max_retry_after(nanos(d)),
             ("max_keys", Value::Count(n)) => self.max_keys(n),
             ("family_open_keys", Value::Count(n)) => self.family_open_keys(n),
+            ("streak_failure_rate", Value::Rate(r)) => self.streak_failure_rate(r),
+            ("open_growth", Value::Rate(r)) => self.open_growth(r),
             _ => self,
         }
     }
 
     /// Validates and returns the configuration. The error names the first
     /// field that is out of range, and the range allowed.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    ///
+    /// A configuration started from a [`Preset`](crate::Preset) clamps its
+    /// `minimum_calls` to a smaller count window set over it (as
+    /// resilience4j clamps it): `sliding_window = 20` over a preset judging
+    /// 50 calls judges 20. Without a preset, the two must agree.
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        if let (Some(_), Window::Count(n)) = (self.config.preset, self.config.sliding_window) {
+            self.config.minimum_calls = self.config.minimum_calls.min(n.max(1));
+        }
         self.config.validate()?;
         Ok(self.config)
     }
@@ -929,6 +1047,26 @@ mod tests {
             crate::CircuitBreaker::new("a-week", Config::builder().clock(clock.clock()).build().unwrap());
         assert!(breaker.open_for(Duration::from_secs(7 * 86_400)));
         assert_eq!(breaker.open_remaining(), Some(day));
+    }
+
+    #[test]
+    fn a_presets_minimum_calls_gives_way_to_a_smaller_window() {
+        let c = crate::Preset::Llm
+            .builder()
+            .sliding_window(Window::Count(20))
+            .build()
+            .unwrap();
+        assert_eq!(c.minimum_calls(), 20);
+        let c = crate::Preset::Llm
+            .builder()
+            .sliding_window(Window::Count(500))
+            .build()
+            .unwrap();
+        assert_eq!(c.minimum_calls(), 50);
+        let plain = Config::builder()
+            .sliding_window(Window::Count(20))
+            .minimum_calls(50);
+        assert_eq!(field_of(plain), "minimum_calls");
     }
 
     #[test]

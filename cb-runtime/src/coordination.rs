@@ -128,7 +128,7 @@ impl CircuitBreaker {
             |inner| inner.reopens = level,
             |inner, _, _| {
                 inner.window.clear();
-                inner.consecutive_failures = 0;
+                inner.streak.clear();
             },
         )
     }

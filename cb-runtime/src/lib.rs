@@ -98,6 +98,7 @@ pub mod stream;
 mod sync;
 mod timing;
 mod transition;
+mod trigger;
 mod window;
 
 #[cfg(feature = "admin")]

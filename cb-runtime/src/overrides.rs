@@ -538,13 +538,15 @@ mod tests {
 
     #[test]
     fn a_combination_refused_by_build_names_the_layer() {
-        let env = env_section("z", &vars(&[("CB_Z_MINIMUM_CALLS", "500")])).unwrap();
+        // A backoff capped below the preset's 120 s open duration. (A
+        // preset's `minimum_calls` gives way to a smaller window instead.)
+        let env = env_section("z", &vars(&[("CB_Z_OPEN_BACKOFF", "2 60s")])).unwrap();
         let compiled = Preset::Llm.config();
         let err = resolve("z", &compiled, None, None, &env).unwrap_err();
-        assert_eq!(err.field(), "minimum_calls");
+        assert_eq!(err.field(), "open_backoff");
         assert!(
             err.to_string()
-                .starts_with("environment variable CB_Z_MINIMUM_CALLS:"),
+                .starts_with("environment variable CB_Z_OPEN_BACKOFF:"),
             "{err}"
         );
     }

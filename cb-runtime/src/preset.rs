@@ -10,19 +10,45 @@ use crate::config::{Config, ConfigBuilder, ConfigError, Window};
 
 /// A starting configuration for a kind of dependency.
 ///
-/// Every preset uses both triggers: consecutive failures (which catch a dead
-/// dependency even at low traffic) and a failure rate over a count window,
-/// judged once at least 10 calls are in it (which catches a flaky one under
-/// load). Each also sets a slow-call trigger (80 % of the window slower than
-/// the slow-call duration opens the circuit) and a call timeout.
+/// Every preset uses both triggers: consecutive failures and a failure rate
+/// of 50 % over the last 200 calls, judged once at least 50 are in it. A run
+/// of `failure_threshold` timeouts opens on its own (a hang); a run of that
+/// many errors opens once the window agrees, half of it failed
+/// ([`streak_failure_rate`](crate::ConfigBuilder::streak_failure_rate) 0.5).
+/// After a failed probe the circuit stays open 3.3 % of the time since it
+/// opened when that is longer than `open_duration`
+/// ([`open_growth`](crate::ConfigBuilder::open_growth) 0.033). Each also sets
+/// a slow-call trigger (80 % of the window slower than the slow-call duration
+/// opens the circuit) and a call timeout.
 ///
 /// | preset | failure_threshold | success_threshold | open_duration | half_open_max_calls | window | minimum_calls | failure rate | slow call | call_timeout | throttle_duration | max_retry_after |
 /// |---|---|---|---|---|---|---|---|---|---|---|---|
-/// | `llm` | 3 | 2 | 120 s | 2 | last 20 calls | 10 | 0.5 | 30 s | 60 s | 10 s | 120 s |
-/// | `http_api` | 5 | 2 | 30 s | 3 | last 50 calls | 10 | 0.5 | 2 s | 10 s | 5 s | 5 min |
-/// | `database` | 10 | 3 | 10 s | 5 | last 100 calls | 10 | 0.5 | 1 s | 1.5 s | 5 s | 5 min |
-/// | `cache` | 8 | 3 | 20 s | 4 | last 100 calls | 10 | 0.5 | 50 ms | 250 ms | 5 s | 5 min |
-/// | `notification` | 10 | 2 | 60 s | 3 | last 20 calls | 10 | 0.5 | 5 s | 15 s | 5 s | 5 min |
+/// | `llm` | 3 | 2 | 120 s | 2 | last 200 calls | 50 | 0.5 | 30 s | 60 s | 10 s | 120 s |
+/// | `http_api` | 5 | 2 | 30 s | 3 | last 200 calls | 50 | 0.5 | 2 s | 10 s | 5 s | 5 min |
+/// | `database` | 10 | 3 | 10 s | 5 | last 200 calls | 50 | 0.5 | 1 s | 1.5 s | 5 s | 5 min |
+/// | `cache` | 8 | 3 | 20 s | 4 | last 200 calls | 50 | 0.5 | 50 ms | 250 ms | 5 s | 5 min |
+/// | `notification` | 10 | 2 | 60 s | 3 | last 200 calls | 50 | 0.5 | 5 s | 15 s | 5 s | 5 min |
+///
+/// **What changed in issue 39, and why.** The contract's numbers
+/// (`failure_threshold`, `success_threshold`, `open_duration`,
+/// `half_open_max_calls`) stay. The window was the last 20 (`llm`,
+/// `notification`), 50 (`http_api`) or 100 calls (`database`, `cache`),
+/// judged after 10, and any run of `failure_threshold` failures opened the
+/// circuit. Measured by `examples/outage_cost.rs` (5 seeds of 12,000 calls),
+/// a provider failing 10 % of calls at random lost `llm` 48 % of its calls at
+/// 10 calls a second and 84 % at 100 (chance runs of 3 failures, each opening
+/// it for 120 s), one failing 30 % lost `http_api` and `notification` 42 to
+/// 69 % from 10 calls a second up, and a dead dependency called once a second
+/// got 10 % of its calls through `database` (a probe every 10 s), 5 %
+/// through `cache`. Now no preset refuses a good call at either share (0.00 %
+/// in the table), or lets more than 1.27 % through to a dead dependency, at 1
+/// to 1,000 calls a second; after a 5-minute outage each lets a call through within
+/// its open duration (`llm` used to wait 60 s more). The price: once a
+/// preset has seen a success, a fast-failing outage opens it after 20 errors
+/// in a row (or half the window), no longer after 3 to 10; a fresh breaker
+/// whose first calls fail, and a hang, open each preset as fast as before. The guide's
+/// chapter "Choosing a preset" (`docs/guide/choosing-a-preset.md`) has the
+/// whole table.
 ///
 /// An LLM completion takes seconds and its provider's outages last minutes,
 /// so it opens early and stays open long; a cache answers in a millisecond
@@ -81,6 +107,15 @@ struct Numbers {
     max_retry_after: Duration,
 }
 
+/// What every preset shares since issue 39 ("Presets tuned by what an outage
+/// costs"): a window of the last 200 calls, judged once 50 are in it; a run
+/// of errors that opens only when half the window failed; and an open period
+/// that grows to 3.3 % of a long outage.
+const WINDOW: u32 = 200;
+const MINIMUM_CALLS: u32 = 50;
+const STREAK_FAILURE_RATE: f64 = 0.5;
+const OPEN_GROWTH: f64 = 0.033;
+
 const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -116,8 +151,8 @@ impl Preset {
                 success_threshold: 2,
                 open: secs(120),
                 half_open_max_calls: 2,
-                window: 20,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(30),
                 slow_rate: 0.8,
@@ -130,8 +165,8 @@ impl Preset {
                 success_threshold: 2,
                 open: secs(30),
                 half_open_max_calls: 3,
-                window: 50,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(2),
                 slow_rate: 0.8,
@@ -144,8 +179,8 @@ impl Preset {
                 success_threshold: 3,
                 open: secs(10),
                 half_open_max_calls: 5,
-                window: 100,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(1),
                 slow_rate: 0.8,
@@ -160,8 +195,8 @@ impl Preset {
                 success_threshold: 3,
                 open: secs(20),
                 half_open_max_calls: 4,
-                window: 100,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: millis(50),
                 slow_rate: 0.8,
@@ -174,8 +209,8 @@ impl Preset {
                 success_threshold: 2,
                 open: secs(60),
                 half_open_max_calls: 3,
-                window: 20,
-                minimum_calls: 10,
+                window: WINDOW,
+                minimum_calls: MINIMUM_CALLS,
                 failure_rate: 0.5,
                 slow_call: secs(5),
                 slow_rate: 0.8,
@@ -203,6 +238,8 @@ impl Preset {
             .call_timeout(n.timeout)
             .throttle_duration(n.throttle)
             .max_retry_after(n.max_retry_after)
+            .streak_failure_rate(STREAK_FAILURE_RATE)
+            .open_growth(OPEN_GROWTH)
     }
 
     /// The preset's configuration.
@@ -278,7 +315,10 @@ mod tests {
             assert_eq!(c.success_threshold(), st, "{name}");
             assert_eq!(c.open_duration(), Duration::from_secs(open), "{name}");
             assert_eq!(c.half_open_max_calls(), hom, "{name}");
-            assert_eq!(c.minimum_calls(), 10, "{name}");
+            // The contract: judged after at least 10 calls. Issue 39 raised
+            // it to 50: a 10-call judgement opens on chance (see the table).
+            assert!(c.minimum_calls() >= 10, "{name}");
+            assert_eq!(c.minimum_calls(), MINIMUM_CALLS, "{name}");
             assert!(
                 c.call_timeout().is_some() && c.slow_call_duration().is_some(),
                 "{name}"

@@ -73,7 +73,7 @@ impl SlidingWindow {
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
-            SlidingWindow::Count(w) => (w.failure_bits.len() + w.slow_bits.len()) * 8,
+            SlidingWindow::Count(w) => w.bits.len() * 8,
             SlidingWindow::Time(w) => std::mem::size_of_val(&*w.buckets),
         }
     }
@@ -82,8 +82,9 @@ impl SlidingWindow {
 /// The last `size` calls, exactly: a ring of failure bits and slow bits.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
-    failure_bits: Box<[u64]>,
-    slow_bits: Box<[u64]>,
+    /// The failure bits, then as many words of slow bits: one allocation,
+    /// one pointer (so that a breaker stays within 1 KiB).
+    bits: Box<[u64]>,
     size: u32,
     /// The slot the next call goes in.
     head: u32,
@@ -97,8 +98,7 @@ impl CountWindow {
     fn new(size: u32) -> Self {
         let words = size.div_ceil(64) as usize;
         CountWindow {
-            failure_bits: vec![0; words].into_boxed_slice(),
-            slow_bits: vec![0; words].into_boxed_slice(),
+            bits: vec![0; 2 * words].into_boxed_slice(),
             size,
             head: 0,
             len: 0,
@@ -109,15 +109,16 @@ impl CountWindow {
 
     fn push(&mut self, failure: bool, slow: bool) {
         let (word, bit) = ((self.head / 64) as usize, 1u64 << (self.head % 64));
+        let slow_word = word + self.bits.len() / 2;
         // The slot's old call leaves the window as the new one enters it.
         if self.len == self.size {
-            self.failures -= u32::from(self.failure_bits[word] & bit != 0);
-            self.slow -= u32::from(self.slow_bits[word] & bit != 0);
+            self.failures -= u32::from(self.bits[word] & bit != 0);
+            self.slow -= u32::from(self.bits[slow_word] & bit != 0);
         } else {
             self.len += 1;
         }
-        set_bit(&mut self.failure_bits[word], bit, failure);
-        set_bit(&mut self.slow_bits[word], bit, slow);
+        set_bit(&mut self.bits[word], bit, failure);
+        set_bit(&mut self.bits[slow_word], bit, slow);
         self.failures += u32::from(failure);
         self.slow += u32::from(slow);
         self.head = if self.head + 1 == self.size {
@@ -152,8 +153,7 @@ impl CountWindow {
     }
 
     fn clear(&mut self) {
-        self.failure_bits.fill(0);
-        self.slow_bits.fill(0);
+        self.bits.fill(0);
         self.head = 0;
         self.len = 0;
         self.failures = 0;

@@ -106,7 +106,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 16] = [
+pub const FIELDS: [Field; 18] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -188,6 +188,17 @@ pub const FIELDS: [Field; 16] = [
         name: "family_open_keys",
         kind: Kind::Count { min: 0, max: MAX_KEYS },
         doc: "Keyed breakers: this many keys open at once open the whole family; 0 turns it off.",
+    },
+    // Issue 39: triggers that chance runs of failures do not fool.
+    Field {
+        name: "streak_failure_rate",
+        kind: Kind::Rate,
+        doc: "A run of `failure_threshold` errors opens only if this share of the window failed (judged over at least `minimum_calls` calls); a run of timeouts, one too long for chance, or one in a window without a success opens on its own; 0 lets any run open.",
+    },
+    Field {
+        name: "open_growth",
+        kind: Kind::Rate,
+        doc: "Long outages: after a failed probe the circuit stays open this share of the time since it opened, when longer than `open_duration`; 0 turns it off.",
     },
 ];
 

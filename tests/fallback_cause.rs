@@ -353,7 +353,7 @@ async fn generic_functions_and_patterns_take_the_cause_too() {
 
 type DbError = std::io::Error;
 
-#[circuit_breaker(name = "cause-foreign", failure_threshold = 1,
+#[circuit_breaker(name = "cause-foreign", failure_threshold = 1, streak_failure_rate = 0,
                   fallback_with_cause = replica, fallback_on = "failure")]
 async fn primary(id: u32) -> Result<u32, CallError<DbError>> {
     if id == 0 {

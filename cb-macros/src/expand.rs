@@ -17,7 +17,10 @@
 //! ```
 //!
 //! Admission is checked before the body's `async move` block exists, so a refused call still
-//! has every argument to hand to the fallback. The permit leaves the admission's `Result` in a
+//! has every argument to hand to the fallback. Every fallback runs as a member of a failover
+//! chain (`__private::in_chain(retry_after, fallback(..))`); with `fallback_with_cause` its last
+//! argument is the cause (`__private::refused_cause`, or `due_cause` after the call), checked to
+//! be `FallbackCause<E>` by `__private::cause_arg`. The permit leaves the admission's `Result` in a
 //! statement of its own, so the `Result` is not kept in the future across the `.await`.
 //!
 //! With `key = <expr>`, `breaker` is the key's: `let lease = __private::keyed(&SLOT, ..,

@@ -571,6 +571,9 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::DurationUpTo { .. } => "a duration in a string with its unit, or \"0s\"",
         FieldKind::Window => "a number of calls or a duration in a string",
         FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
+        FieldKind::Word(_) => "one of its words in a string",
+        FieldKind::OptionalCount { .. } => "a whole number, or \"none\"",
+        FieldKind::Multiplier => "a number greater than 1",
     }
 }
 
@@ -583,12 +586,21 @@ fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue
             | FieldKind::OptionalDuration
             | FieldKind::DurationUpTo { .. }
             | FieldKind::Window
-            | FieldKind::Backoff,
+            | FieldKind::Backoff
+            | FieldKind::Word(_)
+            | FieldKind::OptionalCount { .. },
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
         ) => field.parse(&lit.value()),
-        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::Rate, _) => {
+        (
+            FieldKind::Count { .. }
+            | FieldKind::Window
+            | FieldKind::Rate
+            | FieldKind::OptionalCount { .. }
+            | FieldKind::Multiplier,
+            _,
+        ) => {
             let Some(parsed) = number(field.kind, value) else {
                 return Err(wrong_type(key, value, form(field.kind)));
             };
@@ -652,7 +664,20 @@ fn number(kind: FieldKind, value: &Expr) -> Option<Result<FieldValue, Refusal>> 
     };
     let out_of_range = Err(Refusal::OutOfRange);
     Some(match (kind, lit) {
-        (FieldKind::Count { .. } | FieldKind::Window, Lit::Int(int)) => match int.base10_parse::<u32>() {
+        (FieldKind::Multiplier, Lit::Int(_) | Lit::Float(_)) => {
+            let k = match lit {
+                Lit::Int(int) => int.base10_parse::<f64>(),
+                Lit::Float(float) => float.base10_parse::<f64>(),
+                _ => return None,
+            };
+            match k {
+                Ok(k) if !negative => Ok(FieldValue::Multiplier(k)),
+                _ => out_of_range,
+            }
+        }
+        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::OptionalCount { .. }, Lit::Int(int)) => match int
+            .base10_parse::<u32>()
+        {
             Ok(n) if !negative && kind == FieldKind::Window => Ok(FieldValue::WindowCalls(n)),
             Ok(n) if !negative => Ok(FieldValue::Count(n)),
             _ => out_of_range,

@@ -452,6 +452,8 @@ fn field_json(value: Option<cb_syntax::Value>) -> serde_json::Value {
             "max_ms": millis(b.cap_nanos),
             "jitter": b.jitter,
         }),
+        Some(V::Word(word)) => json!(word),
+        Some(V::Multiplier(k)) => json!(k),
     }
 }
 

@@ -116,6 +116,9 @@ pub const ID_SEPARATOR: char = '\u{1f}';
 
 /// The bit of `probes_and_timed` that says calls are timed.
 const TIMED: u64 = 1 << 32;
+/// The bits of `probes_and_timed` that hold `half_open_max_calls`; above
+/// them, [`TIMED`] and the protection modes' flags (`modes::ANY`).
+const PROBES: u64 = u32::MAX as u64;
 
 /// No generation: generations have 44 bits.
 const NO_GENERATION: u64 = u64::MAX;
@@ -187,6 +190,11 @@ impl CircuitBreaker {
     }
 
     fn with_valid_name(name: String, config: Config) -> Self {
+        CircuitBreaker::with_rare(name, config, None)
+    }
+
+    /// A breaker with its rare counts made already (a keyed breaker's).
+    fn with_rare(name: String, config: Config, rare: Option<Box<RareCounts>>) -> Self {
         let dirty = config.sliding_window.is_time();
         let breaker = CircuitBreaker {
             word: AtomicU64::new(StateWord::new(State::Closed, 0, dirty).0),
@@ -216,6 +224,9 @@ impl CircuitBreaker {
             first_items: DurationObservers::default(),
             gate: std::sync::OnceLock::new(),
         };
+        if let Some(rare) = rare {
+            let _ = breaker.rare.set(rare);
+        }
         breaker.publish(&lock(&breaker.inner).config);
         breaker
     }
@@ -232,8 +243,29 @@ impl CircuitBreaker {
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
         let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
+        let modes = crate::modes::publish(self, config);
         self.probes_and_timed
-            .store(probes | if timed { TIMED } else { 0 }, Ordering::Release);
+            .store(probes | modes | if timed { TIMED } else { 0 }, Ordering::Release);
+    }
+
+    /// The protection modes' state, once a configuration has set a mode.
+    #[inline]
+    pub(crate) fn modes(&self) -> Option<&crate::modes::Modes> {
+        self.rare.get()?.modes.get().map(|m| &**m)
+    }
+
+    /// The protection modes' state, made by `make` if there is none yet.
+    pub(crate) fn modes_or_init(
+        &self,
+        make: impl FnOnce() -> Box<crate::modes::Modes>,
+    ) -> &crate::modes::Modes {
+        self.rare().modes.get_or_init(make)
+    }
+
+    /// The breaker's clock, now, in nanoseconds.
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos()
     }
 
     /// The breaker's name. A keyed breaker's name is its family's.
@@ -280,9 +312,7 @@ impl CircuitBreaker {
     /// A keyed breaker of the family `name` (valid: the family's), for `key`
     /// (valid, or the overflow key).
     pub(crate) fn keyed(name: &str, tag: crate::key::KeyTag, config: Config) -> Self {
-        let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
-        let _ = breaker.rare.set(crate::counters::RareCounts::keyed(tag));
-        breaker
+        CircuitBreaker::with_rare(name.to_owned(), config, Some(RareCounts::keyed(tag)))
     }
 
     /// The breaker's current configuration.
@@ -411,7 +441,20 @@ impl CircuitBreaker {
                 Some(rare) => CallEnd::ALL.map(|end| rare.probes[end.index()].load(Ordering::Relaxed)),
                 None => [0; CallEnd::ALL.len()],
             },
+            saturated: self.modes().map_or(0, |m| m.saturated()),
+            shadow_rejected: self.modes().map_or(0, |m| m.shadow_rejected()),
+            refusal_share: self.refusal_share(),
+            concurrent_calls: self.modes().map_or(0, |m| m.bulkhead.in_flight()),
         }
+    }
+
+    /// An adaptive breaker's (`trip = "adaptive"`) probability of refusing
+    /// the next call, from its sliding window now; `None` for a threshold
+    /// breaker.
+    pub fn refusal_share(&self) -> Option<f64> {
+        let adaptive = self.probes_and_timed.load(Ordering::Relaxed) & crate::modes::ADAPTIVE != 0;
+        let modes = self.modes().filter(|_| adaptive)?;
+        Some(modes.adaptive.share(self.now_nanos()))
     }
 
     /// The rare counts, allocated on the first.
@@ -484,6 +527,9 @@ impl CircuitBreaker {
     /// Closes the circuit and clears the window and the consecutive-failure
     /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
     pub fn reset(&self) {
+        if let Some(modes) = self.modes() {
+            modes.adaptive.clear();
+        }
         self.manual(State::Closed, Reason::Reset);
     }
 
@@ -629,9 +675,22 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Ticket, BreakerError> {
         let w = self.load();
+        // The flags word the ticket reads anyway: a protection mode (a bit
+        // no breaker without one has set) takes admission out of line.
+        let flags = self.probes_and_timed.load(Ordering::Relaxed);
+        if flags & crate::modes::ANY != 0 {
+            return crate::modes::admit(self, w, flags);
+        }
+        self.admit_plain(w, flags)
+    }
+
+    /// Admission by the state machine alone, for a word `w` and the flags
+    /// word `flags`.
+    #[inline(always)]
+    pub(crate) fn admit_plain(&self, w: StateWord, flags: u64) -> Result<Ticket, BreakerError> {
         let state = w.state();
         if state == State::Closed {
-            return Ok(self.ticket(w, Admission::Closed));
+            return Ok(self.ticket_with(w, Admission::Closed, flags));
         }
         if state == State::Open {
             return self.admit_open(w);
@@ -658,7 +717,13 @@ impl CircuitBreaker {
 
     #[inline(always)]
     fn ticket(&self, w: StateWord, admission: Admission) -> Ticket {
-        let start = if self.probes_and_timed.load(Ordering::Relaxed) & TIMED != 0 {
+        self.ticket_with(w, admission, self.probes_and_timed.load(Ordering::Relaxed))
+    }
+
+    /// A ticket for `w`, timed when `flags` (the flags word) says so.
+    #[inline(always)]
+    pub(crate) fn ticket_with(&self, w: StateWord, admission: Admission, flags: u64) -> Ticket {
+        let start = if flags & TIMED != 0 {
             self.clock.now_nanos()
         } else {
             Ticket::NO_START
@@ -696,7 +761,7 @@ impl CircuitBreaker {
                 }
                 State::HalfOpen => {
                     let n = w.in_flight();
-                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & !TIMED
+                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & PROBES
                         || !self.take_lease()
                     {
                         return Err(self.reject(w, BreakerErrorKind::HalfOpenFull, None));
@@ -734,8 +799,8 @@ impl CircuitBreaker {
 
     /// Counts and logs a refusal of a call that found the word `w`.
     #[inline(always)]
-    fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
-        self.counters.add(Counter::Rejected);
+    pub(crate) fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
+        self.count_refusal(kind);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), kind);
         BreakerError::new(self.name, kind, wait)
@@ -746,13 +811,37 @@ impl CircuitBreaker {
     /// period's first rejection was logged, and two words of error.
     #[inline(always)]
     fn reject_open(&self, w: StateWord, wait: u64) -> BreakerError {
-        self.counters.add(Counter::Rejected);
+        self.count_refusal(BreakerErrorKind::Open);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), BreakerErrorKind::Open);
         if w.throttled() {
             return BreakerError::throttled(self.name, wait);
         }
         BreakerError::open(self.name, wait)
+    }
+
+    /// Counts a refusal: in `rejected`, or in shadow mode (which lets the
+    /// call through) in `shadow_rejected`.
+    #[inline(always)]
+    fn count_refusal(&self, kind: BreakerErrorKind) {
+        if self.probes_and_timed.load(Ordering::Relaxed) & crate::modes::SHADOW != 0
+            && crate::shadow::lets_through(kind)
+        {
+            if let Some(modes) = self.modes() {
+                return modes.count_shadow();
+            }
+        }
+        self.counters.add(Counter::Rejected);
+    }
+
+    /// The breaker's error of `kind`, counted by the caller.
+    pub(crate) fn error(&self, kind: BreakerErrorKind, after: Option<Duration>) -> BreakerError {
+        BreakerError::new(self.name, kind, after)
+    }
+
+    /// Refusals so far: counted, or let through by shadow mode.
+    fn refusals(&self) -> u64 {
+        self.counters.sum(Counter::Rejected) + self.modes().map_or(0, |m| m.shadow_rejected())
     }
 
     /// The `call_timeout` in force, if any.
@@ -772,7 +861,7 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn finish(&self, ticket: Ticket, finish: CallEnd) {
         let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        if finish == CallEnd::Success && !slow && ticket.admission() == Admission::Closed {
+        if finish == CallEnd::Success && !slow && ticket.is_plain_closed() {
             // The hot path: closed, clean window, same generation.
             if self.load().is_clean_closed(ticket.generation()) {
                 self.counters.add(Counter::FastSuccess);
@@ -811,6 +900,9 @@ impl CircuitBreaker {
     /// it): opens for at least that long when the call belongs to the current
     /// period (admitted in it, or its own failure just `moved` the state).
     fn honour_failure_hint(&self, ticket: Ticket, finish: CallEnd, moved: bool, hint: Duration) {
+        if ticket.is_adaptive() || ticket.admission() == Admission::Shadow {
+            return; // an adaptive breaker never opens; a shadow call moves nothing
+        }
         let cap = lock(&self.inner).config.max_retry_after();
         if matches!(finish, CallEnd::Failure | CallEnd::Timeout) && !cap.is_zero() && !hint.is_zero() {
             let admitted = ticket.generation();
@@ -836,8 +928,9 @@ impl CircuitBreaker {
         let admission = ticket.admission();
         // Rare: counted with the fallbacks and probes, allocated on the first.
         self.rare().throttled.fetch_add(1, Ordering::Relaxed);
+        let heard = !ticket.has_mode_flags() || crate::modes::finish(self, ticket, CallEnd::Throttled);
         let period = lock(&self.inner).config.throttle_period(hint);
-        if admission == Admission::Disabled {
+        if !heard || matches!(admission, Admission::Disabled | Admission::Shadow) {
             return false;
         }
         let admitted = ticket.generation();
@@ -971,8 +1064,10 @@ impl CircuitBreaker {
         if slow && finish != CallEnd::Cancelled {
             self.counters.add(Counter::Slow);
         }
+        let heard = !ticket.has_mode_flags() || crate::modes::finish(self, ticket, finish);
         let transition = match ticket.admission() {
-            Admission::Disabled => None,
+            _ if !heard => None,
+            Admission::Disabled | Admission::Shadow => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
             Admission::HalfOpen => {
                 self.rare().probes[finish.index()].fetch_add(1, Ordering::Relaxed);
@@ -1231,10 +1326,9 @@ impl CircuitBreaker {
     fn emit(&self, transition: Option<Transition>) {
         if let Some(mut t) = transition {
             if t.from.is_open() {
-                t.rejected_while_open =
-                    Some(self.rejections.end_period(self.counters.sum(Counter::Rejected)));
+                t.rejected_while_open = Some(self.rejections.end_period(self.refusals()));
             } else if t.to.is_open() {
-                self.rejections.start_period(self.counters.sum(Counter::Rejected));
+                self.rejections.start_period(self.refusals());
             }
             crate::log::transition(&t);
             self.observers.notify(&t);

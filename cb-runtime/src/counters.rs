@@ -120,6 +120,9 @@ pub(crate) struct RareCounts {
     /// A keyed breaker's key, with what its family's call path checks: set
     /// when the breaker is made, so that an unkeyed breaker pays no field for it.
     pub(crate) key: Option<crate::key::KeyTag>,
+    /// The protection modes' state, made when a configuration first sets a
+    /// mode (see `modes`).
+    pub(crate) modes: crate::sync::OnceBox<crate::modes::Modes>,
 }
 
 impl RareCounts {
@@ -136,6 +139,7 @@ impl RareCounts {
             probes: std::array::from_fn(|_| AtomicU64::new(0)),
             throttled: AtomicU64::new(0),
             key: None,
+            modes: crate::sync::OnceBox::new(),
         })
     }
 }

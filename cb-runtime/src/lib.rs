@@ -97,6 +97,11 @@ mod sync;
 mod timing;
 mod transition;
 mod window;
+// Protection modes.
+mod adaptive;
+mod bulkhead;
+mod modes;
+mod shadow;
 
 #[cfg(feature = "admin")]
 pub mod admin;
@@ -129,6 +134,8 @@ pub use state::{ParseStateError, State};
 pub use stats::Stats;
 pub use stream::{BreakerStream, CallStream};
 pub use transition::{Reason, Transition};
+pub use adaptive::Trip;
+pub use shadow::{Mode, ParseModeError};
 
 #[cfg(all(test, not(loom)))]
 mod tests;

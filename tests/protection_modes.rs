@@ -182,6 +182,8 @@ fn the_bulkhead_matches_a_model_of_its_slots() {
         "bulkhead-model",
         Config::builder().max_concurrent_calls(3).build().unwrap(),
     );
+    // Only the bulkhead refuses: the failures and panics open nothing.
+    b.disable();
     let mut rng = fastrand::Rng::with_seed(9);
     let mut held = Vec::new();
     let mut saturated = 0;
@@ -200,6 +202,7 @@ fn the_bulkhead_matches_a_model_of_its_slots() {
             match rng.u8(..3) {
                 0 => permit.record(rng.bool()),
                 1 => drop(permit),
+                _ if rng.u8(..20) != 0 => permit.record_outcome(cb_runtime::Outcome::Ignored),
                 _ => {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                         let _permit = permit;
@@ -319,4 +322,28 @@ fn adaptive_k_is_checked_and_kept() {
         assert_eq!(err.field(), "adaptive_k");
         assert!(err.to_string().contains("greater than 1.0"), "{err}");
     }
+}
+
+#[test]
+fn a_streamed_call_holds_its_slot_until_it_is_judged() {
+    use futures::StreamExt;
+    let b = CircuitBreaker::new(
+        "bulkhead-stream",
+        Config::builder().max_concurrent_calls(1).build().unwrap(),
+    );
+    tokio_test::block_on(async {
+        let items = futures::stream::iter([Ok::<u32, ()>(1), Ok(2)]);
+        let mut stream = b.call_stream(async { Ok::<_, ()>(items) }).await.unwrap();
+        assert_eq!(stream.next().await, Some(Ok(1)));
+        assert!(b.try_acquire().unwrap_err().is_saturated(), "the first item did not free it");
+        assert_eq!(stream.next().await, Some(Ok(2)));
+        assert_eq!(stream.next().await, None);
+        assert_eq!(b.stats().concurrent_calls, 0, "judged at its end");
+        let dropped = b.call_stream(async { Ok::<_, ()>(futures::stream::pending::<Result<u32, ()>>()) });
+        let stream = dropped.await.unwrap();
+        assert!(b.try_acquire().unwrap_err().is_saturated());
+        drop(stream);
+        assert!(b.try_acquire().is_ok(), "a dropped stream frees its slot");
+    });
+    assert_eq!(b.stats().saturated, 2);
 }

@@ -347,3 +347,59 @@ fn a_streamed_call_holds_its_slot_until_it_is_judged() {
     });
     assert_eq!(b.stats().saturated, 2);
 }
+
+#[test]
+fn metrics_and_the_admin_view_show_the_modes() {
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    let prom = prometheus::Registry::new();
+    prom.register(Box::new(cb_runtime::metrics::BreakerCollector::new(registry)))
+        .unwrap();
+    let shadowed = registry.get_or_insert("modes-shadow", || {
+        Config::builder().failure_threshold(1).mode(Mode::Shadow).build().unwrap()
+    });
+    shadowed.try_acquire().unwrap().record(false);
+    shadowed.try_acquire().unwrap().record(true);
+    let bulkhead = registry.get_or_insert("modes-bulkhead", || {
+        Config::builder().max_concurrent_calls(1).build().unwrap()
+    });
+    let held = bulkhead.try_acquire().unwrap();
+    assert!(bulkhead.try_acquire().unwrap_err().is_saturated());
+    let adaptive = registry.get_or_insert("modes-adaptive", || {
+        Config::builder().trip(Trip::Adaptive).build().unwrap()
+    });
+    for _ in 0..20 {
+        if let Ok(permit) = adaptive.try_acquire() {
+            permit.record(false);
+        }
+    }
+    registry.get_or_insert("modes-none", Config::default);
+
+    let text = cb_runtime::metrics::encode(&prom.gather());
+    for line in [
+        r#"circuit_breaker_shadow_rejections_total{name="modes-shadow"} 1"#,
+        r#"circuit_breaker_shadow_mode{name="modes-shadow"} 1"#,
+        r#"circuit_breaker_state{name="modes-shadow"} 1"#,
+        r#"circuit_breaker_calls_total{name="modes-bulkhead",outcome="saturated"} 1"#,
+        r#"circuit_breaker_concurrent_calls{name="modes-bulkhead"} 1"#,
+        r#"circuit_breaker_refusal_share{name="modes-adaptive"} 0."#,
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
+    assert!(
+        !text.contains(r#"circuit_breaker_shadow_mode{name="modes-none"}"#),
+        "a breaker without modes has no mode series"
+    );
+
+    let view = serde_json::to_value(cb_runtime::admin::BreakerView::of(&shadowed)).unwrap();
+    assert_eq!(view["mode"], "shadow");
+    assert_eq!(view["state"], "open");
+    assert_eq!(view["stats"]["shadow_rejected"], 1);
+    assert_eq!(view["config"]["mode"], "shadow");
+    let view = serde_json::to_value(cb_runtime::admin::BreakerView::of(&adaptive)).unwrap();
+    assert_eq!((view["trip"].as_str(), view["state"].as_str()), (Some("adaptive"), Some("closed")));
+    assert!(view["stats"]["refusal_share"].as_f64().unwrap() > 0.5, "{view}");
+    let view = serde_json::to_value(cb_runtime::admin::BreakerView::of(&bulkhead)).unwrap();
+    assert_eq!(view["stats"]["saturated"], 1);
+    assert_eq!(view["config"]["max_concurrent_calls"], 1);
+    drop(held);
+}

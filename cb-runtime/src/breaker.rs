@@ -254,6 +254,12 @@ impl CircuitBreaker {
         self.rare.get()?.modes.get().map(|m| &**m)
     }
 
+    /// Whether a configuration of this breaker has set a protection mode
+    /// (shadow, a bulkhead or adaptive throttling), now or before.
+    pub(crate) fn has_used_modes(&self) -> bool {
+        self.modes().is_some()
+    }
+
     /// The protection modes' state, made by `make` if there is none yet.
     pub(crate) fn modes_or_init(
         &self,

@@ -403,3 +403,38 @@ fn metrics_and_the_admin_view_show_the_modes() {
     assert_eq!(view["config"]["max_concurrent_calls"], 1);
     drop(held);
 }
+
+/// Teams tune in shadow, then enforce by a config file reload.
+#[test]
+fn a_file_reload_switches_shadow_to_enforce_and_sets_the_other_modes() {
+    let registry = Registry::with_env(Vec::new);
+    registry
+        .load_str("[breakers.reloaded]\nmode = \"shadow\"\nfailure_threshold = 1\n", "modes.toml")
+        .unwrap();
+    let b = registry.get_or_insert("reloaded", Config::default);
+    assert_eq!(b.config().mode(), Mode::Shadow);
+    b.try_acquire().unwrap().record(false);
+    assert!(b.try_acquire().is_ok(), "shadow: let through");
+    registry
+        .load_str(
+            "[breakers.reloaded]\nmode = \"enforce\"\nfailure_threshold = 1\nmax_concurrent_calls = 4\n\
+             trip = \"adaptive\"\nadaptive_k = 1.5\n",
+            "modes.toml",
+        )
+        .unwrap();
+    let c = b.config();
+    assert_eq!(
+        (c.mode(), c.max_concurrent_calls(), c.trip(), c.adaptive_k()),
+        (Mode::Enforce, Some(4), Trip::Adaptive, 1.5)
+    );
+    let err = registry
+        .load_str("[breakers.reloaded]\nmode = \"dry-run\"\n", "modes.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mode") && err.contains("`enforce`, `shadow`"), "{err}");
+    let err = registry
+        .load_str("[breakers.reloaded]\nadaptive_k = 0.5\n", "modes.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adaptive_k") && err.contains("greater than 1.0"), "{err}");
+}

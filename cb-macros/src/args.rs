@@ -571,7 +571,7 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::DurationUpTo { .. } => "a duration in a string with its unit, or \"0s\"",
         FieldKind::Window => "a number of calls or a duration in a string",
         FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
-        FieldKind::Word(_) => "one of its words in a string",
+        FieldKind::Word(_) => "one of its words in a string (see the field's range)",
         FieldKind::OptionalCount { .. } => "a whole number, or \"none\"",
         FieldKind::Multiplier => "a number greater than 1",
     }
@@ -605,6 +605,9 @@ fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue
                 return Err(wrong_type(key, value, form(field.kind)));
             };
             parsed.and_then(|v| field.check(&v).map(|()| v))
+        }
+        (FieldKind::Word(_), _) => {
+            return Err(wrong_type(key, value, &format!("{} in a string", field.range())))
         }
         _ => return Err(wrong_type(key, value, form(field.kind))),
     };

@@ -23,78 +23,10 @@
 //! a cancelled call is neither. One draw from a per-breaker random source
 //! per decided call, under a lock of its own (never held across a call).
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::config::Window;
 use crate::outcome::CallEnd;
-use crate::shadow::ParseModeError;
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 use crate::window::SlidingWindow;
-
-/// What refuses calls: the field `trip` (`"threshold"` or `"adaptive"` in
-/// the attribute, a config file and the environment).
-///
-/// ```
-/// use cb_runtime::{CircuitBreaker, Config, State, Trip};
-///
-/// let config = Config::builder().trip(Trip::Adaptive).build().unwrap();
-/// let breaker = CircuitBreaker::new("adaptive-doc", config);
-/// for _ in 0..50 {
-///     if let Ok(permit) = breaker.try_acquire() {
-///         permit.record(false); // the dependency fails every call
-///     }
-/// }
-/// assert_eq!(breaker.state(), State::Closed); // never opens...
-/// let share = breaker.stats().refusal_share.unwrap();
-/// assert!(share > 0.9, "{share}"); // ...but refuses nearly every call
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Trip {
-    /// The classic machine: the thresholds open the circuit, probes close it
-    /// (the default).
-    #[default]
-    Threshold,
-    /// Client-side adaptive throttling: never opens; refuses each call with
-    /// probability `max(0, (requests - k * accepts) / (requests + 1))` over
-    /// the sliding window.
-    Adaptive,
-}
-
-impl Trip {
-    /// Every trip, in the order of [`cb_syntax::TRIPS`].
-    pub const ALL: [Trip; 2] = [Trip::Threshold, Trip::Adaptive];
-
-    /// The trip's word: `"threshold"` or `"adaptive"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Trip::Threshold => "threshold",
-            Trip::Adaptive => "adaptive",
-        }
-    }
-}
-
-const _: () = assert!(cb_syntax::TRIPS.len() == Trip::ALL.len());
-
-impl fmt::Display for Trip {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Trip {
-    type Err = ParseModeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Trip::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| ParseModeError::new("trip", s))
-    }
-}
-
-/// The default `adaptive_k`, the book's 2.0, in hundredths.
-pub(crate) const DEFAULT_K_CENTS: u16 = 200;
 
 /// The probability of refusing the next call, given the window's
 /// `requests` and `accepts`: `max(0, (requests - k * accepts) / (requests + 1))`.
@@ -211,16 +143,6 @@ mod tests {
         assert_eq!(refusal_probability(99, 0, 2.0), 0.99);
         assert_eq!(refusal_probability(99, 20, 2.0), 59.0 / 100.0);
         assert_eq!(refusal_probability(99, 20, 1.5), 69.0 / 100.0);
-    }
-
-    #[test]
-    fn words_round_trip_and_match_the_field_table() {
-        for (trip, word) in Trip::ALL.into_iter().zip(cb_syntax::TRIPS) {
-            assert_eq!(trip.as_str(), word);
-            assert_eq!(word.parse::<Trip>(), Ok(trip));
-        }
-        let err = "gradual".parse::<Trip>().unwrap_err().to_string();
-        assert_eq!(err, "unknown `trip` `gradual`; expected one of `threshold`, `adaptive`");
     }
 
     /// With no failure in the window, nothing is refused, whatever `k`.

@@ -39,6 +39,10 @@ use std::time::Duration;
 // module, so that it can drive the state machine with the same private steps.
 #[path = "coordination.rs"]
 pub mod coordination;
+// The protection modes' hooks: a child module, so that the breaker and its
+// hooks do not depend on each other.
+#[path = "modes.rs"]
+pub(crate) mod modes;
 
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
@@ -243,15 +247,15 @@ impl CircuitBreaker {
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
         let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
-        let modes = crate::modes::publish(self, config);
+        let modes = modes::publish(self, config);
         self.probes_and_timed
             .store(probes | modes | if timed { TIMED } else { 0 }, Ordering::Release);
     }
 
     /// The protection modes' state, once a configuration has set a mode.
     #[inline]
-    pub(crate) fn modes(&self) -> Option<&crate::modes::Modes> {
-        self.rare.get()?.modes.get().map(|m| &**m)
+    pub(crate) fn modes(&self) -> Option<&modes::Modes> {
+        self.rare.get()?.modes.get()?.downcast_ref()
     }
 
     /// Whether a configuration of this breaker has set a protection mode
@@ -261,11 +265,9 @@ impl CircuitBreaker {
     }
 
     /// The protection modes' state, made by `make` if there is none yet.
-    pub(crate) fn modes_or_init(
-        &self,
-        make: impl FnOnce() -> Box<crate::modes::Modes>,
-    ) -> &crate::modes::Modes {
-        self.rare().modes.get_or_init(make)
+    pub(crate) fn modes_or_init(&self, make: impl FnOnce() -> Box<modes::Modes>) -> &modes::Modes {
+        let made = self.rare().modes.get_or_init(|| Box::new(make() as Box<dyn std::any::Any + Send + Sync>));
+        made.downcast_ref().expect("the modes' box holds `Modes`")
     }
 
     /// The breaker's clock, now, in nanoseconds.
@@ -458,7 +460,7 @@ impl CircuitBreaker {
     /// the next call, from its sliding window now; `None` for a threshold
     /// breaker.
     pub fn refusal_share(&self) -> Option<f64> {
-        let adaptive = self.probes_and_timed.load(Ordering::Relaxed) & crate::modes::ADAPTIVE != 0;
+        let adaptive = self.probes_and_timed.load(Ordering::Relaxed) & modes::ADAPTIVE != 0;
         let modes = self.modes().filter(|_| adaptive)?;
         Some(modes.adaptive.share(self.now_nanos()))
     }
@@ -684,8 +686,8 @@ impl CircuitBreaker {
         // The flags word the ticket reads anyway: a protection mode (a bit
         // no breaker without one has set) takes admission out of line.
         let flags = self.probes_and_timed.load(Ordering::Relaxed);
-        if flags & crate::modes::ANY != 0 {
-            return crate::modes::admit(self, w, flags);
+        if flags & modes::ANY != 0 {
+            return modes::admit(self, w, flags);
         }
         self.admit_plain(w, flags)
     }
@@ -830,7 +832,7 @@ impl CircuitBreaker {
     /// call through) in `shadow_rejected`.
     #[inline(always)]
     fn count_refusal(&self, kind: BreakerErrorKind) {
-        if self.probes_and_timed.load(Ordering::Relaxed) & crate::modes::SHADOW != 0
+        if self.probes_and_timed.load(Ordering::Relaxed) & modes::SHADOW != 0
             && crate::shadow::lets_through(kind)
         {
             if let Some(modes) = self.modes() {
@@ -934,7 +936,7 @@ impl CircuitBreaker {
         let admission = ticket.admission();
         // Rare: counted with the fallbacks and probes, allocated on the first.
         self.rare().throttled.fetch_add(1, Ordering::Relaxed);
-        let heard = !ticket.has_mode_flags() || crate::modes::finish(self, ticket, CallEnd::Throttled);
+        let heard = !ticket.has_mode_flags() || modes::finish(self, ticket, CallEnd::Throttled);
         let period = lock(&self.inner).config.throttle_period(hint);
         if !heard || matches!(admission, Admission::Disabled | Admission::Shadow) {
             return false;
@@ -1070,7 +1072,7 @@ impl CircuitBreaker {
         if slow && finish != CallEnd::Cancelled {
             self.counters.add(Counter::Slow);
         }
-        let heard = !ticket.has_mode_flags() || crate::modes::finish(self, ticket, finish);
+        let heard = !ticket.has_mode_flags() || modes::finish(self, ticket, finish);
         let transition = match ticket.admission() {
             _ if !heard => None,
             Admission::Disabled | Admission::Shadow => None,

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use cb_syntax::{Field, Value, FIELDS};
 
-use crate::adaptive::Trip;
 use crate::clock::{duration_nanos, Clock};
-use crate::shadow::Mode;
+use crate::mode::{Mode, Trip};
 
 /// The sliding window over which failure and slow-call rates are judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -203,7 +202,7 @@ impl Default for Config {
             max_keys: 100,
             family_open_keys: 0,
             clock: Clock::system(),
-            protection: crate::adaptive::DEFAULT_K_CENTS,
+            protection: crate::mode::DEFAULT_K_CENTS,
             max_concurrent_calls: 0,
         }
     }

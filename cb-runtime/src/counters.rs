@@ -120,9 +120,10 @@ pub(crate) struct RareCounts {
     /// A keyed breaker's key, with what its family's call path checks: set
     /// when the breaker is made, so that an unkeyed breaker pays no field for it.
     pub(crate) key: Option<crate::key::KeyTag>,
-    /// The protection modes' state, made when a configuration first sets a
-    /// mode (see `modes`).
-    pub(crate) modes: crate::sync::OnceBox<crate::modes::Modes>,
+    /// The protection modes' state (the breaker's `Modes`), made when a
+    /// configuration first sets a mode; unnamed here, so that the counters
+    /// do not depend on the modes.
+    pub(crate) modes: crate::sync::OnceBox<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RareCounts {

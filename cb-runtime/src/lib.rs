@@ -100,7 +100,7 @@ mod window;
 // Protection modes.
 mod adaptive;
 mod bulkhead;
-mod modes;
+mod mode;
 mod shadow;
 
 #[cfg(feature = "admin")]
@@ -134,8 +134,7 @@ pub use state::{ParseStateError, State};
 pub use stats::Stats;
 pub use stream::{BreakerStream, CallStream};
 pub use transition::{Reason, Transition};
-pub use adaptive::Trip;
-pub use shadow::{Mode, ParseModeError};
+pub use mode::{Mode, ParseModeError, Trip};
 
 #[cfg(all(test, not(loom)))]
 mod tests;

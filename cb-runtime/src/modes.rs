@@ -8,14 +8,15 @@
 //! closed hot path is as it was. A mode's state is allocated the first time
 //! a configuration sets one, and kept (with its counts) after.
 
-use crate::adaptive::{Adaptive, Trip};
-use crate::breaker::CircuitBreaker;
+use crate::adaptive::Adaptive;
+use super::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::config::Config;
-use crate::counters::Counters;
+use crate::sync::{AtomicU64, Ordering};
 use crate::error::{BreakerError, BreakerErrorKind};
 use crate::outcome::CallEnd;
-use crate::shadow::{self, Mode};
+use crate::mode::{Mode, Trip};
+use crate::shadow;
 use crate::state::{Admission, State, StateWord, Ticket};
 
 /// The bit of the breaker's flags word that says shadow mode is on.
@@ -27,16 +28,16 @@ pub(crate) const ADAPTIVE: u64 = 1 << 35;
 /// Any mode: admission goes through [`admit`].
 pub(crate) const ANY: u64 = SHADOW | BULKHEAD | ADAPTIVE;
 
-/// The counts of [`Modes::counts`].
-const SATURATED: usize = 0;
-const SHADOW_REJECTED: usize = 1;
-
 /// One breaker's protection modes.
 pub(crate) struct Modes {
     pub(crate) bulkhead: Bulkhead,
     pub(crate) adaptive: Adaptive,
-    /// Saturated calls and shadow rejections, sharded as refusals are.
-    counts: Counters<2>,
+    /// Calls the bulkhead refused. Plain atomics, shared by the threads
+    /// that refuse (the breaker's sharded counters are the counters module's,
+    /// which knows nothing of the modes).
+    saturated: AtomicU64,
+    /// Calls shadow mode let through.
+    shadow_rejected: AtomicU64,
 }
 
 impl Modes {
@@ -44,24 +45,25 @@ impl Modes {
         Box::new(Modes {
             bulkhead: Bulkhead::new(),
             adaptive: Adaptive::new(config.sliding_window, config.adaptive_k()),
-            counts: Counters::new(),
+            saturated: AtomicU64::new(0),
+            shadow_rejected: AtomicU64::new(0),
         })
     }
 
     /// Calls the bulkhead refused.
     pub(crate) fn saturated(&self) -> u64 {
-        self.counts.sum(SATURATED)
+        self.saturated.load(Ordering::Relaxed)
     }
 
     /// Calls let through that shadow mode would have refused.
     pub(crate) fn shadow_rejected(&self) -> u64 {
-        self.counts.sum(SHADOW_REJECTED)
+        self.shadow_rejected.load(Ordering::Relaxed)
     }
 
     /// Counts a call shadow mode let through.
     #[inline]
     pub(crate) fn count_shadow(&self) {
-        self.counts.add(SHADOW_REJECTED);
+        self.shadow_rejected.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -118,7 +120,7 @@ pub(crate) fn admit(breaker: &CircuitBreaker, w: StateWord, flags: u64) -> Resul
                 modes.count_shadow();
                 return Ok(breaker.ticket_with(w, Admission::Shadow, flags));
             }
-            modes.counts.add(SATURATED);
+            modes.saturated.fetch_add(1, Ordering::Relaxed);
             return Err(breaker.error(BreakerErrorKind::Saturated, None));
         }
     }

@@ -10,8 +10,8 @@
 //! Run with `cargo run --example protection_modes`. It finishes in well under
 //! a second: the provider is simulated.
 
-use std::future::pending;
 use cb_runtime::{circuit_breaker, BreakerError, Config, Mode, Registry, Trip, Window};
+use std::future::pending;
 
 #[derive(Debug)]
 enum LlmError {
@@ -27,7 +27,12 @@ impl From<BreakerError> for LlmError {
 
 /// A completion through a shadow breaker: nothing is refused while the
 /// thresholds are tuned.
-#[circuit_breaker(name = "example-shadow", preset = "llm", mode = "shadow", failure_threshold = 2)]
+#[circuit_breaker(
+    name = "example-shadow",
+    preset = "llm",
+    mode = "shadow",
+    failure_threshold = 2
+)]
 async fn complete(fails: bool) -> Result<&'static str, LlmError> {
     if fails {
         Err(LlmError::Provider)
@@ -47,7 +52,10 @@ async fn shadow() {
     println!("1. shadow mode");
     for fails in [true, true, false, false, true, false] {
         let answer = complete(fails).await;
-        println!("   call (provider fails: {fails:5}): {}", if answer.is_ok() { "ok" } else { "error" });
+        println!(
+            "   call (provider fails: {fails:5}): {}",
+            if answer.is_ok() { "ok" } else { "error" }
+        );
     }
     let breaker = cb_runtime::registry().get("example-shadow").unwrap();
     let s = breaker.stats();

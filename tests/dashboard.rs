@@ -89,7 +89,10 @@ async fn exported() -> BTreeSet<String> {
     shadow.try_acquire().unwrap().record(true);
     drop(held);
     registry.get_or_insert("adaptive", || {
-        Config::builder().trip(cb_runtime::Trip::Adaptive).build().unwrap()
+        Config::builder()
+            .trip(cb_runtime::Trip::Adaptive)
+            .build()
+            .unwrap()
     });
 
     let prom = prometheus::Registry::new();

@@ -44,7 +44,10 @@ fn a_shadow_breaker_opens_as_it_would_and_lets_every_call_through() {
     assert_eq!((s.successes, s.failures), (2, 4));
     assert_eq!(s.calls(), 6, "each shadow call counts once, by how it ended");
     assert_eq!(b.state(), State::Open);
-    assert!(b.open_remaining().unwrap() > Duration::from_secs(9), "the open period is unchanged");
+    assert!(
+        b.open_remaining().unwrap() > Duration::from_secs(9),
+        "the open period is unchanged"
+    );
 
     // Half-open: one probe, as when enforcing; the call beside it is a shadow call.
     clock.advance(Duration::from_secs(10));
@@ -52,7 +55,11 @@ fn a_shadow_breaker_opens_as_it_would_and_lets_every_call_through() {
     let beside = b.try_acquire().unwrap();
     assert_eq!(b.stats().half_open_in_flight, 1);
     beside.record(false);
-    assert_eq!(b.state(), State::HalfOpen, "a shadow call's failure is no probe result");
+    assert_eq!(
+        b.state(),
+        State::HalfOpen,
+        "a shadow call's failure is no probe result"
+    );
     probe.record(true);
     assert_eq!(b.state(), State::Closed);
     assert_eq!(b.stats().shadow_rejected, 5);
@@ -66,7 +73,11 @@ fn shadow_and_enforce_go_through_the_same_states() {
     let clocks = [ManualClock::new(), ManualClock::new()];
     let enforce = CircuitBreaker::new(
         "shadow-twin-enforce",
-        shadow(&clocks[0]).to_builder().mode(Mode::Enforce).build().unwrap(),
+        shadow(&clocks[0])
+            .to_builder()
+            .mode(Mode::Enforce)
+            .build()
+            .unwrap(),
     );
     let shadowed = CircuitBreaker::new("shadow-twin-shadow", shadow(&clocks[1]));
     let mut rng = fastrand::Rng::with_seed(3);
@@ -116,14 +127,22 @@ fn shadow_mode_is_switched_by_reconfigure_and_forced_open_still_refuses() {
     assert_eq!((s.shadow_rejected, s.rejected), (2, 1));
     b.force_open();
     let refusal = b.try_acquire().unwrap_err();
-    assert_eq!(refusal.kind(), BreakerErrorKind::ForcedOpen, "an operator's command is obeyed");
+    assert_eq!(
+        refusal.kind(),
+        BreakerErrorKind::ForcedOpen,
+        "an operator's command is obeyed"
+    );
 }
 
 #[test]
 fn a_full_bulkhead_refuses_at_once_without_polling_and_is_no_failure() {
     let b = CircuitBreaker::new(
         "bulkhead-full",
-        Config::builder().failure_threshold(1).max_concurrent_calls(2).build().unwrap(),
+        Config::builder()
+            .failure_threshold(1)
+            .max_concurrent_calls(2)
+            .build()
+            .unwrap(),
     );
     assert_eq!(b.config().max_concurrent_calls(), Some(2));
     let first = b.try_acquire().unwrap();
@@ -169,7 +188,10 @@ fn a_dropped_or_panicking_call_frees_its_slot() {
     }));
     assert!(panicked.is_err());
     let s = b.stats();
-    assert_eq!((s.failures, s.cancelled, s.saturated, s.concurrent_calls), (1, 1, 1, 0));
+    assert_eq!(
+        (s.failures, s.cancelled, s.saturated, s.concurrent_calls),
+        (1, 1, 1, 0)
+    );
     assert!(b.try_acquire().is_ok());
 }
 
@@ -223,7 +245,11 @@ fn the_bulkhead_matches_a_model_of_its_slots() {
 fn in_shadow_mode_a_full_bulkhead_lets_the_call_through() {
     let b = CircuitBreaker::new(
         "bulkhead-shadow",
-        Config::builder().max_concurrent_calls(1).mode(Mode::Shadow).build().unwrap(),
+        Config::builder()
+            .max_concurrent_calls(1)
+            .mode(Mode::Shadow)
+            .build()
+            .unwrap(),
     );
     let first = b.try_acquire().unwrap();
     let second = b.try_acquire().expect("shadow mode");
@@ -335,7 +361,10 @@ fn a_streamed_call_holds_its_slot_until_it_is_judged() {
         let items = futures::stream::iter([Ok::<u32, ()>(1), Ok(2)]);
         let mut stream = b.call_stream(async { Ok::<_, ()>(items) }).await.unwrap();
         assert_eq!(stream.next().await, Some(Ok(1)));
-        assert!(b.try_acquire().unwrap_err().is_saturated(), "the first item did not free it");
+        assert!(
+            b.try_acquire().unwrap_err().is_saturated(),
+            "the first item did not free it"
+        );
         assert_eq!(stream.next().await, Some(Ok(2)));
         assert_eq!(stream.next().await, None);
         assert_eq!(b.stats().concurrent_calls, 0, "judged at its end");
@@ -355,7 +384,11 @@ fn metrics_and_the_admin_view_show_the_modes() {
     prom.register(Box::new(cb_runtime::metrics::BreakerCollector::new(registry)))
         .unwrap();
     let shadowed = registry.get_or_insert("modes-shadow", || {
-        Config::builder().failure_threshold(1).mode(Mode::Shadow).build().unwrap()
+        Config::builder()
+            .failure_threshold(1)
+            .mode(Mode::Shadow)
+            .build()
+            .unwrap()
     });
     shadowed.try_acquire().unwrap().record(false);
     shadowed.try_acquire().unwrap().record(true);
@@ -396,7 +429,10 @@ fn metrics_and_the_admin_view_show_the_modes() {
     assert_eq!(view["stats"]["shadow_rejected"], 1);
     assert_eq!(view["config"]["mode"], "shadow");
     let view = serde_json::to_value(cb_runtime::admin::BreakerView::of(&adaptive)).unwrap();
-    assert_eq!((view["trip"].as_str(), view["state"].as_str()), (Some("adaptive"), Some("closed")));
+    assert_eq!(
+        (view["trip"].as_str(), view["state"].as_str()),
+        (Some("adaptive"), Some("closed"))
+    );
     assert!(view["stats"]["refusal_share"].as_f64().unwrap() > 0.5, "{view}");
     let view = serde_json::to_value(cb_runtime::admin::BreakerView::of(&bulkhead)).unwrap();
     assert_eq!(view["stats"]["saturated"], 1);
@@ -409,7 +445,10 @@ fn metrics_and_the_admin_view_show_the_modes() {
 fn a_file_reload_switches_shadow_to_enforce_and_sets_the_other_modes() {
     let registry = Registry::with_env(Vec::new);
     registry
-        .load_str("[breakers.reloaded]\nmode = \"shadow\"\nfailure_threshold = 1\n", "modes.toml")
+        .load_str(
+            "[breakers.reloaded]\nmode = \"shadow\"\nfailure_threshold = 1\n",
+            "modes.toml",
+        )
         .unwrap();
     let b = registry.get_or_insert("reloaded", Config::default);
     assert_eq!(b.config().mode(), Mode::Shadow);
@@ -431,10 +470,16 @@ fn a_file_reload_switches_shadow_to_enforce_and_sets_the_other_modes() {
         .load_str("[breakers.reloaded]\nmode = \"dry-run\"\n", "modes.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("mode") && err.contains("`enforce`, `shadow`"), "{err}");
+    assert!(
+        err.contains("mode") && err.contains("`enforce`, `shadow`"),
+        "{err}"
+    );
     let err = registry
         .load_str("[breakers.reloaded]\nadaptive_k = 0.5\n", "modes.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("adaptive_k") && err.contains("greater than 1.0"), "{err}");
+    assert!(
+        err.contains("adaptive_k") && err.contains("greater than 1.0"),
+        "{err}"
+    );
 }

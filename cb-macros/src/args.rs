@@ -678,13 +678,13 @@ fn number(kind: FieldKind, value: &Expr) -> Option<Result<FieldValue, Refusal>> 
                 _ => out_of_range,
             }
         }
-        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::OptionalCount { .. }, Lit::Int(int)) => match int
-            .base10_parse::<u32>()
-        {
-            Ok(n) if !negative && kind == FieldKind::Window => Ok(FieldValue::WindowCalls(n)),
-            Ok(n) if !negative => Ok(FieldValue::Count(n)),
-            _ => out_of_range,
-        },
+        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::OptionalCount { .. }, Lit::Int(int)) => {
+            match int.base10_parse::<u32>() {
+                Ok(n) if !negative && kind == FieldKind::Window => Ok(FieldValue::WindowCalls(n)),
+                Ok(n) if !negative => Ok(FieldValue::Count(n)),
+                _ => out_of_range,
+            }
+        }
         (FieldKind::Rate, Lit::Int(int)) => match int.base10_parse::<f64>() {
             Ok(r) if !negative => Ok(FieldValue::Rate(r)),
             _ => out_of_range,

@@ -163,7 +163,15 @@ mod tests {
     /// value for the window's counts just before it.
     #[test]
     fn over_long_runs_the_refusal_share_follows_the_formula() {
-        for (f, k) in [(0.1, 2.0), (0.3, 2.0), (0.3, 1.2), (0.55, 2.0), (0.7, 2.0), (0.9, 1.5), (1.0, 2.0)] {
+        for (f, k) in [
+            (0.1, 2.0),
+            (0.3, 2.0),
+            (0.3, 1.2),
+            (0.55, 2.0),
+            (0.7, 2.0),
+            (0.9, 1.5),
+            (1.0, 2.0),
+        ] {
             let a = Adaptive::new(Window::Count(200), k);
             a.seed(7);
             let mut dependency = fastrand::Rng::with_seed(11);

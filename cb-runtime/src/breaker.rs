@@ -266,7 +266,10 @@ impl CircuitBreaker {
 
     /// The protection modes' state, made by `make` if there is none yet.
     pub(crate) fn modes_or_init(&self, make: impl FnOnce() -> Box<modes::Modes>) -> &modes::Modes {
-        let made = self.rare().modes.get_or_init(|| Box::new(make() as Box<dyn std::any::Any + Send + Sync>));
+        let made = self
+            .rare()
+            .modes
+            .get_or_init(|| Box::new(make() as Box<dyn std::any::Any + Send + Sync>));
         made.downcast_ref().expect("the modes' box holds `Modes`")
     }
 
@@ -807,7 +810,12 @@ impl CircuitBreaker {
 
     /// Counts and logs a refusal of a call that found the word `w`.
     #[inline(always)]
-    pub(crate) fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
+    pub(crate) fn reject(
+        &self,
+        w: StateWord,
+        kind: BreakerErrorKind,
+        wait: Option<Duration>,
+    ) -> BreakerError {
         self.count_refusal(kind);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), kind);

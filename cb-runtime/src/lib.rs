@@ -125,6 +125,7 @@ pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
 pub use fallback::FallbackReason;
 pub use family::{Family, OVERFLOW_KEY};
+pub use mode::{Mode, ParseModeError, Trip};
 pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};
@@ -134,7 +135,6 @@ pub use state::{ParseStateError, State};
 pub use stats::Stats;
 pub use stream::{BreakerStream, CallStream};
 pub use transition::{Reason, Transition};
-pub use mode::{Mode, ParseModeError, Trip};
 
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -446,7 +446,9 @@ impl Series {
             .set(i64::from(breaker.throttling()));
         if breaker.has_used_modes() {
             let shadow = breaker.config().mode() == crate::Mode::Shadow;
-            self.shadow_rejections.with_label_values(&id).inc_by(s.shadow_rejected);
+            self.shadow_rejections
+                .with_label_values(&id)
+                .inc_by(s.shadow_rejected);
             self.shadow_mode.with_label_values(&id).set(i64::from(shadow));
             self.concurrent
                 .with_label_values(&id)

@@ -75,7 +75,9 @@ impl ParseModeError {
 
 impl fmt::Display for ParseModeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let range = cb_syntax::field(self.field).map(|field| field.range()).unwrap_or_default();
+        let range = cb_syntax::field(self.field)
+            .map(|field| field.range())
+            .unwrap_or_default();
         write!(f, "unknown `{}` `{}`; expected {range}", self.field, self.written)
     }
 }
@@ -169,7 +171,10 @@ mod tests {
             assert_eq!(mode.to_string(), word);
         }
         let err = "dry_run".parse::<Mode>().unwrap_err().to_string();
-        assert_eq!(err, "unknown `mode` `dry_run`; expected one of `enforce`, `shadow`");
+        assert_eq!(
+            err,
+            "unknown `mode` `dry_run`; expected one of `enforce`, `shadow`"
+        );
     }
 
     #[test]
@@ -179,6 +184,9 @@ mod tests {
             assert_eq!(word.parse::<Trip>(), Ok(trip));
         }
         let err = "gradual".parse::<Trip>().unwrap_err().to_string();
-        assert_eq!(err, "unknown `trip` `gradual`; expected one of `threshold`, `adaptive`");
+        assert_eq!(
+            err,
+            "unknown `trip` `gradual`; expected one of `threshold`, `adaptive`"
+        );
     }
 }

@@ -8,16 +8,16 @@
 //! closed hot path is as it was. A mode's state is allocated the first time
 //! a configuration sets one, and kept (with its counts) after.
 
-use crate::adaptive::Adaptive;
 use super::CircuitBreaker;
+use crate::adaptive::Adaptive;
 use crate::bulkhead::Bulkhead;
 use crate::config::Config;
-use crate::sync::{AtomicU64, Ordering};
 use crate::error::{BreakerError, BreakerErrorKind};
-use crate::outcome::CallEnd;
 use crate::mode::{Mode, Trip};
+use crate::outcome::CallEnd;
 use crate::shadow;
 use crate::state::{Admission, State, StateWord, Ticket};
+use crate::sync::{AtomicU64, Ordering};
 
 /// The bit of the breaker's flags word that says shadow mode is on.
 pub(crate) const SHADOW: u64 = 1 << 33;
@@ -96,7 +96,9 @@ pub(crate) fn publish(breaker: &CircuitBreaker, config: &Config) -> u64 {
         None => breaker.modes_or_init(|| Modes::new(config)),
     };
     modes.bulkhead.set_limit(config.max_concurrent_calls);
-    modes.adaptive.configure(config.sliding_window, config.adaptive_k());
+    modes
+        .adaptive
+        .configure(config.sliding_window, config.adaptive_k());
     flags
 }
 

@@ -380,7 +380,10 @@ mod tests {
             let both = t.holding_slot().adaptive();
             assert!(both.holds_slot() && both.is_adaptive() && both.has_mode_flags());
             assert!(!both.is_plain_closed());
-            assert_eq!((both.generation(), both.admission(), both.start), (top, admission, 5));
+            assert_eq!(
+                (both.generation(), both.admission(), both.start),
+                (top, admission, 5)
+            );
         }
     }
 

@@ -274,7 +274,11 @@ fn loom_bulkhead_never_admits_more_than_its_cap_and_frees_every_slot() {
             let (b, inside) = (Arc::clone(&b), Arc::clone(&inside));
             thread::spawn(move || match b.try_acquire() {
                 Ok(permit) => {
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two calls in a bulkhead of one");
+                    assert_eq!(
+                        inside.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two calls in a bulkhead of one"
+                    );
                     inside.fetch_sub(1, Ordering::SeqCst);
                     if drop_it {
                         drop(permit);

@@ -338,7 +338,7 @@ impl Field {
                 "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
                  {DURATION_FORMAT}, a jitter fraction in [0.0, 1.0]), or \"none\""
             ),
-            Kind::OptionalCount { .. } => format!("a whole number, or \"none\""),
+            Kind::OptionalCount { .. } => "a whole number, or \"none\"".to_owned(),
             Kind::Preset | Kind::Count { .. } | Kind::Rate | Kind::Word(_) | Kind::Multiplier => self.range(),
         }
     }

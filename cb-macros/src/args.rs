@@ -743,6 +743,36 @@ mod tests {
     use super::parse_key;
     use syn::parse::Parser as _;
 
+    /// The protection modes' keys: each bad value is refused with the
+    /// field's range (`ui-tests/fail` shows where the errors point).
+    #[test]
+    fn the_protection_modes_keys_refuse_bad_values_with_their_range() {
+        for (args, message) in [
+            (quote::quote!(name = "x", mode = "dry_run"), "`mode` takes one of `enforce`, `shadow`"),
+            (
+                quote::quote!(name = "x", mode = shadow),
+                "`mode` takes one of `enforce`, `shadow` in a string, like `mode = \"shadow\"`",
+            ),
+            (
+                quote::quote!(name = "x", max_concurrent_calls = 0),
+                "`max_concurrent_calls` takes a whole number in 1..=1000000, or \"none\"",
+            ),
+            (
+                quote::quote!(name = "x", adaptive_k = 1.0),
+                "`adaptive_k` takes a number greater than 1.0, at most 100.0",
+            ),
+        ] {
+            let err = super::parse(args).err().expect("refused");
+            assert_eq!(err.to_string(), message);
+        }
+        for args in [
+            quote::quote!(name = "x", mode = "shadow", max_concurrent_calls = 8, trip = "adaptive", adaptive_k = 1.5),
+            quote::quote!(name = "x", max_concurrent_calls = "none", adaptive_k = 3),
+        ] {
+            assert!(super::parse(args).is_ok());
+        }
+    }
+
     /// Every field the config file and the environment may set is also a
     /// key of the attribute: the two lists cannot drift apart.
     #[test]

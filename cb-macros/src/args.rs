@@ -748,7 +748,10 @@ mod tests {
     #[test]
     fn the_protection_modes_keys_refuse_bad_values_with_their_range() {
         for (args, message) in [
-            (quote::quote!(name = "x", mode = "dry_run"), "`mode` takes one of `enforce`, `shadow`"),
+            (
+                quote::quote!(name = "x", mode = "dry_run"),
+                "`mode` takes one of `enforce`, `shadow`",
+            ),
             (
                 quote::quote!(name = "x", mode = shadow),
                 "`mode` takes one of `enforce`, `shadow` in a string, like `mode = \"shadow\"`",
@@ -766,7 +769,13 @@ mod tests {
             assert_eq!(err.to_string(), message);
         }
         for args in [
-            quote::quote!(name = "x", mode = "shadow", max_concurrent_calls = 8, trip = "adaptive", adaptive_k = 1.5),
+            quote::quote!(
+                name = "x",
+                mode = "shadow",
+                max_concurrent_calls = 8,
+                trip = "adaptive",
+                adaptive_k = 1.5
+            ),
             quote::quote!(name = "x", max_concurrent_calls = "none", adaptive_k = 3),
         ] {
             assert!(super::parse(args).is_ok());

@@ -252,33 +252,6 @@ impl CircuitBreaker {
             .store(probes | modes | if timed { TIMED } else { 0 }, Ordering::Release);
     }
 
-    /// The protection modes' state, once a configuration has set a mode.
-    #[inline]
-    pub(crate) fn modes(&self) -> Option<&modes::Modes> {
-        self.rare.get()?.modes.get()?.downcast_ref()
-    }
-
-    /// Whether a configuration of this breaker has set a protection mode
-    /// (shadow, a bulkhead or adaptive throttling), now or before.
-    pub(crate) fn has_used_modes(&self) -> bool {
-        self.modes().is_some()
-    }
-
-    /// The protection modes' state, made by `make` if there is none yet.
-    pub(crate) fn modes_or_init(&self, make: impl FnOnce() -> Box<modes::Modes>) -> &modes::Modes {
-        let made = self
-            .rare()
-            .modes
-            .get_or_init(|| Box::new(make() as Box<dyn std::any::Any + Send + Sync>));
-        made.downcast_ref().expect("the modes' box holds `Modes`")
-    }
-
-    /// The breaker's clock, now, in nanoseconds.
-    #[inline]
-    pub(crate) fn now_nanos(&self) -> u64 {
-        self.clock.now_nanos()
-    }
-
     /// The breaker's name. A keyed breaker's name is its family's.
     pub fn name(&self) -> &str {
         self.name
@@ -457,15 +430,6 @@ impl CircuitBreaker {
             refusal_share: self.refusal_share(),
             concurrent_calls: self.modes().map_or(0, |m| m.bulkhead.in_flight()),
         }
-    }
-
-    /// An adaptive breaker's (`trip = "adaptive"`) probability of refusing
-    /// the next call, from its sliding window now; `None` for a threshold
-    /// breaker.
-    pub fn refusal_share(&self) -> Option<f64> {
-        let adaptive = self.probes_and_timed.load(Ordering::Relaxed) & modes::ADAPTIVE != 0;
-        let modes = self.modes().filter(|_| adaptive)?;
-        Some(modes.adaptive.share(self.now_nanos()))
     }
 
     /// The rare counts, allocated on the first.
@@ -834,30 +798,6 @@ impl CircuitBreaker {
             return BreakerError::throttled(self.name, wait);
         }
         BreakerError::open(self.name, wait)
-    }
-
-    /// Counts a refusal: in `rejected`, or in shadow mode (which lets the
-    /// call through) in `shadow_rejected`.
-    #[inline(always)]
-    fn count_refusal(&self, kind: BreakerErrorKind) {
-        if self.probes_and_timed.load(Ordering::Relaxed) & modes::SHADOW != 0
-            && crate::shadow::lets_through(kind)
-        {
-            if let Some(modes) = self.modes() {
-                return modes.count_shadow();
-            }
-        }
-        self.counters.add(Counter::Rejected);
-    }
-
-    /// The breaker's error of `kind`, counted by the caller.
-    pub(crate) fn error(&self, kind: BreakerErrorKind, after: Option<Duration>) -> BreakerError {
-        BreakerError::new(self.name, kind, after)
-    }
-
-    /// Refusals so far: counted, or let through by shadow mode.
-    fn refusals(&self) -> u64 {
-        self.counters.sum(Counter::Rejected) + self.modes().map_or(0, |m| m.shadow_rejected())
     }
 
     /// The `call_timeout` in force, if any.
@@ -1377,66 +1317,5 @@ impl CircuitBreaker {
     /// Bytes held by one breaker: the struct plus the window's heap.
     pub(crate) fn footprint(&self) -> usize {
         std::mem::size_of::<Self>() + lock(&self.inner).window.heap_bytes()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod timing_tests {
-    use super::*;
-
-    const SEC: u64 = 1_000_000_000;
-
-    /// Slow-call timing on the system clock (the recent time): a call that
-    /// started 2 s ago counts as slow, a 1 ms call does not. The 2 s call's
-    /// start is its admission reading pushed back by 2 s, so the test does
-    /// not wait for it.
-    #[test]
-    fn on_the_system_clock_a_2_s_call_is_slow_and_a_1_ms_call_is_not() {
-        let config = Config::builder()
-            .slow_call_duration(Duration::from_secs(1))
-            .build()
-            .unwrap();
-        assert!(config.clock.is_system());
-        let b = CircuitBreaker::new("timing-system-clock", config);
-
-        let mut ticket = b.admit().unwrap();
-        assert_ne!(ticket.start, Ticket::NO_START, "the call is timed");
-        let Some(two_seconds_ago) = ticket.start.checked_sub(2 * SEC) else {
-            eprintln!("skipped: the monotonic clock is younger than 2 s");
-            return;
-        };
-        ticket.start = two_seconds_ago;
-        b.finish(ticket, CallEnd::Success);
-        assert_eq!(b.stats().slow_calls, 1, "a 2 s call is slow");
-
-        let ticket = b.admit().unwrap();
-        std::thread::sleep(Duration::from_millis(1));
-        b.finish(ticket, CallEnd::Success);
-        let s = b.stats();
-        assert_eq!((s.slow_calls, s.successes), (1, 2), "a 1 ms call is not slow");
-    }
-
-    /// A tripped breaker on the system clock refuses with the time left.
-    #[test]
-    fn a_tripped_breaker_on_the_system_clock_refuses_with_the_time_left() {
-        let config = Config::builder()
-            .failure_threshold(1)
-            .open_duration(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let b = CircuitBreaker::new("timing-open-deadline", config);
-        let ticket = b.admit().unwrap();
-        b.finish(ticket, CallEnd::Failure);
-        for _ in 0..3 {
-            let refusal = b.admit().unwrap_err();
-            assert_eq!(refusal.kind(), BreakerErrorKind::Open);
-            let left = refusal.retry_after().unwrap();
-            assert!(
-                left <= Duration::from_secs(60) && left > Duration::from_secs(50),
-                "{left:?}"
-            );
-        }
-        assert_eq!(b.stats().rejected, 3);
-        assert_eq!(b.state(), State::Open);
     }
 }

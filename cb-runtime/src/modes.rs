@@ -170,3 +170,66 @@ pub(crate) fn finish(breaker: &CircuitBreaker, ticket: Ticket, end: CallEnd) -> 
     }
     true
 }
+
+/// The breaker's side of the modes: where their state lives, and what they
+/// add to its counts.
+impl CircuitBreaker {
+    /// The protection modes' state, once a configuration has set a mode.
+    #[inline]
+    pub(crate) fn modes(&self) -> Option<&Modes> {
+        self.rare.get()?.modes.get()?.downcast_ref()
+    }
+
+    /// Whether a configuration of this breaker has set a protection mode
+    /// (shadow, a bulkhead or adaptive throttling), now or before.
+    pub(crate) fn has_used_modes(&self) -> bool {
+        self.modes().is_some()
+    }
+
+    /// The protection modes' state, made by `make` if there is none yet.
+    pub(crate) fn modes_or_init(&self, make: impl FnOnce() -> Box<Modes>) -> &Modes {
+        let made = self
+            .rare()
+            .modes
+            .get_or_init(|| Box::new(make() as Box<dyn std::any::Any + Send + Sync>));
+        made.downcast_ref().expect("the modes' box holds `Modes`")
+    }
+
+    /// The breaker's clock, now, in nanoseconds.
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    /// An adaptive breaker's (`trip = "adaptive"`) probability of refusing
+    /// the next call, from its sliding window now; `None` for a threshold
+    /// breaker.
+    pub fn refusal_share(&self) -> Option<f64> {
+        let adaptive = self.probes_and_timed.load(Ordering::Relaxed) & ADAPTIVE != 0;
+        let modes = self.modes().filter(|_| adaptive)?;
+        Some(modes.adaptive.share(self.now_nanos()))
+    }
+
+    /// The breaker's error of `kind`, counted by the caller.
+    pub(crate) fn error(&self, kind: BreakerErrorKind, after: Option<std::time::Duration>) -> BreakerError {
+        BreakerError::new(self.name, kind, after)
+    }
+
+    /// Refusals so far: counted, or let through by shadow mode.
+    pub(crate) fn refusals(&self) -> u64 {
+        self.counters.sum(crate::counters::Counter::Rejected)
+            + self.modes().map_or(0, |m| m.shadow_rejected())
+    }
+
+    /// Counts a refusal: in `rejected`, or in shadow mode (which lets the
+    /// call through) in `shadow_rejected`.
+    #[inline(always)]
+    pub(crate) fn count_refusal(&self, kind: BreakerErrorKind) {
+        if self.probes_and_timed.load(Ordering::Relaxed) & SHADOW != 0 && crate::shadow::lets_through(kind) {
+            if let Some(modes) = self.modes() {
+                return modes.count_shadow();
+            }
+        }
+        self.counters.add(crate::counters::Counter::Rejected);
+    }
+}

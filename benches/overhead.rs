@@ -11,7 +11,8 @@
 //! what `#[circuit_breaker(preset = "llm")]` users run).
 //!
 //! Groups (see `benches/README.md`):
-//! - `closed_success`: closed breaker, successful call.
+//! - `closed_success`: closed breaker, successful call (and `cb_bulkhead`: the
+//!   same with a bulkhead set, against `cb` with no protection mode).
 //! - `open_rejection`: open breaker, rejected call (tripped by real failures,
 //!   and forced open for cb).
 //! - `two_threads`: two threads share one breaker, successful calls; per-call time.
@@ -52,6 +53,18 @@ fn closed_success(c: &mut Criterion) {
         bn.iter_custom(|n| time_calls(&rc, n, recloser_timed))
     });
     assert_recloser_closed(&rc);
+
+    // A protection mode set: the bulkhead's slot (one compare-and-swap to
+    // take, one subtraction to give back) and the out-of-line admission.
+    // `cb` above has no mode set: its admission tests one bit of a word it
+    // loads anyway, so it should match the figures from before the modes.
+    let bulkhead = cb_bulkhead();
+    assert_cb_closed(&bulkhead);
+    g.bench_function("cb_bulkhead", |bn| {
+        bn.iter_custom(|n| time_calls(&bulkhead, n, cb_timed))
+    });
+    assert_cb_closed(&bulkhead);
+    assert_eq!(bulkhead.stats().concurrent_calls, 0, "every slot given back");
 
     g.finish();
 }

@@ -60,6 +60,20 @@ pub fn cb_llm() -> CircuitBreaker {
     CircuitBreaker::new("bench-llm", Preset::Llm.config())
 }
 
+/// [`cb_default`] with a bulkhead (`max_concurrent_calls`, never full
+/// here): beside `cb`, what a protection mode costs, and that `cb`, with
+/// none set, pays nothing for the modes.
+#[allow(dead_code)] // side_by_side compares the libraries, not cb's modes
+pub fn cb_bulkhead() -> CircuitBreaker {
+    let config = Config::builder()
+        .failure_threshold(TRIP_AFTER)
+        .open_duration(OPEN_FOR)
+        .max_concurrent_calls(1024)
+        .build()
+        .expect("bench config is valid");
+    CircuitBreaker::new("bench-bulkhead", config)
+}
+
 /// failsafe with a consecutive-failures policy and a constant backoff.
 pub fn failsafe_breaker() -> Failsafe {
     let backoff = failsafe::backoff::constant(OPEN_FOR);

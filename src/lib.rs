@@ -33,6 +33,7 @@ chapter!(postgres, "postgres.md");
 chapter!(coming_from, "coming-from.md");
 chapter!(internals, "internals.md");
 chapter!(integrations, "integrations.md");
+chapter!(protection_modes, "protection-modes.md");
 
 /// The repository's README, so that its code blocks are compiled too.
 #[doc(hidden)]

@@ -89,6 +89,25 @@ async fn exported() -> BTreeSet<String> {
         .expect("admitted");
     assert_eq!(stream.collect::<Vec<_>>().await.len(), 1);
 
+    // The protection modes' series: a shadow breaker with a bulkhead, and an
+    // adaptive one.
+    let shadow = registry.get_or_insert("shadowed", || {
+        Config::builder()
+            .mode(cb_runtime::Mode::Shadow)
+            .max_concurrent_calls(1)
+            .build()
+            .unwrap()
+    });
+    let held = shadow.try_acquire().unwrap();
+    shadow.try_acquire().unwrap().record(true);
+    drop(held);
+    registry.get_or_insert("adaptive", || {
+        Config::builder()
+            .trip(cb_runtime::Trip::Adaptive)
+            .build()
+            .unwrap()
+    });
+
     let prom = prometheus::Registry::new();
     prom.register(Box::new(BreakerCollector::new(registry))).unwrap();
     // The fleet's gauges: a fleet joined to a server that is not listening
@@ -114,6 +133,8 @@ async fn exported() -> BTreeSet<String> {
         "circuit_breaker_failure_rate",
         "circuit_breaker_time_to_first_item_seconds_bucket",
         "circuit_breaker_fleet_connected",
+        "circuit_breaker_shadow_rejections_total",
+        "circuit_breaker_refusal_share",
     ] {
         assert!(
             names.contains(sure),

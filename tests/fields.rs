@@ -47,6 +47,10 @@ fn sample(field: &Field) -> (&'static str, Value) {
             "2 5m 0.1",
             json!({ "multiplier": 2.0, "max_ms": 300_000, "jitter": 0.1 }),
         ),
+        // The default is each list's first word.
+        Kind::Word(words) => (words[1], json!(words[1])),
+        Kind::OptionalCount { .. } => ("7", json!(7)),
+        Kind::Multiplier => ("1.5", json!(1.5)),
     }
 }
 
@@ -143,6 +147,27 @@ async fn open_growth() -> Result<(), Error> {
     Ok(())
 }
 
+// The protection modes.
+#[circuit_breaker(name = "fields-mode", mode = "shadow")]
+async fn mode() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-max_concurrent_calls", max_concurrent_calls = 7)]
+async fn max_concurrent_calls() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-trip", trip = "adaptive")]
+async fn trip() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-adaptive_k", adaptive_k = 1.5)]
+async fn adaptive_k() -> Result<(), Error> {
+    Ok(())
+}
+
 /// Calls every annotated function once, so that their breakers exist.
 async fn call_every_annotated_function() {
     preset().await.unwrap();
@@ -163,6 +188,10 @@ async fn call_every_annotated_function() {
     family_open_keys().await.unwrap();
     streak_failure_rate().await.unwrap();
     open_growth().await.unwrap();
+    mode().await.unwrap();
+    max_concurrent_calls().await.unwrap();
+    trip().await.unwrap();
+    adaptive_k().await.unwrap();
 }
 
 /// The view of breaker `b` of `registry`, made from `BASE` as the attribute
@@ -243,7 +272,7 @@ fn the_admin_view_has_one_member_per_field() {
     assert_eq!(keys, sorted);
     for key in &expected {
         assert!(
-            !view[key].is_null() || key == "open_backoff",
+            !view[key].is_null() || key == "open_backoff" || key == "max_concurrent_calls",
             "`{key}` of the {} preset is null",
             BASE.name()
         );

@@ -282,6 +282,7 @@ async fn every_total_of_stats_has_its_outcome_series_and_they_add_up() {
         ("cancelled", 1),
         ("rejected", 2),
         ("throttled", 0),
+        ("saturated", 0),
     ];
     for (outcome, n) in expected {
         assert_eq!(

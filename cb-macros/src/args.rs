@@ -637,6 +637,9 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::DurationUpTo { .. } => "a duration in a string with its unit, or \"0s\"",
         FieldKind::Window => "a number of calls or a duration in a string",
         FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
+        FieldKind::Word(_) => "one of its words in a string (see the field's range)",
+        FieldKind::OptionalCount { .. } => "a whole number, or \"none\"",
+        FieldKind::Multiplier => "a number greater than 1",
     }
 }
 
@@ -649,16 +652,28 @@ fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue
             | FieldKind::OptionalDuration
             | FieldKind::DurationUpTo { .. }
             | FieldKind::Window
-            | FieldKind::Backoff,
+            | FieldKind::Backoff
+            | FieldKind::Word(_)
+            | FieldKind::OptionalCount { .. },
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
         ) => field.parse(&lit.value()),
-        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::Rate, _) => {
+        (
+            FieldKind::Count { .. }
+            | FieldKind::Window
+            | FieldKind::Rate
+            | FieldKind::OptionalCount { .. }
+            | FieldKind::Multiplier,
+            _,
+        ) => {
             let Some(parsed) = number(field.kind, value) else {
                 return Err(wrong_type(key, value, form(field.kind)));
             };
             parsed.and_then(|v| field.check(&v).map(|()| v))
+        }
+        (FieldKind::Word(_), _) => {
+            return Err(wrong_type(key, value, &format!("{} in a string", field.range())))
         }
         _ => return Err(wrong_type(key, value, form(field.kind))),
     };
@@ -718,11 +733,24 @@ fn number(kind: FieldKind, value: &Expr) -> Option<Result<FieldValue, Refusal>> 
     };
     let out_of_range = Err(Refusal::OutOfRange);
     Some(match (kind, lit) {
-        (FieldKind::Count { .. } | FieldKind::Window, Lit::Int(int)) => match int.base10_parse::<u32>() {
-            Ok(n) if !negative && kind == FieldKind::Window => Ok(FieldValue::WindowCalls(n)),
-            Ok(n) if !negative => Ok(FieldValue::Count(n)),
-            _ => out_of_range,
-        },
+        (FieldKind::Multiplier, Lit::Int(_) | Lit::Float(_)) => {
+            let k = match lit {
+                Lit::Int(int) => int.base10_parse::<f64>(),
+                Lit::Float(float) => float.base10_parse::<f64>(),
+                _ => return None,
+            };
+            match k {
+                Ok(k) if !negative => Ok(FieldValue::Multiplier(k)),
+                _ => out_of_range,
+            }
+        }
+        (FieldKind::Count { .. } | FieldKind::Window | FieldKind::OptionalCount { .. }, Lit::Int(int)) => {
+            match int.base10_parse::<u32>() {
+                Ok(n) if !negative && kind == FieldKind::Window => Ok(FieldValue::WindowCalls(n)),
+                Ok(n) if !negative => Ok(FieldValue::Count(n)),
+                _ => out_of_range,
+            }
+        }
         (FieldKind::Rate, Lit::Int(int)) => match int.base10_parse::<f64>() {
             Ok(r) if !negative => Ok(FieldValue::Rate(r)),
             _ => out_of_range,
@@ -780,6 +808,45 @@ fn check_preset(lit: &LitStr) -> syn::Result<(usize, Span)> {
 mod tests {
     use super::parse_key;
     use syn::parse::Parser as _;
+
+    /// The protection modes' keys: each bad value is refused with the
+    /// field's range (`ui-tests/fail` shows where the errors point).
+    #[test]
+    fn the_protection_modes_keys_refuse_bad_values_with_their_range() {
+        for (args, message) in [
+            (
+                quote::quote!(name = "x", mode = "dry_run"),
+                "`mode` takes one of `enforce`, `shadow`",
+            ),
+            (
+                quote::quote!(name = "x", mode = shadow),
+                "`mode` takes one of `enforce`, `shadow` in a string, like `mode = \"shadow\"`",
+            ),
+            (
+                quote::quote!(name = "x", max_concurrent_calls = 0),
+                "`max_concurrent_calls` takes a whole number in 1..=1000000, or \"none\"",
+            ),
+            (
+                quote::quote!(name = "x", adaptive_k = 1.0),
+                "`adaptive_k` takes a number greater than 1.0, at most 100.0",
+            ),
+        ] {
+            let err = super::parse(args).err().expect("refused");
+            assert_eq!(err.to_string(), message);
+        }
+        for args in [
+            quote::quote!(
+                name = "x",
+                mode = "shadow",
+                max_concurrent_calls = 8,
+                trip = "adaptive",
+                adaptive_k = 1.5
+            ),
+            quote::quote!(name = "x", max_concurrent_calls = "none", adaptive_k = 3),
+        ] {
+            assert!(super::parse(args).is_ok());
+        }
+    }
 
     /// Every field the config file and the environment may set is also a
     /// key of the attribute: the two lists cannot drift apart.

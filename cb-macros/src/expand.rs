@@ -869,6 +869,11 @@ fn field_value(value: cb_syntax::Value, private: &TokenStream) -> TokenStream {
                 jitter: #jitter,
             }))
         }
+        V::Word(word) => quote!(#private::FieldValue::Word(#word)),
+        V::Multiplier(k) => {
+            let k = Literal::f64_suffixed(k);
+            quote!(#private::FieldValue::Multiplier(#k))
+        }
     }
 }
 

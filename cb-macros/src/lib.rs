@@ -134,6 +134,9 @@ use proc_macro::TokenStream;
 /// | `throttle_duration`, `max_retry_after` | duration string; `max_retry_after = "0s"` ignores hints | builder overrides: how long a throttled error opens the circuit without a hint, and the longest hint honoured |
 /// | `max_keys`, `family_open_keys` | integer | builder overrides for keyed functions: the most keys of the family (default 100), and how many open keys open the whole family (default 0: off) |
 /// | `streak_failure_rate`, `open_growth` | number in `[0, 1]` | builder overrides: the share of the window that must have failed for a run of `failure_threshold` errors to open (timeouts open alone), and the share of an outage a reopened circuit waits (0: off for both) |
+/// | `mode` | `"enforce"` (default) or `"shadow"` | builder override: shadow mode lets every call through and counts those the breaker would have refused |
+/// | `max_concurrent_calls` | integer, or `"none"` (default) | builder override: a bulkhead, at most this many calls in flight at once (per key) |
+/// | `trip`, `adaptive_k` | `"threshold"` (default) or `"adaptive"`; a number greater than 1 (default 2.0) | builder overrides: adaptive throttling instead of the open circuit, and its multiplier |
 /// | `key` | an expression over the arguments and `self` whose value is `AsRef<str>` (`key = model`, `key = self.tenant`) | one breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
 /// | `fallback_on` | `"refusal"` (default), `"breaker"`, `"failure"` or `"error"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure or a rate limit; also on any other error |

@@ -299,23 +299,32 @@ pub struct BreakerView {
     /// `"consecutive failures"`, `"forced open"`, ...; `null` while closed or
     /// disabled.
     pub open_reason: Option<&'static str>,
+    /// `"enforce"` or `"shadow"`: a shadow breaker refuses nothing, and
+    /// `stats.shadow_rejected` counts the calls it would have refused.
+    pub mode: &'static str,
+    /// `"threshold"` or `"adaptive"`: an adaptive breaker never opens, and
+    /// `stats.refusal_share` is the share of calls it refuses now.
+    pub trip: &'static str,
 }
 
 impl BreakerView {
     /// The view of `breaker` now.
     pub fn of(breaker: &CircuitBreaker) -> Self {
         let stats = breaker.stats();
+        let config = breaker.config();
         BreakerView {
             name: breaker.name().to_owned(),
             key: breaker.key().map(str::to_owned),
             state: stats.state.as_str(),
             stats: StatsView::from(&stats),
-            config: ConfigView::from(&breaker.config()),
+            config: ConfigView::from(&config),
             open_remaining_ms: breaker
                 .open_remaining()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             throttled: breaker.throttling(),
             open_reason: breaker.open_reason().map(|r| r.as_str()),
+            mode: config.mode().as_str(),
+            trip: config.trip().as_str(),
         }
     }
 }
@@ -323,7 +332,7 @@ impl BreakerView {
 /// A breaker's [`Stats`], as JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatsView {
-    /// Every call counted (the sum of the seven totals below).
+    /// Every call counted (the sum of the seven totals below and `saturated`).
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
@@ -356,6 +365,15 @@ pub struct StatsView {
     /// Fallbacks that ran, by reason: `{"refusal": n, "timeout": n, "failure": n,
     /// "throttled": n, "error": n}`.
     pub fallbacks: std::collections::BTreeMap<&'static str, u64>,
+    /// Calls the bulkhead refused (`max_concurrent_calls` in flight); in `calls`.
+    pub saturated: u64,
+    /// Shadow mode: calls the breaker would have refused, and let through.
+    pub shadow_rejected: u64,
+    /// Adaptive throttling: the probability of refusing the next call; `null`
+    /// for a threshold breaker.
+    pub refusal_share: Option<f64>,
+    /// Calls in flight holding a bulkhead slot.
+    pub concurrent_calls: u64,
 }
 
 impl From<&Stats> for StatsView {
@@ -380,6 +398,10 @@ impl From<&Stats> for StatsView {
                 .iter()
                 .map(|r| (r.as_str(), s.fallbacks_on(*r)))
                 .collect(),
+            saturated: s.saturated,
+            shadow_rejected: s.shadow_rejected,
+            refusal_share: s.refusal_share,
+            concurrent_calls: s.concurrent_calls,
         }
     }
 }
@@ -453,6 +475,8 @@ fn field_json(value: Option<cb_syntax::Value>) -> serde_json::Value {
             "max_ms": millis(b.cap_nanos),
             "jitter": b.jitter,
         }),
+        Some(V::Word(word)) => json!(word),
+        Some(V::Multiplier(k)) => json!(k),
     }
 }
 

@@ -39,6 +39,10 @@ use std::time::Duration;
 // module, so that it can drive the state machine with the same private steps.
 #[path = "coordination.rs"]
 pub mod coordination;
+// The protection modes' hooks: a child module, so that the breaker and its
+// hooks do not depend on each other.
+#[path = "modes.rs"]
+pub(crate) mod modes;
 
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
@@ -122,6 +126,9 @@ pub(crate) const HALF_OPEN_RETRY: Duration = Duration::from_secs(1);
 
 /// The bit of `probes_and_timed` that says calls are timed.
 const TIMED: u64 = 1 << 32;
+/// The bits of `probes_and_timed` that hold `half_open_max_calls`; above
+/// them, [`TIMED`] and the protection modes' flags (`modes::ANY`).
+const PROBES: u64 = u32::MAX as u64;
 
 /// No generation: generations have 44 bits.
 const NO_GENERATION: u64 = u64::MAX;
@@ -196,6 +203,11 @@ impl CircuitBreaker {
     }
 
     fn with_valid_name(name: String, config: Config) -> Self {
+        CircuitBreaker::with_rare(name, config, None)
+    }
+
+    /// A breaker with its rare counts made already (a keyed breaker's).
+    fn with_rare(name: String, config: Config, rare: Option<Box<RareCounts>>) -> Self {
         let dirty = config.sliding_window.is_time();
         let breaker = CircuitBreaker {
             word: AtomicU64::new(StateWord::new(State::Closed, 0, dirty).0),
@@ -226,6 +238,9 @@ impl CircuitBreaker {
             first_items: DurationObservers::default(),
             gate: std::sync::OnceLock::new(),
         };
+        if let Some(rare) = rare {
+            let _ = breaker.rare.set(rare);
+        }
         breaker.publish(&lock(&breaker.inner).config);
         breaker
     }
@@ -242,8 +257,9 @@ impl CircuitBreaker {
         self.timeout_nanos
             .store(config.call_timeout.map_or(0, duration_nanos), Ordering::Release);
         let probes = u64::from(config.half_open_max_calls.min(MAX_IN_FLIGHT));
+        let modes = modes::publish(self, config);
         self.probes_and_timed
-            .store(probes | if timed { TIMED } else { 0 }, Ordering::Release);
+            .store(probes | modes | if timed { TIMED } else { 0 }, Ordering::Release);
     }
 
     /// The breaker's name. A keyed breaker's name is its family's.
@@ -289,9 +305,7 @@ impl CircuitBreaker {
     /// A keyed breaker of the family `name` (valid: the family's), for `key`
     /// (valid, or repaired for a call served unguarded).
     pub(crate) fn keyed(name: &str, tag: crate::key::KeyTag, config: Config) -> Self {
-        let breaker = CircuitBreaker::with_valid_name(name.to_owned(), config);
-        let _ = breaker.rare.set(crate::counters::RareCounts::keyed(tag));
-        breaker
+        CircuitBreaker::with_rare(name.to_owned(), config, Some(RareCounts::keyed(tag)))
     }
 
     /// The breaker's current configuration.
@@ -434,6 +448,10 @@ impl CircuitBreaker {
                 Some(rare) => CallEnd::ALL.map(|end| rare.probes[end.index()].load(Ordering::Relaxed)),
                 None => [0; CallEnd::ALL.len()],
             },
+            saturated: self.modes().map_or(0, |m| m.saturated()),
+            shadow_rejected: self.modes().map_or(0, |m| m.shadow_rejected()),
+            refusal_share: self.refusal_share(),
+            concurrent_calls: self.modes().map_or(0, |m| m.bulkhead.in_flight()),
         }
     }
 
@@ -507,6 +525,9 @@ impl CircuitBreaker {
     /// Closes the circuit and clears the window and the consecutive-failure
     /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
     pub fn reset(&self) {
+        if let Some(modes) = self.modes() {
+            modes.adaptive.clear();
+        }
         self.manual(State::Closed, Reason::Reset);
     }
 
@@ -658,9 +679,22 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Ticket, BreakerError> {
         let w = self.load();
+        // The flags word the ticket reads anyway: a protection mode (a bit
+        // no breaker without one has set) takes admission out of line.
+        let flags = self.probes_and_timed.load(Ordering::Relaxed);
+        if flags & modes::ANY != 0 {
+            return modes::admit(self, w, flags);
+        }
+        self.admit_plain(w, flags)
+    }
+
+    /// Admission by the state machine alone, for a word `w` and the flags
+    /// word `flags`.
+    #[inline(always)]
+    pub(crate) fn admit_plain(&self, w: StateWord, flags: u64) -> Result<Ticket, BreakerError> {
         let state = w.state();
         if state == State::Closed {
-            return Ok(self.ticket(w, Admission::Closed));
+            return Ok(self.ticket_with(w, Admission::Closed, flags));
         }
         if state == State::Open {
             return self.admit_open(w);
@@ -687,7 +721,13 @@ impl CircuitBreaker {
 
     #[inline(always)]
     fn ticket(&self, w: StateWord, admission: Admission) -> Ticket {
-        let start = if self.probes_and_timed.load(Ordering::Relaxed) & TIMED != 0 {
+        self.ticket_with(w, admission, self.probes_and_timed.load(Ordering::Relaxed))
+    }
+
+    /// A ticket for `w`, timed when `flags` (the flags word) says so.
+    #[inline(always)]
+    pub(crate) fn ticket_with(&self, w: StateWord, admission: Admission, flags: u64) -> Ticket {
+        let start = if flags & TIMED != 0 {
             self.clock.now_nanos()
         } else {
             Ticket::NO_START
@@ -725,7 +765,7 @@ impl CircuitBreaker {
                 }
                 State::HalfOpen => {
                     let n = w.in_flight();
-                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & !TIMED
+                    if u64::from(n) >= self.probes_and_timed.load(Ordering::Acquire) & PROBES
                         || !self.take_lease()
                     {
                         return Err(self.reject(w, BreakerErrorKind::HalfOpenFull, None));
@@ -769,8 +809,13 @@ impl CircuitBreaker {
 
     /// Counts and logs a refusal of a call that found the word `w`.
     #[inline(always)]
-    fn reject(&self, w: StateWord, kind: BreakerErrorKind, wait: Option<Duration>) -> BreakerError {
-        self.counters.add(Counter::Rejected);
+    pub(crate) fn reject(
+        &self,
+        w: StateWord,
+        kind: BreakerErrorKind,
+        wait: Option<Duration>,
+    ) -> BreakerError {
+        self.count_refusal(kind);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), kind);
         let wait = match kind {
@@ -791,7 +836,7 @@ impl CircuitBreaker {
     /// period's first rejection was logged, and two words of error.
     #[inline(always)]
     fn reject_open(&self, w: StateWord, wait: u64) -> BreakerError {
-        self.counters.add(Counter::Rejected);
+        self.count_refusal(BreakerErrorKind::Open);
         self.rejections
             .first_of_period(self.name, self.key(), w.generation(), BreakerErrorKind::Open);
         let error = if w.throttled() {
@@ -819,7 +864,7 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn finish(&self, ticket: Ticket, finish: CallEnd) {
         let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        if finish == CallEnd::Success && !slow && ticket.admission() == Admission::Closed {
+        if finish == CallEnd::Success && !slow && ticket.is_plain_closed() {
             // The hot path: closed, clean window, same generation.
             if self.load().is_clean_closed(ticket.generation()) {
                 self.counters.add(Counter::FastSuccess);
@@ -859,6 +904,9 @@ impl CircuitBreaker {
     /// period (admitted in it, or its own failure just `moved` the state).
     /// [`UNTIL_RESET`](crate::UNTIL_RESET) forces it open.
     fn honour_failure_hint(&self, ticket: Ticket, finish: CallEnd, moved: bool, hint: Duration) {
+        if ticket.is_adaptive() || ticket.admission() == Admission::Shadow {
+            return; // an adaptive breaker never opens; a shadow call moves nothing
+        }
         let cap = lock(&self.inner).config.max_retry_after();
         if matches!(finish, CallEnd::Failure | CallEnd::Timeout) && !cap.is_zero() && !hint.is_zero() {
             if hint == crate::UNTIL_RESET && self.load().state() != State::Disabled {
@@ -887,8 +935,9 @@ impl CircuitBreaker {
         let admission = ticket.admission();
         // Rare: counted with the fallbacks and probes, allocated on the first.
         self.rare().throttled.fetch_add(1, Ordering::Relaxed);
+        let heard = !ticket.has_mode_flags() || modes::finish(self, ticket, CallEnd::Throttled);
         let period = lock(&self.inner).config.throttle_period(hint);
-        if admission == Admission::Disabled {
+        if !heard || matches!(admission, Admission::Disabled | Admission::Shadow) {
             return false;
         }
         let admitted = ticket.generation();
@@ -1025,8 +1074,10 @@ impl CircuitBreaker {
         if slow && finish != CallEnd::Cancelled {
             self.counters.add(Counter::Slow);
         }
+        let heard = !ticket.has_mode_flags() || modes::finish(self, ticket, finish);
         let transition = match ticket.admission() {
-            Admission::Disabled => None,
+            _ if !heard => None,
+            Admission::Disabled | Admission::Shadow => None,
             Admission::Closed => self.finish_closed(ticket, finish, slow),
             Admission::HalfOpen => {
                 self.rare().probes[finish.index()].fetch_add(1, Ordering::Relaxed);
@@ -1304,10 +1355,9 @@ impl CircuitBreaker {
         if let Some(t) = transition {
             self.publisher().publish(t, |mut t| {
                 if t.from.is_open() {
-                    t.rejected_while_open =
-                        Some(self.rejections.end_period(self.counters.sum(Counter::Rejected)));
+                    t.rejected_while_open = Some(self.rejections.end_period(self.refusals()));
                 } else if t.to.is_open() {
-                    self.rejections.start_period(self.counters.sum(Counter::Rejected));
+                    self.rejections.start_period(self.refusals());
                 }
                 crate::log::transition(&t);
                 self.observers.notify(&t);
@@ -1337,66 +1387,5 @@ impl CircuitBreaker {
     /// Bytes held by one breaker: the struct plus the window's heap.
     pub(crate) fn footprint(&self) -> usize {
         std::mem::size_of::<Self>() + lock(&self.inner).window.heap_bytes()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod timing_tests {
-    use super::*;
-
-    const SEC: u64 = 1_000_000_000;
-
-    /// Slow-call timing on the system clock (the recent time): a call that
-    /// started 2 s ago counts as slow, a 1 ms call does not. The 2 s call's
-    /// start is its admission reading pushed back by 2 s, so the test does
-    /// not wait for it.
-    #[test]
-    fn on_the_system_clock_a_2_s_call_is_slow_and_a_1_ms_call_is_not() {
-        let config = Config::builder()
-            .slow_call_duration(Duration::from_secs(1))
-            .build()
-            .unwrap();
-        assert!(config.clock.is_system());
-        let b = CircuitBreaker::new("timing-system-clock", config);
-
-        let mut ticket = b.admit().unwrap();
-        assert_ne!(ticket.start, Ticket::NO_START, "the call is timed");
-        let Some(two_seconds_ago) = ticket.start.checked_sub(2 * SEC) else {
-            eprintln!("skipped: the monotonic clock is younger than 2 s");
-            return;
-        };
-        ticket.start = two_seconds_ago;
-        b.finish(ticket, CallEnd::Success);
-        assert_eq!(b.stats().slow_calls, 1, "a 2 s call is slow");
-
-        let ticket = b.admit().unwrap();
-        std::thread::sleep(Duration::from_millis(1));
-        b.finish(ticket, CallEnd::Success);
-        let s = b.stats();
-        assert_eq!((s.slow_calls, s.successes), (1, 2), "a 1 ms call is not slow");
-    }
-
-    /// A tripped breaker on the system clock refuses with the time left.
-    #[test]
-    fn a_tripped_breaker_on_the_system_clock_refuses_with_the_time_left() {
-        let config = Config::builder()
-            .failure_threshold(1)
-            .open_duration(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let b = CircuitBreaker::new("timing-open-deadline", config);
-        let ticket = b.admit().unwrap();
-        b.finish(ticket, CallEnd::Failure);
-        for _ in 0..3 {
-            let refusal = b.admit().unwrap_err();
-            assert_eq!(refusal.kind(), BreakerErrorKind::Open);
-            let left = refusal.retry_after().unwrap();
-            assert!(
-                left <= Duration::from_secs(60) && left > Duration::from_secs(50),
-                "{left:?}"
-            );
-        }
-        assert_eq!(b.stats().rejected, 3);
-        assert_eq!(b.state(), State::Open);
     }
 }

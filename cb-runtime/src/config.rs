@@ -6,6 +6,7 @@ use std::time::Duration;
 use cb_syntax::{Field, Value, FIELDS};
 
 use crate::clock::{duration_nanos, Clock};
+use crate::mode::{Mode, Trip};
 
 /// The sliding window over which failure and slow-call rates are judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +140,10 @@ impl Backoff {
 /// | `family_open_keys` | 0: off (keyed breakers only) |
 /// | `streak_failure_rate` | 0: any run of `failure_threshold` failures opens |
 /// | `open_growth` | 0: off |
+/// | `mode` | [`Mode::Enforce`] |
+/// | `max_concurrent_calls` | none: no bulkhead |
+/// | `trip` | [`Trip::Threshold`] |
+/// | `adaptive_k` | 2.0 (used with [`Trip::Adaptive`]) |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -170,7 +175,21 @@ pub struct Config {
     pub(crate) streak_failure_rate: u16,
     pub(crate) open_growth: u16,
     pub(crate) clock: Clock,
+    // Protection modes (see `shadow`, `bulkhead`, `adaptive`), in the six
+    // bytes the fields above leave free, so that a breaker stays within 1 KiB.
+    /// `adaptive_k` in hundredths ([`K_CENTS`], at most 10000), with
+    /// `mode` and `trip` above it: [`SHADOW_MODE`] and [`ADAPTIVE_TRIP`].
+    pub(crate) protection: u16,
+    /// `max_concurrent_calls`; 0 for none.
+    pub(crate) max_concurrent_calls: u32,
 }
+
+/// The bit of `Config::protection` for [`Mode::Shadow`].
+const SHADOW_MODE: u16 = 1 << 15;
+/// The bit of `Config::protection` for [`Trip::Adaptive`].
+const ADAPTIVE_TRIP: u16 = 1 << 14;
+/// The bits of `Config::protection` that hold `adaptive_k` in hundredths.
+const K_CENTS: u16 = ADAPTIVE_TRIP - 1;
 
 impl Default for Config {
     /// The builder's defaults (see the table on [`Config`]).
@@ -195,6 +214,8 @@ impl Default for Config {
             streak_failure_rate: 0,
             open_growth: 0,
             clock: Clock::system(),
+            protection: crate::mode::DEFAULT_K_CENTS,
+            max_concurrent_calls: 0,
         }
     }
 }
@@ -204,12 +225,18 @@ impl Config {
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config::default(),
+            zero_cap: false,
+            adaptive_k: None,
         }
     }
 
     /// A builder starting from this configuration, to change a few fields.
     pub fn to_builder(&self) -> ConfigBuilder {
-        ConfigBuilder { config: self.clone() }
+        ConfigBuilder {
+            config: self.clone(),
+            zero_cap: false,
+            adaptive_k: None,
+        }
     }
 
     /// The name of the preset this configuration started from (see
@@ -329,6 +356,40 @@ impl Config {
         &self.clock
     }
 
+    /// Whether the breaker enforces its decisions ([`Mode::Enforce`]) or
+    /// only counts the calls it would have refused ([`Mode::Shadow`]).
+    pub fn mode(&self) -> Mode {
+        if self.protection & SHADOW_MODE != 0 {
+            Mode::Shadow
+        } else {
+            Mode::Enforce
+        }
+    }
+
+    /// The bulkhead: how many calls may be in flight at once through the
+    /// breaker (through each key's breaker in a [`Family`](crate::Family));
+    /// `None` for no cap.
+    pub fn max_concurrent_calls(&self) -> Option<u32> {
+        (self.max_concurrent_calls != 0).then_some(self.max_concurrent_calls)
+    }
+
+    /// What refuses calls: the classic thresholds and open circuit
+    /// ([`Trip::Threshold`]), or adaptive throttling ([`Trip::Adaptive`]).
+    pub fn trip(&self) -> Trip {
+        if self.protection & ADAPTIVE_TRIP != 0 {
+            Trip::Adaptive
+        } else {
+            Trip::Threshold
+        }
+    }
+
+    /// Adaptive throttling's multiplier `k` (greater than 1.0, kept to two
+    /// decimals): calls are refused once the window's requests exceed `k`
+    /// times its successes.
+    pub fn adaptive_k(&self) -> f64 {
+        f64::from(self.protection & K_CENTS) / 100.0
+    }
+
     /// The value of `field` in this configuration, in the units of the
     /// field table. Every entry of [`FIELDS`] has an arm here and one in
     /// [`ConfigBuilder::set`]; `tests/fields.rs` fails for an entry without.
@@ -363,6 +424,10 @@ impl Config {
             "family_open_keys" => Value::Count(self.family_open_keys),
             "streak_failure_rate" => Value::Rate(self.streak_failure_rate()),
             "open_growth" => Value::Rate(self.open_growth()),
+            "mode" => Value::Word(self.mode().as_str()),
+            "max_concurrent_calls" => self.max_concurrent_calls().map_or(Value::Off, Value::Count),
+            "trip" => Value::Word(self.trip().as_str()),
+            "adaptive_k" => Value::Multiplier(self.adaptive_k()),
             _ => return None,
         })
     }
@@ -488,6 +553,11 @@ pub const MIN_SLOW_CALL_DURATION: Duration = Duration::from_nanos(cb_syntax::MIN
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ConfigBuilder {
     config: Config,
+    /// `max_concurrent_calls(0)` was asked for: refused by `build` (the
+    /// configuration keeps 0 for "none").
+    zero_cap: bool,
+    /// The `adaptive_k` asked for, checked by `build` before it is rounded.
+    adaptive_k: Option<f64>,
 }
 
 impl Default for ConfigBuilder {
@@ -682,6 +752,60 @@ impl ConfigBuilder {
         self
     }
 
+    /// Enforce the breaker's decisions ([`Mode::Enforce`], the default), or
+    /// run it in shadow ([`Mode::Shadow`]): every call goes through, and
+    /// those it would have refused are counted in
+    /// [`Stats::shadow_rejected`](crate::Stats::shadow_rejected).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config.protection &= !SHADOW_MODE;
+        if mode == Mode::Shadow {
+            self.config.protection |= SHADOW_MODE;
+        }
+        self
+    }
+
+    /// A bulkhead: at most `n` calls in flight at once through the breaker
+    /// (`1..=1_000_000`; through each key's breaker in a
+    /// [`Family`](crate::Family)). One more is refused at once, without
+    /// being polled ([`BreakerError::is_saturated`](crate::BreakerError::is_saturated)).
+    pub fn max_concurrent_calls(mut self, n: u32) -> Self {
+        // 0 is out of range: kept apart from "none" by `build`.
+        self.config.max_concurrent_calls = n;
+        self.zero_cap = n == 0;
+        self
+    }
+
+    /// Removes the bulkhead (the default): no cap on calls in flight.
+    pub fn no_max_concurrent_calls(mut self) -> Self {
+        self.config.max_concurrent_calls = 0;
+        self.zero_cap = false;
+        self
+    }
+
+    /// What refuses calls: the thresholds and the open circuit
+    /// ([`Trip::Threshold`], the default), or adaptive throttling
+    /// ([`Trip::Adaptive`]).
+    pub fn trip(mut self, trip: Trip) -> Self {
+        self.config.protection &= !ADAPTIVE_TRIP;
+        if trip == Trip::Adaptive {
+            self.config.protection |= ADAPTIVE_TRIP;
+        }
+        self
+    }
+
+    /// Adaptive throttling's multiplier `k`: greater than 1.0, at most 100
+    /// (default 2.0), kept to two decimals (rounded up, so it stays above
+    /// 1). A call is refused with probability
+    /// `max(0, (requests - k * accepts) / (requests + 1))`.
+    pub fn adaptive_k(mut self, k: f64) -> Self {
+        self.adaptive_k = Some(k);
+        if k.is_finite() && k > 1.0 && k <= cb_syntax::MAX_ADAPTIVE_K {
+            // In range: at most 10000 hundredths.
+            self.config.protection = (self.config.protection & !K_CENTS) | (k * 100.0).ceil() as u16;
+        }
+        self
+    }
+
     /// Records the preset this configuration starts from (a name of
     /// [`cb_syntax::PRESETS`]).
     pub(crate) fn preset_name(mut self, name: &'static str) -> Self {
@@ -724,6 +848,17 @@ impl ConfigBuilder {
             ("family_open_keys", Value::Count(n)) => self.family_open_keys(n),
             ("streak_failure_rate", Value::Rate(r)) => self.streak_failure_rate(r),
             ("open_growth", Value::Rate(r)) => self.open_growth(r),
+            ("mode", Value::Word(word)) => match word.parse() {
+                Ok(mode) => self.mode(mode),
+                Err(_) => self,
+            },
+            ("max_concurrent_calls", Value::Count(n)) => self.max_concurrent_calls(n),
+            ("max_concurrent_calls", Value::Off) => self.no_max_concurrent_calls(),
+            ("trip", Value::Word(word)) => match word.parse() {
+                Ok(trip) => self.trip(trip),
+                Err(_) => self,
+            },
+            ("adaptive_k", Value::Multiplier(k)) => self.adaptive_k(k),
             _ => self,
         }
     }
@@ -736,6 +871,16 @@ impl ConfigBuilder {
     /// resilience4j clamps it): `sliding_window = 20` over a preset judging
     /// 50 calls judges 20. Without a preset, the two must agree.
     pub fn build(mut self) -> Result<Config, ConfigError> {
+        if self.zero_cap {
+            let field = cb_syntax::field("max_concurrent_calls").expect("in the table");
+            return Err(ConfigError::new(field.name, "0", field.range()));
+        }
+        if let Some(k) = self.adaptive_k {
+            let field = cb_syntax::field("adaptive_k").expect("in the table");
+            if field.check(&Value::Multiplier(k)).is_err() {
+                return Err(ConfigError::new(field.name, k.to_string(), field.range()));
+            }
+        }
         if let (Some(_), Window::Count(n)) = (self.config.preset, self.config.sliding_window) {
             self.config.minimum_calls = self.config.minimum_calls.min(n.max(1));
         }

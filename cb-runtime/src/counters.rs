@@ -123,6 +123,10 @@ pub(crate) struct RareCounts {
     /// Tells the breaker's observers its transitions in order (here, since
     /// a breaker that never moves needs none).
     pub(crate) published: crate::transition::Publisher,
+    /// The protection modes' state (the breaker's `Modes`), made when a
+    /// configuration first sets a mode; unnamed here, so that the counters
+    /// do not depend on the modes.
+    pub(crate) modes: crate::sync::OnceBox<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RareCounts {
@@ -140,6 +144,7 @@ impl RareCounts {
             throttled: AtomicU64::new(0),
             key: None,
             published: crate::transition::Publisher::default(),
+            modes: crate::sync::OnceBox::new(),
         })
     }
 }

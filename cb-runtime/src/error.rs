@@ -19,6 +19,12 @@ pub enum BreakerErrorKind {
     HalfOpenFull,
     /// The call ran longer than the configured `call_timeout` and was abandoned.
     Timeout,
+    /// The bulkhead is full: `max_concurrent_calls` calls are in flight, and
+    /// the call was refused at once without being attempted.
+    Saturated,
+    /// An adaptive breaker (`trip = "adaptive"`) refused the call, as it
+    /// refuses a share of calls that tracks the dependency's failures.
+    AdaptiveThrottling,
 }
 
 /// The breaker's own refusal or timeout, as opposed to the protected
@@ -36,7 +42,9 @@ pub enum BreakerErrorKind {
 pub struct BreakerError {
     name: &'static &'static str,
     /// The kind in the top two bits; then [`THROTTLED`]; below, `retry_after`
-    /// or the timeout in nanoseconds, all ones for none.
+    /// or the timeout in nanoseconds, all ones for none. [`THROTTLED`]
+    /// marks an open refusal as a throttled period's, and makes the other
+    /// kinds' codes the protection modes' kinds (see [`KIND_SATURATED`]).
     packed: u64,
     /// A keyed breaker's key: the `Arc` its breaker holds, so that naming the
     /// key allocates nothing (one reference count more).
@@ -47,6 +55,12 @@ const KIND_SHIFT: u32 = 62;
 /// The bit that says a refusal while open is a throttled period's.
 const THROTTLED: u64 = 1 << 61;
 const NO_AFTER: u64 = THROTTLED - 1;
+/// [`BreakerErrorKind::Saturated`]: the forced-open code with [`THROTTLED`].
+const KIND_SATURATED: u64 = 1 << KIND_SHIFT | THROTTLED;
+/// [`BreakerErrorKind::AdaptiveThrottling`]: the half-open-full code with [`THROTTLED`].
+const KIND_ADAPTIVE: u64 = 2 << KIND_SHIFT | THROTTLED;
+/// The bits that say the kind.
+const KIND_BITS: u64 = 3 << KIND_SHIFT | THROTTLED;
 
 impl BreakerError {
     #[inline]
@@ -54,13 +68,15 @@ impl BreakerError {
         let after = after.map_or(NO_AFTER, |d| crate::clock::duration_nanos(d).min(NO_AFTER - 1));
         let kind = match kind {
             BreakerErrorKind::Open => 0,
-            BreakerErrorKind::ForcedOpen => 1,
-            BreakerErrorKind::HalfOpenFull => 2,
-            BreakerErrorKind::Timeout => 3,
+            BreakerErrorKind::ForcedOpen => 1 << KIND_SHIFT,
+            BreakerErrorKind::HalfOpenFull => 2 << KIND_SHIFT,
+            BreakerErrorKind::Timeout => 3 << KIND_SHIFT,
+            BreakerErrorKind::Saturated => KIND_SATURATED,
+            BreakerErrorKind::AdaptiveThrottling => KIND_ADAPTIVE,
         };
         BreakerError {
             name,
-            packed: kind << KIND_SHIFT | after,
+            packed: kind | after,
             key: None,
         }
     }
@@ -115,18 +131,32 @@ impl BreakerError {
 
     /// Why the call was refused or abandoned.
     pub fn kind(&self) -> BreakerErrorKind {
-        match self.packed >> KIND_SHIFT {
-            0 => BreakerErrorKind::Open,
-            1 => BreakerErrorKind::ForcedOpen,
-            2 => BreakerErrorKind::HalfOpenFull,
-            _ => BreakerErrorKind::Timeout,
+        match self.packed & KIND_BITS {
+            KIND_SATURATED => BreakerErrorKind::Saturated,
+            KIND_ADAPTIVE => BreakerErrorKind::AdaptiveThrottling,
+            bits => match bits >> KIND_SHIFT {
+                0 => BreakerErrorKind::Open,
+                1 => BreakerErrorKind::ForcedOpen,
+                2 => BreakerErrorKind::HalfOpenFull,
+                _ => BreakerErrorKind::Timeout,
+            },
         }
     }
 
     /// `true` when the call was refused without being attempted (open,
-    /// forced open, or half-open with every probe slot taken).
+    /// forced open, half-open with every probe slot taken, refused by
+    /// adaptive throttling, or by a full bulkhead: see
+    /// [`is_saturated`](Self::is_saturated)).
     pub fn is_rejected(&self) -> bool {
         !self.is_timeout()
+    }
+
+    /// `true` when the bulkhead refused the call: `max_concurrent_calls`
+    /// calls were in flight. The call was never attempted; it is counted in
+    /// [`Stats::saturated`](crate::Stats::saturated), not in `rejected`, and
+    /// it is neither a failure nor a reason to open the circuit.
+    pub fn is_saturated(&self) -> bool {
+        self.kind() == BreakerErrorKind::Saturated
     }
 
     /// `true` when the call was attempted and abandoned at `call_timeout`.
@@ -143,7 +173,7 @@ impl BreakerError {
     /// dependency's own hint (capped at `max_retry_after`) or the breaker's
     /// `throttle_duration`.
     pub fn is_throttled(&self) -> bool {
-        self.packed & THROTTLED != 0
+        self.packed & KIND_BITS == THROTTLED
     }
 
     /// For a refusal while open: how long until the circuit lets a probe
@@ -206,6 +236,16 @@ impl fmt::Display for BreakerError {
                 }
                 Ok(())
             }
+            BreakerErrorKind::Saturated => write!(
+                f,
+                "circuit breaker {name} is saturated: its bulkhead's `max_concurrent_calls` calls are in \
+                 flight; the call was rejected without being attempted"
+            ),
+            BreakerErrorKind::AdaptiveThrottling => write!(
+                f,
+                "circuit breaker {name} is throttling adaptively while its dependency fails; the call was \
+                 rejected without being attempted"
+            ),
             BreakerErrorKind::Timeout => match self.after() {
                 Some(t) => write!(
                     f,
@@ -426,6 +466,32 @@ mod tests {
             BreakerError::throttled(&"x", u64::MAX).retry_after(),
             Some(Duration::from_nanos(NO_AFTER - 1))
         );
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_only_a_saturated_refusal_is_saturated() {
+        let kinds = [
+            BreakerErrorKind::Open,
+            BreakerErrorKind::ForcedOpen,
+            BreakerErrorKind::HalfOpenFull,
+            BreakerErrorKind::Timeout,
+            BreakerErrorKind::Saturated,
+            BreakerErrorKind::AdaptiveThrottling,
+        ];
+        for kind in kinds {
+            for after in [None, Some(Duration::from_secs(3)), Some(Duration::MAX)] {
+                let e = BreakerError::new(&"x", kind, after);
+                assert_eq!(e.kind(), kind);
+                assert_eq!(e.is_saturated(), kind == BreakerErrorKind::Saturated);
+                assert_eq!(e.is_rejected(), kind != BreakerErrorKind::Timeout);
+                assert!(!e.is_throttled(), "{kind:?}");
+            }
+        }
+        let full = BreakerError::new(&"llm", BreakerErrorKind::Saturated, None);
+        assert_eq!(full.retry_after(), None);
+        assert!(full.to_string().contains("saturated"), "{full}");
+        let shed = BreakerError::new(&"llm", BreakerErrorKind::AdaptiveThrottling, None);
+        assert!(shed.to_string().contains("throttling adaptively"), "{shed}");
     }
 
     #[test]

@@ -100,6 +100,11 @@ mod timing;
 mod transition;
 mod trigger;
 mod window;
+// Protection modes.
+mod adaptive;
+mod bulkhead;
+mod mode;
+mod shadow;
 
 #[cfg(feature = "admin")]
 pub mod admin;
@@ -126,6 +131,7 @@ pub use error::{BreakerError, BreakerErrorKind, CallError};
 pub use events::{Event, EventStream, Events};
 pub use fallback::{FallbackCause, FallbackReason};
 pub use family::{Family, OVERFLOW_KEY};
+pub use mode::{Mode, ParseModeError, Trip};
 pub use outcome::{Classify, ClassifyError, ErrIsFailure, Outcome, UNTIL_RESET};
 pub use overrides::env_name;
 pub use permit::{OwnedPermit, Permit};

@@ -14,7 +14,7 @@
 //! | metric | type | labels | value |
 //! |---|---|---|---|
 //! | `circuit_breaker_state` | gauge | `name` | 0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled |
-//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`, `throttled`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
+//! | `circuit_breaker_calls_total` | counter | `name`, `outcome` | calls by outcome, one series per total of [`Stats`](crate::Stats): `success`, `failure`, `timeout`, `ignored`, `cancelled`, `rejected`, `throttled`, `saturated`; they add up to `Stats::calls()` (a timeout is in `timeout` only, and is a failure in the window) |
 //! | `circuit_breaker_fallbacks_total` | counter | `name`, `on` | fallbacks that ran, by reason: `refusal`, `timeout`, `failure`, `throttled`, `error` |
 //! | `circuit_breaker_probes_total` | counter | `name`, `result` | calls admitted half-open, by how they ended: `success`, `failure`, `timeout`, `ignored`, `throttled`, `cancelled` |
 //! | `circuit_breaker_throttled` | gauge | `name` | 1 while open, or half-open, after a rate limit ([`Outcome::Throttled`](crate::Outcome::Throttled)), else 0 |
@@ -24,6 +24,14 @@
 //! | `circuit_breaker_failure_rate` | gauge | `name` | the window's failure rate, once it holds `minimum_calls` calls |
 //! | `circuit_breaker_call_duration_seconds` | histogram | `name` | call durations; opt-in, see below |
 //! | `circuit_breaker_time_to_first_item_seconds` | histogram | `name` | streamed calls' time to first item; opt-in, see below |
+//! | `circuit_breaker_shadow_rejections_total` | counter | `name` | shadow mode: calls the breaker would have refused, and let through ([`Stats::shadow_rejected`](crate::Stats::shadow_rejected)) |
+//! | `circuit_breaker_shadow_mode` | gauge | `name` | 1 while the breaker runs in shadow mode (`mode = "shadow"`), else 0 |
+//! | `circuit_breaker_concurrent_calls` | gauge | `name` | bulkhead: calls in flight holding a slot; `outcome="saturated"` counts its refusals |
+//! | `circuit_breaker_refusal_share` | gauge | `name` | adaptive throttling: the probability of refusing the next call |
+//!
+//! The last four have series only for breakers whose configuration has set
+//! a protection mode (shadow, a bulkhead or adaptive throttling) at some
+//! point; `circuit_breaker_refusal_share` only while the breaker is adaptive.
 //!
 //! The state is what the next call would meet: an open breaker whose open
 //! duration has elapsed is reported half-open (pitfall 11).
@@ -100,6 +108,10 @@ const RATE: &str = "circuit_breaker_failure_rate";
 const THROTTLED: &str = "circuit_breaker_throttled";
 const DURATION: &str = "circuit_breaker_call_duration_seconds";
 const FIRST_ITEM: &str = "circuit_breaker_time_to_first_item_seconds";
+const SHADOW_REJECTIONS: &str = "circuit_breaker_shadow_rejections_total";
+const SHADOW_MODE: &str = "circuit_breaker_shadow_mode";
+const CONCURRENT: &str = "circuit_breaker_concurrent_calls";
+const REFUSAL_SHARE: &str = "circuit_breaker_refusal_share";
 
 /// Registers the metrics of every breaker in the global [`registry()`] with
 /// `prom`. Registering twice with one `prom` is an error (`AlreadyReg`).
@@ -177,6 +189,10 @@ impl BreakerCollector {
             desc(THROTTLED, THROTTLED_HELP, &["name"]),
             desc(DURATION, DURATION_HELP, &["name"]),
             desc(FIRST_ITEM, FIRST_ITEM_HELP, &["name"]),
+            desc(SHADOW_REJECTIONS, SHADOW_REJECTIONS_HELP, &["name"]),
+            desc(SHADOW_MODE, SHADOW_MODE_HELP, &["name"]),
+            desc(CONCURRENT, CONCURRENT_HELP, &["name"]),
+            desc(REFUSAL_SHARE, REFUSAL_SHARE_HELP, &["name"]),
         ]
         .into_iter()
         .flatten()
@@ -198,6 +214,10 @@ const THROTTLED_HELP: &str =
     "1 while the circuit is open or half-open after the dependency throttled a call (a rate limit, not an outage).";
 const DURATION_HELP: &str = "Duration of calls admitted by the breaker, in seconds.";
 const FIRST_ITEM_HELP: &str = "Time from admission to the first item of streamed calls, in seconds.";
+const SHADOW_REJECTIONS_HELP: &str = "Shadow mode: calls the breaker would have refused, let through.";
+const SHADOW_MODE_HELP: &str = "1 while the breaker runs in shadow mode (it refuses nothing), else 0.";
+const CONCURRENT_HELP: &str = "Bulkhead: calls in flight holding a slot of max_concurrent_calls.";
+const REFUSAL_SHARE_HELP: &str = "Adaptive throttling: the probability of refusing the next call.";
 
 /// A histogram with one series per breaker, fed by every breaker of a
 /// registry: a hook of the registry, added by [`Registry::record_call_durations`]
@@ -365,6 +385,11 @@ struct Series {
     consecutive: IntGaugeVec,
     rate: GaugeVec,
     throttled: IntGaugeVec,
+    // Protection modes.
+    shadow_rejections: IntCounterVec,
+    shadow_mode: IntGaugeVec,
+    concurrent: IntGaugeVec,
+    refusal_share: GaugeVec,
 }
 
 impl Series {
@@ -388,6 +413,13 @@ impl Series {
             consecutive: IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &labels(&[]))?,
             rate: GaugeVec::new(Opts::new(RATE, RATE_HELP), &labels(&[]))?,
             throttled: IntGaugeVec::new(Opts::new(THROTTLED, THROTTLED_HELP), &labels(&[]))?,
+            shadow_rejections: IntCounterVec::new(
+                Opts::new(SHADOW_REJECTIONS, SHADOW_REJECTIONS_HELP),
+                &labels(&[]),
+            )?,
+            shadow_mode: IntGaugeVec::new(Opts::new(SHADOW_MODE, SHADOW_MODE_HELP), &labels(&[]))?,
+            concurrent: IntGaugeVec::new(Opts::new(CONCURRENT, CONCURRENT_HELP), &labels(&[]))?,
+            refusal_share: GaugeVec::new(Opts::new(REFUSAL_SHARE, REFUSAL_SHARE_HELP), &labels(&[]))?,
         })
     }
 
@@ -427,6 +459,19 @@ impl Series {
         self.throttled
             .with_label_values(&id)
             .set(i64::from(breaker.throttling()));
+        if breaker.has_used_modes() {
+            let shadow = breaker.config().mode() == crate::Mode::Shadow;
+            self.shadow_rejections
+                .with_label_values(&id)
+                .inc_by(s.shadow_rejected);
+            self.shadow_mode.with_label_values(&id).set(i64::from(shadow));
+            self.concurrent
+                .with_label_values(&id)
+                .set(i64::try_from(s.concurrent_calls).unwrap_or(i64::MAX));
+            if let Some(share) = s.refusal_share {
+                self.refusal_share.with_label_values(&id).set(share);
+            }
+        }
         for from in State::ALL {
             for to in State::ALL {
                 let n = counts.transitions(from, to);
@@ -450,6 +495,10 @@ impl Series {
         families.extend(self.consecutive.collect());
         families.extend(self.rate.collect());
         families.extend(self.throttled.collect());
+        families.extend(self.shadow_rejections.collect());
+        families.extend(self.shadow_mode.collect());
+        families.extend(self.concurrent.collect());
+        families.extend(self.refusal_share.collect());
         families
     }
 }

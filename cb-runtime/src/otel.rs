@@ -33,7 +33,7 @@
 //!
 //! | instrument | kind | unit | attributes beyond the name | value |
 //! |---|---|---|---|---|
-//! | `circuitbreaker.calls` | counter | `{call}` | `circuitbreaker.outcome` | calls by outcome: `success`, `failure`, `rejected`, `timeout`, `ignored` (the words of the Prometheus `outcome` label) |
+//! | `circuitbreaker.calls` | counter | `{call}` | `circuitbreaker.outcome` | calls by outcome: `success`, `failure`, `rejected`, `timeout`, `ignored`, `cancelled`, `throttled`, `saturated` (the words of the Prometheus `outcome` label) |
 //! | `circuitbreaker.state` | gauge | `1` | `circuitbreaker.state` | 1 for the state the breaker is in, 0 for the others: `closed`, `open`, `half_open`, `forced_open`, `disabled` ([`State`]'s display words) |
 //! | `circuitbreaker.transitions` | counter | `{transition}` | `circuitbreaker.from`, `circuitbreaker.to` | transitions since the breaker joined the registry |
 //! | `circuitbreaker.call.duration` | histogram | `s` | | admitted calls' durations, from admission to the outcome (rejected and cancelled calls are not timed); buckets [`DURATION_BUCKETS`] |
@@ -41,6 +41,8 @@
 //! | `circuitbreaker.consecutive_failures` | gauge | `{call}` | | failures since the last success, while closed |
 //! | `circuitbreaker.failure_rate` | gauge | `1` | | the window's failure rate (0 to 1), once it holds `minimum_calls` calls |
 //! | `circuitbreaker.slow_call_rate` | gauge | `1` | | the window's slow-call rate (0 to 1), once it holds `minimum_calls` calls |
+//! | `circuitbreaker.shadow_rejections` | counter | `{call}` | | shadow mode: calls the breaker would have refused, and let through |
+//! | `circuitbreaker.refusal_share` | gauge | `1` | | adaptive throttling: the probability of refusing the next call (adaptive breakers only) |
 //!
 //! The state is what the next call would meet: an open breaker whose open
 //! duration has elapsed is reported half-open, as the Prometheus metrics do.
@@ -153,6 +155,11 @@ pub const FAILURE_RATE: &str = "circuitbreaker.failure_rate";
 /// `circuitbreaker.slow_call_rate`: the window's slow-call rate.
 pub const SLOW_CALL_RATE: &str = "circuitbreaker.slow_call_rate";
 
+/// `circuitbreaker.shadow_rejections`: calls shadow mode let through.
+pub const SHADOW_REJECTIONS: &str = "circuitbreaker.shadow_rejections";
+/// `circuitbreaker.refusal_share`: an adaptive breaker's refusal probability.
+pub const REFUSAL_SHARE: &str = "circuitbreaker.refusal_share";
+
 /// The attribute naming the breaker, on every instrument.
 pub const ATTR_NAME: &str = "circuitbreaker.name";
 /// The attribute naming a keyed breaker's key, on every instrument.
@@ -222,6 +229,26 @@ pub fn install(registry: &'static Registry, meter: &Meter) {
                     }
                 }
             }
+        })
+        .build();
+    let _ = meter
+        .u64_observable_counter(SHADOW_REJECTIONS)
+        .with_description("Shadow mode: calls the breaker would have refused, let through.")
+        .with_unit("{call}")
+        .with_callback(move |obs| {
+            for_each_breaker(registry, |attrs, s| obs.observe(s.shadow_rejected, attrs));
+        })
+        .build();
+    let _ = meter
+        .f64_observable_gauge(REFUSAL_SHARE)
+        .with_description("Adaptive throttling: the probability of refusing the next call.")
+        .with_unit("1")
+        .with_callback(move |obs| {
+            for_each_breaker(registry, |attrs, s| {
+                if let Some(share) = s.refusal_share {
+                    obs.observe(share, attrs);
+                }
+            });
         })
         .build();
     let _ = meter

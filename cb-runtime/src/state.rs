@@ -216,18 +216,27 @@ pub(crate) enum Admission {
     Closed,
     HalfOpen,
     Disabled,
+    /// Let through by shadow mode only: its end is counted, and does not
+    /// move the state machine.
+    Shadow,
 }
 
 /// What the breaker needs to record a call's end: the generation it was
-/// admitted in and how (packed in one word), and when it started (for
-/// slow-call detection and call timing). Sixteen bytes, so it moves in
-/// registers.
+/// admitted in, how, and the protection modes' flags (packed in one word),
+/// and when it started (for slow-call detection and call timing). Sixteen
+/// bytes, so it moves in registers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ticket {
-    /// `generation << 2 | admission`.
+    /// `generation << 4 | flags << 2 | admission`.
     packed: u64,
     pub(crate) start: u64,
 }
+
+/// The ticket's flag: the call holds a bulkhead slot.
+const SLOT: u64 = 1 << 2;
+/// The ticket's flag: an adaptive breaker's call, told to its window.
+const ADAPTIVE: u64 = 1 << 3;
+const LOW_BITS: u32 = 4;
 
 impl Ticket {
     /// `start` when the call is not timed.
@@ -239,16 +248,17 @@ impl Ticket {
             Admission::Closed => 0,
             Admission::HalfOpen => 1,
             Admission::Disabled => 2,
+            Admission::Shadow => 3,
         };
         Ticket {
-            packed: generation << 2 | a,
+            packed: generation << LOW_BITS | a,
             start,
         }
     }
 
     #[inline]
     pub(crate) const fn generation(self) -> u64 {
-        self.packed >> 2
+        self.packed >> LOW_BITS
     }
 
     #[inline]
@@ -256,8 +266,50 @@ impl Ticket {
         match self.packed & 3 {
             0 => Admission::Closed,
             1 => Admission::HalfOpen,
-            _ => Admission::Disabled,
+            2 => Admission::Disabled,
+            _ => Admission::Shadow,
         }
+    }
+
+    /// Admitted closed, with no mode flag: the only ticket whose success may
+    /// take the hot path.
+    #[inline(always)]
+    pub(crate) const fn is_plain_closed(self) -> bool {
+        self.packed & ((1 << LOW_BITS) - 1) == 0
+    }
+
+    /// Whether the ticket carries a mode flag (a slot, an adaptive call).
+    #[inline(always)]
+    pub(crate) const fn has_mode_flags(self) -> bool {
+        self.packed & (SLOT | ADAPTIVE) != 0
+    }
+
+    /// This ticket, holding a bulkhead slot.
+    #[inline]
+    pub(crate) const fn holding_slot(self) -> Self {
+        Ticket {
+            packed: self.packed | SLOT,
+            start: self.start,
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn holds_slot(self) -> bool {
+        self.packed & SLOT != 0
+    }
+
+    /// This ticket, as an adaptive breaker's call.
+    #[inline]
+    pub(crate) const fn adaptive(self) -> Self {
+        Ticket {
+            packed: self.packed | ADAPTIVE,
+            start: self.start,
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn is_adaptive(self) -> bool {
+        self.packed & ADAPTIVE != 0
     }
 }
 
@@ -310,6 +362,29 @@ mod tests {
         assert!(!closed.next_open(false).throttled());
         assert!(StateWord::new(State::HalfOpen, 5, true).throttled());
         assert!(!StateWord::new(State::ForcedOpen, 5, true).throttled());
+    }
+
+    #[test]
+    fn a_ticket_keeps_its_generation_admission_and_flags() {
+        let top = u64::MAX >> GEN_SHIFT;
+        for admission in [
+            Admission::Closed,
+            Admission::HalfOpen,
+            Admission::Disabled,
+            Admission::Shadow,
+        ] {
+            let t = Ticket::new(top, admission, 5);
+            assert_eq!((t.generation(), t.admission()), (top, admission));
+            assert!(!t.has_mode_flags() && !t.holds_slot() && !t.is_adaptive());
+            assert_eq!(t.is_plain_closed(), admission == Admission::Closed);
+            let both = t.holding_slot().adaptive();
+            assert!(both.holds_slot() && both.is_adaptive() && both.has_mode_flags());
+            assert!(!both.is_plain_closed());
+            assert_eq!(
+                (both.generation(), both.admission(), both.start),
+                (top, admission, 5)
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::state::State;
 /// | `cancelled` | calls dropped before they finished | `cancelled` | not in it | unchanged |
 /// | `rejected` | calls refused without being attempted | `rejected` | not in it | unchanged |
 /// | `throttled` | calls the dependency throttled ([`Outcome::Throttled`](crate::Outcome::Throttled): a 429, a quota error) | `throttled` | not in it | unchanged |
+/// | `saturated` | calls the bulkhead refused (`max_concurrent_calls` in flight) | `saturated` | not in it | unchanged |
 ///
 /// So a timeout is a failure for every trigger (`failures_in_window`, the
 /// failure rate, `consecutive_failures`, a failed probe), and is counted once,
@@ -80,6 +81,22 @@ pub struct Stats {
     pub(crate) fallbacks_by: [u64; FallbackReason::ALL.len()],
     /// Probes by how they ended, in the order of `CallEnd::ALL`.
     pub(crate) probes_by: [u64; CallEnd::ALL.len()],
+    // Protection modes (see `Mode`, `Trip` and `max_concurrent_calls`).
+    /// Calls the bulkhead refused at once, `max_concurrent_calls` being in
+    /// flight ([`BreakerError::is_saturated`](crate::BreakerError::is_saturated));
+    /// an outcome total of its own (in [`calls`](Self::calls), not in
+    /// `rejected`), never a failure.
+    pub saturated: u64,
+    /// Shadow mode: calls the breaker would have refused (open, half-open
+    /// full, a full bulkhead, an adaptive refusal), let through and run as
+    /// ordinary calls. Not an outcome total: each of these calls is also
+    /// counted by how it ended.
+    pub shadow_rejected: u64,
+    /// An adaptive breaker's probability of refusing the next call, from its
+    /// window now; `None` for a threshold breaker.
+    pub refusal_share: Option<f64>,
+    /// Calls in flight that hold a bulkhead slot (0 without a bulkhead).
+    pub concurrent_calls: u64,
 }
 
 /// Reads one total of a [`Stats`].
@@ -96,11 +113,13 @@ const OUTCOMES: &[(&str, Total)] = &[
     ("cancelled", |s| s.cancelled),
     ("rejected", |s| s.rejected),
     ("throttled", |s| s.throttled),
+    ("saturated", |s| s.saturated),
 ];
 
 impl Stats {
     /// Every call counted: `successes + failures + timeouts + ignored +
-    /// cancelled + rejected + throttled`, the sum of [`outcomes`](Self::outcomes).
+    /// cancelled + rejected + throttled + saturated`, the sum of
+    /// [`outcomes`](Self::outcomes).
     pub fn calls(&self) -> u64 {
         self.outcomes().map(|(_, n)| n).sum()
     }
@@ -108,7 +127,8 @@ impl Stats {
     /// Every outcome total with the word of its `outcome` label in
     /// `circuit_breaker_calls_total`: `("success", successes)`,
     /// `("failure", failures)`, `("timeout", timeouts)`, `("ignored", ignored)`,
-    /// `("cancelled", cancelled)`, `("rejected", rejected)`, `("throttled", throttled)`.
+    /// `("cancelled", cancelled)`, `("rejected", rejected)`, `("throttled", throttled)`,
+    /// `("saturated", saturated)`.
     ///
     /// ```
     /// use cb_runtime::{CircuitBreaker, Config};

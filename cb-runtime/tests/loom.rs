@@ -257,3 +257,49 @@ fn loom_late_closed_result_is_not_a_probe() {
         assert_eq!(s.half_open_in_flight, 0);
     });
 }
+
+/// The bulkhead under every interleaving: with `max_concurrent_calls = 1`,
+/// two callers never hold a slot at once; a call that ends, is dropped, or
+/// unwinds gives its slot back; each caller is either admitted or refused as
+/// saturated, and the counts add up.
+#[test]
+fn loom_bulkhead_never_admits_more_than_its_cap_and_frees_every_slot() {
+    model(|| {
+        let b = Arc::new(CircuitBreaker::new(
+            "loom-bulkhead",
+            Config::builder().max_concurrent_calls(1).build().unwrap(),
+        ));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let caller = |drop_it: bool| {
+            let (b, inside) = (Arc::clone(&b), Arc::clone(&inside));
+            thread::spawn(move || match b.try_acquire() {
+                Ok(permit) => {
+                    assert_eq!(
+                        inside.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two calls in a bulkhead of one"
+                    );
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    if drop_it {
+                        drop(permit);
+                    } else {
+                        permit.record(true);
+                    }
+                    true
+                }
+                Err(e) => {
+                    assert!(e.is_saturated(), "{e}");
+                    false
+                }
+            })
+        };
+        let (one, two) = (caller(false), caller(true));
+        let admitted = u64::from(one.join().unwrap()) + u64::from(two.join().unwrap());
+        let s = b.stats();
+        assert!(admitted >= 1);
+        assert_eq!(s.concurrent_calls, 0, "every slot given back");
+        assert_eq!(s.successes + s.cancelled, admitted);
+        assert_eq!(s.saturated, 2 - admitted);
+        assert!(b.try_acquire().is_ok());
+    });
+}

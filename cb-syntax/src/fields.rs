@@ -47,6 +47,17 @@ pub const MAX_KEYS: u32 = 100_000;
 /// `open_for`, which cuts a longer period to it. The fleet's messages carry
 /// any open up to it, and a fleet resynchronising never cuts one shorter.
 pub const MAX_OPEN_NANOS: u64 = 24 * 3_600_000_000_000;
+/// The most calls `max_concurrent_calls` may allow in flight at once.
+pub const MAX_CONCURRENT_CALLS: u32 = 1_000_000;
+/// The largest `adaptive_k`: past it the adaptive throttle refuses nothing
+/// short of a dependency that answers nearly every call with an error.
+pub const MAX_ADAPTIVE_K: f64 = 100.0;
+/// The words of the field `mode`: the breaker enforces its decisions, or
+/// only counts the calls it would have refused.
+pub const MODES: [&str; 2] = ["enforce", "shadow"];
+/// The words of the field `trip`: the classic thresholds and open circuit,
+/// or client-side adaptive throttling.
+pub const TRIPS: [&str; 2] = ["threshold", "adaptive"];
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +93,15 @@ pub enum Kind {
     /// at least 1, a cap longer than zero and at most [`MAX_OPEN_NANOS`], a
     /// jitter fraction in `[0, 1]`), or `"none"` (or `"off"`) for none.
     Backoff,
+    /// One of a few words (`"enforce"` or `"shadow"`, say).
+    Word(&'static [&'static str]),
+    /// A whole number in `1..=max`, or `"none"` (or `"off"`) for none.
+    OptionalCount {
+        /// The largest value allowed.
+        max: u32,
+    },
+    /// A number greater than 1.0, up to [`MAX_ADAPTIVE_K`].
+    Multiplier,
 }
 
 /// One configuration field.
@@ -106,7 +126,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 18] = [
+pub const FIELDS: [Field; 22] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -200,6 +220,29 @@ pub const FIELDS: [Field; 18] = [
         kind: Kind::Rate,
         doc: "Long outages: after a failed probe the circuit stays open this share of the time since it opened, when longer than `open_duration`; 0 turns it off.",
     },
+    // Issue 43: the protection modes.
+    Field {
+        name: "mode",
+        kind: Kind::Word(&MODES),
+        doc: "`enforce` refuses calls; `shadow` lets every call through and counts those it would have refused.",
+    },
+    Field {
+        name: "max_concurrent_calls",
+        kind: Kind::OptionalCount {
+            max: MAX_CONCURRENT_CALLS,
+        },
+        doc: "Bulkhead: calls in flight at once (per key); one more is refused at once as saturated; \"none\" for no cap.",
+    },
+    Field {
+        name: "trip",
+        kind: Kind::Word(&TRIPS),
+        doc: "`threshold` opens the circuit on the triggers; `adaptive` never opens and refuses a share of calls that tracks the failures.",
+    },
+    Field {
+        name: "adaptive_k",
+        kind: Kind::Multiplier,
+        doc: "Adaptive throttling: refuses calls once requests exceed k times the successes in the window; lower refuses sooner.",
+    },
 ];
 
 /// The names of [`FIELDS`], in order: for lists in messages and suggestions.
@@ -244,6 +287,10 @@ pub enum Value {
     WindowTime(u64),
     /// An open-duration backoff.
     Backoff(BackoffText),
+    /// One of a field's words.
+    Word(&'static str),
+    /// A multiplier (`adaptive_k`).
+    Multiplier(f64),
 }
 
 impl fmt::Display for Value {
@@ -252,7 +299,8 @@ impl fmt::Display for Value {
         match *self {
             Value::Preset(name) => write!(f, "`{name}`"),
             Value::Count(n) | Value::WindowCalls(n) => write!(f, "{n}"),
-            Value::Rate(r) => write!(f, "{r}"),
+            Value::Rate(r) | Value::Multiplier(r) => write!(f, "{r}"),
+            Value::Word(word) => write!(f, "\"{word}\""),
             Value::Duration(nanos) | Value::WindowTime(nanos) => f.write_str(&format_nanos(nanos)),
             Value::Off => f.write_str("none"),
             Value::Backoff(b) => write!(
@@ -310,7 +358,8 @@ impl Field {
                 "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
                  {DURATION_FORMAT}, a jitter fraction in [0.0, 1.0]), or \"none\""
             ),
-            Kind::Preset | Kind::Count { .. } | Kind::Rate => self.range(),
+            Kind::OptionalCount { .. } => "a whole number, or \"none\"".to_owned(),
+            Kind::Preset | Kind::Count { .. } | Kind::Rate | Kind::Word(_) | Kind::Multiplier => self.range(),
         }
     }
 
@@ -340,6 +389,12 @@ impl Field {
                  fraction in [0.0, 1.0], such as \"2 5m 0.1\"; or \"none\"",
                 format_nanos(MAX_OPEN_NANOS)
             ),
+            Kind::Word(words) => {
+                let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+                format!("one of {}", words.join(", "))
+            }
+            Kind::OptionalCount { max } => format!("a whole number in 1..={max}, or \"none\""),
+            Kind::Multiplier => format!("a number greater than 1.0, at most {MAX_ADAPTIVE_K:.1}"),
         }
     }
 
@@ -352,6 +407,10 @@ impl Field {
             Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => "\"30s\"",
             Kind::Window => "20",
             Kind::Backoff => "\"2 5m 0.1\"",
+            Kind::Word(words) if words == MODES.as_slice() => "\"shadow\"",
+            Kind::Word(_) => "\"adaptive\"",
+            Kind::OptionalCount { .. } => "16",
+            Kind::Multiplier => "2.0",
         }
     }
 
@@ -390,6 +449,15 @@ impl Field {
             },
             Kind::Backoff if off => Value::Off,
             Kind::Backoff => Value::Backoff(parse_backoff(t).map_err(|why| Refusal::Malformed(Some(why)))?),
+            Kind::Word(words) => Value::Word(words.iter().find(|w| **w == t).ok_or(Refusal::OutOfRange)?),
+            Kind::OptionalCount { .. } if off => Value::Off,
+            Kind::OptionalCount { .. } => Value::Count(t.parse().map_err(|_| Refusal::Malformed(None))?),
+            Kind::Multiplier => Value::Multiplier(
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite())
+                    .ok_or(Refusal::Malformed(None))?,
+            ),
         };
         self.check(&value)?;
         Ok(value)
@@ -413,7 +481,10 @@ impl Field {
             (Kind::Duration, Value::Duration(nanos)) => (1..=MAX_OPEN_NANOS).contains(&nanos),
             (Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
             (Kind::DurationUpTo { max }, Value::Duration(nanos)) => nanos <= max,
-            (Kind::OptionalDuration | Kind::Backoff, Value::Off) => true,
+            (Kind::OptionalDuration | Kind::Backoff | Kind::OptionalCount { .. }, Value::Off) => true,
+            (Kind::Word(words), Value::Word(word)) => words.contains(&word),
+            (Kind::OptionalCount { max }, Value::Count(n)) => (1..=max).contains(&n),
+            (Kind::Multiplier, Value::Multiplier(k)) => k > 1.0 && k <= MAX_ADAPTIVE_K,
             (Kind::Window, Value::WindowCalls(calls)) => (1..=MAX_WINDOW_CALLS).contains(&calls),
             (Kind::Window, Value::WindowTime(nanos)) => {
                 (MIN_WINDOW_NANOS..=MAX_WINDOW_NANOS).contains(&nanos)
@@ -528,6 +599,33 @@ mod tests {
         assert_eq!(backoff.parse("2 25h 0.1"), Err(Refusal::OutOfRange));
         assert!(backoff.range().contains("at most 24h"), "{}", backoff.range());
         assert_eq!(MAX_RETRY_AFTER_NANOS, MAX_OPEN_NANOS);
+    }
+
+    #[test]
+    fn the_protection_modes_fields_take_their_words_a_cap_and_a_multiplier() {
+        let mode = field("mode").unwrap();
+        assert_eq!(mode.parse("shadow"), Ok(Value::Word("shadow")));
+        assert_eq!(mode.parse(" enforce "), Ok(Value::Word("enforce")));
+        assert_eq!(mode.parse("dry-run"), Err(Refusal::OutOfRange));
+        assert_eq!(mode.range(), "one of `enforce`, `shadow`");
+        assert_eq!(mode.check(&Value::Word("adaptive")), Err(Refusal::OutOfRange));
+        let trip = field("trip").unwrap();
+        assert_eq!(trip.parse("adaptive"), Ok(Value::Word("adaptive")));
+        assert_eq!(trip.range(), "one of `threshold`, `adaptive`");
+        let cap = field("max_concurrent_calls").unwrap();
+        assert_eq!(cap.parse("none"), Ok(Value::Off));
+        assert_eq!(cap.parse("16"), Ok(Value::Count(16)));
+        assert_eq!(cap.parse("0"), Err(Refusal::OutOfRange));
+        assert_eq!(cap.parse("1000001"), Err(Refusal::OutOfRange));
+        assert_eq!(cap.parse("many"), Err(Refusal::Malformed(None)));
+        assert_eq!(cap.range(), "a whole number in 1..=1000000, or \"none\"");
+        let k = field("adaptive_k").unwrap();
+        assert_eq!(k.parse("1.5"), Ok(Value::Multiplier(1.5)));
+        assert_eq!(k.parse("2"), Ok(Value::Multiplier(2.0)));
+        assert_eq!(k.parse("1.0"), Err(Refusal::OutOfRange));
+        assert_eq!(k.parse("101"), Err(Refusal::OutOfRange));
+        assert_eq!(k.parse("NaN"), Err(Refusal::Malformed(None)));
+        assert_eq!(k.range(), "a number greater than 1.0, at most 100.0");
     }
 
     #[test]

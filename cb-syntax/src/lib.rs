@@ -29,5 +29,6 @@ pub use fields::{
     MAX_OPEN_NANOS, MAX_PROBES, MAX_RETRY_AFTER_NANOS, MAX_WINDOW_CALLS, MAX_WINDOW_NANOS,
     MIN_SLOW_CALL_NANOS, MIN_WINDOW_NANOS, PRESETS,
 };
+pub use fields::{MAX_ADAPTIVE_K, MAX_CONCURRENT_CALLS, MODES, TRIPS};
 pub use name::{check_name, NameError, MAX_NAME_LEN, NAME_RULE};
 pub use suggest::{list, nearest};

@@ -84,6 +84,11 @@
     // Fallbacks by reason (refusal, timeout, failure, throttled, error); absent from an older server.
     const fallbacks = Object.values(stats.fallbacks || {}).reduce((a, n) => a + n, 0);
     items.push(["fallbacks", fallbacks]);
+    // Protection modes; absent from an older server, shown once they count.
+    if (stats.saturated > 0 || stats.concurrent_calls > 0) {
+      items.push(["saturated", stats.saturated]);
+      items.push(["in flight", stats.concurrent_calls]);
+    }
     for (const [label, n] of items) {
       list.append(el("li", "total", label + " " + n));
     }
@@ -142,6 +147,15 @@
     state.append(badge);
     if (b.open_reason && (b.state === "open" || b.state === "half_open")) {
       state.append(el("div", "reason muted", b.open_reason === "throttled" ? "rate limit, not an outage" : b.open_reason));
+    }
+    // Shadow mode: it refuses nothing; say so, and what it would have refused.
+    if (b.mode === "shadow") {
+      tr.setAttribute("data-mode", "shadow");
+      state.append(el("div", "shadow", "shadow: would have refused " + b.stats.shadow_rejected));
+    }
+    // Adaptive throttling: never open; the share of calls it refuses now.
+    if (b.trip === "adaptive" && typeof b.stats.refusal_share === "number") {
+      state.append(el("div", "adaptive muted", "adaptive: refusing " + percent(b.stats.refusal_share)));
     }
     // Served through cb-fleet's admin router: an open that stays on this
     // replica, below the fleet's open quorum.

@@ -8,6 +8,9 @@
 //! the goals any preset misses; `tests/outage_cost.rs` checks those goals in
 //! CI. The simulation is `tests/support/outage.rs`.
 //!
+//! The last rows are adaptive throttling (`trip = "adaptive"`) on two
+//! presets: it never opens, so it has no recovery lag of its own.
+//!
 //! Each partial-outage cell is the mean of 5 seeds of 12,000 calls, as a
 //! percentage of the calls: at 1 call a second a run lasts 3 h 20 min, at
 //! 1,000 calls a second 12 s.
@@ -27,6 +30,7 @@ fn percent(cost: Cost, n: u64) -> String {
 fn main() {
     let mut setups = outage::presets();
     setups.extend(outage::peers());
+    setups.extend(outage::adaptive());
     let mut table = String::from(
         "| setup | rate | p = 0.05: lost | p = 0.1: lost | p = 0.3: lost | p = 0.6: lost / dead | p = 1.0: dead | 5 min outage: dead | recovery lag |\n\
          |---|---|---|---|---|---|---|---|---|\n",

@@ -314,7 +314,8 @@ fn breakers() -> Vec<(CircuitBreaker, Option<u32>)> {
         ("soak-llm", llm, Some(20)),
         ("soak-db", db, Some(50)),
         ("soak-cache", cache, None),
-        ("soak-manual", manual, Some(50)),
+        // The http_api preset's window: the last 200 calls.
+        ("soak-manual", manual, Some(200)),
     ]
     .into_iter()
     .map(|(name, b, window)| {

@@ -20,7 +20,7 @@ fn query_row(fail: bool) -> Result<u32, DbError> {
     }
 }
 
-#[circuit_breaker(name = "svc-foreign", failure_threshold = 2)]
+#[circuit_breaker(name = "svc-foreign", failure_threshold = 2, streak_failure_rate = 0)]
 async fn find(fail: bool) -> Result<u32, CallError<DbError>> {
     // `?` on the foreign error, as written.
     let row = query_row(fail)?;
@@ -143,7 +143,7 @@ async fn an_ignored_item_is_counted_as_ignored_and_still_reaches_the_consumer() 
     assert_eq!(chat(vec![]).await.err(), Some(LlmError::Breaker(true)));
 }
 
-#[circuit_breaker(name = "svc-stream-failure-if", failure_threshold = 1, failure_if = is_provider_fault)]
+#[circuit_breaker(name = "svc-stream-failure-if", failure_threshold = 1, streak_failure_rate = 0, failure_if = is_provider_fault)]
 async fn complete(
     open_error: Option<LlmError>,
     items: Tokens,

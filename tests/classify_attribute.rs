@@ -33,7 +33,7 @@ fn hint(e: &DbError) -> Option<Duration> {
     (*e == DbError::TooManyConnections).then_some(Duration::from_secs(7))
 }
 
-#[circuit_breaker(name = "classify-attr", failure_threshold = 2, classify = judge)]
+#[circuit_breaker(name = "classify-attr", failure_threshold = 2, streak_failure_rate = 0, classify = judge)]
 async fn insert(answer: fn() -> Result<u32, DbError>) -> Result<u32, DbError> {
     answer()
 }

@@ -422,7 +422,7 @@ impl From<&Stats> for StatsView {
 /// let view = ConfigView::from(&Preset::Llm.config());
 /// assert_eq!(view.get("preset"), Some(&serde_json::json!("llm")));
 /// assert_eq!(view.get("open_duration_ms"), Some(&serde_json::json!(120_000)));
-/// assert_eq!(view.get("sliding_window"), Some(&serde_json::json!({"calls": 20})));
+/// assert_eq!(view.get("sliding_window"), Some(&serde_json::json!({"calls": 200})));
 /// assert_eq!(view.get("open_backoff"), Some(&serde_json::Value::Null));
 /// ```
 #[derive(Clone, Debug, PartialEq)]

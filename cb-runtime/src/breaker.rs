@@ -33,6 +33,7 @@
 //!   counts as a failure and gives the slot back.
 
 use std::fmt;
+use std::sync::Weak;
 use std::time::Duration;
 
 // Hooks for sharing state across processes (the `cb-fleet` crate). A child
@@ -1098,7 +1099,7 @@ impl CircuitBreaker {
     /// A keyed breaker's probe ended: its family may evict the key now, if
     /// it is full (a probe that ends without a transition says so only here).
     fn tell_family_probe_ended(&self) {
-        if let Some(family) = self.key_tag().and_then(|tag| tag.home.upgrade()) {
+        if let Some(family) = self.key_tag().and_then(|tag| tag.home.as_ref()?.upgrade()) {
             family.key_settled();
         }
     }
@@ -1111,8 +1112,11 @@ impl CircuitBreaker {
     fn hand_over_if_evicted(&self) {
         if let Some(tag) = self.key_tag() {
             if !tag.detached && tag.evicted.load(Ordering::Acquire) {
-                if let Some(family) = tag.home.upgrade() {
-                    family.hand_over(self);
+                if let Some(family) = tag.home.as_ref().and_then(Weak::upgrade) {
+                    let opened = self
+                        .open_remaining()
+                        .map(|left| (left, self.open_reason().unwrap_or(Reason::ConsecutiveFailures)));
+                    family.hand_over(&tag.key, opened);
                 }
             }
         }

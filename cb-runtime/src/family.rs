@@ -489,8 +489,8 @@ impl Family {
             }
         };
         // The newest use: a new key is not the first to be evicted.
-        let tag =
-            KeyTag::new(key, self.id, self.tick.fetch_add(1, Ordering::Relaxed) + 1).homed(self.me.clone());
+        let tag = KeyTag::new(key, self.id, self.tick.fetch_add(1, Ordering::Relaxed) + 1)
+            .homed(self.me.clone() as Weak<dyn crate::home::Home>);
         let breaker = Arc::new(CircuitBreaker::keyed(self.name, tag, config));
         let counts = Arc::new(TransitionCounts::default());
         let c = Arc::clone(&counts);
@@ -503,7 +503,7 @@ impl Family {
             match t.to {
                 State::Open if t.reason != Reason::FamilyOpen => family.key_opened(),
                 // The key may be evictable now.
-                State::Closed | State::HalfOpen => family.key_settled(),
+                State::Closed | State::HalfOpen => crate::home::Home::key_settled(&*family),
                 _ => {}
             }
         });

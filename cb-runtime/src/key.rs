@@ -35,7 +35,7 @@ pub(crate) struct KeyTag {
     /// The family that made the breaker: where the failure of a call in
     /// flight across the key's eviction is handed over (see the family's
     /// `handover` module).
-    pub(crate) home: Weak<crate::family::Family>,
+    pub(crate) home: Option<Weak<dyn crate::home::Home>>,
     /// The breaker was made for one call only and was never in its family's
     /// map (the family was full of keys it may not forget, or the key breaks
     /// the name rule): nothing of it is handed over.
@@ -51,14 +51,14 @@ impl KeyTag {
             family,
             evicted: AtomicBool::new(false),
             last_used: AtomicU64::new(last_used),
-            home: Weak::new(),
+            home: None,
             detached: false,
         }
     }
 
     /// The tag of a key of the family `home`.
-    pub(crate) fn homed(mut self, home: Weak<crate::family::Family>) -> Self {
-        self.home = home;
+    pub(crate) fn homed(mut self, home: Weak<dyn crate::home::Home>) -> Self {
+        self.home = Some(home);
         self
     }
 

@@ -81,6 +81,7 @@ mod fallback;
 pub mod family;
 mod handle;
 pub mod history;
+mod home;
 mod hook;
 mod intern;
 mod key;

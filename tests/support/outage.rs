@@ -131,6 +131,25 @@ pub fn peers() -> Vec<Setup> {
     .collect()
 }
 
+/// Adaptive throttling (`trip = "adaptive"`, issue "protection modes") on
+/// the `llm` and `http_api` presets, at the default `adaptive_k` of 2.0: it
+/// never opens, and refuses a share of calls that tracks the failures.
+#[allow(dead_code)] // the example prints these rows; the test checks the presets
+pub fn adaptive() -> Vec<Setup> {
+    [Preset::Llm, Preset::HttpApi]
+        .into_iter()
+        .map(|preset| Setup {
+            name: format!("`{preset}`, trip = adaptive"),
+            preset: None,
+            config: preset
+                .builder()
+                .trip(cb_runtime::Trip::Adaptive)
+                .build()
+                .expect("an adaptive preset"),
+        })
+        .collect()
+}
+
 /// What one run cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cost {

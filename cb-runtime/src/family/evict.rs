@@ -82,11 +82,6 @@ impl Family {
         }
     }
 
-    /// A key closed, half-opened or ended a probe: it may be evictable now.
-    pub(crate) fn key_settled(&self) {
-        self.settled.fetch_add(1, Ordering::Release);
-    }
-
     /// A breaker for one call of `key`, outside the family's map, counted.
     pub(super) fn unguarded(&self, key: &str, why: Why) -> Arc<CircuitBreaker> {
         let n = self.unguarded[why as usize].fetch_add(1, Ordering::Relaxed) + 1;

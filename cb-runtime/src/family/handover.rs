@@ -16,24 +16,23 @@
 //!   probing on its own, and a result from before it existed is not a probe's
 //!   (pitfall 5).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::Family;
-use crate::breaker::CircuitBreaker;
+use crate::home::Home;
 use crate::outcome::CallEnd;
 use crate::state::{Admission, State};
 use crate::transition::Reason;
 
-impl Family {
-    /// Hands the failure that just ended a call on `evicted` (a breaker of
-    /// this family whose key was evicted) over to the key's breaker now.
-    pub(crate) fn hand_over(&self, evicted: &CircuitBreaker) {
-        let Some(key) = evicted.key() else {
-            return;
-        };
+impl Home for Family {
+    /// Hands the failure that just ended a call on the evicted breaker of
+    /// `key` over to the key's breaker now.
+    fn hand_over(&self, key: &str, opened: Option<(Duration, Reason)>) {
         let current = self.get_or_insert(key);
-        if std::ptr::eq(Arc::as_ptr(&current), evicted)
-            || current.key_tag().is_some_and(|t| t.detached)
+        if current
+            .key_tag()
+            .is_some_and(|t| t.detached || t.evicted.load(Ordering::Acquire))
             || current.state() != State::Closed
         {
             return;
@@ -46,9 +45,8 @@ impl Family {
              is handed over to the key's breaker",
             self.name
         );
-        match evicted.open_remaining() {
-            Some(left) => {
-                let reason = evicted.open_reason().unwrap_or(Reason::ConsecutiveFailures);
+        match opened {
+            Some((left, reason)) => {
                 current.open_with_reason(left, reason);
             }
             None => {
@@ -63,5 +61,9 @@ impl Family {
                 }
             }
         }
+    }
+
+    fn key_settled(&self) {
+        self.settled.fetch_add(1, Ordering::Release);
     }
 }

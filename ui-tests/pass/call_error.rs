@@ -20,7 +20,7 @@ fn is_not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
-#[circuit_breaker(name = "pass-call-error", failure_threshold = 1)]
+#[circuit_breaker(name = "pass-call-error", failure_threshold = 1, streak_failure_rate = 0)]
 async fn query(fail: bool) -> Result<u8, CallError<io::Error>> {
     let value = open(fail)?;
     Ok(value)
@@ -32,7 +32,7 @@ async fn by_path() -> std::result::Result<u8, cb_runtime::CallError<io::Error>> 
     Ok(1)
 }
 
-#[circuit_breaker(name = "pass-call-error-stream", failure_threshold = 1)]
+#[circuit_breaker(name = "pass-call-error-stream", failure_threshold = 1, streak_failure_rate = 0)]
 async fn rows(fail: bool) -> Result<impl Stream<Item = Result<u8, CallError<io::Error>>>, CallError<io::Error>> {
     let first = open(fail)?;
     Ok(stream::iter(vec![Ok(first), Err(io::Error::other("cut"))]))

@@ -37,10 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(
             CircuitBreakerMiddleware::new("openai").config(
-                // The LLM preset, with a short open period for the demo.
+                // The LLM preset, with a short open period for the demo, and
+                // opening on its 3 errors in a row even after a success (the
+                // preset asks the window to agree first: see the guide's
+                // "Choosing a preset").
                 Preset::Llm
                     .builder()
                     .open_duration(Duration::from_millis(300))
+                    .streak_failure_rate(0.0)
                     .build()?,
             ),
         )

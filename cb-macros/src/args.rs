@@ -571,6 +571,7 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::DurationUpTo { .. } => "a duration in a string with its unit, or \"0s\"",
         FieldKind::Window => "a number of calls or a duration in a string",
         FieldKind::Backoff => "\"<multiplier> <cap> [<jitter>]\" in a string, or \"none\"",
+        FieldKind::DurationOrNone { .. } => "a duration in a string with its unit, \"0s\" or \"none\"",
     }
 }
 
@@ -583,7 +584,8 @@ fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue
             | FieldKind::OptionalDuration
             | FieldKind::DurationUpTo { .. }
             | FieldKind::Window
-            | FieldKind::Backoff,
+            | FieldKind::Backoff
+            | FieldKind::DurationOrNone { .. },
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),

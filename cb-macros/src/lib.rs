@@ -94,6 +94,7 @@ use proc_macro::TokenStream;
 /// | `open_backoff` | string `"<multiplier> <cap> [<jitter>]"`, e.g. `"2 5m 0.1"`, or `"none"` | builder override: the open duration grows on each reopen |
 /// | `throttle_duration`, `max_retry_after` | duration string; `max_retry_after = "0s"` ignores hints | builder overrides: how long a throttled error opens the circuit without a hint, and the longest hint honoured |
 /// | `max_keys`, `family_open_keys` | integer | builder overrides for keyed functions: the most keys of the family (default 100), and how many open keys open the whole family (default 0: off) |
+/// | `health_check_interval`, `ramp_up` | duration string; `ramp_up = "0s"` or `"none"` turns the ramp off | builder overrides: how often the health check runs while open, and how long the admitted share takes to grow back to 100 % after closing |
 /// | `key` | an expression over the arguments and `self` whose value is `AsRef<str>` (`key = model`, `key = self.tenant`) | one breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
 /// | `fallback_on` | `"refusal"` (default), `"breaker"` or `"failure"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure |

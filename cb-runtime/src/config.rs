@@ -135,6 +135,8 @@ impl Backoff {
 /// | `max_retry_after` | 5 min |
 /// | `max_keys` | 100 keys per family (keyed breakers only) |
 /// | `family_open_keys` | 0: off (keyed breakers only) |
+/// | `health_check_interval` | 5 s (used once a health check is set) |
+/// | `ramp_up` | 0 s: off |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -159,6 +161,10 @@ pub struct Config {
     pub(crate) max_retry_after_ms: u32,
     pub(crate) max_keys: u32,
     pub(crate) family_open_keys: u32,
+    /// `health_check_interval` and `ramp_up`, in whole milliseconds (rounded
+    /// up), as the throttle's durations.
+    pub(crate) health_check_interval_ms: u32,
+    pub(crate) ramp_up_ms: u32,
     pub(crate) clock: Clock,
 }
 
@@ -182,6 +188,8 @@ impl Default for Config {
             max_retry_after_ms: 300_000,
             max_keys: 100,
             family_open_keys: 0,
+            health_check_interval_ms: 5_000,
+            ramp_up_ms: 0,
             clock: Clock::system(),
         }
     }
@@ -297,6 +305,19 @@ impl Config {
         self.family_open_keys
     }
 
+    /// While the circuit is open, how often its health check runs (see
+    /// [`CircuitBreaker::set_health_check`](crate::CircuitBreaker::set_health_check)).
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.health_check_interval_ms))
+    }
+
+    /// After the circuit closes from half-open or by health checks, how long
+    /// the admitted share takes to grow from 10 % to 100 %;
+    /// `Duration::ZERO` when there is no ramp.
+    pub fn ramp_up(&self) -> Duration {
+        Duration::from_millis(u64::from(self.ramp_up_ms))
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -334,6 +355,8 @@ impl Config {
             "max_retry_after" => duration(self.max_retry_after()),
             "max_keys" => Value::Count(self.max_keys),
             "family_open_keys" => Value::Count(self.family_open_keys),
+            "health_check_interval" => duration(self.health_check_interval()),
+            "ramp_up" => duration(self.ramp_up()),
             _ => return None,
         })
     }
@@ -559,6 +582,25 @@ impl ConfigBuilder {
         self
     }
 
+    /// While the circuit is open, how often its health check runs (longer
+    /// than zero; default 5 s, each preset sets its own), in whole
+    /// milliseconds (rounded up). Without a health check it does nothing.
+    pub fn health_check_interval(mut self, d: Duration) -> Self {
+        self.config.health_check_interval_ms = whole_millis(d);
+        self
+    }
+
+    /// After the circuit closes from half-open or by health checks, admit a
+    /// share of calls growing linearly from 10 % to 100 % over `d` and refuse
+    /// the rest ([`BreakerError::is_ramping`](crate::BreakerError::is_ramping)),
+    /// so that a dependency that just recovered is not hit by every waiting
+    /// caller at once. At most 1 h; `Duration::ZERO` (the default) turns it
+    /// off. Whole milliseconds (rounded up).
+    pub fn ramp_up(mut self, d: Duration) -> Self {
+        self.config.ramp_up_ms = whole_millis(d);
+        self
+    }
+
     /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
@@ -605,6 +647,8 @@ impl ConfigBuilder {
             ("max_retry_after", Value::Duration(d)) => self.max_retry_after(nanos(d)),
             ("max_keys", Value::Count(n)) => self.max_keys(n),
             ("family_open_keys", Value::Count(n)) => self.family_open_keys(n),
+            ("health_check_interval", Value::Duration(d)) => self.health_check_interval(nanos(d)),
+            ("ramp_up", Value::Duration(d)) => self.ramp_up(nanos(d)),
             _ => self,
         }
     }
@@ -886,6 +930,28 @@ mod tests {
         }
         let cache = Config::builder().preset_name("cache").build().unwrap();
         assert_eq!(cache.value(&FIELDS[0]), Some(Value::Preset("cache")));
+    }
+
+    #[test]
+    fn health_check_interval_and_ramp_up_are_checked() {
+        let c = Config::builder()
+            .health_check_interval(Duration::from_secs(2))
+            .ramp_up(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        assert_eq!(c.health_check_interval(), Duration::from_secs(2));
+        assert_eq!(c.ramp_up(), Duration::from_secs(30));
+        assert_eq!(Config::default().ramp_up(), Duration::ZERO);
+        assert_eq!(
+            field_of(Config::builder().health_check_interval(Duration::ZERO)),
+            "health_check_interval"
+        );
+        let err = Config::builder()
+            .ramp_up(Duration::from_secs(7200))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "ramp_up");
+        assert!(err.to_string().contains("0s to 1h"), "{err}");
     }
 
     #[test]

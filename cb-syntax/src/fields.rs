@@ -40,6 +40,9 @@ pub const MAX_PROBES: u32 = 10_000;
 pub const MAX_RETRY_AFTER_NANOS: u64 = 24 * 3_600_000_000_000;
 /// The most keys `max_keys` may allow in one family of keyed breakers.
 pub const MAX_KEYS: u32 = 100_000;
+/// The longest `ramp_up`, in nanoseconds (1 h): a longer ramp refuses
+/// callers of a recovered dependency for longer than any outage it hides.
+pub const MAX_RAMP_UP_NANOS: u64 = 3_600_000_000_000;
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,12 @@ pub enum Kind {
     /// at least 1, a cap longer than zero, a jitter fraction in `[0, 1]`), or
     /// `"none"` (or `"off"`) for none.
     Backoff,
+    /// A duration from zero up to `max` nanoseconds, where `"0s"` and
+    /// `"none"` (or `"off"`) both turn the field's effect off.
+    DurationOrNone {
+        /// The longest duration allowed, in nanoseconds.
+        max: u64,
+    },
 }
 
 /// One configuration field.
@@ -98,7 +107,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 16] = [
+pub const FIELDS: [Field; 18] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -180,6 +189,18 @@ pub const FIELDS: [Field; 16] = [
         name: "family_open_keys",
         kind: Kind::Count { min: 0, max: MAX_KEYS },
         doc: "Keyed breakers: this many keys open at once open the whole family; 0 turns it off.",
+    },
+    Field {
+        name: "health_check_interval",
+        kind: Kind::Duration,
+        doc: "While open, how often the health check (if one is set) runs; its successes can close the circuit early.",
+    },
+    Field {
+        name: "ramp_up",
+        kind: Kind::DurationOrNone {
+            max: MAX_RAMP_UP_NANOS,
+        },
+        doc: "After closing from half-open or by health checks, the admitted share grows from 10 % to 100 % over this; \"0s\" or \"none\" turns it off.",
     },
 ];
 
@@ -286,6 +307,7 @@ impl Field {
             Kind::Duration => format!("a duration: {DURATION_FORMAT}"),
             Kind::OptionalDuration => format!("a duration: {DURATION_FORMAT}, or \"none\""),
             Kind::DurationUpTo { .. } => format!("a duration: {DURATION_FORMAT}, or \"0s\""),
+            Kind::DurationOrNone { .. } => format!("a duration: {DURATION_FORMAT}, or \"0s\" or \"none\""),
             Kind::Window => format!("a number of calls (such as 100) or a time window: {DURATION_FORMAT}"),
             Kind::Backoff => format!(
                 "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
@@ -308,6 +330,9 @@ impl Field {
             Kind::Duration => "a duration longer than zero".to_owned(),
             Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
             Kind::DurationUpTo { max } => format!("a duration from 0s to {}", format_nanos(max)),
+            Kind::DurationOrNone { max } => {
+                format!("a duration from 0s to {}, or \"none\" (as 0s: off)", format_nanos(max))
+            }
             Kind::Window => format!(
                 "a count window of 1..={MAX_WINDOW_CALLS} calls, or a time window between {} and {}",
                 format_nanos(MIN_WINDOW_NANOS),
@@ -325,7 +350,9 @@ impl Field {
             Kind::Preset => "\"llm\"",
             Kind::Count { .. } => "5",
             Kind::Rate => "0.5",
-            Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => "\"30s\"",
+            Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } | Kind::DurationOrNone { .. } => {
+                "\"30s\""
+            }
             Kind::Window => "20",
             Kind::Backoff => "\"2 5m 0.1\"",
         }
@@ -360,6 +387,8 @@ impl Field {
             Kind::Duration => Value::Duration(duration()?),
             Kind::OptionalDuration if off => Value::Off,
             Kind::OptionalDuration | Kind::DurationUpTo { .. } => Value::Duration(duration()?),
+            Kind::DurationOrNone { .. } if off => Value::Duration(0),
+            Kind::DurationOrNone { .. } => Value::Duration(duration()?),
             Kind::Window => match t.parse::<u32>() {
                 Ok(calls) => Value::WindowCalls(calls),
                 Err(_) => Value::WindowTime(duration()?),
@@ -387,7 +416,7 @@ impl Field {
             (Kind::Count { min, max }, Value::Count(n)) => (min..=max).contains(&n),
             (Kind::Rate, Value::Rate(r)) => (0.0..=1.0).contains(&r),
             (Kind::Duration | Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
-            (Kind::DurationUpTo { max }, Value::Duration(nanos)) => nanos <= max,
+            (Kind::DurationUpTo { max } | Kind::DurationOrNone { max }, Value::Duration(nanos)) => nanos <= max,
             (Kind::OptionalDuration | Kind::Backoff, Value::Off) => true,
             (Kind::Window, Value::WindowCalls(calls)) => (1..=MAX_WINDOW_CALLS).contains(&calls),
             (Kind::Window, Value::WindowTime(nanos)) => {
@@ -487,6 +516,19 @@ mod tests {
         let throttle = field("throttle_duration").unwrap();
         assert_eq!(throttle.parse("0s"), Err(Refusal::OutOfRange));
         assert_eq!(throttle.parse("10s"), Ok(Value::Duration(10_000_000_000)));
+    }
+
+    #[test]
+    fn ramp_up_takes_zero_none_and_at_most_an_hour() {
+        let ramp = field("ramp_up").unwrap();
+        assert_eq!(ramp.parse("0s"), Ok(Value::Duration(0)));
+        assert_eq!(ramp.parse("none"), Ok(Value::Duration(0)));
+        assert_eq!(ramp.parse("30s"), Ok(Value::Duration(30_000_000_000)));
+        assert_eq!(ramp.parse("2h"), Err(Refusal::OutOfRange));
+        assert!(ramp.range().contains("0s to 1h"), "{}", ramp.range());
+        let interval = field("health_check_interval").unwrap();
+        assert_eq!(interval.parse("0s"), Err(Refusal::OutOfRange));
+        assert_eq!(interval.parse("5s"), Ok(Value::Duration(5_000_000_000)));
     }
 
     #[test]

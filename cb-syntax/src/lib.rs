@@ -25,7 +25,7 @@ mod suggest;
 pub use backoff::{parse_backoff, BackoffText};
 pub use duration::{parse_nanos, DURATION_FORMAT};
 pub use fields::{
-    field, format_nanos, Field, Kind, Refusal, Value, DEFAULT_PRESET, FIELDS, FIELD_NAMES, MAX_KEYS,
+    field, format_nanos, Field, Kind, Refusal, Value, DEFAULT_PRESET, FIELDS, FIELD_NAMES, MAX_KEYS, MAX_RAMP_UP_NANOS,
     MAX_PROBES, MAX_RETRY_AFTER_NANOS, MAX_WINDOW_CALLS, MAX_WINDOW_NANOS, MIN_SLOW_CALL_NANOS,
     MIN_WINDOW_NANOS, PRESETS,
 };

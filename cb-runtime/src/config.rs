@@ -161,10 +161,12 @@ pub struct Config {
     pub(crate) max_retry_after_ms: u32,
     pub(crate) max_keys: u32,
     pub(crate) family_open_keys: u32,
-    /// `health_check_interval` and `ramp_up`, in whole milliseconds (rounded
-    /// up), as the throttle's durations.
+    /// `health_check_interval`, in whole milliseconds (rounded up), as the
+    /// throttle's durations; `ramp_up` in tenths of a second (rounded up, at
+    /// most 1 h), in the two bytes the layout had spare: the breaker stays
+    /// within 1 KiB.
     pub(crate) health_check_interval_ms: u32,
-    pub(crate) ramp_up_ms: u32,
+    pub(crate) ramp_up_ds: u16,
     pub(crate) clock: Clock,
 }
 
@@ -189,7 +191,7 @@ impl Default for Config {
             max_keys: 100,
             family_open_keys: 0,
             health_check_interval_ms: 5_000,
-            ramp_up_ms: 0,
+            ramp_up_ds: 0,
             clock: Clock::system(),
         }
     }
@@ -315,7 +317,10 @@ impl Config {
     /// the admitted share takes to grow from 10 % to 100 %;
     /// `Duration::ZERO` when there is no ramp.
     pub fn ramp_up(&self) -> Duration {
-        Duration::from_millis(u64::from(self.ramp_up_ms))
+        match self.ramp_up_ds {
+            RAMP_UP_TOO_LONG => Duration::from_nanos(cb_syntax::MAX_RAMP_UP_NANOS + 1),
+            ds => Duration::from_millis(u64::from(ds) * 100),
+        }
     }
 
     /// The clock the breaker reads.
@@ -414,6 +419,9 @@ fn whole_millis(d: Duration) -> u32 {
     let ms = duration_nanos(d).div_ceil(1_000_000);
     u32::try_from(ms).unwrap_or(u32::MAX)
 }
+
+/// `ramp_up` longer than allowed, kept so that `build` refuses it.
+const RAMP_UP_TOO_LONG: u16 = u16::MAX;
 
 /// The most probes `half_open_max_calls` may allow.
 pub const MAX_PROBES: u32 = cb_syntax::MAX_PROBES;
@@ -595,9 +603,14 @@ impl ConfigBuilder {
     /// the rest ([`BreakerError::is_ramping`](crate::BreakerError::is_ramping)),
     /// so that a dependency that just recovered is not hit by every waiting
     /// caller at once. At most 1 h; `Duration::ZERO` (the default) turns it
-    /// off. Whole milliseconds (rounded up).
+    /// off. Tenths of a second (rounded up).
     pub fn ramp_up(mut self, d: Duration) -> Self {
-        self.config.ramp_up_ms = whole_millis(d);
+        let ds = duration_nanos(d).div_ceil(100_000_000);
+        self.config.ramp_up_ds = if ds > cb_syntax::MAX_RAMP_UP_NANOS / 100_000_000 {
+            RAMP_UP_TOO_LONG
+        } else {
+            ds as u16
+        };
         self
     }
 

@@ -144,7 +144,7 @@ impl CircuitBreaker {
                 if !matches!(w.state(), State::Open | State::HalfOpen) {
                     return false;
                 }
-                let closed = w.next(State::Closed, time);
+                let closed = self.ramped(w.next(State::Closed, time), inner.config.ramp_up());
                 match self.cas_from(w, closed) {
                     Ok(()) => {
                         self.start_over(&mut inner);

@@ -120,6 +120,12 @@ pub(crate) struct RareCounts {
     /// A keyed breaker's key, with what its family's call path checks: set
     /// when the breaker is made, so that an unkeyed breaker pays no field for it.
     pub(crate) key: Option<crate::key::KeyTag>,
+    /// The ramp after a close (`ramp_up`).
+    pub(crate) ramp: crate::breaker::ramp::Ramp,
+    /// The health check, once one is set.
+    pub(crate) health: std::sync::OnceLock<std::sync::Arc<crate::breaker::health::Checker>>,
+    /// The `Arc` the breaker lives in, when the registry or a family made it.
+    pub(crate) me: std::sync::OnceLock<std::sync::Weak<crate::breaker::CircuitBreaker>>,
 }
 
 impl RareCounts {
@@ -136,6 +142,9 @@ impl RareCounts {
             probes: std::array::from_fn(|_| AtomicU64::new(0)),
             throttled: AtomicU64::new(0),
             key: None,
+            ramp: crate::breaker::ramp::Ramp::new(),
+            health: std::sync::OnceLock::new(),
+            me: std::sync::OnceLock::new(),
         })
     }
 }

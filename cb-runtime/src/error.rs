@@ -16,6 +16,9 @@ pub enum BreakerErrorKind {
     HalfOpenFull,
     /// The call ran longer than the configured `call_timeout` and was abandoned.
     Timeout,
+    /// The circuit closed a moment ago and is ramping up (`ramp_up`): it
+    /// admits a growing share of calls, and this one was outside it.
+    Ramping,
 }
 
 /// The breaker's own refusal or timeout, as opposed to the protected
@@ -36,7 +39,9 @@ pub struct BreakerError {
 }
 
 const KIND_SHIFT: u32 = 62;
-/// The bit that says a refusal while open is a throttled period's.
+/// The bit that says a refusal while open is a throttled period's. With the
+/// kind `HalfOpenFull`'s bits, which no throttled refusal has, it says the
+/// kind is `Ramping`.
 const THROTTLED: u64 = 1 << 61;
 const NO_AFTER: u64 = THROTTLED - 1;
 
@@ -46,13 +51,14 @@ impl BreakerError {
         let after = after.map_or(NO_AFTER, |d| crate::clock::duration_nanos(d).min(NO_AFTER - 1));
         let kind = match kind {
             BreakerErrorKind::Open => 0,
-            BreakerErrorKind::ForcedOpen => 1,
-            BreakerErrorKind::HalfOpenFull => 2,
-            BreakerErrorKind::Timeout => 3,
+            BreakerErrorKind::ForcedOpen => 1 << KIND_SHIFT,
+            BreakerErrorKind::HalfOpenFull => 2 << KIND_SHIFT,
+            BreakerErrorKind::Timeout => 3 << KIND_SHIFT,
+            BreakerErrorKind::Ramping => 2 << KIND_SHIFT | THROTTLED,
         };
         BreakerError {
             name,
-            packed: kind << KIND_SHIFT | after,
+            packed: kind | after,
         }
     }
 
@@ -92,13 +98,14 @@ impl BreakerError {
         match self.packed >> KIND_SHIFT {
             0 => BreakerErrorKind::Open,
             1 => BreakerErrorKind::ForcedOpen,
+            2 if self.packed & THROTTLED != 0 => BreakerErrorKind::Ramping,
             2 => BreakerErrorKind::HalfOpenFull,
             _ => BreakerErrorKind::Timeout,
         }
     }
 
     /// `true` when the call was refused without being attempted (open,
-    /// forced open, or half-open with every probe slot taken).
+    /// forced open, half-open with every probe slot taken, or ramping up).
     pub fn is_rejected(&self) -> bool {
         !self.is_timeout()
     }
@@ -117,11 +124,21 @@ impl BreakerError {
     /// dependency's own hint (capped at `max_retry_after`) or the breaker's
     /// `throttle_duration`.
     pub fn is_throttled(&self) -> bool {
-        self.packed & THROTTLED != 0
+        self.packed & THROTTLED != 0 && self.packed >> KIND_SHIFT == 0
+    }
+
+    /// `true` for a refusal while the circuit ramps up after closing
+    /// (`ramp_up`): the dependency is back, and the breaker lets a growing
+    /// share of calls through so that waiting callers do not all hit it at
+    /// once. [`retry_after`](Self::retry_after) is short: trying again
+    /// soon is likely to be admitted.
+    pub fn is_ramping(&self) -> bool {
+        self.kind() == BreakerErrorKind::Ramping
     }
 
     /// For a refusal while open: how long until the circuit lets a probe
-    /// through (for a throttled period, the time left of it). `None` when
+    /// through (for a throttled period, the time left of it); while ramping
+    /// up, a short wait after which a call is likely admitted. `None` when
     /// unknown (forced open, half-open full, timeout).
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind() {
@@ -169,6 +186,17 @@ impl fmt::Display for BreakerError {
                 f,
                 "circuit breaker `{name}` is half-open and all probe slots are taken; the call was rejected without being attempted"
             ),
+            BreakerErrorKind::Ramping => {
+                write!(
+                    f,
+                    "circuit breaker `{name}` closed a moment ago and is ramping up: it lets a growing share of \
+                     calls through, and this one was rejected without being attempted"
+                )?;
+                if let Some(after) = self.after() {
+                    write!(f, " (try again in {after:?})")?;
+                }
+                Ok(())
+            }
             BreakerErrorKind::Timeout => match self.after() {
                 Some(t) => write!(f, "call through circuit breaker `{name}` timed out after {t:?} and was abandoned"),
                 None => write!(f, "call through circuit breaker `{name}` timed out and was abandoned"),

@@ -110,6 +110,8 @@ pub mod tower;
 pub mod __private;
 
 pub use breaker::coordination;
+pub use breaker::health;
+pub use breaker::health::HealthCheckResult;
 pub use breaker::CircuitBreaker;
 pub use call::Call;
 pub use cb_macros::circuit_breaker;

@@ -330,7 +330,10 @@ mod tests {
             );
             assert_eq!(c.ramp_up(), Duration::ZERO, "{p}");
         }
-        assert_eq!(Preset::Llm.config().health_check_interval(), Duration::from_secs(10));
+        assert_eq!(
+            Preset::Llm.config().health_check_interval(),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

@@ -331,7 +331,10 @@ impl Field {
             Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
             Kind::DurationUpTo { max } => format!("a duration from 0s to {}", format_nanos(max)),
             Kind::DurationOrNone { max } => {
-                format!("a duration from 0s to {}, or \"none\" (as 0s: off)", format_nanos(max))
+                format!(
+                    "a duration from 0s to {}, or \"none\" (as 0s: off)",
+                    format_nanos(max)
+                )
             }
             Kind::Window => format!(
                 "a count window of 1..={MAX_WINDOW_CALLS} calls, or a time window between {} and {}",
@@ -350,9 +353,10 @@ impl Field {
             Kind::Preset => "\"llm\"",
             Kind::Count { .. } => "5",
             Kind::Rate => "0.5",
-            Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } | Kind::DurationOrNone { .. } => {
-                "\"30s\""
-            }
+            Kind::Duration
+            | Kind::OptionalDuration
+            | Kind::DurationUpTo { .. }
+            | Kind::DurationOrNone { .. } => "\"30s\"",
             Kind::Window => "20",
             Kind::Backoff => "\"2 5m 0.1\"",
         }
@@ -416,7 +420,9 @@ impl Field {
             (Kind::Count { min, max }, Value::Count(n)) => (min..=max).contains(&n),
             (Kind::Rate, Value::Rate(r)) => (0.0..=1.0).contains(&r),
             (Kind::Duration | Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
-            (Kind::DurationUpTo { max } | Kind::DurationOrNone { max }, Value::Duration(nanos)) => nanos <= max,
+            (Kind::DurationUpTo { max } | Kind::DurationOrNone { max }, Value::Duration(nanos)) => {
+                nanos <= max
+            }
             (Kind::OptionalDuration | Kind::Backoff, Value::Off) => true,
             (Kind::Window, Value::WindowCalls(calls)) => (1..=MAX_WINDOW_CALLS).contains(&calls),
             (Kind::Window, Value::WindowTime(nanos)) => {

@@ -25,9 +25,9 @@ mod suggest;
 pub use backoff::{parse_backoff, BackoffText};
 pub use duration::{parse_nanos, DURATION_FORMAT};
 pub use fields::{
-    field, format_nanos, Field, Kind, Refusal, Value, DEFAULT_PRESET, FIELDS, FIELD_NAMES, MAX_KEYS, MAX_RAMP_UP_NANOS,
-    MAX_PROBES, MAX_RETRY_AFTER_NANOS, MAX_WINDOW_CALLS, MAX_WINDOW_NANOS, MIN_SLOW_CALL_NANOS,
-    MIN_WINDOW_NANOS, PRESETS,
+    field, format_nanos, Field, Kind, Refusal, Value, DEFAULT_PRESET, FIELDS, FIELD_NAMES, MAX_KEYS,
+    MAX_PROBES, MAX_RAMP_UP_NANOS, MAX_RETRY_AFTER_NANOS, MAX_WINDOW_CALLS, MAX_WINDOW_NANOS,
+    MIN_SLOW_CALL_NANOS, MIN_WINDOW_NANOS, PRESETS,
 };
 pub use name::{check_name, NameError, MAX_NAME_LEN, NAME_RULE};
 pub use suggest::{list, nearest};

@@ -248,3 +248,102 @@ async fn a_family_bounds_its_checks_in_flight() {
         .sum();
     assert_eq!(checked, 20, "every open key was checked once by 15 s");
 }
+
+// ---- the attribute ----------------------------------------------------------
+
+#[derive(Debug)]
+enum LlmError {
+    Down,
+    Breaker,
+}
+
+impl From<cb_runtime::BreakerError> for LlmError {
+    fn from(_: cb_runtime::BreakerError) -> Self {
+        LlmError::Breaker
+    }
+}
+
+static PROVIDER_UP: AtomicBool = AtomicBool::new(false);
+
+async fn ping() -> Result<u16, std::io::Error> {
+    if PROVIDER_UP.load(Ordering::Relaxed) {
+        Ok(200)
+    } else {
+        Err(std::io::Error::other("connection refused"))
+    }
+}
+
+#[cb_runtime::circuit_breaker(
+    name = "recovery-attribute",
+    failure_threshold = 1,
+    success_threshold = 1,
+    open_duration = "10m",
+    health_check_interval = "2s",
+    health_check = ping
+)]
+async fn complete(up: bool) -> Result<&'static str, LlmError> {
+    if up {
+        Ok("ok")
+    } else {
+        Err(LlmError::Down)
+    }
+}
+
+static MODELS_UP: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+async fn model_ready(model: &str) -> Result<(), String> {
+    if MODELS_UP.lock().unwrap().iter().any(|m| m == model) {
+        Ok(())
+    } else {
+        Err(format!("{model} is down"))
+    }
+}
+
+#[cb_runtime::circuit_breaker(
+    name = "recovery-attribute-keyed",
+    key = model,
+    failure_threshold = 1,
+    success_threshold = 1,
+    open_duration = "10m",
+    health_check_interval = "2s",
+    health_check = model_ready
+)]
+async fn complete_with(model: &str, up: bool) -> Result<&'static str, LlmError> {
+    if up {
+        Ok("ok")
+    } else {
+        Err(LlmError::Down)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attribute_installs_the_health_check_with_the_breaker() {
+    assert!(matches!(complete(false).await, Err(LlmError::Down)));
+    assert!(matches!(complete(true).await, Err(LlmError::Breaker)));
+    let breaker = cb_runtime::registry().get("recovery-attribute").unwrap();
+    assert!(breaker.has_health_check());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        breaker.state(),
+        State::Open,
+        "the check fails while the provider is down"
+    );
+    PROVIDER_UP.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(breaker.state(), State::Closed);
+    assert!(matches!(complete(true).await, Ok("ok")));
+    let s = breaker.stats();
+    assert_eq!((s.health_checks_passed, s.health_checks_failed), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_attribute_checks_each_open_key_with_its_key() {
+    MODELS_UP.lock().unwrap().push("gpt-4o-mini".to_owned());
+    assert!(complete_with("gpt-4o", false).await.is_err());
+    assert!(complete_with("gpt-4o-mini", false).await.is_err());
+    let family = cb_runtime::registry().family("recovery-attribute-keyed").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(family.get("gpt-4o-mini").unwrap().state(), State::Closed);
+    assert_eq!(family.get("gpt-4o").unwrap().state(), State::Open);
+    assert!(matches!(complete_with("gpt-4o-mini", true).await, Ok("ok")));
+}

@@ -27,6 +27,7 @@ mod kw {
     syn::custom_keyword!(throttle_if);
     syn::custom_keyword!(retry_after);
     syn::custom_keyword!(key);
+    syn::custom_keyword!(health_check);
 }
 
 /// A key of the attribute that is not a configuration field, as the table of keys in the
@@ -109,6 +110,12 @@ pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
         default: "`\"cb_runtime\"`",
         meaning: "Where `cb-runtime` is, when the dependency is renamed.",
     },
+    KeyDoc {
+        name: "health_check",
+        takes: "the path of an `async fn() -> Result<T, E2>` (with `key`: `async fn(&str) -> Result<T, E2>`, given the key)",
+        default: "none",
+        meaning: "Run while the circuit is open, every `health_check_interval`: `success_threshold` `Ok`s in a row close it (`Reason::HealthCheck`).",
+    },
 ];
 
 /// Every key, in the order the documentation lists them.
@@ -165,6 +172,8 @@ enum Kind {
     Stream,
     /// `key`: an expression over the arguments and `self`.
     Key,
+    /// `health_check = path`: an `async fn() -> Result<T, E2>` (or `fn(&str)` with `key`).
+    HealthCheck,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -206,6 +215,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         retry_after => Kind::RetryAfter,
         stream => Kind::Stream,
         key => Kind::Key,
+        health_check => Kind::HealthCheck,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -336,6 +346,8 @@ pub(crate) struct Args {
     /// `key = <expr>`: the function's breakers are a family, one per key.
     pub(crate) key: Option<Expr>,
     pub(crate) overrides: Vec<Override>,
+    /// `health_check = path`.
+    pub(crate) health_check: Option<Path>,
 }
 
 /// Collects errors so that all of them are reported together.
@@ -370,6 +382,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut fallback_on = None;
     let mut classify = Classify::default();
     let mut overrides = Vec::new();
+    let mut health_check = None;
 
     for RawArg { key, value } in raw {
         let key = match key {
@@ -447,6 +460,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 key_expr = Some(value);
                 Ok(())
             }
+            Kind::HealthCheck => path(&key, &value).map(|p| health_check = Some(p)),
             Kind::Field(field) => field_value(&key, field, &value).and_then(|v| {
                 slow_call_floor(&key, &v, &value)?;
                 overrides.push(setter(&key, Value::Field(v)));
@@ -510,6 +524,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         stream,
         key: key_expr,
         overrides,
+        health_check,
     })
 }
 
@@ -543,6 +558,7 @@ fn example(key: &str) -> String {
         "retry_after" => "retry_after = retry_after_hint".into(),
         "stream" => "stream = true".into(),
         "key" => "key = model".into(),
+        "health_check" => "health_check = ping".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())
@@ -683,6 +699,7 @@ fn string(key: &Key, value: &Expr) -> syn::Result<LitStr> {
 fn path(key: &Key, value: &Expr) -> syn::Result<Path> {
     let wanted = match key.kind {
         Kind::Fallback => "the path of an async fn, not in quotes",
+        Kind::HealthCheck => "the path of an async fn returning a `Result`, not in quotes",
         Kind::RetryAfter => "the path of a `fn(&E) -> Option<Duration>`, not in quotes",
         _ => "the path of a `fn(&E) -> bool`, not in quotes",
     };

@@ -299,6 +299,34 @@ pub struct BreakerView {
     /// `"consecutive failures"`, `"forced open"`, ...; `null` while closed or
     /// disabled.
     pub open_reason: Option<&'static str>,
+    /// The last health check ([`CircuitBreaker::last_health_check`]):
+    /// `{"at_ms": <Unix time in ms>, "passed": bool}`; `null` before the
+    /// first, or without a check.
+    pub last_health_check: Option<HealthCheckView>,
+    /// While ramping up after a close: the share of calls admitted (0.1 to
+    /// 1); `null` otherwise.
+    pub ramp_share: Option<f64>,
+}
+
+/// How a health check ended, as JSON.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct HealthCheckView {
+    /// When it ended: milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `true` when it passed.
+    pub passed: bool,
+}
+
+impl From<crate::HealthCheckResult> for HealthCheckView {
+    fn from(r: crate::HealthCheckResult) -> Self {
+        let at_ms =
+            r.at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        HealthCheckView {
+            at_ms,
+            passed: r.passed,
+        }
+    }
 }
 
 impl BreakerView {
@@ -316,6 +344,8 @@ impl BreakerView {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             throttled: breaker.throttling(),
             open_reason: breaker.open_reason().map(|r| r.as_str()),
+            last_health_check: breaker.last_health_check().map(HealthCheckView::from),
+            ramp_share: stats.ramp_share(),
         }
     }
 }
@@ -355,6 +385,10 @@ pub struct StatsView {
     pub half_open_in_flight: u64,
     /// Fallbacks that ran, by reason: `{"refusal": n, "timeout": n, "failure": n}`.
     pub fallbacks: std::collections::BTreeMap<&'static str, u64>,
+    /// Health checks that passed while open (not calls).
+    pub health_checks_passed: u64,
+    /// Health checks that failed or were abandoned (not calls).
+    pub health_checks_failed: u64,
 }
 
 impl From<&Stats> for StatsView {
@@ -379,6 +413,8 @@ impl From<&Stats> for StatsView {
                 .iter()
                 .map(|r| (r.as_str(), s.fallbacks_on(*r)))
                 .collect(),
+            health_checks_passed: s.health_checks_passed,
+            health_checks_failed: s.health_checks_failed,
         }
     }
 }

@@ -22,6 +22,8 @@
 //! | `circuit_breaker_failure_rate` | gauge | `name` | the window's failure rate, once it holds `minimum_calls` calls |
 //! | `circuit_breaker_call_duration_seconds` | histogram | `name` | call durations; opt-in, see below |
 //! | `circuit_breaker_time_to_first_item_seconds` | histogram | `name` | streamed calls' time to first item; opt-in, see below |
+//! | `circuit_breaker_health_checks_total` | counter | `name`, `result` | health checks run while open, by result: `passed`, `failed` (a check abandoned at `call_timeout` failed); breakers with a health check only |
+//! | `circuit_breaker_ramp_share` | gauge | `name` | while ramping up after a close (`ramp_up`): the share of calls admitted, 0.1 to 1; absent otherwise |
 //!
 //! The state is what the next call would meet: an open breaker whose open
 //! duration has elapsed is reported half-open (pitfall 11).
@@ -87,6 +89,10 @@ const RATE: &str = "circuit_breaker_failure_rate";
 const THROTTLED: &str = "circuit_breaker_throttled";
 const DURATION: &str = "circuit_breaker_call_duration_seconds";
 const FIRST_ITEM: &str = "circuit_breaker_time_to_first_item_seconds";
+const HEALTH_CHECKS: &str = "circuit_breaker_health_checks_total";
+const HEALTH_CHECKS_HELP: &str = "Health checks run while the circuit was open, by result (passed, failed).";
+const RAMP_SHARE: &str = "circuit_breaker_ramp_share";
+const RAMP_SHARE_HELP: &str = "While ramping up after a close: the share of calls admitted (0.1 to 1).";
 
 /// Registers the metrics of every breaker in the global [`registry()`] with
 /// `prom`. Registering twice with one `prom` is an error (`AlreadyReg`).
@@ -164,6 +170,8 @@ impl BreakerCollector {
             desc(THROTTLED, THROTTLED_HELP, &["name"]),
             desc(DURATION, DURATION_HELP, &["name"]),
             desc(FIRST_ITEM, FIRST_ITEM_HELP, &["name"]),
+            desc(HEALTH_CHECKS, HEALTH_CHECKS_HELP, &["name", "result"]),
+            desc(RAMP_SHARE, RAMP_SHARE_HELP, &["name"]),
         ]
         .into_iter()
         .flatten()
@@ -350,6 +358,8 @@ struct Series {
     consecutive: IntGaugeVec,
     rate: GaugeVec,
     throttled: IntGaugeVec,
+    health_checks: IntCounterVec,
+    ramp_share: GaugeVec,
 }
 
 impl Series {
@@ -373,6 +383,11 @@ impl Series {
             consecutive: IntGaugeVec::new(Opts::new(CONSECUTIVE, CONSECUTIVE_HELP), &labels(&[]))?,
             rate: GaugeVec::new(Opts::new(RATE, RATE_HELP), &labels(&[]))?,
             throttled: IntGaugeVec::new(Opts::new(THROTTLED, THROTTLED_HELP), &labels(&[]))?,
+            health_checks: IntCounterVec::new(
+                Opts::new(HEALTH_CHECKS, HEALTH_CHECKS_HELP),
+                &labels(&["result"]),
+            )?,
+            ramp_share: GaugeVec::new(Opts::new(RAMP_SHARE, RAMP_SHARE_HELP), &labels(&[]))?,
         })
     }
 
@@ -412,6 +427,19 @@ impl Series {
         self.throttled
             .with_label_values(&id)
             .set(i64::from(breaker.throttling()));
+        if breaker.has_health_check() || s.health_checks_passed + s.health_checks_failed > 0 {
+            for (result, n) in [
+                ("passed", s.health_checks_passed),
+                ("failed", s.health_checks_failed),
+            ] {
+                let l = labels(&[result]);
+                let l: Vec<&str> = l.iter().map(String::as_str).collect();
+                self.health_checks.with_label_values(&l).inc_by(n);
+            }
+        }
+        if let Some(share) = s.ramp_share() {
+            self.ramp_share.with_label_values(&id).set(share);
+        }
         for from in State::ALL {
             for to in State::ALL {
                 let n = counts.transitions(from, to);
@@ -435,6 +463,8 @@ impl Series {
         families.extend(self.consecutive.collect());
         families.extend(self.rate.collect());
         families.extend(self.throttled.collect());
+        families.extend(self.health_checks.collect());
+        families.extend(self.ramp_share.collect());
         families
     }
 }

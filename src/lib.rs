@@ -31,6 +31,7 @@ chapter!(fleet, "fleet.md");
 chapter!(postgres, "postgres.md");
 chapter!(coming_from, "coming-from.md");
 chapter!(internals, "internals.md");
+chapter!(recovery, "recovery.md");
 
 /// The repository's README, so that its code blocks are compiled too.
 #[doc(hidden)]

@@ -84,7 +84,7 @@ end
 ";
 
 /// Every script, for loading them all on connecting.
-pub(crate) fn all(publish: Publish) -> [&'static Script; 11] {
+pub(crate) fn all(publish: Publish) -> [&'static Script; 12] {
     [
         open(publish),
         share(publish),
@@ -97,6 +97,7 @@ pub(crate) fn all(publish: Publish) -> [&'static Script; 11] {
         states(publish),
         touch(publish),
         hello(publish),
+        close_checked(publish),
     ]
 }
 
@@ -270,6 +271,29 @@ redis.call('PEXPIRE', h, ARGV[19])
 redis.call('ZADD', KEYS[4], now_ms(), ARGV[17])
 redis.call('ZADD', KEYS[5], 0, ARGV[17])
 publish(ARGV[18], ARGV[16], h, o, ARGV[17])
+return state(h, o)
+",
+    )
+}
+
+/// A local close by health checks in period `per`: as [`close`], and before
+/// the open period ends (its open key goes), since the checks saw the
+/// dependency back. A close of an earlier period, or of a fleet that is not
+/// open, changes nothing. KEYS and ARGV as [`close`]'s.
+pub(crate) fn close_checked(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
+local h, o = KEYS[1], KEYS[2]
+if redis.call('HGET', h, 'kind') == 'open' and redis.call('HGET', h, 'per') == ARGV[1] then
+  redis.call('DEL', KEYS[3], KEYS[4], o)
+  bump(h)
+  redis.call('HSET', h, 'kind', 'close', 'level', 0, 'succ', 0)
+  redis.call('PEXPIRE', h, ARGV[5])
+  redis.call('ZREM', KEYS[5], ARGV[3])
+  publish(ARGV[4], ARGV[2], h, o, ARGV[3])
+end
 return state(h, o)
 ",
     )

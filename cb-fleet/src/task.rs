@@ -27,6 +27,8 @@ pub(crate) enum Cmd {
     },
     /// A local breaker closed after its probes of period `period` succeeded.
     Closed { ledger: Arc<Ledger>, period: u64 },
+    /// The local breaker closed by health checks in this period, before it ended.
+    ClosedByCheck { ledger: Arc<Ledger>, period: u64 },
     /// A probe ended.
     Probe { ledger: Arc<Ledger>, report: Report },
     /// A caller found no lease: take one ahead for the next.
@@ -62,7 +64,9 @@ impl Cmd {
     pub(crate) fn loss(&self) -> Option<(Arc<Ledger>, Loss)> {
         Some(match self {
             Cmd::Opened { ledger, reopen, .. } => (Arc::clone(ledger), Loss::Open { reopen: *reopen }),
-            Cmd::Closed { ledger, period } => (Arc::clone(ledger), Loss::Close { period: *period }),
+            Cmd::Closed { ledger, period } | Cmd::ClosedByCheck { ledger, period } => {
+                (Arc::clone(ledger), Loss::Close { period: *period })
+            }
             Cmd::Attached { ledger } => (Arc::clone(ledger), Loss::Known),
             Cmd::Probe { ledger, report } => (Arc::clone(ledger), Loss::Probe(report.clone())),
             // A lease asked again by the next caller after the tick; a log
@@ -819,6 +823,28 @@ impl Conn {
         Ok(())
     }
 
+    /// Reports a close by health checks, which ends the fleet's open period
+    /// early (see `scripts::close_checked`).
+    async fn closed_by_check(&mut self, con: &mut Con, name: &str, period: u64) -> Result<(), Lost> {
+        let k = self.shared.keys.breaker(name);
+        let answer: Answer = self
+            .io(scripts::close_checked(self.shared.publish)
+                .key(&k.hash)
+                .key(&k.open)
+                .key(&k.lease)
+                .key(&k.done)
+                .key(self.shared.keys.active())
+                .arg(period)
+                .arg(&self.shared.replica)
+                .arg(name)
+                .arg(self.shared.keys.channel())
+                .arg(self.ttl_ms())
+                .invoke_async(con))
+            .await?;
+        self.follow(name, &answer);
+        Ok(())
+    }
+
     /// Reports a probe's result (idempotent: see `scripts::probe`).
     async fn probe(&mut self, con: &mut Con, name: &str, report: &Report) -> Result<(), Lost> {
         let (_, need, _) = self.config_args(name);
@@ -865,6 +891,7 @@ impl Conn {
                 Ok(())
             }
             Cmd::Closed { ledger, period } => self.closed(con, &ledger.name, period).await,
+            Cmd::ClosedByCheck { ledger, period } => self.closed_by_check(con, &ledger.name, period).await,
             Cmd::Probe { ledger, report } => self.probe(con, &ledger.name, &report).await,
             Cmd::WantLease { name } => self.want_lease(con, name).await,
             Cmd::Log {

@@ -276,6 +276,29 @@ return state(h, o)
     )
 }
 
+/// The health-check lease of an open period: one replica checks a breaker per
+/// open period. Granted (or renewed) when the fleet is open and the lease is
+/// free, this replica's, or of an earlier period. KEYS: hash, check.
+/// ARGV: replica, ttl_ms. Returns 1 when granted.
+pub(crate) fn check_lease() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        Script::new(
+            r"
+if redis.call('HGET', KEYS[1], 'kind') ~= 'open' then return 0 end
+local mine = (redis.call('HGET', KEYS[1], 'per') or '0') .. '|' .. ARGV[1]
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= mine and string.sub(holder, 1, string.find(holder, '|', 1, true)) ==
+   string.sub(mine, 1, string.find(mine, '|', 1, true)) then
+  return 0
+end
+redis.call('SET', KEYS[2], mine, 'PX', ARGV[2])
+return 1
+",
+        )
+    })
+}
+
 /// A local close by health checks in period `per`: as [`close`], and before
 /// the open period ends (its open key goes), since the checks saw the
 /// dependency back. A close of an earlier period, or of a fleet that is not

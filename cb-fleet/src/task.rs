@@ -33,6 +33,8 @@ pub(crate) enum Cmd {
     Probe { ledger: Arc<Ledger>, report: Report },
     /// A caller found no lease: take one ahead for the next.
     WantLease { name: Arc<str> },
+    /// A health check is due: take (or renew) the breaker's check lease.
+    WantCheckLease { name: Arc<str> },
     /// A transition, for the log.
     Log {
         name: Arc<str>,
@@ -894,6 +896,7 @@ impl Conn {
             Cmd::ClosedByCheck { ledger, period } => self.closed_by_check(con, &ledger.name, period).await,
             Cmd::Probe { ledger, report } => self.probe(con, &ledger.name, &report).await,
             Cmd::WantLease { name } => self.want_lease(con, name).await,
+            Cmd::WantCheckLease { name } => self.want_check_lease(con, name).await,
             Cmd::Log {
                 name,
                 from,
@@ -1005,6 +1008,31 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Takes or renews the health-check lease of `name`'s open period, for
+    /// about two check intervals (at least the probe lease's time to live).
+    async fn want_check_lease(&mut self, con: &mut Con, name: Arc<str>) -> Result<(), Lost> {
+        let Some(gate) = self.member(&name, |m| Arc::clone(&m.gate)) else {
+            return Ok(());
+        };
+        let Some(b) = self.breaker(&name) else {
+            gate.check_asked.store(false, Ordering::Release);
+            return Ok(());
+        };
+        let ttl = (b.config().health_check_interval() * 2).max(self.shared.lease_ttl);
+        let k = self.shared.keys.breaker(&name);
+        let granted: i64 = self
+            .io(scripts::check_lease()
+                .key(&k.hash)
+                .key(&k.check)
+                .arg(&self.shared.replica)
+                .arg(ttl.as_millis() as u64)
+                .invoke_async(con))
+            .await?;
+        gate.check_granted.store(granted == 1, Ordering::Release);
+        gate.check_asked.store(false, Ordering::Release);
+        Ok(())
     }
 
     async fn want_lease(&mut self, con: &mut Con, name: Arc<str>) -> Result<(), Lost> {

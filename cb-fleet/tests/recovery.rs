@@ -78,3 +78,42 @@ async fn a_close_by_health_checks_reaches_every_replica_before_the_open_period_e
     assert_eq!(*closed_by.lock().unwrap(), [Reason::ClosedByFleet]);
     assert!(b.try_acquire().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_checks_a_breaker_per_open_period() {
+    let Some(server) = redis_or_skip("one_replica_checks_a_breaker_per_open_period") else {
+        return;
+    };
+    let (ra, rb) = (replica(), replica());
+    let fa = join(&server, "recovery-lease", "a", ra).await;
+    let fb = join(&server, "recovery-lease", "b", rb).await;
+    assert!(fa.is_connected() && fb.is_connected());
+    let cfg = || {
+        Config::builder()
+            .failure_threshold(1)
+            .success_threshold(1)
+            .open_duration(Duration::from_secs(60))
+            .health_check_interval(Duration::from_millis(100))
+            .build()
+            .unwrap()
+    };
+    let a = ra.get_or_insert("dep", cfg);
+    let b = rb.get_or_insert("dep", cfg);
+    for breaker in [&a, &b] {
+        breaker.set_health_check(|| async { false });
+    }
+    a.try_acquire().expect("closed").record(false);
+    assert!(eventually(SOON, || b.state() == State::Open).await);
+    assert!(
+        eventually(SOON, || a.stats().health_checks_failed
+            + b.stats().health_checks_failed
+            >= 10)
+        .await,
+        "checks run"
+    );
+    let (by_a, by_b) = (a.stats().health_checks_failed, b.stats().health_checks_failed);
+    assert!(
+        (by_a == 0) != (by_b == 0),
+        "one replica checks: a checked {by_a} times, b {by_b}"
+    );
+}

@@ -233,6 +233,14 @@ async fn check_periods(checker: &Checker, owner: Option<&Weak<CircuitBreaker>>) 
         let Some(check) = lock(&checker.check).clone() else {
             return;
         };
+        // A fleet lets one replica check per open period.
+        let gate = owner
+            .and_then(Weak::upgrade)
+            .and_then(|b| b.probe_gate().cloned());
+        if gate.is_some_and(|gate| !gate.may_health_check()) {
+            confirming = false;
+            continue;
+        }
         let passed = checker.run_one(check).await;
         let now = checker.period.load(Ordering::Acquire);
         if now != period {

@@ -655,11 +655,11 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             let key = Ident::new("__cb_key", Span::mixed_site().located_at(path.span()));
             let install = match args.key {
                 None => {
-                    let call = quote_spanned!(path.span()=> #path());
+                    let call = quote_spanned!(path.span()=> #private::health_check_future(#path()));
                     quote!(#checks.install(&#slot, || #call);)
                 }
                 Some(_) => {
-                    let call = quote_spanned!(path.span()=> #path(&#key));
+                    let call = quote_spanned!(path.span()=> #private::health_check_future(#path(&#key)));
                     quote!(#checks.install_keyed(&#slot, |#key: &str| {
                         let #key = <str as #private::ToOwned>::to_owned(#key);
                         async move { #call.await }

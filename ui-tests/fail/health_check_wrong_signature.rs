@@ -30,14 +30,4 @@ async fn complete_with(model: &str) -> Result<(), Error> {
     Ok(())
 }
 
-// A check answers a `Result`.
-async fn alive() -> bool {
-    true
-}
-
-#[circuit_breaker(name = "ui-health-bool", health_check = alive)]
-async fn other() -> Result<(), Error> {
-    Ok(())
-}
-
 fn main() {}

@@ -134,6 +134,16 @@ impl Slot {
     }
 }
 
+/// `health_check = path`: the check's future, which must answer a `Result` (an error here is
+/// at the path).
+#[inline(always)]
+pub fn health_check_future<F, T, E>(check: F) -> F
+where
+    F: core::future::Future<Output = Result<T, E>>,
+{
+    check
+}
+
 /// `health_check = path`: installs the function's health check once, on the breaker (or the
 /// family) its slot holds, on the first call; later calls pay one atomic load.
 pub struct HealthCheckSlot(OnceLock<()>);

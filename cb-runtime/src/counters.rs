@@ -121,11 +121,9 @@ pub(crate) struct RareCounts {
     /// when the breaker is made, so that an unkeyed breaker pays no field for it.
     pub(crate) key: Option<crate::key::KeyTag>,
     /// The ramp after a close (`ramp_up`).
-    pub(crate) ramp: crate::breaker::ramp::Ramp,
-    /// The health check, once one is set.
-    pub(crate) health: std::sync::OnceLock<std::sync::Arc<crate::breaker::health::Checker>>,
-    /// The `Arc` the breaker lives in, when the registry or a family made it.
-    pub(crate) me: std::sync::OnceLock<std::sync::Weak<crate::breaker::CircuitBreaker>>,
+    pub(crate) ramp: crate::ramp::Ramp,
+    /// The health check's state, once one is set or the breaker is adopted.
+    pub(crate) health: std::sync::OnceLock<std::sync::Arc<crate::health::Checker>>,
 }
 
 impl RareCounts {
@@ -142,9 +140,8 @@ impl RareCounts {
             probes: std::array::from_fn(|_| AtomicU64::new(0)),
             throttled: AtomicU64::new(0),
             key: None,
-            ramp: crate::breaker::ramp::Ramp::new(),
+            ramp: crate::ramp::Ramp::new(),
             health: std::sync::OnceLock::new(),
-            me: std::sync::OnceLock::new(),
         })
     }
 }

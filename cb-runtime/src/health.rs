@@ -112,6 +112,9 @@ pub(crate) struct Checker {
     stopped: AtomicBool,
     /// A family's bound on its keys' checks in flight.
     slots: OnceLock<Arc<tokio::sync::Semaphore>>,
+    /// The `Arc` the breaker lives in, when the registry or a family made it:
+    /// its checks then close it at once.
+    owner: OnceLock<Weak<CircuitBreaker>>,
     /// `health_check_interval`, `call_timeout` (0: none) and
     /// `success_threshold`, as of the last open.
     interval_nanos: AtomicU64,
@@ -132,6 +135,7 @@ impl Checker {
             last: Mutex::new(None),
             stopped: AtomicBool::new(false),
             slots: OnceLock::new(),
+            owner: OnceLock::new(),
             interval_nanos: AtomicU64::new(0),
             timeout_nanos: AtomicU64::new(0),
             threshold: AtomicU64::new(1),
@@ -380,7 +384,7 @@ impl CircuitBreaker {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            let owner = self.rare().me.get().cloned();
+            let owner = checker.owner.get().cloned();
             handle.spawn(run(Arc::clone(checker), owner));
         }
     }
@@ -400,7 +404,8 @@ impl CircuitBreaker {
     /// Remembers the `Arc` the breaker lives in, so that its checks close it
     /// at once (the registry and families call it on the breakers they make).
     pub(crate) fn adopt(self: &Arc<Self>) {
-        let _ = self.rare().me.set(Arc::downgrade(self));
+        let checker = self.rare().health.get_or_init(|| Arc::new(Checker::new()));
+        let _ = checker.owner.set(Arc::downgrade(self));
     }
 
     /// The one call from the checks into the state machine: closes the

@@ -112,6 +112,7 @@ pub mod __private;
 pub use breaker::coordination;
 pub use breaker::health;
 pub use breaker::health::HealthCheckResult;
+pub(crate) use breaker::ramp;
 pub use breaker::CircuitBreaker;
 pub use call::Call;
 pub use cb_macros::circuit_breaker;

@@ -3,17 +3,16 @@
 //! family open, configuration per key, metrics, events and concurrency.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
-use cb_runtime::{circuit_breaker, registry, BreakerError, CircuitBreaker, Config, Reason, Registry, State};
+use cb_runtime::{circuit_breaker, registry, BreakerError, Config, Reason, Registry, State};
 use futures::StreamExt as _;
 
 mod support;
+
+use support::keyed::{config, fail, ready};
 
 #[derive(Debug, PartialEq)]
 enum LlmError {
@@ -25,28 +24,6 @@ impl From<BreakerError> for LlmError {
     fn from(_: BreakerError) -> Self {
         LlmError::Breaker
     }
-}
-
-fn ready<F: Future>(fut: F) -> F::Output {
-    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the call did not finish on its first poll"),
-    }
-}
-
-fn fail<B: AsRef<CircuitBreaker>>(b: B, times: usize) {
-    for _ in 0..times {
-        let _ = ready(b.as_ref().call(async { Err::<(), _>("down") }));
-    }
-}
-
-fn config(clock: &ManualClock) -> Config {
-    Config::builder()
-        .clock(clock.clock())
-        .failure_threshold(2)
-        .open_duration(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 // ---- the attribute ----------------------------------------------------------

@@ -2,9 +2,6 @@
 //! defect found by a review and a trial of an LLM gateway, and failed before
 //! its fix. See the guide's keyed chapter for the design they hold.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cb_runtime::clock::ManualClock;
@@ -12,27 +9,7 @@ use cb_runtime::{BreakerError, CircuitBreaker, Config, Outcome, Registry, State}
 
 mod support;
 
-fn ready<F: Future>(fut: F) -> F::Output {
-    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the call did not finish on its first poll"),
-    }
-}
-
-fn fail(b: &CircuitBreaker, times: usize) {
-    for _ in 0..times {
-        let _ = ready(b.call(async { Err::<(), _>("down") }));
-    }
-}
-
-fn config(clock: &ManualClock) -> Config {
-    Config::builder()
-        .clock(clock.clock())
-        .failure_threshold(2)
-        .open_duration(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
+use support::keyed::{config, fail, ready};
 
 fn refusal(b: &CircuitBreaker) -> BreakerError {
     match ready(b.call(async { Ok::<(), &str>(()) })) {
@@ -67,7 +44,7 @@ fn a_keyed_refusal_names_its_key_and_a_full_half_open_gives_a_hint() {
         .open_duration(Duration::from_secs(30))
         .build()
         .unwrap();
-    let b = CircuitBreaker::new("half-open-hint", probes);
+    let b = std::sync::Arc::new(CircuitBreaker::new("half-open-hint", probes));
     fail(&b, 1);
     clock.advance(Duration::from_secs(30));
     let probe = b.try_acquire().expect("the first probe");
@@ -127,8 +104,8 @@ fn idle_keys_whose_open_period_ended_are_evicted_and_the_family_never_wedges() {
     let clock = ManualClock::new();
     let registry = Registry::new();
     let family = small_family(&registry, "idle-half-open", &clock, 2);
-    fail(&family.get_or_insert("tenant-a"), 2);
-    fail(&family.get_or_insert("tenant-b"), 2);
+    fail(family.get_or_insert("tenant-a"), 2);
+    fail(family.get_or_insert("tenant-b"), 2);
     // Nobody calls them again; a day later they hold nothing worth keeping.
     clock.advance(Duration::from_secs(86_400));
     let c = family.get_or_insert("tenant-c");
@@ -164,11 +141,11 @@ fn one_failing_new_tenant_never_refuses_another_new_tenant() {
     let clock = ManualClock::new();
     let registry = Registry::new();
     let family = small_family(&registry, "no-shared-overflow", &clock, 2);
-    fail(&family.get_or_insert("a"), 2);
-    fail(&family.get_or_insert("b"), 2);
+    fail(family.get_or_insert("a"), 2);
+    fail(family.get_or_insert("b"), 2);
     // Every slot holds an open key: a new tenant failing again and again...
     for _ in 0..10 {
-        fail(&family.get_or_insert("tenant-bad"), 3);
+        fail(family.get_or_insert("tenant-bad"), 3);
     }
     // ...refuses no other new tenant, and no open key was forgotten.
     for tenant in ["tenant-c", "tenant-d", "tenant-bad"] {

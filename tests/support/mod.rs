@@ -1,5 +1,9 @@
 //! Helpers shared by the root package's test binaries (`mod support;`).
 
+/// The keyed-breaker tests' helpers.
+#[allow(dead_code)]
+pub mod keyed;
+
 use std::future::Future;
 use std::io::Write;
 use std::pin::pin;

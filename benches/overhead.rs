@@ -12,7 +12,10 @@
 //!
 //! Groups (see `benches/README.md`):
 //! - `closed_success`: closed breaker, successful call (and `cb_bulkhead`: the
-//!   same with a bulkhead set, against `cb` with no protection mode).
+//!   same with a bulkhead set, against `cb` with no protection mode);
+//!   `cb_recovery_idle` is `cb` with `ramp_up` and a health check set, closed
+//!   and not ramping: the recovery features must cost a closed call nothing
+//!   (compare with `cb`).
 //! - `open_rejection`: open breaker, rejected call (tripped by real failures,
 //!   and forced open for cb).
 //! - `two_threads`: two threads share one breaker, successful calls; per-call time.
@@ -39,6 +42,15 @@ fn closed_success(c: &mut Criterion) {
         g.bench_function(id, |bn| bn.iter_custom(|n| time_calls(&ours, n, cb_timed)));
         assert_cb_closed(&ours);
     }
+
+    // Recovery set up and idle: admission still tests one word.
+    let idle = cb_recovery_idle();
+    assert_cb_closed(&idle);
+    g.bench_function("cb_recovery_idle", |bn| {
+        bn.iter_custom(|n| time_calls(&idle, n, cb_timed))
+    });
+    assert_cb_closed(&idle);
+    assert_eq!(idle.stats().ramp_share(), None, "not ramping");
 
     let fs = failsafe_breaker();
     assert_failsafe_closed(&fs);
@@ -130,6 +142,20 @@ fn two_threads(c: &mut Criterion) {
     assert_recloser_closed(&rc);
 
     g.finish();
+}
+
+/// `cb_default`'s configuration with `ramp_up` and a health check: closed,
+/// never ramping in the bench.
+fn cb_recovery_idle() -> cb_runtime::CircuitBreaker {
+    let config = cb_default()
+        .config()
+        .to_builder()
+        .ramp_up(Duration::from_secs(30))
+        .build()
+        .expect("bench config is valid");
+    let breaker = cb_runtime::CircuitBreaker::new("bench-recovery", config);
+    breaker.set_health_check(|| async { true });
+    breaker
 }
 
 fn config() -> Criterion {

@@ -40,6 +40,11 @@
 //! provider's `Retry-After`, and the next call is refused for that long and
 //! fails over too. A prompt longer than `gpt-4o-mini`'s context window (a 400
 //! the breaker ignores) is routed to a model with a bigger one.
+//!
+//! Finally, **recovery** (`llm_gateway/recovery.rs`): a five-minute outage on a paused clock,
+//! with and without a health check (`health_check`) and a ramp after closing (`ramp_up`):
+//! how long after the provider's return the breaker closes, how many users were the probes
+//! that failed, and the burst the provider takes when the circuit closes.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -59,6 +64,9 @@ use cb_runtime::{circuit_breaker, registry, BreakerError, FallbackCause, Fallbac
 use eventsource_stream::Eventsource;
 use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+
+#[path = "llm_gateway/recovery.rs"]
+mod recovery;
 
 /// The breaker's name, in the registry and the admin API.
 const BREAKER: &str = "llm-gateway";
@@ -1203,6 +1211,9 @@ async fn main() {
     };
     if let Err(what) = failover_demo(&t, &failover, &throttled).await {
         eprintln!("failover by cause: {what}");
+    }
+    if let Err(what) = recovery_demo() {
+        eprintln!("recovery: {what}");
         std::process::exit(1);
     }
 
@@ -1214,6 +1225,54 @@ async fn main() {
     if !(fell_back && cycled) {
         eprintln!("the breaker did not open, fail fast and close again as expected");
         std::process::exit(1);
+    }
+}
+
+/// The recovery scenario, on a runtime of its own with a paused clock.
+fn recovery_demo() -> Result<(), String> {
+    let figures = std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .map(|rt| rt.block_on(recovery::run()))
+    })
+    .join()
+    .map_err(|_| "the scenario panicked".to_owned())?
+    .map_err(|e| e.to_string())?;
+    println!("\n== recovery: a 5-minute outage, 100 clients, the llm preset (paused clock) ==");
+    println!(
+        "{:<38} {:>18} {:>16} {:>14} {:>16}",
+        "gateway", "recovery -> closed", "refused once up", "users probed", "peak req/s"
+    );
+    for f in &figures {
+        println!(
+            "{:<38} {:>16.1} s {:>16} {:>14} {:>16}",
+            f.label,
+            f.to_closed.as_secs_f64(),
+            f.refused_after_recovery,
+            f.failed_after_open,
+            f.peak_after_close
+        );
+    }
+    println!(
+        "(users probed: user requests that failed at the provider after the breaker opened; \
+         peak req/s: the provider's peak rate in 100 ms buckets in the first second after the close, \
+         against 100 a second steady)"
+    );
+    let [probes, checked, ramped, both] = &figures[..] else {
+        return Err("four gateways expected".to_owned());
+    };
+    let ok = checked.closed_by == cb_runtime::Reason::HealthCheck
+        && checked.to_closed <= Duration::from_secs(10)
+        && checked.refused_after_recovery < probes.refused_after_recovery
+        && probes.to_closed > checked.to_closed
+        && ramped.peak_after_close < probes.peak_after_close
+        && both.peak_after_close < checked.peak_after_close;
+    if ok {
+        Ok(())
+    } else {
+        Err("health checks and the ramp did not recover as expected".to_owned())
     }
 }
 

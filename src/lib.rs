@@ -34,6 +34,7 @@ chapter!(coming_from, "coming-from.md");
 chapter!(internals, "internals.md");
 chapter!(integrations, "integrations.md");
 chapter!(protection_modes, "protection-modes.md");
+chapter!(recovery, "recovery.md");
 
 /// The repository's README, so that its code blocks are compiled too.
 #[doc(hidden)]

@@ -40,9 +40,13 @@ async fn exported() -> BTreeSet<String> {
             .open_duration(Duration::from_secs(10))
             .slow_call_duration(Duration::from_millis(100))
             .clock(clock.clock())
+            // Closed by its probe below, it ramps up: `circuit_breaker_ramp_share`.
+            .ramp_up(Duration::from_secs(30))
             .build()
             .unwrap()
     });
+    // A health check: `circuit_breaker_health_checks_total`.
+    b.set_health_check(|| async { true });
     let ok: Res = b.call(async { Ok(()) }).await;
     assert!(ok.is_ok());
     for _ in 0..2 {

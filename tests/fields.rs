@@ -39,7 +39,9 @@ fn sample(field: &Field) -> (&'static str, Value) {
         Kind::Preset => ("cache", json!("cache")),
         Kind::Count { .. } => ("7", json!(7)),
         Kind::Rate => ("0.25", json!(0.25)),
-        Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => ("7s", json!(7000)),
+        Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } | Kind::DurationOrNone { .. } => {
+            ("7s", json!(7000))
+        }
         // Above the presets' 200 calls: a window under their `minimum_calls`
         // (50) would also clamp that.
         Kind::Window => ("400", json!({ "calls": 400 })),
@@ -168,6 +170,17 @@ async fn adaptive_k() -> Result<(), Error> {
     Ok(())
 }
 
+// Recovery: health checks and ramp-up.
+#[circuit_breaker(name = "fields-health_check_interval", health_check_interval = "7s")]
+async fn health_check_interval() -> Result<(), Error> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "fields-ramp_up", ramp_up = "7s")]
+async fn ramp_up() -> Result<(), Error> {
+    Ok(())
+}
+
 /// Calls every annotated function once, so that their breakers exist.
 async fn call_every_annotated_function() {
     preset().await.unwrap();
@@ -192,6 +205,8 @@ async fn call_every_annotated_function() {
     max_concurrent_calls().await.unwrap();
     trip().await.unwrap();
     adaptive_k().await.unwrap();
+    health_check_interval().await.unwrap();
+    ramp_up().await.unwrap();
 }
 
 /// The view of breaker `b` of `registry`, made from `BASE` as the attribute

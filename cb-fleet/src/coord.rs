@@ -145,6 +145,13 @@ fn observe(link: &Link, gate: &Gate, breaker: &Weak<CircuitBreaker>, t: &Transit
             ledger: Arc::clone(ledger),
             period: gate.period(),
         });
+    } else if shared && t.reason == cb_runtime::Reason::HealthCheck {
+        // Health checks saw the dependency back before the open period
+        // ended: the close reaches every replica at once.
+        link.send(task::Cmd::ClosedByCheck {
+            ledger: Arc::clone(ledger),
+            period: gate.period(),
+        });
     }
     link.send(task::Cmd::Log {
         name: Arc::clone(&ledger.name),

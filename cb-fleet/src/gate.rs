@@ -148,6 +148,11 @@ pub(crate) struct Gate {
     /// (low 32 bits), as Redis last answered; 0 otherwise. Its probes then
     /// run without leases, deciding only this replica.
     local_open: AtomicU64,
+    /// The health-check lease of the open period is this replica's (the task
+    /// answered); taken by the next check.
+    pub(crate) check_granted: AtomicBool,
+    /// The check lease was asked for and not answered yet.
+    pub(crate) check_asked: AtomicBool,
 }
 
 impl Gate {
@@ -161,6 +166,8 @@ impl Gate {
             superseded: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             local_open: AtomicU64::new(0),
+            check_granted: AtomicBool::new(false),
+            check_asked: AtomicBool::new(false),
         }
     }
 
@@ -252,6 +259,22 @@ impl ProbeGate for Gate {
         false
     }
 
+    /// One replica checks a breaker per open period: the one holding the
+    /// period's check lease. Each check asks to renew it for the next; a
+    /// replica without it skips its check and asks.
+    fn may_health_check(&self) -> bool {
+        if !self.connected() || self.local_open().is_some() {
+            return true; // local state alone
+        }
+        let granted = self.check_granted.swap(false, Ordering::AcqRel);
+        if !self.check_asked.swap(true, Ordering::AcqRel) {
+            self.link.send(Cmd::WantCheckLease {
+                name: Arc::clone(&self.ledger.name),
+            });
+        }
+        granted
+    }
+
     fn give_back(&self) {
         let mut l = self.leases();
         l.unadmit();
@@ -331,6 +354,10 @@ impl ProbeGate for GateSlot {
 
     fn give_back(&self) {
         self.current().give_back();
+    }
+
+    fn may_health_check(&self) -> bool {
+        self.current().may_health_check()
     }
 
     fn finished(&self, end: ProbeEnd) {

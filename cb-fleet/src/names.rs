@@ -214,6 +214,7 @@ impl Keys {
             quorum: format!("{p}quorum:{name}"),
             window: format!("{p}win:{name}"),
             log: format!("{p}log:{name}"),
+            check: format!("{p}check:{name}"),
         }
     }
 }
@@ -228,6 +229,8 @@ pub(crate) struct BreakerKeys {
     pub(crate) quorum: String,
     pub(crate) window: String,
     pub(crate) log: String,
+    /// The health-check lease: `<period>|<replica>`.
+    pub(crate) check: String,
 }
 
 #[cfg(test)]

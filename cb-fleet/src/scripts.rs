@@ -84,7 +84,7 @@ end
 ";
 
 /// Every script, for loading them all on connecting.
-pub(crate) fn all(publish: Publish) -> [&'static Script; 11] {
+pub(crate) fn all(publish: Publish) -> [&'static Script; 12] {
     [
         open(publish),
         share(publish),
@@ -97,6 +97,7 @@ pub(crate) fn all(publish: Publish) -> [&'static Script; 11] {
         states(publish),
         touch(publish),
         hello(publish),
+        close_checked(publish),
     ]
 }
 
@@ -281,6 +282,52 @@ redis.call('PEXPIRE', h, ARGV[19])
 redis.call('ZADD', KEYS[4], now_ms(), ARGV[17])
 redis.call('ZADD', KEYS[5], 0, ARGV[17])
 publish(ARGV[18], ARGV[16], h, o, ARGV[17])
+return state(h, o)
+",
+    )
+}
+
+/// The health-check lease of an open period: one replica checks a breaker per
+/// open period. Granted (or renewed) when the fleet is open and the lease is
+/// free, this replica's, or of an earlier period. KEYS: hash, check.
+/// ARGV: replica, ttl_ms. Returns 1 when granted.
+pub(crate) fn check_lease() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        Script::new(
+            r"
+if redis.call('HGET', KEYS[1], 'kind') ~= 'open' then return 0 end
+local mine = (redis.call('HGET', KEYS[1], 'per') or '0') .. '|' .. ARGV[1]
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= mine and string.sub(holder, 1, string.find(holder, '|', 1, true)) ==
+   string.sub(mine, 1, string.find(mine, '|', 1, true)) then
+  return 0
+end
+redis.call('SET', KEYS[2], mine, 'PX', ARGV[2])
+return 1
+",
+        )
+    })
+}
+
+/// A local close by health checks in period `per`: as [`close`], and before
+/// the open period ends (its open key goes), since the checks saw the
+/// dependency back. A close of an earlier period, or of a fleet that is not
+/// open, changes nothing. KEYS and ARGV as [`close`]'s.
+pub(crate) fn close_checked(publish: Publish) -> &'static Script {
+    static SCRIPT: Variants = Variants::new();
+    SCRIPT.get(
+        publish,
+        r"
+local h, o = KEYS[1], KEYS[2]
+if redis.call('HGET', h, 'kind') == 'open' and redis.call('HGET', h, 'per') == ARGV[1] then
+  redis.call('DEL', KEYS[3], KEYS[4], o)
+  bump(h)
+  redis.call('HSET', h, 'kind', 'close', 'level', 0, 'succ', 0)
+  redis.call('PEXPIRE', h, ARGV[5])
+  redis.call('ZREM', KEYS[5], ARGV[3])
+  publish(ARGV[4], ARGV[2], h, o, ARGV[3])
+end
 return state(h, o)
 ",
     )

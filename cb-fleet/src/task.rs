@@ -27,10 +27,14 @@ pub(crate) enum Cmd {
     },
     /// A local breaker closed after its probes of period `period` succeeded.
     Closed { ledger: Arc<Ledger>, period: u64 },
+    /// The local breaker closed by health checks in this period, before it ended.
+    ClosedByCheck { ledger: Arc<Ledger>, period: u64 },
     /// A probe ended.
     Probe { ledger: Arc<Ledger>, report: Report },
     /// A caller found no lease: take one ahead for the next.
     WantLease { name: Arc<str> },
+    /// A health check is due: take (or renew) the breaker's check lease.
+    WantCheckLease { name: Arc<str> },
     /// A transition, for the log.
     Log {
         name: Arc<str>,
@@ -62,7 +66,9 @@ impl Cmd {
     pub(crate) fn loss(&self) -> Option<(Arc<Ledger>, Loss)> {
         Some(match self {
             Cmd::Opened { ledger, reopen, .. } => (Arc::clone(ledger), Loss::Open { reopen: *reopen }),
-            Cmd::Closed { ledger, period } => (Arc::clone(ledger), Loss::Close { period: *period }),
+            Cmd::Closed { ledger, period } | Cmd::ClosedByCheck { ledger, period } => {
+                (Arc::clone(ledger), Loss::Close { period: *period })
+            }
             Cmd::Attached { ledger } => (Arc::clone(ledger), Loss::Known),
             Cmd::Probe { ledger, report } => (Arc::clone(ledger), Loss::Probe(report.clone())),
             // A lease asked again by the next caller after the tick; a log
@@ -819,6 +825,28 @@ impl Conn {
         Ok(())
     }
 
+    /// Reports a close by health checks, which ends the fleet's open period
+    /// early (see `scripts::close_checked`).
+    async fn closed_by_check(&mut self, con: &mut Con, name: &str, period: u64) -> Result<(), Lost> {
+        let k = self.shared.keys.breaker(name);
+        let answer: Answer = self
+            .io(scripts::close_checked(self.shared.publish)
+                .key(&k.hash)
+                .key(&k.open)
+                .key(&k.lease)
+                .key(&k.done)
+                .key(self.shared.keys.active())
+                .arg(period)
+                .arg(&self.shared.replica)
+                .arg(name)
+                .arg(self.shared.keys.channel())
+                .arg(self.ttl_ms())
+                .invoke_async(con))
+            .await?;
+        self.follow(name, &answer);
+        Ok(())
+    }
+
     /// Reports a probe's result (idempotent: see `scripts::probe`).
     async fn probe(&mut self, con: &mut Con, name: &str, report: &Report) -> Result<(), Lost> {
         let (_, need, _) = self.config_args(name);
@@ -865,8 +893,10 @@ impl Conn {
                 Ok(())
             }
             Cmd::Closed { ledger, period } => self.closed(con, &ledger.name, period).await,
+            Cmd::ClosedByCheck { ledger, period } => self.closed_by_check(con, &ledger.name, period).await,
             Cmd::Probe { ledger, report } => self.probe(con, &ledger.name, &report).await,
             Cmd::WantLease { name } => self.want_lease(con, name).await,
+            Cmd::WantCheckLease { name } => self.want_check_lease(con, name).await,
             Cmd::Log {
                 name,
                 from,
@@ -978,6 +1008,31 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Takes or renews the health-check lease of `name`'s open period, for
+    /// about two check intervals (at least the probe lease's time to live).
+    async fn want_check_lease(&mut self, con: &mut Con, name: Arc<str>) -> Result<(), Lost> {
+        let Some(gate) = self.member(&name, |m| Arc::clone(&m.gate)) else {
+            return Ok(());
+        };
+        let Some(b) = self.breaker(&name) else {
+            gate.check_asked.store(false, Ordering::Release);
+            return Ok(());
+        };
+        let ttl = (b.config().health_check_interval() * 2).max(self.shared.lease_ttl);
+        let k = self.shared.keys.breaker(&name);
+        let granted: i64 = self
+            .io(scripts::check_lease()
+                .key(&k.hash)
+                .key(&k.check)
+                .arg(&self.shared.replica)
+                .arg(ttl.as_millis() as u64)
+                .invoke_async(con))
+            .await?;
+        gate.check_granted.store(granted == 1, Ordering::Release);
+        gate.check_asked.store(false, Ordering::Release);
+        Ok(())
     }
 
     async fn want_lease(&mut self, con: &mut Con, name: Arc<str>) -> Result<(), Lost> {

@@ -29,6 +29,7 @@ mod kw {
     syn::custom_keyword!(key);
     syn::custom_keyword!(classify);
     syn::custom_keyword!(fallback_with_cause);
+    syn::custom_keyword!(health_check);
 }
 
 /// A key of the attribute that is not a configuration field, as the table of keys in the
@@ -122,6 +123,12 @@ pub(crate) const ATTRIBUTE_KEYS: &[KeyDoc] = &[
         default: "none",
         meaning: "Like `fallback`, and told why it runs: the reason, the body's error or the refusal, the time to wait, the key.",
     },
+    KeyDoc {
+        name: "health_check",
+        takes: "the path of an `async fn() -> Result<T, E2>` (with `key`: `async fn(&str) -> Result<T, E2>`, given the key)",
+        default: "none",
+        meaning: "Run while the circuit is open, every `health_check_interval`: `success_threshold` `Ok`s in a row close it (`Reason::HealthCheck`).",
+    },
 ];
 
 /// Every key, in the order the documentation lists them.
@@ -182,6 +189,8 @@ enum Kind {
     Classify,
     /// `fallback_with_cause = path`: a fallback that takes a `FallbackCause<E>` last.
     FallbackWithCause,
+    /// `health_check = path`: an `async fn() -> Result<T, E2>` (or `fn(&str)` with `key`).
+    HealthCheck,
     /// A configuration field: its entry in the table says what it takes.
     Field(&'static Field),
 }
@@ -225,6 +234,7 @@ fn parse_key(input: ParseStream<'_>) -> syn::Result<Result<Key, Ident>> {
         key => Kind::Key,
         classify => Kind::Classify,
         fallback_with_cause => Kind::FallbackWithCause,
+        health_check => Kind::HealthCheck,
     );
     if lookahead.peek(Token![crate]) {
         let token = input.parse::<Token![crate]>()?;
@@ -364,6 +374,8 @@ pub(crate) struct Args {
     /// `fallback` was given as `fallback_with_cause`: the fallback takes a
     /// `FallbackCause<E>` after the function's parameters.
     pub(crate) fallback_with_cause: bool,
+    /// `health_check = path`.
+    pub(crate) health_check: Option<Path>,
 }
 
 /// Collects errors so that all of them are reported together.
@@ -399,6 +411,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let mut with_cause = false;
     let mut classify = Classify::default();
     let mut overrides = Vec::new();
+    let mut health_check = None;
 
     for RawArg { key, value } in raw {
         let key = match key {
@@ -496,6 +509,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
                 key_expr = Some(value);
                 Ok(())
             }
+            Kind::HealthCheck => path(&key, &value).map(|p| health_check = Some(p)),
             Kind::Field(field) => field_value(&key, field, &value).and_then(|v| {
                 slow_call_floor(&key, &v, &value)?;
                 overrides.push(setter(&key, Value::Field(v)));
@@ -574,6 +588,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         key: key_expr,
         overrides,
         fallback_with_cause: with_cause,
+        health_check,
     })
 }
 
@@ -609,6 +624,7 @@ fn example(key: &str) -> String {
         "key" => "key = model".into(),
         "classify" => "classify = cb_runtime::classify::postgres".into(),
         "fallback_with_cause" => "fallback_with_cause = failover".into(),
+        "health_check" => "health_check = ping".into(),
         _ => match cb_syntax::field(key) {
             Some(field) if field.kind == FieldKind::Window => {
                 format!("{key} = {}` or `{key} = \"60s\"", field.example())
@@ -640,6 +656,7 @@ fn form(kind: FieldKind) -> &'static str {
         FieldKind::Word(_) => "one of its words in a string (see the field's range)",
         FieldKind::OptionalCount { .. } => "a whole number, or \"none\"",
         FieldKind::Multiplier => "a number greater than 1",
+        FieldKind::DurationOrNone { .. } => "a duration in a string with its unit, \"0s\" or \"none\"",
     }
 }
 
@@ -654,7 +671,8 @@ fn field_value(key: &Key, field: &Field, value: &Expr) -> syn::Result<FieldValue
             | FieldKind::Window
             | FieldKind::Backoff
             | FieldKind::Word(_)
-            | FieldKind::OptionalCount { .. },
+            | FieldKind::OptionalCount { .. }
+            | FieldKind::DurationOrNone { .. },
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
@@ -775,6 +793,7 @@ fn string(key: &Key, value: &Expr) -> syn::Result<LitStr> {
 fn path(key: &Key, value: &Expr) -> syn::Result<Path> {
     let wanted = match key.kind {
         Kind::Fallback | Kind::FallbackWithCause => "the path of an async fn, not in quotes",
+        Kind::HealthCheck => "the path of an async fn returning a `Result`, not in quotes",
         Kind::RetryAfter => "the path of a `fn(&E) -> Option<Duration>`, not in quotes",
         _ => "the path of a `fn(&E) -> bool`, not in quotes",
     };

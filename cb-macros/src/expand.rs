@@ -714,6 +714,33 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
         }
     };
 
+    // `health_check = path`: installed on the breaker (or the family) once it exists. The
+    // path is called where it is written, so that a wrong signature is an error there.
+    let health_check = match &args.health_check {
+        None => TokenStream::new(),
+        Some(path) => {
+            let checks = hidden("__CB_HEALTH_CHECK");
+            let key = Ident::new("__cb_key", Span::mixed_site().located_at(path.span()));
+            let install = match args.key {
+                None => {
+                    let call = quote_spanned!(path.span()=> #private::health_check_future(#path()));
+                    quote!(#checks.install(&#slot, || #call);)
+                }
+                Some(_) => {
+                    let call = quote_spanned!(path.span()=> #private::health_check_future(#path(&#key)));
+                    quote!(#checks.install_keyed(&#slot, |#key: &str| {
+                        let #key = <str as #private::ToOwned>::to_owned(#key);
+                        async move { #call.await }
+                    });)
+                }
+            };
+            quote! {
+                static #checks: #private::HealthCheckSlot = #private::HealthCheckSlot::new();
+                #install
+            }
+        }
+    };
+
     quote! {
         #(#outer_attrs)*
         #vis #sig {
@@ -721,6 +748,7 @@ fn expand(function: &MaybeItemFn, args: &Args, shape: &Shape, streamed: &Streame
             use #krate::__private as #private_import;
             static #slot: #private::Slot = #private::Slot::new();
             #pick_breaker
+            #health_check
             #item_check
             let #result = #admitted: {
                 let #permit = match #breaker.try_acquire() {

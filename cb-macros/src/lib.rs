@@ -137,6 +137,7 @@ use proc_macro::TokenStream;
 /// | `mode` | `"enforce"` (default) or `"shadow"` | builder override: shadow mode lets every call through and counts those the breaker would have refused |
 /// | `max_concurrent_calls` | integer, or `"none"` (default) | builder override: a bulkhead, at most this many calls in flight at once (per key) |
 /// | `trip`, `adaptive_k` | `"threshold"` (default) or `"adaptive"`; a number greater than 1 (default 2.0) | builder overrides: adaptive throttling instead of the open circuit, and its multiplier |
+/// | `health_check_interval`, `ramp_up` | duration string; `ramp_up = "0s"` or `"none"` turns the ramp off | builder overrides: how often the health check runs while open, and how long the admitted share takes to grow back to 100 % after closing |
 /// | `key` | an expression over the arguments and `self` whose value is `AsRef<str>` (`key = model`, `key = self.tenant`) | one breaker per distinct key, in the family `name` (`cb_runtime::Family`); evaluated on every call, before the body |
 /// | `fallback` | path to an `async fn` with the same parameters and return type | awaited, with the same arguments, instead of the body's answer when `fallback_on` says |
 /// | `fallback_on` | `"refusal"` (default), `"breaker"`, `"failure"` or `"error"` | the fallback runs on a refusal; also on a timeout; also on an error counted as a failure or a rate limit; also on any other error |

@@ -305,6 +305,34 @@ pub struct BreakerView {
     /// `"threshold"` or `"adaptive"`: an adaptive breaker never opens, and
     /// `stats.refusal_share` is the share of calls it refuses now.
     pub trip: &'static str,
+    /// The last health check ([`CircuitBreaker::last_health_check`]):
+    /// `{"at_ms": <Unix time in ms>, "passed": bool}`; `null` before the
+    /// first, or without a check.
+    pub last_health_check: Option<HealthCheckView>,
+    /// While ramping up after a close: the share of calls admitted (0.1 to
+    /// 1); `null` otherwise.
+    pub ramp_share: Option<f64>,
+}
+
+/// How a health check ended, as JSON.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct HealthCheckView {
+    /// When it ended: milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `true` when it passed.
+    pub passed: bool,
+}
+
+impl From<crate::HealthCheckResult> for HealthCheckView {
+    fn from(r: crate::HealthCheckResult) -> Self {
+        let at_ms =
+            r.at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        HealthCheckView {
+            at_ms,
+            passed: r.passed,
+        }
+    }
 }
 
 impl BreakerView {
@@ -325,6 +353,8 @@ impl BreakerView {
             open_reason: breaker.open_reason().map(|r| r.as_str()),
             mode: config.mode().as_str(),
             trip: config.trip().as_str(),
+            last_health_check: breaker.last_health_check().map(HealthCheckView::from),
+            ramp_share: stats.ramp_share(),
         }
     }
 }
@@ -374,6 +404,10 @@ pub struct StatsView {
     pub refusal_share: Option<f64>,
     /// Calls in flight holding a bulkhead slot.
     pub concurrent_calls: u64,
+    /// Health checks that passed while open (not calls).
+    pub health_checks_passed: u64,
+    /// Health checks that failed or were abandoned (not calls).
+    pub health_checks_failed: u64,
 }
 
 impl From<&Stats> for StatsView {
@@ -402,6 +436,8 @@ impl From<&Stats> for StatsView {
             shadow_rejected: s.shadow_rejected,
             refusal_share: s.refusal_share,
             concurrent_calls: s.concurrent_calls,
+            health_checks_passed: s.health_checks_passed,
+            health_checks_failed: s.health_checks_failed,
         }
     }
 }

@@ -45,6 +45,13 @@ pub mod coordination;
 #[path = "modes.rs"]
 pub(crate) mod modes;
 
+// Recovery: health checks while open and the ramp after closing. Child
+// modules, so that each reaches the state machine through one narrow hook.
+#[path = "health.rs"]
+pub mod health;
+#[path = "ramp.rs"]
+pub(crate) mod ramp;
+
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
 use crate::counters::{Counter, Counters, RareCounts};
@@ -368,6 +375,9 @@ impl CircuitBreaker {
             if w.state() != State::Open {
                 return w.state();
             }
+            if self.health_verdict(w) {
+                continue;
+            }
             match self.try_half_open(w, 0) {
                 Err(_) => return State::Open,
                 Ok(None) => continue,
@@ -453,6 +463,9 @@ impl CircuitBreaker {
             shadow_rejected: self.modes().map_or(0, |m| m.shadow_rejected()),
             refusal_share: self.refusal_share(),
             concurrent_calls: self.modes().map_or(0, |m| m.bulkhead.in_flight()),
+            health_checks_passed: self.health_check_counts().0,
+            health_checks_failed: self.health_check_counts().1,
+            ramp_share: self.ramp_share_now(),
         }
     }
 
@@ -693,17 +706,18 @@ impl CircuitBreaker {
     /// word `flags`.
     #[inline(always)]
     pub(crate) fn admit_plain(&self, w: StateWord, flags: u64) -> Result<Ticket, BreakerError> {
-        let state = w.state();
-        if state == State::Closed {
+        // Closed and not ramping up: one test, as for the state alone.
+        if w.admits_all() {
             return Ok(self.ticket_with(w, Admission::Closed, flags));
         }
+        let state = w.state();
         if state == State::Open {
             return self.admit_open(w);
         }
         if state == State::ForcedOpen {
             return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None));
         }
-        // Half-open and disabled.
+        // Half-open, disabled and ramping up.
         self.admit_slow(w)
     }
 
@@ -714,10 +728,10 @@ impl CircuitBreaker {
     fn admit_open(&self, w: StateWord) -> Result<Ticket, BreakerError> {
         let deadline = self.open_until.load(Ordering::Acquire);
         let now = self.clock.now_nanos();
-        if now < deadline {
+        if now < deadline && !self.health_verdict(w) {
             return Err(self.reject_open(w, deadline - now));
         }
-        self.admit_slow(w)
+        self.admit_slow(self.load())
     }
 
     #[inline(always)]
@@ -740,6 +754,11 @@ impl CircuitBreaker {
     fn admit_slow(&self, mut w: StateWord) -> Result<Ticket, BreakerError> {
         loop {
             match w.state() {
+                State::Closed if w.ramping() => {
+                    if let Some(admitted) = self.admit_ramping(w) {
+                        return admitted;
+                    }
+                }
                 State::Closed => return Ok(self.ticket(w, Admission::Closed)),
                 State::Disabled => return Ok(self.ticket(w, Admission::Disabled)),
                 State::ForcedOpen => return Err(self.reject(w, BreakerErrorKind::ForcedOpen, None)),
@@ -1197,6 +1216,7 @@ impl CircuitBreaker {
                     return self.open_locked(&mut inner, w, Reason::SlowProbes, Tally::default());
                 }
                 let closed = w.next(State::Closed, inner.config.sliding_window.is_time());
+                let closed = self.ramped(closed, inner.config.ramp_up());
                 let transition = self.swap_locked(w, closed, Reason::ProbesSucceeded)?;
                 self.start_over(&mut inner);
                 Some(transition)
@@ -1366,6 +1386,7 @@ impl CircuitBreaker {
                 crate::log::transition(&t);
                 self.observers.notify(&t);
             });
+            self.health_moved();
         }
     }
 

@@ -144,6 +144,8 @@ impl Backoff {
 /// | `max_concurrent_calls` | none: no bulkhead |
 /// | `trip` | [`Trip::Threshold`] |
 /// | `adaptive_k` | 2.0 (used with [`Trip::Adaptive`]) |
+/// | `health_check_interval` | 5 s (used once a health check is set) |
+/// | `ramp_up` | 0 s: off |
 /// | `clock` | [`Clock::system`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -157,7 +159,7 @@ pub struct Config {
     pub(crate) minimum_calls: u32,
     pub(crate) slow_call_duration: Option<Duration>,
     pub(crate) slow_call_rate_threshold: f64,
-    pub(crate) open_duration: Duration,
+    pub(crate) open_nanos: u64,
     pub(crate) half_open_max_calls: u32,
     pub(crate) success_threshold: u32,
     pub(crate) call_timeout: Option<Duration>,
@@ -174,6 +176,12 @@ pub struct Config {
     /// [`NOT_A_RATE`] for a value no rate field takes.
     pub(crate) streak_failure_rate: u16,
     pub(crate) open_growth: u16,
+    /// `health_check_interval`, in whole milliseconds (rounded up), as the
+    /// throttle's durations; `ramp_up` in tenths of a second (rounded up, at
+    /// most 1 h), in the two bytes the layout had spare: the breaker stays
+    /// within 1 KiB.
+    pub(crate) health_check_interval_ms: u32,
+    pub(crate) ramp_up_ds: u16,
     pub(crate) clock: Clock,
     // Protection modes (see `shadow`, `bulkhead`, `adaptive`), in the six
     // bytes the fields above leave free, so that a breaker stays within 1 KiB.
@@ -202,7 +210,7 @@ impl Default for Config {
             minimum_calls: 20,
             slow_call_duration: None,
             slow_call_rate_threshold: 1.0,
-            open_duration: Duration::from_secs(30),
+            open_nanos: 30_000_000_000,
             half_open_max_calls: 1,
             success_threshold: 1,
             call_timeout: None,
@@ -213,6 +221,8 @@ impl Default for Config {
             family_open_keys: 0,
             streak_failure_rate: 0,
             open_growth: 0,
+            health_check_interval_ms: 5_000,
+            ramp_up_ds: 0,
             clock: Clock::system(),
             protection: crate::mode::DEFAULT_K_CENTS,
             max_concurrent_calls: 0,
@@ -278,7 +288,7 @@ impl Config {
 
     /// How long the circuit stays open before a probe is let through.
     pub fn open_duration(&self) -> Duration {
-        self.open_duration
+        Duration::from_nanos(self.open_nanos)
     }
 
     /// Probes in flight at once in half-open.
@@ -351,6 +361,22 @@ impl Config {
         from_ten_thousandths(self.open_growth)
     }
 
+    /// While the circuit is open, how often its health check runs (see
+    /// [`CircuitBreaker::set_health_check`](crate::CircuitBreaker::set_health_check)).
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.health_check_interval_ms))
+    }
+
+    /// After the circuit closes from half-open or by health checks, how long
+    /// the admitted share takes to grow from 10 % to 100 %;
+    /// `Duration::ZERO` when there is no ramp.
+    pub fn ramp_up(&self) -> Duration {
+        match self.ramp_up_ds {
+            RAMP_UP_TOO_LONG => Duration::from_nanos(cb_syntax::MAX_RAMP_UP_NANOS + 1),
+            ds => Duration::from_millis(u64::from(ds) * 100),
+        }
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -407,7 +433,7 @@ impl Config {
             "minimum_calls" => Value::Count(self.minimum_calls),
             "slow_call_duration" => optional(self.slow_call_duration),
             "slow_call_rate_threshold" => Value::Rate(self.slow_call_rate_threshold),
-            "open_duration" => duration(self.open_duration),
+            "open_duration" => duration(self.open_duration()),
             "half_open_max_calls" => Value::Count(self.half_open_max_calls),
             "success_threshold" => Value::Count(self.success_threshold),
             "call_timeout" => optional(self.call_timeout),
@@ -428,6 +454,8 @@ impl Config {
             "max_concurrent_calls" => self.max_concurrent_calls().map_or(Value::Off, Value::Count),
             "trip" => Value::Word(self.trip().as_str()),
             "adaptive_k" => Value::Multiplier(self.adaptive_k()),
+            "health_check_interval" => duration(self.health_check_interval()),
+            "ramp_up" => duration(self.ramp_up()),
             _ => return None,
         })
     }
@@ -467,11 +495,11 @@ impl Config {
             }
         }
         if let Some(b) = self.open_backoff {
-            if b.max < self.open_duration {
+            if b.max < self.open_duration() {
                 return Err(ConfigError::new(
                     "open_backoff",
                     format!("max {:?}", b.max),
-                    format!("a cap of at least open_duration ({:?})", self.open_duration),
+                    format!("a cap of at least open_duration ({:?})", self.open_duration()),
                 ));
             }
         }
@@ -508,6 +536,9 @@ fn whole_millis(d: Duration) -> u32 {
     let ms = duration_nanos(d).div_ceil(1_000_000);
     u32::try_from(ms).unwrap_or(u32::MAX)
 }
+
+/// `ramp_up` longer than allowed, kept so that `build` refuses it.
+const RAMP_UP_TOO_LONG: u16 = u16::MAX;
 
 /// The most probes `half_open_max_calls` may allow.
 pub const MAX_PROBES: u32 = cb_syntax::MAX_PROBES;
@@ -613,7 +644,9 @@ impl ConfigBuilder {
 
     /// How long the circuit stays open before a probe is let through.
     pub fn open_duration(mut self, d: Duration) -> Self {
-        self.config.open_duration = d;
+        // Nanoseconds (saturating): every valid open fits, and a breaker
+        // stays within 1 KiB.
+        self.config.open_nanos = duration_nanos(d);
         self
     }
 
@@ -746,6 +779,30 @@ impl ConfigBuilder {
         self
     }
 
+    /// While the circuit is open, how often its health check runs (longer
+    /// than zero; default 5 s, each preset sets its own), in whole
+    /// milliseconds (rounded up). Without a health check it does nothing.
+    pub fn health_check_interval(mut self, d: Duration) -> Self {
+        self.config.health_check_interval_ms = whole_millis(d);
+        self
+    }
+
+    /// After the circuit closes from half-open or by health checks, admit a
+    /// share of calls growing linearly from 10 % to 100 % over `d` and refuse
+    /// the rest ([`BreakerError::is_ramping`](crate::BreakerError::is_ramping)),
+    /// so that a dependency that just recovered is not hit by every waiting
+    /// caller at once. At most 1 h; `Duration::ZERO` (the default) turns it
+    /// off. Tenths of a second (rounded up).
+    pub fn ramp_up(mut self, d: Duration) -> Self {
+        let ds = duration_nanos(d).div_ceil(100_000_000);
+        self.config.ramp_up_ds = if ds > cb_syntax::MAX_RAMP_UP_NANOS / 100_000_000 {
+            RAMP_UP_TOO_LONG
+        } else {
+            ds as u16
+        };
+        self
+    }
+
     /// The clock the breaker reads: [`Clock::system`] unless a test injects one.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.config.clock = clock;
@@ -859,6 +916,8 @@ impl ConfigBuilder {
                 Err(_) => self,
             },
             ("adaptive_k", Value::Multiplier(k)) => self.adaptive_k(k),
+            ("health_check_interval", Value::Duration(d)) => self.health_check_interval(nanos(d)),
+            ("ramp_up", Value::Duration(d)) => self.ramp_up(nanos(d)),
             _ => self,
         }
     }
@@ -1212,6 +1271,28 @@ mod tests {
             .sliding_window(Window::Count(20))
             .minimum_calls(50);
         assert_eq!(field_of(plain), "minimum_calls");
+    }
+
+    #[test]
+    fn health_check_interval_and_ramp_up_are_checked() {
+        let c = Config::builder()
+            .health_check_interval(Duration::from_secs(2))
+            .ramp_up(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        assert_eq!(c.health_check_interval(), Duration::from_secs(2));
+        assert_eq!(c.ramp_up(), Duration::from_secs(30));
+        assert_eq!(Config::default().ramp_up(), Duration::ZERO);
+        assert_eq!(
+            field_of(Config::builder().health_check_interval(Duration::ZERO)),
+            "health_check_interval"
+        );
+        let err = Config::builder()
+            .ramp_up(Duration::from_secs(7200))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "ramp_up");
+        assert!(err.to_string().contains("0s to 1h"), "{err}");
     }
 
     #[test]

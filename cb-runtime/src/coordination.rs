@@ -65,6 +65,14 @@ pub trait ProbeGate: Send + Sync + 'static {
     fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
         None
     }
+    /// `true` lets this process run the breaker's next health check (see
+    /// [`CircuitBreaker::set_health_check`]); `false` skips it, uncounted,
+    /// until the next interval. Answered at once, from local state, like
+    /// [`try_take`](Self::try_take): a fleet lets one replica check per open
+    /// period. `true` by default.
+    fn may_health_check(&self) -> bool {
+        true
+    }
 }
 
 /// Told of every breaker of a registry; see
@@ -144,7 +152,7 @@ impl CircuitBreaker {
                 if !matches!(w.state(), State::Open | State::HalfOpen) {
                     return false;
                 }
-                let closed = w.next(State::Closed, time);
+                let closed = self.ramped(w.next(State::Closed, time), inner.config.ramp_up());
                 match self.cas_from(w, closed) {
                     Ok(()) => {
                         self.start_over(&mut inner);

@@ -127,6 +127,10 @@ pub(crate) struct RareCounts {
     /// configuration first sets a mode; unnamed here, so that the counters
     /// do not depend on the modes.
     pub(crate) modes: crate::sync::OnceBox<Box<dyn std::any::Any + Send + Sync>>,
+    /// The ramp after a close (`ramp_up`).
+    pub(crate) ramp: crate::ramp::Ramp,
+    /// The health check's state, once one is set or the breaker is adopted.
+    pub(crate) health: std::sync::OnceLock<std::sync::Arc<crate::health::Checker>>,
 }
 
 impl RareCounts {
@@ -145,6 +149,8 @@ impl RareCounts {
             key: None,
             published: crate::transition::Publisher::default(),
             modes: crate::sync::OnceBox::new(),
+            ramp: crate::ramp::Ramp::new(),
+            health: std::sync::OnceLock::new(),
         })
     }
 }

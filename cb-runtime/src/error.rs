@@ -25,6 +25,9 @@ pub enum BreakerErrorKind {
     /// An adaptive breaker (`trip = "adaptive"`) refused the call, as it
     /// refuses a share of calls that tracks the dependency's failures.
     AdaptiveThrottling,
+    /// The circuit closed a moment ago and is ramping up (`ramp_up`): it
+    /// admits a growing share of calls, and this one was outside it.
+    Ramping,
 }
 
 /// The breaker's own refusal or timeout, as opposed to the protected
@@ -52,13 +55,17 @@ pub struct BreakerError {
 }
 
 const KIND_SHIFT: u32 = 62;
-/// The bit that says a refusal while open is a throttled period's.
+/// The bit that says a refusal while open is a throttled period's. With the
+/// other kinds' bits, which no throttled refusal has, it says the kind is one
+/// of the protection modes' or `Ramping`.
 const THROTTLED: u64 = 1 << 61;
 const NO_AFTER: u64 = THROTTLED - 1;
 /// [`BreakerErrorKind::Saturated`]: the forced-open code with [`THROTTLED`].
 const KIND_SATURATED: u64 = 1 << KIND_SHIFT | THROTTLED;
 /// [`BreakerErrorKind::AdaptiveThrottling`]: the half-open-full code with [`THROTTLED`].
 const KIND_ADAPTIVE: u64 = 2 << KIND_SHIFT | THROTTLED;
+/// [`BreakerErrorKind::Ramping`]: the timeout code with [`THROTTLED`].
+const KIND_RAMPING: u64 = 3 << KIND_SHIFT | THROTTLED;
 /// The bits that say the kind.
 const KIND_BITS: u64 = 3 << KIND_SHIFT | THROTTLED;
 
@@ -73,6 +80,7 @@ impl BreakerError {
             BreakerErrorKind::Timeout => 3 << KIND_SHIFT,
             BreakerErrorKind::Saturated => KIND_SATURATED,
             BreakerErrorKind::AdaptiveThrottling => KIND_ADAPTIVE,
+            BreakerErrorKind::Ramping => KIND_RAMPING,
         };
         BreakerError {
             name,
@@ -134,6 +142,7 @@ impl BreakerError {
         match self.packed & KIND_BITS {
             KIND_SATURATED => BreakerErrorKind::Saturated,
             KIND_ADAPTIVE => BreakerErrorKind::AdaptiveThrottling,
+            KIND_RAMPING => BreakerErrorKind::Ramping,
             bits => match bits >> KIND_SHIFT {
                 0 => BreakerErrorKind::Open,
                 1 => BreakerErrorKind::ForcedOpen,
@@ -144,8 +153,8 @@ impl BreakerError {
     }
 
     /// `true` when the call was refused without being attempted (open,
-    /// forced open, half-open with every probe slot taken, refused by
-    /// adaptive throttling, or by a full bulkhead: see
+    /// forced open, half-open with every probe slot taken, ramping up,
+    /// refused by adaptive throttling, or by a full bulkhead: see
     /// [`is_saturated`](Self::is_saturated)).
     pub fn is_rejected(&self) -> bool {
         !self.is_timeout()
@@ -176,10 +185,20 @@ impl BreakerError {
         self.packed & KIND_BITS == THROTTLED
     }
 
+    /// `true` for a refusal while the circuit ramps up after closing
+    /// (`ramp_up`): the dependency is back, and the breaker lets a growing
+    /// share of calls through so that waiting callers do not all hit it at
+    /// once. [`retry_after`](Self::retry_after) is short: trying again
+    /// soon is likely to be admitted.
+    pub fn is_ramping(&self) -> bool {
+        self.kind() == BreakerErrorKind::Ramping
+    }
+
     /// For a refusal while open: how long until the circuit lets a probe
     /// through (for a throttled period, the time left of it). For a refusal
     /// while half-open with every probe slot taken: a short time after which
-    /// a slot may be free. `None` when forced open (only an operator ends
+    /// a slot may be free. While ramping up: a short wait after which a call
+    /// is likely admitted. `None` when forced open (only an operator ends
     /// that) and for a timeout.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind() {
@@ -246,6 +265,17 @@ impl fmt::Display for BreakerError {
                 "circuit breaker {name} is throttling adaptively while its dependency fails; the call was \
                  rejected without being attempted"
             ),
+            BreakerErrorKind::Ramping => {
+                write!(
+                    f,
+                    "circuit breaker `{name}` closed a moment ago and is ramping up: it lets a growing share of \
+                     calls through, and this one was rejected without being attempted"
+                )?;
+                if let Some(after) = self.after() {
+                    write!(f, " (try again in {after:?})")?;
+                }
+                Ok(())
+            }
             BreakerErrorKind::Timeout => match self.after() {
                 Some(t) => write!(
                     f,

@@ -75,6 +75,14 @@
 //! meanwhile starts open for the time that remains. [`Family::state`] is
 //! [`State::Open`] meanwhile. Afterwards each key probes on its own.
 //!
+//! # Health checks
+//!
+//! [`Family::set_health_check`] gives every key, present and created later,
+//! a health check that is told its key (see the
+//! [`health`](crate::health) module): only open keys are checked, at most
+//! [`MAX_CHECKS_IN_FLIGHT`] of a family's checks run at once (the others wait
+//! for a slot), and an evicted key's checks stop.
+//!
 //! # Configuration
 //!
 //! A family's configuration is layered as an unkeyed breaker's (see
@@ -112,6 +120,15 @@ use crate::transition::{Reason, TransitionCounts};
 pub const OVERFLOW_KEY: &str = "_overflow";
 
 pub use crate::breaker::ID_SEPARATOR;
+
+/// The most health checks of one family's keys in flight at once: an outage
+/// of a provider opens many keys at once, and their checks should not become
+/// a burst of their own.
+pub const MAX_CHECKS_IN_FLIGHT: usize = 8;
+
+/// A family's health check, given the key.
+type KeyCheck =
+    Arc<dyn Fn(&str) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync>;
 
 type KeyMap = papaya::HashMap<Arc<str>, KeyEntry, foldhash::fast::RandomState>;
 
@@ -192,6 +209,10 @@ pub struct Family {
     /// While the whole family is open: the clock reading it stays open until.
     open_until: AtomicU64,
     manual: AtomicU8,
+    /// The health check of every key, once set.
+    health_check: RwLock<Option<KeyCheck>>,
+    /// The bound on the keys' checks in flight.
+    check_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Family {
@@ -223,7 +244,47 @@ impl Family {
             link,
             open_until: AtomicU64::new(0),
             manual: AtomicU8::new(MANUAL_NONE),
+            health_check: RwLock::new(None),
+            check_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS_IN_FLIGHT)),
         })
+    }
+
+    /// Sets the health check of every key, present and created later; it is
+    /// given the key and answers `true` when that key's dependency is
+    /// healthy. See [`CircuitBreaker::set_health_check`] for when checks run;
+    /// only open keys are checked, at most [`MAX_CHECKS_IN_FLIGHT`] at once
+    /// for the whole family, and an evicted key's checks stop. It replaces
+    /// any check set before.
+    ///
+    /// ```
+    /// use cb_runtime::{Config, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let openai = registry.family_or_insert("openai", Config::default);
+    /// openai.set_health_check(|model: &str| {
+    ///     let model = model.to_owned();
+    ///     async move { !model.is_empty() } // e.g. GET /v1/models/{model}
+    /// });
+    /// assert!(openai.get_or_insert("gpt-4o").has_health_check());
+    /// ```
+    pub fn set_health_check<F, Fut>(&self, check: F)
+    where
+        F: Fn(&str) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        let check: KeyCheck = Arc::new(move |key| Box::pin(check(key)));
+        *self.health_check.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&check));
+        for breaker in self.breakers() {
+            self.install_check(&breaker, &check);
+        }
+    }
+
+    /// Gives `breaker` the family's check, bound to its key.
+    fn install_check(&self, breaker: &Arc<CircuitBreaker>, check: &KeyCheck) {
+        let key: Arc<str> = Arc::from(breaker.key().unwrap_or(OVERFLOW_KEY));
+        let check = Arc::clone(check);
+        breaker.share_health_check_slots(&self.check_slots);
+        breaker.install_health_check(Arc::new(move || check(&key)));
     }
 
     /// Notes the call site `origin` asking for the family with `requested`
@@ -462,6 +523,9 @@ impl Family {
         if evicted.is_empty() {
             return;
         }
+        for breaker in evicted {
+            breaker.stop_health_checks();
+        }
         let hooks = self.link.hooks();
         for breaker in evicted {
             for hook in &hooks {
@@ -492,6 +556,10 @@ impl Family {
         let tag = KeyTag::new(key, self.id, self.tick.fetch_add(1, Ordering::Relaxed) + 1)
             .homed(self.me.clone() as Weak<dyn crate::home::Home>);
         let breaker = Arc::new(CircuitBreaker::keyed(self.name, tag, config));
+        breaker.adopt();
+        if let Some(check) = &*self.health_check.read().unwrap_or_else(PoisonError::into_inner) {
+            self.install_check(&breaker, check);
+        }
         let counts = Arc::new(TransitionCounts::default());
         let c = Arc::clone(&counts);
         breaker.on_transition(move |t| c.record(t));

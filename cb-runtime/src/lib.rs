@@ -119,6 +119,9 @@ pub mod tower;
 pub mod __private;
 
 pub use breaker::coordination;
+pub use breaker::health;
+pub use breaker::health::HealthCheckResult;
+pub(crate) use breaker::ramp;
 pub use breaker::CircuitBreaker;
 pub use call::Call;
 pub use cb_macros::circuit_breaker;

@@ -126,3 +126,16 @@ impl RejectionLog {
         rejected_total.saturating_sub(self.mark.swap(rejected_total, Ordering::Relaxed))
     }
 }
+
+/// A breaker with a health check opened outside any tokio runtime, and none
+/// was captured before: its checks cannot run this period (WARN, once per
+/// open period at most, as opens are).
+pub(crate) fn no_runtime_for_health_check(name: &str, key: Option<&str>) {
+    tracing::warn!(
+        target: "cb_runtime",
+        breaker = name,
+        key,
+        "circuit breaker `{name}` has a health check but no tokio runtime to run it on: set the check, or \
+         use the breaker, inside a runtime; until then it recovers through its probes only"
+    );
+}

@@ -24,6 +24,8 @@
 //! | `circuit_breaker_failure_rate` | gauge | `name` | the window's failure rate, once it holds `minimum_calls` calls |
 //! | `circuit_breaker_call_duration_seconds` | histogram | `name` | call durations; opt-in, see below |
 //! | `circuit_breaker_time_to_first_item_seconds` | histogram | `name` | streamed calls' time to first item; opt-in, see below |
+//! | `circuit_breaker_health_checks_total` | counter | `name`, `result` | health checks run while open, by result: `passed`, `failed` (a check abandoned at `call_timeout` failed); breakers with a health check only |
+//! | `circuit_breaker_ramp_share` | gauge | `name` | while ramping up after a close (`ramp_up`): the share of calls admitted, 0.1 to 1; absent otherwise |
 //! | `circuit_breaker_shadow_rejections_total` | counter | `name` | shadow mode: calls the breaker would have refused, and let through ([`Stats::shadow_rejected`](crate::Stats::shadow_rejected)) |
 //! | `circuit_breaker_shadow_mode` | gauge | `name` | 1 while the breaker runs in shadow mode (`mode = "shadow"`), else 0 |
 //! | `circuit_breaker_concurrent_calls` | gauge | `name` | bulkhead: calls in flight holding a slot; `outcome="saturated"` counts its refusals |
@@ -112,6 +114,10 @@ const SHADOW_REJECTIONS: &str = "circuit_breaker_shadow_rejections_total";
 const SHADOW_MODE: &str = "circuit_breaker_shadow_mode";
 const CONCURRENT: &str = "circuit_breaker_concurrent_calls";
 const REFUSAL_SHARE: &str = "circuit_breaker_refusal_share";
+const HEALTH_CHECKS: &str = "circuit_breaker_health_checks_total";
+const HEALTH_CHECKS_HELP: &str = "Health checks run while the circuit was open, by result (passed, failed).";
+const RAMP_SHARE: &str = "circuit_breaker_ramp_share";
+const RAMP_SHARE_HELP: &str = "While ramping up after a close: the share of calls admitted (0.1 to 1).";
 
 /// Registers the metrics of every breaker in the global [`registry()`] with
 /// `prom`. Registering twice with one `prom` is an error (`AlreadyReg`).
@@ -193,6 +199,8 @@ impl BreakerCollector {
             desc(SHADOW_MODE, SHADOW_MODE_HELP, &["name"]),
             desc(CONCURRENT, CONCURRENT_HELP, &["name"]),
             desc(REFUSAL_SHARE, REFUSAL_SHARE_HELP, &["name"]),
+            desc(HEALTH_CHECKS, HEALTH_CHECKS_HELP, &["name", "result"]),
+            desc(RAMP_SHARE, RAMP_SHARE_HELP, &["name"]),
         ]
         .into_iter()
         .flatten()
@@ -390,6 +398,8 @@ struct Series {
     shadow_mode: IntGaugeVec,
     concurrent: IntGaugeVec,
     refusal_share: GaugeVec,
+    health_checks: IntCounterVec,
+    ramp_share: GaugeVec,
 }
 
 impl Series {
@@ -420,6 +430,11 @@ impl Series {
             shadow_mode: IntGaugeVec::new(Opts::new(SHADOW_MODE, SHADOW_MODE_HELP), &labels(&[]))?,
             concurrent: IntGaugeVec::new(Opts::new(CONCURRENT, CONCURRENT_HELP), &labels(&[]))?,
             refusal_share: GaugeVec::new(Opts::new(REFUSAL_SHARE, REFUSAL_SHARE_HELP), &labels(&[]))?,
+            health_checks: IntCounterVec::new(
+                Opts::new(HEALTH_CHECKS, HEALTH_CHECKS_HELP),
+                &labels(&["result"]),
+            )?,
+            ramp_share: GaugeVec::new(Opts::new(RAMP_SHARE, RAMP_SHARE_HELP), &labels(&[]))?,
         })
     }
 
@@ -472,6 +487,19 @@ impl Series {
                 self.refusal_share.with_label_values(&id).set(share);
             }
         }
+        if breaker.has_health_check() || s.health_checks_passed + s.health_checks_failed > 0 {
+            for (result, n) in [
+                ("passed", s.health_checks_passed),
+                ("failed", s.health_checks_failed),
+            ] {
+                let l = labels(&[result]);
+                let l: Vec<&str> = l.iter().map(String::as_str).collect();
+                self.health_checks.with_label_values(&l).inc_by(n);
+            }
+        }
+        if let Some(share) = s.ramp_share() {
+            self.ramp_share.with_label_values(&id).set(share);
+        }
         for from in State::ALL {
             for to in State::ALL {
                 let n = counts.transitions(from, to);
@@ -499,6 +527,8 @@ impl Series {
         families.extend(self.shadow_mode.collect());
         families.extend(self.concurrent.collect());
         families.extend(self.refusal_share.collect());
+        families.extend(self.health_checks.collect());
+        families.extend(self.ramp_share.collect());
         families
     }
 }

@@ -43,6 +43,8 @@
 //! | `circuitbreaker.slow_call_rate` | gauge | `1` | | the window's slow-call rate (0 to 1), once it holds `minimum_calls` calls |
 //! | `circuitbreaker.shadow_rejections` | counter | `{call}` | | shadow mode: calls the breaker would have refused, and let through |
 //! | `circuitbreaker.refusal_share` | gauge | `1` | | adaptive throttling: the probability of refusing the next call (adaptive breakers only) |
+//! | `circuitbreaker.health_checks` | counter | `{check}` | `circuitbreaker.result` | health checks run while open, by result: `passed`, `failed`; breakers with a health check only |
+//! | `circuitbreaker.ramp_share` | gauge | `1` | | while ramping up after a close, the share of calls admitted (0.1 to 1) |
 //!
 //! The state is what the next call would meet: an open breaker whose open
 //! duration has elapsed is reported half-open, as the Prometheus metrics do.
@@ -159,6 +161,12 @@ pub const SLOW_CALL_RATE: &str = "circuitbreaker.slow_call_rate";
 pub const SHADOW_REJECTIONS: &str = "circuitbreaker.shadow_rejections";
 /// `circuitbreaker.refusal_share`: an adaptive breaker's refusal probability.
 pub const REFUSAL_SHARE: &str = "circuitbreaker.refusal_share";
+/// `circuitbreaker.health_checks`: health checks run while open, by result.
+pub const HEALTH_CHECKS: &str = "circuitbreaker.health_checks";
+/// `circuitbreaker.ramp_share`: the share admitted while ramping up.
+pub const RAMP_SHARE: &str = "circuitbreaker.ramp_share";
+/// The attribute of `circuitbreaker.health_checks` naming the result.
+pub const ATTR_RESULT: &str = "circuitbreaker.result";
 
 /// The attribute naming the breaker, on every instrument.
 pub const ATTR_NAME: &str = "circuitbreaker.name";
@@ -263,6 +271,41 @@ pub fn install(registry: &'static Registry, meter: &Meter) {
         .with_unit("{call}")
         .with_callback(move |obs| {
             for_each_breaker(registry, |attrs, s| obs.observe(s.consecutive_failures, attrs));
+        })
+        .build();
+    let _ = meter
+        .u64_observable_counter(HEALTH_CHECKS)
+        .with_description("Health checks run while the circuit was open, by result.")
+        .with_unit("{check}")
+        .with_callback(move |obs| {
+            for_each_breaker(registry, |attrs, s| {
+                if s.health_checks_passed + s.health_checks_failed > 0 {
+                    observe_with(
+                        obs,
+                        attrs,
+                        s.health_checks_passed,
+                        KeyValue::new(ATTR_RESULT, "passed"),
+                    );
+                    observe_with(
+                        obs,
+                        attrs,
+                        s.health_checks_failed,
+                        KeyValue::new(ATTR_RESULT, "failed"),
+                    );
+                }
+            });
+        })
+        .build();
+    let _ = meter
+        .f64_observable_gauge(RAMP_SHARE)
+        .with_description("While ramping up after a close: the share of calls admitted.")
+        .with_unit("1")
+        .with_callback(move |obs| {
+            for_each_breaker(registry, |attrs, s| {
+                if let Some(share) = s.ramp_share() {
+                    obs.observe(share, attrs);
+                }
+            });
         })
         .build();
     let rates: [(&'static str, &'static str, Rate); 2] = [

@@ -66,6 +66,25 @@ use crate::config::{Config, ConfigBuilder, ConfigError, Window};
 /// request every two minutes while a day's quota is spent. The other presets
 /// keep the builder's defaults, 5 s and 5 min.
 ///
+/// **Recovery** (`health_check_interval`, `ramp_up`; see
+/// [`CircuitBreaker::set_health_check`](crate::CircuitBreaker::set_health_check)).
+/// A health check runs only while the circuit is open and only when one is
+/// set; its interval is about a tenth of the open period, so that a
+/// dependency that is back is seen within a tenth of the period rather than
+/// at its end, and is cheap for what a check costs the dependency:
+///
+/// | preset | health_check_interval | why |
+/// |---|---|---|
+/// | `llm` | 10 s | a check is a request to the provider (a model list, a one-token completion) under a per-minute rate limit: 6 a minute per replica at most, and a recovery is seen in 10 to 20 s instead of 120 s |
+/// | `http_api` | 5 s | an HTTP health endpoint is cheap; 6 checks per 30 s open period |
+/// | `database` | 1 s | `SELECT 1` costs microseconds, and a failover ends in seconds: the 10 s open period would refuse 9 of them needlessly |
+/// | `cache` | 1 s | a `PING` costs microseconds, and every second open bypasses the cache for every caller |
+/// | `notification` | 10 s | senders recover in minutes, and a late notification costs little |
+///
+/// No preset ramps up (`ramp_up` is `0s`): a ramp refuses callers of a
+/// dependency that is back, which is worth it only when the dependency
+/// cannot take its full load at once; set it where that is so.
+///
 /// ```
 /// use std::time::Duration;
 /// use cb_runtime::Preset;
@@ -221,6 +240,18 @@ impl Preset {
         }
     }
 
+    /// How often the preset's health check runs while open (the table
+    /// "Recovery" above says why).
+    const fn health_check_interval(self) -> Duration {
+        match self {
+            Preset::Llm => secs(10),
+            Preset::HttpApi => secs(5),
+            Preset::Database => secs(1),
+            Preset::Cache => secs(1),
+            Preset::Notification => secs(10),
+        }
+    }
+
     /// A builder starting from this preset, to override a few fields.
     pub fn builder(self) -> ConfigBuilder {
         let n = self.numbers();
@@ -240,6 +271,7 @@ impl Preset {
             .max_retry_after(n.max_retry_after)
             .streak_failure_rate(STREAK_FAILURE_RATE)
             .open_growth(OPEN_GROWTH)
+            .health_check_interval(self.health_check_interval())
     }
 
     /// The preset's configuration.
@@ -324,6 +356,24 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn health_checks_run_well_within_the_open_period() {
+        for p in Preset::ALL {
+            let c = p.config();
+            assert!(
+                c.health_check_interval() * 5 <= c.open_duration(),
+                "{p}: {:?} against {:?}",
+                c.health_check_interval(),
+                c.open_duration()
+            );
+            assert_eq!(c.ramp_up(), Duration::ZERO, "{p}");
+        }
+        assert_eq!(
+            Preset::Llm.config().health_check_interval(),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

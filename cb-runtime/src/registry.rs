@@ -311,6 +311,7 @@ impl Registry {
             crate::name::log_repair(original, name);
         }
         let breaker = Arc::new(CircuitBreaker::new(name, config));
+        breaker.adopt();
         let counts = self.attach(&breaker);
         // Before anyone can call through it. It has no observers of its
         // user's yet, so the hooks' transitions run no user code here.
@@ -423,6 +424,7 @@ impl Registry {
                     None
                 }
             };
+            breaker.adopt();
             let counts = self.attach(&breaker);
             self.insert(Entry {
                 breaker: Arc::clone(&breaker),

@@ -113,7 +113,8 @@ impl FromStr for State {
 /// |--------|---------------------------------------------------------------|
 /// | 0..3   | the [`State`] code                                            |
 /// | 3      | closed: `dirty`, outcomes must go through the window's lock; open or half-open: `throttled`, the open period is a throttled answer's |
-/// | 4..20  | probes in flight (half-open only)                             |
+/// | 4..19  | probes in flight (half-open only)                             |
+/// | 19     | closed: `ramping`, admission goes through the ramp (`ramp.rs`) |
 /// | 20..64 | generation: bumped by every transition                        |
 ///
 /// A permit remembers the generation it was admitted in; a result from an
@@ -124,11 +125,16 @@ pub(crate) struct StateWord(pub(crate) u64);
 const STATE_MASK: u64 = 0b111;
 const DIRTY: u64 = 1 << 3;
 const IN_FLIGHT_SHIFT: u32 = 4;
-const IN_FLIGHT_MASK: u64 = 0xFFFF << IN_FLIGHT_SHIFT;
+const IN_FLIGHT_MASK: u64 = 0x7FFF << IN_FLIGHT_SHIFT;
+/// A closed word whose admission goes through the ramp; no transition sets
+/// or clears it but the close that starts a ramp and the ramp's end.
+const RAMPING: u64 = 1 << 19;
 const GEN_SHIFT: u32 = 20;
 
-/// The most probes the word can count in flight.
-pub(crate) const MAX_IN_FLIGHT: u32 = 0xFFFF;
+/// The most probes the word can count in flight (at least
+/// `cb_syntax::MAX_PROBES`).
+pub(crate) const MAX_IN_FLIGHT: u32 = 0x7FFF;
+const _: () = assert!(MAX_IN_FLIGHT >= cb_syntax::MAX_PROBES);
 
 impl StateWord {
     #[inline]
@@ -169,11 +175,35 @@ impl StateWord {
         self.0 >> GEN_SHIFT
     }
 
-    /// `true` when the word is closed, clean, of generation `generation`:
-    /// the only case in which a success may skip the window's lock.
+    /// `true` when the word is closed, clean, of generation `generation`
+    /// (ramping or not): the only case in which a success may skip the
+    /// window's lock.
     #[inline]
     pub(crate) const fn is_clean_closed(self, generation: u64) -> bool {
-        self.0 & !IN_FLIGHT_MASK == StateWord::new(State::Closed, generation, false).0
+        self.0 & !(IN_FLIGHT_MASK | RAMPING) == StateWord::new(State::Closed, generation, false).0
+    }
+
+    /// `true` for a closed word that is not ramping: admission lets the call
+    /// through with this one test (as cheap as testing the state alone).
+    #[inline(always)]
+    pub(crate) const fn admits_all(self) -> bool {
+        self.0 & (STATE_MASK | RAMPING) == 0
+    }
+
+    /// `true` for a closed word whose admission goes through the ramp.
+    #[inline]
+    pub(crate) const fn ramping(self) -> bool {
+        self.0 & (STATE_MASK | RAMPING) == RAMPING
+    }
+
+    /// The word with the ramp mark set or cleared (closed words only).
+    #[inline]
+    pub(crate) const fn with_ramping(self, ramping: bool) -> StateWord {
+        StateWord(if ramping {
+            self.0 | RAMPING
+        } else {
+            self.0 & !RAMPING
+        })
     }
 
     /// The next generation's word in `state`.
@@ -385,6 +415,25 @@ mod tests {
                 (top, admission, 5)
             );
         }
+    }
+
+    #[test]
+    fn the_ramp_mark_is_a_closed_word_s_and_survives_the_dirty_bit() {
+        assert_eq!(State::Closed.code(), 0);
+        let closed = StateWord::new(State::Closed, 9, false);
+        assert!(closed.admits_all() && !closed.ramping());
+        let ramping = closed.with_ramping(true);
+        assert!(!ramping.admits_all() && ramping.ramping());
+        assert_eq!(ramping.state(), State::Closed);
+        assert_eq!(ramping.in_flight(), 0);
+        assert!(ramping.is_clean_closed(9));
+        assert!(ramping.with_dirty(true).ramping());
+        assert!(!ramping.with_dirty(true).is_clean_closed(9));
+        assert!(!ramping.next(State::Open, false).ramping());
+        assert!(!ramping.next(State::Closed, false).ramping());
+        assert!(!StateWord::new(State::HalfOpen, 9, false)
+            .with_in_flight(MAX_IN_FLIGHT)
+            .ramping());
     }
 
     #[test]

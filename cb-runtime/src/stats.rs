@@ -97,6 +97,16 @@ pub struct Stats {
     pub refusal_share: Option<f64>,
     /// Calls in flight that hold a bulkhead slot (0 without a bulkhead).
     pub concurrent_calls: u64,
+
+    /// Health checks that passed (see
+    /// [`set_health_check`](crate::CircuitBreaker::set_health_check)); not
+    /// calls, so not in [`calls`](Self::calls).
+    pub health_checks_passed: u64,
+    /// Health checks that failed, or were abandoned at `call_timeout`; not
+    /// calls (and not in `timeouts`).
+    pub health_checks_failed: u64,
+    /// The share of calls admitted while ramping up after a close.
+    pub(crate) ramp_share: Option<f64>,
 }
 
 /// Reads one total of a [`Stats`].
@@ -146,6 +156,12 @@ impl Stats {
     /// The fallbacks that ran for `reason`.
     pub fn fallbacks_on(&self, reason: FallbackReason) -> u64 {
         self.fallbacks_by[reason.index()]
+    }
+
+    /// While the circuit ramps up after closing (`ramp_up`): the share of
+    /// calls it admits now, from 0.1 up to 1; `None` when it is not ramping.
+    pub fn ramp_share(&self) -> Option<f64> {
+        self.ramp_share
     }
 
     /// The probes (calls admitted while half-open) by how they ended, with

@@ -87,11 +87,14 @@ pub enum Reason {
     /// To open because its family opened: `family_open_keys` keys of the
     /// family were open at once (see [`Family`](crate::Family)).
     FamilyOpen,
+    /// Open to closed: `success_threshold` health checks in a row passed
+    /// while open (see [`CircuitBreaker::set_health_check`](crate::CircuitBreaker::set_health_check)).
+    HealthCheck,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::ConsecutiveFailures,
         Reason::FailureRate,
         Reason::SlowCallRate,
@@ -110,6 +113,7 @@ impl Reason {
         Reason::DisabledByFleet,
         Reason::Throttled,
         Reason::FamilyOpen,
+        Reason::HealthCheck,
     ];
 
     /// The reason in words, as logs and events write it.
@@ -133,6 +137,7 @@ impl Reason {
             Reason::DisabledByFleet => "disabled by the fleet",
             Reason::Throttled => "throttled",
             Reason::FamilyOpen => "its family opened",
+            Reason::HealthCheck => "health checks passed",
         }
     }
 

@@ -153,8 +153,8 @@ fn streak_opens(cfg: &Config, tally: Tally, streak: Streak) -> bool {
 /// growth is skipped).
 pub(crate) fn open_period(cfg: &Config, reopens: u32, since_open: Option<Duration>, unit: f64) -> Duration {
     let base = match cfg.open_backoff {
-        Some(b) => b.open_duration(cfg.open_duration, reopens, unit),
-        None => cfg.open_duration,
+        Some(b) => b.open_duration(cfg.open_duration(), reopens, unit),
+        None => cfg.open_duration(),
     };
     match since_open {
         Some(since) if reopens > 0 && cfg.open_growth() > 0.0 => base.max(since.mul_f64(cfg.open_growth())),

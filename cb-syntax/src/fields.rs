@@ -58,6 +58,9 @@ pub const MODES: [&str; 2] = ["enforce", "shadow"];
 /// The words of the field `trip`: the classic thresholds and open circuit,
 /// or client-side adaptive throttling.
 pub const TRIPS: [&str; 2] = ["threshold", "adaptive"];
+/// The longest `ramp_up`, in nanoseconds (1 h): a longer ramp refuses
+/// callers of a recovered dependency for longer than any outage it hides.
+pub const MAX_RAMP_UP_NANOS: u64 = 3_600_000_000_000;
 
 /// What a field takes, with its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +105,12 @@ pub enum Kind {
     },
     /// A number greater than 1.0, up to [`MAX_ADAPTIVE_K`].
     Multiplier,
+    /// A duration from zero up to `max` nanoseconds, where `"0s"` and
+    /// `"none"` (or `"off"`) both turn the field's effect off.
+    DurationOrNone {
+        /// The longest duration allowed, in nanoseconds.
+        max: u64,
+    },
 }
 
 /// One configuration field.
@@ -126,7 +135,7 @@ const fn count(max: u32) -> Kind {
 /// `CB_<NAME>_<FIELD>` environment variable.
 ///
 /// `preset` comes first: it chooses the base that the other fields override.
-pub const FIELDS: [Field; 22] = [
+pub const FIELDS: [Field; 24] = [
     Field {
         name: "preset",
         kind: Kind::Preset,
@@ -243,6 +252,19 @@ pub const FIELDS: [Field; 22] = [
         kind: Kind::Multiplier,
         doc: "Adaptive throttling: refuses calls once requests exceed k times the successes in the window; lower refuses sooner.",
     },
+    // Issue 40: recovery by health checks and a ramp-up.
+    Field {
+        name: "health_check_interval",
+        kind: Kind::Duration,
+        doc: "While open, how often the health check (if one is set) runs; its successes can close the circuit early.",
+    },
+    Field {
+        name: "ramp_up",
+        kind: Kind::DurationOrNone {
+            max: MAX_RAMP_UP_NANOS,
+        },
+        doc: "After closing from half-open or by health checks, the admitted share grows from 10 % to 100 % over this; \"0s\" or \"none\" turns it off.",
+    },
 ];
 
 /// The names of [`FIELDS`], in order: for lists in messages and suggestions.
@@ -353,6 +375,7 @@ impl Field {
             Kind::Duration => format!("a duration: {DURATION_FORMAT}"),
             Kind::OptionalDuration => format!("a duration: {DURATION_FORMAT}, or \"none\""),
             Kind::DurationUpTo { .. } => format!("a duration: {DURATION_FORMAT}, or \"0s\""),
+            Kind::DurationOrNone { .. } => format!("a duration: {DURATION_FORMAT}, or \"0s\" or \"none\""),
             Kind::Window => format!("a number of calls (such as 100) or a time window: {DURATION_FORMAT}"),
             Kind::Backoff => format!(
                 "\"<multiplier> <cap> [<jitter>]\" such as \"2 5m 0.1\" (a multiplier >= 1, a cap that is \
@@ -379,6 +402,12 @@ impl Field {
             ),
             Kind::OptionalDuration => "a duration longer than zero, or \"none\"".to_owned(),
             Kind::DurationUpTo { max } => format!("a duration from 0s to {}", format_nanos(max)),
+            Kind::DurationOrNone { max } => {
+                format!(
+                    "a duration from 0s to {}, or \"none\" (as 0s: off)",
+                    format_nanos(max)
+                )
+            }
             Kind::Window => format!(
                 "a count window of 1..={MAX_WINDOW_CALLS} calls, or a time window between {} and {}",
                 format_nanos(MIN_WINDOW_NANOS),
@@ -404,7 +433,10 @@ impl Field {
             Kind::Preset => "\"llm\"",
             Kind::Count { .. } => "5",
             Kind::Rate => "0.5",
-            Kind::Duration | Kind::OptionalDuration | Kind::DurationUpTo { .. } => "\"30s\"",
+            Kind::Duration
+            | Kind::OptionalDuration
+            | Kind::DurationUpTo { .. }
+            | Kind::DurationOrNone { .. } => "\"30s\"",
             Kind::Window => "20",
             Kind::Backoff => "\"2 5m 0.1\"",
             Kind::Word(words) if words == MODES.as_slice() => "\"shadow\"",
@@ -443,6 +475,8 @@ impl Field {
             Kind::Duration => Value::Duration(duration()?),
             Kind::OptionalDuration if off => Value::Off,
             Kind::OptionalDuration | Kind::DurationUpTo { .. } => Value::Duration(duration()?),
+            Kind::DurationOrNone { .. } if off => Value::Duration(0),
+            Kind::DurationOrNone { .. } => Value::Duration(duration()?),
             Kind::Window => match t.parse::<u32>() {
                 Ok(calls) => Value::WindowCalls(calls),
                 Err(_) => Value::WindowTime(duration()?),
@@ -480,7 +514,9 @@ impl Field {
             (Kind::Rate, Value::Rate(r)) => (0.0..=1.0).contains(&r),
             (Kind::Duration, Value::Duration(nanos)) => (1..=MAX_OPEN_NANOS).contains(&nanos),
             (Kind::OptionalDuration, Value::Duration(nanos)) => nanos > 0,
-            (Kind::DurationUpTo { max }, Value::Duration(nanos)) => nanos <= max,
+            (Kind::DurationUpTo { max } | Kind::DurationOrNone { max }, Value::Duration(nanos)) => {
+                nanos <= max
+            }
             (Kind::OptionalDuration | Kind::Backoff | Kind::OptionalCount { .. }, Value::Off) => true,
             (Kind::Word(words), Value::Word(word)) => words.contains(&word),
             (Kind::OptionalCount { max }, Value::Count(n)) => (1..=max).contains(&n),
@@ -626,6 +662,19 @@ mod tests {
         assert_eq!(k.parse("101"), Err(Refusal::OutOfRange));
         assert_eq!(k.parse("NaN"), Err(Refusal::Malformed(None)));
         assert_eq!(k.range(), "a number greater than 1.0, at most 100.0");
+    }
+
+    #[test]
+    fn ramp_up_takes_zero_none_and_at_most_an_hour() {
+        let ramp = field("ramp_up").unwrap();
+        assert_eq!(ramp.parse("0s"), Ok(Value::Duration(0)));
+        assert_eq!(ramp.parse("none"), Ok(Value::Duration(0)));
+        assert_eq!(ramp.parse("30s"), Ok(Value::Duration(30_000_000_000)));
+        assert_eq!(ramp.parse("2h"), Err(Refusal::OutOfRange));
+        assert!(ramp.range().contains("0s to 1h"), "{}", ramp.range());
+        let interval = field("health_check_interval").unwrap();
+        assert_eq!(interval.parse("0s"), Err(Refusal::OutOfRange));
+        assert_eq!(interval.parse("5s"), Ok(Value::Duration(5_000_000_000)));
     }
 
     #[test]

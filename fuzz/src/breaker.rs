@@ -18,6 +18,8 @@ fn allowed(reason: Reason) -> (&'static [State], State, bool) {
         Reason::ConsecutiveFailures | Reason::FailureRate | Reason::SlowCallRate => (&[Closed], Open, false),
         Reason::ProbeFailed | Reason::SlowProbes => (&[HalfOpen], Open, false),
         Reason::ProbesSucceeded => (&[HalfOpen], Closed, false),
+        // No health check in these targets, but the transition it makes is one.
+        Reason::HealthCheck => (&[Open], Closed, false),
         Reason::OpenDurationElapsed => (&[Open], HalfOpen, false),
         // A rate limit opens a closed or half-open breaker (late answers open nothing).
         Reason::Throttled => (&[Closed, HalfOpen], Open, false),

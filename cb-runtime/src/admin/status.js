@@ -163,6 +163,12 @@
       state.append(el("div", "fleet-local muted", typeof b.fleet.note === "string" ? b.fleet.note :
         "local open, awaiting quorum " + b.fleet.opens + "/" + b.fleet.quorum));
     }
+    // The last health check, when the breaker has one: when it ran and how it ended.
+    if (b.last_health_check && typeof b.last_health_check.at_ms === "number") {
+      const ago = Math.max(0, Date.now() - b.last_health_check.at_ms);
+      state.append(el("div", "health-check muted",
+        "last check " + (b.last_health_check.passed ? "passed" : "failed") + " " + duration(ago) + " ago"));
+    }
     tr.append(state);
 
     const s = b.stats;
@@ -180,6 +186,8 @@
       left.textContent = duration(b.open_remaining_ms) + " left";
     } else if (b.state === "forced_open") {
       left.textContent = "until reset";
+    } else if (typeof b.ramp_share === "number") {
+      left.textContent = "ramping up: " + percent(b.ramp_share) + " admitted";
     } else if (b.state === "half_open") {
       left.textContent = "probing (" + s.half_open_in_flight + " in flight)" +
         (b.throttled === true ? " after a rate limit" : "");

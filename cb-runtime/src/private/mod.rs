@@ -7,6 +7,7 @@ pub use core::option::Option::{None, Some};
 pub use core::result::Result::{Err, Ok};
 pub use core::time::Duration;
 pub use core::{concat, module_path};
+pub use std::borrow::ToOwned;
 
 mod classify;
 mod stream;
@@ -131,6 +132,73 @@ impl Slot {
             family.note_call_site(origin, Some(preset), &requested);
             family
         })
+    }
+}
+
+/// `health_check = path`: the check's future, which must answer a `Result` (an error here is
+/// at the path).
+#[inline(always)]
+pub fn health_check_future<F, T, E>(check: F) -> F
+where
+    F: core::future::Future<Output = Result<T, E>>,
+{
+    check
+}
+
+/// `health_check = path`: installs the function's health check once, on the breaker (or the
+/// family) its slot holds, on the first call; later calls pay one atomic load.
+pub struct HealthCheckSlot(OnceLock<()>);
+
+impl HealthCheckSlot {
+    /// Not installed yet.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        HealthCheckSlot(OnceLock::new())
+    }
+
+    /// Installs `check` (`async fn() -> Result<T, E2>`; `Ok` passes) on the breaker of `slot`.
+    #[inline(always)]
+    pub fn install<F, Fut, T, E>(&'static self, slot: &'static Slot, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: core::future::Future<Output = Result<T, E>> + Send + 'static,
+    {
+        if self.0.get().is_none() {
+            self.init(|| {
+                if let Some(breaker) = slot.breaker.get() {
+                    breaker.set_health_check(move || {
+                        let check = check();
+                        async move { check.await.is_ok() }
+                    });
+                }
+            });
+        }
+    }
+
+    /// Installs `check` (`async fn(&str) -> Result<T, E2>`, given the key) on the family of
+    /// `slot`.
+    #[inline(always)]
+    pub fn install_keyed<F, Fut, T, E>(&'static self, slot: &'static Slot, check: F)
+    where
+        F: Fn(&str) -> Fut + Send + Sync + 'static,
+        Fut: core::future::Future<Output = Result<T, E>> + Send + 'static,
+    {
+        if self.0.get().is_none() {
+            self.init(|| {
+                if let Some(family) = slot.family.get() {
+                    family.set_health_check(move |key: &str| {
+                        let check = check(key);
+                        async move { check.await.is_ok() }
+                    });
+                }
+            });
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn init(&'static self, install: impl FnOnce()) {
+        self.0.get_or_init(install);
     }
 }
 

@@ -1260,11 +1260,14 @@ fn recovery_demo() -> Result<(), String> {
          peak req/s: the provider's peak rate in 100 ms buckets in the first second after the close, \
          against 100 a second steady)"
     );
-    let [probes, checked, ramped, both] = &figures[..] else {
-        return Err("four gateways expected".to_owned());
+    let [probes, checked, ramped, both, long_open] = &figures[..] else {
+        return Err("five gateways expected".to_owned());
     };
     let ok = checked.closed_by == cb_runtime::Reason::HealthCheck
         && checked.to_closed <= Duration::from_secs(10)
+        && long_open.closed_by == cb_runtime::Reason::HealthCheck
+        && long_open.to_closed <= Duration::from_secs(10)
+        && long_open.failed_after_open == 0
         && checked.refused_after_recovery < probes.refused_after_recovery
         && probes.to_closed > checked.to_closed
         && ramped.peak_after_close < probes.peak_after_close

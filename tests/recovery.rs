@@ -214,7 +214,11 @@ async fn a_family_checks_its_open_keys_only_given_the_key_and_stops_for_an_evict
     let _ = down.call(async { Err::<(), _>("down") }).await;
     let _ = later.call(async { Err::<(), _>("down") }).await;
     tokio::time::sleep(Duration::from_secs(25)).await;
-    assert_eq!(down.stats().health_checks_failed, 2, "the evicted breaker checks no more");
+    assert_eq!(
+        down.stats().health_checks_failed,
+        2,
+        "the evicted breaker checks no more"
+    );
     let again = family.get("gpt-4o").expect("made again by the hand-over");
     assert!(!Arc::ptr_eq(&again, &down));
     assert_eq!(again.state(), State::Open);
@@ -222,7 +226,10 @@ async fn a_family_checks_its_open_keys_only_given_the_key_and_stops_for_an_evict
     assert_eq!(later.stats().health_checks_failed, 2);
     let mut asked = asked.lock().unwrap().clone();
     asked.sort();
-    assert_eq!(asked, ["gpt-4o"; 4].into_iter().chain(["o1"; 2]).collect::<Vec<_>>());
+    assert_eq!(
+        asked,
+        ["gpt-4o"; 4].into_iter().chain(["o1"; 2]).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -52,6 +52,13 @@ pub mod health;
 #[path = "ramp.rs"]
 pub(crate) mod ramp;
 
+// Manual control and opens for a given time.
+mod control;
+// A dependency's hints: throttled answers and a failure's `Retry-After`.
+mod hints;
+// Streamed calls, judged by their time to first item.
+mod streamed;
+
 use crate::clock::{duration_nanos, Clock};
 use crate::config::{Config, ConfigError};
 use crate::counters::{Counter, Counters, RareCounts};
@@ -536,154 +543,6 @@ impl CircuitBreaker {
         }
     }
 
-    /// Closes the circuit and clears the window and the consecutive-failure
-    /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
-    pub fn reset(&self) {
-        if let Some(modes) = self.modes() {
-            modes.adaptive.clear();
-        }
-        self.manual(State::Closed, Reason::Reset);
-    }
-
-    /// Opens the circuit until [`reset`](Self::reset): every call is refused.
-    pub fn force_open(&self) {
-        self.manual(State::ForcedOpen, Reason::ForcedOpen);
-    }
-
-    /// Lets every call through and never opens, until [`reset`](Self::reset).
-    /// Calls are still counted in [`Stats`].
-    pub fn disable(&self) {
-        self.manual(State::Disabled, Reason::Disabled);
-    }
-
-    /// Opens the circuit for at least `duration`, then lets probes through as
-    /// usual: for a dependency that said when to come back (an HTTP 429 or
-    /// 503 with `Retry-After`).
-    ///
-    /// * Closed or half-open: the circuit opens for `duration` (one
-    ///   transition, with the reason [`Reason::OpenedFor`](crate::Reason::OpenedFor)).
-    /// * Already open: the open period is extended in place when `duration`
-    ///   reaches past its deadline, and never shortened. No transition is
-    ///   published, and the period's rejections keep counting as one period.
-    /// * Forced open or disabled: left as it is, and `false` returned.
-    ///
-    /// A `duration` over [`MAX_OPEN_DURATION`](crate::MAX_OPEN_DURATION) (a
-    /// day) is cut to it: the bound of every open, which the fleet carries.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use cb_runtime::{clock::ManualClock, CircuitBreaker, Config, State};
-    ///
-    /// let clock = ManualClock::new();
-    /// let breaker = CircuitBreaker::new("open-for-doc", Config::builder().clock(clock.clock()).build()?);
-    /// assert!(breaker.open_for(Duration::from_secs(60)));
-    /// assert!(breaker.open_for(Duration::from_secs(1))); // does not shorten the 60 s
-    /// clock.advance(Duration::from_secs(2));
-    /// assert_eq!(breaker.state(), State::Open);
-    /// clock.advance(Duration::from_secs(58));
-    /// assert_eq!(breaker.state(), State::HalfOpen);
-    /// # Ok::<(), cb_runtime::ConfigError>(())
-    /// ```
-    pub fn open_for(&self, duration: Duration) -> bool {
-        self.open_for_if(|_| true, duration.min(crate::MAX_OPEN_DURATION))
-    }
-
-    /// [`open_for`](Self::open_for) with another reason (a family's open).
-    pub(crate) fn open_with_reason(&self, duration: Duration, reason: Reason) -> bool {
-        self.open_at_least(
-            duration,
-            reason,
-            |_| true,
-            |_| {},
-            |inner, from, open| {
-                if from.state() == State::Closed {
-                    inner.window_open_generation = open.generation();
-                    inner.streak.clear();
-                }
-            },
-        )
-    }
-
-    /// [`open_for`](Self::open_for), while the state word's generation
-    /// passes `current`; `false` (and nothing changed) otherwise.
-    fn open_for_if(&self, current: impl Fn(u64) -> bool, duration: Duration) -> bool {
-        self.open_at_least(
-            duration,
-            Reason::OpenedFor,
-            current,
-            |_| {},
-            |inner, from, open| {
-                if from.state() == State::Closed {
-                    inner.window_open_generation = open.generation();
-                    inner.streak.clear();
-                }
-            },
-        )
-    }
-
-    /// Opens the circuit until at least `duration` from now. Under the lock,
-    /// `locked` runs first; then an open period is extended in place (never
-    /// shortened, and no transition), or a closed or half-open circuit opens,
-    /// `opened` runs, and the transition (with `reason` and `open_for`) is
-    /// published once the lock is released. `false`, with nothing changed
-    /// after `locked`, for a forced-open or disabled circuit, or a generation
-    /// that fails `current`.
-    fn open_at_least(
-        &self,
-        duration: Duration,
-        reason: Reason,
-        current: impl Fn(u64) -> bool,
-        locked: impl FnOnce(&mut LockedState),
-        opened: impl FnOnce(&mut LockedState, StateWord, StateWord),
-    ) -> bool {
-        let transition = {
-            let mut inner = lock(&self.inner);
-            locked(&mut inner);
-            let mut w = self.load();
-            loop {
-                if !current(w.generation()) {
-                    return false;
-                }
-                let deadline = self.clock.now_nanos().saturating_add(duration_nanos(duration));
-                match w.state() {
-                    State::ForcedOpen | State::Disabled => return false,
-                    State::Open => {
-                        self.open_until.fetch_max(deadline, Ordering::AcqRel);
-                        // A caller may have read the old deadline and moved the
-                        // word to half-open meanwhile: then open it again.
-                        let now = self.load();
-                        if now.state() == State::Open && now.generation() == w.generation() {
-                            break None;
-                        }
-                        w = now;
-                    }
-                    State::Closed | State::HalfOpen => {
-                        // Only this lock's holder moves a closed or half-open
-                        // word to open, so the deadline stored here is the one
-                        // the open word will be read with.
-                        self.open_until.store(deadline, Ordering::Release);
-                        let open = w.next_open(reason == Reason::Throttled);
-                        match self.cas_from(w, open) {
-                            Ok(()) => {
-                                if w.state() == State::Closed {
-                                    inner.opened_at = crate::trigger::OpenedAt::at(self.clock.now_nanos());
-                                }
-                                opened(&mut inner, w, open);
-                                inner.open_reason = Some(reason);
-                                let mut t = self.transition(w, open, reason);
-                                t.open_for = Some(duration);
-                                break Some(t);
-                            }
-                            Err(now) => w = now,
-                        }
-                    }
-                }
-            }
-        };
-        self.emit(transition);
-        true
-    }
-
     /// Admission: a ticket for one call, or the refusal. Wrapped by
     /// [`try_acquire`](Self::try_acquire) and every call future.
     ///
@@ -894,104 +753,6 @@ impl CircuitBreaker {
         self.finish_slow(ticket, finish, slow);
     }
 
-    /// [`finish`](Self::finish) for a call whose result said when to come
-    /// back (`Retry-After`). The hint opens the circuit for that long
-    /// ([`open_for`](Self::open_for): never shorter than an open period
-    /// already running) only when the call counts as a failure and belongs
-    /// to the current period: it was admitted in the current generation, or
-    /// its own failure just moved the state. A late hint from a call admitted
-    /// before the circuit last moved is ignored (pitfall 5).
-    ///
-    /// A throttled call ([`CallEnd::Throttled`]) opens for the hint as
-    /// [`finish_throttled`](Self::finish_throttled) says. A failure's hint is
-    /// capped at `max_retry_after` too (`0s` ignores it).
-    pub(crate) fn finish_with_hint(&self, ticket: Ticket, finish: CallEnd, hint: Option<Duration>) {
-        if finish == CallEnd::Throttled {
-            let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-            self.finish_throttled(ticket, slow, hint);
-            return;
-        }
-        let Some(hint) = hint.filter(|h| !h.is_zero()) else {
-            return self.finish(ticket, finish);
-        };
-        let slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        let moved = self.finish_slow(ticket, finish, slow);
-        self.honour_failure_hint(ticket, finish, moved, hint);
-    }
-
-    /// A failure's `Retry-After`, capped at `max_retry_after` (`0s` ignores
-    /// it): opens for at least that long when the call belongs to the current
-    /// period (admitted in it, or its own failure just `moved` the state).
-    /// [`UNTIL_RESET`](crate::UNTIL_RESET) forces it open.
-    fn honour_failure_hint(&self, ticket: Ticket, finish: CallEnd, moved: bool, hint: Duration) {
-        if ticket.is_adaptive() || ticket.admission() == Admission::Shadow {
-            return; // an adaptive breaker never opens; a shadow call moves nothing
-        }
-        let cap = lock(&self.inner).config.max_retry_after();
-        if matches!(finish, CallEnd::Failure | CallEnd::Timeout) && !cap.is_zero() && !hint.is_zero() {
-            if hint == crate::UNTIL_RESET && self.load().state() != State::Disabled {
-                return self.force_open();
-            }
-            let admitted = ticket.generation();
-            let after = next_generation(admitted);
-            self.open_for_if(|g| g == admitted || (moved && g == after), hint.min(cap));
-        }
-    }
-
-    /// Records a throttled call ([`Outcome::Throttled`](crate::Outcome::Throttled)):
-    /// counted in `Stats::throttled`, never as a failure (not in the window,
-    /// not a consecutive failure, the backoff level untouched), and the
-    /// circuit opens with [`Reason::Throttled`] for the capped hint or
-    /// `throttle_duration`, when the call was admitted in the current period
-    /// (a late answer is ignored) and the circuit is not disabled. An open
-    /// period is never shortened. A half-open probe gives its slot back.
-    /// `true` when the circuit opened.
-    #[cold]
-    #[inline(never)]
-    fn finish_throttled(&self, ticket: Ticket, slow: bool, hint: Option<Duration>) -> bool {
-        if slow {
-            self.counters.add(Counter::Slow);
-        }
-        let admission = ticket.admission();
-        // Rare: counted with the fallbacks and probes, allocated on the first.
-        self.rare().throttled.fetch_add(1, Ordering::Relaxed);
-        let heard = !ticket.has_mode_flags() || modes::finish(self, ticket, CallEnd::Throttled);
-        let period = lock(&self.inner).config.throttle_period(hint);
-        if !heard || matches!(admission, Admission::Disabled | Admission::Shadow) {
-            return false;
-        }
-        let admitted = ticket.generation();
-        let probe = admission == Admission::HalfOpen;
-        if probe {
-            self.rare().probes[CallEnd::Throttled.index()].fetch_add(1, Ordering::Relaxed);
-        }
-        let opened = self.open_at_least(
-            period,
-            Reason::Throttled,
-            |g| g == admitted,
-            |_| {
-                if probe {
-                    // Under the lock, so no probe result moves the word
-                    // between the slot given back and the open.
-                    self.release_probe(admitted);
-                }
-            },
-            |inner, from, open| {
-                if from.state() == State::Closed {
-                    inner.window_open_generation = open.generation();
-                    inner.streak.clear();
-                }
-            },
-        );
-        if probe {
-            self.probe_ended(CallEnd::Throttled);
-        }
-        if opened {
-            self.hand_over_if_evicted();
-        }
-        opened
-    }
-
     /// For a call whose start was read: tells the duration observer, if any,
     /// and returns whether the call was slow.
     #[inline]
@@ -1009,73 +770,6 @@ impl CircuitBreaker {
     /// (the metrics' histograms), after the observers added before it.
     pub(crate) fn observe_call_durations(&self, observe: DurationObserver) {
         self.durations.add(observe);
-        self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
-    }
-
-    /// Records how a streamed call ended. Its slowness is its time to first
-    /// item, `to_first_item` nanoseconds from admission, or the whole call's
-    /// when it ended before any item (with `None`, it records any call's end
-    /// as [`finish`](Self::finish) does, without the closed fast path); the
-    /// duration observer is told the whole call's duration either way.
-    pub(crate) fn finish_stream(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) {
-        let slow = self.stream_slow(ticket, finish, to_first_item);
-        self.finish_slow(ticket, finish, slow);
-    }
-
-    /// Whether a streamed call was slow (see [`finish_stream`](Self::finish_stream)),
-    /// telling the duration observer the whole call's duration.
-    fn stream_slow(&self, ticket: Ticket, finish: CallEnd, to_first_item: Option<u64>) -> bool {
-        let whole_slow = ticket.start != Ticket::NO_START && self.measure(ticket, finish);
-        match to_first_item {
-            Some(nanos) => {
-                let limit = self.slow_nanos.load(Ordering::Relaxed);
-                limit != 0 && nanos > limit
-            }
-            None => whole_slow,
-        }
-    }
-
-    /// [`finish_stream`](Self::finish_stream) for an end a classifier judged,
-    /// with the hint it read: a throttled end opens for it (as
-    /// [`finish_with_hint`](Self::finish_with_hint) says), a failure's hint
-    /// is honoured as there.
-    pub(crate) fn finish_stream_with_hint(
-        &self,
-        ticket: Ticket,
-        finish: CallEnd,
-        to_first_item: Option<u64>,
-        hint: Option<Duration>,
-    ) {
-        if finish != CallEnd::Throttled && hint.is_none_or(|h| h.is_zero()) {
-            return self.finish_stream(ticket, finish, to_first_item);
-        }
-        let slow = self.stream_slow(ticket, finish, to_first_item);
-        if finish == CallEnd::Throttled {
-            self.finish_throttled(ticket, slow, hint);
-            return;
-        }
-        let moved = self.finish_slow(ticket, finish, slow);
-        if let Some(hint) = hint {
-            self.honour_failure_hint(ticket, finish, moved, hint);
-        }
-    }
-
-    /// A streamed call's first item: the nanoseconds since admission, told
-    /// to the time-to-first-item observer if any; `None` when the call is
-    /// not timed.
-    pub(crate) fn first_item(&self, ticket: Ticket) -> Option<u64> {
-        if ticket.start == Ticket::NO_START {
-            return None;
-        }
-        let elapsed = self.clock.now_nanos().saturating_sub(ticket.start);
-        self.first_items.notify(Duration::from_nanos(elapsed));
-        Some(elapsed)
-    }
-
-    /// Times every call from now on, telling `observe` each streamed call's
-    /// time to first item, after the observers added before it.
-    pub(crate) fn observe_time_to_first_item(&self, observe: DurationObserver) {
-        self.first_items.add(observe);
         self.probes_and_timed.fetch_or(TIMED, Ordering::AcqRel);
     }
 
@@ -1284,24 +978,6 @@ impl CircuitBreaker {
                 Err(now) => w = now,
             }
         }
-    }
-
-    fn manual(&self, to: State, reason: Reason) {
-        let transition = {
-            let mut inner = lock(&self.inner);
-            let time = inner.config.sliding_window.is_time();
-            let mut w = self.load();
-            let next = loop {
-                let next = w.next(to, to == State::Closed && time);
-                match self.cas_from(w, next) {
-                    Ok(()) => break next,
-                    Err(now) => w = now,
-                }
-            };
-            self.start_over(&mut inner);
-            (w.state() != to).then(|| self.transition(w, next, reason))
-        };
-        self.emit(transition);
     }
 
     /// Empties the window, the failure streak and the backoff, and counts the

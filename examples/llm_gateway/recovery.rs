@@ -2,9 +2,11 @@
 //! milliseconds), with the `llm` preset's numbers.
 //!
 //! A provider is down from the start and comes back after five minutes. 100 impatient clients each
-//! send a request a second, and retry every 100 ms while refused. Four gateways differ
+//! send a request a second, and retry every 100 ms while refused. Five gateways differ
 //! only in recovery: no health check or one (`health_check_interval` 10 s, the preset's),
-//! and no ramp or `ramp_up = 30s`. For each, the figures the guide's "Recovery" chapter
+//! and no ramp or `ramp_up = 30s`; the fifth has a check and `open_duration = 30m`, since
+//! with a check the open period only bounds how long a broken check could hide a
+//! recovery. For each, the figures the guide's "Recovery" chapter
 //! quotes: the time from the provider's recovery to a closed breaker, the user requests
 //! that reached the provider and failed while it was down after the breaker had opened
 //! (the users used as probes), and the peak rate the provider sees, in 100 ms buckets,
@@ -73,13 +75,17 @@ impl Provider {
 }
 
 /// Runs one gateway through the scenario.
-pub async fn measure(label: &'static str, health_check: bool, ramp_up: Duration) -> Figures {
-    let config = Preset::Llm
-        .builder()
-        .clock(Clock::tokio())
-        .ramp_up(ramp_up)
-        .build()
-        .expect("the llm preset with a ramp");
+pub async fn measure(
+    label: &'static str,
+    health_check: bool,
+    ramp_up: Duration,
+    open_duration: Option<Duration>,
+) -> Figures {
+    let mut config = Preset::Llm.builder().clock(Clock::tokio()).ramp_up(ramp_up);
+    if let Some(open) = open_duration {
+        config = config.open_duration(open);
+    }
+    let config = config.build().expect("the llm preset with a ramp");
     let breaker = Arc::new(CircuitBreaker::new(label, config));
     let provider = Arc::new(Provider {
         up: AtomicBool::new(false),
@@ -180,20 +186,23 @@ pub async fn measure(label: &'static str, health_check: bool, ramp_up: Duration)
     }
 }
 
-/// The four gateways, in the order the guide's table lists them.
+/// The five gateways, in the order the guide's table lists them.
 pub async fn run() -> Vec<Figures> {
+    let ramp = Duration::from_secs(30);
     let mut all = Vec::new();
-    for (label, check, ramp) in [
-        ("recovery: probes only", false, Duration::ZERO),
-        ("recovery: health check", true, Duration::ZERO),
-        ("recovery: probes, ramp_up 30s", false, Duration::from_secs(30)),
+    for (label, check, ramp, open) in [
+        ("recovery: probes only", false, Duration::ZERO, None),
+        ("recovery: health check", true, Duration::ZERO, None),
+        ("recovery: probes, ramp_up 30s", false, ramp, None),
+        ("recovery: health check, ramp_up 30s", true, ramp, None),
         (
-            "recovery: health check, ramp_up 30s",
+            "recovery: health check, open 30m",
             true,
-            Duration::from_secs(30),
+            Duration::ZERO,
+            Some(Duration::from_secs(1800)),
         ),
     ] {
-        all.push(measure(label, check, ramp).await);
+        all.push(measure(label, check, ramp, open).await);
     }
     all
 }

@@ -364,3 +364,56 @@ async fn a_keyed_attribute_checks_each_open_key_with_its_key() {
     assert_eq!(family.get("gpt-4o").unwrap().state(), State::Open);
     assert!(matches!(complete_with("gpt-4o-mini", true).await, Ok("ok")));
 }
+
+/// `GET /circuit-breakers/{name}` of the admin API.
+async fn admin_view(registry: &'static Registry, name: &str) -> serde_json::Value {
+    use tower::ServiceExt;
+    let router = cb_runtime::admin::router(registry, cb_runtime::admin::AdminAuth::bearer("operator-token"));
+    let request = axum::http::Request::builder()
+        .uri(format!("/circuit-breakers/{name}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_admin_api_shows_the_last_check_its_counts_and_the_ramp_share() {
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    let b = registry.get_or_insert("recovery-admin", || {
+        checked(1)
+            .to_builder()
+            .ramp_up(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    });
+    let up = Arc::new(AtomicBool::new(false));
+    let u = Arc::clone(&up);
+    b.set_health_check(move || {
+        let up = u.load(Ordering::Relaxed);
+        async move { up }
+    });
+    let before = admin_view(registry, "recovery-admin").await;
+    assert!(before["last_health_check"].is_null(), "{before}");
+    assert!(before["ramp_share"].is_null(), "{before}");
+
+    let _ = b.call(async { Err::<(), _>("down") }).await;
+    tokio::time::sleep(Duration::from_secs(25)).await; // checks at 10 s and 20 s fail
+    let open = admin_view(registry, "recovery-admin").await;
+    assert_eq!(open["state"], "open", "{open}");
+    assert_eq!(open["last_health_check"]["passed"], false, "{open}");
+    assert!(open["last_health_check"]["at_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    assert_eq!(open["stats"]["health_checks_failed"], 2, "{open}");
+    assert_eq!(open["stats"]["health_checks_passed"], 0, "{open}");
+
+    up.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(6)).await; // the check at 30 s passes
+    let closed = admin_view(registry, "recovery-admin").await;
+    assert_eq!(closed["state"], "closed", "{closed}");
+    assert_eq!(closed["last_health_check"]["passed"], true, "{closed}");
+    assert_eq!(closed["stats"]["health_checks_passed"], 1, "{closed}");
+    let share = closed["ramp_share"].as_f64().expect("ramping after the close");
+    assert!((0.1..0.5).contains(&share), "{closed}");
+}

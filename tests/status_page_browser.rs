@@ -6,7 +6,8 @@
 //! within a few seconds, that reset without a token and with a wrong token
 //! shows the 401 refusal, that reset with the token closes it, that a
 //! router without a token shows the 403, and that a hostile name renders as
-//! text, and that a throttled breaker shows as "Throttled", apart from open.
+//! text, that a throttled breaker shows as "Throttled", apart from open, and
+//! that the last health check and a ramp's admitted share are shown.
 //! It saves a screenshot with an open, a throttled, a half-open and a closed
 //! breaker and prints its path.
 //!
@@ -353,7 +354,52 @@ async fn fixtures(registry: &'static Registry, clock: &ManualClock) -> Arc<Circu
         .get_or_insert("gpt-4o-mini")
         .call(async { Ok::<_, ()>(()) })
         .await;
+    // `inventory`: open, and its health check fails every 100 ms.
+    let inventory = registry.get_or_insert("inventory", || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(3600))
+            .health_check_interval(Duration::from_millis(100))
+            .build()
+            .unwrap()
+    });
+    inventory.set_health_check(|| async { false });
+    let _ = inventory.call(async { Err::<(), _>("down") }).await;
+    // `catalog`: closed a moment ago by a probe, ramping up over an hour
+    // on the manual clock (so at 10 % for the whole test).
+    let catalog = registry.get_or_insert("catalog", || {
+        Config::builder()
+            .failure_threshold(1)
+            .open_duration(Duration::from_secs(10))
+            .ramp_up(Duration::from_secs(3600))
+            .clock(clock.clock())
+            .build()
+            .unwrap()
+    });
+    let _ = catalog.call(async { Err::<(), _>("down") }).await;
+    clock.advance(Duration::from_secs(11));
+    let _ = catalog.call(async { Ok::<_, ()>(()) }).await;
     payments
+}
+
+/// The text of breaker `name`'s row, once it contains `wanted`.
+async fn row_reads(client: &Client, name: &str, wanted: &str) -> Outcome<String> {
+    eventually(&format!("`{name}`'s row reads `{wanted}`"), SHOWS_WITHIN, || async {
+        let text = wd(client
+            .execute(
+                "const tr = Array.from(document.querySelectorAll('#breakers tbody tr')).find(t => t.getAttribute('data-name') === arguments[0]);
+                 return tr ? tr.textContent : '';",
+                vec![json!(name)],
+            )
+            .await)?;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if text.contains(wanted) {
+            Ok(text)
+        } else {
+            Err(format!("it reads `{text}`"))
+        }
+    })
+    .await
 }
 
 async fn scenario(
@@ -440,6 +486,10 @@ async fn scenario(
         throttled.open_left.ends_with(" s left"),
         format!("time left throttled reads `{}`", throttled.open_left),
     )?;
+
+    // Recovery: the last health check, and the share a ramp admits.
+    row_reads(client, "inventory", "last check failed").await?;
+    row_reads(client, "catalog", "ramping up: 10").await?;
 
     // Reset without a token: refused with 401, still open.
     let notice = act(client, "payments", "reset", None).await?;

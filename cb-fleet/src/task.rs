@@ -1134,7 +1134,6 @@ impl Conn {
         }
         Ok(())
     }
-
 }
 
 /// The open time `b` has left, in ms, to share: at least 1 ms while open or

@@ -11,7 +11,6 @@ use crate::scripts;
 use crate::server::Con;
 
 impl Conn {
-
     /// Takes or renews the health-check lease of `name`'s open period, for
     /// about two check intervals (at least the probe lease's time to live).
     pub(super) async fn want_check_lease(&mut self, con: &mut Con, name: Arc<str>) -> Result<(), Lost> {

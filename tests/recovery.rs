@@ -417,3 +417,96 @@ async fn the_admin_api_shows_the_last_check_its_counts_and_the_ramp_share() {
     let share = closed["ramp_share"].as_f64().expect("ramping after the close");
     assert!((0.1..0.5).contains(&share), "{closed}");
 }
+
+/// One step of a ramp's property test.
+#[derive(Clone, Debug)]
+enum Step {
+    Advance(u64),
+    Call(bool),
+}
+
+fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        prop_oneof![
+            1 => (0u64..4_000).prop_map(Step::Advance),
+            4 => any::<bool>().prop_map(Step::Call),
+        ],
+        1..300,
+    )
+}
+
+proptest::proptest! {
+    /// Against a model of the ramp: the share grows linearly from 10 % to
+    /// 100 % over `ramp_up` on the breaker's clock, the `n`-th call of the
+    /// ramp is admitted exactly when fewer than `n × share` calls were, every
+    /// refusal says it is ramping with a short wait, and the counts add up.
+    /// Failures never open this breaker (its thresholds are out of reach), so
+    /// only the ramp decides.
+    #[test]
+    fn the_ramp_admits_what_its_model_admits(steps in steps()) {
+        const PPM: u128 = 1_000_000;
+        let ramp = Duration::from_secs(30);
+        let clock = ManualClock::new();
+        let b = CircuitBreaker::new(
+            "ramp-model",
+            Config::builder()
+                .failure_threshold(u32::MAX)
+                .failure_rate_threshold(1.0)
+                .success_threshold(1)
+                .ramp_up(ramp)
+                .clock(clock.clock())
+                .build()
+                .unwrap(),
+        );
+        b.open_for(Duration::from_secs(10));
+        clock.advance(Duration::from_secs(10));
+        succeed(&b).unwrap(); // the probe closes it: the ramp starts now
+        let (mut elapsed, mut seen, mut admitted, mut refused) = (0u128, 0u128, 0u128, 0u64);
+        let ramp_nanos = ramp.as_nanos();
+        for step in steps {
+            match step {
+                Step::Advance(ms) => {
+                    clock.advance(Duration::from_millis(ms));
+                    elapsed += u128::from(ms) * 1_000_000;
+                }
+                Step::Call(ok) => {
+                    let share = (elapsed < ramp_nanos)
+                        .then(|| 100_000 + (PPM - 100_000) * elapsed / ramp_nanos);
+                    let expected = match share {
+                        None => true,
+                        Some(share) => {
+                            seen += 1;
+                            admitted * PPM < seen * share
+                        }
+                    };
+                    let got = ready(b.call(async move { if ok { Ok(()) } else { Err("no") } }));
+                    match got {
+                        Err(cb_runtime::CallError::Rejected(e)) => {
+                            proptest::prop_assert!(!expected, "refused where the model admits");
+                            proptest::prop_assert!(e.is_ramping(), "{e}");
+                            let wait = e.retry_after().unwrap();
+                            proptest::prop_assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+                            refused += 1;
+                        }
+                        _ => {
+                            proptest::prop_assert!(expected, "admitted where the model refuses");
+                            if share.is_some() {
+                                admitted += 1;
+                            }
+                        }
+                    }
+                    proptest::prop_assert_eq!(b.state(), State::Closed);
+                }
+            }
+            let share = b.stats().ramp_share();
+            if elapsed < ramp_nanos {
+                let model = (100_000 + (PPM - 100_000) * elapsed / ramp_nanos) as f64 / PPM as f64;
+                proptest::prop_assert_eq!(share, Some(model));
+            } else {
+                proptest::prop_assert_eq!(share, None);
+            }
+        }
+        proptest::prop_assert_eq!(b.stats().rejected, refused);
+    }
+}

@@ -303,3 +303,47 @@ fn loom_bulkhead_never_admits_more_than_its_cap_and_frees_every_slot() {
         assert!(b.try_acquire().is_ok());
     });
 }
+
+/// The ramp after a close admits exactly its share, in every interleaving:
+/// at 10 % the first call of the ramp goes through and the next ones are
+/// refused as ramping (the `n`-th call is admitted when fewer than
+/// `n × share` were), whichever thread comes first; the counts add up.
+#[test]
+fn loom_ramp_admits_exactly_its_share_across_threads() {
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(CircuitBreaker::new(
+            "loom-ramp",
+            Config::builder()
+                .clock(clock.clock())
+                .failure_threshold(1)
+                .failure_rate_threshold(1.0)
+                .open_duration(Duration::from_secs(10))
+                .ramp_up(Duration::from_secs(100))
+                .build()
+                .unwrap(),
+        ));
+        open_and_elapse(&b, &clock);
+        b.try_acquire().unwrap().record(true); // the probe closes it: the ramp starts
+        assert_eq!(b.state(), State::Closed);
+        let caller = || {
+            let b = Arc::clone(&b);
+            thread::spawn(move || match b.try_acquire() {
+                Ok(permit) => {
+                    permit.record(true);
+                    true
+                }
+                Err(e) => {
+                    assert!(e.is_ramping(), "{e}");
+                    false
+                }
+            })
+        };
+        let (one, two) = (caller(), caller());
+        let admitted = u64::from(one.join().unwrap()) + u64::from(two.join().unwrap());
+        assert_eq!(admitted, 1, "10 % of the ramp's first two calls is its first");
+        let s = b.stats();
+        assert_eq!((s.successes, s.rejected), (2, 1));
+        assert_eq!(b.state(), State::Closed);
+    });
+}

@@ -1,7 +1,7 @@
 //! Model checks of the state machine's concurrency with loom: every
 //! interleaving of 2–3 threads over admission, success and failure records,
-//! drops without a record, the open → half-open transition, `reset` and
-//! `force_open`.
+//! drops without a record, the open → half-open transition, `reset`,
+//! `force_open`, the bulkhead and the ramp after a close.
 //!
 //! Run with:
 //!

@@ -560,7 +560,7 @@ impl Conn {
         }
         if r.close != 0 {
             if breaker.is_some_and(|b| b.state() == State::Closed) {
-                self.closed(con, &name, r.close).await?;
+                self.closed(con, &name, r.close, false).await?;
             }
             r.close = 0;
         }
@@ -807,33 +807,18 @@ impl Conn {
             .collect())
     }
 
-    /// Shares a close after this replica's probes of `period` succeeded.
-    async fn closed(&mut self, con: &mut Con, name: &str, period: u64) -> Result<(), Lost> {
+    /// Shares a close of `period`: after this replica's probes succeeded
+    /// (`scripts::close`), or by health checks, which ends the fleet's open
+    /// period early (`by_check`: `scripts::close_checked`).
+    async fn closed(&mut self, con: &mut Con, name: &str, period: u64, by_check: bool) -> Result<(), Lost> {
         let k = self.shared.keys.breaker(name);
+        let script = if by_check {
+            scripts::close_checked(self.shared.publish)
+        } else {
+            scripts::close(self.shared.publish)
+        };
         let answer: Answer = self
-            .io(scripts::close(self.shared.publish)
-                .key(&k.hash)
-                .key(&k.open)
-                .key(&k.lease)
-                .key(&k.done)
-                .key(self.shared.keys.active())
-                .arg(period)
-                .arg(&self.shared.replica)
-                .arg(name)
-                .arg(self.shared.keys.channel())
-                .arg(self.ttl_ms())
-                .invoke_async(con))
-            .await?;
-        self.follow(name, &answer);
-        Ok(())
-    }
-
-    /// Reports a close by health checks, which ends the fleet's open period
-    /// early (see `scripts::close_checked`).
-    async fn closed_by_check(&mut self, con: &mut Con, name: &str, period: u64) -> Result<(), Lost> {
-        let k = self.shared.keys.breaker(name);
-        let answer: Answer = self
-            .io(scripts::close_checked(self.shared.publish)
+            .io(script
                 .key(&k.hash)
                 .key(&k.open)
                 .key(&k.lease)
@@ -895,8 +880,8 @@ impl Conn {
                 ledger.open_shared();
                 Ok(())
             }
-            Cmd::Closed { ledger, period } => self.closed(con, &ledger.name, period).await,
-            Cmd::ClosedByCheck { ledger, period } => self.closed_by_check(con, &ledger.name, period).await,
+            Cmd::Closed { ledger, period } => self.closed(con, &ledger.name, period, false).await,
+            Cmd::ClosedByCheck { ledger, period } => self.closed(con, &ledger.name, period, true).await,
             Cmd::Probe { ledger, report } => self.probe(con, &ledger.name, &report).await,
             Cmd::WantLease { name } => self.want_lease(con, name).await,
             Cmd::WantCheckLease { name } => self.want_check_lease(con, name).await,

@@ -27,16 +27,19 @@ async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) 
 
 const SOON: Duration = Duration::from_secs(3);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_close_by_health_checks_reaches_every_replica_before_the_open_period_ends() {
-    let Some(server) =
-        redis_or_skip("a_close_by_health_checks_reaches_every_replica_before_the_open_period_ends")
-    else {
-        return;
-    };
+/// Two replicas joined to one fleet in namespace `ns`, each with breaker
+/// `dep`: opens on one failure for 60 s, checked every 100 ms.
+async fn two_replicas(
+    server: &RedisServer,
+    ns: &str,
+) -> (
+    (Fleet, Fleet),
+    Arc<cb_runtime::CircuitBreaker>,
+    Arc<cb_runtime::CircuitBreaker>,
+) {
     let (ra, rb) = (replica(), replica());
-    let fa = join(&server, "recovery", "a", ra).await;
-    let fb = join(&server, "recovery", "b", rb).await;
+    let fa = join(server, ns, "a", ra).await;
+    let fb = join(server, ns, "b", rb).await;
     assert!(fa.is_connected() && fb.is_connected());
     let cfg = || {
         Config::builder()
@@ -49,6 +52,17 @@ async fn a_close_by_health_checks_reaches_every_replica_before_the_open_period_e
     };
     let a = ra.get_or_insert("dep", cfg);
     let b = rb.get_or_insert("dep", cfg);
+    ((fa, fb), a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_by_health_checks_reaches_every_replica_before_the_open_period_ends() {
+    let Some(server) =
+        redis_or_skip("a_close_by_health_checks_reaches_every_replica_before_the_open_period_ends")
+    else {
+        return;
+    };
+    let (_fleets, a, b) = two_replicas(&server, "recovery").await;
     let up = Arc::new(AtomicBool::new(false));
     let u = Arc::clone(&up);
     a.set_health_check(move || {
@@ -84,21 +98,7 @@ async fn one_replica_checks_a_breaker_per_open_period() {
     let Some(server) = redis_or_skip("one_replica_checks_a_breaker_per_open_period") else {
         return;
     };
-    let (ra, rb) = (replica(), replica());
-    let fa = join(&server, "recovery-lease", "a", ra).await;
-    let fb = join(&server, "recovery-lease", "b", rb).await;
-    assert!(fa.is_connected() && fb.is_connected());
-    let cfg = || {
-        Config::builder()
-            .failure_threshold(1)
-            .success_threshold(1)
-            .open_duration(Duration::from_secs(60))
-            .health_check_interval(Duration::from_millis(100))
-            .build()
-            .unwrap()
-    };
-    let a = ra.get_or_insert("dep", cfg);
-    let b = rb.get_or_insert("dep", cfg);
+    let (_fleets, a, b) = two_replicas(&server, "recovery-lease").await;
     for breaker in [&a, &b] {
         breaker.set_health_check(|| async { false });
     }

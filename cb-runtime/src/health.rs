@@ -21,13 +21,13 @@
 //! * a failed check changes nothing but its count: the open period ends as
 //!   usual (then the user calls probe, as without a check), so a broken check
 //!   cannot keep a breaker open;
-//! * checks are counted in [`Stats::health_checks_passed`] and
-//!   [`Stats::health_checks_failed`], never in the call totals.
+//! * checks are counted in [`Stats::health_checks_passed`](crate::Stats::health_checks_passed) and
+//!   [`Stats::health_checks_failed`](crate::Stats::health_checks_failed), never in the call totals.
 //!
 //! # How it talks to the state machine
 //!
 //! The check and the state machine know nothing of each other's thresholds.
-//! The breaker tells its [`Checker`] of each transition (the open period it
+//! The breaker tells its `Checker` of each transition (the open period it
 //! may check, or none); the checker's task runs the checks and, once enough
 //! have passed, gives its verdict for that period. The one call back is
 //! `close_by_health_check(generation)`, which closes the circuit only if it is

@@ -16,7 +16,7 @@ use crate::transition::Reason;
 
 impl CircuitBreaker {
     /// Closes the circuit and clears the window and the consecutive-failure
-    /// count. The totals in [`Stats`] are kept. Ends `force_open` and `disable`.
+    /// count. The totals in [`Stats`](crate::Stats) are kept. Ends `force_open` and `disable`.
     pub fn reset(&self) {
         if let Some(modes) = self.modes() {
             modes.adaptive.clear();
@@ -30,7 +30,7 @@ impl CircuitBreaker {
     }
 
     /// Lets every call through and never opens, until [`reset`](Self::reset).
-    /// Calls are still counted in [`Stats`].
+    /// Calls are still counted in [`Stats`](crate::Stats).
     pub fn disable(&self) {
         self.manual(State::Disabled, Reason::Disabled);
     }

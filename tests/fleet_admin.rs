@@ -6,16 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use cb_fleet::testing::redis_or_skip;
+use cb_fleet::testing::{redis_or_skip, replica};
 use cb_fleet::Fleet;
 use cb_runtime::admin::AdminAuth;
 use cb_runtime::{Config, Registry, State};
 use http::{Request, StatusCode};
 use tower::ServiceExt;
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 async fn send(
     router: &axum::Router,

@@ -285,6 +285,30 @@ impl Drop for RedisServer {
     }
 }
 
+/// A registry of its own, leaked, that reads no environment: what one
+/// replica of a fleet simulated in this process has.
+pub fn replica() -> &'static cb_runtime::Registry {
+    Box::leak(Box::new(cb_runtime::Registry::with_env(Vec::new)))
+}
+
+/// Joins `registry` to the fleet in namespace `ns` on `server`, as replica
+/// `id`, with every other setting at its default; panics if the setup is
+/// refused (an unreachable server is not refused: see
+/// [`FleetBuilder::join`](crate::FleetBuilder::join)).
+pub async fn join(
+    server: &RedisServer,
+    ns: &str,
+    id: &str,
+    registry: &'static cb_runtime::Registry,
+) -> crate::Fleet {
+    crate::Fleet::builder(&server.url())
+        .namespace(ns)
+        .replica_id(id)
+        .join(registry)
+        .await
+        .expect("join")
+}
+
 /// `n` replicas in this process, each its own (leaked) registry joined to a
 /// fleet in namespace `ns` on `server`, with replica ids `r0`, `r1`, ...;
 /// `configure` sets each builder's other settings. For examples and benches
@@ -297,8 +321,7 @@ pub async fn replicas(
 ) -> Vec<(crate::Fleet, &'static cb_runtime::Registry)> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let registry: &'static cb_runtime::Registry =
-            Box::leak(Box::new(cb_runtime::Registry::with_env(Vec::new)));
+        let registry = replica();
         let builder = crate::Fleet::builder(&server.url())
             .namespace(ns)
             .replica_id(&format!("r{i}"));

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_available, wait_until, RedisCluster};
+use cb_fleet::testing::{redis_available, replica, wait_until, RedisCluster};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{CircuitBreaker, Config, Registry, State};
 
@@ -19,10 +19,6 @@ use cb_runtime::{CircuitBreaker, Config, Registry, State};
 const CLUSTER_ACL: &str = "ACL SETUSER cb-clustered on >long-random-password resetkeys ~cb:{clustered}:* resetchannels &cb:{clustered}:* -@all +ping +eval +evalsha +script|load +subscribe +unsubscribe +xadd +xrevrange +zrem +hget +hset +hsetnx +hincrby +pttl +set +get +del +sadd +publish +time +zremrangebyscore +zrangebyscore +zrange +zcard +zadd +zscore +pexpire +cluster|slots +ssubscribe +sunsubscribe +spublish";
 
 const SOON: Duration = Duration::from_secs(10);
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 fn config() -> Config {
     Config::builder()

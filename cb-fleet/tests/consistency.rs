@@ -8,17 +8,13 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, wait_until, Proxy, RedisServer, Traffic};
+use cb_fleet::testing::{redis_or_skip, replica, wait_until, Proxy, RedisServer, Traffic};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::clock::ManualClock;
 use cb_runtime::{CircuitBreaker, Config, Permit, Registry, State};
 use redis::aio::MultiplexedConnection;
 
 const SOON: Duration = Duration::from_secs(5);
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 fn config(open: Duration, probes: u32, successes: u32) -> Config {
     Config::builder()

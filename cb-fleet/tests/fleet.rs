@@ -6,13 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, wait_until as eventually, RedisServer};
+use cb_fleet::testing::{redis_or_skip, replica, wait_until as eventually, RedisServer};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{CircuitBreaker, Config, Permit, Registry, State};
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 fn config(open: Duration, probes: u32, successes: u32) -> Config {
     Config::builder()

@@ -7,24 +7,10 @@
 
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_or_skip, wait_until, RedisServer};
-use cb_fleet::Fleet;
-use cb_runtime::{Config, Registry, State};
+use cb_fleet::testing::{join, redis_or_skip, replica, wait_until};
+use cb_runtime::{Config, State};
 
 const SOON: Duration = Duration::from_secs(5);
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
-
-async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
-    Fleet::builder(&server.url())
-        .namespace(ns)
-        .replica_id(id)
-        .join(reg)
-        .await
-        .expect("join")
-}
 
 fn config() -> Config {
     Config::builder()

@@ -6,16 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, wait_until, RedisServer};
+use cb_fleet::testing::{redis_or_skip, replica, wait_until, RedisServer};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{CircuitBreaker, Config, Registry, State};
 use redis::aio::MultiplexedConnection;
 
 const SOON: Duration = Duration::from_secs(5);
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 fn config(open: Duration) -> Config {
     Config::builder()

@@ -6,13 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_or_skip, wait_until as eventually, RedisServer};
+use cb_fleet::testing::{redis_or_skip, replica, wait_until as eventually, RedisServer};
 use cb_fleet::Fleet;
 use cb_runtime::{Config, Reason, Registry, State};
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
     Fleet::builder(&server.url())

@@ -6,22 +6,8 @@
 
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_or_skip, wait_until, RedisServer};
-use cb_fleet::Fleet;
-use cb_runtime::{Config, Mode, Registry, State};
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
-
-async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
-    Fleet::builder(&server.url())
-        .namespace(ns)
-        .replica_id(id)
-        .join(reg)
-        .await
-        .expect("join")
-}
+use cb_fleet::testing::{join, redis_or_skip, replica, wait_until};
+use cb_runtime::{Config, Mode, State};
 
 fn shadow() -> Config {
     Config::builder()

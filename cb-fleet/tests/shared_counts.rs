@@ -6,16 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, wait_until, RedisServer};
+use cb_fleet::testing::{redis_or_skip, replica, wait_until, RedisServer};
 use cb_fleet::Fleet;
 use cb_runtime::{CircuitBreaker, Config, Registry, State, Window};
 use redis::aio::MultiplexedConnection;
 
 const SOON: Duration = Duration::from_secs(5);
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry, share: bool) -> Fleet {
     let fleet = Fleet::builder(&server.url())

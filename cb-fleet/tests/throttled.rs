@@ -7,22 +7,8 @@
 
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_or_skip, wait_until, RedisServer};
-use cb_fleet::Fleet;
-use cb_runtime::{Backoff, CircuitBreaker, Classify, Config, Outcome, Reason, Registry, State};
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
-
-async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
-    Fleet::builder(&server.url())
-        .namespace(ns)
-        .replica_id(id)
-        .join(reg)
-        .await
-        .expect("join")
-}
+use cb_fleet::testing::{join, redis_or_skip, replica, wait_until, RedisServer};
+use cb_runtime::{Backoff, CircuitBreaker, Classify, Config, Outcome, Reason, State};
 
 fn config() -> Config {
     Config::builder()

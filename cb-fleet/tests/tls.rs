@@ -10,16 +10,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_available, wait_until as eventually, RedisServer};
+use cb_fleet::testing::{redis_available, replica, wait_until as eventually, RedisServer};
 use cb_fleet::{Fleet, FleetError};
 use cb_runtime::{Config, Registry, State};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
 };
-
-fn replica() -> &'static Registry {
-    Box::leak(Box::new(Registry::with_env(Vec::new)))
-}
 
 /// Everything logged by this test binary, at every level.
 fn logs() -> &'static Mutex<Vec<u8>> {

@@ -309,6 +309,25 @@ pub async fn join(
         .expect("join")
 }
 
+/// [`join`] with the short lease (900 ms) and I/O timeout (300 ms) of tests
+/// that wait for leases to lapse and for a lost server to be noticed within
+/// a few seconds.
+pub async fn join_quick(
+    server: &RedisServer,
+    ns: &str,
+    id: &str,
+    registry: &'static cb_runtime::Registry,
+) -> crate::Fleet {
+    crate::Fleet::builder(&server.url())
+        .namespace(ns)
+        .replica_id(id)
+        .lease_ttl(Duration::from_millis(900))
+        .io_timeout(Duration::from_millis(300))
+        .join(registry)
+        .await
+        .expect("join")
+}
+
 /// `n` replicas in this process, each its own (leaked) registry joined to a
 /// fleet in namespace `ns` on `server`, with replica ids `r0`, `r1`, ...;
 /// `configure` sets each builder's other settings. For examples and benches

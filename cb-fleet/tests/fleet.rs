@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cb_fleet::testing::{redis_or_skip, replica, wait_until as eventually, RedisServer};
+use cb_fleet::testing::{join_quick, redis_or_skip, replica, wait_until as eventually};
 use cb_fleet::{Fleet, FleetError};
-use cb_runtime::{CircuitBreaker, Config, Permit, Registry, State};
+use cb_runtime::{CircuitBreaker, Config, Permit, State};
 
 fn config(open: Duration, probes: u32, successes: u32) -> Config {
     Config::builder()
@@ -18,17 +18,6 @@ fn config(open: Duration, probes: u32, successes: u32) -> Config {
         .success_threshold(successes)
         .build()
         .unwrap()
-}
-
-async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
-    Fleet::builder(&server.url())
-        .namespace(ns)
-        .replica_id(id)
-        .lease_ttl(Duration::from_millis(900))
-        .io_timeout(Duration::from_millis(300))
-        .join(reg)
-        .await
-        .expect("join")
 }
 
 async fn eventually_async<F: Future<Output = bool>>(within: Duration, mut f: impl FnMut() -> F) -> bool {
@@ -70,10 +59,10 @@ async fn an_open_propagates_to_every_replica_and_namespaces_are_apart() {
         return;
     };
     let (ra, rb, rc, other) = (replica(), replica(), replica(), replica());
-    let fa = join(&server, "prop", "a", ra).await;
-    let fb = join(&server, "prop", "b", rb).await;
-    let fc = join(&server, "prop", "c", rc).await;
-    let fo = join(&server, "prop-other", "o", other).await;
+    let fa = join_quick(&server, "prop", "a", ra).await;
+    let fb = join_quick(&server, "prop", "b", rb).await;
+    let fc = join_quick(&server, "prop", "c", rc).await;
+    let fo = join_quick(&server, "prop-other", "o", other).await;
     assert!(fa.is_connected() && fb.is_connected() && fc.is_connected() && fo.is_connected());
     let cfg = || config(Duration::from_secs(30), 1, 1);
     let a = ra.get_or_insert("dep", cfg);
@@ -96,7 +85,7 @@ async fn a_late_joiner_refuses_its_first_call_while_the_fleet_is_open() {
         return;
     };
     let ra = replica();
-    let _fa = join(&server, "late", "a", ra).await;
+    let _fa = join_quick(&server, "late", "a", ra).await;
     let a = ra.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
     trip(&a);
     // Wait until the fleet has it (the transition log shows it).
@@ -110,10 +99,10 @@ async fn a_late_joiner_refuses_its_first_call_while_the_fleet_is_open() {
     // A restarted replica: one breaker made before joining, one after.
     let rb = replica();
     let early = rb.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
-    let _fb = join(&server, "late", "b", rb).await;
+    let _fb = join_quick(&server, "late", "b", rb).await;
     assert_eq!(early.state(), State::Open, "adopted in join, before it returned");
     let rc = replica();
-    let _fc = join(&server, "late", "c", rc).await;
+    let _fc = join_quick(&server, "late", "c", rc).await;
     let late = rc.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
     assert!(
         late.try_acquire().unwrap_err().is_rejected(),
@@ -131,7 +120,7 @@ async fn probes_are_capped_fleet_wide_and_successes_close_everyone() {
     let mut breakers: Vec<Arc<CircuitBreaker>> = Vec::new();
     for i in 0..4 {
         let r = replica();
-        fleets.push(join(&server, "cap", &format!("r{i}"), r).await);
+        fleets.push(join_quick(&server, "cap", &format!("r{i}"), r).await);
         breakers.push(r.get_or_insert("dep", cfg));
     }
     trip(&breakers[0]);
@@ -178,8 +167,8 @@ async fn a_failed_probe_anywhere_reopens_everywhere_with_the_level_shared() {
             .unwrap()
     };
     let (ra, rb) = (replica(), replica());
-    let _fa = join(&server, "reopen", "a", ra).await;
-    let _fb = join(&server, "reopen", "b", rb).await;
+    let _fa = join_quick(&server, "reopen", "a", ra).await;
+    let _fb = join_quick(&server, "reopen", "b", rb).await;
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     trip(&a);
     assert!(eventually(SOON, || b.state() == State::Open).await);
@@ -199,8 +188,8 @@ async fn a_crashed_replicas_lease_expires_and_another_replica_probes() {
     };
     let cfg = || config(Duration::from_millis(200), 1, 1);
     let (ra, rb) = (replica(), replica());
-    let fa = join(&server, "crash", "a", ra).await;
-    let _fb = join(&server, "crash", "b", rb).await;
+    let fa = join_quick(&server, "crash", "a", ra).await;
+    let _fb = join_quick(&server, "crash", "b", rb).await;
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     trip(&a);
     assert!(eventually(SOON, || b.state() == State::Open).await);
@@ -227,8 +216,8 @@ async fn fleet_scope_manual_control_reaches_every_replica_and_late_joiners() {
     };
     let cfg = || config(Duration::from_secs(30), 1, 1);
     let (ra, rb) = (replica(), replica());
-    let fa = join(&server, "manual", "a", ra).await;
-    let _fb = join(&server, "manual", "b", rb).await;
+    let fa = join_quick(&server, "manual", "a", ra).await;
+    let _fb = join_quick(&server, "manual", "b", rb).await;
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     fa.force_open("dep").await.unwrap();
     assert_eq!(a.state(), State::ForcedOpen, "applied locally at once");
@@ -238,7 +227,7 @@ async fn fleet_scope_manual_control_reaches_every_replica_and_late_joiners() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!((a.state(), b.state()), (State::ForcedOpen, State::Closed));
     let rc = replica();
-    let _fc = join(&server, "manual", "c", rc).await;
+    let _fc = join_quick(&server, "manual", "c", rc).await;
     assert_eq!(
         rc.get_or_insert("dep", cfg).state(),
         State::ForcedOpen,
@@ -269,8 +258,8 @@ async fn a_killed_server_costs_callers_nothing_and_the_fleet_reconnects_and_resy
     };
     let cfg = || config(Duration::from_secs(30), 1, 1);
     let (ra, rb) = (replica(), replica());
-    let fa = join(&server, "kill", "a", ra).await;
-    let fb = join(&server, "kill", "b", rb).await;
+    let fa = join_quick(&server, "kill", "a", ra).await;
+    let fb = join_quick(&server, "kill", "b", rb).await;
     let (a, b) = (ra.get_or_insert("dep", cfg), rb.get_or_insert("dep", cfg));
     // An open shared before the server dies: the restarted server has forgotten it.
     let (shared_a, shared_b) = (ra.get_or_insert("shared", cfg), rb.get_or_insert("shared", cfg));
@@ -296,7 +285,7 @@ async fn a_killed_server_costs_callers_nothing_and_the_fleet_reconnects_and_resy
     // An empty server is not a fleet that closed: the shared open stays, and is shared again.
     assert_eq!((shared_a.state(), shared_b.state()), (State::Open, State::Open));
     let rc = replica();
-    let _fc = join(&server, "kill", "c", rc).await;
+    let _fc = join_quick(&server, "kill", "c", rc).await;
     assert_eq!(rc.get_or_insert("shared", cfg).state(), State::Open);
 }
 
@@ -306,7 +295,7 @@ async fn a_hung_server_costs_callers_nothing() {
         return;
     };
     let r = replica();
-    let f = join(&server, "hang", "a", r).await;
+    let f = join_quick(&server, "hang", "a", r).await;
     let a = r.get_or_insert("dep", || config(Duration::from_millis(100), 1, 1));
     server.hang();
     // Calls made while the server hangs: every transition queues a message
@@ -644,8 +633,8 @@ async fn an_open_of_a_day_reaches_every_replica_and_late_joiners() {
         return;
     };
     let (ra, rb) = (replica(), replica());
-    let _fa = join(&server, "long", "a", ra).await;
-    let _fb = join(&server, "long", "b", rb).await;
+    let _fa = join_quick(&server, "long", "a", ra).await;
+    let _fb = join_quick(&server, "long", "b", rb).await;
     let a = ra.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
     let b = rb.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
     assert!(a.open_for(Duration::from_secs(3 * 86_400)));
@@ -662,7 +651,7 @@ async fn an_open_of_a_day_reaches_every_replica_and_late_joiners() {
     // A replica joining now adopts what remains, not a day's clamp of it.
     let rc = replica();
     let c = rc.get_or_insert("dep", || config(Duration::from_secs(30), 1, 1));
-    let _fc = join(&server, "long", "c", rc).await;
+    let _fc = join_quick(&server, "long", "c", rc).await;
     assert_eq!(c.state(), State::Open);
     assert_eq!(hours(&c), 23, "{:?}", c.open_remaining());
 }

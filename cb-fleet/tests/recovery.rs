@@ -6,20 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cb_fleet::testing::{redis_or_skip, replica, wait_until as eventually, RedisServer};
+use cb_fleet::testing::{join_quick, redis_or_skip, replica, wait_until as eventually, RedisServer};
 use cb_fleet::Fleet;
-use cb_runtime::{Config, Reason, Registry, State};
-
-async fn join(server: &RedisServer, ns: &str, id: &str, reg: &'static Registry) -> Fleet {
-    Fleet::builder(&server.url())
-        .namespace(ns)
-        .replica_id(id)
-        .lease_ttl(Duration::from_millis(900))
-        .io_timeout(Duration::from_millis(300))
-        .join(reg)
-        .await
-        .expect("join")
-}
+use cb_runtime::{Config, Reason, State};
 
 const SOON: Duration = Duration::from_secs(3);
 
@@ -34,8 +23,8 @@ async fn two_replicas(
     Arc<cb_runtime::CircuitBreaker>,
 ) {
     let (ra, rb) = (replica(), replica());
-    let fa = join(server, ns, "a", ra).await;
-    let fb = join(server, ns, "b", rb).await;
+    let fa = join_quick(server, ns, "a", ra).await;
+    let fb = join_quick(server, ns, "b", rb).await;
     assert!(fa.is_connected() && fb.is_connected());
     let cfg = || {
         Config::builder()

@@ -97,7 +97,6 @@ pub struct Stats {
     pub refusal_share: Option<f64>,
     /// Calls in flight that hold a bulkhead slot (0 without a bulkhead).
     pub concurrent_calls: u64,
-
     /// Health checks that passed (see
     /// [`set_health_check`](crate::CircuitBreaker::set_health_check)); not
     /// calls, so not in [`calls`](Self::calls).
